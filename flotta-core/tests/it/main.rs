@@ -5,3 +5,4 @@ mod manifest_errors;
 mod reference;
 mod roundtrip;
 mod schema;
+mod wire_messages;
