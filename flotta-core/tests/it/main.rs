@@ -5,4 +5,5 @@ mod manifest_errors;
 mod reference;
 mod roundtrip;
 mod schema;
+mod unknown_fields;
 mod wire_messages;
