@@ -117,10 +117,11 @@ impl Requirement {
                 }
                 values.iter().try_for_each(|v| validate_label_value(v))?;
             }
-            LabelTest::Exists
-            | LabelTest::DoesNotExist
-            | LabelTest::GreaterThan(_)
-            | LabelTest::LessThan(_) => {}
+            // The bound is written as a label value, so it cannot be negative.
+            LabelTest::GreaterThan(bound) | LabelTest::LessThan(bound) => {
+                validate_label_value(&bound.to_string())?;
+            }
+            LabelTest::Exists | LabelTest::DoesNotExist => {}
         }
         Ok(Self { key, test })
     }

@@ -1,0 +1,6 @@
+//! Integration tests of flotta-core.
+
+mod selector_conformance;
+mod selector_corpus;
+mod selector_fields;
+mod selector_properties;
