@@ -2,3 +2,4 @@
 
 pub mod model;
 pub mod selector;
+pub mod wire;

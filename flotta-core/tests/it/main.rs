@@ -1,5 +1,7 @@
 //! Integration tests of flotta-core.
 
+mod reference;
+mod roundtrip;
 mod selector_conformance;
 mod selector_corpus;
 mod selector_fields;

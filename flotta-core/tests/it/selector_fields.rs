@@ -248,3 +248,56 @@ fn metadata_fields_are_readable() {
         Some(FieldValue::Timestamp(datetime!(2026-01-02 03:04:05 UTC)))
     );
 }
+
+#[test]
+fn flotta_resources_are_selectable() {
+    use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload};
+    use flotta_core::selector::Selector;
+
+    let device: EdgeDevice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "EdgeDevice",
+        "metadata": {"name": "cam-7", "namespace": "plant", "labels": {"tier": "edge"}},
+        "spec": {"osInformation": {"commitID": "c0ffee"}},
+        "status": {"phase": "up", "lastSeen": "2026-05-01T10:00:00Z"}
+    }))
+    .expect("device fixture");
+    let select = |text: &str| {
+        FieldSelector::parse_for::<EdgeDevice>(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .matches(&device)
+    };
+    assert!(select("metadata.name=cam-7,status.phase=up"));
+    assert!(select("status.lastSeen>=2026-05-01T10:00:00Z"));
+    assert!(!select("status.lastSeen<2026-05-01T09:00:00Z"));
+    assert!(select("spec.osInformation.commitID contains ffe"));
+    assert!(select("!spec.requestTime"));
+    assert!(FieldSelector::parse_for::<EdgeDevice>("status.lastSeen contains 2026").is_err());
+    assert!(
+        "tier=edge"
+            .parse::<Selector>()
+            .expect("valid")
+            .matches(&device)
+    );
+
+    let workload: EdgeWorkload = serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "EdgeWorkload",
+        "metadata": {"name": "nginx", "namespace": "plant"},
+        "spec": {"type": "pod", "pod": {"spec": {"containers": []}}},
+        "status": {"phaseCounts": {"deploying": 0, "running": 12, "failed": 1, "unknown": 0}}
+    }))
+    .expect("workload fixture");
+    let running =
+        FieldSelector::parse_for::<EdgeWorkload>("status.phaseCounts.running>10,spec.type=pod")
+            .expect("valid");
+    assert!(running.matches(&workload));
+    let failed =
+        FieldSelector::parse_for::<EdgeWorkload>("status.phaseCounts.failed=0").expect("valid");
+    assert!(!failed.matches(&workload));
+
+    let error =
+        FieldSelector::parse_for::<EdgeDeviceSet>("status.phase=up").expect_err("no phase on sets");
+    assert!(error.to_string().contains("status.deviceCount"), "{error}");
+    assert!(FieldSelector::parse_for::<EdgeDeviceSignedRequest>("spec.approved=true").is_ok());
+}
