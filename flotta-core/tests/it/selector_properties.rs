@@ -162,6 +162,7 @@ proptest! {
                 prop_assert_eq!(index.selectors_matching_device(id), expected);
             }
             prop_assert_eq!(index.len(), devices.len());
+            prop_assert_eq!(index.registered_selectors(), selectors.keys().map(String::as_str).collect::<Vec<_>>());
         }
         for selector in selectors.values() {
             prop_assert_eq!(index.select(selector), naive_select(&devices, selector));
