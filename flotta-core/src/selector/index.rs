@@ -31,6 +31,8 @@ struct DeviceEntry {
 struct RegisteredSelector {
     name: Arc<str>,
     selector: Selector,
+    /// Where it is filed; kept because the choice depends on the fleet at the time.
+    anchor: Anchor,
 }
 
 /// Registered selectors filed under one requirement each of them cannot match
@@ -47,34 +49,12 @@ struct SelectorAnchors {
 }
 
 /// Where a selector is filed in [`SelectorAnchors`].
+#[derive(Debug, Clone)]
 enum Anchor {
     Pairs(String, Vec<String>),
     Key(String),
     Unanchored,
     Never,
-}
-
-fn anchor_of(selector: &Selector) -> Anchor {
-    if selector.is_nothing() {
-        return Anchor::Never;
-    }
-    let requirements = selector.requirements();
-    if let Some((key, value)) = requirements.iter().find_map(|r| match r.test() {
-        LabelTest::Equals(value) => Some((r.key(), value)),
-        _ => None,
-    }) {
-        return Anchor::Pairs(key.to_owned(), vec![value.clone()]);
-    }
-    if let Some((key, values)) = requirements.iter().find_map(|r| match r.test() {
-        LabelTest::In(values) => Some((r.key(), values)),
-        _ => None,
-    }) {
-        return Anchor::Pairs(key.to_owned(), values.iter().cloned().collect());
-    }
-    match requirements.iter().find(|r| r.test().requires_key()) {
-        Some(requirement) => Anchor::Key(requirement.key().to_owned()),
-        None => Anchor::Unanchored,
-    }
 }
 
 /// Takes a slot from the free list, or the next new one.
@@ -337,16 +317,58 @@ impl DeviceIndex {
         ids
     }
 
+    /// Picks the positive requirement to file a selector under: the one whose
+    /// pairs (or key) the fewest devices carry now, since a change to a device only
+    /// evaluates the selectors filed under its labels. Ties go to `=`, then `in`,
+    /// then key tests, then canonical order.
+    fn choose_anchor(&self, selector: &Selector) -> Anchor {
+        if selector.is_nothing() {
+            return Anchor::Never;
+        }
+        let mut best: Option<((usize, u8), Anchor)> = None;
+        for requirement in selector.requirements() {
+            let key = requirement.key();
+            let postings = self.postings.get(key);
+            let devices_with = |value: &str| {
+                postings
+                    .and_then(|p| p.by_value.get(value))
+                    .map_or(0, BTreeSet::len)
+            };
+            let (cost, anchor) = match requirement.test() {
+                LabelTest::Equals(value) => (
+                    (devices_with(value), 0),
+                    Anchor::Pairs(key.to_owned(), vec![value.clone()]),
+                ),
+                LabelTest::In(values) => (
+                    (values.iter().map(|v| devices_with(v)).sum(), 1),
+                    Anchor::Pairs(key.to_owned(), values.iter().cloned().collect()),
+                ),
+                LabelTest::Exists | LabelTest::GreaterThan(_) | LabelTest::LessThan(_) => (
+                    (postings.map_or(0, |p| p.devices.len()), 2),
+                    Anchor::Key(key.to_owned()),
+                ),
+                LabelTest::DoesNotExist | LabelTest::NotEquals(_) | LabelTest::NotIn(_) => {
+                    continue;
+                }
+            };
+            if best.as_ref().is_none_or(|(best_cost, _)| cost < *best_cost) {
+                best = Some((cost, anchor));
+            }
+        }
+        best.map_or(Anchor::Unanchored, |(_, anchor)| anchor)
+    }
+
     /// Registers (or replaces) a named selector whose verdict changes
     /// [`DeviceIndex::upsert_device`] reports; returns the selector it replaced.
     /// Use [`DeviceIndex::select`] for the devices it matches now.
     pub fn register_selector(&mut self, name: &str, selector: Selector) -> Option<Selector> {
         let previous = self.unregister_selector(name);
         let name: Arc<str> = Arc::from(name);
-        let anchor = anchor_of(&selector);
+        let anchor = self.choose_anchor(&selector);
         let entry = RegisteredSelector {
             name: name.clone(),
             selector,
+            anchor: anchor.clone(),
         };
         let slot = allocate(&mut self.selectors, &mut self.free_selectors, entry);
         self.selector_slots.insert(name, slot);
@@ -370,7 +392,7 @@ impl DeviceIndex {
         let entry = self.selectors.get_mut(slot as usize)?.take()?;
         self.free_selectors.push(slot);
         let unfile = |slots: &mut Vec<Slot>| slots.retain(|&s| s != slot);
-        match anchor_of(&entry.selector) {
+        match entry.anchor {
             Anchor::Pairs(key, values) => {
                 if let Some(by_value) = self.anchors.by_pair.get_mut(&key) {
                     for value in values {
