@@ -509,3 +509,68 @@ impl DeviceIndex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn selector(text: &str) -> Selector {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn postings_follow_label_changes_and_removal() {
+        let mut index = DeviceIndex::new();
+        index.upsert_device("d1", labels(&[("a", "1"), ("b", "x")]));
+        index.upsert_device("d2", labels(&[("a", "2")]));
+        assert_eq!(index.select(&selector("a in (1,2)")), ["d1", "d2"]);
+        index.upsert_device("d1", labels(&[("a", "2")]));
+        assert_eq!(index.select(&selector("a=1")), Vec::<&str>::new());
+        assert_eq!(index.select(&selector("b")), Vec::<&str>::new());
+        assert_eq!(index.select(&selector("a=2")), ["d1", "d2"]);
+        assert!(index.remove_device("d1").is_some());
+        assert!(index.remove_device("d1").is_none());
+        assert_eq!(index.select(&selector("a=2")), ["d2"]);
+        assert_eq!(index.select(&selector("!b")), ["d2"]);
+        // empty posting lists are dropped, not left behind
+        assert!(!index.postings.contains_key("b"));
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn anchors_prefer_the_rarest_requirement() {
+        let mut index = DeviceIndex::new();
+        for i in 0..10 {
+            let site = if i == 0 { "rare" } else { "common" };
+            index.upsert_device(
+                &format!("d{i}"),
+                labels(&[("arch", "arm64"), ("site", site)]),
+            );
+        }
+        index.register_selector("w", selector("arch=arm64,site=rare"));
+        index.register_selector("n", selector("!legacy"));
+        index.register_selector("never", Selector::nothing());
+        assert!(
+            index
+                .anchors
+                .by_pair
+                .get("site")
+                .is_some_and(|v| v.contains_key("rare"))
+        );
+        assert!(!index.anchors.by_pair.contains_key("arch"));
+        assert_eq!(index.anchors.unanchored.len(), 1);
+        assert_eq!(index.selectors_matching_device("d0"), ["n", "w"]);
+        let changes = index.upsert_device("d0", labels(&[("legacy", "yes")]));
+        assert_eq!(changes.stopped, ["n", "w"]);
+        assert!(changes.started.is_empty());
+        assert!(index.unregister_selector("w").is_some());
+        assert!(index.anchors.by_pair.is_empty());
+    }
+}
