@@ -40,8 +40,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(selector) = FieldSelector::parse_for::<Probe>(text) {
         let _ = selector.matches(&Probe);
         let canonical = selector.to_string();
-        let reparsed = FieldSelector::parse_for::<Probe>(&canonical)
-            .unwrap_or_else(|e| panic!("canonical form {canonical:?} of {text:?} does not parse: {e}"));
+        let reparsed = FieldSelector::parse_for::<Probe>(&canonical).unwrap_or_else(|e| {
+            panic!("canonical form {canonical:?} of {text:?} does not parse: {e}")
+        });
         assert_eq!(reparsed, selector, "{text:?} -> {canonical:?}");
         assert_eq!(reparsed.to_string(), canonical);
     }

@@ -11,9 +11,9 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(selector) = text.parse::<Selector>() {
         let canonical = selector.to_string();
-        let reparsed: Selector = canonical
-            .parse()
-            .unwrap_or_else(|e| panic!("canonical form {canonical:?} of {text:?} does not parse: {e}"));
+        let reparsed: Selector = canonical.parse().unwrap_or_else(|e| {
+            panic!("canonical form {canonical:?} of {text:?} does not parse: {e}")
+        });
         assert_eq!(reparsed, selector, "{text:?} -> {canonical:?}");
         assert_eq!(reparsed.to_string(), canonical);
     }
