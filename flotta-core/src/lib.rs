@@ -3,5 +3,6 @@
 pub mod crd;
 pub mod manifest;
 pub mod model;
+pub mod selector;
 pub mod validation;
 pub mod wire;
