@@ -134,63 +134,18 @@ pub fn dns1123_subdomain(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn is_name_part(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_LABEL_LEN
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-}
-
 /// Checks a label (or annotation) key: an optional DNS-1123 subdomain prefix and
 /// `/`, then a name of at most 63 characters made of alphanumerics, `-`, `_`, `.`,
-/// starting and ending alphanumeric.
+/// starting and ending alphanumeric. The rules are the selector module's, so a key
+/// accepted here is one a selector can name.
 pub fn label_key(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix {
-        dns1123_subdomain(prefix).map_err(|m| format!("prefix {prefix:?} {m}"))?;
-    }
-    if name.is_empty() {
-        return Err(format!("name part of {key:?} must not be empty"));
-    }
-    if name.len() > MAX_LABEL_LEN {
-        return Err(format!(
-            "name part of {key:?} must be at most {MAX_LABEL_LEN} characters, got {}",
-            name.len()
-        ));
-    }
-    if !is_name_part(name) {
-        return Err(format!(
-            "name part of {key:?} must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit"
-        ));
-    }
-    Ok(())
+    crate::selector::validate_label_key(key).map_err(|e| e.to_string())
 }
 
 /// Checks a label value: empty, or at most 63 characters made of alphanumerics,
 /// `-`, `_`, `.`, starting and ending alphanumeric.
 pub fn label_value(value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Ok(());
-    }
-    if value.len() > MAX_LABEL_LEN {
-        return Err(format!(
-            "must be at most {MAX_LABEL_LEN} characters, got {}",
-            value.len()
-        ));
-    }
-    if !is_name_part(value) {
-        return Err(format!(
-            "must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit, got {value:?}"
-        ));
-    }
-    Ok(())
+    crate::selector::validate_label_value(value).map_err(|e| e.to_string())
 }
 
 /// Checks the parameters of a device-template string: every `{{ ... }}` must be

@@ -186,8 +186,8 @@ fn validation_cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDevice\nmetadata:\n  name: Dev_1\n  labels:\n    bad key: v\n    ok: not ok!\nspec: {}\n".to_owned(),
             vec![
                 "metadata.name: must consist of lowercase letters, digits, '-' and '.', and start and end with a letter or digit, got \"Dev_1\"",
-                "metadata.labels[\"bad key\"]: name part of \"bad key\" must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit",
-                "metadata.labels[\"ok\"]: must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit, got \"not ok!\"",
+                "metadata.labels[\"bad key\"]: invalid label key 'bad key': name part must consist of alphanumerics, '-', '_' or '.', and start and end with an alphanumeric",
+                "metadata.labels[\"ok\"]: invalid label value 'not ok!': must be empty or consist of alphanumerics, '-', '_' or '.', and start and end with an alphanumeric",
             ],
         ),
         (
