@@ -1,1 +1,2 @@
+//! Benchmarks of the PKI: CSR verification and signing, peer identity.
 fn main() {}
