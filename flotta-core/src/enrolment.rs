@@ -30,7 +30,7 @@
 //!
 //! An expired device certificate reaches this table only for `registration`: the
 //! caller authenticates with [`authenticate`], which picks the
-//! [`Purpose`](crate::pki::Purpose) from the directive.
+//! [`Purpose`] from the directive.
 
 use std::fmt;
 

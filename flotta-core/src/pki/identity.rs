@@ -1,7 +1,7 @@
 //! Who the peer is, read from its client certificate alone.
 //!
 //! At the TLS handshake the server checks only that the client certificate chains to
-//! the fleet CA (see [`tls`](super::tls) with the `rustls` feature); time, revocation
+//! the fleet CA (see the `tls` module, feature `rustls`); time, revocation
 //! and what the certificate may be used for are decided here, per request, because an
 //! expired device certificate is still good for one thing: re-registering.
 
@@ -32,8 +32,9 @@ impl Serial {
     pub fn random() -> Result<Self, PkiError> {
         let mut bytes = [0u8; 16];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| PkiError::Random)?;
-        // A zero leading byte would shorten the number; keep all 128 bits significant.
-        bytes[0] |= 0x01;
+        // Fix the top bit so every serial is exactly 128 bits long (127 random bits);
+        // DER then adds a zero byte to keep it positive.
+        bytes[0] |= 0x80;
         Ok(Self(bytes.to_vec()))
     }
 

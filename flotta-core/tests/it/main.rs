@@ -1,1 +1,8 @@
-//! Integration tests.
+//! Integration tests of flotta-core.
+
+mod pki_corpus;
+mod pki_csr_policy;
+mod pki_identity;
+mod pki_openssl_verify;
+mod pki_support;
+mod pki_tls;
