@@ -5,4 +5,5 @@ mod pki_csr_policy;
 mod pki_identity;
 mod pki_openssl_verify;
 mod pki_support;
+#[cfg(feature = "rustls")]
 mod pki_tls;
