@@ -1,6 +1,8 @@
 //! Replays the fuzz seed corpus (`fuzz/corpus/csr`, `fuzz/corpus/certificate`)
 //! through the parsers: nothing panics, `valid-*` seeds pass and `invalid-*` seeds
 //! fail.
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 

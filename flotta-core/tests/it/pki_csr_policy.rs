@@ -1,4 +1,6 @@
 //! The CSR policy against requests made by openssl with odd keys and extensions.
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use flotta_core::pki::{
     BuiltinCa, CsrError, CsrPolicy, DeviceIdentity, DeviceKey, KeyKind, MAX_CSR_BYTES, verify_csr,

@@ -1,4 +1,6 @@
 //! Peer identity from certificates: issuers, revocation, time and purpose.
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use flotta_core::enrolment::{DeviceRecord, Directive, EdgeStatus, Effect, authenticate, decide};
 use flotta_core::pki::{

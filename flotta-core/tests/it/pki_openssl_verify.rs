@@ -1,4 +1,6 @@
 //! Certificates we issue, checked by the openssl command line against our CA.
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use flotta_core::pki::{
     BuiltinCa, CertificateAuthority, CsrPolicy, DeviceIdentity, DeviceKey,

@@ -1,4 +1,6 @@
 //! Helpers for the PKI tests: a scratch directory and the openssl command line.
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

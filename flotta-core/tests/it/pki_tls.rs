@@ -1,4 +1,6 @@
 //! Real TLS 1.3 handshakes between rustls client and server, in memory.
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
