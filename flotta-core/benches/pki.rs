@@ -110,6 +110,14 @@ fn identity(c: &mut Criterion) {
                 .expect("benchmark setup")
         })
     });
+    let peer = verifier.verify_peer(&chain).expect("benchmark setup");
+    g.bench_function("check_verified_peer", |b| {
+        b.iter(|| {
+            black_box(&peer)
+                .check(&revoked, now, Purpose::Request)
+                .expect("benchmark setup")
+        })
+    });
     g.finish();
 }
 

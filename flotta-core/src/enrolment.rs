@@ -211,7 +211,7 @@ pub fn decide(
     let Some(directive) = directive else {
         return Decision::answer(EdgeStatus::BadRequest);
     };
-    if crate::pki::DeviceIdentity::new(path_device_id, "default").is_err() {
+    if crate::pki::dns_subdomain_problem(path_device_id).is_some() {
         return Decision::answer(EdgeStatus::BadRequest);
     }
     match peer {
@@ -662,7 +662,7 @@ impl EnrolmentMachine {
         self.attempt = self.attempt.saturating_add(1);
         NextAction::Send {
             request: self.request(),
-            at: now + delay,
+            at: now.saturating_add(delay),
         }
     }
 }

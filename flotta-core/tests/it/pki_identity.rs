@@ -317,3 +317,38 @@ fn renewal_points_from_real_certificates() {
     );
     assert!(policy.decide(b"not a certificate", T0).is_err());
 }
+
+#[test]
+fn verified_peer_rechecks_time_and_revocation_without_reparsing() {
+    let f = fleet();
+    let dev = device_cert(&f.ca, "edge-1", T0, Duration::days(1));
+    let peer = f.verifier.verify_peer(&[dev.der()]).unwrap();
+    assert_eq!(peer.identity(), &edge("edge-1"));
+    assert_eq!(peer.serial(), dev.serial());
+    assert_eq!(peer.not_after(), T0 + Duration::days(1));
+    let mut revoked = RevocationList::new();
+    assert_eq!(
+        peer.check(&revoked, T0, Purpose::Request).unwrap(),
+        edge("edge-1")
+    );
+    let later = T0 + Duration::days(2);
+    assert!(matches!(
+        peer.check(&revoked, later, Purpose::Request),
+        Err(IdentityError::Expired { .. })
+    ));
+    assert!(peer.check(&revoked, later, Purpose::Registration).is_ok());
+    revoked.revoke(dev.serial().clone());
+    assert!(matches!(
+        peer.check(&revoked, T0, Purpose::Request),
+        Err(IdentityError::Revoked { .. })
+    ));
+    // The same answers as the one-shot path.
+    for (now, purpose) in [(T0, Purpose::Request), (later, Purpose::Registration)] {
+        assert_eq!(
+            peer.check(&revoked, now, purpose).is_ok(),
+            f.verifier
+                .identify(&[dev.der()], &revoked, now, purpose)
+                .is_ok()
+        );
+    }
+}
