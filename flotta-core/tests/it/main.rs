@@ -2,6 +2,11 @@
 
 mod examples;
 mod manifest_errors;
+mod pki_corpus;
+mod pki_csr_policy;
+mod pki_identity;
+mod pki_openssl_verify;
+mod pki_support;
 mod reference;
 mod roundtrip;
 mod schema;
@@ -11,3 +16,5 @@ mod selector_fields;
 mod selector_properties;
 mod unknown_fields;
 mod wire_messages;
+#[cfg(feature = "rustls")]
+mod pki_tls;
