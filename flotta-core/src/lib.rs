@@ -3,3 +3,4 @@
 pub mod model;
 pub mod reconcile;
 pub mod selector;
+pub mod wire;
