@@ -1,14 +1,21 @@
 //! Reconciliation: pure functions from resources to what a device should run, and
 //! from what devices report back to resource status.
 //!
+//! - [`render`]: device, sets, workloads, secrets, config maps → [`RenderedConfig`].
 //! - [`template`]: device-set template parameters (`{{ .metadata.name }}`, ...).
 //! - [`version`]: the configuration version, a content hash ([`ConfigVersion`]).
 //! - [`rollout`]: staged rollouts of a workload ([`decide_rollout`]).
 
+pub mod render;
 pub mod rollout;
 pub mod template;
 pub mod version;
 
+pub use render::{
+    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, ProblemReason, RenderProblem,
+    RenderedConfig, is_member, render_device_config, render_device_config_for_workloads,
+    workload_targets,
+};
 pub use rollout::{
     BatchProgress, RolloutDecision, RolloutDevice, RolloutError, RolloutState, RolloutStatus,
     decide_rollout,
