@@ -1,16 +1,23 @@
 //! Reconciliation: pure functions from resources to what a device should run, and
 //! from what devices report back to resource status.
 //!
+//! - [`plan`]: current/desired/observed → ordered [`Action`]s, [`apply_to`].
 //! - [`render`]: device, sets, workloads, secrets, config maps → [`RenderedConfig`].
+//! - [`status`]: heartbeats → `EdgeDevice.status` and `EdgeWorkload.status`.
 //! - [`template`]: device-set template parameters (`{{ .metadata.name }}`, ...).
 //! - [`version`]: the configuration version, a content hash ([`ConfigVersion`]).
 //! - [`rollout`]: staged rollouts of a workload ([`decide_rollout`]).
 
+pub mod plan;
 pub mod render;
 pub mod rollout;
+pub mod status;
 pub mod template;
 pub mod version;
 
+pub use plan::{
+    Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan, rollback_plan,
+};
 pub use render::{
     CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, ProblemReason, RenderProblem,
     RenderedConfig, is_member, render_device_config, render_device_config_for_workloads,
@@ -19,6 +26,9 @@ pub use render::{
 pub use rollout::{
     BatchProgress, RolloutDecision, RolloutDevice, RolloutError, RolloutState, RolloutStatus,
     decide_rollout,
+};
+pub use status::{
+    WorkloadReport, age_device_status, device_status_from_heartbeat, is_stale, workload_status,
 };
 pub use template::{TemplateError, TemplateFieldError, render_template_string};
 pub use version::{ConfigVersion, SET_LIKE_ARRAYS};
