@@ -1,4 +1,5 @@
 //! Integration tests of flotta-core.
 
+mod reconcile;
 mod reference;
 mod roundtrip;
