@@ -1,5 +1,6 @@
 //! Integration tests of flotta-core.
 
 mod reconcile;
+mod reconcile_props;
 mod reference;
 mod roundtrip;
