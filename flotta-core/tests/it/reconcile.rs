@@ -408,7 +408,7 @@ fn narrowing_a_selector_removes_the_workload_from_devices_that_stop_matching() {
 
     let before = render_device_config_for_workloads(&d2, &[], &[&wide], &[], &[]);
     assert_eq!(workload_names(&before), ["w"]);
-    let after = render_device_config(&d2, &[], &[narrow.clone()], &[], &[]);
+    let after = render_device_config(&d2, &[], std::slice::from_ref(&narrow), &[], &[]);
     assert!(workload_names(&after).is_empty());
     assert_ne!(before.version, after.version);
 
@@ -441,7 +441,13 @@ fn flotta_samples_render() {
     ));
 
     // As shipped, the device carries neither the workload's label nor the set's.
-    let rendered = render_device_config(&dev, &[set.clone()], &[work.clone()], &[], &[]);
+    let rendered = render_device_config(
+        &dev,
+        std::slice::from_ref(&set),
+        std::slice::from_ref(&work),
+        &[],
+        &[],
+    );
     assert!(workload_names(&rendered).is_empty());
     assert_eq!(rendered.device_set, None);
     assert_eq!(heartbeat_period(&rendered), Some(5));
@@ -451,7 +457,13 @@ fn flotta_samples_render() {
     labels.insert("flotta/member-of".into(), "edgedeviceset-sample".into());
     // The samples have no namespace on the set and workload: default.
     work.metadata.namespace = None;
-    let rendered = render_device_config(&dev, &[set.clone()], &[work.clone()], &[], &[]);
+    let rendered = render_device_config(
+        &dev,
+        std::slice::from_ref(&set),
+        std::slice::from_ref(&work),
+        &[],
+        &[],
+    );
     assert_eq!(workload_names(&rendered), ["edgeworkload-sample"]);
     assert_eq!(
         heartbeat_period(&rendered),
