@@ -19,9 +19,9 @@ pub use plan::{
     Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan, rollback_plan,
 };
 pub use render::{
-    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, ProblemReason, RenderProblem,
-    RenderedConfig, is_member, render_device_config, render_device_config_for_workloads,
-    workload_targets,
+    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, PreparedWorkload, ProblemReason,
+    RenderProblem, RenderedConfig, is_member, prepare_workload, render_device_config,
+    render_device_config_for_workloads, render_device_config_prepared, workload_targets,
 };
 pub use rollout::{
     BatchProgress, RolloutDecision, RolloutDevice, RolloutError, RolloutState, RolloutStatus,

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use flotta_core::model::{ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeWorkload, Time};
 use flotta_core::reconcile::{
-    Action, ObservedState, ProblemReason, RenderedConfig, plan, render_device_config,
-    render_device_config_for_workloads,
+    Action, ObservedState, ProblemReason, RenderedConfig, plan, prepare_workload,
+    render_device_config, render_device_config_for_workloads, render_device_config_prepared,
 };
 use flotta_core::selector::{DeviceIndex, Selector};
 use k8s_openapi::api::core::v1::Secret;
@@ -332,6 +332,12 @@ fn only_referenced_secrets_and_config_maps_are_sent() {
     );
     assert!(configmaps[0].contains("MODE: fast"));
     assert!(!configmaps[0].contains("resourceVersion"));
+
+    // Workloads prepared once for the fleet render to the same message.
+    let prepared = prepare_workload(&w, &secrets, &config_maps);
+    let via_prepared =
+        render_device_config_prepared(&dev, &[], &[&prepared], &secrets, &config_maps);
+    assert_eq!(via_prepared, rendered);
 
     // Server bookkeeping on the config map does not change the version; its data does.
     let mut bumped = cm.clone();
