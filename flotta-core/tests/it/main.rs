@@ -1,6 +1,10 @@
 //! Integration tests of flotta-core.
 
+mod examples;
+mod manifest_errors;
 mod reconcile;
 mod reconcile_props;
 mod reference;
 mod roundtrip;
+mod schema;
+mod wire_messages;
