@@ -7,4 +7,8 @@ mod reconcile_props;
 mod reference;
 mod roundtrip;
 mod schema;
+mod selector_conformance;
+mod selector_corpus;
+mod selector_fields;
+mod selector_properties;
 mod wire_messages;
