@@ -7,6 +7,34 @@
 //! - [`template`]: device-set template parameters (`{{ .metadata.name }}`, ...).
 //! - [`version`]: the configuration version, a content hash ([`ConfigVersion`]).
 //! - [`rollout`]: staged rollouts of a workload ([`decide_rollout`]).
+//!
+//! ```
+//! use flotta_core::model::{EdgeDevice, EdgeWorkload};
+//! use flotta_core::reconcile::{Action, ObservedState, apply_to, plan, render_device_config};
+//!
+//! let device: EdgeDevice = serde_yaml_ng::from_str(
+//!     "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDevice\n\
+//!      metadata: {name: cam-1, labels: {app: camera}}\nspec: {}\n",
+//! )?;
+//! let workload: EdgeWorkload = serde_yaml_ng::from_str(
+//!     "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeWorkload\n\
+//!      metadata: {name: recorder}\nspec:\n  type: pod\n  \
+//!      deviceSelector: {matchLabels: {app: camera}}\n  \
+//!      pod: {spec: {containers: [{name: rec, image: 'registry.local/rec:1'}]}}\n",
+//! )?;
+//!
+//! let empty = render_device_config(&device, &[], &[], &[], &[]);
+//! let desired = render_device_config(&device, &[], &[workload], &[], &[]);
+//! assert!(!desired.has_errors());
+//! assert_ne!(empty.version, desired.version);
+//!
+//! let observed = ObservedState::from_config(&empty);
+//! let actions = plan(&empty, &desired, &observed);
+//! assert!(matches!(actions.as_slice(), [Action::StartWorkload { .. }]));
+//! let after = apply_to(&observed, &actions);
+//! assert!(plan(&desired, &desired, &after).is_empty());
+//! # Ok::<(), serde_yaml_ng::Error>(())
+//! ```
 
 pub mod plan;
 pub mod render;

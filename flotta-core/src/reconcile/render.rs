@@ -309,6 +309,17 @@ pub struct PreparedWorkload {
     pub problems: Vec<RenderProblem>,
 }
 
+impl PreparedWorkload {
+    /// Version of this workload's rendered form (a content hash), the version a
+    /// rollout hands out with [`decide_rollout`](super::decide_rollout); `None` when the
+    /// workload could not be rendered.
+    pub fn version(&self) -> Option<ConfigVersion> {
+        self.workload
+            .as_ref()
+            .and_then(|w| ConfigVersion::of(w).ok())
+    }
+}
+
 /// Renders a workload once for all its devices (see [`PreparedWorkload`]).
 pub fn prepare_workload(
     workload: &EdgeWorkload,
