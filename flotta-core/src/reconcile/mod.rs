@@ -1,7 +1,7 @@
 //! Reconciliation: pure functions from resources to what a device should run, and
 //! from what devices report back to resource status.
 //!
-//! - [`plan`]: current/desired/observed → ordered [`Action`]s, [`apply_to`].
+//! - [`plan`](mod@plan): current/desired/observed → ordered [`Action`]s, [`apply_to`].
 //! - [`render`]: device, sets, workloads, secrets, config maps → [`RenderedConfig`].
 //! - [`status`]: heartbeats → `EdgeDevice.status` and `EdgeWorkload.status`.
 //! - [`template`]: device-set template parameters (`{{ .metadata.name }}`, ...).
