@@ -44,7 +44,8 @@ pub mod template;
 pub mod version;
 
 pub use plan::{
-    Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan, rollback_plan,
+    Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan,
+    rollback_plan, secrets_read_by,
 };
 pub use render::{
     CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, PreparedWorkload, ProblemReason,
