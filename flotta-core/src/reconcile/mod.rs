@@ -57,7 +57,8 @@ pub use rollout::{
     decide_rollout,
 };
 pub use status::{
-    WorkloadReport, age_device_status, device_status_from_heartbeat, is_stale, workload_status,
+    WorkloadReport, age_device_status, device_conditions, device_status_from_heartbeat, is_stale,
+    workload_status,
 };
 pub use template::{TemplateError, TemplateFieldError, render_template_string};
 pub use version::{ConfigVersion, SET_LIKE_ARRAYS};
