@@ -11,4 +11,5 @@ mod selector_conformance;
 mod selector_corpus;
 mod selector_fields;
 mod selector_properties;
+mod unknown_fields;
 mod wire_messages;
