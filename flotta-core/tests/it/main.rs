@@ -7,6 +7,8 @@ mod pki_csr_policy;
 mod pki_identity;
 mod pki_openssl_verify;
 mod pki_support;
+mod reconcile;
+mod reconcile_props;
 mod reference;
 mod roundtrip;
 mod schema;
