@@ -7,6 +7,8 @@ mod pki_csr_policy;
 mod pki_identity;
 mod pki_openssl_verify;
 mod pki_support;
+#[cfg(feature = "rustls")]
+mod pki_tls;
 mod reconcile;
 mod reconcile_props;
 mod reference;
@@ -18,5 +20,3 @@ mod selector_fields;
 mod selector_properties;
 mod unknown_fields;
 mod wire_messages;
-#[cfg(feature = "rustls")]
-mod pki_tls;
