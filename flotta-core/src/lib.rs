@@ -1,3 +1,5 @@
 #![doc = include_str!("../README.md")]
 
+pub mod enrolment;
 pub mod model;
+pub mod pki;
