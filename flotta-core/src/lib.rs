@@ -3,3 +3,4 @@
 pub mod enrolment;
 pub mod model;
 pub mod pki;
+pub mod selector;
