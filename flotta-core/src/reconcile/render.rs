@@ -150,8 +150,11 @@ impl RenderedConfig {
     /// The `ConfigRendered` condition for the device's status: `True` without error
     /// problems, else `False` with the first error's reason and every error listed.
     pub fn condition(&self, now: &Time) -> Condition {
-        let errors: Vec<&RenderProblem> =
-            self.problems.iter().filter(|p| p.reason.is_error()).collect();
+        let errors: Vec<&RenderProblem> = self
+            .problems
+            .iter()
+            .filter(|p| p.reason.is_error())
+            .collect();
         match errors.first() {
             None => Condition {
                 type_: CONFIG_RENDERED_CONDITION.into(),
@@ -215,7 +218,10 @@ pub fn is_member(device: &EdgeDevice, set: &EdgeDeviceSet) -> Result<bool, Rende
 
 /// Whether `workload` targets `device` by name or selector (same namespace, not
 /// being deleted).
-pub fn workload_targets(device: &EdgeDevice, workload: &EdgeWorkload) -> Result<bool, RenderProblem> {
+pub fn workload_targets(
+    device: &EdgeDevice,
+    workload: &EdgeWorkload,
+) -> Result<bool, RenderProblem> {
     if workload.metadata.deletion_timestamp.is_some()
         || namespace_of(&device.metadata) != namespace_of(&workload.metadata)
     {
@@ -307,7 +313,9 @@ pub fn render_device_config_for_workloads(
         if let Some((rendered, used_secrets)) = render_workload(workload, &refs, &mut problems) {
             wire_workloads.push(rendered);
             for secret in used_secrets {
-                wire_secrets.entry(secret.name.clone().unwrap_or_default()).or_insert(secret);
+                wire_secrets
+                    .entry(secret.name.clone().unwrap_or_default())
+                    .or_insert(secret);
             }
         }
     }
@@ -436,14 +444,14 @@ fn effective_spec(
                     storage: rendered.storage,
                 },
             ),
-            Err(errors) => problems.extend(errors.into_iter().map(|(field, message)| {
-                RenderProblem {
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(|(field, message)| RenderProblem {
                     reason: ProblemReason::TemplateFailed,
                     object: format!("EdgeDeviceSet/{set_name}"),
                     field,
                     message,
-                }
-            })),
+                }))
+            }
         }
     }
     let own = set.spec.clone();
@@ -476,7 +484,8 @@ pub fn render_template_spec(
             .map(|e| (e.path, e.source.to_string()))
             .collect());
     }
-    serde_json::from_value(value).map_err(|e| vec![("spec.template.spec".to_owned(), e.to_string())])
+    serde_json::from_value(value)
+        .map_err(|e| vec![("spec.template.spec".to_owned(), e.to_string())])
 }
 
 fn dangling(object: String, field: impl Into<String>, message: String) -> RenderProblem {
@@ -498,7 +507,13 @@ fn secret_value(secret: &Secret, key: &str) -> Option<String> {
         .as_ref()
         .and_then(|d| d.get(key))
         .map(bytes_to_string)
-        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).cloned())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned()
+        })
 }
 
 fn config_map_value<'a>(config_map: &'a ConfigMap, key: &str) -> Option<&'a str> {
@@ -610,7 +625,11 @@ fn device_configuration(
             .map(|c| component_metrics(c, refs, object, "spec.metrics.dataTransfer", problems)),
         receiver: m.receiver_configuration.as_ref().map(|r| {
             let ca_cert = r.ca_secret_name.as_ref().and_then(|name| {
-                match refs.secrets.get(name.as_str()).map(|s| secret_value(s, "ca.crt")) {
+                match refs
+                    .secrets
+                    .get(name.as_str())
+                    .map(|s| secret_value(s, "ca.crt"))
+                {
                     Some(Some(ca)) => Some(ca),
                     Some(None) => {
                         problems.push(dangling(
@@ -678,10 +697,13 @@ fn device_configuration(
             })
             .collect()
     });
-    let storage = spec.storage.as_ref().map(|storage| wire::StorageConfiguration {
-        s3: storage.s3.as_ref().map(|s3| s3_storage(s3, refs, problems)),
-        extra: Default::default(),
-    });
+    let storage = spec
+        .storage
+        .as_ref()
+        .map(|storage| wire::StorageConfiguration {
+            s3: storage.s3.as_ref().map(|s3| s3_storage(s3, refs, problems)),
+            extra: Default::default(),
+        });
     wire::DeviceConfiguration {
         ansible_manager: None,
         heartbeat: Some(heartbeat),
@@ -718,8 +740,8 @@ fn s3_storage(
                 out.bucket_host = get("BUCKET_HOST");
                 out.bucket_name = get("BUCKET_NAME");
                 out.bucket_region = get("BUCKET_REGION");
-                out.bucket_port = config_map_value(config_map, "BUCKET_PORT")
-                    .and_then(|p| p.trim().parse().ok());
+                out.bucket_port =
+                    config_map_value(config_map, "BUCKET_PORT").and_then(|p| p.trim().parse().ok());
             }
             None => problems.push(dangling(
                 "EdgeDevice".into(),
@@ -760,7 +782,10 @@ fn pod_references(pod: &PodSpec) -> (Vec<PodReference>, Vec<PodReference>) {
     let no_containers = Vec::new();
     let groups = [
         ("containers", &pod.containers),
-        ("initContainers", pod.init_containers.as_ref().unwrap_or(&no_containers)),
+        (
+            "initContainers",
+            pod.init_containers.as_ref().unwrap_or(&no_containers),
+        ),
     ];
     for (group, containers) in groups {
         for (c, container) in containers.iter().enumerate() {
@@ -854,12 +879,21 @@ fn secret_for_device(secret: &Secret) -> Result<wire::Secret, serde_json::Error>
 
 fn secret_has_key(secret: &Secret, key: &str) -> bool {
     secret.data.as_ref().is_some_and(|d| d.contains_key(key))
-        || secret.string_data.as_ref().is_some_and(|d| d.contains_key(key))
+        || secret
+            .string_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(key))
 }
 
 fn config_map_has_key(config_map: &ConfigMap, key: &str) -> bool {
-    config_map.data.as_ref().is_some_and(|d| d.contains_key(key))
-        || config_map.binary_data.as_ref().is_some_and(|d| d.contains_key(key))
+    config_map
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key(key))
+        || config_map
+            .binary_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(key))
 }
 
 /// Renders one workload, with the secrets it needs; `None` (and problems) when a

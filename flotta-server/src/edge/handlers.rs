@@ -10,16 +10,16 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flotta_core::model::{API_VERSION, EdgeDeviceSignedRequest, EdgeDeviceStatus};
+use flotta_core::model::{API_VERSION, EdgeDeviceSignedRequest, EdgeDeviceStatus, MEMBER_OF_LABEL};
 use flotta_core::pki::{
     CsrPolicy, DeviceIdentity, IdentityError, IssueError, PeerIdentity, Purpose, RevocationList,
 };
+use flotta_core::wire::{self, Message, MessageType};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::message::{self, BadMessage, Envelope};
+use super::message::{self, BadMessage};
 use super::notifier::current_config;
-use super::render::MEMBER_OF_LABEL;
 use super::{
     BASE_PATH, CERTIFICATE_SERIALS_ANNOTATION, EdgeState, MAX_BODY_BYTES, MAX_WAIT,
     PeerCertificates,
@@ -163,7 +163,7 @@ fn device_namespace(identity: PeerIdentity, device_id: &str) -> Result<String, A
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
@@ -178,7 +178,7 @@ async fn post_data(
     let identity = state
         .identify(&peer, Purpose::Registration, None)
         .map_err(|e| ApiError::unauthorized(&e))?;
-    let envelope = Envelope::parse(&body)?;
+    let envelope = message::parse_envelope(&body)?;
     let directive = envelope
         .directive
         .clone()
@@ -257,33 +257,27 @@ fn rfc3339(now: OffsetDateTime) -> String {
     message::timestamp(whole)
 }
 
-async fn enrolment(state: &EdgeState, device_id: &str, envelope: &Envelope) -> ApiResult {
-    let content = message::content_object(&envelope.content, "enrolment")?;
-    let target_namespace = message::content_string(&content, "target_namespace")?
+async fn enrolment(state: &EdgeState, device_id: &str, envelope: &Message) -> ApiResult {
+    let info: wire::EnrolmentInfo = message::content(envelope)?;
+    let target_namespace = info
+        .target_namespace
         .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| "default".to_owned());
     device_identity(device_id, &target_namespace)?;
-    let features = match content.get("features") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(features)) => Some(features.clone()),
-        Some(_) => return Err(BadMessage("content.features: expected an object".into()).into()),
+    let (hardware, model_name) = match info.features {
+        Some(features) => (
+            features
+                .hardware
+                .map(|h| message::hardware(h, "content.features.hardware"))
+                .transpose()?,
+            features.model_name,
+        ),
+        None => (None, None),
     };
-    let hardware = match &features {
-        Some(f) => message::hardware(
-            f.get("hardware").unwrap_or(&Value::Null),
-            "content.features.hardware",
-        )?,
-        None => None,
-    };
-    let model_name = features
-        .as_ref()
-        .map(|f| message::content_string(f, "modelName"))
-        .transpose()?
-        .flatten();
     let already = || {
         Ok(json_response(
             StatusCode::ALREADY_REPORTED,
-            &message::response(envelope.message_id.as_deref(), "enrolment", Value::Null),
+            &message::response(envelope, Value::Null),
         ))
     };
     if get_object(
@@ -368,7 +362,7 @@ async fn enrolment(state: &EdgeState, device_id: &str, envelope: &Envelope) -> A
     }
     Ok(json_response(
         StatusCode::OK,
-        &message::response(envelope.message_id.as_deref(), "enrolment", Value::Null),
+        &message::response(envelope, Value::Null),
     ))
 }
 
@@ -376,14 +370,14 @@ async fn registration(
     state: &EdgeState,
     device_id: &str,
     identity: PeerIdentity,
-    envelope: &Envelope,
+    envelope: &Message,
 ) -> ApiResult {
-    let content = message::content_object(&envelope.content, "registration")?;
-    let csr = message::content_string(&content, "certificate_request")?;
-    let hardware = message::hardware(
-        content.get("hardware").unwrap_or(&Value::Null),
-        "content.hardware",
-    )?;
+    let info: wire::RegistrationInfo = message::content(envelope)?;
+    let csr = info.certificate_request;
+    let hardware = info
+        .hardware
+        .map(|h| message::hardware(h, "content.hardware"))
+        .transpose()?;
     let (namespace, target_set) = match identity {
         PeerIdentity::Device { namespace, .. } => {
             if get_object(state, ResourceKind::EdgeDevice, &namespace, device_id)
@@ -459,7 +453,7 @@ async fn registration(
     };
     Ok(json_response(
         StatusCode::OK,
-        &message::response(envelope.message_id.as_deref(), "registration", content),
+        &message::response(envelope, content),
     ))
 }
 
@@ -597,81 +591,48 @@ async fn update_registered_device(
 /// The device status a heartbeat describes, on top of the current one.
 fn status_from_heartbeat(
     current: Option<&Value>,
-    content: &Map<String, Value>,
+    heartbeat: wire::Heartbeat,
 ) -> Result<EdgeDeviceStatus, BadMessage> {
     let mut status = current
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    if let Some(phase) = message::content_string(content, "status")? {
+    if let Some(phase) = heartbeat.status {
         status.insert("phase".into(), Value::String(phase));
     }
-    match content.get("workloads") {
-        None => {}
-        Some(Value::Null) => {
-            status.insert("workloads".into(), Value::Array(Vec::new()));
-        }
-        Some(Value::Array(items)) => {
-            let mut workloads = Vec::with_capacity(items.len());
-            for (index, item) in items.iter().enumerate() {
-                let Some(item) = item.as_object() else {
-                    return Err(BadMessage(format!(
-                        "content.workloads[{index}]: expected an object"
-                    )));
-                };
-                let field = |key: &str| {
-                    message::content_string(item, key).map_err(|BadMessage(m)| {
-                        BadMessage(m.replacen(
-                            "content.",
-                            &format!("content.workloads[{index}]."),
-                            1,
-                        ))
-                    })
-                };
+    if let Some(workloads) = heartbeat.workloads {
+        let workloads: Vec<Value> = workloads
+            .into_iter()
+            .map(|w| {
                 let mut workload = Map::new();
-                workload.insert(
-                    "name".into(),
-                    Value::String(field("name")?.unwrap_or_default()),
-                );
-                if let Some(phase) = field("status")? {
+                workload.insert("name".into(), Value::String(w.name.unwrap_or_default()));
+                if let Some(phase) = w.status {
                     workload.insert("phase".into(), Value::String(phase));
                 }
-                if let Some(upload) = field("last_data_upload")? {
+                if let Some(upload) = w.last_data_upload {
                     workload.insert("lastDataUpload".into(), Value::String(upload));
                 }
-                workloads.push(Value::Object(workload));
-            }
-            status.insert("workloads".into(), Value::Array(workloads));
-        }
-        Some(_) => return Err(BadMessage("content.workloads: expected an array".into())),
+                Value::Object(workload)
+            })
+            .collect();
+        status.insert("workloads".into(), Value::Array(workloads));
     }
-    match content.get("upgrade") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(upgrade)) => {
-            let field = |key: &str| {
-                message::content_string(upgrade, key).map_err(|BadMessage(m)| {
-                    BadMessage(m.replacen("content.", "content.upgrade.", 1))
-                })
-            };
-            let mut info = Map::new();
-            info.insert(
-                "currentCommitID".into(),
-                Value::String(field("current_commit_ID")?.unwrap_or_default()),
-            );
-            if let Some(s) = field("last_upgrade_status")? {
-                info.insert("lastUpgradeStatus".into(), Value::String(s));
-            }
-            if let Some(t) = field("last_upgrade_time")? {
-                info.insert("lastUpgradeTime".into(), Value::String(t));
-            }
-            status.insert("upgradeInformation".into(), Value::Object(info));
+    if let Some(upgrade) = heartbeat.upgrade {
+        let mut info = Map::new();
+        info.insert(
+            "currentCommitID".into(),
+            Value::String(upgrade.current_commit_id.unwrap_or_default()),
+        );
+        if let Some(s) = upgrade.last_upgrade_status {
+            info.insert("lastUpgradeStatus".into(), Value::String(s));
         }
-        Some(_) => return Err(BadMessage("content.upgrade: expected an object".into())),
+        if let Some(t) = upgrade.last_upgrade_time {
+            info.insert("lastUpgradeTime".into(), Value::String(t));
+        }
+        status.insert("upgradeInformation".into(), Value::Object(info));
     }
-    if let Some(hardware) = message::hardware(
-        content.get("hardware").unwrap_or(&Value::Null),
-        "content.hardware",
-    )? {
+    if let Some(hardware) = heartbeat.hardware {
+        let hardware = message::hardware(hardware, "content.hardware")?;
         status.insert(
             "hardware".into(),
             serde_json::to_value(hardware).unwrap_or(Value::Null),
@@ -687,17 +648,17 @@ async fn heartbeat(
     state: &EdgeState,
     namespace: &str,
     device_id: &str,
-    envelope: &Envelope,
+    envelope: &Message,
 ) -> ApiResult {
     let seen_at = OffsetDateTime::now_utc();
-    let content = message::content_object(&envelope.content, "heartbeat")?;
+    let heartbeat: wire::Heartbeat = message::content(envelope)?;
     let current = get_object(state, ResourceKind::EdgeDevice, namespace, device_id)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
         })?;
     let stored_status = current.body.get("status");
-    let new_status = status_from_heartbeat(stored_status, &content)?;
+    let new_status = status_from_heartbeat(stored_status, heartbeat)?;
     let mut old_status: Option<EdgeDeviceStatus> =
         stored_status.and_then(|s| serde_json::from_value(s.clone()).ok());
     if let Some(old) = old_status.as_mut() {
@@ -736,7 +697,7 @@ async fn heartbeat(
     state.inner.last_seen.record(namespace, device_id, seen_at);
     Ok(json_response(
         StatusCode::OK,
-        &message::response(envelope.message_id.as_deref(), "heartbeat", Value::Null),
+        &message::response(envelope, Value::Null),
     ))
 }
 
@@ -767,8 +728,9 @@ fn not_modified(version: &str) -> Response {
     response
 }
 
-fn config_response(message: Value, version: &str) -> Response {
-    let body = message::reply("data", "device", None, message);
+fn config_response(message: &wire::DeviceConfigurationMessage, version: &str) -> Response {
+    let message = serde_json::to_value(message).unwrap_or(Value::Null);
+    let body = message::reply(MessageType::Data, wire::directive::DEVICE, message);
     let mut response = json_response(StatusCode::OK, &body);
     if let Some(tag) = etag(version) {
         response.headers_mut().insert(header::ETAG, tag);
@@ -808,33 +770,35 @@ async fn get_data(
                 ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
             })
     };
-    let (_, mut rendered) = load().await?;
-    if !if_none_match(&headers, &rendered.version) {
-        return Ok(config_response(rendered.message, &rendered.version));
+    let (_, rendered) = load().await?;
+    let mut version = rendered.version.to_string();
+    if !if_none_match(&headers, &version) {
+        return Ok(config_response(&rendered.message, &version));
     }
     let Some(changes) = changes.as_mut() else {
-        return Ok(not_modified(&rendered.version));
+        return Ok(not_modified(&version));
     };
-    notifier.seed(&namespace, &device_id, &rendered.version);
+    notifier.seed(&namespace, &device_id, &version);
     let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = state.shutdown_signal();
     loop {
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
-                    return Ok(not_modified(&rendered.version));
+                    return Ok(not_modified(&version));
                 }
             }
-            () = tokio::time::sleep_until(deadline) => return Ok(not_modified(&rendered.version)),
-            _ = super::stopped(&mut shutdown) => return Ok(not_modified(&rendered.version)),
+            () = tokio::time::sleep_until(deadline) => return Ok(not_modified(&version)),
+            () = super::stopped(&mut shutdown) => return Ok(not_modified(&version)),
         }
         let published = changes.borrow_and_update().clone();
-        if published.as_deref() == Some(rendered.version.as_str()) {
+        if published.as_deref() == Some(version.as_str()) {
             continue;
         }
-        (_, rendered) = load().await?;
-        if !if_none_match(&headers, &rendered.version) {
-            return Ok(config_response(rendered.message, &rendered.version));
+        let (_, rendered) = load().await?;
+        version = rendered.version.to_string();
+        if !if_none_match(&headers, &version) {
+            return Ok(config_response(&rendered.message, &version));
         }
     }
 }
@@ -843,9 +807,8 @@ fn disconnect() -> Response {
     json_response(
         StatusCode::OK,
         &message::reply(
-            "command",
+            MessageType::Command,
             "disconnect",
-            None,
             json!({"command": "disconnect", "arguments": {}}),
         ),
     )
@@ -874,7 +837,7 @@ async fn get_control(
         Some(device) if device.deletion_timestamp.is_some() => Ok(disconnect()),
         Some(_) => Ok(json_response(
             StatusCode::OK,
-            &message::reply("command", "", None, Value::Null),
+            &message::reply(MessageType::Command, "", Value::Null),
         )),
     }
 }
@@ -886,7 +849,7 @@ async fn post_control(
     body: Bytes,
 ) -> ApiResult {
     let namespace = state.require_device(&peer, &device_id)?;
-    let envelope = Envelope::parse(&body)?;
+    let envelope = message::parse_envelope(&body)?;
     if get_object(&state, ResourceKind::EdgeDevice, &namespace, &device_id)
         .await?
         .is_none()
@@ -895,10 +858,9 @@ async fn post_control(
             "device {namespace}/{device_id} does not exist"
         )));
     }
-    let directive = envelope.directive.as_deref().unwrap_or_default();
     Ok(json_response(
         StatusCode::OK,
-        &message::response(envelope.message_id.as_deref(), directive, Value::Null),
+        &message::response(&envelope, Value::Null),
     ))
 }
 
@@ -924,11 +886,12 @@ mod tests {
     fn heartbeat_status_keeps_what_it_does_not_report() {
         let current = json!({"hardware": {"hostname": "h", "disks": [], "gpus": [], "interfaces": []},
             "phase": "up"});
-        let content = json!({"status": "degraded", "workloads": [{"name": "w", "status": "Running",
+        let heartbeat: wire::Heartbeat = serde_json::from_value(json!({"status": "degraded",
+            "workloads": [{"name": "w", "status": "Running",
             "last_data_upload": "2024-01-01T00:00:00Z"}],
-            "upgrade": {"current_commit_ID": "c1", "last_upgrade_status": "succeeded"}});
-        let status = status_from_heartbeat(Some(&current), content.as_object().expect("object"))
-            .expect("valid");
+            "upgrade": {"current_commit_ID": "c1", "last_upgrade_status": "succeeded"}}))
+        .expect("heartbeat");
+        let status = status_from_heartbeat(Some(&current), heartbeat).expect("valid");
         assert_eq!(status.phase.as_deref(), Some("degraded"));
         assert_eq!(
             status.hardware.and_then(|h| h.hostname).as_deref(),
@@ -943,7 +906,9 @@ mod tests {
                 .current_commit_id,
             "c1"
         );
-        let bad = json!({"workloads": "x"});
-        assert!(status_from_heartbeat(None, bad.as_object().expect("object")).is_err());
+        let bad: wire::Heartbeat = serde_json::from_value(json!({"workloads": [
+            {"name": "w", "last_data_upload": "yesterday"}]}))
+        .expect("heartbeat");
+        assert!(status_from_heartbeat(None, bad).is_err());
     }
 }

@@ -21,7 +21,6 @@ mod handlers;
 mod last_seen;
 mod message;
 mod notifier;
-mod render;
 mod tls;
 
 use std::sync::{Arc, RwLock};

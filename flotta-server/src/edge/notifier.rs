@@ -16,12 +16,12 @@ use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeWorkload};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use super::render::{RenderedConfig, member_of, render_device_config};
 use super::{CERTIFICATE_SERIALS_ANNOTATION, EdgeError, EdgeState, serial_from_hex};
 use crate::store::{
     ListOptions, ResourceKind, RevokedCertificate, Store, StoreError, StoredObject, WatchEvent,
     WatchEventType, WatchStream,
 };
+use flotta_core::reconcile::{RenderedConfig, render_device_config};
 
 type DeviceKey = (String, String);
 
@@ -155,15 +155,12 @@ pub(super) async fn current_config(
         .iter()
         .filter_map(parse)
         .collect();
-    let set = match member_of(&device) {
-        Some(set) => store
-            .get(ResourceKind::EdgeDeviceSet, namespace, set)
-            .await?
-            .as_ref()
-            .and_then(parse::<EdgeDeviceSet>),
-        None => None,
-    };
-    let rendered = render_device_config(&device, set.as_ref(), &workloads);
+    let sets: Vec<EdgeDeviceSet> = list_all(store, ResourceKind::EdgeDeviceSet, namespace)
+        .await?
+        .iter()
+        .filter_map(parse)
+        .collect();
+    let rendered = render_device_config(&device, &sets, &workloads, &[], &[]);
     Ok(Some((device, rendered)))
 }
 
@@ -184,16 +181,16 @@ async fn refresh_namespace(state: &EdgeState, namespace: &str) -> Result<(), Sto
         .iter()
         .filter_map(parse)
         .collect();
-    let sets: HashMap<String, EdgeDeviceSet> =
-        list_all(store, ResourceKind::EdgeDeviceSet, namespace)
-            .await?
-            .iter()
-            .filter_map(|o| parse::<EdgeDeviceSet>(o).map(|s| (o.name.clone(), s)))
-            .collect();
+    let sets: Vec<EdgeDeviceSet> = list_all(store, ResourceKind::EdgeDeviceSet, namespace)
+        .await?
+        .iter()
+        .filter_map(parse)
+        .collect();
     for (ns, name) in waiting {
         let version = devices.get(&name).map(|device| {
-            let set = member_of(device).and_then(|s| sets.get(s));
-            render_device_config(device, set, &workloads).version
+            render_device_config(device, &sets, &workloads, &[], &[])
+                .version
+                .to_string()
         });
         state.inner.notifier.publish(&ns, &name, version.as_deref());
     }
@@ -210,7 +207,7 @@ async fn refresh_device(
     }
     let version = current_config(state.store().as_ref(), namespace, device)
         .await?
-        .map(|(_, rendered)| rendered.version);
+        .map(|(_, rendered)| rendered.version.to_string());
     state
         .inner
         .notifier
