@@ -62,7 +62,16 @@ impl ClientCertVerifier for OptionalClientCertificate {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0.verify_client_cert(end_entity, intermediates, now)
+        match self.0.verify_client_cert(end_entity, intermediates, now) {
+            // A certificate from another CA is let through so that the request gets a
+            // clear 401 instead of an opaque TLS alert; the per-request identity check
+            // refuses it (it always checks the issuer). The handshake still proves the
+            // client holds the certificate's key.
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+                Ok(ClientCertVerified::assertion())
+            }
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -91,10 +100,12 @@ impl ClientCertVerifier for OptionalClientCertificate {
 /// TLS 1.3 server configuration for the Edge API listener.
 ///
 /// The server presents `server_certificate_pem` (one or more PEM certificates, its
-/// own first) with `server_key_pem`. A client certificate is asked for but optional;
-/// when given it must chain to `ca` (checked with [`ChainOnlyClientVerifier`], which
-/// ignores validity time so that an expired device certificate still reaches the
-/// `registration` handler). Time, revocation and purpose are checked per request.
+/// own first) with `server_key_pem`. A client certificate is asked for but optional.
+/// When given, it is checked with [`ChainOnlyClientVerifier`], which ignores validity
+/// time so that an expired device certificate still reaches the `registration`
+/// handler; a well-formed certificate of another CA is let through too, so that its
+/// request is answered 401 rather than cut off with a TLS alert. Issuer, time,
+/// revocation and purpose are checked on every request by the handlers.
 pub fn tls_server_config(
     ca: &(impl CertificateAuthority + ?Sized),
     server_certificate_pem: &str,
