@@ -1,4 +1,11 @@
 //! Integration tests of flotta-core.
 
+mod pki_corpus;
+mod pki_csr_policy;
+mod pki_identity;
+mod pki_openssl_verify;
+mod pki_support;
+#[cfg(feature = "rustls")]
+mod pki_tls;
 mod reference;
 mod roundtrip;
