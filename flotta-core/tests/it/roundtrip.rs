@@ -191,3 +191,51 @@ fn flotta_registration_payload_round_trips() {
     assert_eq!(back.gpus, hardware.gpus);
     assert_eq!(back.memory, hardware.memory);
 }
+
+#[test]
+fn flotta_kinds_we_do_not_model_are_refused_by_name() {
+    let Some(dir) = flotta_dir() else {
+        return;
+    };
+    for (file, kind) in [
+        ("samples/management_v1alpha1_edgeconfig.yaml", "EdgeConfig"),
+        (
+            "samples/management_v1alpha1_playbookexecution.yaml",
+            "PlaybookExecution",
+        ),
+    ] {
+        let err = flotta_core::manifest::parse_manifests(&read(&dir, file))
+            .expect_err("not one of our kinds");
+        assert!(
+            matches!(&err, flotta_core::manifest::ManifestError::UnknownKind { index: 0, kind: k } if k == kind),
+            "{file}: {err}"
+        );
+    }
+}
+
+#[test]
+fn flotta_samples_load_as_one_manifest() {
+    let Some(dir) = flotta_dir() else {
+        return;
+    };
+    let manifest: String = [
+        "samples/management_v1alpha1_edgedevice.yaml",
+        "samples/management_v1alpha1_edgedeviceset.yaml",
+        "samples/management_v1alpha1_edgeworkload.yaml",
+    ]
+    .iter()
+    .map(|file| format!("---\n{}", read(&dir, file)))
+    .collect();
+    let resources = flotta_core::manifest::parse_manifests(&manifest).expect("samples load");
+    let kinds: Vec<&str> = resources.iter().map(|r| r.kind()).collect();
+    assert_eq!(kinds, ["EdgeDevice", "EdgeDeviceSet", "EdgeWorkload"]);
+    for resource in &resources {
+        use flotta_core::validation::Validate;
+        assert_eq!(
+            resource.validate(),
+            [],
+            "{} sample is valid",
+            resource.kind()
+        );
+    }
+}
