@@ -18,4 +18,5 @@ mod selector_conformance;
 mod selector_corpus;
 mod selector_fields;
 mod selector_properties;
+mod unknown_fields;
 mod wire_messages;
