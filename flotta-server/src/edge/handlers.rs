@@ -182,7 +182,7 @@ async fn post_data(
         .clone()
         .ok_or_else(|| BadMessage("directive: missing".into()))?;
     match directive.as_str() {
-        "registration" => {
+        wire::directive::REGISTRATION => {
             if let PeerIdentity::Device { id, .. } = &identity
                 && *id != device_id
             {
@@ -192,7 +192,7 @@ async fn post_data(
             }
             registration(&state, &device_id, identity, &envelope).await
         }
-        "enrolment" => {
+        wire::directive::ENROLMENT => {
             if let PeerIdentity::Device { .. } = identity {
                 // Only registration forgives expiry.
                 let identity = state
@@ -202,7 +202,7 @@ async fn post_data(
             }
             enrolment(&state, &device_id, &envelope).await
         }
-        "heartbeat" => {
+        wire::directive::HEARTBEAT => {
             let namespace = state.require_device(&peer, &device_id)?;
             heartbeat(&state, &namespace, &device_id, &envelope).await
         }
