@@ -1,6 +1,11 @@
 //! Integration tests of flotta-server.
 
 mod crash;
+mod edge_auth;
+mod edge_config;
+mod edge_flow;
+mod edge_payloads;
+mod edge_support;
 mod store_conformance;
 mod store_harness;
 #[cfg(feature = "postgres")]
