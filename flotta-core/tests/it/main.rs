@@ -1,0 +1,4 @@
+//! Integration tests of flotta-core.
+
+mod reference;
+mod roundtrip;
