@@ -1,0 +1,483 @@
+//! Kubernetes label selectors: parsing, canonical printing and matching.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::str::FromStr;
+
+use super::lexer::{Dialect, Lexer, TokenKind, parse_single_value, parse_value_list, unexpected};
+use super::validation::{validate_label_key, validate_label_value};
+use super::{SelectorError, SelectorErrorKind};
+use crate::model::{LabelSelector, ObjectMeta, Resource};
+
+/// Anything that carries labels a [`Selector`] can look at.
+pub trait Labels {
+    /// The value of label `key`, if the object has it.
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl<S: std::hash::BuildHasher> Labels for HashMap<String, String, S> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl Labels for ObjectMeta {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+impl<T: Resource> Labels for T {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.metadata().label(key)
+    }
+}
+
+/// What a [`Requirement`] asks of one label.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LabelTest {
+    /// `key` — the label is present, any value.
+    Exists,
+    /// `!key` — the label is absent.
+    DoesNotExist,
+    /// `key=value` (also written `key==value`).
+    Equals(String),
+    /// `key!=value` — also true when the label is absent.
+    NotEquals(String),
+    /// `key in (a,b)` — at least one value; the label is present with one of them.
+    In(BTreeSet<String>),
+    /// `key notin (a,b)` — at least one value; also true when the label is absent.
+    NotIn(BTreeSet<String>),
+    /// `key>n` — the label's value is an integer greater than `n`.
+    GreaterThan(i64),
+    /// `key<n` — the label's value is an integer less than `n`.
+    LessThan(i64),
+}
+
+impl LabelTest {
+    /// Whether a label with this value (or `None` when absent) passes the test.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        match (self, value) {
+            (Self::Exists, value) => value.is_some(),
+            (Self::DoesNotExist, value) => value.is_none(),
+            (Self::Equals(expected), Some(value)) => expected == value,
+            (Self::NotEquals(expected), Some(value)) => expected != value,
+            (Self::In(values), Some(value)) => values.contains(value),
+            (Self::NotIn(values), Some(value)) => !values.contains(value),
+            (Self::GreaterThan(bound), Some(value)) => {
+                value.parse::<i64>().is_ok_and(|v| v > *bound)
+            }
+            (Self::LessThan(bound), Some(value)) => value.parse::<i64>().is_ok_and(|v| v < *bound),
+            (Self::NotEquals(_) | Self::NotIn(_), None) => true,
+            (Self::Equals(_) | Self::In(_) | Self::GreaterThan(_) | Self::LessThan(_), None) => {
+                false
+            }
+        }
+    }
+
+    /// Whether the test can only pass when the label is present.
+    pub fn requires_key(&self) -> bool {
+        !matches!(
+            self,
+            Self::DoesNotExist | Self::NotEquals(_) | Self::NotIn(_)
+        )
+    }
+}
+
+/// One comma-separated clause of a label selector: a valid key and a test on it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Requirement {
+    key: String,
+    test: LabelTest,
+}
+
+impl Requirement {
+    /// Builds a requirement, checking the key, every value, and that `in` / `notin`
+    /// have at least one value.
+    pub fn new(key: impl Into<String>, test: LabelTest) -> Result<Self, SelectorErrorKind> {
+        let key = key.into();
+        validate_label_key(&key)?;
+        match &test {
+            LabelTest::Equals(value) | LabelTest::NotEquals(value) => validate_label_value(value)?,
+            LabelTest::In(values) | LabelTest::NotIn(values) => {
+                if values.is_empty() {
+                    return Err(SelectorErrorKind::EmptyValueSet {
+                        operator: if matches!(test, LabelTest::In(_)) {
+                            "in"
+                        } else {
+                            "notin"
+                        },
+                    });
+                }
+                values.iter().try_for_each(|v| validate_label_value(v))?;
+            }
+            LabelTest::Exists
+            | LabelTest::DoesNotExist
+            | LabelTest::GreaterThan(_)
+            | LabelTest::LessThan(_) => {}
+        }
+        Ok(Self { key, test })
+    }
+
+    /// The label key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The test on the label.
+    pub fn test(&self) -> &LabelTest {
+        &self.test
+    }
+
+    /// Whether `labels` satisfy this requirement.
+    pub fn matches(&self, labels: &(impl Labels + ?Sized)) -> bool {
+        self.test.matches(labels.label(&self.key))
+    }
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = &self.key;
+        match &self.test {
+            LabelTest::Exists => write!(f, "{key}"),
+            LabelTest::DoesNotExist => write!(f, "!{key}"),
+            LabelTest::Equals(value) => write!(f, "{key}={value}"),
+            LabelTest::NotEquals(value) => write!(f, "{key}!={value}"),
+            LabelTest::In(values) => write!(f, "{key} in ({})", join_values(values)),
+            LabelTest::NotIn(values) => write!(f, "{key} notin ({})", join_values(values)),
+            LabelTest::GreaterThan(bound) => write!(f, "{key}>{bound}"),
+            LabelTest::LessThan(bound) => write!(f, "{key}<{bound}"),
+        }
+    }
+}
+
+/// Joins a value set with commas. A set holding only the empty value prints as
+/// `,` because `()` would read back as an (invalid) empty set.
+fn join_values(values: &BTreeSet<String>) -> String {
+    let joined = values
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    if joined.is_empty() {
+        ",".to_owned()
+    } else {
+        joined
+    }
+}
+
+/// A Kubernetes label selector: requirements joined by AND.
+///
+/// Parse it from text with [`str::parse`], build it from the structured
+/// [`LabelSelector`] with `TryFrom`, and print its canonical form with `Display`
+/// (requirements sorted by key, value sets sorted, `==` printed as `=`).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use flotta_core::selector::Selector;
+///
+/// let selector: Selector = "tier in (edge, core), !deprecated, region != eu".parse()?;
+/// assert_eq!(selector.to_string(), "!deprecated,region!=eu,tier in (core,edge)");
+///
+/// let labels = BTreeMap::from([("tier".to_owned(), "edge".to_owned())]);
+/// assert!(selector.matches(&labels));
+/// # Ok::<(), flotta_core::selector::SelectorError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Selector {
+    /// Sorted and de-duplicated, so equal selectors compare equal.
+    requirements: Vec<Requirement>,
+    /// The selector of a missing (null) structured selector: matches no object.
+    nothing: bool,
+}
+
+impl Default for Selector {
+    fn default() -> Self {
+        Self::everything()
+    }
+}
+
+impl Selector {
+    /// The selector that matches every object (the empty selector).
+    pub fn everything() -> Self {
+        Self {
+            requirements: Vec::new(),
+            nothing: false,
+        }
+    }
+
+    /// The selector that matches no object, which is what a missing (null) structured
+    /// selector means. It has no text form: it prints as `<nothing>`, which does not
+    /// parse.
+    pub fn nothing() -> Self {
+        Self {
+            requirements: Vec::new(),
+            nothing: true,
+        }
+    }
+
+    /// Builds a selector from requirements (sorted and de-duplicated here).
+    pub fn from_requirements(requirements: impl IntoIterator<Item = Requirement>) -> Self {
+        let mut requirements: Vec<_> = requirements.into_iter().collect();
+        requirements.sort();
+        requirements.dedup();
+        Self {
+            requirements,
+            nothing: false,
+        }
+    }
+
+    /// Converts an optional structured selector: `None` selects nothing, an empty
+    /// one selects everything.
+    pub fn from_optional(selector: Option<&LabelSelector>) -> Result<Self, SelectorError> {
+        selector.map_or_else(|| Ok(Self::nothing()), Self::try_from)
+    }
+
+    /// Whether this selector matches every object.
+    pub fn is_everything(&self) -> bool {
+        !self.nothing && self.requirements.is_empty()
+    }
+
+    /// Whether this selector matches no object (the null selector).
+    pub fn is_nothing(&self) -> bool {
+        self.nothing
+    }
+
+    /// The requirements, in canonical order.
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.requirements
+    }
+
+    /// Whether `labels` satisfy every requirement.
+    pub fn matches(&self, labels: &(impl Labels + ?Sized)) -> bool {
+        !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.nothing {
+            return f.write_str("<nothing>");
+        }
+        for (i, requirement) in self.requirements.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{requirement}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Selector {
+    type Err = SelectorError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut lexer = Lexer::new(text, Dialect::Label);
+        let mut requirements = Vec::new();
+        if lexer.peek().kind == TokenKind::End {
+            return Ok(Self::everything());
+        }
+        loop {
+            requirements.push(parse_requirement(&mut lexer)?);
+            let token = lexer.next_token();
+            match token.kind {
+                TokenKind::End => break,
+                TokenKind::Comma => {
+                    let next = lexer.peek();
+                    if !matches!(next.kind, TokenKind::Identifier | TokenKind::Not) {
+                        return Err(unexpected(next, "a key or '!' after ','"));
+                    }
+                }
+                _ => return Err(unexpected(token, "',' or the end of the selector")),
+            }
+        }
+        Ok(Self::from_requirements(requirements))
+    }
+}
+
+fn parse_requirement(lexer: &mut Lexer<'_>) -> Result<Requirement, SelectorError> {
+    let mut token = lexer.next_token();
+    let negated = token.kind == TokenKind::Not;
+    if negated {
+        token = lexer.next_token();
+    }
+    if token.kind != TokenKind::Identifier {
+        return Err(unexpected(token, "a label key"));
+    }
+    let key = token.text;
+    let key_offset = token.offset;
+    validate_label_key(key).map_err(|kind| SelectorError::at(key_offset, kind))?;
+    if negated {
+        return Ok(Requirement {
+            key: key.to_owned(),
+            test: LabelTest::DoesNotExist,
+        });
+    }
+    if matches!(lexer.peek().kind, TokenKind::Comma | TokenKind::End) {
+        return Ok(Requirement {
+            key: key.to_owned(),
+            test: LabelTest::Exists,
+        });
+    }
+    let operator = lexer.next_token();
+    let test = match operator.kind {
+        TokenKind::In | TokenKind::NotIn => {
+            let values = parse_value_list(lexer)?;
+            let mut set = BTreeSet::new();
+            for value in values {
+                validate_label_value(value.text).map_err(|k| SelectorError::at(value.offset, k))?;
+                set.insert(value.text.to_owned());
+            }
+            if set.is_empty() {
+                let name = if operator.kind == TokenKind::In {
+                    "in"
+                } else {
+                    "notin"
+                };
+                return Err(SelectorError::at(
+                    operator.offset,
+                    SelectorErrorKind::EmptyValueSet { operator: name },
+                ));
+            }
+            if operator.kind == TokenKind::In {
+                LabelTest::In(set)
+            } else {
+                LabelTest::NotIn(set)
+            }
+        }
+        TokenKind::Equals | TokenKind::DoubleEquals | TokenKind::NotEquals => {
+            let value = parse_single_value(lexer)?;
+            validate_label_value(value.text).map_err(|k| SelectorError::at(value.offset, k))?;
+            if operator.kind == TokenKind::NotEquals {
+                LabelTest::NotEquals(value.text.to_owned())
+            } else {
+                LabelTest::Equals(value.text.to_owned())
+            }
+        }
+        TokenKind::Greater | TokenKind::Less => {
+            let value = parse_single_value(lexer)?;
+            let at = |kind| SelectorError::at(value.offset, kind);
+            validate_label_value(value.text).map_err(at)?;
+            let bound = value.text.parse::<i64>().map_err(|_| {
+                at(SelectorErrorKind::NotAnInteger {
+                    value: value.text.to_owned(),
+                    operator: if operator.kind == TokenKind::Greater {
+                        ">"
+                    } else {
+                        "<"
+                    },
+                })
+            })?;
+            if operator.kind == TokenKind::Greater {
+                LabelTest::GreaterThan(bound)
+            } else {
+                LabelTest::LessThan(bound)
+            }
+        }
+        _ => {
+            return Err(unexpected(
+                operator,
+                "an operator: '=', '==', '!=', 'in', 'notin', '>' or '<'",
+            ));
+        }
+    };
+    Ok(Requirement {
+        key: key.to_owned(),
+        test,
+    })
+}
+
+impl TryFrom<&LabelSelector> for Selector {
+    type Error = SelectorError;
+
+    /// Converts `matchLabels` and `matchExpressions` (operators `In`, `NotIn`,
+    /// `Exists`, `DoesNotExist`). An empty structure selects everything.
+    fn try_from(selector: &LabelSelector) -> Result<Self, Self::Error> {
+        let mut requirements = Vec::new();
+        for (key, value) in selector.match_labels.iter().flatten() {
+            let field = || format!("matchLabels.{key}");
+            validate_label_key(key).map_err(|k| SelectorError::in_field(field(), k))?;
+            validate_label_value(value).map_err(|k| SelectorError::in_field(field(), k))?;
+            requirements.push(Requirement {
+                key: key.clone(),
+                test: LabelTest::Equals(value.clone()),
+            });
+        }
+        for (i, expression) in selector.match_expressions.iter().flatten().enumerate() {
+            let field = |part: &str| format!("matchExpressions[{i}]{part}");
+            validate_label_key(&expression.key)
+                .map_err(|k| SelectorError::in_field(field(".key"), k))?;
+            let values = expression.values.as_deref().unwrap_or_default();
+            let test = match expression.operator.as_str() {
+                "In" | "NotIn" => {
+                    let mut set = BTreeSet::new();
+                    for (j, value) in values.iter().enumerate() {
+                        validate_label_value(value).map_err(|k| {
+                            SelectorError::in_field(field(&format!(".values[{j}]")), k)
+                        })?;
+                        set.insert(value.clone());
+                    }
+                    if set.is_empty() {
+                        let operator = if expression.operator == "In" {
+                            "in"
+                        } else {
+                            "notin"
+                        };
+                        return Err(SelectorError::in_field(
+                            field(".values"),
+                            SelectorErrorKind::EmptyValueSet { operator },
+                        ));
+                    }
+                    if expression.operator == "In" {
+                        LabelTest::In(set)
+                    } else {
+                        LabelTest::NotIn(set)
+                    }
+                }
+                "Exists" | "DoesNotExist" => {
+                    if !values.is_empty() {
+                        return Err(SelectorError::in_field(
+                            field(".values"),
+                            SelectorErrorKind::UnexpectedValues {
+                                operator: expression.operator.clone(),
+                            },
+                        ));
+                    }
+                    if expression.operator == "Exists" {
+                        LabelTest::Exists
+                    } else {
+                        LabelTest::DoesNotExist
+                    }
+                }
+                other => {
+                    return Err(SelectorError::in_field(
+                        field(".operator"),
+                        SelectorErrorKind::UnknownOperator {
+                            operator: other.to_owned(),
+                        },
+                    ));
+                }
+            };
+            requirements.push(Requirement {
+                key: expression.key.clone(),
+                test,
+            });
+        }
+        Ok(Self::from_requirements(requirements))
+    }
+}
+
+impl TryFrom<LabelSelector> for Selector {
+    type Error = SelectorError;
+
+    fn try_from(selector: LabelSelector) -> Result<Self, Self::Error> {
+        Self::try_from(&selector)
+    }
+}
