@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod enrolment;
 pub mod model;
+pub mod pki;
 pub mod selector;
