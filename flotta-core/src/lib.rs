@@ -1,6 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod crd;
 pub mod enrolment;
+pub mod manifest;
 pub mod model;
 pub mod pki;
 pub mod selector;
+pub mod validation;
+pub mod wire;
