@@ -5,4 +5,8 @@ mod manifest_errors;
 mod reference;
 mod roundtrip;
 mod schema;
+mod selector_conformance;
+mod selector_corpus;
+mod selector_fields;
+mod selector_properties;
 mod wire_messages;
