@@ -75,6 +75,8 @@ def before_call(ctx, case, **kwargs):
 PY
 
 set +e
+# schemathesis keeps its state in the working directory: use the throwaway one.
+cd "$DATA"
 PYTHONPATH="$DATA" SCHEMATHESIS_HOOKS=flotta_st_hooks "$VENV/bin/schemathesis" run "https://127.0.0.1:$API_PORT/openapi.json" \
     --tls-verify "$DATA/ca.pem" \
     --header "Authorization: Bearer $TOKEN" \
