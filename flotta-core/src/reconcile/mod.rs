@@ -1,0 +1,113 @@
+//! Reconciliation: pure functions from resources to what a device should run, and
+//! from what devices report back to resource status.
+//!
+//! - [`plan`](mod@plan): current/desired/observed → ordered [`Action`]s, [`apply_to`].
+//! - [`render`]: device, sets, workloads, secrets, config maps → [`RenderedConfig`].
+//! - [`status`]: heartbeats → `EdgeDevice.status` and `EdgeWorkload.status`.
+//! - [`template`]: device-set template parameters (`{{ .metadata.name }}`, ...).
+//! - [`version`]: the configuration version, a content hash ([`ConfigVersion`]).
+//! - [`rollout`]: staged rollouts of a workload ([`decide_rollout`]).
+//!
+//! ```
+//! use flotta_core::model::{EdgeDevice, EdgeWorkload};
+//! use flotta_core::reconcile::{Action, ObservedState, apply_to, plan, render_device_config};
+//!
+//! let device: EdgeDevice = serde_yaml_ng::from_str(
+//!     "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDevice\n\
+//!      metadata: {name: cam-1, labels: {app: camera}}\nspec: {}\n",
+//! )?;
+//! let workload: EdgeWorkload = serde_yaml_ng::from_str(
+//!     "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeWorkload\n\
+//!      metadata: {name: recorder}\nspec:\n  type: pod\n  \
+//!      deviceSelector: {matchLabels: {app: camera}}\n  \
+//!      pod: {spec: {containers: [{name: rec, image: 'registry.local/rec:1'}]}}\n",
+//! )?;
+//!
+//! let empty = render_device_config(&device, &[], &[], &[], &[]);
+//! let desired = render_device_config(&device, &[], &[workload], &[], &[]);
+//! assert!(!desired.has_errors());
+//! assert_ne!(empty.version, desired.version);
+//!
+//! let observed = ObservedState::from_config(&empty);
+//! let actions = plan(&empty, &desired, &observed);
+//! assert!(matches!(actions.as_slice(), [Action::StartWorkload { .. }]));
+//! let after = apply_to(&observed, &actions);
+//! assert!(plan(&desired, &desired, &after).is_empty());
+//! # Ok::<(), serde_yaml_ng::Error>(())
+//! ```
+
+pub mod plan;
+pub mod render;
+pub mod rollout;
+pub mod status;
+pub mod template;
+pub mod version;
+
+pub use plan::{
+    Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan,
+    rollback_plan, secrets_read_by,
+};
+pub use render::{
+    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, PreparedWorkload, ProblemReason,
+    RenderProblem, RenderedConfig, is_member, prepare_workload, render_device_config,
+    render_device_config_for_workloads, render_device_config_prepared, workload_targets,
+};
+pub use rollout::{
+    BatchProgress, RolloutDecision, RolloutDevice, RolloutError, RolloutState, RolloutStatus,
+    decide_rollout,
+};
+pub use status::{
+    WorkloadReport, age_device_status, device_conditions, device_status_from_heartbeat, is_stale,
+    workload_status,
+};
+pub use template::{TemplateError, TemplateFieldError, render_template_string};
+pub use version::{ConfigVersion, SET_LIKE_ARRAYS};
+
+/// Errors of the reconciliation layer that are not reported as render problems.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconcileError {
+    /// A configuration could not be encoded as JSON (for hashing or embedding).
+    #[error("could not encode the configuration as JSON")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Phase of one workload on one device, as the server sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadPhase {
+    /// Being created, started or pulled.
+    Deploying,
+    /// Running.
+    Running,
+    /// Crashed, exited or refused.
+    Failed,
+    /// Not reported, or the device has not been heard from recently.
+    #[default]
+    Unknown,
+}
+
+impl WorkloadPhase {
+    /// Maps a phase string reported by a device (Flotta's agent reports podman's
+    /// states: `Running`, `Created`, `Exited`, `Dead`, ...) to a phase.
+    pub fn from_reported(phase: &str) -> Self {
+        match phase.to_ascii_lowercase().as_str() {
+            "running" => Self::Running,
+            "deploying" | "created" | "creating" | "starting" | "pending" | "pulling"
+            | "restarting" | "configured" | "initialized" => Self::Deploying,
+            "failed" | "exited" | "dead" | "error" | "degraded" | "stopped" | "crashed" => {
+                Self::Failed
+            }
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The phase as written in status: `Deploying`, `Running`, `Failed` or `Unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploying => "Deploying",
+            Self::Running => "Running",
+            Self::Failed => "Failed",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
