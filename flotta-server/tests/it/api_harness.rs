@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use flotta_server::app::{self, RunningServer};
-use flotta_server::config::{DatabaseUrl, ServerConfig};
+use flotta_server::config::ServerConfig;
 use flotta_server::store::TokenRole;
 use flotta_server::tokens::AdminConfig;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -66,7 +66,9 @@ pub fn test_config(dir: &Path, database: &Database) -> ServerConfig {
     match database {
         Database::Sqlite => {}
         #[cfg(feature = "postgres")]
-        Database::Postgres(url) => config.database = DatabaseUrl::Postgres(url.clone()),
+        Database::Postgres(url) => {
+            config.database = flotta_server::config::DatabaseUrl::Postgres(url.clone());
+        }
     }
     config
 }
