@@ -17,7 +17,6 @@ use axum::response::Response;
 use flotta_core::pki::{
     BuiltinCa, PkiError, issue_registration_certificate, issue_server_certificate,
 };
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -28,7 +27,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt as _;
 
 use crate::api::{self, ApiState};
 use crate::config::{DatabaseUrl, ServerConfig};
@@ -744,11 +742,10 @@ async fn serve_tls(
                     return;
                 }
             };
-            let service = router.map_request(|request: hyper::Request<Incoming>| request);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(listener = listener_name, %peer_addr, %error, "connection ended with an error");
             }
