@@ -1,4 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+pub mod api;
+pub mod app;
+pub mod config;
 pub mod edge;
+pub mod metrics;
 pub mod store;
+pub mod tokens;
