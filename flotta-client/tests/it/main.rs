@@ -1,0 +1,1 @@
+//! Integration tests of flotta-client against a real server.
