@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::error::ClientResult;
 
 /// How often and how patiently idempotent requests (GET, PUT, DELETE) are retried
-/// when they fail with a [retryable](ClientError::is_retryable) error.
+/// when they fail with a [retryable](crate::ClientError::is_retryable) error.
 ///
 /// The wait before attempt `n + 1` is drawn uniformly from `[0, min(max_backoff,
 /// initial_backoff * 2^n)]` ("full jitter"), so that many clients failing together do
