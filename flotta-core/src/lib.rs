@@ -4,3 +4,5 @@ pub mod enrolment;
 pub mod model;
 pub mod pki;
 pub mod selector;
+pub mod validation;
+pub mod wire;

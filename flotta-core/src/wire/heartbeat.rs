@@ -1,0 +1,134 @@
+//! Heartbeat content and its parts.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::HardwareInfo;
+use crate::model::UnknownFields;
+
+/// Content of a `heartbeat` message.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Heartbeat {
+    /// `up` or `degraded` (see [`Heartbeat::STATUSES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Configuration version the device runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Workloads and their status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Vec<WorkloadStatus>>,
+    /// Playbook executions and their status.
+    #[serde(
+        rename = "playbook-executions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub playbook_executions: Option<Vec<PlaybookExecutionStatus>>,
+    /// OS upgrade status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeStatus>,
+    /// Hardware inventory, when the heartbeat configuration asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareInfo>,
+    /// Events since the last heartbeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<EventInfo>>,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
+
+impl Heartbeat {
+    /// Values of `status` Flotta defines.
+    pub const STATUSES: &'static [&'static str] = &["up", "degraded"];
+}
+
+/// An event produced by the device (`event-info`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventInfo {
+    /// One-word subject of the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `info` or `warn`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
+
+/// Status of a workload on the device (`workload-status`).
+///
+/// `status` is a string rather than an enum: Flotta defines `deploying`, `running`,
+/// `crashed`, `stopped`, but real agents send podman's states (`Running`,
+/// `Created`, ...), which must survive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkloadStatus {
+    /// Workload name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Last successful data upload (RFC 3339, as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_data_upload: Option<String>,
+    /// Workload status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
+
+/// Status of a playbook execution on the device (`playbook-execution-status`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlaybookExecutionStatus {
+    /// Playbook execution name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Last successful data upload (RFC 3339, as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_data_upload: Option<String>,
+    /// `Deploying`, `TargetVerification`, `Running`, `SuccessfullyCompleted` or
+    /// `CompletedWithError`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
+
+/// OS upgrade status (`upgrade-status`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UpgradeStatus {
+    /// Commit the device runs.
+    #[serde(rename = "current_commit_ID", skip_serializing_if = "Option::is_none")]
+    pub current_commit_id: Option<String>,
+    /// `succeeded` or `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_upgrade_status: Option<String>,
+    /// Time of the last upgrade, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_upgrade_time: Option<String>,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
+
+/// A playbook to run on the device (`playbook-execution`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlaybookExecution {
+    /// Last successful data upload (RFC 3339, as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_data_upload: Option<String>,
+    /// Playbook execution name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The playbook, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ansible_playbook_string: Option<String>,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
