@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod enrolment;
+pub mod manifest;
 pub mod model;
 pub mod pki;
 pub mod selector;
