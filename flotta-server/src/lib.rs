@@ -1,3 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod metrics;
 pub mod store;
+pub mod tokens;

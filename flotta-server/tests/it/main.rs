@@ -1,5 +1,10 @@
 //! Integration tests of flotta-server.
 
+mod api_harness;
+mod api_postgres;
+mod api_sqlite;
+mod api_startup;
+mod api_suite;
 mod crash;
 mod store_conformance;
 mod store_harness;

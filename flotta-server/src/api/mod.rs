@@ -1,0 +1,196 @@
+//! The management API: Kubernetes-style REST over the four flotta resources.
+//!
+//! Paths (group `management.project-flotta.io`, version `v1alpha1`):
+//!
+//! - `/apis/{group}/{version}/{plural}`: list or watch across namespaces;
+//! - `/apis/{group}/{version}/namespaces/{ns}/{plural}`: list, watch, create;
+//! - `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}`: get, replace (`PUT`,
+//!   409 on a stale `metadata.resourceVersion`), merge patch, delete;
+//! - `.../{name}/status`: the status subresource;
+//! - `/apis/{group}/{version}/tokens[/{id}]`: API tokens (admin only).
+//!
+//! Plus `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, which need no token.
+//! Every error is a Kubernetes `Status` object ([`ApiError`]).
+
+mod auth;
+mod object;
+mod openapi;
+mod resources;
+mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+
+pub use auth::{Caller, Permission};
+pub use openapi::openapi_document;
+pub use status::{ApiError, StatusCause, error_chain};
+
+use crate::metrics::Metrics;
+use crate::store::{ResourceKind, Store};
+
+/// Largest accepted request body: 8 MiB (larger ones get 413).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Path prefix of the flotta API group and version.
+pub const API_PREFIX: &str = "/apis/management.project-flotta.io/v1alpha1";
+
+/// The URL plural of a kind.
+pub fn plural_of(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::EdgeDevice => "edgedevices",
+        ResourceKind::EdgeDeviceSet => "edgedevicesets",
+        ResourceKind::EdgeWorkload => "edgeworkloads",
+        ResourceKind::EdgeDeviceSignedRequest => "edgedevicesignedrequests",
+    }
+}
+
+/// The kind a URL plural names. Flotta's own singular-form plural of signed
+/// requests (`edgedevicesignedrequest`) is accepted too.
+pub fn kind_of_plural(plural: &str) -> Option<ResourceKind> {
+    match plural {
+        "edgedevices" => Some(ResourceKind::EdgeDevice),
+        "edgedevicesets" => Some(ResourceKind::EdgeDeviceSet),
+        "edgeworkloads" => Some(ResourceKind::EdgeWorkload),
+        "edgedevicesignedrequests" | "edgedevicesignedrequest" => {
+            Some(ResourceKind::EdgeDeviceSignedRequest)
+        }
+        _ => None,
+    }
+}
+
+/// What the management API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    openapi: Arc<Vec<u8>>,
+}
+
+impl ApiState {
+    /// State over `store`; watch streams end when `shutdown` turns true.
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let openapi = serde_json::to_vec(&openapi_document()).unwrap_or_default();
+        Self {
+            store,
+            metrics,
+            shutdown,
+            openapi: Arc::new(openapi),
+        }
+    }
+}
+
+/// The management API router (serve it over TLS).
+pub fn router(state: ApiState) -> Router {
+    let resources = resources::routes()
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .with_state(state.clone());
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
+        .with_state(state.clone())
+        .merge(resources)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state, record_metrics))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    match state.store.current_resource_version().await {
+        Ok(_) => "ok".into_response(),
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), "readiness check: store unreachable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the store is not reachable",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+async fn openapi_json(State(state): State<ApiState>) -> Response {
+    let mut response = state.openapi.as_ref().clone().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "the server could not find the requested resource ({})",
+        request.uri().path()
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "method {} is not supported on {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn record_metrics(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    state.metrics.record_request(
+        "api",
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals_round_trip() {
+        for kind in ResourceKind::ALL {
+            assert_eq!(kind_of_plural(plural_of(kind)), Some(kind));
+        }
+        assert_eq!(
+            kind_of_plural("edgedevicesignedrequest"),
+            Some(ResourceKind::EdgeDeviceSignedRequest)
+        );
+        assert_eq!(kind_of_plural("pods"), None);
+    }
+}

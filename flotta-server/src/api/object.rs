@@ -1,0 +1,472 @@
+//! What the management API does to resource bodies before the store sees them:
+//! decoding JSON or YAML, checking them against the typed model, field selectors
+//! over stored JSON, and JSON merge patches.
+
+use std::borrow::Cow;
+
+use axum::http::{HeaderMap, header};
+use flotta_core::model::{
+    API_VERSION, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload,
+};
+use flotta_core::selector::{
+    FieldKind, FieldSelector, FieldSpec, FieldValue, Fields, validate_label_key,
+    validate_label_value,
+};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::status::{ApiError, StatusCause};
+use crate::store::ResourceKind;
+
+/// The body formats a request may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFormat {
+    Json,
+    Yaml,
+    MergePatch,
+}
+
+/// Reads the `Content-Type` of a request; a missing one means JSON.
+pub(crate) fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::Json);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::unsupported_media_type("Content-Type is not ASCII"))?;
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "" => Ok(BodyFormat::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            Ok(BodyFormat::Yaml)
+        }
+        "application/merge-patch+json" => Ok(BodyFormat::MergePatch),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "unsupported Content-Type {other:?}: use application/json, application/yaml or (for PATCH) application/merge-patch+json"
+        ))),
+    }
+}
+
+/// Decodes a request body as JSON or YAML into a JSON value.
+pub(crate) fn decode_body(format: BodyFormat, bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    match format {
+        BodyFormat::Json | BodyFormat::MergePatch => serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        BodyFormat::Yaml => serde_yaml_ng::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
+    }
+}
+
+/// Checks that `name` is a DNS-1123 subdomain (what Kubernetes requires of names).
+pub(crate) fn check_object_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 253 {
+        return Err(format!(
+            "must be at most 253 characters (has {})",
+            name.len()
+        ));
+    }
+    for label in name.split('.') {
+        check_dns_label_chars(label)?;
+    }
+    Ok(())
+}
+
+/// Checks that `namespace` is a DNS-1123 label.
+pub(crate) fn check_namespace_name(namespace: &str) -> Result<(), String> {
+    if namespace.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if namespace.len() > 63 {
+        return Err(format!(
+            "must be at most 63 characters (has {})",
+            namespace.len()
+        ));
+    }
+    check_dns_label_chars(namespace)
+}
+
+fn check_dns_label_chars(label: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if label.is_empty()
+        || !label.chars().all(ok_char)
+        || !alnum(label.chars().next())
+        || !alnum(label.chars().last())
+    {
+        return Err(
+            "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Where an incoming object is going: its kind, namespace and (when the path names
+/// it) its name.
+pub(crate) struct Target<'a> {
+    pub kind: ResourceKind,
+    pub namespace: &'a str,
+    pub name: Option<&'a str>,
+}
+
+/// Checks an incoming object against its target and the typed model, fills in
+/// `apiVersion`, `kind` and `metadata.namespace`, and returns its name.
+///
+/// Every problem found becomes a cause naming the field (422 `Invalid`).
+pub(crate) fn admit(target: &Target<'_>, body: &mut Value) -> Result<String, ApiError> {
+    let kind = target.kind;
+    let shown_name = target.name.unwrap_or_default();
+    let Some(object) = body.as_object_mut() else {
+        return Err(ApiError::invalid(
+            kind,
+            shown_name,
+            vec![StatusCause::invalid("", "the body must be a JSON object")],
+        ));
+    };
+    let mut causes = Vec::new();
+    match object.get("apiVersion") {
+        None | Some(Value::Null) => {
+            object.insert("apiVersion".into(), Value::String(API_VERSION.into()));
+        }
+        Some(Value::String(v)) if v == API_VERSION => {}
+        Some(other) => causes.push(StatusCause::invalid(
+            "apiVersion",
+            format!("must be {API_VERSION:?}, not {other}"),
+        )),
+    }
+    match object.get("kind") {
+        None | Some(Value::Null) => {
+            object.insert("kind".into(), Value::String(kind.as_str().into()));
+        }
+        Some(Value::String(k)) if k == kind.as_str() => {}
+        Some(other) => causes.push(StatusCause::invalid(
+            "kind",
+            format!("must be {:?} for this path, not {other}", kind.as_str()),
+        )),
+    }
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if metadata.is_null() {
+        *metadata = Value::Object(Map::new());
+    }
+    let Some(metadata) = metadata.as_object_mut() else {
+        return Err(ApiError::invalid(
+            kind,
+            shown_name,
+            vec![StatusCause::invalid("metadata", "must be an object")],
+        ));
+    };
+    let name = match (metadata.get("name"), target.name) {
+        (Some(Value::String(body_name)), Some(path_name)) if body_name != path_name => {
+            causes.push(StatusCause::invalid(
+                "metadata.name",
+                format!("{body_name:?} does not match the name in the path, {path_name:?}"),
+            ));
+            path_name.to_owned()
+        }
+        (Some(Value::String(body_name)), _) => body_name.clone(),
+        (None | Some(Value::Null), Some(path_name)) => {
+            metadata.insert("name".into(), Value::String(path_name.into()));
+            path_name.to_owned()
+        }
+        (None | Some(Value::Null), None) => {
+            causes.push(StatusCause::required("metadata.name"));
+            String::new()
+        }
+        (Some(other), _) => {
+            causes.push(StatusCause::invalid(
+                "metadata.name",
+                format!("must be a string, not {other}"),
+            ));
+            String::new()
+        }
+    };
+    if !name.is_empty()
+        && let Err(problem) = check_object_name(&name)
+    {
+        causes.push(StatusCause::invalid("metadata.name", problem));
+    }
+    match metadata.get("namespace") {
+        None | Some(Value::Null) => {
+            metadata.insert("namespace".into(), Value::String(target.namespace.into()));
+        }
+        Some(Value::String(ns)) if ns == target.namespace => {}
+        Some(other) => causes.push(StatusCause::invalid(
+            "metadata.namespace",
+            format!(
+                "{other} does not match the namespace in the path, {:?}",
+                target.namespace
+            ),
+        )),
+    }
+    if let Some(Value::Object(labels)) = metadata.get("labels") {
+        for (key, value) in labels {
+            let field = format!("metadata.labels.{key}");
+            if let Err(problem) = validate_label_key(key) {
+                causes.push(StatusCause::invalid(
+                    &field,
+                    format!("invalid key: {problem}"),
+                ));
+            }
+            match value {
+                Value::String(v) => {
+                    if let Err(problem) = validate_label_value(v) {
+                        causes.push(StatusCause::invalid(
+                            &field,
+                            format!("invalid value: {problem}"),
+                        ));
+                    }
+                }
+                other => causes.push(StatusCause::invalid(
+                    &field,
+                    format!("must be a string, not {other}"),
+                )),
+            }
+        }
+    }
+    if let Some(Value::String(rv)) = metadata.get("resourceVersion")
+        && rv.parse::<u64>().is_err()
+    {
+        causes.push(StatusCause::invalid(
+            "metadata.resourceVersion",
+            format!("{rv:?} is not a resource version issued by this server"),
+        ));
+    }
+    if causes.is_empty()
+        && let Err(cause) = check_typed(kind, body)
+    {
+        causes.push(cause);
+    }
+    if causes.is_empty() {
+        Ok(name)
+    } else {
+        Err(ApiError::invalid(
+            kind,
+            if name.is_empty() { shown_name } else { &name },
+            causes,
+        ))
+    }
+}
+
+/// Deserializes the object into its model type; the error names the field.
+fn check_typed(kind: ResourceKind, body: &Value) -> Result<(), StatusCause> {
+    fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<(), StatusCause> {
+        serde_path_to_error::deserialize::<_, T>(body.clone())
+            .map(drop)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let field = if path == "." { String::new() } else { path };
+                StatusCause::invalid(field, error.into_inner().to_string())
+            })
+    }
+    match kind {
+        ResourceKind::EdgeDevice => parse::<EdgeDevice>(body),
+        ResourceKind::EdgeDeviceSet => parse::<EdgeDeviceSet>(body),
+        ResourceKind::EdgeWorkload => parse::<EdgeWorkload>(body),
+        ResourceKind::EdgeDeviceSignedRequest => parse::<EdgeDeviceSignedRequest>(body),
+    }
+}
+
+/// The expected resource version a body carries in `metadata.resourceVersion`.
+pub(crate) fn expected_resource_version(body: &Value) -> Option<u64> {
+    body.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse().ok())
+}
+
+/// Applies an RFC 7386 JSON merge patch to `target`.
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch_fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(target_fields) = target {
+        for (key, value) in patch_fields {
+            if value.is_null() {
+                target_fields.remove(key);
+            } else {
+                merge_patch(
+                    target_fields.entry(key.clone()).or_insert(Value::Null),
+                    value,
+                );
+            }
+        }
+    }
+}
+
+/// The fields a field selector may name, per kind.
+pub(crate) fn selectable_fields(kind: ResourceKind) -> &'static [FieldSpec] {
+    const DEVICE: &[FieldSpec] = &[
+        FieldSpec::new("metadata.name", FieldKind::String),
+        FieldSpec::new("metadata.namespace", FieldKind::String),
+        FieldSpec::new("metadata.creationTimestamp", FieldKind::Timestamp),
+        FieldSpec::new("metadata.generation", FieldKind::Number),
+        FieldSpec::new("status.phase", FieldKind::String),
+        FieldSpec::new("status.lastSeen", FieldKind::Timestamp),
+    ];
+    const DEVICE_SET: &[FieldSpec] = &[
+        FieldSpec::new("metadata.name", FieldKind::String),
+        FieldSpec::new("metadata.namespace", FieldKind::String),
+        FieldSpec::new("metadata.creationTimestamp", FieldKind::Timestamp),
+        FieldSpec::new("metadata.generation", FieldKind::Number),
+    ];
+    const WORKLOAD: &[FieldSpec] = &[
+        FieldSpec::new("metadata.name", FieldKind::String),
+        FieldSpec::new("metadata.namespace", FieldKind::String),
+        FieldSpec::new("metadata.creationTimestamp", FieldKind::Timestamp),
+        FieldSpec::new("metadata.generation", FieldKind::Number),
+        FieldSpec::new("spec.type", FieldKind::String),
+        FieldSpec::new("spec.device", FieldKind::String),
+    ];
+    const SIGNED_REQUEST: &[FieldSpec] = &[
+        FieldSpec::new("metadata.name", FieldKind::String),
+        FieldSpec::new("metadata.namespace", FieldKind::String),
+        FieldSpec::new("metadata.creationTimestamp", FieldKind::Timestamp),
+        FieldSpec::new("metadata.generation", FieldKind::Number),
+        FieldSpec::new("spec.approved", FieldKind::Boolean),
+        FieldSpec::new("spec.targetNamespace", FieldKind::String),
+        FieldSpec::new("spec.targetSet", FieldKind::String),
+    ];
+    match kind {
+        ResourceKind::EdgeDevice => DEVICE,
+        ResourceKind::EdgeWorkload => WORKLOAD,
+        ResourceKind::EdgeDeviceSignedRequest => SIGNED_REQUEST,
+        ResourceKind::EdgeDeviceSet => DEVICE_SET,
+    }
+}
+
+/// A stored body seen through the field-selector whitelist of its kind.
+pub(crate) struct SelectableObject<'a> {
+    pub kind: ResourceKind,
+    pub body: &'a Value,
+}
+
+impl Fields for SelectableObject<'_> {
+    // Matching only reads values; parsing uses `selectable_fields(kind)`.
+    const FIELDS: &'static [FieldSpec] = &[];
+
+    fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
+        let spec = selectable_fields(self.kind)
+            .iter()
+            .find(|spec| spec.path == path)?;
+        let mut value = self.body;
+        for segment in path.split('.') {
+            value = value.get(segment)?;
+        }
+        match spec.kind {
+            FieldKind::String => value.as_str().map(|s| FieldValue::String(Cow::Borrowed(s))),
+            FieldKind::Number => value.as_i64().map(FieldValue::Number),
+            FieldKind::Timestamp => value
+                .as_str()
+                .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+                .map(FieldValue::Timestamp),
+            FieldKind::Boolean => value.as_bool().map(FieldValue::Boolean),
+            // Kinds added to flotta-core later are not selectable here yet.
+            _ => None,
+        }
+    }
+}
+
+/// Parses a `fieldSelector` for `kind`; an unknown field lists the valid ones.
+pub(crate) fn parse_field_selector(
+    kind: ResourceKind,
+    text: &str,
+) -> Result<FieldSelector, ApiError> {
+    FieldSelector::parse(text, selectable_fields(kind))
+        .map_err(|e| ApiError::bad_request(format!("invalid fieldSelector: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386_examples() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut target, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}}));
+        let mut target = json!({"a": [{"b": "c"}]});
+        merge_patch(&mut target, &json!({"a": [1]}));
+        assert_eq!(target, json!({"a": [1]}));
+        let mut target = json!(["a"]);
+        merge_patch(&mut target, &json!({"a": {"bb": {"ccc": null}}}));
+        assert_eq!(target, json!({"a": {"bb": {}}}));
+    }
+
+    #[test]
+    fn admit_fills_defaults_and_names_bad_fields() {
+        let target = Target {
+            kind: ResourceKind::EdgeDeviceSignedRequest,
+            namespace: "fleet",
+            name: None,
+        };
+        let mut ok = json!({"metadata": {"name": "dev-1"}, "spec": {"targetNamespace": "fleet"}});
+        assert_eq!(admit(&target, &mut ok).expect("admitted"), "dev-1");
+        assert_eq!(ok["apiVersion"], API_VERSION);
+        assert_eq!(ok["kind"], "EdgeDeviceSignedRequest");
+        assert_eq!(ok["metadata"]["namespace"], "fleet");
+
+        let mut bad_type = json!({"metadata": {"name": "dev-1"}, "spec": {"targetNamespace": "fleet", "approved": "yes"}});
+        let err = admit(&target, &mut bad_type).expect_err("approved is a bool");
+        assert_eq!(err.causes[0].field, "spec.approved");
+
+        let mut bad_name = json!({"metadata": {"name": "Dev_1", "labels": {"a": "b c"}}, "spec": {"targetNamespace": "fleet"}});
+        let err = admit(&target, &mut bad_name).expect_err("bad name and label");
+        let fields: Vec<&str> = err.causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["metadata.name", "metadata.labels.a"]);
+
+        let mut wrong_kind = json!({"kind": "EdgeDevice", "metadata": {"name": "d"}, "spec": {}});
+        let err = admit(&target, &mut wrong_kind).expect_err("kind mismatch");
+        assert_eq!(err.causes[0].field, "kind");
+    }
+
+    #[test]
+    fn field_selectors_read_stored_json() {
+        let body =
+            json!({"metadata": {"name": "d1"}, "spec": {"approved": true, "targetNamespace": "a"}});
+        let object = SelectableObject {
+            kind: ResourceKind::EdgeDeviceSignedRequest,
+            body: &body,
+        };
+        let approved =
+            parse_field_selector(ResourceKind::EdgeDeviceSignedRequest, "spec.approved=true")
+                .expect("parses");
+        assert!(approved.matches(&object));
+        let other = parse_field_selector(
+            ResourceKind::EdgeDeviceSignedRequest,
+            "spec.targetNamespace!=a",
+        )
+        .expect("parses");
+        assert!(!other.matches(&object));
+        let err = parse_field_selector(ResourceKind::EdgeDeviceSet, "spec.approved=true")
+            .expect_err("not a device-set field");
+        assert!(err.message.contains("metadata.name"), "{}", err.message);
+    }
+
+    #[test]
+    fn names_follow_dns_rules() {
+        assert!(check_object_name("edge-01.fleet").is_ok());
+        assert!(check_object_name("Edge").is_err());
+        assert!(check_object_name("-a").is_err());
+        assert!(check_object_name("a..b").is_err());
+        assert!(check_namespace_name("a.b").is_err());
+        assert!(check_namespace_name(&"a".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,504 @@
+//! Server configuration: command-line flags and `FLOTTA_*` environment variables,
+//! over an optional TOML file (`--config`), over embedded defaults.
+//!
+//! Precedence, highest first: flag, environment variable, TOML file, default.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::store::TokenRole;
+
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "flotta-data";
+/// Default address of the agent-facing Edge API listener.
+pub const DEFAULT_EDGE_LISTEN: &str = "0.0.0.0:8043";
+/// Default address of the management API listener.
+pub const DEFAULT_API_LISTEN: &str = "0.0.0.0:8443";
+/// Default lifetime of device certificates: 90 days.
+pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Name of the SQLite database file inside the data directory.
+pub const SQLITE_FILE_NAME: &str = "flotta.db";
+
+/// What went wrong while assembling the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("cannot read configuration file {path}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML of the expected shape.
+    #[error("invalid configuration file {path}: {message}")]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message (it names the key and line).
+        message: String,
+    },
+    /// A value in the configuration file could not be used.
+    #[error("invalid value for `{key}` in {path}: {reason}")]
+    InvalidFileValue {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
+}
+
+/// A database location: `sqlite://PATH` or `postgres://...`.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatabaseUrl {
+    /// An embedded SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+/// A database URL that is neither `sqlite://` nor `postgres://`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("database URL must start with sqlite:// or postgres:// (got {shown:?})")]
+pub struct InvalidDatabaseUrl {
+    /// The URL's scheme part, for the message (never the credentials).
+    pub shown: String,
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = InvalidDatabaseUrl;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(InvalidDatabaseUrl {
+                    shown: "sqlite://".into(),
+                });
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(s.to_owned()));
+        }
+        let scheme = s.split_once("://").map_or(s, |(scheme, _)| scheme);
+        Err(InvalidDatabaseUrl {
+            shown: scheme.chars().take(40).collect(),
+        })
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// Shows the location without any password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A certificate lifetime written as a number and a unit: `90d`, `12h`, `30m`, `3600s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime(pub Duration);
+
+/// A lifetime that is not `<number><s|m|h|d>` or is zero.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid lifetime {0:?}: expected a positive number followed by s, m, h or d (e.g. 90d)")]
+pub struct InvalidLifetime(pub String);
+
+impl FromStr for Lifetime {
+    type Err = InvalidLifetime;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidLifetime(s.to_owned());
+        let trimmed = s.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
+        let (number, unit) = trimmed.split_at(split);
+        let number: u64 = number.parse().map_err(|_| invalid())?;
+        let seconds_per_unit = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(invalid()),
+        };
+        let seconds = number.checked_mul(seconds_per_unit).ok_or_else(invalid)?;
+        // Certificates end in 9999 at the latest; keep well below.
+        if seconds == 0 || seconds > 100 * 365 * 86_400 {
+            return Err(invalid());
+        }
+        Ok(Lifetime(Duration::from_secs(seconds)))
+    }
+}
+
+/// The `flotta-server` command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "flotta-server",
+    version,
+    about = "Reference flotta server: Edge API (mTLS), management API, built-in CA and storage."
+)]
+pub struct Cli {
+    /// Settings of the server.
+    #[command(flatten)]
+    pub options: ServerOptions,
+    /// What to do; without a subcommand the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands of `flotta-server`.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Manage management API tokens.
+    Token {
+        /// The token action.
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+/// `flotta-server token ...`.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum TokenCommand {
+    /// Creates a token and prints its secret (shown only once).
+    Create {
+        /// What the token may do: viewer, operator or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: TokenRole,
+        /// Who or what the token is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<TokenRole, String> {
+    s.parse::<TokenRole>().map_err(|e| e.to_string())
+}
+
+/// Server settings as given on the command line or in the environment; unset ones
+/// come from the TOML file or the defaults.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerOptions {
+    /// TOML configuration file with the same settings (kebab-case keys).
+    #[arg(long, env = "FLOTTA_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory holding the PKI files, admin.yaml and the SQLite database.
+    #[arg(long, env = "FLOTTA_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the agent-facing Edge API (mTLS) [default: 0.0.0.0:8043].
+    #[arg(long, env = "FLOTTA_EDGE_LISTEN", value_name = "ADDR")]
+    pub edge_listen: Option<SocketAddr>,
+    /// Address of the management API (HTTPS, bearer tokens) [default: 0.0.0.0:8443].
+    #[arg(long, env = "FLOTTA_API_LISTEN", value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
+    /// Database: sqlite://PATH or postgres://... [default: sqlite://DATA_DIR/flotta.db].
+    #[arg(long, env = "FLOTTA_DATABASE", global = true, value_name = "URL")]
+    pub database: Option<DatabaseUrl>,
+    /// Approve enrolling devices automatically [default: true].
+    #[arg(long, env = "FLOTTA_AUTO_APPROVE", value_name = "true|false")]
+    pub auto_approve: Option<bool>,
+    /// Host name or IP address the server is reached at (server certificate SAN);
+    /// repeatable [default: localhost, 127.0.0.1, ::1].
+    #[arg(
+        long = "hostname",
+        env = "FLOTTA_HOSTNAMES",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub hostnames: Vec<String>,
+    /// Lifetime of issued device certificates, e.g. 90d, 12h [default: 90d].
+    #[arg(long, env = "FLOTTA_CERT_LIFETIME", value_name = "DURATION")]
+    pub cert_lifetime: Option<Lifetime>,
+}
+
+/// The TOML configuration file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    edge_listen: Option<SocketAddr>,
+    api_listen: Option<SocketAddr>,
+    database: Option<String>,
+    auto_approve: Option<bool>,
+    hostnames: Option<Vec<String>>,
+    cert_lifetime: Option<String>,
+}
+
+/// The complete, resolved server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Directory holding the PKI files, admin.yaml and the SQLite database.
+    pub data_dir: PathBuf,
+    /// Address of the Edge API listener.
+    pub edge_listen: SocketAddr,
+    /// Address of the management API listener.
+    pub api_listen: SocketAddr,
+    /// Where the state is stored.
+    pub database: DatabaseUrl,
+    /// Whether enrolling devices are approved without an operator.
+    pub auto_approve: bool,
+    /// Names and addresses in the server certificate; the first one goes into
+    /// `admin.yaml`'s server URL.
+    pub hostnames: Vec<String>,
+    /// Lifetime of issued device certificates.
+    pub cert_lifetime: Duration,
+}
+
+impl ServerConfig {
+    /// The embedded defaults, with the data directory `data_dir`.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            database: DatabaseUrl::Sqlite(data_dir.join(SQLITE_FILE_NAME)),
+            data_dir,
+            edge_listen: socket(DEFAULT_EDGE_LISTEN),
+            api_listen: socket(DEFAULT_API_LISTEN),
+            auto_approve: true,
+            hostnames: default_hostnames(),
+            cert_lifetime: DEFAULT_CERT_LIFETIME,
+        }
+    }
+
+    /// Resolves flags and environment (already in `options`) over the TOML file named
+    /// by `options.config`, over the defaults.
+    pub fn resolve(options: &ServerOptions) -> Result<Self, ConfigError> {
+        let file = match &options.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let file_path = options.config.clone().unwrap_or_default();
+        let data_dir = options
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let mut config = Self::with_data_dir(data_dir);
+        if let Some(database) = options.database.clone() {
+            config.database = database;
+        } else if let Some(text) = file.database {
+            config.database =
+                text.parse()
+                    .map_err(|e: InvalidDatabaseUrl| ConfigError::InvalidFileValue {
+                        path: file_path.clone(),
+                        key: "database",
+                        reason: e.to_string(),
+                    })?;
+        }
+        if let Some(addr) = options.edge_listen.or(file.edge_listen) {
+            config.edge_listen = addr;
+        }
+        if let Some(addr) = options.api_listen.or(file.api_listen) {
+            config.api_listen = addr;
+        }
+        if let Some(auto) = options.auto_approve.or(file.auto_approve) {
+            config.auto_approve = auto;
+        }
+        if !options.hostnames.is_empty() {
+            config.hostnames = options.hostnames.clone();
+        } else if let Some(names) = file.hostnames.filter(|n| !n.is_empty()) {
+            config.hostnames = names;
+        }
+        if let Some(Lifetime(lifetime)) = options.cert_lifetime {
+            config.cert_lifetime = lifetime;
+        } else if let Some(text) = file.cert_lifetime {
+            let Lifetime(lifetime) =
+                text.parse()
+                    .map_err(|e: InvalidLifetime| ConfigError::InvalidFileValue {
+                        path: file_path.clone(),
+                        key: "cert-lifetime",
+                        reason: e.to_string(),
+                    })?;
+            config.cert_lifetime = lifetime;
+        }
+        Ok(config)
+    }
+
+    /// `DATA_DIR/pki`.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.data_dir.join("pki")
+    }
+
+    /// `DATA_DIR/admin.yaml`.
+    pub fn admin_config_path(&self) -> PathBuf {
+        self.data_dir.join("admin.yaml")
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_owned(),
+        message: e.to_string().trim().replace('\n', " "),
+    })
+}
+
+fn default_hostnames() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+}
+
+fn socket(text: &str) -> SocketAddr {
+    // The defaults are literals known to parse; the fallback only satisfies the type.
+    text.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let config = ServerConfig::resolve(&ServerOptions::default()).expect("defaults");
+        assert_eq!(config.data_dir, PathBuf::from("flotta-data"));
+        assert_eq!(config.edge_listen.to_string(), "0.0.0.0:8043");
+        assert_eq!(config.api_listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(
+            config.database,
+            DatabaseUrl::Sqlite(PathBuf::from("flotta-data/flotta.db"))
+        );
+        assert!(config.auto_approve);
+        assert_eq!(config.cert_lifetime, DEFAULT_CERT_LIFETIME);
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "data-dir = \"/srv/flotta\"\napi-listen = \"127.0.0.1:9000\"\nauto-approve = false\ncert-lifetime = \"12h\"\nhostnames = [\"fleet.example.com\"]\n",
+        )
+        .expect("write");
+        let cli = Cli::try_parse_from([
+            "flotta-server",
+            "--config",
+            file.to_str().expect("utf-8 path"),
+            "--api-listen",
+            "127.0.0.1:9001",
+        ])
+        .expect("parses");
+        let config = ServerConfig::resolve(&cli.options).expect("resolves");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/flotta"));
+        assert_eq!(
+            config.database,
+            DatabaseUrl::Sqlite(PathBuf::from("/srv/flotta/flotta.db"))
+        );
+        assert_eq!(config.api_listen.to_string(), "127.0.0.1:9001");
+        assert!(!config.auto_approve);
+        assert_eq!(config.cert_lifetime, Duration::from_secs(12 * 3600));
+        assert_eq!(config.hostnames, vec!["fleet.example.com".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, "datadir = \"x\"\n").expect("write");
+        let options = ServerOptions {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = ServerConfig::resolve(&options).expect_err("unknown key");
+        assert!(err.to_string().contains("datadir"), "{err}");
+        std::fs::write(&file, "database = \"mysql://x\"\n").expect("write");
+        let err = ServerConfig::resolve(&options).expect_err("bad database");
+        assert!(err.to_string().contains("`database`"), "{err}");
+    }
+
+    #[test]
+    fn database_urls_parse_and_hide_passwords() {
+        assert_eq!(
+            "sqlite:///var/lib/f.db".parse::<DatabaseUrl>(),
+            Ok(DatabaseUrl::Sqlite(PathBuf::from("/var/lib/f.db")))
+        );
+        let pg: DatabaseUrl = "postgres://flotta:hunter2@db:5432/flotta"
+            .parse()
+            .expect("postgres");
+        assert_eq!(pg.to_string(), "postgres://flotta:***@db:5432/flotta");
+        assert!(!format!("{pg:?}").contains("hunter2"));
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+        assert!("sqlite://".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn lifetimes_need_a_unit_and_a_positive_number() {
+        assert_eq!(
+            "90d".parse::<Lifetime>(),
+            Ok(Lifetime(Duration::from_secs(90 * 86_400)))
+        );
+        assert_eq!(
+            "30m".parse::<Lifetime>(),
+            Ok(Lifetime(Duration::from_secs(1800)))
+        );
+        for bad in ["90", "d", "0h", "-1d", "5w", "99999999999999999999d"] {
+            assert!(bad.parse::<Lifetime>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_subcommand_takes_a_role() {
+        let cli = Cli::try_parse_from([
+            "flotta-server",
+            "token",
+            "create",
+            "--role",
+            "viewer",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Token {
+                action: TokenCommand::Create {
+                    role: TokenRole::Viewer,
+                    ..
+                }
+            })
+        ));
+        assert_eq!(cli.options.data_dir, Some(PathBuf::from("/tmp/x")));
+        assert!(
+            Cli::try_parse_from(["flotta-server", "token", "create", "--role", "root"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["flotta-server", "--auto-approve", "maybe"]).is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! `flotta-server`: the reference flotta server binary.
+//!
+//! Without a subcommand it runs the server; `flotta-server token create --role
+//! viewer|operator|admin` prints a new management API token. Failures end with a
+//! one-line `error: ...` message and exit code 1.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use flotta_server::api::error_chain;
+use flotta_server::app::{self, StartError};
+use flotta_server::config::{Cli, Command, ServerConfig, TokenCommand};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("FLOTTA_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error),
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let config = match ServerConfig::resolve(&cli.options) {
+        Ok(config) => config,
+        Err(error) => return fail(&error),
+    };
+    match cli.command {
+        None => match app::start(config).await {
+            Ok(server) => {
+                server.run_until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
+        Some(Command::Token {
+            action: TokenCommand::Create { role, description },
+        }) => {
+            let store = match open_for_cli(&config).await {
+                Ok(store) => store,
+                Err(error) => return fail(&error),
+            };
+            match store.create_token(role, &description).await {
+                Ok(issued) => {
+                    println!("{}", issued.secret);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            }
+        }
+        Some(_) => fail(&std::io::Error::other("unsupported command")),
+    }
+}
+
+async fn open_for_cli(
+    config: &ServerConfig,
+) -> Result<std::sync::Arc<dyn flotta_server::store::Store>, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    app::open_store(&config.database).await
+}
+
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {}", error_chain(error));
+    ExitCode::FAILURE
+}

@@ -1,0 +1,154 @@
+//! Management API tokens: the bootstrap admin token and `admin.yaml`, the client
+//! configuration the CLI and the Python client load directly.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::store::{Store, StoreError, TokenHash, TokenRole};
+
+/// `kind` written in `admin.yaml`.
+pub const ADMIN_CONFIG_KIND: &str = "FlottaClientConfig";
+
+/// The contents of `admin.yaml`: where the management API is, which CA signs its
+/// certificate, and an admin bearer token.
+///
+/// ```yaml
+/// kind: FlottaClientConfig
+/// server: https://localhost:8443
+/// edgeServer: https://localhost:8043
+/// certificateAuthority: |
+///   -----BEGIN CERTIFICATE-----
+///   ...
+/// token: flt_...
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminConfig {
+    /// Always [`ADMIN_CONFIG_KIND`].
+    pub kind: String,
+    /// Base URL of the management API, e.g. `https://localhost:8443`.
+    pub server: String,
+    /// Base URL of the Edge API devices enrol at, e.g. `https://localhost:8043`.
+    pub edge_server: String,
+    /// PEM of the CA that signs the server certificate.
+    pub certificate_authority: String,
+    /// An admin bearer token.
+    pub token: String,
+}
+
+/// What went wrong with tokens or `admin.yaml`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The store failed.
+    #[error("token storage failed")]
+    Store(#[from] StoreError),
+    /// `admin.yaml` could not be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `admin.yaml` could not be encoded.
+    #[error("cannot encode {path}")]
+    Encode {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+}
+
+impl AdminConfig {
+    /// Reads `admin.yaml`; `None` when it is missing or unreadable (it is then
+    /// written anew).
+    pub fn load(path: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_yaml_ng::from_str(&text).ok()
+    }
+
+    /// Writes the file atomically with mode 0600 (it holds a secret).
+    pub fn save(&self, path: &Path) -> Result<(), TokenError> {
+        let text = serde_yaml_ng::to_string(self).map_err(|source| TokenError::Encode {
+            path: path.to_owned(),
+            source,
+        })?;
+        crate::app::write_private_file(path, text.as_bytes()).map_err(|source| TokenError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Returns an admin token secret that the store accepts: the one in `existing`
+/// when it is still valid, else a new one.
+pub async fn ensure_admin_token(
+    store: &dyn Store,
+    existing: Option<&AdminConfig>,
+) -> Result<String, TokenError> {
+    if let Some(config) = existing
+        && let Some(token) = store.find_token(&TokenHash::of(&config.token)).await?
+        && token.role == TokenRole::Admin
+    {
+        return Ok(config.token.clone());
+    }
+    let issued = store
+        .create_token(TokenRole::Admin, "admin.yaml bootstrap token")
+        .await?;
+    Ok(issued.secret)
+}
+
+/// RFC 3339 text of a time, as the API shows it.
+pub fn format_time(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    #[tokio::test]
+    async fn admin_token_is_reused_while_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("t.db")).expect("store");
+        let first = ensure_admin_token(&store, None).await.expect("created");
+        let config = AdminConfig {
+            kind: ADMIN_CONFIG_KIND.into(),
+            server: "https://localhost:8443".into(),
+            edge_server: "https://localhost:8043".into(),
+            certificate_authority: "pem".into(),
+            token: first.clone(),
+        };
+        let again = ensure_admin_token(&store, Some(&config))
+            .await
+            .expect("reused");
+        assert_eq!(again, first);
+        let stale = AdminConfig {
+            token: "flt_unknown".into(),
+            ..config
+        };
+        let replaced = ensure_admin_token(&store, Some(&stale))
+            .await
+            .expect("replaced");
+        assert_ne!(replaced, "flt_unknown");
+        assert!(
+            store
+                .find_token(&TokenHash::of(&replaced))
+                .await
+                .expect("find")
+                .is_some()
+        );
+
+        let path = dir.path().join("admin.yaml");
+        stale.save(&path).expect("saved");
+        assert_eq!(AdminConfig::load(&path), Some(stale));
+    }
+}

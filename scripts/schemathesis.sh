@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Property-based checks of the management API with schemathesis: starts the
+# flotta-server binary on free loopback ports with a throwaway data directory and
+# runs schemathesis against its /openapi.json with the admin token from admin.yaml.
+# Fails when any request gets a 5xx answer.
+#
+#   scripts/schemathesis.sh                 # default: 40 examples per operation
+#   ST_MAX_EXAMPLES=200 scripts/schemathesis.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+VENV="${HOME}/.cache/flotta-rs/venv-st"
+MAX_EXAMPLES="${ST_MAX_EXAMPLES:-40}"
+
+if [ ! -x "$VENV/bin/schemathesis" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet schemathesis
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+cargo build --quiet --manifest-path "$ROOT/Cargo.toml" -p flotta-server --bin flotta-server
+BIN="$CARGO_TARGET_DIR/debug/flotta-server"
+
+DATA="$(mktemp -d)"
+free_port() {
+    "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+API_PORT="$(free_port)"
+EDGE_PORT="$(free_port)"
+
+FLOTTA_LOG=warn "$BIN" --data-dir "$DATA" \
+    --api-listen "127.0.0.1:$API_PORT" --edge-listen "127.0.0.1:$EDGE_PORT" \
+    >"$DATA/server.log" 2>&1 &
+SERVER_PID=$!
+cleanup() {
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 100); do
+    [ -f "$DATA/admin.yaml" ] && break
+    sleep 0.1
+done
+if [ ! -f "$DATA/admin.yaml" ]; then
+    echo "server did not start:" >&2
+    cat "$DATA/server.log" >&2
+    exit 1
+fi
+
+# admin.yaml holds the CA PEM and the admin token.
+"$VENV/bin/python" - "$DATA" <<'PY'
+import sys, yaml, pathlib
+data = pathlib.Path(sys.argv[1])
+config = yaml.safe_load((data / "admin.yaml").read_text())
+(data / "ca.pem").write_text(config["certificateAuthority"])
+(data / "token").write_text(config["token"])
+PY
+TOKEN="$(cat "$DATA/token")"
+
+"$VENV/bin/schemathesis" run "https://127.0.0.1:$API_PORT/openapi.json" \
+    --tls-verify "$DATA/ca.pem" \
+    --header "Authorization: Bearer $TOKEN" \
+    --checks not_a_server_error \
+    --max-examples "$MAX_EXAMPLES" \
+    --suppress-health-check all \
+    --no-color
+status=$?
+if grep -q "panicked" "$DATA/server.log"; then
+    echo "the server panicked:" >&2
+    grep -A5 "panicked" "$DATA/server.log" >&2
+    exit 1
+fi
+exit "$status"
