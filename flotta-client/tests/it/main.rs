@@ -1,1 +1,7 @@
-//! Integration tests of flotta-client against a real server.
+//! Integration tests of flotta-client against a real in-process server over TLS.
+
+mod apply;
+mod crud;
+mod harness;
+mod retry;
+mod watch;
