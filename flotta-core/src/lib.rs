@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod crd;
 pub mod enrolment;
 pub mod manifest;
 pub mod model;

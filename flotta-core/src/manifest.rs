@@ -138,6 +138,7 @@ impl ManifestError {
 
 /// Any of the four flotta resources.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
 #[serde(untagged)]
 pub enum AnyResource {
     /// An `EdgeDevice`.

@@ -191,3 +191,24 @@ fn flotta_registration_payload_round_trips() {
     assert_eq!(back.gpus, hardware.gpus);
     assert_eq!(back.memory, hardware.memory);
 }
+
+#[test]
+fn flotta_kinds_we_do_not_model_are_refused_by_name() {
+    let Some(dir) = flotta_dir() else {
+        return;
+    };
+    for (file, kind) in [
+        ("samples/management_v1alpha1_edgeconfig.yaml", "EdgeConfig"),
+        (
+            "samples/management_v1alpha1_playbookexecution.yaml",
+            "PlaybookExecution",
+        ),
+    ] {
+        let err = flotta_core::manifest::parse_manifests(&read(&dir, file))
+            .expect_err("not one of our kinds");
+        assert!(
+            matches!(&err, flotta_core::manifest::ManifestError::UnknownKind { index: 0, kind: k } if k == kind),
+            "{file}: {err}"
+        );
+    }
+}
