@@ -14,7 +14,7 @@ use crate::output::{age, parse_time};
 
 /// The CustomResourceDefinitions of the four resources, as YAML documents.
 pub fn crds_yaml() -> Result<String, String> {
-    Err("CRD generation is not part of this build yet".into())
+    flotta_core::crd::to_yaml().map_err(|e| format!("cannot generate the CRDs: {e}"))
 }
 
 /// Prints a description of one object.
