@@ -5,6 +5,7 @@ pub mod enrolment;
 pub mod manifest;
 pub mod model;
 pub mod pki;
+pub mod reconcile;
 pub mod selector;
 pub mod validation;
 pub mod wire;

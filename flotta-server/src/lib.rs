@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod edge;
 pub mod metrics;
 pub mod store;
 pub mod tokens;

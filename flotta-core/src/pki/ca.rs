@@ -369,8 +369,8 @@ impl BuiltinCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         let now = whole_seconds(now);
-        params.not_before = now - super::NOT_BEFORE_SKEW;
-        params.not_after = now + CA_LIFETIME;
+        params.not_before = now.saturating_sub(super::NOT_BEFORE_SKEW);
+        params.not_after = now.saturating_add(CA_LIFETIME);
         params.serial_number = Some(SerialNumber::from_slice(Serial::random()?.as_bytes()));
         let certificate = params
             .self_signed(&key)
@@ -518,8 +518,8 @@ pub fn issue_registration_certificate(
         usage: CertificateUsage::Client,
         dns_names: Vec::new(),
         ip_addresses: Vec::new(),
-        not_before: now - super::NOT_BEFORE_SKEW,
-        not_after: now + lifetime,
+        not_before: now.saturating_sub(super::NOT_BEFORE_SKEW),
+        not_after: now.saturating_add(lifetime),
         serial: Serial::random()?,
     };
     issue_with_new_key(ca, &profile)
@@ -559,8 +559,8 @@ pub fn issue_server_certificate(
         usage: CertificateUsage::Server,
         dns_names,
         ip_addresses,
-        not_before: now - super::NOT_BEFORE_SKEW,
-        not_after: now + lifetime,
+        not_before: now.saturating_sub(super::NOT_BEFORE_SKEW),
+        not_after: now.saturating_add(lifetime),
         serial: Serial::random()?,
     };
     issue_with_new_key(ca, &profile)

@@ -281,8 +281,8 @@ impl CsrPolicy {
         ca.sign_csr(
             csr,
             device,
-            now - self.not_before_skew,
-            now + self.device_lifetime,
+            now.saturating_sub(self.not_before_skew),
+            now.saturating_add(self.device_lifetime),
         )
     }
 }

@@ -1,7 +1,7 @@
 //! Who the peer is, read from its client certificate alone.
 //!
 //! At the TLS handshake the server checks only that the client certificate chains to
-//! the fleet CA (see [`tls`](super::tls) with the `rustls` feature); time, revocation
+//! the fleet CA (see the `tls` module, feature `rustls`); time, revocation
 //! and what the certificate may be used for are decided here, per request, because an
 //! expired device certificate is still good for one thing: re-registering.
 
@@ -32,8 +32,9 @@ impl Serial {
     pub fn random() -> Result<Self, PkiError> {
         let mut bytes = [0u8; 16];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| PkiError::Random)?;
-        // A zero leading byte would shorten the number; keep all 128 bits significant.
-        bytes[0] |= 0x01;
+        // Fix the top bit so every serial is exactly 128 bits long (127 random bits);
+        // DER then adds a zero byte to keep it positive.
+        bytes[0] |= 0x80;
         Ok(Self(bytes.to_vec()))
     }
 
@@ -379,8 +380,10 @@ impl PeerVerifier {
 
     /// Decides who the peer is from its certificate chain (DER, end entity first) at
     /// time `now`, for `purpose`. Checks, in order: readable, signed by a trusted
-    /// issuer, not revoked, a subject we issue with clientAuth, and in validity (an
+    /// issuer, a subject we issue with clientAuth, not revoked, and in validity (an
     /// expired device certificate passes for [`Purpose::Registration`]).
+    ///
+    /// This is [`verify_peer`](Self::verify_peer) then [`VerifiedPeer::check`].
     pub fn identify<C: AsRef<[u8]>>(
         &self,
         chain: &[C],
@@ -388,6 +391,14 @@ impl PeerVerifier {
         now: OffsetDateTime,
         purpose: Purpose,
     ) -> Result<PeerIdentity, IdentityError> {
+        self.verify_peer(chain)?.check(revoked, now, purpose)
+    }
+
+    /// The time-independent half of [`identify`](Self::identify): parses the end-entity
+    /// certificate, checks the CA signature and reads the identity. A server can keep
+    /// the result for the life of a TLS connection and call [`VerifiedPeer::check`] on
+    /// each request, which costs no signature verification.
+    pub fn verify_peer<C: AsRef<[u8]>>(&self, chain: &[C]) -> Result<VerifiedPeer, IdentityError> {
         let end_entity = chain.first().ok_or(IdentityError::NoCertificate)?;
         let end_entity = end_entity.as_ref();
         if end_entity.len() > MAX_CERTIFICATE_BYTES {
@@ -408,11 +419,6 @@ impl PeerVerifier {
             reason: "unreadable validity",
             source: Some(e),
         })?;
-        if revoked.is_revoked(&facts.serial) {
-            return Err(IdentityError::Revoked {
-                serial: facts.serial,
-            });
-        }
         if !facts.client_auth {
             return Err(IdentityError::malformed(
                 "extended key usage does not allow client authentication",
@@ -439,22 +445,72 @@ impl PeerVerifier {
                 }
             }
         };
-        if now + self.clock_skew < facts.not_before {
+        Ok(VerifiedPeer {
+            identity,
+            serial: facts.serial,
+            not_before: facts.not_before,
+            not_after: facts.not_after,
+            clock_skew: self.clock_skew,
+        })
+    }
+}
+
+/// A peer certificate whose CA signature and subject passed
+/// [`PeerVerifier::verify_peer`]; revocation and time are checked per use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPeer {
+    identity: PeerIdentity,
+    serial: Serial,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    clock_skew: Duration,
+}
+
+impl VerifiedPeer {
+    /// Who the certificate names, before revocation and time are considered.
+    pub fn identity(&self) -> &PeerIdentity {
+        &self.identity
+    }
+
+    /// The certificate's serial number.
+    pub fn serial(&self) -> &Serial {
+        &self.serial
+    }
+
+    /// End of validity.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// Checks revocation, then validity at `now` (with the verifier's clock skew) for
+    /// `purpose`, and returns the identity.
+    pub fn check(
+        &self,
+        revoked: &RevocationList,
+        now: OffsetDateTime,
+        purpose: Purpose,
+    ) -> Result<PeerIdentity, IdentityError> {
+        if revoked.is_revoked(&self.serial) {
+            return Err(IdentityError::Revoked {
+                serial: self.serial.clone(),
+            });
+        }
+        if now.saturating_add(self.clock_skew) < self.not_before {
             return Err(IdentityError::NotYetValid {
-                not_before: facts.not_before,
+                not_before: self.not_before,
                 now,
             });
         }
-        let expired = now - self.clock_skew > facts.not_after;
-        let expiry_forgiven =
-            purpose == Purpose::Registration && matches!(identity, PeerIdentity::Device { .. });
+        let expired = now.saturating_sub(self.clock_skew) > self.not_after;
+        let expiry_forgiven = purpose == Purpose::Registration
+            && matches!(self.identity, PeerIdentity::Device { .. });
         if expired && !expiry_forgiven {
             return Err(IdentityError::Expired {
-                not_after: facts.not_after,
+                not_after: self.not_after,
                 now,
             });
         }
-        Ok(identity)
+        Ok(self.identity.clone())
     }
 }
 

@@ -53,9 +53,11 @@ pub use csr::{CsrError, CsrPolicy, IssueError, KeyKind, VerifiedCsr, verify_csr}
 pub use device_key::{Csr, DeviceKey};
 pub use identity::{
     CertificateError, DEFAULT_CLOCK_SKEW, IdentityError, PeerCertificate, PeerIdentity,
-    PeerVerifier, Purpose, RevocationList, Serial,
+    PeerVerifier, Purpose, RevocationList, Serial, VerifiedPeer,
 };
 pub use renewal::{RenewalAction, RenewalPolicy};
+
+pub(crate) use ca::dns_subdomain_problem;
 
 /// Common name of the fleet-wide registration certificate.
 pub const REGISTRATION_COMMON_NAME: &str = "register";

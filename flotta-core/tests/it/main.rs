@@ -2,6 +2,13 @@
 
 mod examples;
 mod manifest_errors;
+mod pki_corpus;
+mod pki_csr_policy;
+mod pki_identity;
+mod pki_openssl_verify;
+mod pki_support;
+#[cfg(feature = "rustls")]
+mod pki_tls;
 mod reference;
 mod roundtrip;
 mod schema;

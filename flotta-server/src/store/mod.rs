@@ -11,8 +11,36 @@
 //! Two backends implement [`Store`]: [`SqliteStore`] (embedded, zero set-up) and,
 //! with the `postgres` feature (on by default), [`PostgresStore`] for several server
 //! replicas sharing one database. See `docs/storage.md`.
+//!
+//! ```
+//! use flotta_server::store::{ResourceKind, SqliteStore, Store, StoreError};
+//! use serde_json::json;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let runtime = tokio::runtime::Runtime::new()?;
+//! # runtime.block_on(async {
+//! let store = SqliteStore::open(dir.path().join("flotta.db"))?;
+//! let created = store
+//!     .create(ResourceKind::EdgeDevice, "default", "dev-1", json!({"spec": {}}))
+//!     .await?;
+//! assert_eq!(created.generation, 1);
+//! // A write based on an old resource version is refused.
+//! store
+//!     .update_status(ResourceKind::EdgeDevice, "default", "dev-1", None, json!({"phase": "up"}))
+//!     .await?;
+//! let stale = store
+//!     .update(ResourceKind::EdgeDevice, "default", "dev-1", Some(created.resource_version), json!({}))
+//!     .await;
+//! assert!(matches!(stale, Err(StoreError::Conflict { .. })));
+//! # Ok::<(), StoreError>(())
+//! # })?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod error;
+mod last_seen;
 mod object;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -29,6 +57,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use error::{BackendCause, StoreError};
+pub use last_seen::LastSeenRecorder;
 pub use object::ContinueToken;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
@@ -456,6 +485,12 @@ pub(crate) fn new_token_secret() -> StoreResult<(String, String)> {
     );
     let id = uuid::Uuid::new_v4().simple().to_string();
     Ok((id, secret))
+}
+
+/// Every how many object writes a store compacts its change log automatically:
+/// often enough that the log stays within twice the retention.
+pub(crate) fn compaction_interval(event_retention: u64) -> u64 {
+    event_retention.clamp(1, 1_000)
 }
 
 /// The current time at the precision timestamps are stored with (microseconds).

@@ -56,8 +56,6 @@ const CHANNEL: &str = "flotta_changes";
 const WRITE_LOCK: i64 = 0x0000_666c_6f74_7461;
 /// Advisory lock key serialising schema migrations.
 const MIGRATION_LOCK: i64 = WRITE_LOCK + 1;
-/// Every how many object writes of one store automatic compaction runs.
-const COMPACTION_INTERVAL: u64 = 1_000;
 /// Change-log entries read per query by the notification listener.
 const CATCH_UP_BATCH: i64 = 1_000;
 /// The schema version this code writes.
@@ -482,7 +480,10 @@ impl PostgresStore {
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
         let rv = to_u64(rv, "resource_version_seq")?;
-        if writes.is_multiple_of(COMPACTION_INTERVAL) && rv > self.inner.options.event_retention {
+        if writes.is_multiple_of(super::compaction_interval(
+            self.inner.options.event_retention,
+        )) && rv > self.inner.options.event_retention
+        {
             // The write is committed; a failed compaction is simply tried again later.
             let _retry_later = self.compact(rv - self.inner.options.event_retention).await;
         }

@@ -41,9 +41,6 @@ impl Default for SqliteOptions {
     }
 }
 
-/// Every how many object writes automatic change-log compaction runs.
-const COMPACTION_INTERVAL: u64 = 1_000;
-
 /// The schema version this code writes; see [`MIGRATIONS`].
 const SCHEMA_VERSION: i64 = 1;
 
@@ -457,7 +454,7 @@ impl SqliteStore {
             let _no_watchers = inner.feed.send(Arc::new(event.clone()));
             writer.writes_since_compaction += 1;
             let rv = u64::try_from(rv).unwrap_or_default();
-            if writer.writes_since_compaction >= COMPACTION_INTERVAL
+            if writer.writes_since_compaction >= super::compaction_interval(inner.options.event_retention)
                 && rv > inner.options.event_retention
             {
                 writer.writes_since_compaction = 0;

@@ -534,6 +534,26 @@ pub async fn watch_from_compacted_version_is_gone(backend: Backend) {
     assert_eq!(event.object.resource_version, versions[2]);
 }
 
+pub async fn slow_watcher_catches_up_from_the_log(backend: Backend) {
+    let store = backend.open().await;
+    let from = store.current_resource_version().await.expect("rv");
+    let mut stream = store.watch(DEVICE, None, from).await.expect("watch");
+    // More changes than the in-process feed holds, while the watcher reads nothing.
+    let count = 1_100;
+    for i in 0..count {
+        store
+            .create(DEVICE, "ns", &format!("d{i:04}"), json!({"spec": {}}))
+            .await
+            .expect("create");
+    }
+    for i in 0..count {
+        let event = next_event(&mut stream).await;
+        assert_eq!(event.event_type, WatchEventType::Added);
+        assert_eq!(event.object.name, format!("d{i:04}"));
+    }
+    no_event_for(&mut stream, Duration::from_millis(200)).await;
+}
+
 pub async fn last_seen_batches(backend: Backend) {
     let store = backend.open().await;
     let device = store
@@ -736,6 +756,7 @@ macro_rules! conformance_tests {
             pagination_with_concurrent_inserts,
             watch_replays_then_streams_live,
             watch_from_compacted_version_is_gone,
+            slow_watcher_catches_up_from_the_log,
             last_seen_batches,
             tokens,
             revocations_and_settings,

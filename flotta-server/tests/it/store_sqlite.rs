@@ -1,7 +1,9 @@
 //! The conformance suite on SQLite, plus SQLite-specific checks.
 
-use flotta_server::store::{ResourceKind, SqliteStore, Store};
+use flotta_server::store::{ResourceKind, SqliteOptions, SqliteStore, Store, StoreError};
+use futures::StreamExt;
 use serde_json::json;
+use std::time::Duration;
 
 use crate::store_conformance::conformance_tests;
 use crate::store_harness::Backend;
@@ -40,4 +42,38 @@ async fn refuses_a_newer_schema() {
         .expect("bump version");
     let err = SqliteStore::open(&path).expect_err("newer schema");
     assert!(err.to_string().contains("schema_version"), "{err}");
+}
+
+#[tokio::test]
+async fn change_log_is_compacted_to_the_configured_retention() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let options = SqliteOptions {
+        event_retention: 10,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(dir.path().join("flotta.db"), options).expect("open");
+    for i in 0..35 {
+        store
+            .create(ResourceKind::EdgeDevice, "ns", &format!("d{i}"), json!({}))
+            .await
+            .expect("create");
+    }
+    let current = store.current_resource_version().await.expect("rv");
+    assert!(matches!(
+        store.watch(ResourceKind::EdgeDevice, None, 1).await,
+        Err(StoreError::Gone { .. })
+    ));
+    // The last `event_retention` versions are always still there.
+    let mut recent = store
+        .watch(ResourceKind::EdgeDevice, None, current - 10)
+        .await
+        .expect("recent history is retained");
+    for rv in current - 9..=current {
+        let event = tokio::time::timeout(Duration::from_secs(5), recent.next())
+            .await
+            .expect("replayed at once")
+            .expect("stream open")
+            .expect("event");
+        assert_eq!(event.object.resource_version, rv);
+    }
 }

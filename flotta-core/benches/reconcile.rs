@@ -1,0 +1,2 @@
+//! Reconciliation benchmarks.
+fn main() {}

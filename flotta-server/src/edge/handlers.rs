@@ -1,0 +1,914 @@
+//! The Edge API routes and their handlers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flotta_core::model::{API_VERSION, EdgeDeviceSignedRequest, EdgeDeviceStatus, MEMBER_OF_LABEL};
+use flotta_core::pki::{
+    CsrPolicy, DeviceIdentity, IdentityError, IssueError, PeerIdentity, Purpose, RevocationList,
+};
+use flotta_core::wire::{self, Message, MessageType};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::message::{self, BadMessage};
+use super::notifier::current_config;
+use super::{
+    BASE_PATH, CERTIFICATE_SERIALS_ANNOTATION, EdgeState, MAX_BODY_BYTES, MAX_WAIT,
+    PeerCertificates,
+};
+use crate::store::{ResourceKind, StoreError, StoredObject};
+
+/// Most certificate serials remembered per device for revocation.
+const MAX_REMEMBERED_SERIALS: usize = 32;
+
+/// The Edge API router over `state`. Serve it with [`serve`](super::serve) so that
+/// requests carry the client's certificate chain; without it every request is
+/// treated as carrying no certificate.
+pub fn router(state: EdgeState) -> Router {
+    Router::new()
+        .route(
+            &format!("{BASE_PATH}/data/{{device_id}}/out"),
+            post(post_data),
+        )
+        .route(&format!("{BASE_PATH}/data/{{device_id}}/in"), get(get_data))
+        .route(
+            &format!("{BASE_PATH}/control/{{device_id}}/in"),
+            get(get_control),
+        )
+        .route(
+            &format!("{BASE_PATH}/control/{{device_id}}/out"),
+            post(post_control),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// An error answer: a status code and a JSON body with a message.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn unauthorized(error: &IdentityError) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, error.to_string())
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn store(operation: &str, error: &StoreError) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storage failed during {operation}: {error}"),
+        )
+    }
+}
+
+impl From<BadMessage> for ApiError {
+    fn from(error: BadMessage) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error.0)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"code": self.status.as_u16(), "message": self.message});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The client certificate chain of the request's connection.
+struct Peer(PeerCertificates);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<PeerCertificates>()
+                .cloned()
+                .unwrap_or_default(),
+        ))
+    }
+}
+
+impl EdgeState {
+    fn identify(
+        &self,
+        peer: &PeerCertificates,
+        purpose: Purpose,
+        revocations: Option<&RevocationList>,
+    ) -> Result<PeerIdentity, IdentityError> {
+        let now = OffsetDateTime::now_utc();
+        match revocations {
+            Some(list) => self
+                .inner
+                .verifier
+                .identify(peer.chain(), list, now, purpose),
+            None => {
+                let list = self.revocation_snapshot();
+                self.inner
+                    .verifier
+                    .identify(peer.chain(), &list, now, purpose)
+            }
+        }
+    }
+
+    /// The device a request with a device certificate valid now (not expired) comes
+    /// from; the registration certificate and another device's certificate get 403.
+    fn require_device(&self, peer: &PeerCertificates, device_id: &str) -> Result<String, ApiError> {
+        let identity = self
+            .identify(peer, Purpose::Request, None)
+            .map_err(|e| ApiError::unauthorized(&e))?;
+        device_namespace(identity, device_id)
+    }
+}
+
+/// The namespace of a device identity for `device_id`, 403 for anything else.
+fn device_namespace(identity: PeerIdentity, device_id: &str) -> Result<String, ApiError> {
+    match identity {
+        PeerIdentity::Register => Err(ApiError::forbidden(
+            "the registration certificate may only be used for enrolment and registration",
+        )),
+        PeerIdentity::Device { id, namespace } if id == device_id => Ok(namespace),
+        PeerIdentity::Device { id, .. } => Err(ApiError::forbidden(format!(
+            "the certificate is for device {id:?}, not {device_id:?}"
+        ))),
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+async fn post_data(
+    State(state): State<EdgeState>,
+    Path(device_id): Path<String>,
+    Peer(peer): Peer,
+    body: Bytes,
+) -> ApiResult {
+    // The most lenient check first (an expired device certificate may register), so
+    // that a request without a usable certificate gets 401 before anything else.
+    let identity = state
+        .identify(&peer, Purpose::Registration, None)
+        .map_err(|e| ApiError::unauthorized(&e))?;
+    let envelope = message::parse_envelope(&body)?;
+    let directive = envelope
+        .directive
+        .clone()
+        .ok_or_else(|| BadMessage("directive: missing".into()))?;
+    match directive.as_str() {
+        "registration" => {
+            if let PeerIdentity::Device { id, .. } = &identity
+                && *id != device_id
+            {
+                return Err(ApiError::forbidden(format!(
+                    "the certificate is for device {id:?}, not {device_id:?}"
+                )));
+            }
+            registration(&state, &device_id, identity, &envelope).await
+        }
+        "enrolment" => {
+            if let PeerIdentity::Device { .. } = identity {
+                // Only registration forgives expiry.
+                let identity = state
+                    .identify(&peer, Purpose::Request, None)
+                    .map_err(|e| ApiError::unauthorized(&e))?;
+                device_namespace(identity, &device_id)?;
+            }
+            enrolment(&state, &device_id, &envelope).await
+        }
+        "heartbeat" => {
+            let namespace = state.require_device(&peer, &device_id)?;
+            heartbeat(&state, &namespace, &device_id, &envelope).await
+        }
+        other => {
+            state.require_device(&peer, &device_id)?;
+            Err(BadMessage(format!(
+                "directive: {other:?} is not one of enrolment, registration, heartbeat"
+            ))
+            .into())
+        }
+    }
+}
+
+fn device_identity(device_id: &str, namespace: &str) -> Result<DeviceIdentity, ApiError> {
+    DeviceIdentity::new(device_id, namespace)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn get_object(
+    state: &EdgeState,
+    kind: ResourceKind,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<StoredObject>, ApiError> {
+    state
+        .store()
+        .get(kind, namespace, name)
+        .await
+        .map_err(|e| ApiError::store("get", &e))
+}
+
+fn signed_request(object: &StoredObject) -> Result<EdgeDeviceSignedRequest, ApiError> {
+    serde_json::from_value(object.body.clone()).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "stored EdgeDeviceSignedRequest {}/{} is invalid: {e}",
+                object.namespace, object.name
+            ),
+        )
+    })
+}
+
+fn is_approved(request: &EdgeDeviceSignedRequest) -> bool {
+    request.spec.approved == Some(true)
+}
+
+fn rfc3339(now: OffsetDateTime) -> String {
+    let whole = now.replace_nanosecond(0).unwrap_or(now);
+    message::timestamp(whole)
+}
+
+async fn enrolment(state: &EdgeState, device_id: &str, envelope: &Message) -> ApiResult {
+    let info: wire::EnrolmentInfo = message::content(envelope)?;
+    let target_namespace = info
+        .target_namespace
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "default".to_owned());
+    device_identity(device_id, &target_namespace)?;
+    let (hardware, model_name) = match info.features {
+        Some(features) => (
+            features
+                .hardware
+                .map(|h| message::hardware(h, "content.features.hardware"))
+                .transpose()?,
+            features.model_name,
+        ),
+        None => (None, None),
+    };
+    let already = || {
+        Ok(json_response(
+            StatusCode::ALREADY_REPORTED,
+            &message::response(envelope, Value::Null),
+        ))
+    };
+    if get_object(
+        state,
+        ResourceKind::EdgeDevice,
+        &target_namespace,
+        device_id,
+    )
+    .await?
+    .is_some()
+    {
+        return already();
+    }
+    let requests_namespace = state.options().signed_request_namespace.clone();
+    let existing = get_object(
+        state,
+        ResourceKind::EdgeDeviceSignedRequest,
+        &requests_namespace,
+        device_id,
+    )
+    .await?;
+    let approved = match existing {
+        Some(object) => is_approved(&signed_request(&object)?),
+        None => {
+            let approved = state.options().auto_approve;
+            let now = rfc3339(OffsetDateTime::now_utc());
+            let mut features_json = Map::new();
+            if let Some(hardware) = &hardware {
+                features_json.insert(
+                    "hardware".into(),
+                    serde_json::to_value(hardware).unwrap_or(Value::Null),
+                );
+            }
+            if let Some(model_name) = &model_name {
+                features_json.insert("modelName".into(), Value::String(model_name.clone()));
+            }
+            let condition = if approved { "approved" } else { "pending" };
+            let body = json!({
+                "apiVersion": API_VERSION,
+                "kind": "EdgeDeviceSignedRequest",
+                "metadata": {"name": device_id, "namespace": requests_namespace},
+                "spec": {
+                    "approved": approved,
+                    "features": features_json,
+                    "targetNamespace": target_namespace,
+                },
+                "status": {"conditions": [
+                    {"type": condition, "status": "True", "lastTransitionTime": now}
+                ]},
+            });
+            match state
+                .store()
+                .create(
+                    ResourceKind::EdgeDeviceSignedRequest,
+                    &requests_namespace,
+                    device_id,
+                    body,
+                )
+                .await
+            {
+                Ok(_) => approved,
+                // A concurrent enrolment of the same device won the race.
+                Err(StoreError::AlreadyExists { .. }) => {
+                    match get_object(
+                        state,
+                        ResourceKind::EdgeDeviceSignedRequest,
+                        &requests_namespace,
+                        device_id,
+                    )
+                    .await?
+                    {
+                        Some(object) => is_approved(&signed_request(&object)?),
+                        None => false,
+                    }
+                }
+                Err(e) => return Err(ApiError::store("create", &e)),
+            }
+        }
+    };
+    if approved {
+        return already();
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &message::response(envelope, Value::Null),
+    ))
+}
+
+async fn registration(
+    state: &EdgeState,
+    device_id: &str,
+    identity: PeerIdentity,
+    envelope: &Message,
+) -> ApiResult {
+    let info: wire::RegistrationInfo = message::content(envelope)?;
+    let csr = info.certificate_request;
+    let hardware = info
+        .hardware
+        .map(|h| message::hardware(h, "content.hardware"))
+        .transpose()?;
+    let (namespace, target_set) = match identity {
+        PeerIdentity::Device { namespace, .. } => {
+            if get_object(state, ResourceKind::EdgeDevice, &namespace, device_id)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::not_found(format!(
+                    "device {namespace}/{device_id} does not exist"
+                )));
+            }
+            (namespace, None)
+        }
+        PeerIdentity::Register => {
+            let requests_namespace = &state.options().signed_request_namespace;
+            let object = get_object(
+                state,
+                ResourceKind::EdgeDeviceSignedRequest,
+                requests_namespace,
+                device_id,
+            )
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("device {device_id} has not enrolled")))?;
+            let request = signed_request(&object)?;
+            if !is_approved(&request) {
+                return Err(ApiError::not_found(format!(
+                    "the enrolment of device {device_id} is not approved"
+                )));
+            }
+            (request.spec.target_namespace, request.spec.target_set)
+        }
+    };
+    let device = device_identity(device_id, &namespace)?;
+    let issued = match csr {
+        Some(csr) => {
+            let policy = CsrPolicy {
+                device_lifetime: state.options().certificate_lifetime,
+                ..CsrPolicy::default()
+            };
+            let issued = policy
+                .issue(
+                    state.ca().as_ref(),
+                    csr.as_bytes(),
+                    &device,
+                    OffsetDateTime::now_utc(),
+                )
+                .map_err(|e| match e {
+                    IssueError::Refused(refused) => ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("content.certificate_request: {refused}"),
+                    ),
+                    other => ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("{other}: {}", source_text(&other)),
+                    ),
+                })?;
+            Some(issued)
+        }
+        None => None,
+    };
+    let serial = issued.as_ref().map(|c| c.serial().to_string());
+    save_registered_device(
+        state,
+        &namespace,
+        device_id,
+        target_set.as_deref(),
+        serial.as_deref(),
+        hardware.as_ref(),
+    )
+    .await?;
+    let content = match &issued {
+        Some(certificate) => json!({"certificate": certificate.pem()}),
+        None => json!({}),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &message::response(envelope, content),
+    ))
+}
+
+fn source_text(error: &dyn std::error::Error) -> String {
+    error.source().map(ToString::to_string).unwrap_or_default()
+}
+
+/// Creates the device or records a newly issued serial and new hardware on it.
+async fn save_registered_device(
+    state: &EdgeState,
+    namespace: &str,
+    device_id: &str,
+    target_set: Option<&str>,
+    serial: Option<&str>,
+    hardware: Option<&flotta_core::model::Hardware>,
+) -> Result<(), ApiError> {
+    let store = state.store();
+    let hardware = hardware.map(|h| serde_json::to_value(h).unwrap_or(Value::Null));
+    for _attempt in 0..5 {
+        let current = get_object(state, ResourceKind::EdgeDevice, namespace, device_id).await?;
+        let result = match current {
+            None => {
+                let mut labels = Map::new();
+                if let Some(set) = target_set {
+                    labels.insert(MEMBER_OF_LABEL.into(), Value::String(set.to_owned()));
+                }
+                let mut annotations = Map::new();
+                if let Some(serial) = serial {
+                    annotations.insert(
+                        CERTIFICATE_SERIALS_ANNOTATION.into(),
+                        Value::String(serial.to_owned()),
+                    );
+                }
+                let mut status = Map::new();
+                if let Some(hardware) = &hardware {
+                    status.insert("hardware".into(), hardware.clone());
+                }
+                let body = json!({
+                    "apiVersion": API_VERSION,
+                    "kind": "EdgeDevice",
+                    "metadata": {"name": device_id, "namespace": namespace,
+                        "labels": labels, "annotations": annotations},
+                    "spec": {"requestTime": rfc3339(OffsetDateTime::now_utc())},
+                    "status": status,
+                });
+                store
+                    .create(ResourceKind::EdgeDevice, namespace, device_id, body)
+                    .await
+                    .map(|_| ())
+            }
+            Some(current) => {
+                update_registered_device(state, current, serial, hardware.as_ref()).await
+            }
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(StoreError::AlreadyExists { .. } | StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::store("save device", &e)),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("device {namespace}/{device_id} is being changed concurrently; retry"),
+    ))
+}
+
+async fn update_registered_device(
+    state: &EdgeState,
+    current: StoredObject,
+    serial: Option<&str>,
+    hardware: Option<&Value>,
+) -> Result<(), StoreError> {
+    let store = state.store();
+    let mut version = current.resource_version;
+    if let Some(serial) = serial {
+        let mut body = current.body.clone();
+        if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+            let annotations = metadata
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if annotations.is_null() {
+                *annotations = Value::Object(Map::new());
+            }
+            if let Some(annotations) = annotations.as_object_mut() {
+                let mut serials: Vec<String> = annotations
+                    .get(CERTIFICATE_SERIALS_ANNOTATION)
+                    .and_then(Value::as_str)
+                    .map(|s| {
+                        s.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                serials.push(serial.to_owned());
+                let skip = serials.len().saturating_sub(MAX_REMEMBERED_SERIALS);
+                let joined = serials.get(skip..).unwrap_or_default().join(",");
+                annotations.insert(CERTIFICATE_SERIALS_ANNOTATION.into(), Value::String(joined));
+            }
+        }
+        let updated = store
+            .update(
+                ResourceKind::EdgeDevice,
+                &current.namespace,
+                &current.name,
+                Some(version),
+                body,
+            )
+            .await?;
+        version = updated.resource_version;
+    }
+    if let Some(hardware) = hardware {
+        let mut status = current
+            .body
+            .get("status")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if status.get("hardware") != Some(hardware) {
+            status.insert("hardware".into(), hardware.clone());
+            store
+                .update_status(
+                    ResourceKind::EdgeDevice,
+                    &current.namespace,
+                    &current.name,
+                    Some(version),
+                    Value::Object(status),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The device status a heartbeat describes, on top of the current one.
+fn status_from_heartbeat(
+    current: Option<&Value>,
+    heartbeat: wire::Heartbeat,
+) -> Result<EdgeDeviceStatus, BadMessage> {
+    let mut status = current
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(phase) = heartbeat.status {
+        status.insert("phase".into(), Value::String(phase));
+    }
+    if let Some(workloads) = heartbeat.workloads {
+        let workloads: Vec<Value> = workloads
+            .into_iter()
+            .map(|w| {
+                let mut workload = Map::new();
+                workload.insert("name".into(), Value::String(w.name.unwrap_or_default()));
+                if let Some(phase) = w.status {
+                    workload.insert("phase".into(), Value::String(phase));
+                }
+                if let Some(upload) = w.last_data_upload {
+                    workload.insert("lastDataUpload".into(), Value::String(upload));
+                }
+                Value::Object(workload)
+            })
+            .collect();
+        status.insert("workloads".into(), Value::Array(workloads));
+    }
+    if let Some(upgrade) = heartbeat.upgrade {
+        let mut info = Map::new();
+        info.insert(
+            "currentCommitID".into(),
+            Value::String(upgrade.current_commit_id.unwrap_or_default()),
+        );
+        if let Some(s) = upgrade.last_upgrade_status {
+            info.insert("lastUpgradeStatus".into(), Value::String(s));
+        }
+        if let Some(t) = upgrade.last_upgrade_time {
+            info.insert("lastUpgradeTime".into(), Value::String(t));
+        }
+        status.insert("upgradeInformation".into(), Value::Object(info));
+    }
+    if let Some(hardware) = heartbeat.hardware {
+        let hardware = message::hardware(hardware, "content.hardware")?;
+        status.insert(
+            "hardware".into(),
+            serde_json::to_value(hardware).unwrap_or(Value::Null),
+        );
+    }
+    // lastSeen lives in the last-seen table, never in the row.
+    status.remove("lastSeen");
+    serde_path_to_error::deserialize::<_, EdgeDeviceStatus>(Value::Object(status))
+        .map_err(|e| BadMessage(format!("content: {} (at status.{})", e.inner(), e.path())))
+}
+
+async fn heartbeat(
+    state: &EdgeState,
+    namespace: &str,
+    device_id: &str,
+    envelope: &Message,
+) -> ApiResult {
+    let seen_at = OffsetDateTime::now_utc();
+    let heartbeat: wire::Heartbeat = message::content(envelope)?;
+    let current = get_object(state, ResourceKind::EdgeDevice, namespace, device_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
+        })?;
+    let stored_status = current.body.get("status");
+    let new_status = status_from_heartbeat(stored_status, heartbeat)?;
+    let mut old_status: Option<EdgeDeviceStatus> =
+        stored_status.and_then(|s| serde_json::from_value(s.clone()).ok());
+    if let Some(old) = old_status.as_mut() {
+        old.last_seen = None;
+    }
+    if old_status.as_ref() != Some(&new_status) {
+        let status = serde_json::to_value(&new_status).unwrap_or(Value::Null);
+        match state
+            .store()
+            .update_status(
+                ResourceKind::EdgeDevice,
+                namespace,
+                device_id,
+                Some(current.resource_version),
+                status.clone(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Someone else changed the device meanwhile: apply ours on top of theirs.
+            Err(StoreError::Conflict { .. }) => {
+                state
+                    .store()
+                    .update_status(ResourceKind::EdgeDevice, namespace, device_id, None, status)
+                    .await
+                    .map_err(|e| ApiError::store("update_status", &e))?;
+            }
+            Err(StoreError::NotFound { .. }) => {
+                return Err(ApiError::not_found(format!(
+                    "device {namespace}/{device_id} does not exist"
+                )));
+            }
+            Err(e) => return Err(ApiError::store("update_status", &e)),
+        }
+    }
+    state.inner.last_seen.record(namespace, device_id, seen_at);
+    Ok(json_response(
+        StatusCode::OK,
+        &message::response(envelope, Value::Null),
+    ))
+}
+
+/// Whether an `If-None-Match` header names `version` (quoted or not, weak or not, or
+/// `*`).
+fn if_none_match(headers: &HeaderMap, version: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim())
+        .any(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            tag == "*" || tag.trim_matches('"') == version
+        })
+}
+
+fn etag(version: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{version}\"")).ok()
+}
+
+fn not_modified(version: &str) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    if let Some(tag) = etag(version) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
+}
+
+fn config_response(message: &wire::DeviceConfigurationMessage, version: &str) -> Response {
+    let message = serde_json::to_value(message).unwrap_or(Value::Null);
+    let body = message::reply(MessageType::Data, wire::directive::DEVICE, message);
+    let mut response = json_response(StatusCode::OK, &body);
+    if let Some(tag) = etag(version) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
+}
+
+async fn get_data(
+    State(state): State<EdgeState>,
+    Path(device_id): Path<String>,
+    Peer(peer): Peer,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let namespace = state.require_device(&peer, &device_id)?;
+    let wait = match query.get("wait") {
+        None => Duration::ZERO,
+        Some(text) => {
+            let seconds: u64 = text.parse().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("wait: {text:?} is not a whole number of seconds"),
+                )
+            })?;
+            Duration::from_secs(seconds).min(MAX_WAIT)
+        }
+    };
+    let notifier = &state.inner.notifier;
+    // Subscribe before reading, so that a change landing between the read and the
+    // wait still wakes us.
+    let mut changes = (!wait.is_zero()).then(|| notifier.subscribe(&namespace, &device_id));
+    let load = || async {
+        current_config(state.store().as_ref(), &namespace, &device_id)
+            .await
+            .map_err(|e| ApiError::store("render", &e))?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
+            })
+    };
+    let (_, rendered) = load().await?;
+    let mut version = rendered.version.to_string();
+    if !if_none_match(&headers, &version) {
+        return Ok(config_response(&rendered.message, &version));
+    }
+    let Some(changes) = changes.as_mut() else {
+        return Ok(not_modified(&version));
+    };
+    notifier.seed(&namespace, &device_id, &version);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut shutdown = state.shutdown_signal();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Ok(not_modified(&version));
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => return Ok(not_modified(&version)),
+            () = super::stopped(&mut shutdown) => return Ok(not_modified(&version)),
+        }
+        let published = changes.borrow_and_update().clone();
+        if published.as_deref() == Some(version.as_str()) {
+            continue;
+        }
+        let (_, rendered) = load().await?;
+        version = rendered.version.to_string();
+        if !if_none_match(&headers, &version) {
+            return Ok(config_response(&rendered.message, &version));
+        }
+    }
+}
+
+fn disconnect() -> Response {
+    json_response(
+        StatusCode::OK,
+        &message::reply(
+            MessageType::Command,
+            "disconnect",
+            json!({"command": "disconnect", "arguments": {}}),
+        ),
+    )
+}
+
+async fn get_control(
+    State(state): State<EdgeState>,
+    Path(device_id): Path<String>,
+    Peer(peer): Peer,
+) -> ApiResult {
+    let identity = match state.identify(&peer, Purpose::Request, None) {
+        Ok(identity) => identity,
+        // A revoked certificate belongs to a deleted device: tell it to go away.
+        Err(IdentityError::Revoked { .. }) => {
+            let identity = state
+                .identify(&peer, Purpose::Request, Some(&RevocationList::new()))
+                .map_err(|e| ApiError::unauthorized(&e))?;
+            device_namespace(identity, &device_id)?;
+            return Ok(disconnect());
+        }
+        Err(e) => return Err(ApiError::unauthorized(&e)),
+    };
+    let namespace = device_namespace(identity, &device_id)?;
+    match get_object(&state, ResourceKind::EdgeDevice, &namespace, &device_id).await? {
+        None => Ok(disconnect()),
+        Some(device) if device.deletion_timestamp.is_some() => Ok(disconnect()),
+        Some(_) => Ok(json_response(
+            StatusCode::OK,
+            &message::reply(MessageType::Command, "", Value::Null),
+        )),
+    }
+}
+
+async fn post_control(
+    State(state): State<EdgeState>,
+    Path(device_id): Path<String>,
+    Peer(peer): Peer,
+    body: Bytes,
+) -> ApiResult {
+    let namespace = state.require_device(&peer, &device_id)?;
+    let envelope = message::parse_envelope(&body)?;
+    if get_object(&state, ResourceKind::EdgeDevice, &namespace, &device_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "device {namespace}/{device_id} does not exist"
+        )));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &message::response(&envelope, Value::Null),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_forms() {
+        let mut headers = HeaderMap::new();
+        assert!(!if_none_match(&headers, "abc"));
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
+        assert!(if_none_match(&headers, "abc"));
+        assert!(!if_none_match(&headers, "ab"));
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("abc"));
+        assert!(if_none_match(&headers, "abc"));
+    }
+
+    #[test]
+    fn heartbeat_status_keeps_what_it_does_not_report() {
+        let current = json!({"hardware": {"hostname": "h", "disks": [], "gpus": [], "interfaces": []},
+            "phase": "up"});
+        let heartbeat: wire::Heartbeat = serde_json::from_value(json!({"status": "degraded",
+            "workloads": [{"name": "w", "status": "Running",
+            "last_data_upload": "2024-01-01T00:00:00Z"}],
+            "upgrade": {"current_commit_ID": "c1", "last_upgrade_status": "succeeded"}}))
+        .expect("heartbeat");
+        let status = status_from_heartbeat(Some(&current), heartbeat).expect("valid");
+        assert_eq!(status.phase.as_deref(), Some("degraded"));
+        assert_eq!(
+            status.hardware.and_then(|h| h.hostname).as_deref(),
+            Some("h")
+        );
+        let workloads = status.workloads.expect("workloads");
+        assert_eq!(workloads[0].phase.as_deref(), Some("Running"));
+        assert_eq!(
+            status
+                .upgrade_information
+                .expect("upgrade")
+                .current_commit_id,
+            "c1"
+        );
+        let bad: wire::Heartbeat = serde_json::from_value(json!({"workloads": [
+            {"name": "w", "last_data_upload": "yesterday"}]}))
+        .expect("heartbeat");
+        assert!(status_from_heartbeat(None, bad).is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! The mTLS listener: TLS configuration, the accept loop and the per-connection peer
+//! certificate chain handed to request handlers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotta_core::pki::tls::ChainOnlyClientVerifier;
+use flotta_core::pki::{CertificateAuthority, PeerVerifier};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use super::EdgeError;
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`serve`] waits for open connections to finish after shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The certificate chain (DER, end entity first) the client presented on this
+/// connection, empty when it presented none. [`serve`] puts it in every request's
+/// extensions; only its chain to the fleet CA was checked at the handshake.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCertificates(pub Arc<[Vec<u8>]>);
+
+impl PeerCertificates {
+    /// The chain, DER, end entity first.
+    pub fn chain(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+}
+
+/// [`ChainOnlyClientVerifier`] with the client certificate optional at the handshake,
+/// so that a request without one reaches the handler and gets a 401 there.
+#[derive(Debug)]
+struct OptionalClientCertificate(Arc<ChainOnlyClientVerifier>);
+
+impl ClientCertVerifier for OptionalClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.0.verify_client_cert(end_entity, intermediates, now) {
+            // A certificate from another CA is let through so that the request gets a
+            // clear 401 instead of an opaque TLS alert; the per-request identity check
+            // refuses it (it always checks the issuer). The handshake still proves the
+            // client holds the certificate's key.
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+                Ok(ClientCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// TLS 1.3 server configuration for the Edge API listener.
+///
+/// The server presents `server_certificate_pem` (one or more PEM certificates, its
+/// own first) with `server_key_pem`. A client certificate is asked for but optional.
+/// When given, it is checked with [`ChainOnlyClientVerifier`], which ignores validity
+/// time so that an expired device certificate still reaches the `registration`
+/// handler; a well-formed certificate of another CA is let through too, so that its
+/// request is answered 401 rather than cut off with a TLS alert. Issuer, time,
+/// revocation and purpose are checked on every request by the handlers.
+pub fn tls_server_config(
+    ca: &(impl CertificateAuthority + ?Sized),
+    server_certificate_pem: &str,
+    server_key_pem: &str,
+) -> Result<rustls::ServerConfig, EdgeError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = PeerVerifier::from_authority(ca).map_err(EdgeError::CaCertificate)?;
+    let client_verifier = Arc::new(OptionalClientCertificate(ChainOnlyClientVerifier::new(
+        verifier, &provider,
+    )));
+    let chain = CertificateDer::pem_slice_iter(server_certificate_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| EdgeError::ServerCertificate {
+            reason: format!("certificate PEM: {e}"),
+        })?;
+    if chain.is_empty() {
+        return Err(EdgeError::ServerCertificate {
+            reason: "no certificate in the certificate PEM".to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(server_key_pem.as_bytes()).map_err(|e| {
+        EdgeError::ServerCertificate {
+            reason: format!("key PEM: {e}"),
+        }
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(EdgeError::Tls)?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain, key)
+        .map_err(EdgeError::Tls)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Accepts TLS connections on `listener` and serves `router` on each over HTTP/1.1
+/// with keep-alive, until `shutdown` completes; then stops accepting and gives open
+/// connections a few seconds to finish.
+///
+/// Every request carries the connection's [`PeerCertificates`] as an extension.
+/// Failed handshakes and broken connections are dropped silently: they concern one
+/// client, not the server.
+pub async fn serve(
+    listener: TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Running out of file descriptors and similar: back off and go on.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let chain: Arc<[Vec<u8>]> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect())
+                .unwrap_or_default();
+            let peer = PeerCertificates(chain);
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(peer.clone());
+                    router.clone().oneshot(request)
+                });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tls), service);
+            let _ = watcher.watch(connection).await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! Config versions, `If-None-Match`, long-polls, heartbeats and batched last-seen.
+
+use std::time::{Duration, Instant};
+
+use flotta_server::edge::EdgeOptions;
+use flotta_server::store::ResourceKind;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::edge_support::{EdgeServer, NAMESPACE, heartbeat_message};
+
+fn workload(name: &str, device: &str) -> Value {
+    json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "EdgeWorkload",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"type": "pod", "device": device,
+            "pod": {"spec": {"containers": [{"name": "app", "image": "quay.io/test/app:1"}]}}},
+    })
+}
+
+fn etag(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("ETag header")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn etag_and_if_none_match() {
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let device = server.enrol_and_register("etag-device").await;
+    let client = server.client(Some(&device));
+    let url = server.url("/data/etag-device/in");
+
+    let first = client.get(&url).send().await.expect("request");
+    assert_eq!(first.status(), 200);
+    let tag = etag(&first);
+    let body: Value = first.json().await.expect("json");
+    assert_eq!(
+        format!(
+            "\"{}\"",
+            body["content"]["version"].as_str().expect("version")
+        ),
+        tag
+    );
+
+    let unchanged = client
+        .get(&url)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(etag(&unchanged), tag);
+    assert!(unchanged.bytes().await.expect("body").is_empty());
+
+    // A heartbeat changes the device's status, not its configuration.
+    let response = server
+        .post(
+            Some(&device),
+            "/data/etag-device/out",
+            &heartbeat_message("degraded"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let still = client
+        .get(&url)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(still.status(), 304);
+
+    server
+        .store
+        .create(
+            ResourceKind::EdgeWorkload,
+            NAMESPACE,
+            "w1",
+            workload("w1", "etag-device"),
+        )
+        .await
+        .expect("create workload");
+    let changed = client
+        .get(&url)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(changed.status(), 200);
+    assert_ne!(etag(&changed), tag);
+    let body: Value = changed.json().await.expect("json");
+    assert_eq!(body["content"]["workloads"][0]["name"], "w1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_a_change_for_the_device_only() {
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let device = server.enrol_and_register("poll-device").await;
+    let client = server.client(Some(&device));
+    let url = server.url("/data/poll-device/in");
+    let tag = etag(&client.get(&url).send().await.expect("request"));
+
+    // A change for another device does not end the wait.
+    let started = Instant::now();
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{url}?wait=2");
+        let tag = tag.clone();
+        async move {
+            client
+                .get(url)
+                .header("if-none-match", tag)
+                .send()
+                .await
+                .expect("request")
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server
+        .store
+        .create(
+            ResourceKind::EdgeWorkload,
+            NAMESPACE,
+            "other",
+            workload("other", "someone-else"),
+        )
+        .await
+        .expect("create");
+    let response = waiting.await.expect("task");
+    assert_eq!(response.status(), 304);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+
+    // A change for this device ends it at once.
+    let started = Instant::now();
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{url}?wait=30");
+        let tag = tag.clone();
+        async move {
+            client
+                .get(url)
+                .header("if-none-match", tag)
+                .send()
+                .await
+                .expect("request")
+        }
+    });
+    for _ in 0..100 {
+        if server.state.waiting_devices() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.state.waiting_devices(), 1);
+    server
+        .store
+        .create(
+            ResourceKind::EdgeWorkload,
+            NAMESPACE,
+            "mine",
+            workload("mine", "poll-device"),
+        )
+        .await
+        .expect("create");
+    let response = waiting.await.expect("task");
+    assert_eq!(response.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the change, not the timeout"
+    );
+    assert_ne!(etag(&response), tag);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["content"]["workloads"][0]["name"], "mine");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeats_update_status_only_on_change_and_last_seen_in_batches() {
+    let options = EdgeOptions::default()
+        .with_auto_approve(true)
+        .with_last_seen_flush_interval(Duration::from_secs(3600));
+    let server = EdgeServer::start(options).await;
+    let device = server.enrol_and_register("beat-device").await;
+    let path = "/data/beat-device/out";
+
+    let before = OffsetDateTime::now_utc();
+    let response = server
+        .post(Some(&device), path, &heartbeat_message("up"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let after = OffsetDateTime::now_utc();
+    let stored = server.device("beat-device").await.expect("device");
+    assert_eq!(stored.body["status"]["phase"], "up");
+    assert_eq!(stored.body["status"]["workloads"][0]["name"], "w1");
+    assert_eq!(stored.body["status"]["workloads"][0]["phase"], "Running");
+    assert!(stored.body["status"].get("lastSeen").is_none());
+
+    // The same heartbeat again leaves the row alone.
+    let response = server
+        .post(Some(&device), path, &heartbeat_message("up"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let again = server.device("beat-device").await.expect("device");
+    assert_eq!(again.resource_version, stored.resource_version);
+
+    // A different one rewrites the status.
+    let response = server
+        .post(Some(&device), path, &heartbeat_message("degraded"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let changed = server.device("beat-device").await.expect("device");
+    assert!(changed.resource_version > stored.resource_version);
+    assert_eq!(changed.body["status"]["phase"], "degraded");
+    assert_eq!(changed.generation, stored.generation);
+
+    // Last-seen reaches the table on flush, not before.
+    assert_eq!(
+        server
+            .store
+            .last_seen(NAMESPACE, "beat-device")
+            .await
+            .expect("last seen"),
+        None
+    );
+    let written = server.state.flush().await.expect("flush");
+    assert_eq!(written, 1);
+    let seen = server
+        .store
+        .last_seen(NAMESPACE, "beat-device")
+        .await
+        .expect("last seen")
+        .expect("recorded");
+    assert!(
+        seen >= before - time::Duration::seconds(1),
+        "{seen} vs {before}"
+    );
+    assert!(seen >= after - time::Duration::seconds(1));
+    assert!(seen <= OffsetDateTime::now_utc());
+    assert_eq!(server.state.flush().await.expect("flush"), 0, "nothing new");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_flushes_last_seen() {
+    let options = EdgeOptions::default()
+        .with_auto_approve(true)
+        .with_last_seen_flush_interval(Duration::from_secs(3600));
+    let server = EdgeServer::start(options).await;
+    let device = server.enrol_and_register("stop-device").await;
+    let response = server
+        .post(
+            Some(&device),
+            "/data/stop-device/out",
+            &heartbeat_message("up"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let store = server.store.clone();
+    server.stop().await;
+    assert!(
+        store
+            .last_seen(NAMESPACE, "stop-device")
+            .await
+            .expect("last seen")
+            .is_some()
+    );
+}
