@@ -2,6 +2,7 @@
 
 mod apply;
 mod crud;
+mod edge;
 mod harness;
 mod retry;
 mod watch;

@@ -1,0 +1,227 @@
+//! The Edge API client against the real Edge API over mutual TLS: enrolment,
+//! registration, identity swap, configuration polls and heartbeats.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotta_client::{
+    ConfigPoll, EdgeClient, EnrolmentOutcome, Identity, RegistrationOutcome, RetryPolicy,
+};
+use flotta_core::pki::{
+    BuiltinCa, CertificateAuthority, DeviceKey, issue_registration_certificate,
+    issue_server_certificate,
+};
+use flotta_server::edge::{self, EdgeOptions, EdgeState};
+use flotta_server::store::{SqliteStore, Store};
+use serde_json::json;
+use time::OffsetDateTime;
+
+/// The Edge API alone, in this process, with a fresh CA.
+struct EdgeServer {
+    url: String,
+    ca_pem: String,
+    registration: Identity,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl EdgeServer {
+    async fn start(auto_approve: bool) -> EdgeServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("flotta.db")).expect("store"));
+        let now = OffsetDateTime::now_utc();
+        let ca = Arc::new(BuiltinCa::generate("client test CA", now).expect("CA"));
+        let server =
+            issue_server_certificate(ca.as_ref(), &["127.0.0.1"], now, time::Duration::days(1))
+                .expect("server certificate");
+        let registration =
+            issue_registration_certificate(ca.as_ref(), now, time::Duration::days(1))
+                .expect("registration certificate");
+        let state = EdgeState::new(
+            store,
+            ca.clone(),
+            EdgeOptions::default().with_auto_approve(auto_approve),
+        )
+        .await
+        .expect("edge state");
+        state.spawn_background().await.expect("background tasks");
+        let tls = edge::tls_server_config(ca.as_ref(), &server.certificate.pem(), server.key_pem())
+            .expect("TLS configuration");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(edge::serve(
+            listener,
+            Arc::new(tls),
+            edge::router(state),
+            async move {
+                let _ = stop.await;
+            },
+        ));
+        EdgeServer {
+            url: format!("https://{addr}"),
+            ca_pem: ca.chain_pem(),
+            registration: Identity::from_pem(
+                &registration.certificate.pem(),
+                registration.key_pem(),
+            )
+            .expect("registration identity"),
+            shutdown: Some(shutdown),
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> EdgeClient {
+        EdgeClient::builder(self.url.clone())
+            .ca_pem(self.ca_pem.clone())
+            .identity(self.registration.clone())
+            .retry_policy(RetryPolicy::never())
+            .build()
+            .expect("edge client")
+    }
+}
+
+impl Drop for EdgeServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Enrols and registers `id`; returns the device identity.
+async fn register(edge: &EdgeClient, id: &str) -> Identity {
+    let outcome = edge
+        .enrol(id, &json!({"target_namespace": "default"}))
+        .await
+        .expect("enrolment");
+    assert!(
+        matches!(
+            outcome,
+            EnrolmentOutcome::Pending | EnrolmentOutcome::AlreadyApproved
+        ),
+        "{outcome:?}"
+    );
+    let key = DeviceKey::generate().expect("key");
+    let csr = key.csr(id).expect("CSR");
+    match edge
+        .register(
+            id,
+            &json!({"certificate_request": csr.pem(), "hardware": {"hostname": "h"}}),
+        )
+        .await
+        .expect("registration")
+    {
+        RegistrationOutcome::Registered {
+            certificate_pem, ..
+        } => Identity::from_pem(&certificate_pem, &key.to_pem()).expect("device identity"),
+        RegistrationOutcome::NotApproved => panic!("auto-approved device was not approved"),
+    }
+}
+
+#[tokio::test]
+async fn after_registration_the_swapped_identity_is_used_by_every_handle() {
+    let server = EdgeServer::start(true).await;
+    let edge = server.client();
+    let same_handle = edge.clone();
+
+    // The registration certificate may not read configuration.
+    let refused = edge
+        .get_config("edge-01", None, None)
+        .await
+        .expect_err("registration certificate refused");
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    assert!(!refused.is_retryable());
+
+    let identity = register(&edge, "edge-01").await;
+    same_handle
+        .set_identity(identity)
+        .expect("identity swapped");
+
+    // The next call, on the other handle, presents the device certificate.
+    let ConfigPoll::Config { etag, message } = edge
+        .get_config("edge-01", None, None)
+        .await
+        .expect("configuration")
+    else {
+        panic!("first poll has no configuration");
+    };
+    assert!(!etag.is_empty());
+    assert_eq!(message["directive"], "device");
+    assert_eq!(message["content"]["device_id"], "edge-01", "{message}");
+
+    assert_eq!(
+        edge.get_config("edge-01", Some(&etag), None)
+            .await
+            .expect("poll"),
+        ConfigPoll::NotModified
+    );
+    let started = Instant::now();
+    assert_eq!(
+        edge.get_config("edge-01", Some(&etag), Some(Duration::from_secs(1)))
+            .await
+            .expect("long poll"),
+        ConfigPoll::NotModified
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    edge.heartbeat(
+        "edge-01",
+        &json!({"status": "up", "version": "1", "workloads": [], "events": []}),
+    )
+    .await
+    .expect("heartbeat");
+
+    // Another device's path is refused with this certificate.
+    let other = edge
+        .get_config("edge-02", None, None)
+        .await
+        .expect_err("not this device");
+    assert_eq!(other.status(), Some(403));
+}
+
+#[tokio::test]
+async fn without_approval_registration_waits() {
+    let server = EdgeServer::start(false).await;
+    let edge = server.client();
+    assert_eq!(
+        edge.enrol("edge-05", &json!({"target_namespace": "default"}))
+            .await
+            .expect("enrolment"),
+        EnrolmentOutcome::Pending
+    );
+    let key = DeviceKey::generate().expect("key");
+    let csr = key.csr("edge-05").expect("CSR");
+    assert_eq!(
+        edge.register("edge-05", &json!({"certificate_request": csr.pem()}))
+            .await
+            .expect("registration answered"),
+        RegistrationOutcome::NotApproved
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_trusted_fails_the_handshake() {
+    let server = EdgeServer::start(true).await;
+    let other = BuiltinCa::generate("other", OffsetDateTime::now_utc()).expect("CA");
+    let edge = EdgeClient::builder(server.url.clone())
+        .ca_pem(other.chain_pem())
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .expect("client");
+    let error = edge
+        .enrol("edge-01", &json!({}))
+        .await
+        .expect_err("untrusted");
+    assert!(
+        matches!(error, flotta_client::ClientError::Connect { .. }),
+        "{error:?}"
+    );
+}
