@@ -468,7 +468,7 @@ impl EnrolmentMachine {
         }
     }
 
-    /// A device that already holds a certificate (PEM or DER as persisted): it starts
+    /// A device that already holds a certificate (PEM, as persisted): it starts
     /// running, renewing or re-registering according to the time.
     pub fn with_certificate(
         config: AgentConfig,

@@ -238,7 +238,7 @@ pub struct S3StorageConfiguration {
 }
 
 /// Encoding of a [`ConfigFile`]'s `content`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileEncoding {
     /// The content is the file's text as is.
@@ -246,6 +246,22 @@ pub enum FileEncoding {
     Plain,
     /// The content is the file's bytes, base64-encoded (standard alphabet, padded).
     Base64,
+}
+
+// Written by hand: the derived schema is a `oneOf` per variant, which a CRD's
+// structural schema does not allow.
+impl JsonSchema for FileEncoding {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FileEncoding".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Encoding of the content: `plain` text or `base64` bytes.",
+            "type": "string",
+            "enum": ["plain", "base64"],
+        })
+    }
 }
 
 /// A file the device writes onto its file system (the config-file overlay, beyond

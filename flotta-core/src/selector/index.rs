@@ -8,13 +8,31 @@ use super::{LabelTest, Selector};
 /// Device labels, as stored in the index.
 type LabelMap = BTreeMap<String, String>;
 
+/// Dense number of a device or registered selector inside the index: postings and
+/// anchors hold these instead of names, so set operations compare integers.
+type Slot = u32;
+
 /// Which devices carry one label key, and with which values.
 #[derive(Debug, Default)]
 struct KeyPostings {
     /// Every device that has the key.
-    devices: BTreeSet<Arc<str>>,
+    devices: BTreeSet<Slot>,
     /// Value → devices with `key=value`.
-    by_value: HashMap<String, BTreeSet<Arc<str>>>,
+    by_value: HashMap<String, BTreeSet<Slot>>,
+}
+
+#[derive(Debug)]
+struct DeviceEntry {
+    id: Arc<str>,
+    labels: LabelMap,
+}
+
+#[derive(Debug)]
+struct RegisteredSelector {
+    name: Arc<str>,
+    selector: Selector,
+    /// Where it is filed; kept because the choice depends on the fleet at the time.
+    anchor: Anchor,
 }
 
 /// Registered selectors filed under one requirement each of them cannot match
@@ -22,42 +40,36 @@ struct KeyPostings {
 #[derive(Debug, Default)]
 struct SelectorAnchors {
     /// key → value → selectors that need `key=value` (from `=` or `in`).
-    by_pair: HashMap<String, HashMap<String, BTreeSet<Arc<str>>>>,
+    by_pair: HashMap<String, HashMap<String, Vec<Slot>>>,
     /// key → selectors that need the key (from `key`, `>` or `<`).
-    by_key: HashMap<String, BTreeSet<Arc<str>>>,
+    by_key: HashMap<String, Vec<Slot>>,
     /// Selectors with no positive requirement (everything, or negative tests only):
     /// candidates for every device.
-    unanchored: BTreeSet<Arc<str>>,
+    unanchored: Vec<Slot>,
 }
 
 /// Where a selector is filed in [`SelectorAnchors`].
-enum Anchor<'a> {
-    Pairs(&'a str, Vec<&'a str>),
-    Key(&'a str),
+#[derive(Debug, Clone)]
+enum Anchor {
+    Pairs(String, Vec<String>),
+    Key(String),
     Unanchored,
     Never,
 }
 
-fn anchor_of(selector: &Selector) -> Anchor<'_> {
-    if selector.is_nothing() {
-        return Anchor::Never;
-    }
-    let requirements = selector.requirements();
-    if let Some((key, value)) = requirements.iter().find_map(|r| match r.test() {
-        LabelTest::Equals(value) => Some((r.key(), value)),
-        _ => None,
-    }) {
-        return Anchor::Pairs(key, vec![value.as_str()]);
-    }
-    if let Some((key, values)) = requirements.iter().find_map(|r| match r.test() {
-        LabelTest::In(values) => Some((r.key(), values)),
-        _ => None,
-    }) {
-        return Anchor::Pairs(key, values.iter().map(String::as_str).collect());
-    }
-    match requirements.iter().find(|r| r.test().requires_key()) {
-        Some(requirement) => Anchor::Key(requirement.key()),
-        None => Anchor::Unanchored,
+/// Takes a slot from the free list, or the next new one.
+fn allocate<T>(entries: &mut Vec<Option<T>>, free: &mut Vec<Slot>, entry: T) -> Slot {
+    match free.pop() {
+        Some(slot) => {
+            if let Some(place) = entries.get_mut(slot as usize) {
+                *place = Some(entry);
+            }
+            slot
+        }
+        None => {
+            entries.push(Some(entry));
+            Slot::try_from(entries.len() - 1).unwrap_or(Slot::MAX)
+        }
     }
 }
 
@@ -104,9 +116,13 @@ impl SelectorChanges {
 /// ```
 #[derive(Debug, Default)]
 pub struct DeviceIndex {
-    devices: BTreeMap<Arc<str>, LabelMap>,
+    devices: Vec<Option<DeviceEntry>>,
+    free_devices: Vec<Slot>,
+    device_slots: HashMap<Arc<str>, Slot>,
     postings: HashMap<String, KeyPostings>,
-    selectors: BTreeMap<Arc<str>, Selector>,
+    selectors: Vec<Option<RegisteredSelector>>,
+    free_selectors: Vec<Slot>,
+    selector_slots: HashMap<Arc<str>, Slot>,
     anchors: SelectorAnchors,
 }
 
@@ -118,17 +134,26 @@ impl DeviceIndex {
 
     /// Number of devices in the index.
     pub fn len(&self) -> usize {
-        self.devices.len()
+        self.device_slots.len()
     }
 
     /// Whether the index holds no device.
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
+        self.device_slots.is_empty()
+    }
+
+    fn device(&self, slot: Slot) -> Option<&DeviceEntry> {
+        self.devices.get(slot as usize)?.as_ref()
+    }
+
+    fn registered(&self, slot: Slot) -> Option<&RegisteredSelector> {
+        self.selectors.get(slot as usize)?.as_ref()
     }
 
     /// The labels of a device, if it is in the index.
     pub fn device_labels(&self, device_id: &str) -> Option<&BTreeMap<String, String>> {
-        self.devices.get(device_id)
+        let slot = *self.device_slots.get(device_id)?;
+        self.device(slot).map(|entry| &entry.labels)
     }
 
     /// Adds a device or replaces its labels, and reports which registered selectors
@@ -139,71 +164,96 @@ impl DeviceIndex {
         device_id: &str,
         labels: BTreeMap<String, String>,
     ) -> SelectorChanges {
-        let (id, old) = match self.devices.remove_entry(device_id) {
-            Some((id, old)) => (id, Some(old)),
-            None => (Arc::from(device_id), None),
+        let existing = self
+            .device_slots
+            .get(device_id)
+            .copied()
+            .and_then(|slot| Some((slot, self.devices.get_mut(slot as usize)?.take()?)));
+        let (slot, id, old) = match existing {
+            Some((slot, entry)) => (slot, entry.id, Some(entry.labels)),
+            None => {
+                let id: Arc<str> = Arc::from(device_id);
+                let entry = DeviceEntry {
+                    id: id.clone(),
+                    labels: LabelMap::new(),
+                };
+                let slot = allocate(&mut self.devices, &mut self.free_devices, entry);
+                self.device_slots.insert(id.clone(), slot);
+                (slot, id, None)
+            }
         };
         let empty = LabelMap::new();
         let old_labels = old.as_ref().unwrap_or(&empty);
         for (key, value) in old_labels {
-            if labels.get(key) == Some(value) {
-                continue;
-            }
-            let Some(postings) = self.postings.get_mut(key.as_str()) else {
-                continue;
-            };
-            if let Some(devices) = postings.by_value.get_mut(value.as_str()) {
-                devices.remove(&id);
-                if devices.is_empty() {
-                    postings.by_value.remove(value.as_str());
-                }
-            }
-            if !labels.contains_key(key) {
-                postings.devices.remove(&id);
-                if postings.devices.is_empty() {
-                    self.postings.remove(key.as_str());
-                }
+            if labels.get(key) != Some(value) {
+                self.unpost(slot, key, value, !labels.contains_key(key));
             }
         }
         for (key, value) in &labels {
-            if old_labels.get(key) == Some(value) {
-                continue;
-            }
-            let postings = self.postings.entry(key.clone()).or_default();
-            postings
-                .by_value
-                .entry(value.clone())
-                .or_default()
-                .insert(id.clone());
-            if !old_labels.contains_key(key) {
-                postings.devices.insert(id.clone());
+            if old_labels.get(key) != Some(value) {
+                self.post(slot, key, value, !old_labels.contains_key(key));
             }
         }
         let changes = self.compare_verdicts(old.as_ref(), Some(&labels));
-        self.devices.insert(id, labels);
+        if let Some(place) = self.devices.get_mut(slot as usize) {
+            *place = Some(DeviceEntry { id, labels });
+        }
         changes
     }
 
     /// Removes a device; reports the registered selectors that matched it (all in
     /// `stopped`), or `None` when the device was not in the index.
     pub fn remove_device(&mut self, device_id: &str) -> Option<SelectorChanges> {
-        let (id, labels) = self.devices.remove_entry(device_id)?;
-        for (key, value) in &labels {
-            let Some(postings) = self.postings.get_mut(key.as_str()) else {
-                continue;
-            };
-            if let Some(devices) = postings.by_value.get_mut(value.as_str()) {
-                devices.remove(&id);
-                if devices.is_empty() {
-                    postings.by_value.remove(value.as_str());
-                }
+        let slot = self.device_slots.remove(device_id)?;
+        let entry = self.devices.get_mut(slot as usize)?.take()?;
+        self.free_devices.push(slot);
+        for (key, value) in &entry.labels {
+            self.unpost(slot, key, value, true);
+        }
+        Some(self.compare_verdicts(Some(&entry.labels), None))
+    }
+
+    /// Files `slot` under `key=value`, and under `key` when it is new to the device.
+    fn post(&mut self, slot: Slot, key: &str, value: &str, new_key: bool) {
+        // Look up before inserting so an existing key or value costs no allocation.
+        if !self.postings.contains_key(key) {
+            self.postings.insert(key.to_owned(), KeyPostings::default());
+        }
+        let Some(postings) = self.postings.get_mut(key) else {
+            return;
+        };
+        match postings.by_value.get_mut(value) {
+            Some(devices) => {
+                devices.insert(slot);
             }
-            postings.devices.remove(&id);
-            if postings.devices.is_empty() {
-                self.postings.remove(key.as_str());
+            None => {
+                postings
+                    .by_value
+                    .insert(value.to_owned(), BTreeSet::from([slot]));
             }
         }
-        Some(self.compare_verdicts(Some(&labels), None))
+        if new_key {
+            postings.devices.insert(slot);
+        }
+    }
+
+    /// Takes `slot` out of `key=value`, and out of `key` when the device loses it.
+    fn unpost(&mut self, slot: Slot, key: &str, value: &str, key_gone: bool) {
+        let Some(postings) = self.postings.get_mut(key) else {
+            return;
+        };
+        if let Some(devices) = postings.by_value.get_mut(value) {
+            devices.remove(&slot);
+            if devices.is_empty() {
+                postings.by_value.remove(value);
+            }
+        }
+        if key_gone {
+            postings.devices.remove(&slot);
+            if postings.devices.is_empty() {
+                self.postings.remove(key);
+            }
+        }
     }
 
     /// The ids of the devices `selector` matches, sorted.
@@ -215,10 +265,10 @@ impl DeviceIndex {
         if selector.is_nothing() {
             return Vec::new();
         }
-        let mut best: Option<(usize, Vec<&BTreeSet<Arc<str>>>)> = None;
+        let mut best: Option<(usize, Vec<&BTreeSet<Slot>>)> = None;
         for requirement in selector.requirements() {
             let postings = self.postings.get(requirement.key());
-            let lists: Vec<&BTreeSet<Arc<str>>> = match requirement.test() {
+            let lists: Vec<&BTreeSet<Slot>> = match requirement.test() {
                 LabelTest::Equals(value) => postings
                     .and_then(|p| p.by_value.get(value.as_str()))
                     .into_iter()
@@ -246,32 +296,66 @@ impl DeviceIndex {
                 best = Some((size, lists));
             }
         }
-        let matches = |id: &&Arc<str>| {
-            self.devices
-                .get(id.as_ref())
-                .is_some_and(|labels| selector.matches(labels))
-        };
-        match best {
+        let mut ids: Vec<&str> = match best {
+            // `in` lists are disjoint (one value per key and device): no duplicates.
+            Some((_, lists)) => lists
+                .iter()
+                .flat_map(|list| list.iter())
+                .filter_map(|&slot| self.device(slot))
+                .filter(|entry| selector.matches(&entry.labels))
+                .map(|entry| entry.id.as_ref())
+                .collect(),
             None => self
                 .devices
                 .iter()
-                .filter(|(_, labels)| selector.matches(*labels))
-                .map(|(id, _)| id.as_ref())
+                .flatten()
+                .filter(|entry| selector.matches(&entry.labels))
+                .map(|entry| entry.id.as_ref())
                 .collect(),
-            Some((_, lists)) if lists.len() == 1 => lists
-                .iter()
-                .flat_map(|list| list.iter())
-                .filter(matches)
-                .map(AsRef::as_ref)
-                .collect(),
-            Some((_, lists)) => {
-                // `in` with several values: the lists are disjoint (one value per key
-                // and device), so merging them is a sort.
-                let mut ids: Vec<&Arc<str>> = lists.iter().flat_map(|l| l.iter()).collect();
-                ids.sort_unstable();
-                ids.into_iter().filter(matches).map(AsRef::as_ref).collect()
+        };
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Picks the positive requirement to file a selector under: the one whose
+    /// pairs (or key) the fewest devices carry now, since a change to a device only
+    /// evaluates the selectors filed under its labels. Ties go to `=`, then `in`,
+    /// then key tests, then canonical order.
+    fn choose_anchor(&self, selector: &Selector) -> Anchor {
+        if selector.is_nothing() {
+            return Anchor::Never;
+        }
+        let mut best: Option<((usize, u8), Anchor)> = None;
+        for requirement in selector.requirements() {
+            let key = requirement.key();
+            let postings = self.postings.get(key);
+            let devices_with = |value: &str| {
+                postings
+                    .and_then(|p| p.by_value.get(value))
+                    .map_or(0, BTreeSet::len)
+            };
+            let (cost, anchor) = match requirement.test() {
+                LabelTest::Equals(value) => (
+                    (devices_with(value), 0),
+                    Anchor::Pairs(key.to_owned(), vec![value.clone()]),
+                ),
+                LabelTest::In(values) => (
+                    (values.iter().map(|v| devices_with(v)).sum(), 1),
+                    Anchor::Pairs(key.to_owned(), values.iter().cloned().collect()),
+                ),
+                LabelTest::Exists | LabelTest::GreaterThan(_) | LabelTest::LessThan(_) => (
+                    (postings.map_or(0, |p| p.devices.len()), 2),
+                    Anchor::Key(key.to_owned()),
+                ),
+                LabelTest::DoesNotExist | LabelTest::NotEquals(_) | LabelTest::NotIn(_) => {
+                    continue;
+                }
+            };
+            if best.as_ref().is_none_or(|(best_cost, _)| cost < *best_cost) {
+                best = Some((cost, anchor));
             }
         }
+        best.map_or(Anchor::Unanchored, |(_, anchor)| anchor)
     }
 
     /// Registers (or replaces) a named selector whose verdict changes
@@ -280,127 +364,122 @@ impl DeviceIndex {
     pub fn register_selector(&mut self, name: &str, selector: Selector) -> Option<Selector> {
         let previous = self.unregister_selector(name);
         let name: Arc<str> = Arc::from(name);
-        match anchor_of(&selector) {
+        let anchor = self.choose_anchor(&selector);
+        let entry = RegisteredSelector {
+            name: name.clone(),
+            selector,
+            anchor: anchor.clone(),
+        };
+        let slot = allocate(&mut self.selectors, &mut self.free_selectors, entry);
+        self.selector_slots.insert(name, slot);
+        match anchor {
             Anchor::Pairs(key, values) => {
-                let by_value = self.anchors.by_pair.entry(key.to_owned()).or_default();
+                let by_value = self.anchors.by_pair.entry(key).or_default();
                 for value in values {
-                    by_value
-                        .entry(value.to_owned())
-                        .or_default()
-                        .insert(name.clone());
+                    by_value.entry(value).or_default().push(slot);
                 }
             }
-            Anchor::Key(key) => {
-                self.anchors
-                    .by_key
-                    .entry(key.to_owned())
-                    .or_default()
-                    .insert(name.clone());
-            }
-            Anchor::Unanchored => {
-                self.anchors.unanchored.insert(name.clone());
-            }
+            Anchor::Key(key) => self.anchors.by_key.entry(key).or_default().push(slot),
+            Anchor::Unanchored => self.anchors.unanchored.push(slot),
             Anchor::Never => {}
         }
-        self.selectors.insert(name, selector);
         previous
     }
 
     /// Removes a registered selector; returns it, or `None` if no such name.
     pub fn unregister_selector(&mut self, name: &str) -> Option<Selector> {
-        let selector = self.selectors.remove(name)?;
-        match anchor_of(&selector) {
+        let slot = self.selector_slots.remove(name)?;
+        let entry = self.selectors.get_mut(slot as usize)?.take()?;
+        self.free_selectors.push(slot);
+        let unfile = |slots: &mut Vec<Slot>| slots.retain(|&s| s != slot);
+        match entry.anchor {
             Anchor::Pairs(key, values) => {
-                if let Some(by_value) = self.anchors.by_pair.get_mut(key) {
+                if let Some(by_value) = self.anchors.by_pair.get_mut(&key) {
                     for value in values {
-                        if let Some(names) = by_value.get_mut(value) {
-                            names.remove(name);
-                            if names.is_empty() {
-                                by_value.remove(value);
+                        if let Some(slots) = by_value.get_mut(&value) {
+                            unfile(slots);
+                            if slots.is_empty() {
+                                by_value.remove(&value);
                             }
                         }
                     }
                     if by_value.is_empty() {
-                        self.anchors.by_pair.remove(key);
+                        self.anchors.by_pair.remove(&key);
                     }
                 }
             }
             Anchor::Key(key) => {
-                if let Some(names) = self.anchors.by_key.get_mut(key) {
-                    names.remove(name);
-                    if names.is_empty() {
-                        self.anchors.by_key.remove(key);
+                if let Some(slots) = self.anchors.by_key.get_mut(&key) {
+                    unfile(slots);
+                    if slots.is_empty() {
+                        self.anchors.by_key.remove(&key);
                     }
                 }
             }
-            Anchor::Unanchored => {
-                self.anchors.unanchored.remove(name);
-            }
+            Anchor::Unanchored => unfile(&mut self.anchors.unanchored),
             Anchor::Never => {}
         }
-        Some(selector)
+        Some(entry.selector)
     }
 
     /// A registered selector by name.
     pub fn registered_selector(&self, name: &str) -> Option<&Selector> {
-        self.selectors.get(name)
+        let slot = *self.selector_slots.get(name)?;
+        self.registered(slot).map(|entry| &entry.selector)
     }
 
     /// Names of every registered selector, sorted.
-    pub fn registered_selectors(&self) -> impl Iterator<Item = &str> {
-        self.selectors.keys().map(AsRef::as_ref)
+    pub fn registered_selectors(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.selector_slots.keys().map(AsRef::as_ref).collect();
+        names.sort_unstable();
+        names
     }
 
     /// Names of the registered selectors that match a device, sorted; empty for an
     /// unknown device.
     pub fn selectors_matching_device(&self, device_id: &str) -> Vec<&str> {
-        self.devices
+        let Some(entry) = self
+            .device_slots
             .get(device_id)
-            .map(|labels| self.matching_selectors(labels))
-            .unwrap_or_default()
+            .and_then(|&s| self.device(s))
+        else {
+            return Vec::new();
+        };
+        let mut names: Vec<&str> = self
+            .matching_selectors(&entry.labels)
             .into_iter()
-            .map(AsRef::as_ref)
-            .collect()
+            .filter_map(|slot| self.registered(slot))
+            .map(|registered| registered.name.as_ref())
+            .collect();
+        names.sort_unstable();
+        names
     }
 
-    /// Registered selectors that can possibly match `labels`: those anchored on one
-    /// of its pairs or keys, plus the unanchored ones. Sorted, without duplicates.
-    fn candidates<'s>(&'s self, labels: &LabelMap, into: &mut Vec<&'s Arc<str>>) {
+    /// Slots of the registered selectors that match `labels`, sorted. Only the
+    /// selectors filed under one of its pairs or keys, and the unanchored ones, are
+    /// evaluated.
+    fn matching_selectors(&self, labels: &LabelMap) -> Vec<Slot> {
+        let mut candidates: Vec<Slot> = self.anchors.unanchored.clone();
         for (key, value) in labels {
-            if let Some(names) = self
+            if let Some(slots) = self
                 .anchors
                 .by_pair
                 .get(key.as_str())
                 .and_then(|by_value| by_value.get(value.as_str()))
             {
-                into.extend(names.iter());
+                candidates.extend_from_slice(slots);
             }
-            if let Some(names) = self.anchors.by_key.get(key.as_str()) {
-                into.extend(names.iter());
+            if let Some(slots) = self.anchors.by_key.get(key.as_str()) {
+                candidates.extend_from_slice(slots);
             }
         }
-    }
-
-    fn matching_selectors(&self, labels: &LabelMap) -> Vec<&Arc<str>> {
-        let mut candidates = Vec::new();
-        self.candidates(labels, &mut candidates);
         candidates.sort_unstable();
         candidates.dedup();
-        let anchored = candidates
-            .into_iter()
-            .filter_map(|name| self.selectors.get_key_value(name));
-        let unanchored = self
-            .anchors
-            .unanchored
-            .iter()
-            .filter_map(|name| self.selectors.get_key_value(name));
-        let mut matching: Vec<&Arc<str>> = anchored
-            .chain(unanchored)
-            .filter(|(_, selector)| selector.matches(labels))
-            .map(|(name, _)| name)
-            .collect();
-        matching.sort_unstable();
-        matching
+        candidates.retain(|&slot| {
+            self.registered(slot)
+                .is_some_and(|registered| registered.selector.matches(labels))
+        });
+        candidates
     }
 
     fn compare_verdicts(
@@ -414,15 +493,84 @@ impl DeviceIndex {
         let after = after
             .map(|l| self.matching_selectors(l))
             .unwrap_or_default();
-        let difference = |a: &[&Arc<str>], b: &[&Arc<str>]| -> Vec<String> {
-            a.iter()
-                .filter(|name| b.binary_search(name).is_err())
-                .map(|name| name.to_string())
-                .collect()
+        let difference = |a: &[Slot], b: &[Slot]| -> Vec<String> {
+            let mut names: Vec<String> = a
+                .iter()
+                .filter(|slot| b.binary_search(slot).is_err())
+                .filter_map(|&slot| self.registered(slot))
+                .map(|registered| registered.name.to_string())
+                .collect();
+            names.sort_unstable();
+            names
         };
         SelectorChanges {
             started: difference(&after, &before),
             stopped: difference(&before, &after),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn selector(text: &str) -> Selector {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn postings_follow_label_changes_and_removal() {
+        let mut index = DeviceIndex::new();
+        index.upsert_device("d1", labels(&[("a", "1"), ("b", "x")]));
+        index.upsert_device("d2", labels(&[("a", "2")]));
+        assert_eq!(index.select(&selector("a in (1,2)")), ["d1", "d2"]);
+        index.upsert_device("d1", labels(&[("a", "2")]));
+        assert_eq!(index.select(&selector("a=1")), Vec::<&str>::new());
+        assert_eq!(index.select(&selector("b")), Vec::<&str>::new());
+        assert_eq!(index.select(&selector("a=2")), ["d1", "d2"]);
+        assert!(index.remove_device("d1").is_some());
+        assert!(index.remove_device("d1").is_none());
+        assert_eq!(index.select(&selector("a=2")), ["d2"]);
+        assert_eq!(index.select(&selector("!b")), ["d2"]);
+        // empty posting lists are dropped, not left behind
+        assert!(!index.postings.contains_key("b"));
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn anchors_prefer_the_rarest_requirement() {
+        let mut index = DeviceIndex::new();
+        for i in 0..10 {
+            let site = if i == 0 { "rare" } else { "common" };
+            index.upsert_device(
+                &format!("d{i}"),
+                labels(&[("arch", "arm64"), ("site", site)]),
+            );
+        }
+        index.register_selector("w", selector("arch=arm64,site=rare"));
+        index.register_selector("n", selector("!legacy"));
+        index.register_selector("never", Selector::nothing());
+        assert!(
+            index
+                .anchors
+                .by_pair
+                .get("site")
+                .is_some_and(|v| v.contains_key("rare"))
+        );
+        assert!(!index.anchors.by_pair.contains_key("arch"));
+        assert_eq!(index.anchors.unanchored.len(), 1);
+        assert_eq!(index.selectors_matching_device("d0"), ["n", "w"]);
+        let changes = index.upsert_device("d0", labels(&[("legacy", "yes")]));
+        assert_eq!(changes.stopped, ["n", "w"]);
+        assert!(changes.started.is_empty());
+        assert!(index.unregister_selector("w").is_some());
+        assert!(index.anchors.by_pair.is_empty());
     }
 }

@@ -117,10 +117,11 @@ impl Requirement {
                 }
                 values.iter().try_for_each(|v| validate_label_value(v))?;
             }
-            LabelTest::Exists
-            | LabelTest::DoesNotExist
-            | LabelTest::GreaterThan(_)
-            | LabelTest::LessThan(_) => {}
+            // The bound is written as a label value, so it cannot be negative.
+            LabelTest::GreaterThan(bound) | LabelTest::LessThan(bound) => {
+                validate_label_value(&bound.to_string())?;
+            }
+            LabelTest::Exists | LabelTest::DoesNotExist => {}
         }
         Ok(Self { key, test })
     }
@@ -479,5 +480,62 @@ impl TryFrom<LabelSelector> for Selector {
 
     fn try_from(selector: LabelSelector) -> Result<Self, Self::Error> {
         Self::try_from(&selector)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(values: &[&str]) -> BTreeSet<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn requirement_new_checks_key_values_and_bounds() {
+        assert!(Requirement::new("a", LabelTest::In(set(&["x"]))).is_ok());
+        assert!(matches!(
+            Requirement::new("a", LabelTest::In(BTreeSet::new())),
+            Err(SelectorErrorKind::EmptyValueSet { operator: "in" })
+        ));
+        assert!(matches!(
+            Requirement::new("a", LabelTest::NotIn(set(&["ok", "-bad"]))),
+            Err(SelectorErrorKind::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            Requirement::new("bad key", LabelTest::Exists),
+            Err(SelectorErrorKind::InvalidKey { .. })
+        ));
+        // a negative bound has no text form that Kubernetes accepts
+        assert!(Requirement::new("a", LabelTest::GreaterThan(-1)).is_err());
+        assert!(Requirement::new("a", LabelTest::LessThan(0)).is_ok());
+    }
+
+    #[test]
+    fn from_requirements_sorts_and_deduplicates() {
+        let b = Requirement::new("b", LabelTest::Exists).expect("valid");
+        let a = Requirement::new("a", LabelTest::DoesNotExist).expect("valid");
+        let selector = Selector::from_requirements([b.clone(), a.clone(), b.clone()]);
+        assert_eq!(selector.requirements(), [a, b]);
+        assert_eq!(selector.to_string(), "!a,b");
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_byte() {
+        let error = "tier=edge, zone in (a, b c)"
+            .parse::<Selector>()
+            .expect_err("missing comma");
+        assert_eq!(error.offset, 25);
+        assert_eq!(
+            error.kind,
+            SelectorErrorKind::UnexpectedToken {
+                found: "c".to_owned(),
+                expected: "',' or ')'"
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "invalid selector at byte 25: found 'c', expected ',' or ')'"
+        );
     }
 }

@@ -16,6 +16,7 @@ mod field;
 mod index;
 mod label;
 mod lexer;
+mod resources;
 mod validation;
 
 pub use error::{SelectorError, SelectorErrorKind};

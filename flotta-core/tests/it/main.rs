@@ -12,3 +12,8 @@ mod pki_tls;
 mod reference;
 mod roundtrip;
 mod schema;
+mod selector_conformance;
+mod selector_corpus;
+mod selector_fields;
+mod selector_properties;
+mod wire_messages;

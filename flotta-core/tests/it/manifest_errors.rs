@@ -151,7 +151,7 @@ fn deeply_nested_input_is_refused_without_overflow() {
         ),
         (
             "compact sequences",
-            format!("{DEVICE_HEAD}spec:\n  x: {}1\n", "- ".repeat(deep)),
+            format!("{DEVICE_HEAD}spec:\n  x:\n  {}1\n", "- ".repeat(deep)),
         ),
     ];
     for (what, manifest) in cases {

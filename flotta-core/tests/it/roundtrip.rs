@@ -212,3 +212,30 @@ fn flotta_kinds_we_do_not_model_are_refused_by_name() {
         );
     }
 }
+
+#[test]
+fn flotta_samples_load_as_one_manifest() {
+    let Some(dir) = flotta_dir() else {
+        return;
+    };
+    let manifest: String = [
+        "samples/management_v1alpha1_edgedevice.yaml",
+        "samples/management_v1alpha1_edgedeviceset.yaml",
+        "samples/management_v1alpha1_edgeworkload.yaml",
+    ]
+    .iter()
+    .map(|file| format!("---\n{}", read(&dir, file)))
+    .collect();
+    let resources = flotta_core::manifest::parse_manifests(&manifest).expect("samples load");
+    let kinds: Vec<&str> = resources.iter().map(|r| r.kind()).collect();
+    assert_eq!(kinds, ["EdgeDevice", "EdgeDeviceSet", "EdgeWorkload"]);
+    for resource in &resources {
+        use flotta_core::validation::Validate;
+        assert_eq!(
+            resource.validate(),
+            [],
+            "{} sample is valid",
+            resource.kind()
+        );
+    }
+}

@@ -12,6 +12,7 @@ use flotta_core::selector::{
     FieldKind, FieldSelector, FieldSpec, FieldValue, Fields, validate_label_key,
     validate_label_value,
 };
+use flotta_core::validation::{self, Validate};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -68,49 +69,12 @@ pub(crate) fn decode_body(format: BodyFormat, bytes: &[u8]) -> Result<Value, Api
 
 /// Checks that `name` is a DNS-1123 subdomain (what Kubernetes requires of names).
 pub(crate) fn check_object_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > 253 {
-        return Err(format!(
-            "must be at most 253 characters (has {})",
-            name.len()
-        ));
-    }
-    for label in name.split('.') {
-        check_dns_label_chars(label)?;
-    }
-    Ok(())
+    validation::dns1123_subdomain(name)
 }
 
 /// Checks that `namespace` is a DNS-1123 label.
 pub(crate) fn check_namespace_name(namespace: &str) -> Result<(), String> {
-    if namespace.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if namespace.len() > 63 {
-        return Err(format!(
-            "must be at most 63 characters (has {})",
-            namespace.len()
-        ));
-    }
-    check_dns_label_chars(namespace)
-}
-
-fn check_dns_label_chars(label: &str) -> Result<(), String> {
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if label.is_empty()
-        || !label.chars().all(ok_char)
-        || !alnum(label.chars().next())
-        || !alnum(label.chars().last())
-    {
-        return Err(
-            "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-                .into(),
-        );
-    }
-    Ok(())
+    validation::dns1123_label(namespace)
 }
 
 /// Where an incoming object is going: its kind, namespace and (when the path names
@@ -246,9 +210,9 @@ pub(crate) fn admit(target: &Target<'_>, body: &mut Value) -> Result<String, Api
         ));
     }
     if causes.is_empty()
-        && let Err(cause) = check_typed(kind, body)
+        && let Err(found) = check_typed(kind, body)
     {
-        causes.push(cause);
+        causes.extend(found);
     }
     if causes.is_empty() {
         Ok(name)
@@ -261,16 +225,26 @@ pub(crate) fn admit(target: &Target<'_>, body: &mut Value) -> Result<String, Api
     }
 }
 
-/// Deserializes the object into its model type; the error names the field.
-fn check_typed(kind: ResourceKind, body: &Value) -> Result<(), StatusCause> {
-    fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<(), StatusCause> {
-        serde_path_to_error::deserialize::<_, T>(body.clone())
-            .map(drop)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                let field = if path == "." { String::new() } else { path };
-                StatusCause::invalid(field, error.into_inner().to_string())
-            })
+/// Deserializes the object into its model type and validates it; every cause
+/// names its field.
+fn check_typed(kind: ResourceKind, body: &Value) -> Result<(), Vec<StatusCause>> {
+    fn parse<T: serde::de::DeserializeOwned + Validate>(
+        body: &Value,
+    ) -> Result<(), Vec<StatusCause>> {
+        let object = serde_path_to_error::deserialize::<_, T>(body.clone()).map_err(|error| {
+            let path = error.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            vec![StatusCause::invalid(field, error.into_inner().to_string())]
+        })?;
+        let problems = object.validate();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems
+                .into_iter()
+                .map(|problem| StatusCause::invalid(problem.path, problem.message))
+                .collect())
+        }
     }
     match kind {
         ResourceKind::EdgeDevice => parse::<EdgeDevice>(body),

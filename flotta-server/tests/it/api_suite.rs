@@ -174,7 +174,7 @@ pub async fn stale_resource_version_is_refused_with_409(server: TestServer) {
     .await;
     let path = object_path("fleet", plural, "w1");
     let mut first = created.clone();
-    first["spec"]["type"] = json!("first");
+    first["spec"]["device"] = json!("first");
     expect_json(
         server
             .admin(Method::PUT, &path)
@@ -187,7 +187,7 @@ pub async fn stale_resource_version_is_refused_with_409(server: TestServer) {
     .await;
     // `created` still carries the old resourceVersion.
     let mut second = created.clone();
-    second["spec"]["type"] = json!("second");
+    second["spec"]["device"] = json!("second");
     let stale = server
         .admin(Method::PUT, &path)
         .json(&second)
@@ -199,7 +199,7 @@ pub async fn stale_resource_version_is_refused_with_409(server: TestServer) {
         .admin(Method::PATCH, &path)
         .header(header::CONTENT_TYPE, MERGE_PATCH)
         .body(
-            json!({"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "spec": {"type": "third"}})
+            json!({"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "spec": {"device": "third"}})
                 .to_string(),
         )
         .send()
@@ -211,7 +211,7 @@ pub async fn stale_resource_version_is_refused_with_409(server: TestServer) {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(current["spec"]["type"], "first");
+    assert_eq!(current["spec"]["device"], "first");
     server.stop().await;
 }
 
@@ -659,6 +659,18 @@ pub async fn invalid_objects_get_422_naming_the_field(server: TestServer) {
             .as_str()
             .is_some_and(|m| m.contains("spec.approved"))
     );
+
+    // The model's own validation rules apply too.
+    let (plural, mut body) = sample_objects("wl").swap_remove(2);
+    body["spec"]["type"] = json!("vm");
+    let response = server
+        .admin(Method::POST, &collection("fleet", plural))
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    let status = expect_status(response, StatusCode::UNPROCESSABLE_ENTITY, "Invalid").await;
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.type");
 
     let (plural, mut body) = sample_objects("Not_A_Name").swap_remove(1);
     body["metadata"]["namespace"] = json!("elsewhere");
