@@ -1,24 +1,62 @@
 //! Reconciliation: pure functions from resources to what a device should run, and
 //! from what devices report back to resource status.
 //!
+//! - [`plan`](mod@plan): current/desired/observed → ordered [`Action`]s, [`apply_to`].
 //! - [`render`]: device, sets, workloads, secrets, config maps → [`RenderedConfig`].
+//! - [`status`]: heartbeats → `EdgeDevice.status` and `EdgeWorkload.status`.
 //! - [`template`]: device-set template parameters (`{{ .metadata.name }}`, ...).
 //! - [`version`]: the configuration version, a content hash ([`ConfigVersion`]).
 //! - [`rollout`]: staged rollouts of a workload ([`decide_rollout`]).
+//!
+//! ```
+//! use flotta_core::model::{EdgeDevice, EdgeWorkload};
+//! use flotta_core::reconcile::{Action, ObservedState, apply_to, plan, render_device_config};
+//!
+//! let device: EdgeDevice = serde_yaml_ng::from_str(
+//!     "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDevice\n\
+//!      metadata: {name: cam-1, labels: {app: camera}}\nspec: {}\n",
+//! )?;
+//! let workload: EdgeWorkload = serde_yaml_ng::from_str(
+//!     "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeWorkload\n\
+//!      metadata: {name: recorder}\nspec:\n  type: pod\n  \
+//!      deviceSelector: {matchLabels: {app: camera}}\n  \
+//!      pod: {spec: {containers: [{name: rec, image: 'registry.local/rec:1'}]}}\n",
+//! )?;
+//!
+//! let empty = render_device_config(&device, &[], &[], &[], &[]);
+//! let desired = render_device_config(&device, &[], &[workload], &[], &[]);
+//! assert!(!desired.has_errors());
+//! assert_ne!(empty.version, desired.version);
+//!
+//! let observed = ObservedState::from_config(&empty);
+//! let actions = plan(&empty, &desired, &observed);
+//! assert!(matches!(actions.as_slice(), [Action::StartWorkload { .. }]));
+//! let after = apply_to(&observed, &actions);
+//! assert!(plan(&desired, &desired, &after).is_empty());
+//! # Ok::<(), serde_yaml_ng::Error>(())
+//! ```
 
+pub mod plan;
 pub mod render;
 pub mod rollout;
+pub mod status;
 pub mod template;
 pub mod version;
 
+pub use plan::{
+    Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan, rollback_plan,
+};
 pub use render::{
-    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, ProblemReason, RenderProblem,
-    RenderedConfig, is_member, render_device_config, render_device_config_for_workloads,
-    workload_targets,
+    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, PreparedWorkload, ProblemReason,
+    RenderProblem, RenderedConfig, is_member, prepare_workload, render_device_config,
+    render_device_config_for_workloads, render_device_config_prepared, workload_targets,
 };
 pub use rollout::{
     BatchProgress, RolloutDecision, RolloutDevice, RolloutError, RolloutState, RolloutStatus,
     decide_rollout,
+};
+pub use status::{
+    WorkloadReport, age_device_status, device_status_from_heartbeat, is_stale, workload_status,
 };
 pub use template::{TemplateError, TemplateFieldError, render_template_string};
 pub use version::{ConfigVersion, SET_LIKE_ARRAYS};

@@ -286,36 +286,103 @@ pub fn render_device_config_for_workloads(
     secrets: &[Secret],
     config_maps: &[ConfigMap],
 ) -> RenderedConfig {
-    let namespace = namespace_of(&device.metadata);
-    let refs = References {
-        secrets: secrets
-            .iter()
-            .filter(|s| namespace_of(&s.metadata) == namespace)
-            .map(|s| (name_of(&s.metadata), s))
-            .collect(),
-        config_maps: config_maps
-            .iter()
-            .filter(|c| namespace_of(&c.metadata) == namespace)
-            .map(|c| (name_of(&c.metadata), c))
-            .collect(),
+    let refs = References::in_namespace(namespace_of(&device.metadata), secrets, config_maps);
+    let prepared: Vec<PreparedWorkload> =
+        workloads.iter().map(|w| prepare_with(w, &refs)).collect();
+    let prepared: Vec<&PreparedWorkload> = prepared.iter().collect();
+    render_with(device, device_sets, &prepared, &refs)
+}
+
+/// A workload rendered once, to be shared by every device it targets: its wire form
+/// does not depend on the device. Fleet-scale servers prepare each workload when it
+/// (or a secret or config map it references) changes, and render devices with
+/// [`render_device_config_prepared`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreparedWorkload {
+    /// Workload name.
+    pub name: String,
+    /// The wire workload; `None` when a problem keeps it off devices.
+    pub workload: Option<wire::Workload>,
+    /// Secrets the workload's containers read.
+    pub secrets: Vec<wire::Secret>,
+    /// Problems met while rendering it.
+    pub problems: Vec<RenderProblem>,
+}
+
+impl PreparedWorkload {
+    /// Version of this workload's rendered form (a content hash), the version a
+    /// rollout hands out with [`decide_rollout`](super::decide_rollout); `None` when the
+    /// workload could not be rendered.
+    pub fn version(&self) -> Option<ConfigVersion> {
+        self.workload
+            .as_ref()
+            .and_then(|w| ConfigVersion::of(w).ok())
+    }
+}
+
+/// Renders a workload once for all its devices (see [`PreparedWorkload`]).
+pub fn prepare_workload(
+    workload: &EdgeWorkload,
+    secrets: &[Secret],
+    config_maps: &[ConfigMap],
+) -> PreparedWorkload {
+    let refs = References::in_namespace(namespace_of(&workload.metadata), secrets, config_maps);
+    prepare_with(workload, &refs)
+}
+
+fn prepare_with(workload: &EdgeWorkload, refs: &References<'_>) -> PreparedWorkload {
+    let mut problems = Vec::new();
+    let rendered = render_workload(workload, refs, &mut problems);
+    let (workload_out, secrets) = match rendered {
+        Some((w, s)) => (Some(w), s),
+        None => (None, Vec::new()),
     };
+    PreparedWorkload {
+        name: name_of(&workload.metadata).to_owned(),
+        workload: workload_out,
+        secrets,
+        problems,
+    }
+}
+
+/// Renders the configuration of `device` from prepared workloads (see
+/// [`PreparedWorkload`]); `secrets` and `config_maps` serve the device-level sections
+/// (storage, metrics, log collection).
+pub fn render_device_config_prepared(
+    device: &EdgeDevice,
+    device_sets: &[EdgeDeviceSet],
+    workloads: &[&PreparedWorkload],
+    secrets: &[Secret],
+    config_maps: &[ConfigMap],
+) -> RenderedConfig {
+    let refs = References::in_namespace(namespace_of(&device.metadata), secrets, config_maps);
+    render_with(device, device_sets, workloads, &refs)
+}
+
+fn render_with(
+    device: &EdgeDevice,
+    device_sets: &[EdgeDeviceSet],
+    workloads: &[&PreparedWorkload],
+    refs: &References<'_>,
+) -> RenderedConfig {
     let mut problems = Vec::new();
     let set = choose_device_set(device, device_sets, &mut problems);
     let spec = effective_spec(device, set, &mut problems);
-    let configuration = device_configuration(&spec, &refs, &mut problems);
+    let configuration = device_configuration(&spec, refs, &mut problems);
 
     let mut wire_workloads = Vec::with_capacity(workloads.len());
     let mut wire_secrets: BTreeMap<String, wire::Secret> = BTreeMap::new();
-    let mut ordered: Vec<&EdgeWorkload> = workloads.to_vec();
-    ordered.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
-    ordered.dedup_by(|a, b| name_of(&a.metadata) == name_of(&b.metadata));
-    for workload in ordered {
-        if let Some((rendered, used_secrets)) = render_workload(workload, &refs, &mut problems) {
-            wire_workloads.push(rendered);
-            for secret in used_secrets {
+    let mut ordered: Vec<&PreparedWorkload> = workloads.to_vec();
+    ordered.sort_by(|a, b| a.name.cmp(&b.name));
+    ordered.dedup_by(|a, b| a.name == b.name);
+    for prepared in ordered {
+        problems.extend(prepared.problems.iter().cloned());
+        if let Some(workload) = &prepared.workload {
+            wire_workloads.push(workload.clone());
+            for secret in &prepared.secrets {
                 wire_secrets
                     .entry(secret.name.clone().unwrap_or_default())
-                    .or_insert(secret);
+                    .or_insert_with(|| secret.clone());
             }
         }
     }
@@ -339,6 +406,23 @@ pub fn render_device_config_for_workloads(
 struct References<'a> {
     secrets: BTreeMap<&'a str, &'a Secret>,
     config_maps: BTreeMap<&'a str, &'a ConfigMap>,
+}
+
+impl<'a> References<'a> {
+    fn in_namespace(namespace: &str, secrets: &'a [Secret], config_maps: &'a [ConfigMap]) -> Self {
+        Self {
+            secrets: secrets
+                .iter()
+                .filter(|s| namespace_of(&s.metadata) == namespace)
+                .map(|s| (name_of(&s.metadata), s))
+                .collect(),
+            config_maps: config_maps
+                .iter()
+                .filter(|c| namespace_of(&c.metadata) == namespace)
+                .map(|c| (name_of(&c.metadata), c))
+                .collect(),
+        }
+    }
 }
 
 fn choose_device_set<'a>(
@@ -967,15 +1051,16 @@ fn render_workload(
                 format!("secret '{}' does not exist", reference.name),
             )),
             Some(secret) => {
-                if let Some(key) = &reference.key {
-                    if !secret_has_key(secret, key) && !reference.optional {
-                        problems.push(dangling(
-                            object.clone(),
-                            reference.field,
-                            format!("secret '{}' has no key '{key}'", reference.name),
-                        ));
-                        continue;
-                    }
+                if let Some(key) = &reference.key
+                    && !secret_has_key(secret, key)
+                    && !reference.optional
+                {
+                    problems.push(dangling(
+                        object.clone(),
+                        reference.field,
+                        format!("secret '{}' has no key '{key}'", reference.name),
+                    ));
+                    continue;
                 }
                 match secret_for_device(secret) {
                     Ok(wire_secret) => {
@@ -1001,15 +1086,16 @@ fn render_workload(
                 format!("config map '{}' does not exist", reference.name),
             )),
             Some(config_map) => {
-                if let Some(key) = &reference.key {
-                    if !config_map_has_key(config_map, key) && !reference.optional {
-                        problems.push(dangling(
-                            object.clone(),
-                            reference.field,
-                            format!("config map '{}' has no key '{key}'", reference.name),
-                        ));
-                        continue;
-                    }
+                if let Some(key) = &reference.key
+                    && !config_map_has_key(config_map, key)
+                    && !reference.optional
+                {
+                    problems.push(dangling(
+                        object.clone(),
+                        reference.field,
+                        format!("config map '{}' has no key '{key}'", reference.name),
+                    ));
+                    continue;
                 }
                 match serde_yaml_ng::to_string(&config_map_for_device(config_map)) {
                     Ok(text) => {

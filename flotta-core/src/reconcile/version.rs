@@ -141,25 +141,33 @@ fn write_canonical<'a>(value: &'a Value, path: &mut Vec<&'a str>, out: &mut Vec<
         }
         Value::Array(items) => {
             path.push("*");
-            let mut encoded: Vec<Vec<u8>> = items
-                .iter()
-                .map(|item| {
-                    let mut buffer = Vec::new();
-                    write_canonical(item, path, &mut buffer);
-                    buffer
-                })
-                .collect();
-            path.pop();
-            if is_set_like(path) {
-                encoded.sort_unstable();
-            }
+            let set_like = is_set_like(&path[..path.len() - 1]);
             out.push(b'[');
-            for (position, item) in encoded.iter().enumerate() {
-                if position > 0 {
-                    out.push(b',');
+            if set_like {
+                let mut encoded: Vec<Vec<u8>> = items
+                    .iter()
+                    .map(|item| {
+                        let mut buffer = Vec::new();
+                        write_canonical(item, path, &mut buffer);
+                        buffer
+                    })
+                    .collect();
+                encoded.sort_unstable();
+                for (position, item) in encoded.iter().enumerate() {
+                    if position > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(item);
                 }
-                out.extend_from_slice(item);
+            } else {
+                for (position, item) in items.iter().enumerate() {
+                    if position > 0 {
+                        out.push(b',');
+                    }
+                    write_canonical(item, path, out);
+                }
             }
+            path.pop();
             out.push(b']');
         }
         Value::String(text) => write_string(text, out),
@@ -171,8 +179,11 @@ fn write_canonical<'a>(value: &'a Value, path: &mut Vec<&'a str>, out: &mut Vec<
 }
 
 fn write_string(text: &str, out: &mut Vec<u8>) {
-    // Value's Display of a string is its JSON encoding, which cannot fail.
-    out.extend_from_slice(Value::String(text.to_owned()).to_string().as_bytes());
+    // Writing a string into a Vec cannot fail; the fallback keeps the output valid JSON
+    // should serde_json ever refuse.
+    if serde_json::to_writer(&mut *out, text).is_err() {
+        out.extend_from_slice(b"null");
+    }
 }
 
 #[cfg(test)]

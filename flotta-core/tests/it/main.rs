@@ -9,6 +9,8 @@ mod pki_openssl_verify;
 mod pki_support;
 #[cfg(feature = "rustls")]
 mod pki_tls;
+mod reconcile;
+mod reconcile_props;
 mod reference;
 mod roundtrip;
 mod schema;
@@ -16,4 +18,5 @@ mod selector_conformance;
 mod selector_corpus;
 mod selector_fields;
 mod selector_properties;
+mod unknown_fields;
 mod wire_messages;

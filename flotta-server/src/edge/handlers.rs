@@ -127,15 +127,10 @@ impl EdgeState {
     ) -> Result<PeerIdentity, IdentityError> {
         let now = OffsetDateTime::now_utc();
         match revocations {
-            Some(list) => self
-                .inner
-                .verifier
-                .identify(peer.chain(), list, now, purpose),
+            Some(list) => peer.identify(&self.inner.verifier, list, now, purpose),
             None => {
                 let list = self.revocation_snapshot();
-                self.inner
-                    .verifier
-                    .identify(peer.chain(), &list, now, purpose)
+                peer.identify(&self.inner.verifier, &list, now, purpose)
             }
         }
     }

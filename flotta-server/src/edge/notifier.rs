@@ -370,3 +370,35 @@ pub(super) async fn spawn_watcher(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishing_wakes_only_waiters_whose_version_changed() {
+        let notifier = ConfigNotifier::default();
+        let mut receivers: Vec<_> = (0..10_000)
+            .map(|i| notifier.subscribe("ns", &format!("dev-{i}")))
+            .collect();
+        for i in 0..10_000 {
+            notifier.seed("ns", &format!("dev-{i}"), "v1");
+        }
+        assert_eq!(notifier.waiting_devices(), 10_000);
+        notifier.publish("ns", "dev-7", Some("v1"));
+        assert!(receivers.iter().all(|r| !r.has_changed().unwrap_or(true)));
+        notifier.publish("ns", "dev-7", Some("v2"));
+        let woken: Vec<usize> = receivers
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.has_changed().unwrap_or(false))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(woken, [7]);
+        assert_eq!(receivers[7].borrow_and_update().as_deref(), Some("v2"));
+        receivers.truncate(10);
+        assert_eq!(notifier.waiting(Some("ns")).len(), 10);
+        assert!(notifier.waiting(Some("other")).is_empty());
+        assert_eq!(notifier.waiting_devices(), 10);
+    }
+}

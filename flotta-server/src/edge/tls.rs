@@ -2,11 +2,14 @@
 //! certificate chain handed to request handlers.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use flotta_core::pki::tls::ChainOnlyClientVerifier;
-use flotta_core::pki::{CertificateAuthority, PeerVerifier};
+use flotta_core::pki::{
+    CertificateAuthority, IdentityError, PeerIdentity, PeerVerifier, Purpose, RevocationList,
+    VerifiedPeer,
+};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -14,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -28,13 +32,49 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The certificate chain (DER, end entity first) the client presented on this
 /// connection, empty when it presented none. [`serve`] puts it in every request's
 /// extensions; only its chain to the fleet CA was checked at the handshake.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerCertificates(pub Arc<[Vec<u8>]>);
+///
+/// Clones share a per-connection cache of the CA signature check, so that the
+/// requests of a keep-alive connection after the first only check time and
+/// revocation.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates {
+    chain: Arc<[Vec<u8>]>,
+    verified: Arc<OnceLock<Option<VerifiedPeer>>>,
+}
 
 impl PeerCertificates {
+    /// The certificates a client presented, DER, end entity first.
+    pub fn new(chain: Vec<Vec<u8>>) -> Self {
+        Self {
+            chain: chain.into(),
+            verified: Arc::default(),
+        }
+    }
+
     /// The chain, DER, end entity first.
     pub fn chain(&self) -> &[Vec<u8>] {
-        &self.0
+        &self.chain
+    }
+
+    /// Who the peer is at `now` for `purpose`: the CA signature is checked once per
+    /// connection, revocation and time on every call.
+    pub(super) fn identify(
+        &self,
+        verifier: &PeerVerifier,
+        revoked: &RevocationList,
+        now: OffsetDateTime,
+        purpose: Purpose,
+    ) -> Result<PeerIdentity, IdentityError> {
+        match self
+            .verified
+            .get_or_init(|| verifier.verify_peer(&self.chain).ok())
+        {
+            Some(verified) => verified.check(revoked, now, purpose),
+            // Failures are not cached with their reason; re-run to report it.
+            None => verifier
+                .verify_peer(&self.chain)
+                .and_then(|verified| verified.check(revoked, now, purpose)),
+        }
     }
 }
 
@@ -179,13 +219,13 @@ pub async fn serve(
             else {
                 return;
             };
-            let chain: Arc<[Vec<u8>]> = tls
+            let chain: Vec<Vec<u8>> = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .map(|certs| certs.iter().map(|c| c.as_ref().to_vec()).collect())
                 .unwrap_or_default();
-            let peer = PeerCertificates(chain);
+            let peer = PeerCertificates::new(chain);
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(peer.clone());
