@@ -44,7 +44,8 @@ pub mod template;
 pub mod version;
 
 pub use plan::{
-    Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan, rollback_plan,
+    Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan,
+    rollback_plan, secrets_read_by,
 };
 pub use render::{
     CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, PreparedWorkload, ProblemReason,
@@ -56,7 +57,8 @@ pub use rollout::{
     decide_rollout,
 };
 pub use status::{
-    WorkloadReport, age_device_status, device_status_from_heartbeat, is_stale, workload_status,
+    WorkloadReport, age_device_status, device_conditions, device_status_from_heartbeat, is_stale,
+    workload_status,
 };
 pub use template::{TemplateError, TemplateFieldError, render_template_string};
 pub use version::{ConfigVersion, SET_LIKE_ARRAYS};

@@ -10,7 +10,7 @@
 //! 3. [`Action::RemoveFile`], [`Action::WriteFile`]: the config-file overlay;
 //! 4. [`Action::ApplySettings`]: metrics, storage, log collection, mounts;
 //! 5. [`Action::StartWorkload`], [`Action::ReplaceWorkload`]: new and changed workloads
-//!    (after the secrets and files they may read);
+//!    (after the secrets and files they may read), and workloads whose secrets changed;
 //! 6. [`Action::SetHeartbeat`]: heartbeat settings;
 //! 7. [`Action::UpgradeOs`]: last, as it may reboot the device, and only when the
 //!    desired OS says `automatically_upgrade: true` (Flotta's agent ignored the flag).
@@ -19,7 +19,9 @@
 //! a fingerprint) or the current configuration lists it: workloads somebody else
 //! started on the device are left alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::wire;
 
@@ -214,7 +216,7 @@ pub fn plan(
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     let wanted: BTreeMap<&str, &wire::Workload> = workloads_of(desired).collect();
-    let ours: std::collections::BTreeSet<&str> = workloads_of(current).map(|(n, _)| n).collect();
+    let ours: BTreeSet<&str> = workloads_of(current).map(|(n, _)| n).collect();
 
     for (name, workload) in &observed.workloads {
         let managed = workload.fingerprint.is_some() || ours.contains(name.as_str());
@@ -224,9 +226,11 @@ pub fn plan(
     }
 
     let wanted_secrets: BTreeMap<&str, &wire::Secret> = secrets_of(desired).collect();
+    let mut changed_secrets = BTreeSet::new();
     for name in observed.secrets.keys() {
         if !wanted_secrets.contains_key(name.as_str()) {
             actions.push(Action::RemoveSecret { name: name.clone() });
+            changed_secrets.insert(name.clone());
         }
     }
     for (name, secret) in &wanted_secrets {
@@ -234,6 +238,7 @@ pub fn plan(
             actions.push(Action::PutSecret {
                 secret: (*secret).clone(),
             });
+            changed_secrets.insert((*name).to_owned());
         }
     }
 
@@ -269,6 +274,13 @@ pub fn plan(
                     workload: Box::new((*workload).clone()),
                 });
             }
+            // Secrets reach containers as environment variables, read at start: a
+            // workload reading a changed secret must restart to see it.
+            Some(_) if reads_any_secret(workload, &changed_secrets) => {
+                actions.push(Action::ReplaceWorkload {
+                    workload: Box::new((*workload).clone()),
+                });
+            }
             Some(_) => {}
         }
     }
@@ -290,6 +302,42 @@ pub fn plan(
         }
     }
     actions
+}
+
+/// Names of the secrets a workload's containers read (`env[].valueFrom.secretKeyRef`,
+/// `envFrom[].secretRef`, init containers too), from its pod specification. A
+/// specification that does not parse reads none.
+pub fn secrets_read_by(workload: &wire::Workload) -> BTreeSet<String> {
+    let Some(pod) = workload
+        .specification
+        .as_deref()
+        .and_then(|text| serde_yaml_ng::from_str::<PodSpec>(text).ok())
+    else {
+        return BTreeSet::new();
+    };
+    pod.containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+        .flat_map(|container| {
+            let from_env = container
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|env| env.value_from.as_ref()?.secret_key_ref.as_ref())
+                .map(|r| r.name.clone());
+            let from_env_from = container
+                .env_from
+                .iter()
+                .flatten()
+                .filter_map(|env_from| env_from.secret_ref.as_ref())
+                .map(|r| r.name.clone());
+            from_env.chain(from_env_from).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn reads_any_secret(workload: &wire::Workload, changed: &BTreeSet<String>) -> bool {
+    !changed.is_empty() && !secrets_read_by(workload).is_disjoint(changed)
 }
 
 /// The plan back to the last good configuration after applying `failed` went wrong
@@ -436,6 +484,40 @@ mod tests {
         assert!(
             matches!(actions.last(), Some(Action::UpgradeOs { os }) if os.commit_id.as_deref() == Some("c2"))
         );
+    }
+
+    #[test]
+    fn a_changed_secret_restarts_the_workloads_reading_it() {
+        let reader = wire::Workload {
+            name: Some("reader".into()),
+            specification: Some(
+                "containers:\n- name: main\n  image: a\n  envFrom:\n  - secretRef:\n      name: s\n"
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        let current = config(vec![reader.clone(), workload("other", "a")], None);
+        let mut message = current.message.clone();
+        if let Some(secrets) = message.secrets.as_mut() {
+            secrets[0].data = Some("{\"k\":\"bmV3\"}".into());
+        }
+        let desired = RenderedConfig::from_message(message);
+        let observed = ObservedState::from_config(&current);
+        let actions = plan(&current, &desired, &observed);
+        let replaced: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ReplaceWorkload { workload } => workload.name.as_deref(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replaced, ["reader"]);
+        assert_eq!(
+            secrets_read_by(&reader).into_iter().collect::<Vec<_>>(),
+            ["s"]
+        );
+        let after = apply_to(&observed, &actions);
+        assert!(plan(&desired, &desired, &after).is_empty());
     }
 
     #[test]

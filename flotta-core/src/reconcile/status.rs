@@ -131,6 +131,72 @@ pub fn age_device_status(
     status
 }
 
+/// Device condition types produced by [`device_conditions`].
+pub mod device_condition {
+    /// The device was heard from within three heartbeat periods.
+    pub const ONLINE: &str = "Online";
+    /// The device runs the configuration version the server renders for it.
+    pub const UPDATED: &str = "Updated";
+}
+
+/// Conditions of a device at `now`, for its status: `Online` (`HeartbeatReceived` /
+/// `NotHeardFrom`), `Updated` (`UpToDate` / `Outdated`, comparing the configuration
+/// version the device last reported with the rendered one) and `ConfigRendered`
+/// (from [`RenderedConfig::condition`](super::RenderedConfig::condition)). A
+/// condition keeps its transition time from `previous` while its status holds.
+///
+/// The model's `EdgeDeviceStatus` has no `conditions` field yet; the server stores
+/// these wherever it keeps device conditions.
+pub fn device_conditions(
+    status: &EdgeDeviceStatus,
+    rendered: &super::RenderedConfig,
+    reported_version: Option<&str>,
+    heartbeat_period_seconds: i64,
+    previous: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    let mut conditions = ConditionSet {
+        previous,
+        now,
+        generation: None,
+        conditions: Vec::with_capacity(3),
+    };
+    let online = !is_stale(status.last_seen.as_ref(), now, heartbeat_period_seconds);
+    conditions.set(
+        device_condition::ONLINE,
+        online,
+        if online {
+            "HeartbeatReceived"
+        } else {
+            "NotHeardFrom"
+        },
+        match &status.last_seen {
+            Some(seen) => format!("last heartbeat at {}", seen.0),
+            None => "never heard from".to_owned(),
+        },
+    );
+    let updated = reported_version == Some(rendered.version.as_str());
+    conditions.set(
+        device_condition::UPDATED,
+        updated,
+        if updated { "UpToDate" } else { "Outdated" },
+        format!(
+            "device runs {}, server renders {}",
+            reported_version.unwrap_or("nothing"),
+            rendered.version
+        ),
+    );
+    let rendered_condition = rendered.condition(now);
+    let rendered_ok = rendered_condition.status == "True";
+    conditions.set(
+        &rendered_condition.type_,
+        rendered_ok,
+        &rendered_condition.reason,
+        rendered_condition.message,
+    );
+    conditions.conditions
+}
+
 /// What one target device says about one workload.
 #[derive(Clone, Copy, Debug)]
 pub struct WorkloadReport<'a> {
@@ -412,6 +478,38 @@ mod tests {
         assert_eq!(
             available.last_transition_time,
             at(1010),
+            "unchanged status keeps its time"
+        );
+    }
+
+    #[test]
+    fn device_conditions_follow_heartbeats_and_versions() {
+        let rendered = super::super::RenderedConfig::from_message(Default::default());
+        let status = device_status_from_heartbeat(None, &heartbeat(&[]), &at(0));
+        let version = rendered.version.to_string();
+        let fresh = device_conditions(&status, &rendered, Some(&version), 60, &[], &at(10));
+        let get = |conditions: &[Condition], t: &str| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .map(|c| {
+                    (
+                        c.status.clone(),
+                        c.reason.clone(),
+                        c.last_transition_time.clone(),
+                    )
+                })
+                .expect("condition present")
+        };
+        assert_eq!(get(&fresh, device_condition::ONLINE).0, "True");
+        assert_eq!(get(&fresh, device_condition::UPDATED).1, "UpToDate");
+        assert_eq!(get(&fresh, "ConfigRendered").0, "True");
+        let stale = device_conditions(&status, &rendered, Some("old"), 60, &fresh, &at(500));
+        assert_eq!(get(&stale, device_condition::ONLINE).1, "NotHeardFrom");
+        assert_eq!(get(&stale, device_condition::UPDATED).1, "Outdated");
+        assert_eq!(
+            get(&stale, "ConfigRendered").2,
+            at(10),
             "unchanged status keeps its time"
         );
     }
