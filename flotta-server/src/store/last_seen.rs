@@ -10,6 +10,9 @@ use super::{LastSeen, Store, StoreError, StoreResult};
 
 type Waiter = oneshot::Sender<Result<(), (bool, String)>>;
 
+/// How many full batches may wait in a [`LastSeenRecorder`]'s queue.
+const QUEUE_BATCHES: usize = 16;
+
 /// Writes heartbeat times in batches and tells each caller when its time is durable.
 ///
 /// Each [`LastSeenRecorder::record`] call waits for the transaction that holds its
@@ -18,16 +21,19 @@ type Waiter = oneshot::Sender<Result<(), (bool, String)>>;
 /// every clone stops the background writer once pending entries are written.
 #[derive(Clone, Debug)]
 pub struct LastSeenRecorder {
-    queue: mpsc::UnboundedSender<(LastSeen, Waiter)>,
+    queue: mpsc::Sender<(LastSeen, Waiter)>,
     writer: Arc<JoinHandle<()>>,
 }
 
 impl LastSeenRecorder {
     /// Starts the background writer (on the current tokio runtime); one batch holds
-    /// at most `max_batch` entries.
+    /// at most `max_batch` entries. Callers wait for queue space once
+    /// 16 batches are waiting, so an overloaded database slows
+    /// heartbeats down instead of filling memory.
     pub fn start(store: Arc<dyn Store>, max_batch: usize) -> Self {
-        let (queue, mut pending) = mpsc::unbounded_channel::<(LastSeen, Waiter)>();
         let max_batch = max_batch.max(1);
+        let (queue, mut pending) =
+            mpsc::channel::<(LastSeen, Waiter)>(max_batch.saturating_mul(QUEUE_BATCHES));
         let writer = tokio::spawn(async move {
             while let Some(first) = pending.recv().await {
                 let mut entries = vec![first.0];
@@ -62,6 +68,7 @@ impl LastSeenRecorder {
         let (done, answer) = oneshot::channel();
         self.queue
             .send((seen, done))
+            .await
             .map_err(|_| StoreError::backend("record_last_seen", false, "recorder stopped"))?;
         match answer.await {
             Ok(Ok(())) => Ok(()),

@@ -43,6 +43,12 @@ async fn child_writer() {
     }
 }
 
+/// The object name in an acknowledgement line. The test harness's own
+/// "test crash::child_writer ... " may share the line with the first one.
+fn acknowledged_name(line: &str) -> Option<String> {
+    line.rsplit_once("ack ").map(|(_, name)| name.to_owned())
+}
+
 async fn acknowledged_writes_survive_kill(backend: Backend) {
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Command::new(exe)
@@ -65,8 +71,8 @@ async fn acknowledged_writes_survive_kill(backend: Backend) {
         assert!(Instant::now() < deadline, "child too slow");
         match lines.next() {
             Some(Ok(line)) => {
-                if let Some(name) = line.strip_prefix("ack ") {
-                    acknowledged.push(name.to_owned());
+                if let Some(name) = acknowledged_name(&line) {
+                    acknowledged.push(name);
                 }
             }
             _ => panic!("child ended before being killed"),
@@ -76,8 +82,8 @@ async fn acknowledged_writes_survive_kill(backend: Backend) {
     child.wait().expect("reap the child");
     // Acknowledgements already in the pipe count too.
     for line in lines.map_while(Result::ok) {
-        if let Some(name) = line.strip_prefix("ack ") {
-            acknowledged.push(name.to_owned());
+        if let Some(name) = acknowledged_name(&line) {
+            acknowledged.push(name);
         }
     }
 

@@ -117,7 +117,7 @@ async fn watch_survives_a_dropped_listen_connection() {
         )
         .await
         .expect("create");
-    let first = tokio::time::timeout(Duration::from_secs(1), stream.next())
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .expect("first event")
         .expect("stream open")
