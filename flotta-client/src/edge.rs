@@ -3,6 +3,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use flotta_core::wire::{Message, MessageResponse};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -38,7 +39,7 @@ pub enum RegistrationOutcome {
         /// The issued device certificate, PEM.
         certificate_pem: String,
         /// The whole response message, for fields beyond the certificate.
-        response: Value,
+        response: MessageResponse,
     },
 }
 
@@ -51,8 +52,10 @@ pub enum ConfigPoll {
     Config {
         /// Its version, to pass back in the next poll.
         etag: String,
-        /// The message carrying it (directive `device`), in Flotta's wire shape.
-        message: Value,
+        /// The message carrying it (directive `device`), in Flotta's wire shape;
+        /// [`Message::content_as`] reads the
+        /// [`DeviceConfigurationMessage`](flotta_core::wire::DeviceConfigurationMessage).
+        message: Message,
     },
 }
 
@@ -240,7 +243,7 @@ impl EdgeClient {
                     })?;
                 Ok(RegistrationOutcome::Registered {
                     certificate_pem,
-                    response,
+                    response: decode(response, "registration response")?,
                 })
             }
         }
@@ -288,7 +291,7 @@ impl EdgeClient {
                     .and_then(|v| v.to_str().ok())
                     .map(|v| v.trim_start_matches("W/").trim_matches('"').to_owned())
                     .unwrap_or_default();
-                let message = self.json_body(&path, response).await?;
+                let message = decode(self.json_body(&path, response).await?, &path)?;
                 Ok(ConfigPoll::Config { etag, message })
             })
             .await
@@ -394,11 +397,10 @@ impl EdgeClient {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             what: path.to_owned(),
             message: e.to_string(),
-        })?;
-        decode(value, path)
+        })
     }
 }
 

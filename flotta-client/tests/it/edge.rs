@@ -150,8 +150,10 @@ async fn after_registration_the_swapped_identity_is_used_by_every_handle() {
         panic!("first poll has no configuration");
     };
     assert!(!etag.is_empty());
-    assert_eq!(message["directive"], "device");
-    assert_eq!(message["content"]["device_id"], "edge-01", "{message}");
+    assert_eq!(message.directive.as_deref(), Some("device"));
+    let configuration: flotta_core::wire::DeviceConfigurationMessage =
+        message.content_as().expect("a device configuration");
+    assert_eq!(configuration.device_id.as_deref(), Some("edge-01"));
 
     assert_eq!(
         edge.get_config("edge-01", Some(&etag), None)
