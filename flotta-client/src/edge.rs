@@ -55,7 +55,7 @@ pub enum ConfigPoll {
         /// The message carrying it (directive `device`), in Flotta's wire shape;
         /// [`Message::content_as`] reads the
         /// [`DeviceConfigurationMessage`](flotta_core::wire::DeviceConfigurationMessage).
-        message: Message,
+        message: Box<Message>,
     },
 }
 
@@ -292,7 +292,10 @@ impl EdgeClient {
                     .map(|v| v.trim_start_matches("W/").trim_matches('"').to_owned())
                     .unwrap_or_default();
                 let message = decode(self.json_body(&path, response).await?, &path)?;
-                Ok(ConfigPoll::Config { etag, message })
+                Ok(ConfigPoll::Config {
+                    etag,
+                    message: Box::new(message),
+                })
             })
             .await
     }
