@@ -1,5 +1,6 @@
 //! `apply`: create or update objects from a manifest, one outcome per document.
 
+use flotta_core::manifest::AnyResource;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -142,6 +143,15 @@ impl ManagementClient {
             outcome.result = Err(manifest_error("no metadata.name".into()));
             return outcome;
         };
+        // Field types are checked here, so a typo is reported with its path before
+        // anything is sent; the document itself is sent as written.
+        if let Err(error) = AnyResource::from_value(index, document.clone()) {
+            let text = error.to_string();
+            let prefix = format!("document {index}: ");
+            let message = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
+            outcome.result = Err(manifest_error(message));
+            return outcome;
+        }
         outcome.result = async {
             match self.get_raw(resource, &namespace, &name).await {
                 Err(error) if error.is_not_found() => {

@@ -75,10 +75,10 @@ async fn every_document_gets_an_outcome_naming_its_index() {
     let server = TestServer::start().await;
     let client = server.client();
     let manifest = format!(
-        "{MANIFEST}---\nkind: Pod\nmetadata: {{name: p}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata: {{}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata: {{name: Not_Valid}}\nspec: {{}}\n"
+        "{MANIFEST}---\nkind: Pod\nmetadata: {{name: p}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata: {{}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata: {{name: Not_Valid}}\nspec: {{}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata: {{name: typo}}\nspec:\n  heartbeat:\n    periodSeconds: often\n"
     );
     let outcomes = client.apply("fleet", &manifest).await;
-    assert_eq!(outcomes.len(), 5);
+    assert_eq!(outcomes.len(), 6);
     assert!(outcomes[0].result.is_ok() && outcomes[1].result.is_ok());
     match &outcomes[2].result {
         Err(ClientError::Manifest { index: 2, message }) => {
@@ -96,4 +96,14 @@ async fn every_document_gets_an_outcome_naming_its_index() {
     let refused = outcomes[4].result.as_ref().expect_err("invalid name");
     assert_eq!(outcomes[4].index, 4);
     assert_eq!(refused.status(), Some(422), "{refused}");
+    // A field of the wrong type is caught before sending, with its path.
+    match &outcomes[5].result {
+        Err(ClientError::Manifest { index: 5, message }) => assert!(
+            message.starts_with("spec.heartbeat.periodSeconds: invalid type"),
+            "{message}"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    let missing = client.get::<EdgeDeviceSet>("fleet", "typo").await;
+    assert!(missing.is_err_and(|e| e.is_not_found()));
 }
