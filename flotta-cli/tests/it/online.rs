@@ -324,14 +324,11 @@ fn an_unreachable_server_is_one_line_and_a_failure() {
     );
 }
 
-#[test]
-fn get_watch_streams_rows_as_objects_change() {
-    let server = CliServer::start();
-    let file = write(server.work_dir(), "fleet.yaml", FLEET);
-    stdout_of(server.flotta().args(["apply", "-f", &file]));
+/// Starts `flotta get ... -w` and returns it with a receiver of its output lines.
+fn spawn_watch(server: &CliServer, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
     let binary = assert_cmd::cargo::cargo_bin("flotta");
     let mut child = std::process::Command::new(binary)
-        .args(["get", "sets", "-w", "-o", "name"])
+        .args(args)
         .env("FLOTTA_CONFIG", server.admin_yaml())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -346,6 +343,15 @@ fn get_watch_streams_rows_as_objects_change() {
             }
         }
     });
+    (child, received)
+}
+
+#[test]
+fn get_watch_streams_rows_as_objects_change() {
+    let server = CliServer::start();
+    let file = write(server.work_dir(), "fleet.yaml", FLEET);
+    stdout_of(server.flotta().args(["apply", "-f", &file]));
+    let (mut child, received) = spawn_watch(&server, &["get", "sets", "-w", "-o", "name"]);
     let next = || {
         received
             .recv_timeout(Duration::from_secs(20))
@@ -362,6 +368,37 @@ fn get_watch_streams_rows_as_objects_change() {
     assert_eq!(next(), "edgedeviceset/plant");
     stdout_of(server.flotta().args(["delete", "sets", "lab"]));
     assert_eq!(next(), "edgedeviceset/lab");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn get_watch_as_a_table_prints_the_header_once_and_aligned_rows() {
+    let server = CliServer::start();
+    let file = write(server.work_dir(), "fleet.yaml", FLEET);
+    stdout_of(server.flotta().args(["apply", "-f", &file]));
+    let (mut child, received) = spawn_watch(&server, &["get", "edsr", "--watch"]);
+    let next = || {
+        received
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line")
+    };
+    let header = next();
+    assert!(
+        header.starts_with("NAME           TARGET NAMESPACE   APPROVED       AGE"),
+        "{header:?}"
+    );
+    let first = next();
+    assert!(
+        first.starts_with("edge-09        default            false          "),
+        "{first:?}"
+    );
+    stdout_of(server.flotta().args(["approve", "edge-09"]));
+    let approved = next();
+    assert!(
+        approved.starts_with("edge-09        default            true           "),
+        "{approved:?}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
