@@ -10,10 +10,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flotta_core::model::{API_VERSION, EdgeDeviceSignedRequest, EdgeDeviceStatus, MEMBER_OF_LABEL};
+use flotta_core::model::{
+    API_VERSION, EdgeDeviceSignedRequest, EdgeDeviceStatus, MEMBER_OF_LABEL, Time,
+};
 use flotta_core::pki::{
     CsrPolicy, DeviceIdentity, IdentityError, IssueError, PeerIdentity, Purpose, RevocationList,
 };
+use flotta_core::reconcile::device_status_from_heartbeat;
 use flotta_core::wire::{self, Message, MessageType};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -179,7 +182,7 @@ async fn post_data(
         .clone()
         .ok_or_else(|| BadMessage("directive: missing".into()))?;
     match directive.as_str() {
-        "registration" => {
+        wire::directive::REGISTRATION => {
             if let PeerIdentity::Device { id, .. } = &identity
                 && *id != device_id
             {
@@ -189,7 +192,7 @@ async fn post_data(
             }
             registration(&state, &device_id, identity, &envelope).await
         }
-        "enrolment" => {
+        wire::directive::ENROLMENT => {
             if let PeerIdentity::Device { .. } = identity {
                 // Only registration forgives expiry.
                 let identity = state
@@ -199,7 +202,7 @@ async fn post_data(
             }
             enrolment(&state, &device_id, &envelope).await
         }
-        "heartbeat" => {
+        wire::directive::HEARTBEAT => {
             let namespace = state.require_device(&peer, &device_id)?;
             heartbeat(&state, &namespace, &device_id, &envelope).await
         }
@@ -583,60 +586,24 @@ async fn update_registered_device(
     Ok(())
 }
 
-/// The device status a heartbeat describes, on top of the current one.
+/// The device status a heartbeat describes, on top of the current one, computed by
+/// `flotta_core::reconcile`, without `lastSeen` (which lives in the last-seen table).
 fn status_from_heartbeat(
     current: Option<&Value>,
-    heartbeat: wire::Heartbeat,
+    heartbeat: &wire::Heartbeat,
+    received_at: OffsetDateTime,
 ) -> Result<EdgeDeviceStatus, BadMessage> {
-    let mut status = current
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(phase) = heartbeat.status {
-        status.insert("phase".into(), Value::String(phase));
+    if let Some(hardware) = &heartbeat.hardware {
+        // Refuse what the status would silently drop.
+        message::hardware(hardware.clone(), "content.hardware")?;
     }
-    if let Some(workloads) = heartbeat.workloads {
-        let workloads: Vec<Value> = workloads
-            .into_iter()
-            .map(|w| {
-                let mut workload = Map::new();
-                workload.insert("name".into(), Value::String(w.name.unwrap_or_default()));
-                if let Some(phase) = w.status {
-                    workload.insert("phase".into(), Value::String(phase));
-                }
-                if let Some(upload) = w.last_data_upload {
-                    workload.insert("lastDataUpload".into(), Value::String(upload));
-                }
-                Value::Object(workload)
-            })
-            .collect();
-        status.insert("workloads".into(), Value::Array(workloads));
-    }
-    if let Some(upgrade) = heartbeat.upgrade {
-        let mut info = Map::new();
-        info.insert(
-            "currentCommitID".into(),
-            Value::String(upgrade.current_commit_id.unwrap_or_default()),
-        );
-        if let Some(s) = upgrade.last_upgrade_status {
-            info.insert("lastUpgradeStatus".into(), Value::String(s));
-        }
-        if let Some(t) = upgrade.last_upgrade_time {
-            info.insert("lastUpgradeTime".into(), Value::String(t));
-        }
-        status.insert("upgradeInformation".into(), Value::Object(info));
-    }
-    if let Some(hardware) = heartbeat.hardware {
-        let hardware = message::hardware(hardware, "content.hardware")?;
-        status.insert(
-            "hardware".into(),
-            serde_json::to_value(hardware).unwrap_or(Value::Null),
-        );
-    }
-    // lastSeen lives in the last-seen table, never in the row.
-    status.remove("lastSeen");
-    serde_path_to_error::deserialize::<_, EdgeDeviceStatus>(Value::Object(status))
-        .map_err(|e| BadMessage(format!("content: {} (at status.{})", e.inner(), e.path())))
+    let previous: Option<EdgeDeviceStatus> =
+        current.and_then(|s| serde_json::from_value(s.clone()).ok());
+    let received: Time = serde_json::from_value(Value::String(rfc3339(received_at)))
+        .map_err(|e| BadMessage(format!("server time: {e}")))?;
+    let mut status = device_status_from_heartbeat(previous.as_ref(), heartbeat, &received);
+    status.last_seen = None;
+    Ok(status)
 }
 
 async fn heartbeat(
@@ -653,7 +620,7 @@ async fn heartbeat(
             ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
         })?;
     let stored_status = current.body.get("status");
-    let new_status = status_from_heartbeat(stored_status, heartbeat)?;
+    let new_status = status_from_heartbeat(stored_status, &heartbeat, seen_at)?;
     let mut old_status: Option<EdgeDeviceStatus> =
         stored_status.and_then(|s| serde_json::from_value(s.clone()).ok());
     if let Some(old) = old_status.as_mut() {
@@ -886,7 +853,8 @@ mod tests {
             "last_data_upload": "2024-01-01T00:00:00Z"}],
             "upgrade": {"current_commit_ID": "c1", "last_upgrade_status": "succeeded"}}))
         .expect("heartbeat");
-        let status = status_from_heartbeat(Some(&current), heartbeat).expect("valid");
+        let status = status_from_heartbeat(Some(&current), &heartbeat, OffsetDateTime::now_utc())
+            .expect("valid");
         assert_eq!(status.phase.as_deref(), Some("degraded"));
         assert_eq!(
             status.hardware.and_then(|h| h.hostname).as_deref(),
@@ -901,9 +869,6 @@ mod tests {
                 .current_commit_id,
             "c1"
         );
-        let bad: wire::Heartbeat = serde_json::from_value(json!({"workloads": [
-            {"name": "w", "last_data_upload": "yesterday"}]}))
-        .expect("heartbeat");
-        assert!(status_from_heartbeat(None, bad).is_err());
+        assert!(status.last_seen.is_none(), "lastSeen stays out of the row");
     }
 }

@@ -21,7 +21,10 @@ use crate::store::{
     ListOptions, ResourceKind, RevokedCertificate, Store, StoreError, StoredObject, WatchEvent,
     WatchEventType, WatchStream,
 };
-use flotta_core::reconcile::{RenderedConfig, render_device_config};
+use flotta_core::reconcile::{
+    PreparedWorkload, RenderedConfig, prepare_workload, render_device_config,
+    render_device_config_prepared, workload_targets,
+};
 
 type DeviceKey = (String, String);
 
@@ -186,9 +189,20 @@ async fn refresh_namespace(state: &EdgeState, namespace: &str) -> Result<(), Sto
         .iter()
         .filter_map(parse)
         .collect();
+    // Workloads are rendered once for all the waiting devices; each device then only
+    // picks those that target it.
+    let prepared: Vec<(&EdgeWorkload, PreparedWorkload)> = workloads
+        .iter()
+        .map(|w| (w, prepare_workload(w, &[], &[])))
+        .collect();
     for (ns, name) in waiting {
         let version = devices.get(&name).map(|device| {
-            render_device_config(device, &sets, &workloads, &[], &[])
+            let selected: Vec<&PreparedWorkload> = prepared
+                .iter()
+                .filter(|(w, _)| workload_targets(device, w).unwrap_or(false))
+                .map(|(_, p)| p)
+                .collect();
+            render_device_config_prepared(device, &sets, &selected, &[], &[])
                 .version
                 .to_string()
         });

@@ -270,3 +270,75 @@ async fn shutdown_flushes_last_seen() {
             .is_some()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_workload_change_wakes_every_matching_long_poll() {
+    const DEVICES: usize = 200;
+    let server = EdgeServer::start(EdgeOptions::default()).await;
+    let mut clients = Vec::with_capacity(DEVICES);
+    for i in 0..DEVICES {
+        let id = format!("fleet-{i:03}");
+        let body = json!({
+            "apiVersion": "management.project-flotta.io/v1alpha1",
+            "kind": "EdgeDevice",
+            "metadata": {"name": id, "namespace": NAMESPACE, "labels": {"site": "a"}},
+            "spec": {},
+        });
+        server
+            .store
+            .create(ResourceKind::EdgeDevice, NAMESPACE, &id, body)
+            .await
+            .expect("create device");
+        let client = server.client(Some(&server.device_identity(&id, NAMESPACE)));
+        let url = server.url(&format!("/data/{id}/in"));
+        let tag = etag(&client.get(&url).send().await.expect("request"));
+        clients.push((client, url, tag));
+    }
+    let polls: Vec<_> = clients
+        .into_iter()
+        .map(|(client, url, tag)| {
+            tokio::spawn(async move {
+                let response = client
+                    .get(format!("{url}?wait=60"))
+                    .header("if-none-match", &tag)
+                    .send()
+                    .await
+                    .expect("request");
+                (response.status(), etag(&response) != tag)
+            })
+        })
+        .collect();
+    for _ in 0..500 {
+        if server.state.waiting_devices() == DEVICES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.state.waiting_devices(), DEVICES);
+    let started = Instant::now();
+    let mut fleet_workload = workload("fleet-app", "none");
+    fleet_workload["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("device");
+    fleet_workload["spec"]["deviceSelector"] = json!({"matchLabels": {"site": "a"}});
+    server
+        .store
+        .create(
+            ResourceKind::EdgeWorkload,
+            NAMESPACE,
+            "fleet-app",
+            fleet_workload,
+        )
+        .await
+        .expect("create workload");
+    for poll in polls {
+        let (status, new_version) = poll.await.expect("task");
+        assert_eq!(status, 200);
+        assert!(new_version);
+    }
+    let elapsed = started.elapsed();
+    println!("{DEVICES} long-polls answered {elapsed:?} after the workload change");
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    server.stop().await;
+}
