@@ -300,9 +300,9 @@ impl EdgeClient {
             .await
     }
 
-    /// Reads pending control commands (e.g. `disconnect` for a deleted device);
-    /// `None` when there are none.
-    pub async fn control_in(&self, device_id: &str) -> ClientResult<Option<Value>> {
+    /// Reads the pending control command (e.g. directive `disconnect` for a deleted
+    /// device); `None` when there is none.
+    pub async fn control_in(&self, device_id: &str) -> ClientResult<Option<Message>> {
         let path = format!("{EDGE_BASE_PATH}/control/{}/in", segment(device_id)?);
         self.inner
             .retry
@@ -313,7 +313,12 @@ impl EdgeClient {
                     return Ok(None);
                 }
                 let body = self.json_body(&path, response).await?;
-                Ok(Some(body).filter(|b| !b.is_null()))
+                if body.is_null() {
+                    return Ok(None);
+                }
+                let message: Message = decode(body, &path)?;
+                // The server answers "nothing to do" with an empty command.
+                Ok(Some(message).filter(|m| m.directive.as_deref().is_some_and(|d| !d.is_empty())))
             })
             .await
     }

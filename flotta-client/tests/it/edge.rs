@@ -12,13 +12,14 @@ use flotta_core::pki::{
     issue_server_certificate,
 };
 use flotta_server::edge::{self, EdgeOptions, EdgeState};
-use flotta_server::store::{SqliteStore, Store};
+use flotta_server::store::{ResourceKind, SqliteStore, Store};
 use serde_json::json;
 use time::OffsetDateTime;
 
 /// The Edge API alone, in this process, with a fresh CA.
 struct EdgeServer {
     url: String,
+    store: Arc<dyn Store>,
     ca_pem: String,
     registration: Identity,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -39,7 +40,7 @@ impl EdgeServer {
             issue_registration_certificate(ca.as_ref(), now, time::Duration::days(1))
                 .expect("registration certificate");
         let state = EdgeState::new(
-            store,
+            store.clone(),
             ca.clone(),
             EdgeOptions::default().with_auto_approve(auto_approve),
         )
@@ -63,6 +64,7 @@ impl EdgeServer {
         ));
         EdgeServer {
             url: format!("https://{addr}"),
+            store,
             ca_pem: ca.chain_pem(),
             registration: Identity::from_pem(
                 &registration.certificate.pem(),
@@ -180,6 +182,20 @@ async fn after_registration_the_swapped_identity_is_used_by_every_handle() {
     )
     .await
     .expect("heartbeat");
+
+    assert_eq!(edge.control_in("edge-01").await.expect("control"), None);
+    // Once the device is deleted, the control channel tells it to disconnect.
+    server
+        .store
+        .delete(ResourceKind::EdgeDevice, "default", "edge-01", None)
+        .await
+        .expect("deleted");
+    let command = edge
+        .control_in("edge-01")
+        .await
+        .expect("control")
+        .expect("a command");
+    assert_eq!(command.directive.as_deref(), Some("disconnect"));
 
     // Another device's path is refused with this certificate.
     let other = edge
