@@ -145,8 +145,8 @@ async fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CliError> {
         Format::Table | Format::Wide => {
             if objects.is_empty() {
                 match namespace {
-                    Some(ns) => eprintln!("No {} found in namespace {ns}.", resource.plural),
-                    None => eprintln!("No {} found.", resource.plural),
+                    Some(ns) => eprintln!("No {} found in namespace {ns}.", kind.plural()),
+                    None => eprintln!("No {} found.", kind.plural()),
                 }
                 return Ok(());
             }
@@ -330,7 +330,7 @@ async fn delete(global: &GlobalArgs, kind: &str, names: Vec<String>) -> Result<(
         if names.is_empty() {
             return Err(CliError::Usage(format!(
                 "delete {}: at least one name is required",
-                kind.resource_type().plural
+                kind.plural()
             )));
         }
         names.into_iter().map(|n| (kind, n)).collect()

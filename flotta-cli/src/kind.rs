@@ -72,6 +72,17 @@ impl Kind {
             .find(|k| k.resource_type().kind == kind)
     }
 
+    /// Lower-case plural for messages, e.g. `edgedevicesignedrequests` (the URL
+    /// plural of signed requests is singular, as in Flotta).
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Device => "edgedevices",
+            Kind::Set => "edgedevicesets",
+            Kind::Workload => "edgeworkloads",
+            Kind::SignedRequest => "edgedevicesignedrequests",
+        }
+    }
+
     /// Lower-case singular used in `kind/name` output, e.g. `edgedevice`.
     pub fn singular(self) -> &'static str {
         match self {

@@ -133,7 +133,10 @@ fn get_prints_aligned_tables_and_every_format() {
         .expect("runs");
     assert!(none.status.success());
     assert!(none.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&none.stderr).contains("No edgedevicesignedrequest"));
+    assert!(
+        String::from_utf8_lossy(&none.stderr)
+            .contains("No edgedevicesignedrequests found in namespace default.")
+    );
     let by_field = stdout_of(server.flotta().args([
         "get",
         "sets",
