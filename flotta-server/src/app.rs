@@ -30,8 +30,9 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::api::{self, ApiError, ApiState};
+use crate::api::{self, ApiState};
 use crate::config::{DatabaseUrl, ServerConfig};
+use crate::edge::{self, EdgeError, EdgeOptions, EdgeState, SharedCa};
 use crate::metrics::Metrics;
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::tokens::{ADMIN_CONFIG_KIND, AdminConfig, TokenError, ensure_admin_token};
@@ -136,6 +137,9 @@ pub enum StartError {
     /// The admin token or `admin.yaml` could not be set up.
     #[error("cannot set up the admin token")]
     AdminToken(#[from] TokenError),
+    /// The Edge API could not be set up.
+    #[error("cannot set up the Edge API")]
+    Edge(#[from] EdgeError),
 }
 
 /// Writes a file readable by its owner only (mode 0600), atomically: a temporary
@@ -420,28 +424,26 @@ fn server_tls_config(
     Ok(config)
 }
 
-/// The client certificates a TLS peer presented, attached to each request of its
-/// connection as an extension (the Edge API reads the device identity from it).
-#[derive(Debug, Clone, Default)]
-pub struct TlsPeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
-
-/// What the Edge API plugs in: its router and its TLS configuration (mTLS).
-///
-/// The Edge API (`crate::edge`) is built separately; until it is wired in here,
-/// the Edge listener answers every request with 503 and a `Status` saying so.
-pub fn edge_service(
-    _store: Arc<dyn Store>,
+/// The Edge API: its state, router and TLS configuration (client certificates
+/// checked for their chain at the handshake, identity per request).
+pub async fn edge_service(
+    store: Arc<dyn Store>,
     pki: &ServerPki,
-    _config: &ServerConfig,
-) -> Result<(Router, rustls::ServerConfig), StartError> {
-    let router = Router::new().fallback(|| async {
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "the Edge API is not available in this build",
-        )
-    });
-    Ok((router, server_tls_config(pki, "Edge API")?))
+    config: &ServerConfig,
+) -> Result<(EdgeState, Router, rustls::ServerConfig), StartError> {
+    let lifetime = time::Duration::try_from(config.cert_lifetime)
+        .unwrap_or(flotta_core::pki::DEFAULT_DEVICE_LIFETIME);
+    let options = EdgeOptions::default()
+        .with_auto_approve(config.auto_approve)
+        .with_certificate_lifetime(lifetime);
+    let ca: SharedCa = pki.ca.clone();
+    let state = EdgeState::new(store, ca, options).await?;
+    let tls = edge::tls_server_config(
+        pki.ca.as_ref(),
+        &pki.server_certificate_pem,
+        &pki.server_key_pem,
+    )?;
+    Ok((state.clone(), edge::router(state), tls))
 }
 
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -461,6 +463,8 @@ pub struct RunningServer {
     admin_config: AdminConfig,
     admin_config_path: PathBuf,
     store: Arc<dyn Store>,
+    edge: EdgeState,
+    edge_background: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -506,6 +510,12 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        self.edge.shutdown();
+        let _ = self.edge_background.await;
+        // Heartbeat times still buffered are written before the process ends.
+        if let Err(error) = self.edge.flush().await {
+            tracing::warn!(error = %api::error_chain(&error), "last-seen times not written at shutdown");
         }
     }
 
@@ -617,7 +627,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let api_state = ApiState::new(store.clone(), metrics.clone(), shutdown_watch.clone());
     let api_router = api::router(api_state);
     let api_tls = server_tls_config(&pki, "management API")?;
-    let (edge_router, edge_tls) = edge_service(store.clone(), &pki, &config)?;
+    let (edge_state, edge_router, edge_tls) = edge_service(store.clone(), &pki, &config).await?;
+    let edge_background = edge_state.spawn_background().await?;
     let edge_router =
         edge_router.layer(middleware::from_fn(move |request: Request, next: Next| {
             let metrics = metrics.clone();
@@ -632,13 +643,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             api_router,
             shutdown_watch.clone(),
         )),
-        tokio::spawn(serve_tls(
-            "Edge API",
-            edge_listener,
-            TlsAcceptor::from(Arc::new(edge_tls)),
-            edge_router,
-            shutdown_watch,
-        )),
+        tokio::spawn(async move {
+            let mut shutdown = shutdown_watch;
+            let stop = async move { stopping(&mut shutdown).await };
+            if let Err(error) =
+                edge::serve(edge_listener, Arc::new(edge_tls), edge_router, stop).await
+            {
+                tracing::error!(%error, "Edge API listener failed");
+            }
+        }),
     ];
 
     let pki_dir = config.pki_dir();
@@ -666,6 +679,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         admin_config,
         admin_config_path,
         store,
+        edge: edge_state,
+        edge_background,
         shutdown,
         tasks,
     })
@@ -729,18 +744,7 @@ async fn serve_tls(
                     return;
                 }
             };
-            let peer = TlsPeerCertificates(Arc::new(
-                stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
-                    .unwrap_or_default(),
-            ));
-            let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(peer.clone());
-                request
-            });
+            let service = router.map_request(|request: hyper::Request<Incoming>| request);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)

@@ -297,3 +297,117 @@ async fn binary_serves_prints_tokens_and_stops_on_sigterm() {
         assert!(log.contains(expected), "log mentions {expected:?}: {log}");
     }
 }
+
+/// A client of the Edge listener presenting `pki/register.crt`.
+fn registration_client(data_dir: &Path, ca_pem: &str) -> reqwest::Client {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(certificate.expect("CA PEM")).expect("CA root");
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(data_dir.join("pki/register.crt"))
+            .expect("register.crt")
+            .map(|c| c.expect("certificate"))
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(data_dir.join("pki/register.key")).expect("key");
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_enrols_on_the_edge_listener_and_an_operator_approves_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path(), &Database::Sqlite);
+    config.auto_approve = false;
+    let server = TestServer::start_with(config).await;
+    let admin = server.running().admin_config().clone();
+    let edge = registration_client(dir.path(), &admin.certificate_authority);
+    let enrolment = serde_json::json!({
+        "type": "data",
+        "message_id": "5f0c6c1e-0000-4000-8000-000000000001",
+        "version": 1,
+        "sent": "2026-01-01T00:00:00Z",
+        "directive": "enrolment",
+        "content": {"target_namespace": "fleet", "features": {"modelName": "board"}},
+    });
+    let response = edge
+        .post(format!(
+            "{}/api/flotta-management/v1/data/device-7/out",
+            admin.edge_server
+        ))
+        .json(&enrolment)
+        .send()
+        .await
+        .expect("enrolment over mTLS");
+    assert_eq!(response.status(), StatusCode::OK, "pending approval");
+
+    let requests = expect_json(
+        server
+            .admin(
+                Method::GET,
+                "/apis/management.project-flotta.io/v1alpha1/edgedevicesignedrequests",
+            )
+            .send()
+            .await
+            .expect("list"),
+        StatusCode::OK,
+    )
+    .await;
+    let request = &requests["items"][0];
+    assert_eq!(request["metadata"]["name"], "device-7");
+    assert_ne!(request["spec"]["approved"], true);
+    assert_eq!(request["spec"]["targetNamespace"], "fleet");
+    // Requests are kept in the server's own namespace, whatever the target.
+    let request_namespace = request["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace")
+        .to_owned();
+
+    let approved = expect_json(
+        server
+            .admin(
+                Method::PATCH,
+                &format!(
+                    "{}/device-7",
+                    collection(&request_namespace, "edgedevicesignedrequests")
+                ),
+            )
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/merge-patch+json",
+            )
+            .body(r#"{"spec":{"approved":true}}"#)
+            .send()
+            .await
+            .expect("approve"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(approved["spec"]["approved"], true);
+    let again = edge
+        .post(format!(
+            "{}/api/flotta-management/v1/data/device-7/out",
+            admin.edge_server
+        ))
+        .json(&enrolment)
+        .send()
+        .await
+        .expect("enrolment again");
+    assert_eq!(
+        again.status(),
+        StatusCode::ALREADY_REPORTED,
+        "approved: 208"
+    );
+    server.stop().await;
+}
