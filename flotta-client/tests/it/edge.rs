@@ -243,3 +243,58 @@ async fn a_server_that_is_not_trusted_fails_the_handshake() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn an_operator_approval_through_the_management_api_lets_the_device_register() {
+    let server = crate::harness::TestServer::start_approving(false).await;
+    let pki = server.data_dir().join("pki");
+    let read = |name: &str| std::fs::read_to_string(pki.join(name)).expect("PKI file");
+    let edge = EdgeClient::builder(server.edge_url())
+        .ca_pem(read("ca.crt"))
+        .identity(
+            Identity::from_pem(&read("register.crt"), &read("register.key")).expect("identity"),
+        )
+        .build()
+        .expect("edge client");
+    assert_eq!(
+        edge.enrol("edge-21", &json!({"target_namespace": "default"}))
+            .await
+            .expect("enrolment"),
+        EnrolmentOutcome::Pending
+    );
+    let key = DeviceKey::generate().expect("key");
+    let csr = json!({"certificate_request": key.csr("edge-21").expect("CSR").pem()});
+    assert_eq!(
+        edge.register("edge-21", &csr)
+            .await
+            .expect("registration answered"),
+        RegistrationOutcome::NotApproved
+    );
+
+    let management = server.client();
+    let approved = management
+        .approve("default", "edge-21")
+        .await
+        .expect("approved");
+    assert_eq!(approved.spec.approved, Some(true));
+
+    let RegistrationOutcome::Registered {
+        certificate_pem, ..
+    } = edge.register("edge-21", &csr).await.expect("registration")
+    else {
+        panic!("still not approved after approval");
+    };
+    edge.set_identity(Identity::from_pem(&certificate_pem, &key.to_pem()).expect("identity"))
+        .expect("swapped");
+    assert!(matches!(
+        edge.get_config("edge-21", None, None)
+            .await
+            .expect("configuration"),
+        ConfigPoll::Config { .. }
+    ));
+    let device: flotta_core::model::EdgeDevice = management
+        .get("default", "edge-21")
+        .await
+        .expect("device registered");
+    assert_eq!(device.metadata.name.as_deref(), Some("edge-21"));
+}

@@ -27,10 +27,16 @@ pub fn quick_retries() -> RetryPolicy {
 impl TestServer {
     /// A server with SQLite in a fresh directory.
     pub async fn start() -> TestServer {
+        Self::start_approving(true).await
+    }
+
+    /// A server that approves enrolling devices itself, or waits for an operator.
+    pub async fn start_approving(auto_approve: bool) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = ServerConfig::with_data_dir(dir.path());
         config.api_listen = "127.0.0.1:0".parse().expect("address");
         config.edge_listen = "127.0.0.1:0".parse().expect("address");
+        config.auto_approve = auto_approve;
         let running = app::start(config.clone()).await.expect("server starts");
         TestServer {
             running: Some(running),
@@ -95,6 +101,16 @@ impl TestServer {
                 Err(error) => panic!("server restarts: {error}"),
             }
         }
+    }
+
+    /// The data directory (PKI files under `pki/`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    /// Base URL of the Edge API, as written in admin.yaml.
+    pub fn edge_url(&self) -> String {
+        self.running().admin_config().edge_server.clone()
     }
 
     /// Address of the Edge API.
