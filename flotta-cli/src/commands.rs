@@ -1,0 +1,569 @@
+//! The subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+use flotta_client::{ApplyAction, ListParams, ManagementClient, WatchEvent};
+use futures::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::kind::{Kind, parse_reference};
+use crate::output::{self, Format};
+use crate::{Cli, CliError, Command, DEFAULT_CONFIG, GetArgs, GlobalArgs};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let global = cli.global;
+    match cli.command {
+        Command::Get(args) => get(&global, args).await,
+        Command::Describe { kind, name } => {
+            let (kind, name) = kind_and_name(&kind, name)?;
+            let client = client(&global)?;
+            crate::describe::describe(&client, &global.namespace, kind, &name).await
+        }
+        Command::Apply { files } => apply(&global, &files).await,
+        Command::Delete { kind, names } => delete(&global, &kind, names).await,
+        Command::Approve {
+            names,
+            all,
+            selector,
+        } => approve(&global, names, all, selector).await,
+        Command::Label {
+            object,
+            changes,
+            overwrite,
+        } => label(&global, &object, &changes, overwrite).await,
+        Command::Crds => crds(),
+        Command::Validate { files } => validate(&files),
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "flotta", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// The configuration file: `--config`, else `FLOTTA_CONFIG` (both via clap), else
+/// `./flotta-data/admin.yaml`.
+fn client(global: &GlobalArgs) -> Result<ManagementClient, CliError> {
+    let path = global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    ManagementClient::from_config_file(&path).map_err(|error| match error {
+        flotta_client::ClientError::ReadConfig { path, source } => CliError::Usage(format!(
+            "cannot read the client configuration {}: {source} (pass --config FILE or set FLOTTA_CONFIG)",
+            path.display()
+        )),
+        other => other.into(),
+    })
+}
+
+/// `KIND NAME`, or `KIND/NAME` in the first argument.
+fn kind_and_name(kind: &str, name: Option<String>) -> Result<(Kind, String), CliError> {
+    match (kind.contains('/'), name) {
+        (true, None) => parse_reference(kind, None).map_err(CliError::Usage),
+        (true, Some(_)) => Err(CliError::Usage(format!(
+            "{kind}: give either KIND/NAME or KIND NAME, not both"
+        ))),
+        (false, Some(name)) => Ok((kind.parse().map_err(usage)?, name)),
+        (false, None) => Err(CliError::Usage(format!("{kind}: a name is required"))),
+    }
+}
+
+fn usage(error: impl std::fmt::Display) -> CliError {
+    CliError::Usage(error.to_string())
+}
+
+async fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CliError> {
+    let (kind, name) = match args.kind.split_once('/') {
+        Some(_) if args.name.is_some() => {
+            return Err(CliError::Usage(format!(
+                "{}: give either KIND/NAME or KIND NAME, not both",
+                args.kind
+            )));
+        }
+        Some(_) => {
+            let (kind, name) = parse_reference(&args.kind, None).map_err(CliError::Usage)?;
+            (kind, Some(name))
+        }
+        None => (args.kind.parse::<Kind>().map_err(usage)?, args.name.clone()),
+    };
+    if args.all_namespaces && name.is_some() {
+        return Err(CliError::Usage(
+            "a name cannot be combined with --all-namespaces".into(),
+        ));
+    }
+    let client = client(global)?;
+    let resource = kind.resource_type();
+    let namespace = (!args.all_namespaces).then_some(global.namespace.as_str());
+    let mut params = ListParams {
+        label_selector: args.selector.clone(),
+        field_selector: args.field_selector.clone(),
+        limit: None,
+        continue_token: None,
+    };
+    let mut stdout = std::io::stdout().lock();
+
+    if args.watch {
+        if let Some(name) = &name {
+            let by_name = format!("metadata.name={name}");
+            params.field_selector = Some(match params.field_selector.take() {
+                Some(other) => format!("{other},{by_name}"),
+                None => by_name,
+            });
+        }
+        return watch(
+            &client,
+            kind,
+            namespace,
+            &params,
+            args.output,
+            args.all_namespaces,
+        )
+        .await;
+    }
+
+    let objects = match &name {
+        Some(name) => vec![client.get_raw(resource, &global.namespace, name).await?],
+        None => {
+            params.limit = Some(args.chunk_size.max(1));
+            let mut items = Vec::new();
+            loop {
+                let page = client.list_raw(resource, namespace, &params).await?;
+                items.extend(page.items);
+                match page.continue_token {
+                    Some(token) => params.continue_token = Some(token),
+                    None => break,
+                }
+            }
+            items
+        }
+    };
+    match args.output {
+        Format::Table | Format::Wide => {
+            if objects.is_empty() {
+                match namespace {
+                    Some(ns) => eprintln!("No {} found in namespace {ns}.", kind.plural()),
+                    None => eprintln!("No {} found.", kind.plural()),
+                }
+                return Ok(());
+            }
+            let rows = output::table_rows(
+                kind,
+                &objects,
+                args.output == Format::Wide,
+                args.all_namespaces,
+            );
+            output::write_aligned(&mut stdout, &rows)?;
+        }
+        Format::Yaml | Format::Json if name.is_some() => {
+            for object in &objects {
+                output::write_object(&mut stdout, args.output, object)?;
+            }
+        }
+        format => output::write_objects(&mut stdout, format, kind, &objects)?,
+    }
+    Ok(())
+}
+
+/// Streams changes; a table prints its header once and one row per event, padded
+/// to the header widths (a stream cannot know its widest cell ahead).
+async fn watch(
+    client: &ManagementClient,
+    kind: Kind,
+    namespace: Option<&str>,
+    params: &ListParams,
+    format: Format,
+    all_namespaces: bool,
+) -> Result<(), CliError> {
+    // Fail fast with a clear error when the server is unreachable or refuses.
+    client
+        .list_raw(
+            kind.resource_type(),
+            namespace,
+            &ListParams {
+                limit: Some(1),
+                ..params.clone()
+            },
+        )
+        .await?;
+    let mut events = Box::pin(client.watch_raw(kind.resource_type(), namespace, params));
+    let wide = format == Format::Wide;
+    let mut widths: Option<Vec<usize>> = None;
+    while let Some(event) = events.next().await {
+        let objects = match event {
+            Ok(WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o)) => {
+                vec![o]
+            }
+            Ok(WatchEvent::Restarted(objects)) => objects,
+            Err(error) if error.is_retryable() => {
+                eprintln!("warning: {}; reconnecting", crate::one_line(&error));
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let mut stdout = std::io::stdout().lock();
+        match format {
+            Format::Table | Format::Wide => {
+                let rows = output::table_rows(kind, &objects, wide, all_namespaces);
+                let (header, body) = rows
+                    .split_first()
+                    .map_or((None, &[][..]), |(h, b)| (Some(h), b));
+                if widths.is_none() {
+                    let header = header.cloned().unwrap_or_default();
+                    let fixed: Vec<usize> = header
+                        .iter()
+                        .map(|h| h.len().max(WATCH_COLUMN_WIDTH))
+                        .collect();
+                    print_padded(&mut stdout, &fixed, std::slice::from_ref(&header))?;
+                    widths = Some(fixed);
+                }
+                print_padded(&mut stdout, widths.as_deref().unwrap_or_default(), body)?;
+            }
+            Format::Json => {
+                for object in &objects {
+                    writeln!(
+                        stdout,
+                        "{}",
+                        serde_json::to_string(object).map_err(std::io::Error::other)?
+                    )?;
+                }
+            }
+            Format::Yaml => {
+                for object in &objects {
+                    writeln!(stdout, "---")?;
+                    output::write_object(&mut stdout, format, object)?;
+                }
+            }
+            Format::Name => output::write_objects(&mut stdout, format, kind, &objects)?,
+        }
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+/// Least width of a column while watching.
+const WATCH_COLUMN_WIDTH: usize = 12;
+
+/// Prints rows padded to `widths`, three spaces apart.
+fn print_padded(
+    out: &mut impl Write,
+    widths: &[usize],
+    rows: &[Vec<String>],
+) -> Result<(), CliError> {
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let width = widths.get(i).copied().unwrap_or(0);
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+async fn apply(global: &GlobalArgs, files: &[String]) -> Result<(), CliError> {
+    let sources = crate::manifest::read_sources(files)?;
+    let client = client(global)?;
+    let mut failed = 0;
+    let mut total = 0;
+    let mut stdout = std::io::stdout().lock();
+    for source in sources {
+        for outcome in client.apply(&global.namespace, &source.text).await {
+            total += 1;
+            let object = match (&outcome.kind, &outcome.name) {
+                (Some(kind), Some(name)) => format!(
+                    "{}/{name}",
+                    Kind::from_kind_field(kind)
+                        .map_or_else(|| kind.to_lowercase(), |k| k.singular().to_owned())
+                ),
+                _ => "object".into(),
+            };
+            match outcome.result {
+                Ok(action) => {
+                    let action: ApplyAction = action;
+                    writeln!(stdout, "{object} {}", action.as_str())?;
+                }
+                Err(error) => {
+                    failed += 1;
+                    let message = match error {
+                        flotta_client::ClientError::Manifest { message, .. } => message,
+                        other => crate::one_line(&other),
+                    };
+                    eprintln!(
+                        "error: {}: document {}: {object}: {message}",
+                        source.name, outcome.index
+                    );
+                }
+            }
+        }
+    }
+    stdout.flush()?;
+    if total == 0 {
+        return Err(CliError::Usage(
+            "no objects found in the given manifests".into(),
+        ));
+    }
+    if failed > 0 {
+        return Err(CliError::Failed(format!(
+            "{failed} of {total} documents failed to apply"
+        )));
+    }
+    Ok(())
+}
+
+async fn delete(global: &GlobalArgs, kind: &str, names: Vec<String>) -> Result<(), CliError> {
+    let targets: Vec<(Kind, String)> = if kind.contains('/') {
+        let mut targets = vec![parse_reference(kind, None).map_err(CliError::Usage)?];
+        for name in names {
+            targets.push(parse_reference(&name, None).map_err(CliError::Usage)?);
+        }
+        targets
+    } else {
+        let kind: Kind = kind.parse().map_err(usage)?;
+        if names.is_empty() {
+            return Err(CliError::Usage(format!(
+                "delete {}: at least one name is required",
+                kind.plural()
+            )));
+        }
+        names.into_iter().map(|n| (kind, n)).collect()
+    };
+    let client = client(global)?;
+    let mut stdout = std::io::stdout().lock();
+    for (kind, name) in targets {
+        client
+            .delete_raw(kind.resource_type(), &global.namespace, &name)
+            .await?;
+        writeln!(stdout, "{}/{name} deleted", kind.singular())?;
+    }
+    Ok(())
+}
+
+async fn approve(
+    global: &GlobalArgs,
+    names: Vec<String>,
+    all: bool,
+    selector: Option<String>,
+) -> Result<(), CliError> {
+    let client = client(global)?;
+    let resource = Kind::SignedRequest.resource_type();
+    let targets: Vec<String> = if all {
+        let params = ListParams {
+            label_selector: selector,
+            ..ListParams::default()
+        };
+        let mut pending = Vec::new();
+        let mut params = params;
+        loop {
+            let page = client
+                .list_raw(resource, Some(&global.namespace), &params)
+                .await?;
+            for item in page.items {
+                let approved =
+                    item.pointer("/spec/approved").and_then(Value::as_bool) == Some(true);
+                if let (false, Some(name)) = (
+                    approved,
+                    item.pointer("/metadata/name").and_then(Value::as_str),
+                ) {
+                    pending.push(name.to_owned());
+                }
+            }
+            match page.continue_token {
+                Some(token) => params.continue_token = Some(token),
+                None => break,
+            }
+        }
+        pending
+    } else {
+        if names.is_empty() {
+            return Err(CliError::Usage(
+                "approve: give edsr/NAME (one or more) or --all".into(),
+            ));
+        }
+        names
+            .iter()
+            .map(|n| match parse_reference(n, Some(Kind::SignedRequest)) {
+                Ok((Kind::SignedRequest, name)) => Ok(name),
+                Ok((other, _)) => Err(CliError::Usage(format!(
+                    "{n}: only enrolment requests (edsr) can be approved, not {other}"
+                ))),
+                Err(message) => Err(CliError::Usage(message)),
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut stdout = std::io::stdout().lock();
+    if targets.is_empty() {
+        eprintln!(
+            "No pending enrolment requests in namespace {}.",
+            global.namespace
+        );
+    }
+    for name in targets {
+        client.approve(&global.namespace, &name).await?;
+        writeln!(stdout, "{}/{name} approved", Kind::SignedRequest.singular())?;
+    }
+    Ok(())
+}
+
+/// A parsed label change: set `key` to a value, or remove it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LabelChange {
+    Set(String, String),
+    Remove(String),
+}
+
+fn parse_label_change(text: &str) -> Result<LabelChange, CliError> {
+    let bad = |why: String| CliError::Usage(format!("invalid label change {text:?}: {why}"));
+    if let Some((key, value)) = text.split_once('=') {
+        flotta_core::validation::label_key(key).map_err(bad)?;
+        flotta_core::validation::label_value(value).map_err(bad)?;
+        Ok(LabelChange::Set(key.to_owned(), value.to_owned()))
+    } else if let Some(key) = text.strip_suffix('-') {
+        flotta_core::validation::label_key(key).map_err(bad)?;
+        Ok(LabelChange::Remove(key.to_owned()))
+    } else {
+        Err(bad("expected KEY=VALUE or KEY-".into()))
+    }
+}
+
+async fn label(
+    global: &GlobalArgs,
+    object: &str,
+    changes: &[String],
+    overwrite: bool,
+) -> Result<(), CliError> {
+    let (kind, name) = parse_reference(object, None).map_err(CliError::Usage)?;
+    let changes: Vec<LabelChange> = changes
+        .iter()
+        .map(|c| parse_label_change(c))
+        .collect::<Result<_, _>>()?;
+    let client = client(global)?;
+    let resource = kind.resource_type();
+    let current = client.get_raw(resource, &global.namespace, &name).await?;
+    let existing = current
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut patch = Map::new();
+    for change in &changes {
+        match change {
+            LabelChange::Set(key, value) => {
+                if let Some(old) = existing.get(key).and_then(Value::as_str)
+                    && old != value
+                    && !overwrite
+                {
+                    return Err(CliError::Usage(format!(
+                        "{}/{name} already has label {key}={old}; pass --overwrite to change it",
+                        kind.singular()
+                    )));
+                }
+                patch.insert(key.clone(), Value::String(value.clone()));
+            }
+            LabelChange::Remove(key) => {
+                patch.insert(key.clone(), Value::Null);
+            }
+        }
+    }
+    let mut body = serde_json::json!({"metadata": {"labels": patch}});
+    // Refuse to apply over a change made since the read.
+    if let (Some(metadata), Some(rv)) = (
+        body.get_mut("metadata").and_then(Value::as_object_mut),
+        current.pointer("/metadata/resourceVersion").cloned(),
+    ) {
+        metadata.insert("resourceVersion".into(), rv);
+    }
+    client
+        .patch_raw(resource, &global.namespace, &name, &body)
+        .await?;
+    writeln!(std::io::stdout(), "{}/{name} labeled", kind.singular())?;
+    Ok(())
+}
+
+fn crds() -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    write!(
+        stdout,
+        "{}",
+        crate::describe::crds_yaml().map_err(CliError::Failed)?
+    )?;
+    Ok(())
+}
+
+fn validate(files: &[String]) -> Result<(), CliError> {
+    let sources = crate::manifest::read_sources(files)?;
+    let mut problems = 0;
+    let mut documents = 0;
+    for source in &sources {
+        let (count, found) = crate::manifest::check(&source.text);
+        documents += count;
+        problems += found.len();
+        for problem in found {
+            let object = problem
+                .object
+                .map(|o| format!(" ({o})"))
+                .unwrap_or_default();
+            let path = problem.path.map(|p| format!("{p}: ")).unwrap_or_default();
+            eprintln!(
+                "{}: document {}{object}: {path}{}",
+                source.name, problem.index, problem.message
+            );
+        }
+    }
+    if problems > 0 {
+        return Err(CliError::Failed(format!(
+            "{problems} problem(s) in {documents} document(s) of {} file(s)",
+            sources.len()
+        )));
+    }
+    println!(
+        "{documents} document(s) in {} file(s) are valid",
+        sources.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_changes_set_or_remove_and_are_checked() {
+        assert_eq!(
+            parse_label_change("site=lab").ok(),
+            Some(LabelChange::Set("site".into(), "lab".into()))
+        );
+        assert_eq!(
+            parse_label_change("site-").ok(),
+            Some(LabelChange::Remove("site".into()))
+        );
+        assert_eq!(
+            parse_label_change("site=").ok(),
+            Some(LabelChange::Set("site".into(), String::new()))
+        );
+        assert!(parse_label_change("site").is_err());
+        assert!(parse_label_change("bad key=x").is_err());
+        assert!(parse_label_change(&format!("k={}", "v".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn a_slash_reference_and_a_name_do_not_mix() {
+        assert!(kind_and_name("device/a", Some("b".into())).is_err());
+        assert_eq!(
+            kind_and_name("device/a", None).ok(),
+            Some((Kind::Device, "a".into()))
+        );
+        assert_eq!(
+            kind_and_name("ew", Some("w".into())).ok(),
+            Some((Kind::Workload, "w".into()))
+        );
+        assert!(kind_and_name("pods", Some("w".into())).is_err());
+    }
+}

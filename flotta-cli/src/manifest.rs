@@ -1,0 +1,236 @@
+//! Reading manifests from files, directories and standard input, and checking them
+//! offline.
+
+use std::io::Read;
+use std::path::Path;
+
+use flotta_client::parse_documents;
+use flotta_core::manifest::{AnyResource, ManifestError};
+use flotta_core::model::API_VERSION;
+use flotta_core::validation::{FieldError, Validate};
+use serde_json::Value;
+
+use crate::CliError;
+use crate::kind::Kind;
+
+/// One manifest source: where it came from and its text.
+pub struct Source {
+    /// The file path, or `-` for standard input.
+    pub name: String,
+    /// Its contents.
+    pub text: String,
+}
+
+fn is_manifest_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Reads every argument of `-f`: a file, a directory (its `.yaml`, `.yml` and
+/// `.json` files, in name order), or `-` for standard input.
+pub fn read_sources(arguments: &[String]) -> Result<Vec<Source>, CliError> {
+    let mut sources = Vec::new();
+    for argument in arguments {
+        if argument == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| CliError::Read {
+                    path: "standard input".into(),
+                    source,
+                })?;
+            sources.push(Source {
+                name: "-".into(),
+                text,
+            });
+            continue;
+        }
+        let path = Path::new(argument);
+        let read_error = |source| CliError::Read {
+            path: argument.clone(),
+            source,
+        };
+        if path.is_dir() {
+            let mut files: Vec<_> = std::fs::read_dir(path)
+                .map_err(read_error)?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_manifest_file(p))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "{argument}: no .yaml, .yml or .json files in this directory"
+                )));
+            }
+            for file in files {
+                let name = file.display().to_string();
+                let text = std::fs::read_to_string(&file).map_err(|source| CliError::Read {
+                    path: name.clone(),
+                    source,
+                })?;
+                sources.push(Source { name, text });
+            }
+        } else {
+            let text = std::fs::read_to_string(path).map_err(read_error)?;
+            sources.push(Source {
+                name: argument.clone(),
+                text,
+            });
+        }
+    }
+    Ok(sources)
+}
+
+/// One problem of one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Zero-based index of the document in its source.
+    pub index: usize,
+    /// `Kind/name` of the document, when known.
+    pub object: Option<String>,
+    /// Path of the offending field, when known.
+    pub path: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Reads a document as its typed resource and validates it: every problem as
+/// (field path, message).
+fn decode_and_validate(index: usize, value: Value) -> Vec<(Option<String>, String)> {
+    match AnyResource::from_value(index, value) {
+        Ok(resource) => resource
+            .validate()
+            .into_iter()
+            .map(|FieldError { path, message }| (Some(path), message))
+            .collect(),
+        Err(error) => {
+            let path = error.field_path().map(str::to_owned);
+            let message = match &error {
+                ManifestError::InvalidField { source, .. } => source.to_string(),
+                ManifestError::UnknownField { .. } => "unknown field".into(),
+                other => other.to_string(),
+            };
+            vec![(path, message)]
+        }
+    }
+}
+
+/// Every problem of every document of `text`; `documents` counts the documents read.
+pub fn check(text: &str) -> (usize, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let documents = parse_documents(text);
+    let count = documents.len();
+    for (index, document) in documents {
+        let value = match document {
+            Ok(value) => value,
+            Err(error) => {
+                let message = match error {
+                    flotta_client::ClientError::Manifest { message, .. } => message,
+                    other => other.to_string(),
+                };
+                problems.push(Problem {
+                    index,
+                    object: None,
+                    path: None,
+                    message,
+                });
+                continue;
+            }
+        };
+        let kind_text = value.get("kind").and_then(Value::as_str).map(str::to_owned);
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let object = kind_text
+            .as_ref()
+            .map(|k| format!("{k}/{}", name.as_deref().unwrap_or("<no name>")));
+        let mut push = |path: Option<String>, message: String| {
+            problems.push(Problem {
+                index,
+                object: object.clone(),
+                path,
+                message,
+            })
+        };
+        if kind_text
+            .as_deref()
+            .and_then(Kind::from_kind_field)
+            .is_none()
+        {
+            match kind_text {
+                None => push(Some("kind".into()), "missing".into()),
+                Some(other) => push(
+                    Some("kind".into()),
+                    format!(
+                        "unknown kind {other:?}: expected EdgeDevice, EdgeDeviceSet, EdgeWorkload or EdgeDeviceSignedRequest"
+                    ),
+                ),
+            }
+            continue;
+        }
+        match value.get("apiVersion").and_then(Value::as_str) {
+            Some(API_VERSION) => {}
+            Some(other) => push(
+                Some("apiVersion".into()),
+                format!("must be {API_VERSION}, got {other:?}"),
+            ),
+            None => push(Some("apiVersion".into()), "missing".into()),
+        }
+        if name.as_deref().is_none_or(str::is_empty) {
+            push(Some("metadata.name".into()), "missing".into());
+        }
+        let found = decode_and_validate(index, value);
+        for (path, message) in found {
+            // The name check above already said it.
+            if path.as_deref() == Some("metadata.name") && name.as_deref().is_none_or(str::is_empty)
+            {
+                continue;
+            }
+            push(path, message);
+        }
+    }
+    (count, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata:\n  name: lab\nspec:\n  selector:\n    matchLabels:\n      site: lab\n";
+
+    #[test]
+    fn a_good_manifest_has_no_problem() {
+        let (count, problems) = check(GOOD);
+        assert_eq!(count, 1);
+        assert_eq!(problems, vec![]);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_document_and_path() {
+        let text = format!(
+            "{GOOD}---\nkind: Pod\nmetadata: {{name: p}}\n---\napiVersion: v1\nkind: EdgeDevice\nmetadata:\n  name: Bad_Name\n  labels: {{\"a b\": x}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeWorkload\nmetadata: {{name: w}}\nspec:\n  type: pod\n  pod: 7\n"
+        );
+        let (count, problems) = check(&text);
+        assert_eq!(count, 4);
+        let at = |index: usize| -> Vec<&Problem> {
+            problems.iter().filter(|p| p.index == index).collect()
+        };
+        assert!(at(0).is_empty());
+        assert_eq!(at(1).len(), 1);
+        assert_eq!(at(1)[0].path.as_deref(), Some("kind"));
+        let device: Vec<Option<&str>> = at(2).iter().map(|p| p.path.as_deref()).collect();
+        assert!(device.contains(&Some("apiVersion")), "{device:?}");
+        assert!(device.contains(&Some("metadata.name")), "{device:?}");
+        assert!(
+            device
+                .iter()
+                .any(|p| p.is_some_and(|p| p.starts_with("metadata.labels"))),
+            "{device:?}"
+        );
+        assert_eq!(at(3).len(), 1);
+        assert_eq!(at(3)[0].path.as_deref(), Some("spec.pod"));
+    }
+}

@@ -1,0 +1,451 @@
+//! The device side: the agent-facing Edge API over mutual TLS.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use flotta_core::wire::{Message, MessageResponse};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::{ClientError, ClientResult};
+use crate::management::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, api_error, decode, normalize_base_url,
+};
+use crate::retry::RetryPolicy;
+use crate::tls::{Identity, client_config};
+
+/// Base path of every Edge API route.
+pub const EDGE_BASE_PATH: &str = "/api/flotta-management/v1";
+
+/// What the server said to an enrolment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrolmentOutcome {
+    /// The request is recorded and waits for approval (200).
+    Pending,
+    /// The device is already approved (208): register now.
+    AlreadyApproved,
+}
+
+/// What the server said to a registration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistrationOutcome {
+    /// The device is not approved yet (404): try again later.
+    NotApproved,
+    /// The device is registered; this is its new certificate (PEM).
+    Registered {
+        /// The issued device certificate, PEM.
+        certificate_pem: String,
+        /// The whole response message, for fields beyond the certificate.
+        response: MessageResponse,
+    },
+}
+
+/// The answer to a configuration poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigPoll {
+    /// The configuration still has the version the device named (304).
+    NotModified,
+    /// A configuration the device does not have yet.
+    Config {
+        /// Its version, to pass back in the next poll.
+        etag: String,
+        /// The message carrying it (directive `device`), in Flotta's wire shape;
+        /// [`Message::content_as`] reads the
+        /// [`DeviceConfigurationMessage`](flotta_core::wire::DeviceConfigurationMessage).
+        message: Box<Message>,
+    },
+}
+
+/// Builds an [`EdgeClient`].
+#[derive(Debug, Clone)]
+pub struct EdgeClientBuilder {
+    server: String,
+    ca_pem: Option<String>,
+    identity: Option<Identity>,
+    retry: RetryPolicy,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl EdgeClientBuilder {
+    /// PEM of the CA that signs the server's certificate (required).
+    pub fn ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// The TLS client identity: the registration certificate before registration,
+    /// the device certificate after.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// How idempotent requests (configuration and control polls) are retried.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Timeout of one request, on top of any long-poll wait.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Timeout of establishing a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> ClientResult<EdgeClient> {
+        let base = normalize_base_url(&self.server)?;
+        let ca_pem = self
+            .ca_pem
+            .ok_or_else(|| ClientError::invalid_config("no CA certificate for the Edge API"))?;
+        let settings = HttpSettings {
+            ca_pem,
+            connect_timeout: self.connect_timeout,
+        };
+        let http = settings.client(self.identity.as_ref())?;
+        Ok(EdgeClient {
+            inner: Arc::new(EdgeInner {
+                base,
+                settings,
+                http: RwLock::new(http),
+                retry: self.retry,
+                timeout: self.timeout,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct HttpSettings {
+    ca_pem: String,
+    connect_timeout: Duration,
+}
+
+impl HttpSettings {
+    fn client(&self, identity: Option<&Identity>) -> ClientResult<reqwest::Client> {
+        let tls = client_config(&self.ca_pem, identity)?;
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(self.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| ClientError::Tls {
+                what: "HTTP client".into(),
+                source: Some(Box::new(e)),
+            })
+    }
+}
+
+#[derive(Debug)]
+struct EdgeInner {
+    base: String,
+    settings: HttpSettings,
+    /// Rebuilt on identity swap: a new pool, so no connection made with the old
+    /// certificate is reused.
+    http: RwLock<reqwest::Client>,
+    retry: RetryPolicy,
+    timeout: Duration,
+}
+
+/// A client of the Edge API, as a device. Cheap to clone; clones share the
+/// identity, so [`EdgeClient::set_identity`] on one is seen by all.
+#[derive(Debug, Clone)]
+pub struct EdgeClient {
+    inner: Arc<EdgeInner>,
+}
+
+impl EdgeClient {
+    /// Starts building a client for the Edge API at `server` (`https://host:port`).
+    pub fn builder(server: impl Into<String>) -> EdgeClientBuilder {
+        EdgeClientBuilder {
+            server: server.into(),
+            ca_pem: None,
+            identity: None,
+            retry: RetryPolicy::default(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    /// The server's base URL.
+    pub fn server(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// Replaces the TLS identity (after registration or renewal). Requests started
+    /// after this call use the new certificate; connections made with the old one
+    /// are not reused.
+    pub fn set_identity(&self, identity: Identity) -> ClientResult<()> {
+        let http = self.inner.settings.client(Some(&identity))?;
+        // A poisoned lock only means another thread panicked mid-swap; the value
+        // is still a whole client.
+        let mut slot = self
+            .inner
+            .http
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = http;
+        Ok(())
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.inner
+            .http
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Asks to join the fleet (directive `enrolment`); `content` is Flotta's
+    /// `enrolment-info` (target namespace, features).
+    pub async fn enrol(
+        &self,
+        device_id: &str,
+        content: &impl Serialize,
+    ) -> ClientResult<EnrolmentOutcome> {
+        let (status, _) = self.post_data(device_id, "enrolment", content).await?;
+        Ok(if status == StatusCode::ALREADY_REPORTED {
+            EnrolmentOutcome::AlreadyApproved
+        } else {
+            EnrolmentOutcome::Pending
+        })
+    }
+
+    /// Sends the CSR (directive `registration`); `content` is Flotta's
+    /// `registration-info` (`certificate_request`, `hardware`).
+    pub async fn register(
+        &self,
+        device_id: &str,
+        content: &impl Serialize,
+    ) -> ClientResult<RegistrationOutcome> {
+        match self.post_data(device_id, "registration", content).await {
+            Err(error) if error.is_not_found() => Ok(RegistrationOutcome::NotApproved),
+            Err(error) => Err(error),
+            Ok((_, response)) => {
+                let certificate_pem = response
+                    .pointer("/content/certificate")
+                    .and_then(Value::as_str)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .ok_or_else(|| ClientError::Decode {
+                        what: "registration response".into(),
+                        message: "no content.certificate".into(),
+                    })?;
+                Ok(RegistrationOutcome::Registered {
+                    certificate_pem,
+                    response: decode(response, "registration response")?,
+                })
+            }
+        }
+    }
+
+    /// Reports the device's state (directive `heartbeat`); `content` is Flotta's
+    /// `heartbeat`.
+    pub async fn heartbeat(&self, device_id: &str, content: &impl Serialize) -> ClientResult<()> {
+        self.post_data(device_id, "heartbeat", content).await?;
+        Ok(())
+    }
+
+    /// Fetches the device's configuration. With the `etag` of the configuration the
+    /// device has, an unchanged one is answered [`ConfigPoll::NotModified`]; with a
+    /// `wait`, the server holds the request up to that long until it changes.
+    pub async fn get_config(
+        &self,
+        device_id: &str,
+        etag: Option<&str>,
+        wait: Option<Duration>,
+    ) -> ClientResult<ConfigPoll> {
+        let path = format!("{EDGE_BASE_PATH}/data/{}/in", segment(device_id)?);
+        let query: Vec<(&str, String)> = wait
+            .map(|w| vec![("wait", w.as_secs().to_string())])
+            .unwrap_or_default();
+        let timeout = self.inner.timeout + wait.unwrap_or_default();
+        self.inner
+            .retry
+            .run(|| async {
+                let mut request = self
+                    .http()
+                    .get(self.url(&path))
+                    .query(&query)
+                    .timeout(timeout);
+                if let Some(etag) = etag {
+                    request = request.header(reqwest::header::IF_NONE_MATCH, quoted(etag));
+                }
+                let response = self.send(Method::GET, &path, request).await?;
+                if response.status() == StatusCode::NOT_MODIFIED {
+                    return Ok(ConfigPoll::NotModified);
+                }
+                let etag = response
+                    .headers()
+                    .get(reqwest::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim_start_matches("W/").trim_matches('"').to_owned())
+                    .unwrap_or_default();
+                let message = decode(self.json_body(&path, response).await?, &path)?;
+                Ok(ConfigPoll::Config {
+                    etag,
+                    message: Box::new(message),
+                })
+            })
+            .await
+    }
+
+    /// Reads the pending control command (e.g. directive `disconnect` for a deleted
+    /// device); `None` when there is none.
+    pub async fn control_in(&self, device_id: &str) -> ClientResult<Option<Message>> {
+        let path = format!("{EDGE_BASE_PATH}/control/{}/in", segment(device_id)?);
+        self.inner
+            .retry
+            .run(|| async {
+                let request = self.http().get(self.url(&path)).timeout(self.inner.timeout);
+                let response = self.send(Method::GET, &path, request).await?;
+                if response.status() == StatusCode::NO_CONTENT {
+                    return Ok(None);
+                }
+                let body = self.json_body(&path, response).await?;
+                if body.is_null() {
+                    return Ok(None);
+                }
+                let message: Message = decode(body, &path)?;
+                // The server answers "nothing to do" with an empty command.
+                Ok(Some(message).filter(|m| m.directive.as_deref().is_some_and(|d| !d.is_empty())))
+            })
+            .await
+    }
+
+    /// Sends a control message from the device (`POST /control/{id}/out`).
+    pub async fn control_out(
+        &self,
+        device_id: &str,
+        directive: &str,
+        content: &impl Serialize,
+    ) -> ClientResult<Value> {
+        let path = format!("{EDGE_BASE_PATH}/control/{}/out", segment(device_id)?);
+        let (_, body) = self.post(&path, directive, content).await?;
+        Ok(body)
+    }
+
+    async fn post_data(
+        &self,
+        device_id: &str,
+        directive: &str,
+        content: &impl Serialize,
+    ) -> ClientResult<(StatusCode, Value)> {
+        let path = format!("{EDGE_BASE_PATH}/data/{}/out", segment(device_id)?);
+        self.post(&path, directive, content).await
+    }
+
+    /// Posts one message (never retried: not idempotent).
+    async fn post(
+        &self,
+        path: &str,
+        directive: &str,
+        content: &impl Serialize,
+    ) -> ClientResult<(StatusCode, Value)> {
+        let content = serde_json::to_value(content).map_err(|source| ClientError::Encode {
+            what: format!("{directive} content"),
+            source,
+        })?;
+        let envelope = json!({
+            "type": "data",
+            "message_id": uuid::Uuid::new_v4().hyphenated().to_string(),
+            "version": 1,
+            "sent": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            "directive": directive,
+            "content": content,
+        });
+        let request = self
+            .http()
+            .post(self.url(path))
+            .json(&envelope)
+            .timeout(self.inner.timeout);
+        let response = self.send(Method::POST, path, request).await?;
+        let status = response.status();
+        let body = self.json_body(path, response).await?;
+        Ok((status, body))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.base)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> ClientResult<reqwest::Response> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::from_reqwest(&self.url(path), e))?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            Ok(response)
+        } else {
+            Err(api_error(method.as_str(), path, response).await)
+        }
+    }
+
+    async fn json_body(&self, path: &str, response: reqwest::Response) -> ClientResult<Value> {
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::from_reqwest(&self.url(path), e))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            what: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn quoted(etag: &str) -> String {
+    if etag.starts_with('"') || etag.starts_with("W/") {
+        etag.to_owned()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+fn segment(device_id: &str) -> ClientResult<&str> {
+    if device_id.is_empty() || device_id.contains(['/', '?', '#', '%']) {
+        return Err(ClientError::InvalidName {
+            what: "device id",
+            value: device_id.to_owned(),
+        });
+    }
+    Ok(device_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_sent_quoted_once() {
+        assert_eq!(quoted("abc"), "\"abc\"");
+        assert_eq!(quoted("\"abc\""), "\"abc\"");
+        assert_eq!(quoted("W/\"abc\""), "W/\"abc\"");
+    }
+
+    #[test]
+    fn device_ids_that_would_change_the_path_are_refused() {
+        assert!(segment("edge-01").is_ok());
+        for bad in ["", "a/b", "a?b", "a%b"] {
+            assert!(segment(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The Edge API client against the real Edge API over mutual TLS: enrolment,
+//! registration, identity swap, configuration polls and heartbeats.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotta_client::{
+    ConfigPoll, EdgeClient, EnrolmentOutcome, Identity, RegistrationOutcome, RetryPolicy,
+};
+use flotta_core::pki::{
+    BuiltinCa, CertificateAuthority, DeviceKey, issue_registration_certificate,
+    issue_server_certificate,
+};
+use flotta_server::edge::{self, EdgeOptions, EdgeState};
+use flotta_server::store::{ResourceKind, SqliteStore, Store};
+use serde_json::json;
+use time::OffsetDateTime;
+
+/// The Edge API alone, in this process, with a fresh CA.
+struct EdgeServer {
+    url: String,
+    store: Arc<dyn Store>,
+    ca_pem: String,
+    registration: Identity,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl EdgeServer {
+    async fn start(auto_approve: bool) -> EdgeServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("flotta.db")).expect("store"));
+        let now = OffsetDateTime::now_utc();
+        let ca = Arc::new(BuiltinCa::generate("client test CA", now).expect("CA"));
+        let server =
+            issue_server_certificate(ca.as_ref(), &["127.0.0.1"], now, time::Duration::days(1))
+                .expect("server certificate");
+        let registration =
+            issue_registration_certificate(ca.as_ref(), now, time::Duration::days(1))
+                .expect("registration certificate");
+        let state = EdgeState::new(
+            store.clone(),
+            ca.clone(),
+            EdgeOptions::default().with_auto_approve(auto_approve),
+        )
+        .await
+        .expect("edge state");
+        state.spawn_background().await.expect("background tasks");
+        let tls = edge::tls_server_config(ca.as_ref(), &server.certificate.pem(), server.key_pem())
+            .expect("TLS configuration");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(edge::serve(
+            listener,
+            Arc::new(tls),
+            edge::router(state),
+            async move {
+                let _ = stop.await;
+            },
+        ));
+        EdgeServer {
+            url: format!("https://{addr}"),
+            store,
+            ca_pem: ca.chain_pem(),
+            registration: Identity::from_pem(
+                &registration.certificate.pem(),
+                registration.key_pem(),
+            )
+            .expect("registration identity"),
+            shutdown: Some(shutdown),
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> EdgeClient {
+        EdgeClient::builder(self.url.clone())
+            .ca_pem(self.ca_pem.clone())
+            .identity(self.registration.clone())
+            .retry_policy(RetryPolicy::never())
+            .build()
+            .expect("edge client")
+    }
+}
+
+impl Drop for EdgeServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Enrols and registers `id`; returns the device identity.
+async fn register(edge: &EdgeClient, id: &str) -> Identity {
+    let outcome = edge
+        .enrol(id, &json!({"target_namespace": "default"}))
+        .await
+        .expect("enrolment");
+    assert!(
+        matches!(
+            outcome,
+            EnrolmentOutcome::Pending | EnrolmentOutcome::AlreadyApproved
+        ),
+        "{outcome:?}"
+    );
+    let key = DeviceKey::generate().expect("key");
+    let csr = key.csr(id).expect("CSR");
+    match edge
+        .register(
+            id,
+            &json!({"certificate_request": csr.pem(), "hardware": {"hostname": "h"}}),
+        )
+        .await
+        .expect("registration")
+    {
+        RegistrationOutcome::Registered {
+            certificate_pem, ..
+        } => Identity::from_pem(&certificate_pem, &key.to_pem()).expect("device identity"),
+        RegistrationOutcome::NotApproved => panic!("auto-approved device was not approved"),
+    }
+}
+
+#[tokio::test]
+async fn after_registration_the_swapped_identity_is_used_by_every_handle() {
+    let server = EdgeServer::start(true).await;
+    let edge = server.client();
+    let same_handle = edge.clone();
+
+    // The registration certificate may not read configuration.
+    let refused = edge
+        .get_config("edge-01", None, None)
+        .await
+        .expect_err("registration certificate refused");
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    assert!(!refused.is_retryable());
+
+    let identity = register(&edge, "edge-01").await;
+    same_handle
+        .set_identity(identity)
+        .expect("identity swapped");
+
+    // The next call, on the other handle, presents the device certificate.
+    let ConfigPoll::Config { etag, message } = edge
+        .get_config("edge-01", None, None)
+        .await
+        .expect("configuration")
+    else {
+        panic!("first poll has no configuration");
+    };
+    assert!(!etag.is_empty());
+    assert_eq!(message.directive.as_deref(), Some("device"));
+    let configuration: flotta_core::wire::DeviceConfigurationMessage =
+        message.content_as().expect("a device configuration");
+    assert_eq!(configuration.device_id.as_deref(), Some("edge-01"));
+
+    assert_eq!(
+        edge.get_config("edge-01", Some(&etag), None)
+            .await
+            .expect("poll"),
+        ConfigPoll::NotModified
+    );
+    let started = Instant::now();
+    assert_eq!(
+        edge.get_config("edge-01", Some(&etag), Some(Duration::from_secs(1)))
+            .await
+            .expect("long poll"),
+        ConfigPoll::NotModified
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    edge.heartbeat(
+        "edge-01",
+        &json!({"status": "up", "version": "1", "workloads": [], "events": []}),
+    )
+    .await
+    .expect("heartbeat");
+
+    assert_eq!(edge.control_in("edge-01").await.expect("control"), None);
+    // Once the device is deleted, the control channel tells it to disconnect.
+    server
+        .store
+        .delete(ResourceKind::EdgeDevice, "default", "edge-01", None)
+        .await
+        .expect("deleted");
+    let command = edge
+        .control_in("edge-01")
+        .await
+        .expect("control")
+        .expect("a command");
+    assert_eq!(command.directive.as_deref(), Some("disconnect"));
+
+    // Another device's path is refused with this certificate.
+    let other = edge
+        .get_config("edge-02", None, None)
+        .await
+        .expect_err("not this device");
+    assert_eq!(other.status(), Some(403));
+}
+
+#[tokio::test]
+async fn without_approval_registration_waits() {
+    let server = EdgeServer::start(false).await;
+    let edge = server.client();
+    assert_eq!(
+        edge.enrol("edge-05", &json!({"target_namespace": "default"}))
+            .await
+            .expect("enrolment"),
+        EnrolmentOutcome::Pending
+    );
+    let key = DeviceKey::generate().expect("key");
+    let csr = key.csr("edge-05").expect("CSR");
+    assert_eq!(
+        edge.register("edge-05", &json!({"certificate_request": csr.pem()}))
+            .await
+            .expect("registration answered"),
+        RegistrationOutcome::NotApproved
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_trusted_fails_the_handshake() {
+    let server = EdgeServer::start(true).await;
+    let other = BuiltinCa::generate("other", OffsetDateTime::now_utc()).expect("CA");
+    let edge = EdgeClient::builder(server.url.clone())
+        .ca_pem(other.chain_pem())
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .expect("client");
+    let error = edge
+        .enrol("edge-01", &json!({}))
+        .await
+        .expect_err("untrusted");
+    assert!(
+        matches!(error, flotta_client::ClientError::Connect { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_operator_approval_through_the_management_api_lets_the_device_register() {
+    let server = crate::harness::TestServer::start_approving(false).await;
+    let pki = server.data_dir().join("pki");
+    let read = |name: &str| std::fs::read_to_string(pki.join(name)).expect("PKI file");
+    let edge = EdgeClient::builder(server.edge_url())
+        .ca_pem(read("ca.crt"))
+        .identity(
+            Identity::from_pem(&read("register.crt"), &read("register.key")).expect("identity"),
+        )
+        .build()
+        .expect("edge client");
+    assert_eq!(
+        edge.enrol("edge-21", &json!({"target_namespace": "default"}))
+            .await
+            .expect("enrolment"),
+        EnrolmentOutcome::Pending
+    );
+    let key = DeviceKey::generate().expect("key");
+    let csr = json!({"certificate_request": key.csr("edge-21").expect("CSR").pem()});
+    assert_eq!(
+        edge.register("edge-21", &csr)
+            .await
+            .expect("registration answered"),
+        RegistrationOutcome::NotApproved
+    );
+
+    let management = server.client();
+    let approved = management
+        .approve("default", "edge-21")
+        .await
+        .expect("approved");
+    assert_eq!(approved.spec.approved, Some(true));
+
+    let RegistrationOutcome::Registered {
+        certificate_pem, ..
+    } = edge.register("edge-21", &csr).await.expect("registration")
+    else {
+        panic!("still not approved after approval");
+    };
+    edge.set_identity(Identity::from_pem(&certificate_pem, &key.to_pem()).expect("identity"))
+        .expect("swapped");
+    assert!(matches!(
+        edge.get_config("edge-21", None, None)
+            .await
+            .expect("configuration"),
+        ConfigPoll::Config { .. }
+    ));
+    let device: flotta_core::model::EdgeDevice = management
+        .get("default", "edge-21")
+        .await
+        .expect("device registered");
+    assert_eq!(device.metadata.name.as_deref(), Some("edge-21"));
+}
