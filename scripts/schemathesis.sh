@@ -15,7 +15,7 @@ MAX_EXAMPLES="${ST_MAX_EXAMPLES:-40}"
 if [ ! -x "$VENV/bin/schemathesis" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet schemathesis
+    "$VENV/bin/pip" install --quiet "schemathesis==4.32.5"
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test suite of the project. The README's test command.
+#
+# Installs what it needs: Rust components (rustfmt, clippy), PostgreSQL from Debian's
+# packages (scripts/postgres.sh, throwaway cluster on a free loopback port) and
+# schemathesis from PyPI (scripts/schemathesis.sh, in a venv under ~/.cache).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -13,8 +17,25 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "cargo test (workspace)"
-cargo test --workspace --all-features
+step "PostgreSQL for the storage and API suites"
+eval "$(scripts/postgres.sh start)"
+export FLOTTA_TEST_POSTGRES_URL
+trap 'scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
+echo "using $FLOTTA_TEST_POSTGRES_URL"
+
+step "cargo test (workspace, all features)"
+TEST_LOG="$(mktemp)"
+cargo test --workspace --all-features 2>&1 | tee "$TEST_LOG"
+
+step "cargo bench --no-run (benchmarks compile)"
+cargo bench --workspace --no-run --quiet
 
 step "cargo doc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
+step "schemathesis against the management API's /openapi.json"
+ST_MAX_EXAMPLES="${ST_MAX_EXAMPLES:-5}" scripts/schemathesis.sh
+
+# One closing line over every cargo test binary above.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$TEST_LOG"
+rm -f "$TEST_LOG"

@@ -216,7 +216,7 @@ fn parse_role(s: &str) -> Result<TokenRole, String> {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServerOptions {
     /// TOML configuration file with the same settings (kebab-case keys).
-    #[arg(long, env = "FLOTTA_CONFIG", global = true, value_name = "FILE")]
+    #[arg(long, env = "FLOTTA_SERVER_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory holding the PKI files, admin.yaml and the SQLite database.
     #[arg(long, env = "FLOTTA_DATA_DIR", global = true, value_name = "DIR")]
