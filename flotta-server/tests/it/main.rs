@@ -5,12 +5,15 @@ mod api_postgres;
 mod api_sqlite;
 mod api_startup;
 mod api_suite;
+mod app_edge_client;
 mod crash;
 mod edge_auth;
 mod edge_config;
 mod edge_flow;
 mod edge_payloads;
 mod edge_support;
+mod replicas;
+mod server_crash;
 mod store_conformance;
 mod store_harness;
 #[cfg(feature = "postgres")]
