@@ -27,7 +27,7 @@ use super::{
     BASE_PATH, CERTIFICATE_SERIALS_ANNOTATION, EdgeState, MAX_BODY_BYTES, MAX_WAIT,
     PeerCertificates,
 };
-use crate::store::{ResourceKind, StoreError, StoredObject};
+use crate::store::{LastSeen, ResourceKind, StoreError, StoredObject};
 
 /// Most certificate serials remembered per device for revocation.
 const MAX_REMEMBERED_SERIALS: usize = 32;
@@ -85,6 +85,25 @@ impl ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("storage failed during {operation}: {error}"),
+        )
+    }
+}
+
+impl ApiError {
+    /// The heartbeat's time could not be committed: 503 when trying again may work,
+    /// so the device resends the heartbeat, 500 otherwise.
+    fn last_seen(namespace: &str, device_id: &str, error: &StoreError) -> Self {
+        let (status, advice) = if error.is_retryable() {
+            (StatusCode::SERVICE_UNAVAILABLE, "retry the heartbeat")
+        } else {
+            (StatusCode::INTERNAL_SERVER_ERROR, "heartbeat not recorded")
+        };
+        Self::new(
+            status,
+            format!(
+                "last-seen time of device {namespace}/{device_id} was not stored ({advice}): {}",
+                crate::api::error_chain(error)
+            ),
         )
     }
 }
@@ -656,7 +675,17 @@ async fn heartbeat(
             Err(e) => return Err(ApiError::store("update_status", &e)),
         }
     }
-    state.inner.last_seen.record(namespace, device_id, seen_at);
+    // The reply promises the heartbeat is stored, so its time is committed first.
+    state
+        .inner
+        .last_seen
+        .record(LastSeen {
+            namespace: namespace.to_owned(),
+            device: device_id.to_owned(),
+            seen_at,
+        })
+        .await
+        .map_err(|e| ApiError::last_seen(namespace, device_id, &e))?;
     Ok(json_response(
         StatusCode::OK,
         &message::response(envelope, Value::Null),
@@ -842,6 +871,23 @@ mod tests {
         assert!(!if_none_match(&headers, "ab"));
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("abc"));
         assert!(if_none_match(&headers, "abc"));
+    }
+
+    #[test]
+    fn unstored_last_seen_asks_for_a_retry_only_when_it_may_work() {
+        let transient = StoreError::backend("record_last_seen", true, "database is locked");
+        let answer = ApiError::last_seen("ns", "dev", &transient);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.message.contains("ns/dev"), "{}", answer.message);
+        assert!(answer.message.contains("retry"), "{}", answer.message);
+        let permanent = StoreError::backend("record_last_seen", false, "recorder stopped");
+        let answer = ApiError::last_seen("ns", "dev", &permanent);
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            answer.message.contains("recorder stopped"),
+            "{}",
+            answer.message
+        );
     }
 
     #[test]

@@ -14,11 +14,11 @@
 //! accepts connections and hands each request the peer's certificate chain as a
 //! [`PeerCertificates`] extension, [`router`] answers the requests from an
 //! [`EdgeState`]. Background work (config-change wake-ups, certificate revocation of
-//! deleted devices, batched last-seen writes) runs in [`EdgeState::spawn_background`].
+//! deleted devices) runs in [`EdgeState::spawn_background`]. Heartbeat times are
+//! written through a [`LastSeenRecorder`] before the heartbeat is answered.
 //! See `docs/edge-api.md`.
 
 mod handlers;
-mod last_seen;
 mod message;
 mod notifier;
 mod tls;
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use flotta_core::pki::{CertificateAuthority, PeerVerifier, RevocationList, Serial};
 
-use crate::store::{Store, StoreError};
+use crate::store::{LastSeenRecorder, Store, StoreError};
 
 pub use handlers::router;
 pub use tls::{PeerCertificates, serve, tls_server_config};
@@ -46,6 +46,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// of the certificates issued to it, so that they can be revoked when it is deleted.
 pub const CERTIFICATE_SERIALS_ANNOTATION: &str = "flotta-rs.io/certificate-serials";
 
+/// Most heartbeat times written in one last-seen transaction.
+const LAST_SEEN_MAX_BATCH: usize = 1_000;
+
 /// A certificate authority the Edge API can share between tasks.
 pub type SharedCa = Arc<dyn CertificateAuthority + Send + Sync>;
 
@@ -61,8 +64,6 @@ pub struct EdgeOptions {
     /// Namespace where enrolment requests (`EdgeDeviceSignedRequest`) are kept; a
     /// registering device only knows its id, so the requests live in one place.
     pub signed_request_namespace: String,
-    /// How often buffered heartbeat times are written to the store.
-    pub last_seen_flush_interval: Duration,
 }
 
 impl Default for EdgeOptions {
@@ -71,7 +72,6 @@ impl Default for EdgeOptions {
             auto_approve: false,
             certificate_lifetime: flotta_core::pki::DEFAULT_DEVICE_LIFETIME,
             signed_request_namespace: "default".to_owned(),
-            last_seen_flush_interval: Duration::from_secs(5),
         }
     }
 }
@@ -92,12 +92,6 @@ impl EdgeOptions {
     /// Sets [`EdgeOptions::signed_request_namespace`].
     pub fn with_signed_request_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.signed_request_namespace = namespace.into();
-        self
-    }
-
-    /// Sets [`EdgeOptions::last_seen_flush_interval`].
-    pub fn with_last_seen_flush_interval(mut self, interval: Duration) -> Self {
-        self.last_seen_flush_interval = interval;
         self
     }
 }
@@ -143,7 +137,7 @@ struct EdgeInner {
     revocations: RwLock<RevocationList>,
     options: EdgeOptions,
     notifier: notifier::ConfigNotifier,
-    last_seen: last_seen::LastSeenBuffer,
+    last_seen: LastSeenRecorder,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -156,8 +150,10 @@ impl std::fmt::Debug for EdgeState {
 }
 
 impl EdgeState {
-    /// Builds the state: trusts `ca` for client certificates and loads the revoked
-    /// serials from `store`.
+    /// Builds the state: trusts `ca` for client certificates, loads the revoked
+    /// serials from `store` and starts the last-seen writer (a
+    /// [`LastSeenRecorder`] on the current tokio runtime, stopped once every clone of
+    /// the state is dropped).
     pub async fn new(
         store: Arc<dyn Store>,
         ca: SharedCa,
@@ -177,6 +173,7 @@ impl EdgeState {
             .filter_map(|r| serial_from_hex(&r.serial))
             .collect();
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let store_for_last_seen = Arc::clone(&store);
         Ok(Self {
             inner: Arc::new(EdgeInner {
                 store,
@@ -185,7 +182,7 @@ impl EdgeState {
                 revocations: RwLock::new(revocations),
                 options,
                 notifier: notifier::ConfigNotifier::default(),
-                last_seen: last_seen::LastSeenBuffer::default(),
+                last_seen: LastSeenRecorder::start(store_for_last_seen, LAST_SEEN_MAX_BATCH),
                 shutdown,
             }),
         })
@@ -220,30 +217,19 @@ impl EdgeState {
         self.inner.notifier.waiting_devices()
     }
 
-    /// Writes the buffered heartbeat times to the store now; returns how many
-    /// devices were written.
-    pub async fn flush(&self) -> Result<usize, StoreError> {
-        self.inner.last_seen.flush(self.inner.store.as_ref()).await
-    }
-
     /// Starts the background tasks: following store changes to wake long-polling
-    /// devices and revoke deleted devices' certificates, and writing heartbeat times
-    /// every [`EdgeOptions::last_seen_flush_interval`]. They run until
-    /// [`EdgeState::shutdown`]; the last-seen writer flushes once more on the way out.
+    /// devices and revoke deleted devices' certificates. They run until
+    /// [`EdgeState::shutdown`].
     ///
     /// Returns once the change watches are established, so that no change made after
     /// this call is missed.
     pub async fn spawn_background(&self) -> Result<tokio::task::JoinHandle<()>, EdgeError> {
-        let watcher = notifier::spawn_watcher(self.clone()).await?;
-        let flusher = last_seen::spawn_flusher(self.clone());
-        Ok(tokio::spawn(async move {
-            let _ = watcher.await;
-            let _ = flusher.await;
-        }))
+        notifier::spawn_watcher(self.clone()).await
     }
 
-    /// Stops the background tasks started by [`EdgeState::spawn_background`] (the
-    /// last-seen writer flushes first) and ends long-polls in progress.
+    /// Stops the background tasks started by [`EdgeState::spawn_background`] and ends
+    /// long-polls in progress. Heartbeat times need no flush: each one is committed
+    /// before its heartbeat is answered.
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
     }

@@ -1,5 +1,6 @@
 //! Config versions, `If-None-Match`, long-polls, heartbeats and batched last-seen.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotta_server::edge::EdgeOptions;
@@ -180,10 +181,8 @@ async fn long_poll_wakes_on_a_change_for_the_device_only() {
 }
 
 #[tokio::test]
-async fn heartbeats_update_status_only_on_change_and_last_seen_in_batches() {
-    let options = EdgeOptions::default()
-        .with_auto_approve(true)
-        .with_last_seen_flush_interval(Duration::from_secs(3600));
+async fn heartbeats_update_status_only_on_change_and_last_seen_before_the_reply() {
+    let options = EdgeOptions::default().with_auto_approve(true);
     let server = EdgeServer::start(options).await;
     let device = server.enrol_and_register("beat-device").await;
     let path = "/data/beat-device/out";
@@ -194,6 +193,18 @@ async fn heartbeats_update_status_only_on_change_and_last_seen_in_batches() {
         .await;
     assert_eq!(response.status(), 200);
     let after = OffsetDateTime::now_utc();
+    // The 200 means the last-seen time is committed: it is in the store already.
+    let first_seen = server
+        .store
+        .last_seen(NAMESPACE, "beat-device")
+        .await
+        .expect("last seen")
+        .expect("recorded before the reply");
+    assert!(
+        first_seen >= before - time::Duration::seconds(1),
+        "{first_seen} vs {before}"
+    );
+    assert!(first_seen <= after + time::Duration::seconds(1));
     let stored = server.device("beat-device").await.expect("device");
     assert_eq!(stored.body["status"]["phase"], "up");
     assert_eq!(stored.body["status"]["workloads"][0]["name"], "w1");
@@ -218,57 +229,76 @@ async fn heartbeats_update_status_only_on_change_and_last_seen_in_batches() {
     assert_eq!(changed.body["status"]["phase"], "degraded");
     assert_eq!(changed.generation, stored.generation);
 
-    // Last-seen reaches the table on flush, not before.
-    assert_eq!(
-        server
-            .store
-            .last_seen(NAMESPACE, "beat-device")
-            .await
-            .expect("last seen"),
-        None
-    );
-    let written = server.state.flush().await.expect("flush");
-    assert_eq!(written, 1);
+    // Every acknowledged heartbeat moved last-seen forward, also those that left
+    // the device row alone.
     let seen = server
         .store
         .last_seen(NAMESPACE, "beat-device")
         .await
         .expect("last seen")
         .expect("recorded");
-    assert!(
-        seen >= before - time::Duration::seconds(1),
-        "{seen} vs {before}"
-    );
+    assert!(seen >= first_seen, "{seen} vs {first_seen}");
     assert!(seen >= after - time::Duration::seconds(1));
     assert!(seen <= OffsetDateTime::now_utc());
-    assert_eq!(server.state.flush().await.expect("flush"), 0, "nothing new");
     server.stop().await;
 }
 
-#[tokio::test]
-async fn shutdown_flushes_last_seen() {
-    let options = EdgeOptions::default()
-        .with_auto_approve(true)
-        .with_last_seen_flush_interval(Duration::from_secs(3600));
-    let server = EdgeServer::start(options).await;
-    let device = server.enrol_and_register("stop-device").await;
-    let response = server
-        .post(
-            Some(&device),
-            "/data/stop-device/out",
-            &heartbeat_message("up"),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let store = server.store.clone();
-    server.stop().await;
-    assert!(
-        store
-            .last_seen(NAMESPACE, "stop-device")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_heartbeats_each_have_their_last_seen_stored_when_answered() {
+    const DEVICES: usize = 40;
+    let server = EdgeServer::start(EdgeOptions::default()).await;
+    let mut beats = Vec::with_capacity(DEVICES);
+    for i in 0..DEVICES {
+        let id = format!("beat-{i:02}");
+        let body = json!({
+            "apiVersion": "management.project-flotta.io/v1alpha1",
+            "kind": "EdgeDevice",
+            "metadata": {"name": id, "namespace": NAMESPACE},
+            "spec": {},
+        });
+        server
+            .store
+            .create(ResourceKind::EdgeDevice, NAMESPACE, &id, body)
             .await
-            .expect("last seen")
-            .is_some()
+            .expect("create device");
+        let client = server.client(Some(&server.device_identity(&id, NAMESPACE)));
+        let url = server.url(&format!("/data/{id}/out"));
+        beats.push((id, client, url));
+    }
+    let before = OffsetDateTime::now_utc();
+    let tasks: Vec<_> = beats
+        .into_iter()
+        .map(|(id, client, url)| {
+            let store = Arc::clone(&server.store);
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .json(&heartbeat_message("up"))
+                    .send()
+                    .await
+                    .expect("request");
+                // Read right after this device's own 200, while others still run.
+                let seen = store.last_seen(NAMESPACE, &id).await.expect("last seen");
+                (id, response.status(), seen)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (id, status, seen) = task.await.expect("task");
+        assert_eq!(status, 200, "{id}");
+        let seen = seen.unwrap_or_else(|| panic!("{id}: acknowledged but not stored"));
+        assert!(seen >= before - time::Duration::seconds(1), "{id}: {seen}");
+    }
+    assert_eq!(
+        server
+            .store
+            .last_seen_all(Some(NAMESPACE))
+            .await
+            .expect("read")
+            .len(),
+        DEVICES
     );
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

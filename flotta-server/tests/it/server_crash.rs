@@ -2,7 +2,7 @@
 //! API and a device sends heartbeats while the server is killed with SIGKILL; after
 //! a restart on the same data directory every acknowledged workload is there, and
 //! the device status is the one of its last acknowledged heartbeat (or of the one
-//! in flight at the kill).
+//! in flight at the kill), and so is its last-seen time at least.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::api_harness::{client_from_admin_yaml, collection, expect_json, object_path};
 use crate::app_edge_client::{device_client, edge_url, enrol_and_register};
@@ -156,13 +157,15 @@ async fn acknowledged_workloads_survive_a_sigkill_of_the_server() {
         DEVICE,
     )
     .await;
-    let heartbeats = Arc::new(Mutex::new(Vec::<usize>::new()));
+    // Sequence number of each acknowledged heartbeat and the time it was sent.
+    let heartbeats = Arc::new(Mutex::new(Vec::<(usize, OffsetDateTime)>::new()));
     let beater = tokio::spawn({
         let heartbeats = heartbeats.clone();
         let client = device_client(&admin.certificate_authority, &device);
         let url = edge_url(&admin.edge_server, &format!("/data/{DEVICE}/out"));
         async move {
             for sequence in 0.. {
+                let sent_at = OffsetDateTime::now_utc();
                 let response = match client
                     .post(&url)
                     .json(&numbered_heartbeat(sequence))
@@ -177,7 +180,7 @@ async fn acknowledged_workloads_survive_a_sigkill_of_the_server() {
                     let body = response.text().await.unwrap_or_default();
                     return Some(format!("heartbeat {sequence}: {status}: {body}"));
                 }
-                heartbeats.lock().expect("lock").push(sequence);
+                heartbeats.lock().expect("lock").push((sequence, sent_at));
             }
             None
         }
@@ -203,7 +206,7 @@ async fn acknowledged_workloads_survive_a_sigkill_of_the_server() {
         .expect("heartbeats end after the kill")
         .expect("heartbeat task");
     assert_eq!(failure, None, "only the kill may end the heartbeats");
-    let last_heartbeat = *heartbeats
+    let (last_heartbeat, last_sent_at) = *heartbeats
         .lock()
         .expect("lock")
         .last()
@@ -273,4 +276,19 @@ async fn acknowledged_workloads_survive_a_sigkill_of_the_server() {
     );
 
     child.kill();
+    // The last acknowledged heartbeat's last-seen time was committed before its 200.
+    let store = flotta_server::store::SqliteStore::open(
+        dir.path().join(flotta_server::config::SQLITE_FILE_NAME),
+    )
+    .expect("open the killed server's database");
+    let seen =
+        flotta_server::store::Store::last_seen(&store, crate::edge_support::NAMESPACE, DEVICE)
+            .await
+            .expect("read last seen")
+            .expect("last seen of an acknowledged heartbeat survives the kill");
+    // Stored in microseconds, so allow for the truncation.
+    assert!(
+        seen >= last_sent_at - time::Duration::milliseconds(1),
+        "last seen {seen}, heartbeat {last_heartbeat} acknowledged after being sent at {last_sent_at}"
+    );
 }
