@@ -13,6 +13,7 @@
 //! Every error is a Kubernetes `Status` object ([`ApiError`]).
 
 mod auth;
+mod last_seen;
 mod object;
 mod openapi;
 mod resources;

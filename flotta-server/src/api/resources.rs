@@ -2,6 +2,7 @@
 //! delete, the status subresource, and API tokens.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -18,6 +19,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::last_seen::{LastSeenIndex, index_last_seen, overlay_last_seen};
 use super::object::{
     BodyFormat, SelectableObject, Target, admit, body_format, check_namespace_name,
     check_object_name, decode_body, expected_resource_version, merge_patch, parse_field_selector,
@@ -25,7 +27,7 @@ use super::object::{
 use super::status::{ApiError, error_chain};
 use super::{API_PREFIX, ApiState, kind_of_plural, plural_of};
 use crate::store::{
-    ApiToken, ContinueToken, ListOptions, ResourceKind, StoreError, StoredObject, TokenRole,
+    ApiToken, ContinueToken, ListOptions, ResourceKind, Store, StoreError, StoredObject, TokenRole,
     WatchEventType,
 };
 
@@ -314,6 +316,17 @@ async fn list_matching(
         (true, Some(limit)) => Some(limit.clamp(1, FILTER_PAGE)),
         (true, None) => Some(FILTER_PAGE),
     };
+    // One read of the last-seen table per request, joined by name below.
+    let last_seen = if request.kind == ResourceKind::EdgeDevice {
+        index_last_seen(
+            state
+                .store
+                .last_seen_all(request.namespace.as_deref())
+                .await?,
+        )
+    } else {
+        LastSeenIndex::new()
+    };
     let mut cursor = request.continue_token.clone();
     let mut found = Vec::new();
     let mut list_version = None;
@@ -331,7 +344,11 @@ async fn list_matching(
             .await?;
         let resource_version = *list_version.get_or_insert(page.resource_version);
         let scanned = page.items.len();
-        for (index, object) in page.items.into_iter().enumerate() {
+        for (index, mut object) in page.items.into_iter().enumerate() {
+            let seen_at = last_seen
+                .get(&(object.namespace.clone(), object.name.clone()))
+                .copied();
+            overlay_last_seen(&mut object, seen_at);
             if !request.matches(&object) {
                 continue;
             }
@@ -419,7 +436,13 @@ async fn start_watch(
             };
             let line = match next {
                 None => break,
-                Some(Ok(event)) => {
+                Some(Ok(mut event)) => {
+                    if let Err(error) = with_last_seen(&state.store, &mut event.object).await {
+                        tracing::warn!(error = %error_chain(&error), "watch: last-seen lookup failed");
+                        let status = ApiError::from(error).to_status();
+                        let _ = sender.send(watch_line("ERROR", &status)).await;
+                        break;
+                    }
                     if !request.matches(&event.object) {
                         continue;
                     }
@@ -503,8 +526,23 @@ async fn read(
     path: Result<Path<ObjectPath>, PathRejection>,
 ) -> ApiResult {
     let (kind, namespace, name) = resolve(path)?;
-    let object = fetch(&state, kind, &namespace, &name).await?;
+    let mut object = fetch(&state, kind, &namespace, &name).await?;
+    with_last_seen(&state.store, &mut object).await?;
     Ok(object_response(StatusCode::OK, &object))
+}
+
+/// Overlays one device's stored last-seen time (a single store read; none for
+/// other kinds).
+async fn with_last_seen(
+    store: &Arc<dyn Store>,
+    object: &mut StoredObject,
+) -> Result<(), StoreError> {
+    if object.kind != ResourceKind::EdgeDevice {
+        return Ok(());
+    }
+    let seen_at = store.last_seen(&object.namespace, &object.name).await?;
+    overlay_last_seen(object, seen_at);
+    Ok(())
 }
 
 async fn read_status(

@@ -1,6 +1,7 @@
 //! Integration tests of flotta-server.
 
 mod api_harness;
+mod api_last_seen;
 mod api_postgres;
 mod api_sqlite;
 mod api_startup;
