@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use flotta_agent_lib::{
-    AgentEvent, AgentPhase, HeartbeatResult, MemoryRuntime, PersistedConfig, StateItem,
+    AgentEvent, AgentPhase, HeartbeatResult, MemoryRuntime, PersistedConfig, StateError, StateItem,
 };
 use flotta_core::model::{EdgeDevice, EdgeWorkload};
 
@@ -236,4 +236,50 @@ async fn a_failing_apply_rolls_back_reports_and_is_not_retried() {
     let names: Vec<String> = workloads.into_iter().flatten().map(|w| w.name).collect();
     assert_eq!(names, vec!["good".to_owned()]);
     agent.stop().await;
+}
+
+#[tokio::test]
+async fn unusable_persisted_state_stops_the_agent_with_the_item_named() {
+    let server = TestServer::start().await;
+
+    let state = tempfile::tempdir().expect("state dir");
+    std::fs::write(
+        state.path().join(StateItem::CurrentConfig.file_name()),
+        b"{\"version\": \"v1\", \"message\": ",
+    )
+    .expect("write");
+    let agent = server.agent("cam-4", state.path(), Arc::new(MemoryRuntime::new()));
+    let error = agent
+        .run(std::future::pending())
+        .await
+        .expect_err("corrupt configuration");
+    assert!(
+        matches!(
+            &error,
+            flotta_agent_lib::AgentError::State(StateError::Corrupt {
+                item: StateItem::CurrentConfig,
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+
+    let state = tempfile::tempdir().expect("state dir");
+    std::fs::write(
+        state.path().join(StateItem::DeviceKey.file_name()),
+        b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let agent = server.agent("cam-5", state.path(), Arc::new(MemoryRuntime::new()));
+    let error = agent
+        .run(std::future::pending())
+        .await
+        .expect_err("corrupt key");
+    assert!(
+        matches!(&error, flotta_agent_lib::AgentError::Key { .. }),
+        "{error:?}"
+    );
+    // Nothing was sent for a device whose key is unusable.
+    let devices = server.client().get::<EdgeDevice>("default", "cam-5").await;
+    assert!(devices.is_err());
 }
