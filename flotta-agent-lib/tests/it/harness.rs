@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 /// A running server (auto-approval on) over a temporary data directory.
 pub struct TestServer {
     running: Option<RunningServer>,
+    config: ServerConfig,
     data_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -27,12 +28,35 @@ impl TestServer {
         config.edge_listen = "127.0.0.1:0".parse().expect("address");
         config.auto_approve = true;
         let data_dir = config.data_dir.clone();
-        let running = app::start(config).await.expect("server starts");
+        let running = app::start(config.clone()).await.expect("server starts");
         TestServer {
             running: Some(running),
+            config,
             data_dir,
             _dir: dir,
         }
+    }
+
+    /// Stops the server, keeping its data; returns its (edge, api) addresses.
+    pub async fn stop(&mut self) -> (std::net::SocketAddr, std::net::SocketAddr) {
+        let running = self.running.take().expect("server running");
+        let addrs = (running.edge_addr(), running.api_addr());
+        running.shutdown().await;
+        addrs
+    }
+
+    /// Starts the server again over the same data and ports.
+    pub async fn start_again(&mut self, (edge, api): (std::net::SocketAddr, std::net::SocketAddr)) {
+        self.config.edge_listen = edge;
+        self.config.api_listen = api;
+        for _ in 0..50 {
+            if let Ok(running) = app::start(self.config.clone()).await {
+                self.running = Some(running);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server did not start again");
     }
 
     fn running(&self) -> &RunningServer {

@@ -283,3 +283,51 @@ async fn unusable_persisted_state_stops_the_agent_with_the_item_named() {
     let devices = server.client().get::<EdgeDevice>("default", "cam-5").await;
     assert!(devices.is_err());
 }
+
+#[tokio::test]
+async fn heartbeats_back_off_while_the_server_is_down_and_resume_after() {
+    let mut server = TestServer::start().await;
+    let state = tempfile::tempdir().expect("state dir");
+    let runtime = Arc::new(MemoryRuntime::new());
+    let mut agent = RunningAgent::spawn(server.agent("cam-6", state.path(), runtime));
+    agent
+        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
+        .await;
+    // A one-second heartbeat period, set on the server.
+    server
+        .client()
+        .patch::<EdgeDevice>(
+            "default",
+            "cam-6",
+            &serde_json::json!({"spec": {"heartbeat": {"periodSeconds": 1}}}),
+        )
+        .await
+        .expect("device patched");
+    eventually("the heartbeat period in force", || async {
+        let bytes = std::fs::read(state.path().join(StateItem::CurrentConfig.file_name())).ok()?;
+        let config = PersistedConfig::decode(StateItem::CurrentConfig, &bytes).ok()?;
+        let period = config.message.configuration?.heartbeat?.period_seconds?;
+        (period == 1).then_some(())
+    })
+    .await;
+
+    let addrs = server.stop().await;
+    let handle = agent.handle.clone();
+    agent
+        .wait_for("two heartbeats failed in a row", |e| {
+            matches!(e, AgentEvent::HeartbeatFailed { .. })
+                && matches!(
+                    handle.status().last_heartbeat,
+                    Some(HeartbeatResult::Failed { consecutive_failures, .. })
+                        if consecutive_failures >= 2
+                )
+        })
+        .await;
+    server.start_again(addrs).await;
+    agent
+        .wait_for("HeartbeatDelivered", |e| {
+            matches!(e, AgentEvent::HeartbeatDelivered)
+        })
+        .await;
+    agent.stop().await;
+}
