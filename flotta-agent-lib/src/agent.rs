@@ -163,6 +163,8 @@ struct Shared {
     /// Events for the next heartbeat.
     pending: Mutex<Vec<EventInfo>>,
     heartbeat_period: Mutex<Duration>,
+    /// Whether heartbeats carry the hardware inventory.
+    heartbeat_hardware: Mutex<bool>,
     /// Wakes the heartbeat loop early (after a configuration change).
     heartbeat_now: Notify,
     /// The configuration version named in the next poll.
@@ -400,6 +402,7 @@ impl AgentBuilder {
                 events,
                 pending: Mutex::new(Vec::new()),
                 heartbeat_period: Mutex::new(self.timing.heartbeat_period),
+                heartbeat_hardware: Mutex::new(false),
                 heartbeat_now: Notify::new(),
                 poll_version: Mutex::new(None),
             }),
@@ -532,6 +535,13 @@ impl Agent {
         if let Some(period) = heartbeat_period_of(&current.message) {
             *lock(&self.shared.heartbeat_period) = period;
         }
+        *lock(&self.shared.heartbeat_hardware) = includes_hardware(
+            current
+                .message
+                .configuration
+                .as_ref()
+                .and_then(|c| c.heartbeat.as_ref()),
+        );
         let config = RenderedConfig::from_message(current.message.clone());
         match self.observe(&config).await {
             Ok(observed) => {
@@ -944,6 +954,7 @@ impl Agent {
                         .filter(|s| *s > 0)
                         .map_or(self.timing.heartbeat_period, Duration::from_secs);
                     *lock(&self.shared.heartbeat_period) = period;
+                    *lock(&self.shared.heartbeat_hardware) = includes_hardware(heartbeat.as_ref());
                 }
                 Action::UpgradeOs { os } => {
                     self.os_updater.stage(os).await.map_err(|e| e.to_string())?;
@@ -989,7 +1000,14 @@ impl Agent {
             }),
             _ => None,
         };
+        let include_hardware = *lock(&self.shared.heartbeat_hardware);
+        let hardware = if include_hardware {
+            Some(self.hardware.probe().await)
+        } else {
+            None
+        };
         Heartbeat {
+            hardware,
             status: Some(
                 if degraded || status.failed_version.is_some() {
                     "degraded"
@@ -1069,6 +1087,15 @@ fn heartbeat_period_of(message: &DeviceConfigurationMessage) -> Option<Duration>
         .map(Duration::from_secs)
 }
 
+/// Whether heartbeat settings ask for the hardware inventory in every heartbeat
+/// (`hardware_profile.include`; the `delta` scope is sent in full).
+fn includes_hardware(heartbeat: Option<&flotta_core::wire::HeartbeatConfiguration>) -> bool {
+    heartbeat
+        .and_then(|h| h.hardware_profile.as_ref())
+        .and_then(|p| p.include)
+        .unwrap_or(false)
+}
+
 /// `period` spread by ±10 % according to `random` (uniform over `u32`), so devices
 /// started together do not stay in step.
 fn jittered(period: Duration, random: u32) -> Duration {
@@ -1108,6 +1135,23 @@ mod tests {
             });
         }
         assert_eq!(heartbeat_period_of(&message), None);
+    }
+
+    #[test]
+    fn hardware_is_sent_only_when_the_profile_asks() {
+        use flotta_core::wire::{HardwareProfileConfiguration, HeartbeatConfiguration};
+        let with = |include| HeartbeatConfiguration {
+            hardware_profile: Some(HardwareProfileConfiguration {
+                include,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!includes_hardware(None));
+        assert!(!includes_hardware(Some(&HeartbeatConfiguration::default())));
+        assert!(!includes_hardware(Some(&with(None))));
+        assert!(!includes_hardware(Some(&with(Some(false)))));
+        assert!(includes_hardware(Some(&with(Some(true)))));
     }
 
     #[test]
