@@ -1,1 +1,21 @@
 #![doc = include_str!("../README.md")]
+
+mod agent;
+mod error;
+pub mod hardware;
+pub mod os;
+pub mod runtime;
+pub mod state;
+
+pub use agent::{
+    Agent, AgentBuilder, AgentEvent, AgentHandle, AgentStatus, AgentTiming, HeartbeatResult,
+};
+pub use error::AgentError;
+pub use hardware::{HardwareProbe, ProcHardwareProbe};
+pub use os::{NoOsUpdater, OsError, OsHealth, OsUpdater};
+pub use runtime::{MemoryRuntime, RuntimeError, WorkloadRuntime, WorkloadState};
+pub use state::{FileStateStore, PersistedConfig, StateError, StateItem, StateStore};
+
+/// The enrolment phase reported in [`AgentStatus::phase`] and
+/// [`AgentEvent::PhaseChanged`].
+pub use flotta_core::enrolment::AgentPhase;

@@ -1,0 +1,1188 @@
+//! The agent itself: [`AgentBuilder`] → [`Agent`], [`Agent::run`], and the
+//! [`AgentHandle`] that observes it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use flotta_client::{
+    ConfigPoll, EdgeClient, EnrolmentOutcome, Identity, RegistrationOutcome, RetryPolicy,
+};
+use flotta_core::enrolment::{
+    AgentConfig, AgentPhase, AgentResponse, Backoff, Credential, Directive, EnrolmentMachine,
+    NextAction,
+};
+use flotta_core::pki::DeviceKey;
+use flotta_core::reconcile::{
+    Action, ObservedState, ObservedWorkload, RenderedConfig, WorkloadPhase, plan, rollback_plan,
+};
+use flotta_core::wire::{
+    DeviceConfigurationMessage, EnrolmentInfo, EnrolmentInfoFeatures, EventInfo, Heartbeat,
+    RegistrationInfo, UpgradeStatus, WorkloadStatus,
+};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, broadcast};
+
+use crate::error::AgentError;
+use crate::hardware::{HardwareProbe, ProcHardwareProbe};
+use crate::os::{NoOsUpdater, OsUpdater};
+use crate::runtime::WorkloadRuntime;
+use crate::state::{
+    FileStateStore, PersistedConfig, StateItem, StateStore, load_config, load_text,
+};
+
+/// Most events kept for the next heartbeat while the server is unreachable; older
+/// ones are dropped first.
+const MAX_PENDING_EVENTS: usize = 100;
+
+/// Timers of the run loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AgentTiming {
+    /// Heartbeat period until the configuration sets one.
+    pub heartbeat_period: Duration,
+    /// How long one configuration long-poll waits on the server.
+    pub config_wait: Duration,
+    /// First delay after a failed heartbeat or poll (doubled per failure, jittered).
+    pub retry_initial: Duration,
+    /// Largest delay after failures.
+    pub retry_max: Duration,
+}
+
+impl Default for AgentTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat_period: Duration::from_secs(60),
+            config_wait: Duration::from_secs(60),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl AgentTiming {
+    /// These timers with another default heartbeat period.
+    pub fn with_heartbeat_period(mut self, period: Duration) -> Self {
+        self.heartbeat_period = period;
+        self
+    }
+
+    /// These timers with another long-poll wait.
+    pub fn with_config_wait(mut self, wait: Duration) -> Self {
+        self.config_wait = wait;
+        self
+    }
+
+    /// These timers with another retry backoff.
+    pub fn with_retry(mut self, initial: Duration, max: Duration) -> Self {
+        self.retry_initial = initial;
+        self.retry_max = max;
+        self
+    }
+}
+
+/// The outcome of the last heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeartbeatResult {
+    /// The server accepted it.
+    Delivered {
+        /// When.
+        at: OffsetDateTime,
+    },
+    /// It could not be delivered.
+    Failed {
+        /// When.
+        at: OffsetDateTime,
+        /// Why.
+        reason: String,
+        /// Failures in a row, this one included.
+        consecutive_failures: u32,
+    },
+}
+
+/// A snapshot of the agent's state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct AgentStatus {
+    /// Enrolment phase; `None` before [`Agent::run`] reads the persisted state.
+    pub phase: Option<AgentPhase>,
+    /// Version of the configuration the device runs.
+    pub config_version: Option<String>,
+    /// A version whose apply failed and that is not tried again.
+    pub failed_version: Option<String>,
+    /// The last heartbeat's outcome.
+    pub last_heartbeat: Option<HeartbeatResult>,
+}
+
+/// Something the agent did, broadcast to [`AgentHandle::subscribe`]rs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentEvent {
+    /// The enrolment phase changed.
+    PhaseChanged(AgentPhase),
+    /// The device got a new certificate and persisted it with its key.
+    Registered,
+    /// The agent started with a persisted certificate, without enrolling again.
+    Resumed,
+    /// A configuration was applied completely.
+    ConfigApplied {
+        /// Its version.
+        version: String,
+    },
+    /// A configuration could not be applied (or decoded); it is not tried again.
+    ApplyFailed {
+        /// Its version.
+        version: String,
+        /// Why.
+        reason: String,
+    },
+    /// After a failed apply, the device went back to the last good configuration.
+    RolledBack {
+        /// The version that failed.
+        failed_version: String,
+        /// The version now in force (empty: no configuration was ever good).
+        to_version: String,
+        /// Whether every rollback step succeeded.
+        complete: bool,
+    },
+    /// A heartbeat was delivered.
+    HeartbeatDelivered,
+    /// A heartbeat could not be delivered.
+    HeartbeatFailed {
+        /// Why.
+        reason: String,
+    },
+}
+
+struct Shared {
+    status: Mutex<AgentStatus>,
+    events: broadcast::Sender<AgentEvent>,
+    /// Events for the next heartbeat.
+    pending: Mutex<Vec<EventInfo>>,
+    heartbeat_period: Mutex<Duration>,
+    /// Whether heartbeats carry the hardware inventory.
+    heartbeat_hardware: Mutex<bool>,
+    /// Wakes the heartbeat loop early (after a configuration change).
+    heartbeat_now: Notify,
+    /// The configuration version named in the next poll.
+    poll_version: Mutex<Option<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a plain assignment: the value is whole even after a
+    // panic elsewhere.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn emit(&self, event: AgentEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn report(&self, reason: &str, message: String, warning: bool) {
+        let mut pending = lock(&self.pending);
+        if pending.len() >= MAX_PENDING_EVENTS {
+            pending.remove(0);
+        }
+        pending.push(EventInfo {
+            reason: Some(reason.to_owned()),
+            message: Some(message),
+            type_: Some(if warning { "warn" } else { "info" }.to_owned()),
+            ..Default::default()
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut AgentStatus)) {
+        change(&mut lock(&self.status));
+    }
+}
+
+/// Observes a running [`Agent`]: its status and its events. Cheap to clone.
+#[derive(Clone)]
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl AgentHandle {
+    /// The agent's state now.
+    pub fn status(&self) -> AgentStatus {
+        lock(&self.shared.status).clone()
+    }
+
+    /// Events from now on. A receiver that falls behind by more than 256 events
+    /// loses the oldest ones.
+    pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
+        self.shared.events.subscribe()
+    }
+}
+
+/// Builds an [`Agent`]; see [`Agent::builder`].
+pub struct AgentBuilder {
+    server: Option<String>,
+    ca_pem: Option<String>,
+    registration: Option<(String, String)>,
+    device_id: Option<String>,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    state: Option<Arc<dyn StateStore>>,
+    runtime: Option<Arc<dyn WorkloadRuntime>>,
+    os_updater: Arc<dyn OsUpdater>,
+    hardware: Arc<dyn HardwareProbe>,
+    timing: AgentTiming,
+    enrolment: AgentConfig,
+}
+
+impl std::fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("server", &self.server)
+            .field("device_id", &self.device_id)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentBuilder {
+    /// Base URL of the Edge API, `https://host:port` (required).
+    pub fn server(mut self, url: impl Into<String>) -> Self {
+        self.server = Some(url.into());
+        self
+    }
+
+    /// PEM of the CA that signs the server's certificate (required).
+    pub fn ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// The fleet-wide registration certificate and its key, PEM (required): used to
+    /// enrol and register only.
+    pub fn registration_identity(
+        mut self,
+        certificate_pem: impl Into<String>,
+        key_pem: impl Into<String>,
+    ) -> Self {
+        self.registration = Some((certificate_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// The device id (required): the `EdgeDevice` name and certificate CN.
+    pub fn device_id(mut self, id: impl Into<String>) -> Self {
+        self.device_id = Some(id.into());
+        self
+    }
+
+    /// Namespace the device asks to join (default `default`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Adds a label the device reports about itself at enrolment (in the enrolment
+    /// info's `labels`; the server decides whether to use it).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Keeps state in files under `dir` ([`FileStateStore`]).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state = Some(Arc::new(FileStateStore::new(dir)));
+        self
+    }
+
+    /// Keeps state in `store` (instead of [`state_dir`](Self::state_dir)).
+    pub fn state_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.state = Some(store);
+        self
+    }
+
+    /// Runs workloads with `runtime` (required).
+    pub fn runtime(mut self, runtime: Arc<dyn WorkloadRuntime>) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Updates the OS with `updater` (default [`NoOsUpdater`]).
+    pub fn os_updater(mut self, updater: Arc<dyn OsUpdater>) -> Self {
+        self.os_updater = updater;
+        self
+    }
+
+    /// Reads the hardware with `probe` (default [`ProcHardwareProbe`]).
+    pub fn hardware_probe(mut self, probe: Arc<dyn HardwareProbe>) -> Self {
+        self.hardware = probe;
+        self
+    }
+
+    /// Run-loop timers (default [`AgentTiming::default`]).
+    pub fn timing(mut self, timing: AgentTiming) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Enrolment backoff, approval wait and renewal policy.
+    pub fn enrolment_config(mut self, config: AgentConfig) -> Self {
+        self.enrolment = config;
+        self
+    }
+
+    /// Checks the settings and builds the agent.
+    pub fn build(self) -> Result<Agent, AgentError> {
+        let missing = |field: &'static str| AgentError::InvalidSetting {
+            field,
+            reason: "required and not set".into(),
+        };
+        let server = self.server.ok_or_else(|| missing("server"))?;
+        let ca_pem = self.ca_pem.ok_or_else(|| missing("ca_pem"))?;
+        let (cert, key) = self
+            .registration
+            .ok_or_else(|| missing("registration_identity"))?;
+        let device_id = self.device_id.ok_or_else(|| missing("device_id"))?;
+        if device_id.is_empty() || device_id.contains(['/', '?', '#', '%']) {
+            return Err(AgentError::InvalidSetting {
+                field: "device_id",
+                reason: format!("{device_id:?} is not a usable device id"),
+            });
+        }
+        if self.namespace.is_empty() {
+            return Err(AgentError::InvalidSetting {
+                field: "namespace",
+                reason: "empty".into(),
+            });
+        }
+        let state = self
+            .state
+            .ok_or_else(|| missing("state_dir or state_store"))?;
+        let runtime = self.runtime.ok_or_else(|| missing("runtime"))?;
+        let registration =
+            Identity::from_pem(&cert, &key).map_err(|source| AgentError::Client {
+                what: "registration identity",
+                source,
+            })?;
+        let client = EdgeClient::builder(server)
+            .ca_pem(ca_pem)
+            .identity(registration.clone())
+            .retry_policy(RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .map_err(|source| AgentError::Client {
+                what: "Edge API client",
+                source,
+            })?;
+        let (events, _) = broadcast::channel(256);
+        Ok(Agent {
+            device_id,
+            namespace: self.namespace,
+            labels: self.labels,
+            registration,
+            client,
+            state,
+            runtime,
+            os_updater: self.os_updater,
+            hardware: self.hardware,
+            timing: self.timing,
+            enrolment: self.enrolment,
+            shared: Arc::new(Shared {
+                status: Mutex::new(AgentStatus::default()),
+                events,
+                pending: Mutex::new(Vec::new()),
+                heartbeat_period: Mutex::new(self.timing.heartbeat_period),
+                heartbeat_hardware: Mutex::new(false),
+                heartbeat_now: Notify::new(),
+                poll_version: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// The device agent: enrols, then keeps the device's workloads converged on the
+/// configuration the server sends, reporting heartbeats.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), flotta_agent_lib::AgentError> {
+/// use std::sync::Arc;
+/// use flotta_agent_lib::{Agent, MemoryRuntime};
+///
+/// let agent = Agent::builder()
+///     .server("https://flotta.example:8043")
+///     .ca_pem(std::fs::read_to_string("/etc/flotta/ca.crt").unwrap_or_default())
+///     .registration_identity(
+///         std::fs::read_to_string("/etc/flotta/register.crt").unwrap_or_default(),
+///         std::fs::read_to_string("/etc/flotta/register.key").unwrap_or_default(),
+///     )
+///     .device_id("camera-17")
+///     .state_dir("/var/lib/flotta")
+///     .runtime(Arc::new(MemoryRuntime::new()))
+///     .build()?;
+/// let handle = agent.handle();
+/// agent.run(std::future::pending()).await?;
+/// println!("{:?}", handle.status());
+/// # Ok(()) }
+/// ```
+pub struct Agent {
+    device_id: String,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    registration: Identity,
+    client: EdgeClient,
+    state: Arc<dyn StateStore>,
+    runtime: Arc<dyn WorkloadRuntime>,
+    os_updater: Arc<dyn OsUpdater>,
+    hardware: Arc<dyn HardwareProbe>,
+    timing: AgentTiming,
+    enrolment: AgentConfig,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("device_id", &self.device_id)
+            .field("namespace", &self.namespace)
+            .field("server", &self.client.server())
+            .finish_non_exhaustive()
+    }
+}
+
+fn random() -> u32 {
+    // A failing OS RNG only makes the jitter less random.
+    getrandom::u32().unwrap_or(u32::MAX / 2)
+}
+
+fn to_std(duration: time::Duration) -> Duration {
+    Duration::try_from(duration).unwrap_or_default()
+}
+
+fn empty_config() -> PersistedConfig {
+    PersistedConfig::default()
+}
+
+impl Agent {
+    /// Starts building an agent.
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder {
+            server: None,
+            ca_pem: None,
+            registration: None,
+            device_id: None,
+            namespace: "default".into(),
+            labels: BTreeMap::new(),
+            state: None,
+            runtime: None,
+            os_updater: Arc::new(NoOsUpdater),
+            hardware: Arc::new(ProcHardwareProbe::default()),
+            timing: AgentTiming::default(),
+            enrolment: AgentConfig::default(),
+        }
+    }
+
+    /// A handle observing this agent.
+    pub fn handle(&self) -> AgentHandle {
+        AgentHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// Runs until `shutdown` completes: converges the persisted configuration, enrols
+    /// (or resumes with the persisted certificate), then long-polls the configuration,
+    /// applies it and sends heartbeats.
+    ///
+    /// Returns `Ok(())` on shutdown; an error only when persisted state is unusable or
+    /// cannot be written (a server that is down or refuses is retried, never fatal).
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
+        let work = async {
+            self.converge_persisted().await?;
+            self.enrol().await?;
+            tokio::join!(self.config_loop(), self.heartbeat_loop());
+            Ok(())
+        };
+        tokio::select! {
+            () = shutdown => Ok(()),
+            result = work => result,
+        }
+    }
+
+    /// Brings the runtime back to the persisted current configuration (after a
+    /// restart or power loss), before the server is reachable.
+    async fn converge_persisted(&self) -> Result<(), AgentError> {
+        let failed = load_text(self.state.as_ref(), StateItem::FailedVersion).await?;
+        let Some(current) = load_config(self.state.as_ref(), StateItem::CurrentConfig).await?
+        else {
+            *lock(&self.shared.poll_version) = failed.clone();
+            self.shared.update(|s| s.failed_version = failed);
+            return Ok(());
+        };
+        if let Some(period) = heartbeat_period_of(&current.message) {
+            *lock(&self.shared.heartbeat_period) = period;
+        }
+        *lock(&self.shared.heartbeat_hardware) = includes_hardware(
+            current
+                .message
+                .configuration
+                .as_ref()
+                .and_then(|c| c.heartbeat.as_ref()),
+        );
+        let config = RenderedConfig::from_message(current.message.clone());
+        match self.observe(&config).await {
+            Ok(observed) => {
+                let actions = plan(&config, &config, &observed);
+                if let Err(reason) = self.execute(&actions).await {
+                    tracing::warn!(%reason, "could not restore the persisted configuration");
+                }
+            }
+            Err(reason) => tracing::warn!(%reason, "could not list the runtime's workloads"),
+        }
+        *lock(&self.shared.poll_version) = failed.clone().or(Some(current.version.clone()));
+        self.shared.update(|s| {
+            s.config_version = Some(current.version);
+            s.failed_version = failed;
+        });
+        Ok(())
+    }
+
+    fn set_phase(&self, phase: AgentPhase) {
+        let mut changed = false;
+        self.shared.update(|s| {
+            changed = s.phase != Some(phase);
+            s.phase = Some(phase);
+        });
+        if changed {
+            tracing::info!(?phase, "enrolment phase");
+            self.shared.emit(AgentEvent::PhaseChanged(phase));
+        }
+    }
+
+    async fn device_key(&self) -> Result<DeviceKey, AgentError> {
+        if let Some(pem) = load_text(self.state.as_ref(), StateItem::DeviceKey).await? {
+            return DeviceKey::from_pem(&pem).map_err(|source| AgentError::Key {
+                what: "the persisted key is unreadable",
+                source,
+            });
+        }
+        let key = DeviceKey::generate().map_err(|source| AgentError::Key {
+            what: "generating the key failed",
+            source,
+        })?;
+        self.state
+            .save(StateItem::DeviceKey, key.to_pem().as_bytes())
+            .await?;
+        Ok(key)
+    }
+
+    /// Drives the enrolment state machine until the device holds a certificate,
+    /// then switches the client to it.
+    async fn enrol(&self) -> Result<(), AgentError> {
+        let key = self.device_key().await?;
+        let persisted = load_text(self.state.as_ref(), StateItem::DeviceCertificate).await?;
+        let mut machine = match &persisted {
+            Some(pem) => EnrolmentMachine::with_certificate(self.enrolment, pem)
+                .map_err(AgentError::Certificate)?,
+            None => EnrolmentMachine::new(self.enrolment),
+        };
+        let mut next = machine.start(OffsetDateTime::now_utc());
+        let certificate = loop {
+            self.set_phase(machine.phase());
+            let (request, at) = match next {
+                NextAction::Run { .. } => match machine.certificate_pem() {
+                    Some(pem) => break pem.to_owned(),
+                    None => {
+                        next = machine.tick(OffsetDateTime::now_utc());
+                        continue;
+                    }
+                },
+                NextAction::Send { request, at } => (request, at),
+            };
+            tokio::time::sleep(to_std(at - OffsetDateTime::now_utc())).await;
+            let identity = match (request.credential, machine.certificate_pem()) {
+                (Credential::DeviceCertificate, Some(pem)) => {
+                    Identity::from_pem(pem, &key.to_pem()).map_err(|source| AgentError::Client {
+                        what: "device identity",
+                        source,
+                    })?
+                }
+                _ => self.registration.clone(),
+            };
+            self.client
+                .set_identity(identity)
+                .map_err(|source| AgentError::Client {
+                    what: "identity swap",
+                    source,
+                })?;
+            let answer = self.send_enrolment(request.directive, &key).await?;
+            let now = OffsetDateTime::now_utc();
+            next = match &answer {
+                Some((status, body)) => machine.on_response(
+                    AgentResponse {
+                        status: *status,
+                        body,
+                    },
+                    now,
+                    random(),
+                ),
+                None => machine.on_unreachable(now, random()),
+            };
+            if let Some(error) = machine.last_error() {
+                tracing::info!(%error, attempt = machine.attempt(), "enrolment not done yet");
+            }
+        };
+        self.set_phase(machine.phase());
+        if persisted.as_deref() == Some(certificate.as_str()) {
+            self.shared.emit(AgentEvent::Resumed);
+        } else {
+            self.state
+                .save(StateItem::DeviceCertificate, certificate.as_bytes())
+                .await?;
+            tracing::info!(device = %self.device_id, "registered");
+            self.shared.emit(AgentEvent::Registered);
+        }
+        let identity = Identity::from_pem(&certificate, &key.to_pem()).map_err(|source| {
+            AgentError::Client {
+                what: "device identity",
+                source,
+            }
+        })?;
+        self.client
+            .set_identity(identity)
+            .map_err(|source| AgentError::Client {
+                what: "identity swap",
+                source,
+            })
+    }
+
+    /// Sends one enrolment or registration; the status and body, or `None` when the
+    /// server could not be reached.
+    async fn send_enrolment(
+        &self,
+        directive: Directive,
+        key: &DeviceKey,
+    ) -> Result<Option<(u16, Vec<u8>)>, AgentError> {
+        let hardware = Some(self.hardware.probe().await);
+        let result = if directive == Directive::Registration {
+            let csr = key.csr(&self.device_id).map_err(|source| AgentError::Key {
+                what: "building the CSR failed",
+                source,
+            })?;
+            let info = RegistrationInfo {
+                hardware,
+                certificate_request: Some(csr.pem()),
+                ..Default::default()
+            };
+            self.client
+                .register(&self.device_id, &info)
+                .await
+                .map(|outcome| match outcome {
+                    RegistrationOutcome::NotApproved => (404, Vec::new()),
+                    RegistrationOutcome::Registered {
+                        certificate_pem, ..
+                    } => {
+                        let body = serde_json::json!({"content": {"certificate": certificate_pem}});
+                        (200, body.to_string().into_bytes())
+                    }
+                })
+        } else {
+            let mut info = EnrolmentInfo {
+                target_namespace: Some(self.namespace.clone()),
+                features: Some(EnrolmentInfoFeatures {
+                    hardware,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            if !self.labels.is_empty() {
+                info.extra
+                    .insert("labels".into(), serde_json::json!(self.labels));
+            }
+            self.client
+                .enrol(&self.device_id, &info)
+                .await
+                .map(|outcome| match outcome {
+                    EnrolmentOutcome::Pending => (200, Vec::new()),
+                    EnrolmentOutcome::AlreadyApproved => (208, Vec::new()),
+                })
+        };
+        Ok(match result {
+            Ok(answer) => Some(answer),
+            Err(error) => match error.status() {
+                Some(status) => Some((status, Vec::new())),
+                None => {
+                    tracing::warn!(%error, %directive, "server unreachable");
+                    None
+                }
+            },
+        })
+    }
+
+    fn retry_delay(&self, failures: u32) -> Duration {
+        let backoff = Backoff {
+            initial: time::Duration::try_from(self.timing.retry_initial)
+                .unwrap_or(time::Duration::SECOND),
+            max: time::Duration::try_from(self.timing.retry_max).unwrap_or(time::Duration::MINUTE),
+        };
+        to_std(backoff.delay(failures.saturating_sub(1), random()))
+    }
+
+    async fn config_loop(&self) {
+        let mut failures = 0u32;
+        loop {
+            let known = lock(&self.shared.poll_version).clone();
+            let poll = self
+                .client
+                .get_config(
+                    &self.device_id,
+                    known.as_deref(),
+                    Some(self.timing.config_wait),
+                )
+                .await;
+            match poll {
+                Ok(ConfigPoll::NotModified) => failures = 0,
+                Ok(ConfigPoll::Config { etag, message }) => {
+                    failures = 0;
+                    match message.content_as::<DeviceConfigurationMessage>() {
+                        Ok(desired) => self.converge(etag, desired).await,
+                        Err(error) => self.reject(etag, error.to_string()).await,
+                    }
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let delay = self.retry_delay(failures);
+                    tracing::warn!(%error, ?delay, "configuration poll failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Records `version` as failed so the next polls name it and get 304.
+    async fn remember_failed(&self, version: &str) {
+        *lock(&self.shared.poll_version) = Some(version.to_owned());
+        self.shared
+            .update(|s| s.failed_version = Some(version.to_owned()));
+        if let Err(error) = self
+            .state
+            .save(StateItem::FailedVersion, version.as_bytes())
+            .await
+        {
+            tracing::warn!(%error, "could not persist the failed version");
+        }
+    }
+
+    async fn reject(&self, version: String, reason: String) {
+        tracing::warn!(%version, %reason, "configuration rejected");
+        self.shared.report(
+            "ConfigRejected",
+            format!("version {version}: {reason}"),
+            true,
+        );
+        self.remember_failed(&version).await;
+        self.shared
+            .emit(AgentEvent::ApplyFailed { version, reason });
+    }
+
+    async fn save_config(&self, item: StateItem, config: &PersistedConfig) {
+        if let Err(error) = self.state.save(item, &config.encode()).await {
+            tracing::warn!(%error, %item, "could not persist a configuration");
+        }
+    }
+
+    async fn load_or_empty(&self, item: StateItem) -> PersistedConfig {
+        match load_config(self.state.as_ref(), item).await {
+            Ok(config) => config.unwrap_or_else(empty_config),
+            Err(error) => {
+                tracing::warn!(%error, "ignoring unusable persisted configuration");
+                empty_config()
+            }
+        }
+    }
+
+    /// What the device has: the runtime's workloads, and the rest as `base` says.
+    async fn observe(&self, base: &RenderedConfig) -> Result<ObservedState, String> {
+        let mut observed = ObservedState::from_config(base);
+        observed.workloads = self
+            .runtime
+            .list()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|w| {
+                (
+                    w.name,
+                    ObservedWorkload {
+                        fingerprint: w.fingerprint,
+                        phase: w.phase,
+                    },
+                )
+            })
+            .collect();
+        Ok(observed)
+    }
+
+    /// Applies a configuration; on failure rolls back to the last good one.
+    async fn converge(&self, version: String, message: DeviceConfigurationMessage) {
+        let desired = PersistedConfig { version, message };
+        self.save_config(StateItem::DesiredConfig, &desired).await;
+        let current = self.load_or_empty(StateItem::CurrentConfig).await;
+        let current_rendered = RenderedConfig::from_message(current.message);
+        let desired_rendered = RenderedConfig::from_message(desired.message.clone());
+        let outcome = match self.observe(&current_rendered).await {
+            Ok(observed) => {
+                let actions = plan(&current_rendered, &desired_rendered, &observed);
+                self.execute(&actions).await
+            }
+            Err(reason) => Err(reason),
+        };
+        match outcome {
+            Ok(()) => {
+                self.save_config(StateItem::CurrentConfig, &desired).await;
+                self.save_config(StateItem::LastGoodConfig, &desired).await;
+                if let Err(error) = self.state.remove(StateItem::FailedVersion).await {
+                    tracing::warn!(%error, "could not clear the failed version");
+                }
+                *lock(&self.shared.poll_version) = Some(desired.version.clone());
+                self.shared.update(|s| {
+                    s.config_version = Some(desired.version.clone());
+                    s.failed_version = None;
+                });
+                tracing::info!(version = %desired.version, "configuration applied");
+                self.shared.report(
+                    "ConfigApplied",
+                    format!("version {}", desired.version),
+                    false,
+                );
+                self.shared.emit(AgentEvent::ConfigApplied {
+                    version: desired.version,
+                });
+            }
+            Err(reason) => self.roll_back(desired, desired_rendered, reason).await,
+        }
+        self.shared.heartbeat_now.notify_one();
+    }
+
+    async fn roll_back(
+        &self,
+        failed: PersistedConfig,
+        failed_rendered: RenderedConfig,
+        reason: String,
+    ) {
+        tracing::warn!(version = %failed.version, %reason, "apply failed; rolling back");
+        self.shared.report(
+            "ApplyFailed",
+            format!("version {}: {reason}", failed.version),
+            true,
+        );
+        self.shared.emit(AgentEvent::ApplyFailed {
+            version: failed.version.clone(),
+            reason,
+        });
+        let last_good = self.load_or_empty(StateItem::LastGoodConfig).await;
+        let last_good_rendered = RenderedConfig::from_message(last_good.message.clone());
+        let complete = match self.observe(&failed_rendered).await {
+            Ok(observed) => {
+                let actions = rollback_plan(&failed_rendered, &last_good_rendered, &observed);
+                match self.execute(&actions).await {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        tracing::error!(%reason, "rollback incomplete");
+                        false
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::error!(%reason, "rollback impossible");
+                false
+            }
+        };
+        self.save_config(StateItem::CurrentConfig, &last_good).await;
+        self.remember_failed(&failed.version).await;
+        self.shared.update(|s| {
+            s.config_version = Some(last_good.version.clone()).filter(|v| !v.is_empty());
+        });
+        self.shared.report(
+            "RolledBack",
+            format!(
+                "from {} to {} ({})",
+                failed.version,
+                last_good.version,
+                if complete { "complete" } else { "incomplete" }
+            ),
+            !complete,
+        );
+        self.shared.emit(AgentEvent::RolledBack {
+            failed_version: failed.version,
+            to_version: last_good.version,
+            complete,
+        });
+    }
+
+    /// Carries out `actions` in order, stopping at the first failure.
+    async fn execute(&self, actions: &[Action]) -> Result<(), String> {
+        for action in actions {
+            match action {
+                Action::RemoveWorkload { name } => {
+                    self.runtime.remove(name).await.map_err(|e| e.to_string())?;
+                }
+                Action::StartWorkload { workload } | Action::ReplaceWorkload { workload } => {
+                    self.runtime
+                        .apply(workload)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Action::SetHeartbeat { heartbeat } => {
+                    let period = heartbeat
+                        .as_ref()
+                        .and_then(|h| h.period_seconds)
+                        .and_then(|s| u64::try_from(s).ok())
+                        .filter(|s| *s > 0)
+                        .map_or(self.timing.heartbeat_period, Duration::from_secs);
+                    *lock(&self.shared.heartbeat_period) = period;
+                    *lock(&self.shared.heartbeat_hardware) = includes_hardware(heartbeat.as_ref());
+                }
+                Action::UpgradeOs { os } => {
+                    self.os_updater.stage(os).await.map_err(|e| e.to_string())?;
+                    self.os_updater
+                        .activate()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                other => {
+                    // Secrets, files and device settings have no backend in this
+                    // agent yet; they stay recorded in the persisted configuration.
+                    tracing::debug!(action = ?other, "action not handled by this agent");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn heartbeat_content(&self, events: Vec<EventInfo>) -> Heartbeat {
+        let (workloads, degraded) = match self.runtime.list().await {
+            Ok(list) => {
+                let degraded = list.iter().any(|w| w.phase == WorkloadPhase::Failed);
+                let statuses = list
+                    .into_iter()
+                    .map(|w| WorkloadStatus {
+                        name: Some(w.name),
+                        status: Some(w.phase.as_str().to_owned()),
+                        ..Default::default()
+                    })
+                    .collect();
+                (Some(statuses), degraded)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not list workloads for the heartbeat");
+                (None, true)
+            }
+        };
+        let status = lock(&self.shared.status).clone();
+        let upgrade = match self.os_updater.current_commit().await {
+            Ok(Some(commit)) => Some(UpgradeStatus {
+                current_commit_id: Some(commit),
+                ..Default::default()
+            }),
+            _ => None,
+        };
+        let include_hardware = *lock(&self.shared.heartbeat_hardware);
+        let hardware = if include_hardware {
+            Some(self.hardware.probe().await)
+        } else {
+            None
+        };
+        Heartbeat {
+            hardware,
+            status: Some(
+                if degraded || status.failed_version.is_some() {
+                    "degraded"
+                } else {
+                    "up"
+                }
+                .to_owned(),
+            ),
+            version: status.config_version,
+            workloads,
+            upgrade,
+            events: Some(events).filter(|e| !e.is_empty()),
+            ..Default::default()
+        }
+    }
+
+    async fn heartbeat_loop(&self) {
+        let mut failures = 0u32;
+        loop {
+            let events = std::mem::take(&mut *lock(&self.shared.pending));
+            let content = self.heartbeat_content(events.clone()).await;
+            let now = OffsetDateTime::now_utc();
+            match self.client.heartbeat(&self.device_id, &content).await {
+                Ok(()) => {
+                    failures = 0;
+                    self.shared.update(|s| {
+                        s.last_heartbeat = Some(HeartbeatResult::Delivered { at: now })
+                    });
+                    self.shared.emit(AgentEvent::HeartbeatDelivered);
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    // Keep the events for the next heartbeat, oldest first.
+                    {
+                        let mut pending = lock(&self.shared.pending);
+                        let newer = std::mem::replace(&mut *pending, events);
+                        pending.extend(newer);
+                        let excess = pending.len().saturating_sub(MAX_PENDING_EVENTS);
+                        pending.drain(..excess);
+                    }
+                    let reason = error.to_string();
+                    tracing::warn!(%reason, failures, "heartbeat failed");
+                    self.shared.update(|s| {
+                        s.last_heartbeat = Some(HeartbeatResult::Failed {
+                            at: now,
+                            reason: reason.clone(),
+                            consecutive_failures: failures,
+                        });
+                    });
+                    self.shared.emit(AgentEvent::HeartbeatFailed { reason });
+                }
+            }
+            let delay = if failures == 0 {
+                jittered(*lock(&self.shared.heartbeat_period), random())
+            } else {
+                self.retry_delay(failures)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.shared.heartbeat_now.notified() => {}
+            }
+        }
+    }
+}
+
+/// The heartbeat period a configuration sets, if any.
+fn heartbeat_period_of(message: &DeviceConfigurationMessage) -> Option<Duration> {
+    let seconds = message
+        .configuration
+        .as_ref()?
+        .heartbeat
+        .as_ref()?
+        .period_seconds?;
+    u64::try_from(seconds)
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+}
+
+/// Whether heartbeat settings ask for the hardware inventory in every heartbeat
+/// (`hardware_profile.include`; the `delta` scope is sent in full).
+fn includes_hardware(heartbeat: Option<&flotta_core::wire::HeartbeatConfiguration>) -> bool {
+    heartbeat
+        .and_then(|h| h.hardware_profile.as_ref())
+        .and_then(|p| p.include)
+        .unwrap_or(false)
+}
+
+/// `period` spread by ±10 % according to `random` (uniform over `u32`), so devices
+/// started together do not stay in step.
+fn jittered(period: Duration, random: u32) -> Duration {
+    let fraction = f64::from(random) / f64::from(u32::MAX);
+    period.mul_f64(0.9 + 0.2 * fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let period = Duration::from_secs(100);
+        assert_eq!(jittered(period, 0), Duration::from_secs(90));
+        assert_eq!(jittered(period, u32::MAX), Duration::from_secs(110));
+        let mid = jittered(period, u32::MAX / 2);
+        assert!(mid > Duration::from_secs(99) && mid < Duration::from_secs(101));
+    }
+
+    #[test]
+    fn heartbeat_period_comes_from_the_configuration_when_positive() {
+        let mut message = DeviceConfigurationMessage::default();
+        assert_eq!(heartbeat_period_of(&message), None);
+        message.configuration = Some(flotta_core::wire::DeviceConfiguration {
+            heartbeat: Some(flotta_core::wire::HeartbeatConfiguration {
+                period_seconds: Some(15),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(heartbeat_period_of(&message), Some(Duration::from_secs(15)));
+        if let Some(c) = message.configuration.as_mut() {
+            c.heartbeat = Some(flotta_core::wire::HeartbeatConfiguration {
+                period_seconds: Some(-1),
+                ..Default::default()
+            });
+        }
+        assert_eq!(heartbeat_period_of(&message), None);
+    }
+
+    #[test]
+    fn hardware_is_sent_only_when_the_profile_asks() {
+        use flotta_core::wire::{HardwareProfileConfiguration, HeartbeatConfiguration};
+        let with = |include| HeartbeatConfiguration {
+            hardware_profile: Some(HardwareProfileConfiguration {
+                include,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!includes_hardware(None));
+        assert!(!includes_hardware(Some(&HeartbeatConfiguration::default())));
+        assert!(!includes_hardware(Some(&with(None))));
+        assert!(!includes_hardware(Some(&with(Some(false)))));
+        assert!(includes_hardware(Some(&with(Some(true)))));
+    }
+
+    #[test]
+    fn the_builder_names_the_missing_setting() {
+        let error = Agent::builder().build().expect_err("nothing set");
+        assert!(
+            matches!(
+                error,
+                AgentError::InvalidSetting {
+                    field: "server",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let error = Agent::builder()
+            .server("https://x")
+            .ca_pem("pem")
+            .registration_identity("c", "k")
+            .device_id("a/b")
+            .build()
+            .expect_err("bad id");
+        assert!(
+            matches!(
+                error,
+                AgentError::InvalidSetting {
+                    field: "device_id",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+}

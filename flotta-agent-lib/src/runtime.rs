@@ -1,0 +1,213 @@
+//! Where workloads run: the [`WorkloadRuntime`] trait and the in-memory
+//! [`MemoryRuntime`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use flotta_core::reconcile::{ConfigVersion, WorkloadPhase, fingerprint};
+use flotta_core::wire::Workload;
+
+/// Why a runtime could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The workload has no name, so it cannot be tracked.
+    #[error("the workload has no name")]
+    UnnamedWorkload,
+    /// The runtime refused or failed to start the workload.
+    #[error("workload {name} could not be applied: {reason}")]
+    ApplyFailed {
+        /// Workload name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The runtime failed to remove the workload.
+    #[error("workload {name} could not be removed: {reason}")]
+    RemoveFailed {
+        /// Workload name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The runtime could not list its workloads.
+    #[error("the runtime could not list its workloads: {reason}")]
+    ListFailed {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// One workload as a runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadState {
+    /// Workload name.
+    pub name: String,
+    /// [`fingerprint`] of the definition it runs; `None` for a workload the agent did
+    /// not start (left alone by planning).
+    pub fingerprint: Option<ConfigVersion>,
+    /// Its phase.
+    pub phase: WorkloadPhase,
+}
+
+/// Runs the workloads of a device.
+///
+/// Contract:
+/// - [`apply`](Self::apply) makes the runtime run exactly this definition under the
+///   workload's name, replacing any earlier definition of that name; it returns once
+///   the workload is started (or deploying), and errors when it cannot be started, in
+///   which case the runtime must not keep a half-started copy of the new definition.
+/// - [`remove`](Self::remove) stops and deletes the workload; removing a workload the
+///   runtime does not have succeeds (removal is idempotent).
+/// - [`list`](Self::list) reports every workload the runtime has, with the
+///   [`fingerprint`] of the definition it was applied from, sorted by name.
+///
+/// Implementations must be safe to call from several tasks at once.
+#[async_trait]
+pub trait WorkloadRuntime: Send + Sync {
+    /// Starts `workload`, or replaces the running workload of the same name.
+    async fn apply(&self, workload: &Workload) -> Result<(), RuntimeError>;
+    /// Stops and removes the workload `name`.
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Every workload the runtime has, sorted by name.
+    async fn list(&self) -> Result<Vec<WorkloadState>, RuntimeError>;
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    workloads: BTreeMap<String, Workload>,
+    refused: BTreeSet<String>,
+    apply_attempts: BTreeMap<String, u32>,
+}
+
+/// A runtime that keeps workloads in memory and reports them running: for tests,
+/// simulations and firmware that starts its own processes from the agent's events.
+///
+/// [`refuse`](Self::refuse) makes applying a given workload fail, to exercise
+/// rollback.
+#[derive(Debug, Default)]
+pub struct MemoryRuntime {
+    inner: Mutex<MemoryInner>,
+}
+
+impl MemoryRuntime {
+    /// An empty runtime.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        // The map is whole after any panic in a holder: each update is one insert.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now on, applying a workload named `name` fails with
+    /// [`RuntimeError::ApplyFailed`].
+    pub fn refuse(&self, name: impl Into<String>) {
+        self.inner().refused.insert(name.into());
+    }
+
+    /// The definition the runtime runs under `name`, if any.
+    pub fn workload(&self, name: &str) -> Option<Workload> {
+        self.inner().workloads.get(name).cloned()
+    }
+
+    /// Names of the workloads the runtime runs, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.inner().workloads.keys().cloned().collect()
+    }
+
+    /// How many times applying `name` was attempted (successful or not).
+    pub fn apply_attempts(&self, name: &str) -> u32 {
+        self.inner().apply_attempts.get(name).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl WorkloadRuntime for MemoryRuntime {
+    async fn apply(&self, workload: &Workload) -> Result<(), RuntimeError> {
+        let name = workload
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or(RuntimeError::UnnamedWorkload)?;
+        let mut inner = self.inner();
+        *inner.apply_attempts.entry(name.clone()).or_default() += 1;
+        if inner.refused.contains(&name) {
+            return Err(RuntimeError::ApplyFailed {
+                name,
+                reason: "refused by the in-memory runtime".into(),
+                source: None,
+            });
+        }
+        inner.workloads.insert(name, workload.clone());
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        self.inner().workloads.remove(name);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<WorkloadState>, RuntimeError> {
+        Ok(self
+            .inner()
+            .workloads
+            .iter()
+            .map(|(name, workload)| WorkloadState {
+                name: name.clone(),
+                fingerprint: Some(fingerprint(workload)),
+                phase: WorkloadPhase::Running,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(name: &str, image: &str) -> Workload {
+        Workload {
+            name: Some(name.into()),
+            specification: Some(format!("containers:\n- image: {image}\n")),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_replaces_and_remove_is_idempotent() {
+        let runtime = MemoryRuntime::new();
+        runtime.apply(&workload("a", "one")).await.expect("apply");
+        runtime.apply(&workload("a", "two")).await.expect("replace");
+        let listed = runtime.list().await.expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0].fingerprint,
+            Some(fingerprint(&workload("a", "two")))
+        );
+        runtime.remove("a").await.expect("remove");
+        runtime.remove("a").await.expect("remove again");
+        assert!(runtime.list().await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn refused_and_unnamed_workloads_fail_without_being_kept() {
+        let runtime = MemoryRuntime::new();
+        runtime.refuse("bad");
+        assert!(matches!(
+            runtime.apply(&workload("bad", "x")).await,
+            Err(RuntimeError::ApplyFailed { .. })
+        ));
+        assert!(matches!(
+            runtime.apply(&Workload::default()).await,
+            Err(RuntimeError::UnnamedWorkload)
+        ));
+        assert!(runtime.names().is_empty());
+        assert_eq!(runtime.apply_attempts("bad"), 1);
+    }
+}

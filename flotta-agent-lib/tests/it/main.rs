@@ -1,0 +1,5 @@
+//! Integration tests of the agent against a real in-process flotta server over
+//! mutual TLS.
+
+mod harness;
+mod run;
