@@ -661,7 +661,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     tracing::info!(path = %admin_config_path.display(), "admin client configuration (server URL, CA, admin token)");
     tracing::info!(
         auto_approve = config.auto_approve,
-        "enrol a device: flotta-agent --server {} --ca {} --registration-cert {} --registration-key {}",
+        "enrol a device: run `flotta-agent --config agent.toml` with server = {:?}, ca = {:?}, registration_certificate = {:?}, registration_key = {:?} (see docs/agent.md)",
         admin_config.edge_server,
         pki_dir.join(pki_files::CA_CERT).display(),
         pki_dir.join(pki_files::REGISTER_CERT).display(),

@@ -184,6 +184,13 @@ async fn after_registration_the_swapped_identity_is_used_by_every_handle() {
     .expect("heartbeat");
 
     assert_eq!(edge.control_in("edge-01").await.expect("control"), None);
+    // Another device's path is refused with this certificate (checked while it is
+    // valid: deleting the device revokes it, and a revoked certificate gets 401).
+    let other = edge
+        .get_config("edge-02", None, None)
+        .await
+        .expect_err("not this device");
+    assert_eq!(other.status(), Some(403));
     // Once the device is deleted, the control channel tells it to disconnect.
     server
         .store
@@ -196,13 +203,6 @@ async fn after_registration_the_swapped_identity_is_used_by_every_handle() {
         .expect("control")
         .expect("a command");
     assert_eq!(command.directive.as_deref(), Some("disconnect"));
-
-    // Another device's path is refused with this certificate.
-    let other = edge
-        .get_config("edge-02", None, None)
-        .await
-        .expect_err("not this device");
-    assert_eq!(other.status(), Some(403));
 }
 
 #[tokio::test]
