@@ -283,8 +283,8 @@ impl fmt::Display for FieldRequirement {
             FieldTest::DoesNotExist => write!(f, "!{path}"),
             FieldTest::Equals(v) => write!(f, "{path}={v}"),
             FieldTest::NotEquals(v) => write!(f, "{path}!={v}"),
-            FieldTest::In(set) => write!(f, "{path} in ({})", join_operands(set)),
-            FieldTest::NotIn(set) => write!(f, "{path} notin ({})", join_operands(set)),
+            FieldTest::In(set) => write!(f, "{path} in ({})", super::lexer::join_set(set)),
+            FieldTest::NotIn(set) => write!(f, "{path} notin ({})", super::lexer::join_set(set)),
             FieldTest::Contains(v) => write!(f, "{path} contains {v}"),
             FieldTest::NotContains(v) => write!(f, "{path} notcontains {v}"),
             FieldTest::GreaterThan(v) => write!(f, "{path}>{v}"),
@@ -292,21 +292,6 @@ impl fmt::Display for FieldRequirement {
             FieldTest::LessThan(v) => write!(f, "{path}<{v}"),
             FieldTest::LessOrEqual(v) => write!(f, "{path}<={v}"),
         }
-    }
-}
-
-/// Joins operands with commas; a set holding only the empty string prints as `,`
-/// because `()` would not read back.
-fn join_operands(set: &BTreeSet<FieldOperand>) -> String {
-    let joined = set
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    if joined.is_empty() {
-        ",".to_owned()
-    } else {
-        joined
     }
 }
 

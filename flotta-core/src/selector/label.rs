@@ -150,26 +150,13 @@ impl fmt::Display for Requirement {
             LabelTest::DoesNotExist => write!(f, "!{key}"),
             LabelTest::Equals(value) => write!(f, "{key}={value}"),
             LabelTest::NotEquals(value) => write!(f, "{key}!={value}"),
-            LabelTest::In(values) => write!(f, "{key} in ({})", join_values(values)),
-            LabelTest::NotIn(values) => write!(f, "{key} notin ({})", join_values(values)),
+            LabelTest::In(values) => write!(f, "{key} in ({})", super::lexer::join_set(values)),
+            LabelTest::NotIn(values) => {
+                write!(f, "{key} notin ({})", super::lexer::join_set(values))
+            }
             LabelTest::GreaterThan(bound) => write!(f, "{key}>{bound}"),
             LabelTest::LessThan(bound) => write!(f, "{key}<{bound}"),
         }
-    }
-}
-
-/// Joins a value set with commas. A set holding only the empty value prints as
-/// `,` because `()` would read back as an (invalid) empty set.
-fn join_values(values: &BTreeSet<String>) -> String {
-    let joined = values
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(",");
-    if joined.is_empty() {
-        ",".to_owned()
-    } else {
-        joined
     }
 }
 

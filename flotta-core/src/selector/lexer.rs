@@ -311,3 +311,19 @@ mod tests {
         assert!(list("(=)").is_err());
     }
 }
+
+/// Joins a value set with commas for canonical printing (label values and field
+/// operands alike). A set holding only the empty value prints as `,` because `()`
+/// would read back as an (invalid) empty set.
+pub(super) fn join_set<T: std::fmt::Display>(values: &std::collections::BTreeSet<T>) -> String {
+    let joined = values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if joined.is_empty() {
+        ",".to_owned()
+    } else {
+        joined
+    }
+}
