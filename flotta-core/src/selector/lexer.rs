@@ -243,6 +243,22 @@ pub(crate) fn parse_single_value<'a>(lexer: &mut Lexer<'a>) -> Result<Token<'a>,
     lexer.expect_word("a value")
 }
 
+/// Joins a value set with commas for canonical printing (label values and field
+/// operands alike). A set holding only the empty value prints as `,` because `()`
+/// would read back as an (invalid) empty set.
+pub(super) fn join_set<T: std::fmt::Display>(values: &std::collections::BTreeSet<T>) -> String {
+    let joined = values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if joined.is_empty() {
+        ",".to_owned()
+    } else {
+        joined
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,21 +325,5 @@ mod tests {
         assert!(list("(a").is_err());
         assert!(list("a)").is_err());
         assert!(list("(=)").is_err());
-    }
-}
-
-/// Joins a value set with commas for canonical printing (label values and field
-/// operands alike). A set holding only the empty value prints as `,` because `()`
-/// would read back as an (invalid) empty set.
-pub(super) fn join_set<T: std::fmt::Display>(values: &std::collections::BTreeSet<T>) -> String {
-    let joined = values
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    if joined.is_empty() {
-        ",".to_owned()
-    } else {
-        joined
     }
 }
