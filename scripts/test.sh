@@ -24,9 +24,17 @@ export FLOTTA_TEST_POSTGRES_URL
 trap 'scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 echo "using $FLOTTA_TEST_POSTGRES_URL"
 
+FLOTTA_TEST_COUNTS="$(mktemp)"
+export FLOTTA_TEST_COUNTS
+
 step "cargo test (workspace, all features)"
 TEST_LOG="$(mktemp)"
 cargo test --workspace --all-features 2>&1 | tee "$TEST_LOG"
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { print p+0, f+0, s+0 }' "$TEST_LOG" >>"$FLOTTA_TEST_COUNTS"
+rm -f "$TEST_LOG"
+
+# Further suites (bindings, examples, simulator, browser) each come as a script that
+# calls record_counts; they run after the cargo build above and reuse it.
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
@@ -34,6 +42,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quie
 step "schemathesis against the management API's /openapi.json"
 ST_MAX_EXAMPLES="${ST_MAX_EXAMPLES:-5}" scripts/schemathesis.sh
 
-# One closing line over every cargo test binary above.
-awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$TEST_LOG"
-rm -f "$TEST_LOG"
+# One closing line over every suite above.
+awk '{ p += $1; f += $2; s += $3 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$FLOTTA_TEST_COUNTS"
+rm -f "$FLOTTA_TEST_COUNTS"
