@@ -13,7 +13,9 @@ pub use agent::{
 pub use error::AgentError;
 pub use hardware::{HardwareProbe, ProcHardwareProbe};
 pub use os::{NoOsUpdater, OsError, OsHealth, OsUpdater};
-pub use runtime::{MemoryRuntime, RuntimeError, WorkloadRuntime, WorkloadState};
+pub use runtime::{
+    MemoryRuntime, ProcessOptions, ProcessRuntime, RuntimeError, WorkloadRuntime, WorkloadState,
+};
 pub use state::{FileStateStore, PersistedConfig, StateError, StateItem, StateStore};
 
 /// The enrolment phase reported in [`AgentStatus::phase`] and

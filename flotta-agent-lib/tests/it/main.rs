@@ -2,4 +2,5 @@
 //! mutual TLS.
 
 mod harness;
+mod process_runtime;
 mod run;
