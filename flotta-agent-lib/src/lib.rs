@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod agent;
+mod command;
 mod error;
 pub mod hardware;
 pub mod os;
@@ -12,9 +13,10 @@ pub use agent::{
 };
 pub use error::AgentError;
 pub use hardware::{HardwareProbe, ProcHardwareProbe};
-pub use os::{NoOsUpdater, OsError, OsHealth, OsUpdater};
+pub use os::{BootcUpdater, NoOsUpdater, OsError, OsHealth, OsUpdater, RpmOstreeUpdater};
 pub use runtime::{
-    MemoryRuntime, ProcessOptions, ProcessRuntime, RuntimeError, WorkloadRuntime, WorkloadState,
+    MemoryRuntime, PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime, RuntimeError,
+    WorkloadRuntime, WorkloadState,
 };
 pub use state::{FileStateStore, PersistedConfig, StateError, StateItem, StateStore};
 

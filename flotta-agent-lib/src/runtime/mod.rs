@@ -1,8 +1,11 @@
 //! Where workloads run: the [`WorkloadRuntime`] trait, the in-memory
-//! [`MemoryRuntime`] and host processes ([`ProcessRuntime`]).
+//! [`MemoryRuntime`], host processes ([`ProcessRuntime`]) and podman
+//! ([`PodmanRuntime`]).
 
+pub mod podman;
 pub mod process;
 
+pub use podman::{PodmanOptions, PodmanRuntime};
 pub use process::{ProcessOptions, ProcessRuntime};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,5 +2,6 @@
 //! mutual TLS.
 
 mod harness;
+mod podman_runtime;
 mod process_runtime;
 mod run;

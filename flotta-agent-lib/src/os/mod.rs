@@ -1,4 +1,16 @@
-//! Operating-system updates: the [`OsUpdater`] trait and [`NoOsUpdater`].
+//! Operating-system updates: the [`OsUpdater`] trait, [`NoOsUpdater`], and the
+//! command backends [`RpmOstreeUpdater`] and [`BootcUpdater`].
+
+mod bootc;
+mod rpm_ostree;
+
+pub use bootc::BootcUpdater;
+pub use rpm_ostree::RpmOstreeUpdater;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::command::{CommandOutput, CommandRunner};
 
 use async_trait::async_trait;
 use flotta_core::wire::OsInformation;
@@ -84,4 +96,66 @@ impl OsUpdater for NoOsUpdater {
     async fn health(&self) -> Result<OsHealth, OsError> {
         Ok(OsHealth::Healthy)
     }
+}
+
+/// Runs `program args`, failing `operation` with the command's exit status and
+/// stderr when it does not succeed.
+async fn run(
+    commands: &Arc<dyn CommandRunner>,
+    operation: &'static str,
+    program: &Path,
+    args: &[&str],
+) -> Result<CommandOutput, OsError> {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output = commands
+        .run(program, &args)
+        .await
+        .map_err(|e| OsError::Failed {
+            operation,
+            reason: format!("cannot run {}: {e}", program.display()),
+        })?;
+    if output.success {
+        Ok(output)
+    } else {
+        Err(OsError::Failed {
+            operation,
+            reason: format!(
+                "{} {}: {}",
+                program.display(),
+                args.join(" "),
+                output.failure()
+            ),
+        })
+    }
+}
+
+/// Health from `systemctl is-system-running`: `degraded`, `maintenance` and
+/// `stopping` are unhealthy; anything else (`running`, `starting`, ...) is healthy.
+/// The command exits non-zero for every state but `running`, so its output is read
+/// whatever the status.
+async fn systemd_health(commands: &Arc<dyn CommandRunner>) -> Result<OsHealth, OsError> {
+    let args = ["is-system-running".to_owned()];
+    let output = commands
+        .run(Path::new("systemctl"), &args)
+        .await
+        .map_err(|e| OsError::Failed {
+            operation: "health",
+            reason: format!("cannot run systemctl: {e}"),
+        })?;
+    let state = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    match state.as_str() {
+        "degraded" | "maintenance" | "stopping" => Ok(OsHealth::Unhealthy),
+        "" => Err(OsError::Failed {
+            operation: "health",
+            reason: format!("systemctl is-system-running: {}", output.failure()),
+        }),
+        _ => Ok(OsHealth::Healthy),
+    }
+}
+
+/// `systemctl reboot`: the step that makes a staged deployment the running one.
+async fn reboot(commands: &Arc<dyn CommandRunner>, operation: &'static str) -> Result<(), OsError> {
+    run(commands, operation, Path::new("systemctl"), &["reboot"])
+        .await
+        .map(|_| ())
 }

@@ -1,0 +1,623 @@
+//! [`PodmanRuntime`]: each workload is a pod started with `podman kube play`, as
+//! Flotta's agent does.
+//!
+//! Applying writes `<manifest_dir>/<workload>.yaml` (the workload's config maps,
+//! then a `Pod` with the workload's name, labels, annotations and pod spec) and runs
+//! `podman kube play --replace [--authfile FILE] <file>`; removing runs
+//! `podman kube down <file>`; listing reads `podman pod ps --format json`. Pods
+//! carry the label `flotta-rs.io/workload=<name>`; the fingerprint of the applied
+//! definition is kept next to the YAML file (`<workload>.fingerprint`), so a
+//! restarted agent knows what runs without re-applying it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use flotta_core::reconcile::{ConfigVersion, WorkloadPhase, fingerprint};
+use flotta_core::wire::Workload;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+
+use super::{RuntimeError, WorkloadRuntime, WorkloadState};
+use crate::command::{CommandRunner, HostCommands};
+
+/// Label on every pod this runtime starts; its value is the workload name.
+pub const WORKLOAD_LABEL: &str = "flotta-rs.io/workload";
+
+/// Settings of a [`PodmanRuntime`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PodmanOptions {
+    /// The podman program (`podman`, looked up in `PATH`, by default).
+    pub program: PathBuf,
+    /// Arguments before every subcommand (`--remote`, `--url URL`, `--root DIR`).
+    /// Rootless or rootful is whoever runs podman: the agent's user, or the
+    /// service `--remote --url` points at.
+    pub global_args: Vec<String>,
+    /// Registry credentials file given to `podman kube play` as `--authfile`.
+    pub authfile: Option<PathBuf>,
+    /// Where the kube YAML and fingerprint files are written.
+    pub manifest_dir: PathBuf,
+}
+
+impl PodmanOptions {
+    /// `podman` from `PATH`, no extra arguments, no auth file, manifests in
+    /// `manifest_dir`.
+    pub fn new(manifest_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            program: PathBuf::from("podman"),
+            global_args: Vec::new(),
+            authfile: None,
+            manifest_dir: manifest_dir.into(),
+        }
+    }
+}
+
+/// Runs workloads as podman pods (`podman kube play`).
+///
+/// Phases come from the pod status podman reports (`Running`, `Created`,
+/// `Degraded`, `Exited`, ...), mapped with [`WorkloadPhase::from_reported`];
+/// `Degraded` (some containers not running) counts as failed. Only pods labelled
+/// [`WORKLOAD_LABEL`] are listed; one without a fingerprint file is listed with an
+/// empty fingerprint, so planning re-applies it.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), flotta_agent_lib::RuntimeError> {
+/// use flotta_agent_lib::runtime::{PodmanOptions, PodmanRuntime};
+/// let mut options = PodmanOptions::new("/var/lib/flotta/podman");
+/// options.authfile = Some("/etc/flotta/auth.json".into());
+/// let runtime = PodmanRuntime::open(options).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PodmanRuntime {
+    options: PodmanOptions,
+    commands: Arc<dyn CommandRunner>,
+    /// Serializes apply and remove of the files and pods.
+    changes: tokio::sync::Mutex<()>,
+}
+
+/// One entry of `podman pod ps --format json`.
+#[derive(Debug, Deserialize)]
+struct PodEntry {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "Status", default)]
+    status: String,
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl PodmanRuntime {
+    /// Creates the manifest directory; podman itself is first run by the first
+    /// apply or list.
+    pub async fn open(options: PodmanOptions) -> Result<Self, RuntimeError> {
+        Self::with_commands(options, Arc::new(HostCommands)).await
+    }
+
+    pub(crate) async fn with_commands(
+        options: PodmanOptions,
+        commands: Arc<dyn CommandRunner>,
+    ) -> Result<Self, RuntimeError> {
+        tokio::fs::create_dir_all(&options.manifest_dir)
+            .await
+            .map_err(|source| RuntimeError::Unavailable {
+                reason: format!("cannot create {}", options.manifest_dir.display()),
+                source: Some(Box::new(source)),
+            })?;
+        Ok(Self {
+            options,
+            commands,
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The settings the runtime was opened with.
+    pub fn options(&self) -> &PodmanOptions {
+        &self.options
+    }
+
+    /// The kube YAML file of workload `name`.
+    pub fn manifest_file(&self, name: &str) -> PathBuf {
+        self.options.manifest_dir.join(format!("{name}.yaml"))
+    }
+
+    fn fingerprint_file(&self, name: &str) -> PathBuf {
+        self.options
+            .manifest_dir
+            .join(format!("{name}.fingerprint"))
+    }
+
+    /// `podman [global args] <args>`.
+    async fn podman(&self, args: Vec<String>) -> Result<crate::command::CommandOutput, String> {
+        let mut all = self.options.global_args.clone();
+        all.extend(args);
+        self.commands
+            .run(&self.options.program, &all)
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", self.options.program.display()))
+    }
+
+    fn play_args(&self, file: &Path) -> Vec<String> {
+        let mut args = vec!["kube".to_owned(), "play".to_owned(), "--replace".to_owned()];
+        if let Some(authfile) = &self.options.authfile {
+            args.push("--authfile".to_owned());
+            args.push(authfile.display().to_string());
+        }
+        args.push(file.display().to_string());
+        args
+    }
+
+    async fn down(&self, file: &Path) -> Result<(), String> {
+        let output = self
+            .podman(vec![
+                "kube".into(),
+                "down".into(),
+                file.display().to_string(),
+            ])
+            .await?;
+        if output.success {
+            Ok(())
+        } else {
+            Err(format!("podman kube down: {}", output.failure()))
+        }
+    }
+}
+
+/// The kube YAML of a workload: its config maps, then the pod.
+pub(crate) fn kube_yaml(name: &str, workload: &Workload) -> Result<String, String> {
+    let text = workload
+        .specification
+        .as_deref()
+        .ok_or("the workload has no pod specification")?;
+    let spec: PodSpec = serde_yaml_ng::from_str(text)
+        .map_err(|e| format!("the pod specification is not a valid PodSpec: {e}"))?;
+    let mut labels = workload.labels.clone().unwrap_or_default();
+    labels.insert(WORKLOAD_LABEL.to_owned(), name.to_owned());
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels),
+            annotations: workload.annotations.clone().filter(|a| !a.is_empty()),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    let mut documents = Vec::new();
+    for (index, text) in workload.configmaps.iter().flatten().enumerate() {
+        let map: ConfigMap = serde_yaml_ng::from_str(text)
+            .map_err(|e| format!("configmaps[{index}] is not a valid ConfigMap: {e}"))?;
+        // Server-side metadata (uid, resourceVersion, ...) means nothing to podman.
+        let map = ConfigMap {
+            metadata: ObjectMeta {
+                name: map.metadata.name,
+                labels: map.metadata.labels,
+                ..Default::default()
+            },
+            ..map
+        };
+        documents.push(
+            serde_yaml_ng::to_string(&map)
+                .map_err(|e| format!("configmaps[{index}] cannot be encoded: {e}"))?,
+        );
+    }
+    documents.push(
+        serde_yaml_ng::to_string(&pod).map_err(|e| format!("the pod cannot be encoded: {e}"))?,
+    );
+    Ok(documents.join("---\n"))
+}
+
+/// Refuses names that cannot be a file name of their own.
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a name of letters, digits, '-', '.' and '_'"
+        ))
+    }
+}
+
+async fn write_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    // Temporary file and rename: a crash never leaves a half-written manifest.
+    let temporary = path.with_extension("tmp");
+    tokio::fs::write(&temporary, contents).await?;
+    tokio::fs::rename(&temporary, path).await
+}
+
+#[async_trait]
+impl WorkloadRuntime for PodmanRuntime {
+    async fn apply(&self, workload: &Workload) -> Result<(), RuntimeError> {
+        let name = workload
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or(RuntimeError::UnnamedWorkload)?;
+        let failed = |reason: String| RuntimeError::ApplyFailed {
+            name: name.clone(),
+            reason,
+            source: None,
+        };
+        check_name(&name).map_err(|e| failed(format!("name: {e}")))?;
+        let yaml = kube_yaml(&name, workload).map_err(failed)?;
+        let wanted = fingerprint(workload);
+        let _changes = self.changes.lock().await;
+        let file = self.manifest_file(&name);
+        write_file(&file, &yaml)
+            .await
+            .map_err(|e| RuntimeError::ApplyFailed {
+                name: name.clone(),
+                reason: format!("cannot write {}", file.display()),
+                source: Some(Box::new(e)),
+            })?;
+        // Cleared first: a pod whose play fails half-way is never taken for the new
+        // definition.
+        let _ = tokio::fs::remove_file(self.fingerprint_file(&name)).await;
+        let output = self.podman(self.play_args(&file)).await.map_err(failed)?;
+        if !output.success {
+            // Nothing of the new definition may stay half-started.
+            if let Err(reason) = self.down(&file).await {
+                tracing::warn!(workload = %name, %reason, "cleaning up after a failed play");
+            }
+            return Err(failed(format!("podman kube play: {}", output.failure())));
+        }
+        write_file(&self.fingerprint_file(&name), wanted.as_str())
+            .await
+            .map_err(|e| RuntimeError::ApplyFailed {
+                name: name.clone(),
+                reason: "cannot record the applied definition".into(),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let _changes = self.changes.lock().await;
+        let failed = |reason: String| RuntimeError::RemoveFailed {
+            name: name.to_owned(),
+            reason,
+        };
+        check_name(name).map_err(failed)?;
+        let file = self.manifest_file(name);
+        if tokio::fs::try_exists(&file).await.unwrap_or(false) {
+            self.down(&file).await.map_err(failed)?;
+        } else {
+            // No manifest (lost with the state): remove the pod by name if it is ours.
+            let listed = self.pods().await.map_err(failed)?;
+            if listed.iter().any(|(pod, _)| pod == name) {
+                let output = self
+                    .podman(vec![
+                        "pod".into(),
+                        "rm".into(),
+                        "--force".into(),
+                        name.to_owned(),
+                    ])
+                    .await
+                    .map_err(failed)?;
+                if !output.success {
+                    return Err(failed(format!("podman pod rm: {}", output.failure())));
+                }
+            }
+        }
+        let _ = tokio::fs::remove_file(&file).await;
+        let _ = tokio::fs::remove_file(self.fingerprint_file(name)).await;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<WorkloadState>, RuntimeError> {
+        let pods = self
+            .pods()
+            .await
+            .map_err(|reason| RuntimeError::ListFailed { reason })?;
+        let mut states = Vec::with_capacity(pods.len());
+        for (name, status) in pods {
+            let recorded = tokio::fs::read_to_string(self.fingerprint_file(&name))
+                .await
+                .ok()
+                .and_then(|text| parse_fingerprint(text.trim()));
+            let phase = match WorkloadPhase::from_reported(&status) {
+                WorkloadPhase::Unknown if status.eq_ignore_ascii_case("degraded") => {
+                    WorkloadPhase::Failed
+                }
+                phase => phase,
+            };
+            states.push(WorkloadState {
+                name,
+                fingerprint: Some(recorded.unwrap_or_default()),
+                phase,
+            });
+        }
+        states.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(states)
+    }
+}
+
+/// The fingerprint recorded in a file, if it is one.
+fn parse_fingerprint(text: &str) -> Option<ConfigVersion> {
+    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| ConfigVersion::from_received(text))
+}
+
+impl PodmanRuntime {
+    /// (workload name, podman pod status) of every pod carrying [`WORKLOAD_LABEL`].
+    async fn pods(&self) -> Result<Vec<(String, String)>, String> {
+        let output = self
+            .podman(vec![
+                "pod".into(),
+                "ps".into(),
+                "--all".into(),
+                "--format".into(),
+                "json".into(),
+            ])
+            .await?;
+        if !output.success {
+            return Err(format!("podman pod ps: {}", output.failure()));
+        }
+        parse_pod_list(&output.stdout)
+    }
+}
+
+/// Parses `podman pod ps --format json` (an array; `null` or nothing when there are
+/// no pods) into (workload name, status) of the pods labelled as ours.
+pub(crate) fn parse_pod_list(stdout: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let text = String::from_utf8_lossy(stdout);
+    if text.trim().is_empty() || text.trim() == "null" {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<PodEntry> = serde_json::from_str(&text)
+        .map_err(|e| format!("podman pod ps printed unexpected JSON: {e}"))?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|entry| {
+            let workload = entry.labels.as_ref()?.get(WORKLOAD_LABEL)?.clone();
+            (workload == entry.name).then_some((workload, entry.status))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CommandOutput, RecordedCommands};
+
+    fn workload() -> Workload {
+        Workload {
+            name: Some("web".into()),
+            labels: Some(BTreeMap::from([("app".to_owned(), "web".to_owned())])),
+            specification: Some(
+                "containers:\n- name: nginx\n  image: quay.io/x/nginx:1\n  envFrom:\n  - configMapRef: {name: web-settings}\n".into(),
+            ),
+            configmaps: Some(vec![
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-settings\n  uid: 1234\n  resourceVersion: '7'\ndata:\n  mode: fast\n".into(),
+            ]),
+            ..Default::default()
+        }
+    }
+
+    async fn runtime(dir: &Path, authfile: Option<&str>) -> (PodmanRuntime, Arc<RecordedCommands>) {
+        let commands = Arc::new(RecordedCommands::default());
+        let mut options = PodmanOptions::new(dir);
+        options.program = "/usr/bin/podman".into();
+        options.global_args = vec!["--log-level".into(), "error".into()];
+        options.authfile = authfile.map(PathBuf::from);
+        let runtime = PodmanRuntime::with_commands(options, commands.clone())
+            .await
+            .expect("open");
+        (runtime, commands)
+    }
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_kube_yaml_has_the_config_maps_then_the_labelled_pod() {
+        let yaml = kube_yaml("web", &workload()).expect("yaml");
+        let expected = "\
+apiVersion: v1
+kind: ConfigMap
+data:
+  mode: fast
+metadata:
+  name: web-settings
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    app: web
+    flotta-rs.io/workload: web
+  name: web
+spec:
+  containers:
+  - envFrom:
+    - configMapRef:
+        name: web-settings
+    image: quay.io/x/nginx:1
+    name: nginx
+";
+        assert_eq!(yaml, expected);
+    }
+
+    #[test]
+    fn a_bad_pod_or_config_map_is_refused_with_the_cause() {
+        let mut bad = workload();
+        bad.specification = Some("containers: [".into());
+        assert!(kube_yaml("web", &bad).expect_err("pod").contains("PodSpec"));
+        let mut bad = workload();
+        bad.configmaps = Some(vec!["data: [".into()]);
+        assert!(
+            kube_yaml("web", &bad)
+                .expect_err("map")
+                .contains("configmaps[0]")
+        );
+    }
+
+    #[tokio::test]
+    async fn apply_writes_the_file_and_plays_it_with_the_authfile() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (runtime, commands) = runtime(dir.path(), Some("/etc/flotta/auth.json")).await;
+        runtime.apply(&workload()).await.expect("apply");
+        let file = dir.path().join("web.yaml");
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("manifest"),
+            kube_yaml("web", &workload()).expect("yaml")
+        );
+        assert_eq!(
+            commands.calls(),
+            vec![strings(&[
+                "/usr/bin/podman",
+                "--log-level",
+                "error",
+                "kube",
+                "play",
+                "--replace",
+                "--authfile",
+                "/etc/flotta/auth.json",
+                &file.display().to_string(),
+            ])]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_play_is_taken_down_and_reported_with_stderr() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (runtime, commands) = runtime(dir.path(), None).await;
+        commands.reply(
+            &["--log-level", "error", "kube", "play"],
+            CommandOutput {
+                success: false,
+                code: Some(125),
+                stdout: Vec::new(),
+                stderr: b"Error: image not known\n".to_vec(),
+            },
+        );
+        let error = runtime.apply(&workload()).await.expect_err("play fails");
+        let text = error.to_string();
+        assert!(
+            text.contains("exit status 125: Error: image not known"),
+            "{text}"
+        );
+        let file = dir.path().join("web.yaml").display().to_string();
+        assert_eq!(
+            commands.calls().last().cloned(),
+            Some(strings(&[
+                "/usr/bin/podman",
+                "--log-level",
+                "error",
+                "kube",
+                "down",
+                &file
+            ]))
+        );
+        // Nothing recorded as applied.
+        assert!(!dir.path().join("web.fingerprint").exists());
+    }
+
+    #[tokio::test]
+    async fn list_maps_podman_states_and_knows_what_it_applied() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (runtime, commands) = runtime(dir.path(), None).await;
+        runtime.apply(&workload()).await.expect("apply");
+        commands.reply_stdout(
+            &["--log-level", "error", "pod", "ps"],
+            r#"[
+  {"Id": "a1", "Name": "web", "Status": "Running", "Labels": {"app": "web", "flotta-rs.io/workload": "web"}},
+  {"Id": "b2", "Name": "cache", "Status": "Degraded", "Labels": {"flotta-rs.io/workload": "cache"}},
+  {"Id": "c3", "Name": "job", "Status": "Exited", "Labels": {"flotta-rs.io/workload": "job"}},
+  {"Id": "d4", "Name": "starting", "Status": "Created", "Labels": {"flotta-rs.io/workload": "starting"}},
+  {"Id": "e5", "Name": "someone-else", "Status": "Running", "Labels": {}},
+  {"Id": "f6", "Name": "no-labels", "Status": "Running"}
+]"#,
+        );
+        let listed = runtime.list().await.expect("list");
+        let summary: Vec<(&str, WorkloadPhase, bool)> = listed
+            .iter()
+            .map(|w| {
+                (
+                    w.name.as_str(),
+                    w.phase,
+                    w.fingerprint == Some(fingerprint(&workload())),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("cache", WorkloadPhase::Failed, false),
+                ("job", WorkloadPhase::Failed, false),
+                ("starting", WorkloadPhase::Deploying, false),
+                ("web", WorkloadPhase::Running, true),
+            ]
+        );
+        assert_eq!(
+            commands.calls().last().cloned(),
+            Some(strings(&[
+                "/usr/bin/podman",
+                "--log-level",
+                "error",
+                "pod",
+                "ps",
+                "--all",
+                "--format",
+                "json"
+            ]))
+        );
+    }
+
+    #[tokio::test]
+    async fn remove_takes_the_pod_down_and_forgets_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (runtime, commands) = runtime(dir.path(), None).await;
+        runtime.apply(&workload()).await.expect("apply");
+        let file = dir.path().join("web.yaml").display().to_string();
+        runtime.remove("web").await.expect("remove");
+        assert_eq!(
+            commands.calls().last().cloned(),
+            Some(strings(&[
+                "/usr/bin/podman",
+                "--log-level",
+                "error",
+                "kube",
+                "down",
+                &file
+            ]))
+        );
+        assert!(!dir.path().join("web.yaml").exists());
+        assert!(!dir.path().join("web.fingerprint").exists());
+        // Not known and no such pod: nothing to do, still a success.
+        runtime.remove("web").await.expect("remove again");
+        assert_eq!(
+            commands.calls().last().map(|c| c[3..5].to_vec()),
+            Some(strings(&["pod", "ps"]))
+        );
+    }
+
+    #[test]
+    fn unexpected_pod_lists_are_errors_and_empty_ones_are_empty() {
+        assert_eq!(parse_pod_list(b"null\n"), Ok(Vec::new()));
+        assert_eq!(parse_pod_list(b""), Ok(Vec::new()));
+        assert!(parse_pod_list(b"{\"not\": \"a list\"}").is_err());
+    }
+
+    #[tokio::test]
+    async fn names_that_escape_the_directory_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (runtime, commands) = runtime(dir.path(), None).await;
+        let mut escaping = workload();
+        escaping.name = Some("../etc".into());
+        assert!(matches!(
+            runtime.apply(&escaping).await,
+            Err(RuntimeError::ApplyFailed { .. })
+        ));
+        assert!(commands.calls().is_empty());
+    }
+}
