@@ -82,6 +82,7 @@ pub fn dump_yaml(py: Python<'_>, items: Vec<Bound<'_, PyAny>>) -> PyResult<Strin
 
 /// A dict converted to JSON text (used for `Resource.to_json()`).
 #[pyfunction]
+#[pyo3(signature = (data, indent=None))]
 pub fn dump_json(data: &Bound<'_, PyAny>, indent: Option<usize>) -> PyResult<String> {
     let value: Value = from_py(data)?;
     let text = match indent {
