@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotta_client::{
-    ApplyOutcome, ClientError, ClientResult, ListParams, ManagementClient, ResourceType, WatchEvent,
+    ApplyOutcome, ClientResult, ListParams, ManagementClient, ResourceType, WatchEvent,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -16,9 +16,11 @@ use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 use crate::errors::client_error;
-use crate::runtime::{block_on, spawn_awaitable};
+use crate::runtime::{block_on, runtime, spawn_awaitable};
 use crate::value::{from_py, to_py};
 
 type EventStream = BoxStream<'static, ClientResult<WatchEvent<Value>>>;
@@ -376,7 +378,7 @@ impl NativeClient {
         )
     }
 
-    /// Watches objects; the blocking iterator form.
+    /// Watches objects. The watch connects at once, in the background.
     #[pyo3(signature = (kind, namespace, label_selector, field_selector))]
     fn watch(
         &self,
@@ -386,24 +388,7 @@ impl NativeClient {
         field_selector: Option<String>,
     ) -> PyResult<NativeWatch> {
         let stream = self.event_stream(kind, namespace, label_selector, field_selector)?;
-        Ok(NativeWatch {
-            stream: Arc::new(tokio::sync::Mutex::new(Some(stream))),
-        })
-    }
-
-    /// Watches objects; the asynchronous iterator form.
-    #[pyo3(signature = (kind, namespace, label_selector, field_selector))]
-    fn watch_async(
-        &self,
-        kind: &str,
-        namespace: Option<String>,
-        label_selector: Option<String>,
-        field_selector: Option<String>,
-    ) -> PyResult<NativeAsyncWatch> {
-        let stream = self.event_stream(kind, namespace, label_selector, field_selector)?;
-        Ok(NativeAsyncWatch {
-            stream: Arc::new(tokio::sync::Mutex::new(Some(stream))),
-        })
+        NativeWatch::start(stream)
     }
 }
 
@@ -525,10 +510,41 @@ fn event_to_py(py: Python<'_>, event: ClientResult<WatchEvent<Value>>) -> PyResu
     Ok((name, object).into_pyobject(py)?.into_any().unbind())
 }
 
-/// A watch read by blocking calls (see `flotta.Watch`).
+/// Buffered events per watch before the connection is left unread (backpressure).
+const WATCH_BUFFER: usize = 256;
+
+type EventReceiver = mpsc::Receiver<ClientResult<WatchEvent<Value>>>;
+
+/// A watch (see `flotta.Watch` and `flotta.AsyncWatch`): a task on the module's
+/// runtime reads the stream from the moment the watch is made and hands events over
+/// through a channel, so neither form misses changes made before its first read.
 #[pyclass(module = "flotta._flotta", frozen)]
 pub struct NativeWatch {
-    stream: Arc<tokio::sync::Mutex<Option<EventStream>>>,
+    events: Arc<tokio::sync::Mutex<EventReceiver>>,
+    reader: AbortHandle,
+}
+
+impl NativeWatch {
+    fn start(mut stream: EventStream) -> PyResult<Self> {
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        let reader = runtime()?.spawn(async move {
+            while let Some(item) = next_event(&mut stream).await {
+                if sender.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self {
+            events: Arc::new(tokio::sync::Mutex::new(receiver)),
+            reader: reader.abort_handle(),
+        })
+    }
+}
+
+impl Drop for NativeWatch {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 #[pymethods]
@@ -548,19 +564,11 @@ impl NativeWatch {
         loop {
             let slice_end = tokio::time::Instant::now() + SIGNAL_CHECK;
             let wake = deadline.map_or(slice_end, |d| d.min(slice_end));
-            let stream = self.stream.clone();
+            let events = self.events.clone();
+            // Outer None: this slice timed out; inner None: the watch ended.
             let polled = block_on(py, async move {
-                let mut guard = stream.lock().await;
-                let Some(stream) = guard.as_mut() else {
-                    return Some(None);
-                };
-                let item = tokio::time::timeout_at(wake, next_event(stream))
-                    .await
-                    .ok()?;
-                if item.is_none() {
-                    *guard = None;
-                }
-                Some(item)
+                let mut events = events.lock().await;
+                tokio::time::timeout_at(wake, events.recv()).await.ok()
             })?;
             match polled {
                 Some(Some(event)) => return event_to_py(py, event).map(Some),
@@ -575,57 +583,19 @@ impl NativeWatch {
         }
     }
 
-    /// Ends the watch and closes its connection.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let stream = self.stream.clone();
-        block_on(py, async move { *stream.lock().await = None })
-    }
-}
-
-/// A watch read with `await` (see `flotta.AsyncWatch`).
-#[pyclass(module = "flotta._flotta", frozen)]
-pub struct NativeAsyncWatch {
-    stream: Arc<tokio::sync::Mutex<Option<EventStream>>>,
-}
-
-#[pymethods]
-impl NativeAsyncWatch {
     /// Awaitable of the next `(type, object)` event; raises `StopAsyncIteration`
     /// when the watch ended.
-    fn next_event<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stream = self.stream.clone();
-        let future = async move {
-            let mut guard = stream.lock().await;
-            let item = match guard.as_mut() {
-                Some(stream) => next_event(stream).await,
-                None => None,
-            };
-            if item.is_none() {
-                *guard = None;
-            }
-            Ok::<_, ClientError>(item)
-        };
-        spawn_awaitable(
-            py,
-            future,
-            |py, result: ClientResult<Option<_>>| match result {
-                Ok(Some(event)) => event_to_py(py, event),
-                Ok(None) => Err(PyStopAsyncIteration::new_err(())),
-                Err(error) => Err(client_error(py, error)),
-            },
-        )
+    fn next_event_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let events = self.events.clone();
+        let future = async move { events.lock().await.recv().await };
+        spawn_awaitable(py, future, |py, item| match item {
+            Some(event) => event_to_py(py, event),
+            None => Err(PyStopAsyncIteration::new_err(())),
+        })
     }
 
     /// Ends the watch and closes its connection.
-    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stream = self.stream.clone();
-        spawn_awaitable(
-            py,
-            async move {
-                *stream.lock().await = None;
-                Ok::<_, ClientError>(())
-            },
-            |py, _result: ClientResult<()>| Ok(py.None()),
-        )
+    fn close(&self) {
+        self.reader.abort();
     }
 }

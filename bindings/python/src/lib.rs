@@ -24,7 +24,6 @@ fn _flotta(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<selector::Selector>()?;
     module.add_class::<client::NativeClient>()?;
     module.add_class::<client::NativeWatch>()?;
-    module.add_class::<client::NativeAsyncWatch>()?;
     module.add_class::<agent::NativeAgent>()?;
     module.add_function(wrap_pyfunction!(manifest::parse_manifests, module)?)?;
     module.add_function(wrap_pyfunction!(manifest::parse_resource, module)?)?;

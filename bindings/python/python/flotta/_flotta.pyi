@@ -10,7 +10,6 @@ __version__: str
 
 __all__ = [
     "NativeAgent",
-    "NativeAsyncWatch",
     "NativeClient",
     "NativeWatch",
     "Selector",
@@ -71,19 +70,12 @@ class NativeClient:
     def watch(
         self, kind: str, namespace: str | None, label_selector: str | None, field_selector: str | None
     ) -> NativeWatch: ...
-    def watch_async(
-        self, kind: str, namespace: str | None, label_selector: str | None, field_selector: str | None
-    ) -> NativeAsyncWatch: ...
 
 @final
 class NativeWatch:
     def next_event(self, timeout: float | None = None) -> tuple[str, Any] | None: ...
+    def next_event_async(self) -> Awaitable[tuple[str, Any]]: ...
     def close(self) -> None: ...
-
-@final
-class NativeAsyncWatch:
-    def next_event(self) -> Awaitable[tuple[str, Any]]: ...
-    def close(self) -> Awaitable[None]: ...
 
 @final
 class NativeAgent:

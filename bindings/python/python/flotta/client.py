@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from . import _flotta
 from .errors import ApplyError, FlottaError
 from .resources import (
+    API_VERSION,
     EdgeDevice,
     EdgeDeviceSet,
     EdgeDeviceSignedRequest,
@@ -105,6 +106,11 @@ class Watch(Generic[T]):
     every current object, then follows changes, reconnecting by itself; it ends
     only on an error that retrying cannot fix (raised) or :meth:`close`.
 
+    The watch connects in the background as soon as it is made; a change made
+    before the connection is established shows in the initial ``ADDED`` events
+    (or not at all if the object is gone by then). ``watch.next(timeout=...)``
+    returning ``None`` means the watch is connected and idle.
+
     ``Ctrl-C`` interrupts a waiting iteration. Use it as a context manager to close
     the connection when done.
     """
@@ -142,7 +148,7 @@ class Watch(Generic[T]):
 class AsyncWatch(Generic[T]):
     """The asyncio form of :class:`Watch`: ``async for event in watch``."""
 
-    def __init__(self, cls: type[T], native: _flotta.NativeAsyncWatch) -> None:
+    def __init__(self, cls: type[T], native: _flotta.NativeWatch) -> None:
         self._cls = cls
         self._native = native
 
@@ -150,12 +156,12 @@ class AsyncWatch(Generic[T]):
         return self
 
     async def __anext__(self) -> WatchEvent[T]:
-        raw = await self._native.next_event()
+        raw = await self._native.next_event_async()
         return _event(self._cls, raw)
 
     async def close(self) -> None:
         """Ends the watch and closes its connection."""
-        await self._native.close()
+        self._native.close()
 
     async def __aenter__(self) -> AsyncWatch[T]:
         return self
@@ -265,7 +271,7 @@ class AsyncResources(Generic[T]):
         field_selector: str | None = None,
     ) -> AsyncWatch[T]:
         """An :class:`AsyncWatch` of the matching objects."""
-        return AsyncWatch(self._cls, self._native.watch_async(self._cls.kind, namespace, label_selector, field_selector))
+        return AsyncWatch(self._cls, self._native.watch(self._cls.kind, namespace, label_selector, field_selector))
 
 
 def _data_of(cls: type[Resource], resource: Resource | Mapping[str, Any]) -> dict[str, Any]:
@@ -274,6 +280,7 @@ def _data_of(cls: type[Resource], resource: Resource | Mapping[str, Any]) -> dic
             raise TypeError(f"expected {cls.kind}, got {resource.kind}")
         return resource.to_dict()
     data = dict(resource)
+    data.setdefault("apiVersion", API_VERSION)
     data.setdefault("kind", cls.kind)
     return cls.from_dict(data).to_dict()
 
