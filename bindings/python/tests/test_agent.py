@@ -86,8 +86,10 @@ def test_agent_enrols_waits_for_approval_and_runs_a_workload(
         types = [e["type"] for e in agent.events()]
         assert "registered" in types
 
-        # The device exists with its labels; a workload selecting it reaches the runtime.
-        registered = eventually("the EdgeDevice", lambda: client.devices.list(label_selector=f"site={unique}"))
+        # The registered device, once labelled, gets the workloads selecting it.
+        eventually("the EdgeDevice", lambda: client.devices.list(field_selector=f"metadata.name={device}"))
+        client.devices.patch(device, {"metadata": {"labels": {"site": unique}}})
+        registered = client.devices.list(label_selector=f"site={unique}")
         assert [d.name for d in registered] == [device]
         client.workloads.create(workload(f"rec-{unique}", {"site": unique}, image="registry.local/rec:1"))
         applied = eventually("the workload in the runtime", lambda: runtime.workloads.get(f"rec-{unique}"))
