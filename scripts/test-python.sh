@@ -39,8 +39,9 @@ export CARGO_TARGET_DIR="$TARGET_DIR"
 (cd bindings/python && "$VENV/bin/maturin" build --quiet --profile dev -i "$VENV/bin/python" -o "$WHEELS")
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/flotta-*.whl
 
-step "mypy.stubtest flotta"
-(cd "$WHEELS" && "$VENV/bin/python" -m mypy.stubtest flotta)
+step "mypy.stubtest flotta; mypy --strict on the package and examples/python"
+(cd "$WHEELS" && "$VENV/bin/python" -m mypy.stubtest flotta && "$VENV/bin/python" -m mypy --strict -p flotta)
+"$VENV/bin/python" -m mypy --strict --cache-dir "$WHEELS/.mypy_cache" examples/python
 
 step "pytest bindings/python/tests"
 LOG="$(mktemp)"

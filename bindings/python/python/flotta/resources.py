@@ -55,6 +55,7 @@ class AttrView(MutableMapping[str, Any]):
     missing items raise ``KeyError``."""
 
     __slots__ = ("_data",)
+    _data: dict[str, Any]
 
     def __init__(self, data: dict[str, Any]) -> None:
         object.__setattr__(self, "_data", data)
