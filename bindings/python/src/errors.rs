@@ -1,0 +1,138 @@
+//! Rust errors to the exception classes of `flotta.errors` (pure Python, so they
+//! carry documented attributes and can be subclassed and pickled like any other).
+
+use flotta_client::ClientError;
+use flotta_core::selector::SelectorError;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+/// Instantiates `flotta.errors.<class>(*args, **kwargs)` as a `PyErr`.
+pub fn raise<'py>(
+    py: Python<'py>,
+    class: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyErr {
+    let made = py
+        .import("flotta.errors")
+        .and_then(|module| module.getattr(class))
+        .and_then(|class| class.call(args, kwargs));
+    match made {
+        Ok(exception) => PyErr::from_value(exception),
+        Err(error) => error,
+    }
+}
+
+/// A `flotta.errors` exception for a client error, chosen by HTTP status for API
+/// errors.
+pub fn client_error(py: Python<'_>, error: ClientError) -> PyErr {
+    let message = with_causes(&error);
+    match error {
+        ClientError::Api {
+            method,
+            path,
+            status,
+            reason,
+            message: server_message,
+        } => {
+            let class = match (status, reason.as_str()) {
+                (409, "AlreadyExists") => "AlreadyExists",
+                (400, _) => "BadRequest",
+                (401, _) => "Unauthorized",
+                (403, _) => "Forbidden",
+                (404, _) => "NotFound",
+                (409, _) => "Conflict",
+                (410, _) => "Gone",
+                (422, _) => "Invalid",
+                (500..=599, _) => "ServerError",
+                _ => "ApiError",
+            };
+            let kwargs = PyDict::new(py);
+            let set = || -> PyResult<()> {
+                kwargs.set_item("status", status)?;
+                kwargs.set_item("reason", reason)?;
+                kwargs.set_item("method", method)?;
+                kwargs.set_item("path", path)?;
+                kwargs.set_item("server_message", server_message)?;
+                Ok(())
+            };
+            if let Err(e) = set() {
+                return e;
+            }
+            raise(py, class, (message,), Some(&kwargs))
+        }
+        ClientError::Timeout { .. } => raise(py, "RequestTimeout", (message,), None),
+        ClientError::Connect { .. } | ClientError::Transport { .. } => {
+            raise(py, "TransportError", (message,), None)
+        }
+        ClientError::Tls { .. }
+        | ClientError::InvalidConfig { .. }
+        | ClientError::ReadConfig { .. }
+        | ClientError::ParseConfig { .. }
+        | ClientError::InvalidName { .. } => raise(py, "ConfigError", (message,), None),
+        ClientError::Manifest {
+            index,
+            message: what,
+        } => manifest_error(py, &message, index, vec![(String::new(), what)]),
+        ClientError::Decode { .. } | ClientError::Encode { .. } => {
+            raise(py, "FlottaError", (message,), None)
+        }
+        _ => raise(py, "FlottaError", (message,), None),
+    }
+}
+
+/// The error's message followed by its causes, `: `-separated, so a connection
+/// failure says why (refused, certificate unknown, ...).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `flotta.errors.SelectorError` with the byte offset of the problem.
+pub fn selector_error(py: Python<'_>, error: &SelectorError) -> PyErr {
+    let kwargs = PyDict::new(py);
+    if let Err(e) = kwargs
+        .set_item("offset", error.offset)
+        .and_then(|()| kwargs.set_item("field", error.field.clone()))
+    {
+        return e;
+    }
+    raise(py, "SelectorError", (error.to_string(),), Some(&kwargs))
+}
+
+/// `(path, message)` tuples as a Python list.
+fn error_list<'py>(py: Python<'py>, errors: Vec<(String, String)>) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, errors)
+}
+
+/// `flotta.errors.ManifestError` for a document that could not be read.
+pub fn manifest_error(
+    py: Python<'_>,
+    message: &str,
+    document: usize,
+    errors: Vec<(String, String)>,
+) -> PyErr {
+    let kwargs = PyDict::new(py);
+    if let Err(e) = kwargs.set_item("document", document) {
+        return e;
+    }
+    match error_list(py, errors) {
+        Ok(list) => raise(py, "ManifestError", (message, list), Some(&kwargs)),
+        Err(e) => e,
+    }
+}
+
+/// A Rust-side failure that is not the caller's fault.
+pub fn internal(message: impl Into<String>) -> PyErr {
+    PyRuntimeError::new_err(message.into())
+}
