@@ -26,12 +26,15 @@ function table(caption, headers, rows, empty) {
 }
 
 function countList(label, counts) {
+  const entries = Object.entries(counts);
   return h(
-    "dl",
-    { class: "counts", "aria-label": label },
-    Object.entries(counts).map(([name, count]) =>
-      h("div", { class: "count" }, h("dt", {}, name), h("dd", {}, String(count))),
-    ),
+    "div",
+    { class: "count-group" },
+    h("p", { class: "count-title" }, label),
+    entries.length
+      ? h("dl", { class: "counts", "aria-label": label },
+          entries.map(([name, count]) => h("div", { class: "count" }, h("dt", {}, name), h("dd", {}, String(count)))))
+      : h("p", { class: "empty" }, "None."),
   );
 }
 

@@ -327,7 +327,7 @@ test("creates a workload and sees its rollout progress update live", async () =>
     }).observe(document.getElementById("main"), { subtree: true, childList: true, characterData: true });
   });
 
-  await page.getByLabel("Name").fill("web");
+  await page.getByLabel("Name", { exact: true }).fill("web");
   await page.getByLabel("Container image").fill("quay.io/example/web:1.0");
   await page.getByLabel("Device labels").fill("app=web");
   await page.getByLabel("Rollout batches").fill("1");
@@ -347,7 +347,7 @@ test("creates a workload and sees its rollout progress update live", async () =>
   await shot("workloads");
 
   // A bad request shows the server's validation message.
-  await page.getByLabel("Name").fill("broken");
+  await page.getByLabel("Name", { exact: true }).fill("broken");
   await page.getByLabel("Container image").fill("img");
   await page.getByLabel("Rollout batches").fill("150%");
   await page.getByRole("button", { name: "Create workload" }).click();
@@ -360,6 +360,8 @@ test("creates a workload and sees its rollout progress update live", async () =>
 
 test("is usable from the keyboard", async () => {
   await page.goto(`${server.url}/ui/#/devices`);
+  // A fresh load, so focus starts at the top of the document.
+  await page.reload();
   await page.getByRole("heading", { name: "Devices", level: 1 }).waitFor();
   await page.keyboard.press("Tab");
   const skip = await page.evaluate(() => document.activeElement.textContent);
