@@ -12,8 +12,9 @@ cd "$ROOT"
 apt_install chromium
 command -v node >/dev/null || { echo "node not found: install Node.js 20 or newer" >&2; exit 1; }
 
-# The same dev-profile build as the cargo test step, so nothing recompiles there.
-cargo build -p flotta-server -p flotta-agent --all-features --quiet
+# The selection of the cargo test step (all features, tests included, so the same
+# feature set) plus the binaries: only flotta-agent's binary may still need linking.
+cargo build --workspace --all-features --bins --tests --quiet
 
 E2E="$ROOT/flotta-server/ui/e2e"
 (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)

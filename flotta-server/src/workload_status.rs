@@ -1,8 +1,9 @@
 //! Keeps `EdgeWorkload.status` up to date from what the target devices report.
 //!
 //! A background task follows the store's changes to devices and workloads and,
-//! coalescing bursts, recomputes the status of every workload of a changed namespace
-//! with [`flotta_core::reconcile::workload_status`]: devices per phase, conditions,
+//! coalescing bursts over [`COALESCE_WINDOW`], recomputes the status of every
+//! workload of a changed namespace with
+//! [`flotta_core::reconcile::workload_status`]: devices per phase, conditions,
 //! and the rollout's progress from [`decide_rollout`] (`status.currentBatch`, and
 //! `status.rolloutBatches`: size, assigned, succeeded, failed and required per batch).
 //! Every namespace is also recomputed each [`RECHECK_PERIOD`], since a device that
@@ -32,6 +33,10 @@ use crate::store::{ListOptions, ResourceKind, Store, StoreError, StoredObject, W
 /// How often every namespace's workloads are recomputed without a change, so that
 /// silent devices turn `Unknown`.
 pub const RECHECK_PERIOD: Duration = Duration::from_secs(30);
+
+/// How long changes are gathered before a recomputation, so that a burst (a fleet
+/// enrolling, a rollout reported device by device) costs one pass, not one per change.
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(500);
 
 /// Name of the status field holding the progress of each rollout batch.
 pub const ROLLOUT_BATCHES_FIELD: &str = "rolloutBatches";
@@ -210,6 +215,12 @@ pub async fn spawn(
                 _ = recheck.tick() => everything = true,
                 () = crate::app::stopping(&mut shutdown) => return,
             }
+            if !everything {
+                tokio::select! {
+                    () = tokio::time::sleep(COALESCE_WINDOW) => {}
+                    () = crate::app::stopping(&mut shutdown) => return,
+                }
+            }
             while !everything {
                 match stream.next().now_or_never() {
                     Some(Some(Ok(event))) => {
@@ -271,6 +282,59 @@ mod tests {
             },
         }))
         .expect("workload")
+    }
+
+    #[tokio::test]
+    async fn the_task_writes_status_when_devices_report() {
+        use crate::store::SqliteStore;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("db.sqlite")).expect("store"));
+        let (stop, stopped) = watch::channel(false);
+        let task = spawn(store.clone(), stopped).await.expect("spawn");
+        let workload_body = serde_json::to_value(workload()).expect("json");
+        store
+            .create(ResourceKind::EdgeWorkload, "default", "web", workload_body)
+            .await
+            .expect("workload");
+        let mut device_body =
+            serde_json::to_value(device("a", &[("app", "web")], None)).expect("json");
+        let device_status = device_body["status"].take();
+        store
+            .create(ResourceKind::EdgeDevice, "default", "a", device_body)
+            .await
+            .expect("device");
+        let mut reported = device_status.clone();
+        reported["workloads"] = json!([{"name": "web", "phase": "Running"}]);
+        store
+            .record_last_seen(&[crate::store::LastSeen {
+                namespace: "default".into(),
+                device: "a".into(),
+                seen_at: OffsetDateTime::now_utc(),
+            }])
+            .await
+            .expect("last seen");
+        store
+            .update_status(ResourceKind::EdgeDevice, "default", "a", None, reported)
+            .await
+            .expect("device status");
+        let mut running = None;
+        for _ in 0..100 {
+            let stored = store
+                .get(ResourceKind::EdgeWorkload, "default", "web")
+                .await
+                .expect("get")
+                .expect("workload exists");
+            if stored.body.pointer("/status/phaseCounts/running") == Some(&json!(1)) {
+                running = Some(stored.body["status"].clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = running.expect("the workload's status shows the running device");
+        assert_eq!(status[ROLLOUT_BATCHES_FIELD][0]["succeeded"], json!(1));
+        let _ = stop.send(true);
+        task.await.expect("task ends on shutdown");
     }
 
     #[test]

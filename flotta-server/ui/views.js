@@ -4,7 +4,7 @@
 
 import { ApiFailure, create, listPath, patch, request } from "./api.js";
 import {
-  ago, badge, connectivity, enrolmentState, fill, h, labelText, rolloutState, timeAgo,
+  badge, connectivity, enrolmentState, fill, h, labelText, rolloutState, timeAgo,
   workloadTarget,
 } from "./dom.js";
 import { keyOf } from "./store.js";
@@ -549,4 +549,3 @@ export function workloads(store) {
   return { title: "Workloads", element, update };
 }
 
-export { ago };
