@@ -148,11 +148,14 @@ export function devices(store) {
   const results = h("div", { id: "device-results" });
   let filter = { labelSelector: "", fieldSelector: "" };
   let filtered = null;
+  // A selector the server refused: the list stays empty until the filter changes.
+  let refused = false;
   let generation = 0;
   let timer = null;
 
   async function query() {
     const mine = ++generation;
+    refused = false;
     if (!filter.labelSelector && !filter.fieldSelector) {
       filtered = null;
       error.textContent = "";
@@ -166,8 +169,12 @@ export function devices(store) {
       error.textContent = "";
     } catch (failure) {
       if (mine !== generation) return;
-      filtered = [];
+      filtered = null;
+      refused = true;
       error.textContent = `The server refused the filter: ${failureText(failure)}`;
+      summary.textContent = "";
+      fill(results, h("p", { class: "empty" }, "Correct the filter to list devices."));
+      return;
     }
     render();
   }
@@ -208,7 +215,7 @@ export function devices(store) {
     const active = filtered !== null;
     summary.textContent = loading(store, "EdgeDevice")
       ? "Loading devices…"
-      : `${shown.length} ${shown.length === 1 ? "device" : "devices"}${active ? " match the filter" : ""}`;
+      : `${shown.length} ${shown.length === 1 ? "device" : "devices"}${active ? ` ${shown.length === 1 ? "matches" : "match"} the filter` : ""}`;
     fill(
       results,
       table(
@@ -221,6 +228,7 @@ export function devices(store) {
   }
 
   function update(reason) {
+    if (refused) return;
     if (filtered === null || reason !== "data") {
       render();
       return;

@@ -253,7 +253,7 @@ test("filters devices by label and field selector, and shows the server's error"
   await page.getByLabel("Label selector").fill("site=north");
   await page.getByRole("button", { name: "Apply filter" }).click();
   await until("dev-a alone", async () => (await rows.count()) === 1 && /dev-a/.test(await rows.first().textContent()));
-  assert.match(await textOf("#device-count"), /1 device match the filter/);
+  assert.match(await textOf("#device-count"), /^1 device matches the filter$/);
   await shot("devices-filtered");
 
   await page.getByLabel("Label selector").fill("");
@@ -266,6 +266,7 @@ test("filters devices by label and field selector, and shows the server's error"
   await page.getByRole("button", { name: "Apply filter" }).click();
   await until("the server's selector error", async () => /invalid labelSelector/.test(await textOf("#filter-error")));
   assert.equal(await page.getByRole("alert").filter({ hasText: "invalid labelSelector" }).count(), 1);
+  assert.equal(await rows.count(), 0, "no stale rows under a refused filter");
   await shot("devices-bad-selector");
 
   await page.getByRole("button", { name: "Clear" }).click();
