@@ -38,6 +38,7 @@ scripts/test-python.sh
 # Further suites (bindings, examples, simulator, browser) each come as a script that
 # calls record_counts; they run after the cargo build above and reuse it.
 step "quick start (docs/quickstart.md)"; scripts/test-quickstart.sh
+scripts/test-console.sh
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet

@@ -624,6 +624,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let api_tls = server_tls_config(&pki, "management API")?;
     let (edge_state, edge_router, edge_tls) = edge_service(store.clone(), &pki, &config).await?;
     let edge_background = edge_state.spawn_background().await?;
+    let workload_status = crate::workload_status::spawn(store.clone(), shutdown_watch.clone())
+        .await
+        .map_err(|source| StartError::Database {
+            database: config.database.to_string(),
+            source,
+        })?;
     let edge_router =
         edge_router.layer(middleware::from_fn(move |request: Request, next: Next| {
             let metrics = metrics.clone();
@@ -647,6 +653,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
                 tracing::error!(%error, "Edge API listener failed");
             }
         }),
+        workload_status,
     ];
 
     let pki_dir = config.pki_dir();

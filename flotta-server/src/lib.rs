@@ -7,3 +7,5 @@ pub mod edge;
 pub mod metrics;
 pub mod store;
 pub mod tokens;
+pub mod ui;
+pub mod workload_status;

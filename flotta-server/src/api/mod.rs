@@ -108,6 +108,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .with_state(state.clone())
         .merge(resources)
+        .merge(crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
