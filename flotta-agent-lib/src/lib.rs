@@ -3,6 +3,7 @@
 mod agent;
 mod error;
 pub mod hardware;
+mod offline;
 pub mod os;
 pub mod runtime;
 pub mod state;
@@ -12,8 +13,10 @@ pub use agent::{
 };
 pub use error::AgentError;
 pub use hardware::{HardwareProbe, ProcHardwareProbe};
+pub use offline::{DEFAULT_OFFLINE_QUEUE_CAPACITY, EVENTS_DROPPED_REASON};
 pub use os::{NoOsUpdater, OsError, OsHealth, OsUpdater};
 pub use runtime::{MemoryRuntime, RuntimeError, WorkloadRuntime, WorkloadState};
+pub use state::PersistedIdentity;
 pub use state::{FileStateStore, PersistedConfig, StateError, StateItem, StateStore};
 
 /// The enrolment phase reported in [`AgentStatus::phase`] and
