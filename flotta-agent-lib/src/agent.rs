@@ -49,6 +49,10 @@ pub struct AgentTiming {
     pub retry_initial: Duration,
     /// Largest delay after failures.
     pub retry_max: Duration,
+    /// How long one request may take (a long-poll: this plus its wait) before it
+    /// counts as failed, e.g. against a server that accepts connections but does
+    /// not answer.
+    pub request_timeout: Duration,
 }
 
 impl Default for AgentTiming {
@@ -58,6 +62,7 @@ impl Default for AgentTiming {
             config_wait: Duration::from_secs(60),
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            request_timeout: flotta_client::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -72,6 +77,12 @@ impl AgentTiming {
     /// These timers with another long-poll wait.
     pub fn with_config_wait(mut self, wait: Duration) -> Self {
         self.config_wait = wait;
+        self
+    }
+
+    /// These timers with another request timeout.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -477,6 +488,12 @@ impl AgentBuilder {
         let client = EdgeClient::builder(server.clone())
             .ca_pem(ca_pem.clone())
             .identity(registration.clone())
+            .timeout(self.timing.request_timeout)
+            .connect_timeout(
+                self.timing
+                    .request_timeout
+                    .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
+            )
             .retry_policy(RetryPolicy {
                 max_attempts: 1,
                 ..RetryPolicy::default()
@@ -869,6 +886,12 @@ impl Agent {
         EdgeClient::builder(self.server.clone())
             .ca_pem(self.ca_pem.clone())
             .identity(identity)
+            .timeout(self.timing.request_timeout)
+            .connect_timeout(
+                self.timing
+                    .request_timeout
+                    .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
+            )
             .retry_policy(RetryPolicy {
                 max_attempts: 1,
                 ..RetryPolicy::default()
@@ -1070,7 +1093,6 @@ impl Agent {
     /// certificate, and the new key and certificate committed in one atomic save.
     async fn renew(&self, held: &HeldIdentity) -> Result<Option<HeldIdentity>, AgentError> {
         let now = OffsetDateTime::now_utc();
-        let expired = now >= held.not_after;
         let mut machine = EnrolmentMachine::with_certificate(self.enrolment, &held.certificate_pem)
             .map_err(AgentError::Certificate)?;
         let next = machine.on_unauthorized(now);
@@ -1082,6 +1104,8 @@ impl Agent {
         else {
             return Ok(None);
         };
+        // Whether the server took an expired certificate (after an outage).
+        let expired = OffsetDateTime::now_utc() >= held.not_after;
         let committed = PersistedIdentity {
             key: new_key.to_pem(),
             certificate,
@@ -1118,6 +1142,8 @@ impl Agent {
             expired,
             not_after: renewed.not_after,
         });
+        // A heartbeat at once shows the server takes the new certificate.
+        self.shared.heartbeat_now.notify_one();
         Ok(Some(renewed))
     }
 

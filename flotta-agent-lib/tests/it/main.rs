@@ -2,4 +2,5 @@
 //! mutual TLS.
 
 mod harness;
+mod lifecycle;
 mod run;
