@@ -227,11 +227,16 @@ async fn a_certificate_that_expired_while_offline_is_re_registered() {
         Some(HeartbeatResult::Failed { .. })
     ));
     server.start_again(addrs).await;
+    let back = Instant::now();
     let seen = agent
         .wait_for("CertificateRenewed", |e| {
             matches!(e, AgentEvent::CertificateRenewed { .. })
         })
         .await;
+    println!(
+        "figure: re-registered {:?} after the server came back",
+        back.elapsed()
+    );
     assert!(
         matches!(
             seen.last(),
@@ -770,10 +775,15 @@ async fn a_full_state_disk_is_reported_and_leaves_the_state_intact() {
     assert!(temporaries.is_empty(), "{temporaries:?}");
 
     disk.free();
+    let freed = Instant::now();
     eventually("the workload after space came back", || async {
         runtime.workload("big")
     })
     .await;
+    println!(
+        "figure: applied {:?} after space came back",
+        freed.elapsed()
+    );
     eventually("the state error cleared", || async {
         agent.handle.status().state_error.is_none().then_some(())
     })
