@@ -15,7 +15,9 @@ pub use error::AgentError;
 pub use hardware::{HardwareProbe, ProcHardwareProbe};
 pub use offline::{DEFAULT_OFFLINE_QUEUE_CAPACITY, EVENTS_DROPPED_REASON};
 pub use os::{NoOsUpdater, OsError, OsHealth, OsUpdater};
-pub use runtime::{MemoryRuntime, RuntimeError, WorkloadRuntime, WorkloadState};
+pub use runtime::{
+    MemoryRuntime, ProcessOptions, ProcessRuntime, RuntimeError, WorkloadRuntime, WorkloadState,
+};
 pub use state::PersistedIdentity;
 pub use state::{FileStateStore, PersistedConfig, StateError, StateItem, StateStore};
 

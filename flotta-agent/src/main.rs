@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use flotta_agent_lib::runtime::{ProcessOptions, ProcessRuntime};
 use flotta_agent_lib::{Agent, AgentTiming, MemoryRuntime, WorkloadRuntime};
 
 use crate::config::{AgentFile, RuntimeKind, read};
@@ -42,11 +43,43 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn build(cli: &Cli) -> Result<Agent, Box<dyn std::error::Error>> {
+/// The workload runtime the configuration asks for; the process runtime is also
+/// returned on its own so that shutdown can stop its processes.
+async fn runtime(
+    file: &AgentFile,
+) -> Result<(Arc<dyn WorkloadRuntime>, Option<Arc<ProcessRuntime>>), Box<dyn std::error::Error>> {
+    Ok(match file.runtime {
+        RuntimeKind::Memory => (Arc::new(MemoryRuntime::new()), None),
+        RuntimeKind::Process => {
+            let section = file.process.clone().unwrap_or_default();
+            let mut options = ProcessOptions::new(
+                section
+                    .log_dir
+                    .unwrap_or_else(|| file.state_dir.join("workloads")),
+            );
+            if let Some(seconds) = section.initial_backoff_seconds {
+                options.initial_backoff = Duration::from_secs(seconds);
+            }
+            if let Some(seconds) = section.max_backoff_seconds {
+                options.max_backoff = Duration::from_secs(seconds);
+            }
+            if let Some(seconds) = section.stop_grace_seconds {
+                options.stop_grace = Duration::from_secs(seconds);
+            }
+            let process = Arc::new(ProcessRuntime::open(options).await?);
+            (process.clone(), Some(process))
+        }
+        RuntimeKind::Podman => {
+            return Err("runtime \"podman\" is not available in this build".into());
+        }
+    })
+}
+
+async fn build(
+    cli: &Cli,
+) -> Result<(Agent, Option<Arc<ProcessRuntime>>), Box<dyn std::error::Error>> {
     let file = AgentFile::load(&cli.config)?;
-    let runtime: Arc<dyn WorkloadRuntime> = match file.runtime {
-        RuntimeKind::Memory => Arc::new(MemoryRuntime::new()),
-    };
+    let (runtime, process) = runtime(&file).await?;
     let mut timing = AgentTiming::default();
     if let Some(seconds) = file.heartbeat_period_seconds.filter(|s| *s > 0) {
         timing = timing.with_heartbeat_period(Duration::from_secs(seconds));
@@ -66,10 +99,42 @@ fn build(cli: &Cli) -> Result<Agent, Box<dyn std::error::Error>> {
     for (key, value) in &file.labels {
         builder = builder.label(key.clone(), value.clone());
     }
-    Ok(builder.build()?)
+    Ok((builder.build()?, process))
 }
 
-#[tokio::main]
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            None
+        }
+    };
+    let term = async {
+        match terminate.as_mut() {
+            Some(stream) => {
+                stream.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            if let Err(error) = result {
+                tracing::error!(%error, "cannot listen for Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+// One thread: the agent waits on timers and sockets almost all the time, and each
+// worker thread would cost stack and wake-ups for nothing.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -78,22 +143,21 @@ async fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let agent = match build(&cli) {
-        Ok(agent) => agent,
+    let (agent, process) = match build(&cli).await {
+        Ok(built) => built,
         Err(error) => {
             eprintln!("flotta-agent: {}", error_chain(error.as_ref()));
             return ExitCode::from(2);
         }
     };
     tracing::info!(device = agent.device_id(), "flotta-agent starting");
-    let shutdown = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-        tracing::info!("shutting down");
-    };
-    match agent.run(shutdown).await {
+    let result = agent.run(shutdown_signal()).await;
+    // Workload processes are the agent's children: they stop with it (a restarted
+    // agent starts them again from its persisted configuration).
+    if let Some(process) = process {
+        process.shutdown().await;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("flotta-agent: {}", error_chain(&error));

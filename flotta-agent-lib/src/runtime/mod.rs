@@ -1,5 +1,9 @@
-//! Where workloads run: the [`WorkloadRuntime`] trait and the in-memory
-//! [`MemoryRuntime`].
+//! Where workloads run: the [`WorkloadRuntime`] trait, the in-memory
+//! [`MemoryRuntime`] and host processes ([`ProcessRuntime`]).
+
+pub mod process;
+
+pub use process::{ProcessOptions, ProcessRuntime};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
@@ -33,6 +37,16 @@ pub enum RuntimeError {
         name: String,
         /// What went wrong.
         reason: String,
+    },
+    /// The runtime cannot be used at all (its directory cannot be created, its
+    /// container engine is missing).
+    #[error("the runtime is unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong.
+        reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The runtime could not list its workloads.
     #[error("the runtime could not list its workloads: {reason}")]
