@@ -36,6 +36,7 @@ rm -f "$TEST_LOG"
 # Further suites (bindings, examples, simulator, browser) each come as a script that
 # calls record_counts; they run after the cargo build above and reuse it.
 step "quick start (docs/quickstart.md)"; scripts/test-quickstart.sh
+step "examples/custom-agent against a real server"; scripts/test-custom-agent.sh
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
