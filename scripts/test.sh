@@ -39,6 +39,7 @@ scripts/test-python.sh
 # calls record_counts; they run after the cargo build above and reuse it.
 step "quick start (docs/quickstart.md)"; scripts/test-quickstart.sh
 scripts/test-console.sh
+step "examples/custom-agent against a real server"; scripts/test-custom-agent.sh
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet

@@ -1,9 +1,10 @@
 //! The agent itself: [`AgentBuilder`] → [`Agent`], [`Agent::run`], and the
 //! [`AgentHandle`] that observes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -11,31 +12,30 @@ use flotta_client::{
     ConfigPoll, EdgeClient, EnrolmentOutcome, Identity, RegistrationOutcome, RetryPolicy,
 };
 use flotta_core::enrolment::{
-    AgentConfig, AgentPhase, AgentResponse, Backoff, Credential, Directive, EnrolmentMachine,
-    NextAction,
+    AgentConfig, AgentPhase, AgentResponse, Backoff, Credential, Directive, EnrolmentError,
+    EnrolmentMachine, NextAction,
 };
-use flotta_core::pki::DeviceKey;
+use flotta_core::pki::{DeviceKey, PeerCertificate};
 use flotta_core::reconcile::{
-    Action, ObservedState, ObservedWorkload, RenderedConfig, WorkloadPhase, plan, rollback_plan,
+    Action, ObservedOs, ObservedState, ObservedWorkload, RenderedConfig, WorkloadPhase, plan,
+    rollback_plan,
 };
 use flotta_core::wire::{
     DeviceConfigurationMessage, EnrolmentInfo, EnrolmentInfoFeatures, EventInfo, Heartbeat,
-    RegistrationInfo, UpgradeStatus, WorkloadStatus,
+    Message, RegistrationInfo, UpgradeStatus, WorkloadStatus,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Notify, broadcast};
 
 use crate::error::AgentError;
 use crate::hardware::{HardwareProbe, ProcHardwareProbe};
-use crate::os::{NoOsUpdater, OsUpdater};
+use crate::offline::{DEFAULT_OFFLINE_QUEUE_CAPACITY, OfflineQueue};
+use crate::os::{NoOsUpdater, OsHealth, OsUpdater};
 use crate::runtime::WorkloadRuntime;
 use crate::state::{
-    FileStateStore, PersistedConfig, StateItem, StateStore, load_config, load_text,
+    FileStateStore, PersistedConfig, PersistedIdentity, StateError, StateItem, StateStore,
+    load_config, load_text,
 };
-
-/// Most events kept for the next heartbeat while the server is unreachable; older
-/// ones are dropped first.
-const MAX_PENDING_EVENTS: usize = 100;
 
 /// Timers of the run loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,10 @@ pub struct AgentTiming {
     pub retry_initial: Duration,
     /// Largest delay after failures.
     pub retry_max: Duration,
+    /// How long one request may take (a long-poll: this plus its wait) before it
+    /// counts as failed, e.g. against a server that accepts connections but does
+    /// not answer.
+    pub request_timeout: Duration,
 }
 
 impl Default for AgentTiming {
@@ -58,6 +62,7 @@ impl Default for AgentTiming {
             config_wait: Duration::from_secs(60),
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            request_timeout: flotta_client::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -72,6 +77,12 @@ impl AgentTiming {
     /// These timers with another long-poll wait.
     pub fn with_config_wait(mut self, wait: Duration) -> Self {
         self.config_wait = wait;
+        self
+    }
+
+    /// These timers with another request timeout.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -115,6 +126,20 @@ pub struct AgentStatus {
     pub failed_version: Option<String>,
     /// The last heartbeat's outcome.
     pub last_heartbeat: Option<HeartbeatResult>,
+    /// Events waiting for the next delivered heartbeat.
+    pub queued_events: usize,
+    /// Events dropped (oldest first) because the queue was full, since the start.
+    pub dropped_events: u64,
+    /// When the device certificate in use expires.
+    pub certificate_expires: Option<OffsetDateTime>,
+    /// When the agent renews it (two thirds of its lifetime by default).
+    pub certificate_renew_at: Option<OffsetDateTime>,
+    /// The last failure to persist state, if the last attempt failed (a full disk,
+    /// for instance); the agent keeps what it had and tries again.
+    pub state_error: Option<String>,
+    /// The server disconnected the device (it was deleted): workloads and state are
+    /// removed and [`Agent::run`] returned.
+    pub disconnected: bool,
 }
 
 /// Something the agent did, broadcast to [`AgentHandle::subscribe`]rs.
@@ -155,13 +180,45 @@ pub enum AgentEvent {
         /// Why.
         reason: String,
     },
+    /// The first heartbeat after an outage delivered what was queued meanwhile.
+    QueueDelivered {
+        /// Events delivered.
+        events: usize,
+        /// Events dropped (oldest first) because the queue was full; the heartbeat
+        /// also carried an `EventsDropped` event with this count.
+        dropped: u64,
+    },
+    /// The device certificate was renewed with the device certificate itself (not a
+    /// new enrolment); the new key and certificate are persisted.
+    CertificateRenewed {
+        /// Whether the old certificate had expired (re-registration after an
+        /// outage longer than its lifetime).
+        expired: bool,
+        /// When the new certificate expires.
+        not_after: OffsetDateTime,
+    },
+    /// State could not be persisted; the agent kept what it had and retries.
+    StateWriteFailed {
+        /// The item.
+        item: StateItem,
+        /// Why, with the operating system's error (e.g. no space left on device).
+        reason: String,
+    },
+    /// The server disconnected the device (it was deleted): its workloads and the
+    /// agent's state were removed and the agent stopped.
+    Disconnected {
+        /// Workloads removed.
+        removed_workloads: Vec<String>,
+        /// Whether every workload and state item could be removed.
+        complete: bool,
+    },
 }
 
 struct Shared {
     status: Mutex<AgentStatus>,
     events: broadcast::Sender<AgentEvent>,
     /// Events for the next heartbeat.
-    pending: Mutex<Vec<EventInfo>>,
+    pending: Mutex<OfflineQueue>,
     heartbeat_period: Mutex<Duration>,
     /// Whether heartbeats carry the hardware inventory.
     heartbeat_hardware: Mutex<bool>,
@@ -169,6 +226,14 @@ struct Shared {
     heartbeat_now: Notify,
     /// The configuration version named in the next poll.
     poll_version: Mutex<Option<String>>,
+    /// A call was refused with 401: renew the certificate.
+    renewal_requested: AtomicBool,
+    /// Wakes the renewal loop.
+    renew_now: Notify,
+    /// Wakes the control loop (a call was answered 401 or 404: maybe deleted).
+    control_check: Notify,
+    /// Outcome and time (RFC 3339) of the last OS upgrade, for heartbeats.
+    last_upgrade: Mutex<Option<(bool, String)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -185,15 +250,47 @@ impl Shared {
 
     fn report(&self, reason: &str, message: String, warning: bool) {
         let mut pending = lock(&self.pending);
-        if pending.len() >= MAX_PENDING_EVENTS {
-            pending.remove(0);
-        }
         pending.push(EventInfo {
             reason: Some(reason.to_owned()),
             message: Some(message),
             type_: Some(if warning { "warn" } else { "info" }.to_owned()),
             ..Default::default()
         });
+        self.count_queue(&pending);
+    }
+
+    fn count_queue(&self, queue: &OfflineQueue) {
+        let (queued, dropped) = (queue.len(), queue.dropped_total());
+        self.update(|s| {
+            s.queued_events = queued;
+            s.dropped_events = dropped;
+        });
+    }
+
+    /// A call was answered `status`: 401 asks for a renewal, and both 401 and 404
+    /// ask whether the server disconnected the device.
+    fn refused(&self, status: Option<u16>) {
+        match status {
+            Some(401) => {
+                self.renewal_requested.store(true, Ordering::SeqCst);
+                self.renew_now.notify_one();
+                self.control_check.notify_one();
+            }
+            Some(404) => self.control_check.notify_one(),
+            _ => {}
+        }
+    }
+
+    fn state_write_failed(&self, item: StateItem, error: &StateError) {
+        let reason = error_chain(error);
+        tracing::error!(%item, %reason, "could not persist agent state");
+        self.report(
+            "StateWriteFailed",
+            format!("could not persist {item}: {reason}"),
+            true,
+        );
+        self.update(|s| s.state_error = Some(format!("{item}: {reason}")));
+        self.emit(AgentEvent::StateWriteFailed { item, reason });
     }
 
     fn update(&self, change: impl FnOnce(&mut AgentStatus)) {
@@ -226,6 +323,14 @@ impl AgentHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
         self.shared.events.subscribe()
     }
+
+    /// Queues an event for the server (sent with the next heartbeat, kept in the
+    /// bounded offline queue while the server is unreachable): for runtimes and
+    /// firmware that have something to tell the fleet operator. `warning` marks it
+    /// as type `warn` rather than `info`.
+    pub fn report_event(&self, reason: &str, message: impl Into<String>, warning: bool) {
+        self.shared.report(reason, message.into(), warning);
+    }
 }
 
 /// Builds an [`Agent`]; see [`Agent::builder`].
@@ -242,6 +347,7 @@ pub struct AgentBuilder {
     hardware: Arc<dyn HardwareProbe>,
     timing: AgentTiming,
     enrolment: AgentConfig,
+    offline_queue_capacity: usize,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -339,6 +445,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Most events kept while the server is unreachable (default 100, at least 1);
+    /// when full, the oldest are dropped and counted.
+    pub fn offline_queue_capacity(mut self, capacity: usize) -> Self {
+        self.offline_queue_capacity = capacity;
+        self
+    }
+
     /// Checks the settings and builds the agent.
     pub fn build(self) -> Result<Agent, AgentError> {
         let missing = |field: &'static str| AgentError::InvalidSetting {
@@ -372,9 +485,15 @@ impl AgentBuilder {
                 what: "registration identity",
                 source,
             })?;
-        let client = EdgeClient::builder(server)
-            .ca_pem(ca_pem)
+        let client = EdgeClient::builder(server.clone())
+            .ca_pem(ca_pem.clone())
             .identity(registration.clone())
+            .timeout(self.timing.request_timeout)
+            .connect_timeout(
+                self.timing
+                    .request_timeout
+                    .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
+            )
             .retry_policy(RetryPolicy {
                 max_attempts: 1,
                 ..RetryPolicy::default()
@@ -389,8 +508,11 @@ impl AgentBuilder {
             device_id,
             namespace: self.namespace,
             labels: self.labels,
+            server,
+            ca_pem,
             registration,
             client,
+            apply_lock: tokio::sync::Mutex::new(()),
             state,
             runtime,
             os_updater: self.os_updater,
@@ -400,11 +522,15 @@ impl AgentBuilder {
             shared: Arc::new(Shared {
                 status: Mutex::new(AgentStatus::default()),
                 events,
-                pending: Mutex::new(Vec::new()),
+                pending: Mutex::new(OfflineQueue::new(self.offline_queue_capacity)),
                 heartbeat_period: Mutex::new(self.timing.heartbeat_period),
                 heartbeat_hardware: Mutex::new(false),
                 heartbeat_now: Notify::new(),
                 poll_version: Mutex::new(None),
+                renewal_requested: AtomicBool::new(false),
+                renew_now: Notify::new(),
+                control_check: Notify::new(),
+                last_upgrade: Mutex::new(None),
             }),
         })
     }
@@ -438,8 +564,14 @@ pub struct Agent {
     device_id: String,
     namespace: String,
     labels: BTreeMap<String, String>,
+    server: String,
+    ca_pem: String,
     registration: Identity,
+    /// The client of the run loops; it carries the device certificate once there
+    /// is one.
     client: EdgeClient,
+    /// Held while a configuration is applied, and by the disconnect clean-up.
+    apply_lock: tokio::sync::Mutex<()>,
     state: Arc<dyn StateStore>,
     runtime: Arc<dyn WorkloadRuntime>,
     os_updater: Arc<dyn OsUpdater>,
@@ -457,6 +589,84 @@ impl std::fmt::Debug for Agent {
             .field("server", &self.client.server())
             .finish_non_exhaustive()
     }
+}
+
+/// The device key and certificate the agent uses.
+struct HeldIdentity {
+    key_pem: String,
+    certificate_pem: String,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    /// When this agent got the certificate; `None` for one read from state.
+    received_at: Option<OffsetDateTime>,
+}
+
+impl HeldIdentity {
+    fn new(
+        key_pem: String,
+        certificate_pem: String,
+        received_at: Option<OffsetDateTime>,
+    ) -> Result<Self, AgentError> {
+        let facts =
+            PeerCertificate::parse(certificate_pem.as_bytes()).map_err(AgentError::Certificate)?;
+        Ok(Self {
+            key_pem,
+            certificate_pem,
+            not_before: facts.not_before,
+            not_after: facts.not_after,
+            received_at,
+        })
+    }
+
+    fn identity(&self) -> Result<Identity, AgentError> {
+        Identity::from_pem(&self.certificate_pem, &self.key_pem).map_err(|source| {
+            AgentError::Client {
+                what: "device identity",
+                source,
+            }
+        })
+    }
+
+    /// When to renew, by the configured policy (two thirds by default) of the
+    /// lifetime counted from when the agent got the certificate: the server
+    /// back-dates NotBefore for clock skew, which would make a short-lived
+    /// certificate due at once.
+    fn renew_at(&self, config: &AgentConfig) -> OffsetDateTime {
+        let start = self.received_at.map_or(self.not_before, |at| {
+            at.clamp(self.not_before, self.not_after)
+        });
+        config.renewal.renew_at(start, self.not_after)
+    }
+}
+
+fn generate_key() -> Result<DeviceKey, AgentError> {
+    DeviceKey::generate().map_err(|source| AgentError::Key {
+        what: "generating the key failed",
+        source,
+    })
+}
+
+/// Whether a control message is the `disconnect` command.
+fn is_disconnect(message: &Message) -> bool {
+    message.directive.as_deref() == Some("disconnect")
+        || message
+            .content
+            .as_ref()
+            .and_then(|c| c.get("command"))
+            .and_then(serde_json::Value::as_str)
+            == Some("disconnect")
+}
+
+/// An error and its causes, `: `-separated, for events and status.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn random() -> u32 {
@@ -488,6 +698,7 @@ impl Agent {
             hardware: Arc::new(ProcHardwareProbe::default()),
             timing: AgentTiming::default(),
             enrolment: AgentConfig::default(),
+            offline_queue_capacity: DEFAULT_OFFLINE_QUEUE_CAPACITY,
         }
     }
 
@@ -505,16 +716,25 @@ impl Agent {
 
     /// Runs until `shutdown` completes: converges the persisted configuration, enrols
     /// (or resumes with the persisted certificate), then long-polls the configuration,
-    /// applies it and sends heartbeats.
+    /// applies it, sends heartbeats, renews the certificate and watches for a
+    /// `disconnect` command.
     ///
-    /// Returns `Ok(())` on shutdown; an error only when persisted state is unusable or
-    /// cannot be written (a server that is down or refuses is retried, never fatal).
+    /// Returns `Ok(())` on shutdown, and after a `disconnect` from the server (the
+    /// device was deleted: its workloads and state are removed,
+    /// [`AgentStatus::disconnected`] is set and [`AgentEvent::Disconnected`] sent).
+    /// An error only when persisted state is unusable, a key cannot be generated, or
+    /// the first key or certificate cannot be persisted (a server that is down or
+    /// refuses is retried, never fatal).
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
         let work = async {
             self.converge_persisted().await?;
-            self.enrol().await?;
-            tokio::join!(self.config_loop(), self.heartbeat_loop());
-            Ok(())
+            let held = self.establish_identity().await?;
+            tokio::select! {
+                result = self.identity_loop(held) => result,
+                result = self.control_loop() => result,
+                () = self.config_loop() => Ok(()),
+                () = self.heartbeat_loop() => Ok(()),
+            }
         };
         tokio::select! {
             () = shutdown => Ok(()),
@@ -525,6 +745,7 @@ impl Agent {
     /// Brings the runtime back to the persisted current configuration (after a
     /// restart or power loss), before the server is reachable.
     async fn converge_persisted(&self) -> Result<(), AgentError> {
+        let _applying = self.apply_lock.lock().await;
         let failed = load_text(self.state.as_ref(), StateItem::FailedVersion).await?;
         let Some(current) = load_config(self.state.as_ref(), StateItem::CurrentConfig).await?
         else {
@@ -543,7 +764,7 @@ impl Agent {
                 .and_then(|c| c.heartbeat.as_ref()),
         );
         let config = RenderedConfig::from_message(current.message.clone());
-        match self.observe(&config).await {
+        match self.observe(&config, &config).await {
             Ok(observed) => {
                 let actions = plan(&config, &config, &observed);
                 if let Err(reason) = self.execute(&actions).await {
@@ -579,56 +800,156 @@ impl Agent {
                 source,
             });
         }
-        let key = DeviceKey::generate().map_err(|source| AgentError::Key {
-            what: "generating the key failed",
-            source,
-        })?;
+        let key = generate_key()?;
         self.state
             .save(StateItem::DeviceKey, key.to_pem().as_bytes())
             .await?;
         Ok(key)
     }
 
-    /// Drives the enrolment state machine until the device holds a certificate,
-    /// then switches the client to it.
-    async fn enrol(&self) -> Result<(), AgentError> {
-        let key = self.device_key().await?;
-        let persisted = load_text(self.state.as_ref(), StateItem::DeviceCertificate).await?;
-        let mut machine = match &persisted {
-            Some(pem) => EnrolmentMachine::with_certificate(self.enrolment, pem)
-                .map_err(AgentError::Certificate)?,
-            None => EnrolmentMachine::new(self.enrolment),
+    /// Finishes a renewal that was committed (its key and certificate saved together)
+    /// but not yet copied to the key and certificate items when the agent stopped.
+    async fn finish_renewal(&self) -> Result<(), AgentError> {
+        let Some(bytes) = self.state.load(StateItem::RenewedIdentity).await? else {
+            return Ok(());
         };
-        let mut next = machine.start(OffsetDateTime::now_utc());
-        let certificate = loop {
+        let renewed = PersistedIdentity::decode(StateItem::RenewedIdentity, &bytes)?;
+        self.install_identity(&renewed).await?;
+        tracing::info!("completed a renewal interrupted by a restart");
+        Ok(())
+    }
+
+    /// Copies a committed key and certificate to their items, then drops the commit.
+    async fn install_identity(&self, identity: &PersistedIdentity) -> Result<(), StateError> {
+        self.state
+            .save(StateItem::DeviceKey, identity.key.as_bytes())
+            .await?;
+        self.state
+            .save(
+                StateItem::DeviceCertificate,
+                identity.certificate.as_bytes(),
+            )
+            .await?;
+        self.state.remove(StateItem::RenewedIdentity).await
+    }
+
+    /// The device identity: the persisted one (renewed later by the identity loop
+    /// if due), or a new one from enrolment and registration.
+    async fn establish_identity(&self) -> Result<HeldIdentity, AgentError> {
+        self.finish_renewal().await?;
+        let key = self.device_key().await?;
+        if let Some(pem) = load_text(self.state.as_ref(), StateItem::DeviceCertificate).await? {
+            let held = HeldIdentity::new(key.to_pem(), pem, None)?;
+            self.use_identity(&held)?;
+            self.set_phase(AgentPhase::Running);
+            self.shared.emit(AgentEvent::Resumed);
+            return Ok(held);
+        }
+        let mut machine = EnrolmentMachine::new(self.enrolment);
+        let next = machine.start(OffsetDateTime::now_utc());
+        let Some(certificate) = self.obtain_certificate(machine, next, None, &key).await? else {
+            return Err(AgentError::InvalidSetting {
+                field: "device_id",
+                reason: "the server disconnected a device that was never registered".into(),
+            });
+        };
+        self.state
+            .save(StateItem::DeviceCertificate, certificate.as_bytes())
+            .await?;
+        let held = HeldIdentity::new(key.to_pem(), certificate, Some(OffsetDateTime::now_utc()))?;
+        self.use_identity(&held)?;
+        self.set_phase(AgentPhase::Running);
+        tracing::info!(device = %self.device_id, "registered");
+        self.shared.emit(AgentEvent::Registered);
+        Ok(held)
+    }
+
+    /// Switches the run loops' client to `held`.
+    fn use_identity(&self, held: &HeldIdentity) -> Result<(), AgentError> {
+        self.client
+            .set_identity(held.identity()?)
+            .map_err(|source| AgentError::Client {
+                what: "identity swap",
+                source,
+            })?;
+        let renew_at = held.renew_at(&self.enrolment);
+        self.shared.update(|s| {
+            s.certificate_expires = Some(held.not_after);
+            s.certificate_renew_at = Some(renew_at);
+        });
+        Ok(())
+    }
+
+    /// A client presenting `identity`, for enrolment and renewal requests (the run
+    /// loops keep theirs meanwhile).
+    fn enrolment_client(&self, identity: Identity) -> Result<EdgeClient, AgentError> {
+        EdgeClient::builder(self.server.clone())
+            .ca_pem(self.ca_pem.clone())
+            .identity(identity)
+            .timeout(self.timing.request_timeout)
+            .connect_timeout(
+                self.timing
+                    .request_timeout
+                    .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
+            )
+            .retry_policy(RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            })
+            .build()
+            .map_err(|source| AgentError::Client {
+                what: "enrolment client",
+                source,
+            })
+    }
+
+    /// Drives the enrolment state machine from `next` until the server issues a
+    /// certificate for `csr_key` other than `current`'s; returns it (PEM), or `None`
+    /// when the server refused `current` because the device was deleted.
+    async fn obtain_certificate(
+        &self,
+        mut machine: EnrolmentMachine,
+        mut next: NextAction,
+        current: Option<&HeldIdentity>,
+        csr_key: &DeviceKey,
+    ) -> Result<Option<String>, AgentError> {
+        let current_pem = current.map(|c| c.certificate_pem.as_str());
+        let is_new = |pem: Option<&str>| pem.is_some() && pem != current_pem;
+        let mut registration_client = None;
+        let mut device_client = None;
+        loop {
             self.set_phase(machine.phase());
             let (request, at) = match next {
-                NextAction::Run { .. } => match machine.certificate_pem() {
-                    Some(pem) => break pem.to_owned(),
-                    None => {
-                        next = machine.tick(OffsetDateTime::now_utc());
-                        continue;
+                NextAction::Run { .. } => {
+                    if let Some(pem) = machine.certificate_pem().filter(|p| is_new(Some(p))) {
+                        return Ok(Some(pem.to_owned()));
                     }
-                },
+                    // Holding the old certificate only: ask again.
+                    next = machine.on_unauthorized(OffsetDateTime::now_utc());
+                    continue;
+                }
                 NextAction::Send { request, at } => (request, at),
             };
             tokio::time::sleep(to_std(at - OffsetDateTime::now_utc())).await;
-            let identity = match (request.credential, machine.certificate_pem()) {
-                (Credential::DeviceCertificate, Some(pem)) => {
-                    Identity::from_pem(pem, &key.to_pem()).map_err(|source| AgentError::Client {
-                        what: "device identity",
-                        source,
-                    })?
+            let client = match (request.credential, current) {
+                (Credential::DeviceCertificate, Some(held)) => {
+                    if device_client.is_none() {
+                        device_client = Some(self.enrolment_client(held.identity()?)?);
+                    }
+                    &device_client
                 }
-                _ => self.registration.clone(),
+                _ => {
+                    if registration_client.is_none() {
+                        registration_client =
+                            Some(self.enrolment_client(self.registration.clone())?);
+                    }
+                    &registration_client
+                }
             };
-            self.client
-                .set_identity(identity)
-                .map_err(|source| AgentError::Client {
-                    what: "identity swap",
-                    source,
-                })?;
-            let answer = self.send_enrolment(request.directive, &key).await?;
+            let Some(client) = client else { continue };
+            let answer = self
+                .send_enrolment(client, request.directive, csr_key)
+                .await?;
             let now = OffsetDateTime::now_utc();
             next = match &answer {
                 Some((status, body)) => machine.on_response(
@@ -641,38 +962,33 @@ impl Agent {
                 ),
                 None => machine.on_unreachable(now, random()),
             };
+            // A short-lived certificate may already be due for renewal by the
+            // machine's reckoning (NotBefore is back-dated for clock skew); the agent
+            // schedules renewal itself from when it got the certificate.
+            if let Some(pem) = machine.certificate_pem().filter(|p| is_new(Some(p))) {
+                return Ok(Some(pem.to_owned()));
+            }
+            if let (Some(EnrolmentError::DeviceCertificateRefused { .. }), Some(client)) =
+                (machine.last_error(), &device_client)
+            {
+                // Revoked: a deleted device must not enrol again as a new one.
+                if let Ok(Some(command)) = client.control_in(&self.device_id).await
+                    && is_disconnect(&command)
+                {
+                    return Ok(None);
+                }
+            }
             if let Some(error) = machine.last_error() {
                 tracing::info!(%error, attempt = machine.attempt(), "enrolment not done yet");
             }
-        };
-        self.set_phase(machine.phase());
-        if persisted.as_deref() == Some(certificate.as_str()) {
-            self.shared.emit(AgentEvent::Resumed);
-        } else {
-            self.state
-                .save(StateItem::DeviceCertificate, certificate.as_bytes())
-                .await?;
-            tracing::info!(device = %self.device_id, "registered");
-            self.shared.emit(AgentEvent::Registered);
         }
-        let identity = Identity::from_pem(&certificate, &key.to_pem()).map_err(|source| {
-            AgentError::Client {
-                what: "device identity",
-                source,
-            }
-        })?;
-        self.client
-            .set_identity(identity)
-            .map_err(|source| AgentError::Client {
-                what: "identity swap",
-                source,
-            })
     }
 
-    /// Sends one enrolment or registration; the status and body, or `None` when the
-    /// server could not be reached.
+    /// Sends one enrolment or registration with `client`; the status and body, or
+    /// `None` when the server could not be reached.
     async fn send_enrolment(
         &self,
+        client: &EdgeClient,
         directive: Directive,
         key: &DeviceKey,
     ) -> Result<Option<(u16, Vec<u8>)>, AgentError> {
@@ -687,7 +1003,7 @@ impl Agent {
                 certificate_request: Some(csr.pem()),
                 ..Default::default()
             };
-            self.client
+            client
                 .register(&self.device_id, &info)
                 .await
                 .map(|outcome| match outcome {
@@ -712,7 +1028,7 @@ impl Agent {
                 info.extra
                     .insert("labels".into(), serde_json::json!(self.labels));
             }
-            self.client
+            client
                 .enrol(&self.device_id, &info)
                 .await
                 .map(|outcome| match outcome {
@@ -730,6 +1046,196 @@ impl Agent {
                 }
             },
         })
+    }
+
+    /// Renews the certificate when due (or when a call was refused with 401), for
+    /// as long as the agent runs.
+    async fn identity_loop(&self, mut held: HeldIdentity) -> Result<(), AgentError> {
+        let mut failures = 0u32;
+        loop {
+            if failures == 0 {
+                let due = held.renew_at(&self.enrolment);
+                let wait = to_std(due - OffsetDateTime::now_utc());
+                let timer = async {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                };
+                tokio::select! {
+                    () = timer => {}
+                    () = self.shared.renew_now.notified() => {
+                        if !self.shared.renewal_requested.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        tracing::info!("a call was refused with 401; renewing the certificate");
+                    }
+                }
+            } else {
+                tokio::time::sleep(self.retry_delay(failures)).await;
+            }
+            match self.renew(&held).await {
+                Ok(Some(renewed)) => {
+                    held = renewed;
+                    failures = 0;
+                }
+                Ok(None) => return self.disconnect().await,
+                Err(AgentError::State(error)) => {
+                    failures = failures.saturating_add(1);
+                    self.shared
+                        .state_write_failed(StateItem::RenewedIdentity, &error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// One renewal: a new key, a CSR sent with the current (possibly expired)
+    /// certificate, and the new key and certificate committed in one atomic save.
+    async fn renew(&self, held: &HeldIdentity) -> Result<Option<HeldIdentity>, AgentError> {
+        let now = OffsetDateTime::now_utc();
+        let mut machine = EnrolmentMachine::with_certificate(self.enrolment, &held.certificate_pem)
+            .map_err(AgentError::Certificate)?;
+        let next = machine.on_unauthorized(now);
+        let new_key = generate_key()?;
+        self.shared.renewal_requested.store(false, Ordering::SeqCst);
+        let Some(certificate) = self
+            .obtain_certificate(machine, next, Some(held), &new_key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // Whether the server took an expired certificate (after an outage).
+        let expired = OffsetDateTime::now_utc() >= held.not_after;
+        let committed = PersistedIdentity {
+            key: new_key.to_pem(),
+            certificate,
+        };
+        self.state
+            .save(StateItem::RenewedIdentity, &committed.encode())
+            .await?;
+        // Committed: from here a restart installs the new identity.
+        let renewed = HeldIdentity::new(
+            committed.key.clone(),
+            committed.certificate.clone(),
+            Some(OffsetDateTime::now_utc()),
+        )?;
+        self.use_identity(&renewed)?;
+        self.shared.renewal_requested.store(false, Ordering::SeqCst);
+        self.set_phase(AgentPhase::Running);
+        if let Err(error) = self.install_identity(&committed).await {
+            // The commit stays and is installed at the next start.
+            self.shared
+                .state_write_failed(StateItem::DeviceCertificate, &error);
+        }
+        self.shared.update(|s| s.state_error = None);
+        tracing::info!(expired, not_after = %renewed.not_after, "certificate renewed");
+        self.shared.report(
+            if expired {
+                "CertificateReRegistered"
+            } else {
+                "CertificateRenewed"
+            },
+            format!("new certificate valid until {}", renewed.not_after),
+            false,
+        );
+        self.shared.emit(AgentEvent::CertificateRenewed {
+            expired,
+            not_after: renewed.not_after,
+        });
+        // A heartbeat at once shows the server takes the new certificate.
+        self.shared.heartbeat_now.notify_one();
+        Ok(Some(renewed))
+    }
+
+    /// Reads control commands every heartbeat period and whenever a call was
+    /// refused; returns after carrying out a `disconnect`.
+    async fn control_loop(&self) -> Result<(), AgentError> {
+        loop {
+            let period = jittered(*lock(&self.shared.heartbeat_period), random());
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                () = self.shared.control_check.notified() => {}
+            }
+            match self.client.control_in(&self.device_id).await {
+                Ok(Some(command)) if is_disconnect(&command) => return self.disconnect().await,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "control poll failed");
+                    if error.status() == Some(401) {
+                        self.shared.refused(Some(401));
+                    }
+                    // Do not spin on repeated refusals.
+                    tokio::time::sleep(self.timing.retry_initial).await;
+                }
+            }
+        }
+    }
+
+    /// The device was deleted on the server: remove its workloads and the agent's
+    /// state (key and certificate included).
+    async fn disconnect(&self) -> Result<(), AgentError> {
+        let _applying = self.apply_lock.lock().await;
+        tracing::warn!(
+            device = %self.device_id,
+            "the server disconnected this device; removing its workloads and state"
+        );
+        let mut names = BTreeSet::new();
+        let mut complete = true;
+        match self.runtime.list().await {
+            Ok(list) => names.extend(
+                list.into_iter()
+                    .filter(|w| w.fingerprint.is_some())
+                    .map(|w| w.name),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "could not list workloads to remove");
+                complete = false;
+            }
+        }
+        for item in [StateItem::CurrentConfig, StateItem::DesiredConfig] {
+            if let Ok(Some(config)) = load_config(self.state.as_ref(), item).await {
+                names.extend(
+                    config
+                        .message
+                        .workloads
+                        .iter()
+                        .flatten()
+                        .filter_map(|w| w.name.clone()),
+                );
+            }
+        }
+        let mut removed = Vec::new();
+        for name in names {
+            match self.runtime.remove(&name).await {
+                Ok(()) => removed.push(name),
+                Err(error) => {
+                    tracing::error!(%error, "could not remove a workload");
+                    complete = false;
+                }
+            }
+        }
+        let mut state_error = None;
+        for item in StateItem::ALL {
+            if let Err(error) = self.state.remove(item).await {
+                complete = false;
+                state_error.get_or_insert(error);
+            }
+        }
+        self.shared.update(|s| {
+            s.disconnected = true;
+            s.config_version = None;
+            s.certificate_expires = None;
+            s.certificate_renew_at = None;
+        });
+        tracing::warn!(?removed, complete, "disconnected; the agent stops");
+        self.shared.emit(AgentEvent::Disconnected {
+            removed_workloads: removed,
+            complete,
+        });
+        match state_error {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
     }
 
     fn retry_delay(&self, failures: u32) -> Duration {
@@ -753,19 +1259,29 @@ impl Agent {
                     Some(self.timing.config_wait),
                 )
                 .await;
-            match poll {
-                Ok(ConfigPoll::NotModified) => failures = 0,
+            let outcome = match poll {
+                Ok(ConfigPoll::NotModified) => Ok(()),
                 Ok(ConfigPoll::Config { etag, message }) => {
-                    failures = 0;
                     match message.content_as::<DeviceConfigurationMessage>() {
                         Ok(desired) => self.converge(etag, desired).await,
-                        Err(error) => self.reject(etag, error.to_string()).await,
+                        Err(error) => {
+                            self.reject(etag, error.to_string()).await;
+                            Ok(())
+                        }
                     }
                 }
                 Err(error) => {
+                    self.shared.refused(error.status());
+                    tracing::warn!(%error, "configuration poll failed");
+                    Err(())
+                }
+            };
+            match outcome {
+                Ok(()) => failures = 0,
+                Err(()) => {
                     failures = failures.saturating_add(1);
                     let delay = self.retry_delay(failures);
-                    tracing::warn!(%error, ?delay, "configuration poll failed");
+                    tracing::debug!(?delay, failures, "configuration poll backs off");
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -782,7 +1298,8 @@ impl Agent {
             .save(StateItem::FailedVersion, version.as_bytes())
             .await
         {
-            tracing::warn!(%error, "could not persist the failed version");
+            self.shared
+                .state_write_failed(StateItem::FailedVersion, &error);
         }
     }
 
@@ -798,9 +1315,14 @@ impl Agent {
             .emit(AgentEvent::ApplyFailed { version, reason });
     }
 
-    async fn save_config(&self, item: StateItem, config: &PersistedConfig) {
-        if let Err(error) = self.state.save(item, &config.encode()).await {
-            tracing::warn!(%error, %item, "could not persist a configuration");
+    /// Persists a configuration; a failure is reported (event, status) and returned.
+    async fn save_config(&self, item: StateItem, config: &PersistedConfig) -> Result<(), ()> {
+        match self.state.save(item, &config.encode()).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.shared.state_write_failed(item, &error);
+                Err(())
+            }
         }
     }
 
@@ -814,8 +1336,13 @@ impl Agent {
         }
     }
 
-    /// What the device has: the runtime's workloads, and the rest as `base` says.
-    async fn observe(&self, base: &RenderedConfig) -> Result<ObservedState, String> {
+    /// What the device has: the runtime's workloads, the OS as the updater reports
+    /// it against `desired`'s target, and the rest as `base` says.
+    async fn observe(
+        &self,
+        base: &RenderedConfig,
+        desired: &RenderedConfig,
+    ) -> Result<ObservedState, String> {
         let mut observed = ObservedState::from_config(base);
         observed.workloads = self
             .runtime
@@ -833,17 +1360,48 @@ impl Agent {
                 )
             })
             .collect();
+        let target = desired
+            .message
+            .configuration
+            .as_ref()
+            .and_then(|c| c.os.as_ref());
+        if let (Some(target), Ok(Some(running))) = (target, self.os_updater.current_commit().await)
+        {
+            // The updater knows better than the last configuration whether the
+            // target is reached (it was not when `automatically_upgrade` was off).
+            let reached = target.commit_id.as_deref() == Some(running.as_str())
+                || target.image.as_deref() == Some(running.as_str());
+            observed.os = if reached {
+                ObservedOs {
+                    commit_id: target.commit_id.clone(),
+                    image: target.image.clone(),
+                }
+            } else {
+                ObservedOs {
+                    commit_id: Some(running),
+                    image: None,
+                }
+            };
+        }
         Ok(observed)
     }
 
-    /// Applies a configuration; on failure rolls back to the last good one.
-    async fn converge(&self, version: String, message: DeviceConfigurationMessage) {
+    /// Applies a configuration; on failure rolls back to the last good one. `Err`
+    /// when state could not be persisted: nothing was applied (or the apply is not
+    /// recorded) and the same version is tried again after a backoff.
+    async fn converge(
+        &self,
+        version: String,
+        message: DeviceConfigurationMessage,
+    ) -> Result<(), ()> {
+        let _applying = self.apply_lock.lock().await;
         let desired = PersistedConfig { version, message };
-        self.save_config(StateItem::DesiredConfig, &desired).await;
+        // Never run a configuration the device could not restore after a restart.
+        self.save_config(StateItem::DesiredConfig, &desired).await?;
         let current = self.load_or_empty(StateItem::CurrentConfig).await;
         let current_rendered = RenderedConfig::from_message(current.message);
         let desired_rendered = RenderedConfig::from_message(desired.message.clone());
-        let outcome = match self.observe(&current_rendered).await {
+        let outcome = match self.observe(&current_rendered, &desired_rendered).await {
             Ok(observed) => {
                 let actions = plan(&current_rendered, &desired_rendered, &observed);
                 self.execute(&actions).await
@@ -852,8 +1410,9 @@ impl Agent {
         };
         match outcome {
             Ok(()) => {
-                self.save_config(StateItem::CurrentConfig, &desired).await;
-                self.save_config(StateItem::LastGoodConfig, &desired).await;
+                self.save_config(StateItem::CurrentConfig, &desired).await?;
+                self.save_config(StateItem::LastGoodConfig, &desired)
+                    .await?;
                 if let Err(error) = self.state.remove(StateItem::FailedVersion).await {
                     tracing::warn!(%error, "could not clear the failed version");
                 }
@@ -861,6 +1420,7 @@ impl Agent {
                 self.shared.update(|s| {
                     s.config_version = Some(desired.version.clone());
                     s.failed_version = None;
+                    s.state_error = None;
                 });
                 tracing::info!(version = %desired.version, "configuration applied");
                 self.shared.report(
@@ -875,6 +1435,7 @@ impl Agent {
             Err(reason) => self.roll_back(desired, desired_rendered, reason).await,
         }
         self.shared.heartbeat_now.notify_one();
+        Ok(())
     }
 
     async fn roll_back(
@@ -895,7 +1456,7 @@ impl Agent {
         });
         let last_good = self.load_or_empty(StateItem::LastGoodConfig).await;
         let last_good_rendered = RenderedConfig::from_message(last_good.message.clone());
-        let complete = match self.observe(&failed_rendered).await {
+        let complete = match self.observe(&failed_rendered, &last_good_rendered).await {
             Ok(observed) => {
                 let actions = rollback_plan(&failed_rendered, &last_good_rendered, &observed);
                 match self.execute(&actions).await {
@@ -911,7 +1472,8 @@ impl Agent {
                 false
             }
         };
-        self.save_config(StateItem::CurrentConfig, &last_good).await;
+        // Failures are reported by save_config; the rollback itself stands.
+        let _ = self.save_config(StateItem::CurrentConfig, &last_good).await;
         self.remember_failed(&failed.version).await;
         self.shared.update(|s| {
             s.config_version = Some(last_good.version.clone()).filter(|v| !v.is_empty());
@@ -956,13 +1518,7 @@ impl Agent {
                     *lock(&self.shared.heartbeat_period) = period;
                     *lock(&self.shared.heartbeat_hardware) = includes_hardware(heartbeat.as_ref());
                 }
-                Action::UpgradeOs { os } => {
-                    self.os_updater.stage(os).await.map_err(|e| e.to_string())?;
-                    self.os_updater
-                        .activate()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
+                Action::UpgradeOs { os } => self.upgrade_os(os).await?,
                 other => {
                     // Secrets, files and device settings have no backend in this
                     // agent yet; they stay recorded in the persisted configuration.
@@ -971,6 +1527,51 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Stages and activates `os` (planned only when it says
+    /// `automatically_upgrade: true`), and rolls the OS back if it is then unhealthy.
+    async fn upgrade_os(&self, os: &flotta_core::wire::OsInformation) -> Result<(), String> {
+        let target = os
+            .commit_id
+            .clone()
+            .or_else(|| os.image.clone())
+            .unwrap_or_default();
+        let result = async {
+            self.os_updater.stage(os).await.map_err(|e| e.to_string())?;
+            self.os_updater
+                .activate()
+                .await
+                .map_err(|e| e.to_string())?;
+            match self.os_updater.health().await {
+                Ok(OsHealth::Healthy) => Ok(()),
+                Ok(_) | Err(_) => {
+                    let rolled_back = self.os_updater.rollback().await;
+                    Err(format!(
+                        "the OS is unhealthy after activating {target}; OS rollback {}",
+                        if rolled_back.is_ok() {
+                            "done"
+                        } else {
+                            "failed"
+                        }
+                    ))
+                }
+            }
+        }
+        .await;
+        *lock(&self.shared.last_upgrade) = Some((
+            result.is_ok(),
+            OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        ));
+        match &result {
+            Ok(()) => self
+                .shared
+                .report("OsUpgraded", format!("activated {target}"), false),
+            Err(reason) => self.shared.report("OsUpgradeFailed", reason.clone(), true),
+        }
+        result
     }
 
     async fn heartbeat_content(&self, events: Vec<EventInfo>) -> Heartbeat {
@@ -993,13 +1594,19 @@ impl Agent {
             }
         };
         let status = lock(&self.shared.status).clone();
-        let upgrade = match self.os_updater.current_commit().await {
-            Ok(Some(commit)) => Some(UpgradeStatus {
-                current_commit_id: Some(commit),
+        let last_upgrade = lock(&self.shared.last_upgrade).clone();
+        let current_commit = self.os_updater.current_commit().await.ok().flatten();
+        let upgrade = (current_commit.is_some() || last_upgrade.is_some()).then(|| {
+            let (succeeded, at) = last_upgrade.map_or((None, None), |(ok, at)| {
+                (Some(if ok { "succeeded" } else { "failed" }), Some(at))
+            });
+            UpgradeStatus {
+                current_commit_id: current_commit,
+                last_upgrade_status: succeeded.map(str::to_owned),
+                last_upgrade_time: at,
                 ..Default::default()
-            }),
-            _ => None,
-        };
+            }
+        });
         let include_hardware = *lock(&self.shared.heartbeat_hardware);
         let hardware = if include_hardware {
             Some(self.hardware.probe().await)
@@ -1027,26 +1634,37 @@ impl Agent {
     async fn heartbeat_loop(&self) {
         let mut failures = 0u32;
         loop {
-            let events = std::mem::take(&mut *lock(&self.shared.pending));
-            let content = self.heartbeat_content(events.clone()).await;
+            let batch = lock(&self.shared.pending).take();
+            let content = self.heartbeat_content(batch.wire_events()).await;
             let now = OffsetDateTime::now_utc();
             match self.client.heartbeat(&self.device_id, &content).await {
                 Ok(()) => {
+                    let after_outage = failures > 0;
                     failures = 0;
+                    self.shared.count_queue(&lock(&self.shared.pending));
                     self.shared.update(|s| {
                         s.last_heartbeat = Some(HeartbeatResult::Delivered { at: now })
                     });
                     self.shared.emit(AgentEvent::HeartbeatDelivered);
+                    if after_outage || batch.dropped > 0 {
+                        tracing::info!(
+                            events = batch.events.len(),
+                            dropped = batch.dropped,
+                            "delivered what was queued while the server was unreachable"
+                        );
+                        self.shared.emit(AgentEvent::QueueDelivered {
+                            events: batch.events.len(),
+                            dropped: batch.dropped,
+                        });
+                    }
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
-                    // Keep the events for the next heartbeat, oldest first.
+                    self.shared.refused(error.status());
                     {
                         let mut pending = lock(&self.shared.pending);
-                        let newer = std::mem::replace(&mut *pending, events);
-                        pending.extend(newer);
-                        let excess = pending.len().saturating_sub(MAX_PENDING_EVENTS);
-                        pending.drain(..excess);
+                        pending.restore(batch);
+                        self.shared.count_queue(&pending);
                     }
                     let reason = error.to_string();
                     tracing::warn!(%reason, failures, "heartbeat failed");
@@ -1067,7 +1685,7 @@ impl Agent {
             };
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.shared.heartbeat_now.notified() => {}
+                () = self.shared.heartbeat_now.notified(), if failures == 0 => {}
             }
         }
     }

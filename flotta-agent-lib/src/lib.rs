@@ -3,6 +3,7 @@
 mod agent;
 mod command;
 mod error;
+mod offline;
 pub mod hardware;
 pub mod os;
 pub mod runtime;
@@ -13,12 +14,13 @@ pub use agent::{
 };
 pub use error::AgentError;
 pub use hardware::{HardwareProbe, ProcHardwareProbe};
+pub use offline::{DEFAULT_OFFLINE_QUEUE_CAPACITY, EVENTS_DROPPED_REASON};
 pub use os::{BootcUpdater, NoOsUpdater, OsError, OsHealth, OsUpdater, RpmOstreeUpdater};
 pub use runtime::{
     MemoryRuntime, PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime, RuntimeError,
     WorkloadRuntime, WorkloadState,
 };
-pub use state::{FileStateStore, PersistedConfig, StateError, StateItem, StateStore};
+pub use state::{FileStateStore, PersistedIdentity, PersistedConfig, StateError, StateItem, StateStore};
 
 /// The enrolment phase reported in [`AgentStatus::phase`] and
 /// [`AgentEvent::PhaseChanged`].

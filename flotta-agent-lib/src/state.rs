@@ -25,17 +25,22 @@ pub enum StateItem {
     LastGoodConfig,
     /// The version whose apply failed, so it is not tried again (text).
     FailedVersion,
+    /// A renewed key and certificate ([`PersistedIdentity`]) not yet copied to
+    /// [`DeviceKey`](Self::DeviceKey) and [`DeviceCertificate`](Self::DeviceCertificate):
+    /// written in one atomic save, it is the point where a renewal takes effect.
+    RenewedIdentity,
 }
 
 impl StateItem {
     /// Every item.
-    pub const ALL: [StateItem; 6] = [
+    pub const ALL: [StateItem; 7] = [
         Self::DeviceKey,
         Self::DeviceCertificate,
         Self::DesiredConfig,
         Self::CurrentConfig,
         Self::LastGoodConfig,
         Self::FailedVersion,
+        Self::RenewedIdentity,
     ];
 
     /// The file name [`FileStateStore`] uses.
@@ -47,6 +52,7 @@ impl StateItem {
             Self::CurrentConfig => "current.json",
             Self::LastGoodConfig => "last-good.json",
             Self::FailedVersion => "failed-version",
+            Self::RenewedIdentity => "renewed-identity.json",
         }
     }
 }
@@ -134,6 +140,45 @@ impl PersistedConfig {
     }
 }
 
+/// A device key and the certificate issued for it, saved together so that neither
+/// is ever in force without the other.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedIdentity {
+    /// The private key, PEM.
+    pub key: String,
+    /// The certificate, PEM.
+    pub certificate: String,
+}
+
+impl fmt::Debug for PersistedIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the private key.
+        f.debug_struct("PersistedIdentity")
+            .field("certificate", &self.certificate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PersistedIdentity {
+    /// Encodes for [`StateStore::save`].
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes what [`encode`](Self::encode) wrote; `item` names the source in errors.
+    pub fn decode(item: StateItem, bytes: &[u8]) -> Result<Self, StateError> {
+        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+            item,
+            reason: format!(
+                "not a persisted key and certificate (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+            source: Some(Box::new(e)),
+        })
+    }
+}
+
 /// Loads a [`PersistedConfig`] item.
 pub async fn load_config(
     store: &dyn StateStore,
@@ -204,11 +249,19 @@ impl FileStateStore {
         create_private_dir(&self.dir).map_err(io("create", &self.dir))?;
         let temp = self.temp_path_of(item);
         let target = self.path_of(item);
-        let mut file = open_private(&temp).map_err(io("create", &temp))?;
-        file.write_all(content).map_err(io("write", &temp))?;
-        file.sync_all().map_err(io("sync", &temp))?;
-        drop(file);
-        std::fs::rename(&temp, &target).map_err(io("rename", &temp))?;
+        let written = open_private(&temp)
+            .map_err(io("create", &temp))
+            .and_then(|mut file| {
+                file.write_all(content).map_err(io("write", &temp))?;
+                file.sync_all().map_err(io("sync", &temp))
+            })
+            .and_then(|()| std::fs::rename(&temp, &target).map_err(io("rename", &temp)));
+        if let Err(error) = written {
+            // The item keeps its old content; a partial temporary file would only
+            // hold space a full disk needs back.
+            let _ = std::fs::remove_file(&temp);
+            return Err(error);
+        }
         // The rename is durable only once the directory entry is on disk.
         std::fs::File::open(&self.dir)
             .and_then(|dir| dir.sync_all())

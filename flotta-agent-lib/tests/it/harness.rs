@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotta_agent_lib::{Agent, AgentEvent, AgentHandle, AgentTiming, MemoryRuntime};
+use flotta_agent_lib::{
+    Agent, AgentBuilder, AgentEvent, AgentHandle, AgentTiming, MemoryRuntime, WorkloadRuntime,
+};
 use flotta_client::ManagementClient;
 use flotta_core::enrolment::{AgentConfig, Backoff};
 use flotta_server::app::{self, RunningServer, pki_files};
@@ -22,11 +24,23 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        Self::start_with(true, None).await
+    }
+
+    /// A server with auto-approval on or off, and device certificates of
+    /// `certificate_lifetime` (default 90 days).
+    pub async fn start_with(
+        auto_approve: bool,
+        certificate_lifetime: Option<Duration>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = ServerConfig::with_data_dir(dir.path());
         config.api_listen = "127.0.0.1:0".parse().expect("address");
         config.edge_listen = "127.0.0.1:0".parse().expect("address");
-        config.auto_approve = true;
+        config.auto_approve = auto_approve;
+        if let Some(lifetime) = certificate_lifetime {
+            config.cert_lifetime = lifetime;
+        }
         let data_dir = config.data_dir.clone();
         let running = app::start(config.clone()).await.expect("server starts");
         TestServer {
@@ -79,6 +93,31 @@ impl TestServer {
 
     /// An agent for `device_id` keeping state in `state_dir`, with quick timers.
     pub fn agent(&self, device_id: &str, state_dir: &Path, runtime: Arc<MemoryRuntime>) -> Agent {
+        self.agent_builder(device_id, runtime)
+            .state_dir(state_dir)
+            .build()
+            .expect("agent builds")
+    }
+
+    /// Approves the pending enrolment of `device_id` (manual approval).
+    pub async fn approve(&self, device_id: &str) {
+        self.client()
+            .patch::<flotta_core::model::EdgeDeviceSignedRequest>(
+                "default",
+                device_id,
+                &serde_json::json!({"spec": {"approved": true}}),
+            )
+            .await
+            .expect("signed request approved");
+    }
+
+    /// A builder for an agent for `device_id` with quick timers and no state store
+    /// yet.
+    pub fn agent_builder(
+        &self,
+        device_id: &str,
+        runtime: Arc<dyn WorkloadRuntime>,
+    ) -> AgentBuilder {
         let admin = self.running().admin_config();
         Agent::builder()
             .server(admin.edge_server.clone())
@@ -90,7 +129,6 @@ impl TestServer {
             .device_id(device_id)
             .namespace("default")
             .label("site", "lab")
-            .state_dir(state_dir)
             .runtime(runtime)
             .timing(
                 AgentTiming::default()
@@ -104,8 +142,6 @@ impl TestServer {
                 },
                 ..AgentConfig::default()
             })
-            .build()
-            .expect("agent builds")
     }
 }
 
@@ -166,6 +202,24 @@ impl RunningAgent {
             "no {what} event; saw {seen:?}"
         );
         seen
+    }
+
+    /// Waits (up to 30 s) for the agent to end by itself, and returns how.
+    pub async fn finished(self) -> Result<(), flotta_agent_lib::AgentError> {
+        // Dropping the stop sender would stop the agent: keep it until the end.
+        let RunningAgent { task, stop, .. } = self;
+        let result = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the agent ended")
+            .expect("agent task");
+        drop(stop);
+        result
+    }
+
+    /// Ends the agent at once, wherever it is (as a killed process would).
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     /// Stops the agent and checks it ended cleanly.

@@ -2,6 +2,7 @@
 //! mutual TLS.
 
 mod harness;
+mod lifecycle;
 mod podman_runtime;
 mod process_runtime;
 mod run;
