@@ -1,0 +1,333 @@
+//! The management client: thin wrappers over `flotta_client::ManagementClient`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use flotta_client::{ClientError, ListParams, ResourceType};
+use flotta_core::manifest::AnyResource;
+use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload};
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+
+use crate::error::FlottaError;
+use crate::manifest::{Resource, ResourceKind};
+
+/// What `apply` did with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ApplyAction {
+    /// The object did not exist and was created.
+    Created,
+    /// The object existed and was replaced.
+    Configured,
+    /// The object existed unchanged: nothing was sent.
+    Unchanged,
+}
+
+impl From<flotta_client::ApplyAction> for ApplyAction {
+    fn from(action: flotta_client::ApplyAction) -> Self {
+        match action {
+            flotta_client::ApplyAction::Created => Self::Created,
+            flotta_client::ApplyAction::Configured => Self::Configured,
+            flotta_client::ApplyAction::Unchanged => Self::Unchanged,
+        }
+    }
+}
+
+/// The outcome of applying one document of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ApplyOutcome {
+    /// Zero-based index of the document (empty documents count).
+    pub index: u32,
+    /// The document's `kind`, when it has one.
+    pub kind: Option<String>,
+    /// The namespace the object went to.
+    pub namespace: Option<String>,
+    /// The object's name, when it has one.
+    pub name: Option<String>,
+    /// What was done; `None` when the document failed.
+    pub action: Option<ApplyAction>,
+    /// Why the document failed.
+    pub error: Option<String>,
+}
+
+impl From<flotta_client::ApplyOutcome> for ApplyOutcome {
+    fn from(outcome: flotta_client::ApplyOutcome) -> Self {
+        let (action, error) = match outcome.result {
+            Ok(action) => (Some(action.into()), None),
+            Err(e) => (None, Some(FlottaError::from(e).to_string())),
+        };
+        Self {
+            index: u32::try_from(outcome.index).unwrap_or(u32::MAX),
+            kind: outcome.kind,
+            namespace: outcome.namespace,
+            name: outcome.name,
+            action,
+            error,
+        }
+    }
+}
+
+/// The kind of change a watch saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum WatchEventType {
+    /// Created, or existing when the watch started.
+    Added,
+    /// Changed.
+    Modified,
+    /// Removed; the object is its last state.
+    Deleted,
+    /// The watch had to list again: `objects` is the full current state.
+    Restarted,
+}
+
+/// One change seen by a watch.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct WatchEvent {
+    /// What happened.
+    pub event_type: WatchEventType,
+    /// The object (one), or every current object for `Restarted`.
+    pub objects: Vec<Arc<Resource>>,
+}
+
+fn resource(index: usize, value: Value) -> Result<Arc<Resource>, FlottaError> {
+    AnyResource::from_value(index, value)
+        .map(Resource::new)
+        .map_err(|e| FlottaError::Api(format!("the server sent an unreadable object: {e}")))
+}
+
+impl TryFrom<flotta_client::WatchEvent<Value>> for WatchEvent {
+    type Error = FlottaError;
+
+    fn try_from(event: flotta_client::WatchEvent<Value>) -> Result<Self, FlottaError> {
+        use flotta_client::WatchEvent as E;
+        let (event_type, values) = match event {
+            E::Added(v) => (WatchEventType::Added, vec![v]),
+            E::Modified(v) => (WatchEventType::Modified, vec![v]),
+            E::Deleted(v) => (WatchEventType::Deleted, vec![v]),
+            E::Restarted(items) => (WatchEventType::Restarted, items),
+        };
+        let objects = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| resource(i, v))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            event_type,
+            objects,
+        })
+    }
+}
+
+type EventStream =
+    Pin<Box<dyn Stream<Item = Result<flotta_client::WatchEvent<Value>, ClientError>> + Send>>;
+
+/// A running watch. `next` suspends until the next event; it returns `null` once
+/// the watch has ended (after `cancel`, or an error that retrying cannot fix).
+/// Transient errors (server restart) are retried inside, with backoff.
+#[derive(uniffi::Object)]
+pub struct WatchStream {
+    inner: tokio::sync::Mutex<Option<EventStream>>,
+}
+
+impl std::fmt::Debug for WatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStream").finish_non_exhaustive()
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl WatchStream {
+    /// The next event, or `None` when the watch has ended. A fatal error (401, a bad
+    /// selector) is thrown once, then the watch has ended.
+    pub async fn next(&self) -> Result<Option<WatchEvent>, FlottaError> {
+        let mut guard = self.inner.lock().await;
+        loop {
+            let Some(stream) = guard.as_mut() else {
+                return Ok(None);
+            };
+            match stream.next().await {
+                None => {
+                    *guard = None;
+                    return Ok(None);
+                }
+                Some(Ok(event)) => return WatchEvent::try_from(event).map(Some),
+                // The stream retries these itself; the caller only sees fatal ones.
+                Some(Err(e)) if e.is_retryable() => continue,
+                Some(Err(e)) => {
+                    *guard = None;
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Ends the watch and closes its connection; `next` then returns `None`.
+    /// (Named `cancel` because Kotlin objects already have `close`, which frees
+    /// the native object.)
+    pub async fn cancel(&self) {
+        self.inner.lock().await.take();
+    }
+}
+
+fn list_params(label_selector: Option<String>, field_selector: Option<String>) -> ListParams {
+    let mut params = ListParams::default();
+    if let Some(selector) = label_selector {
+        params = params.labels(selector);
+    }
+    if let Some(selector) = field_selector {
+        params = params.fields(selector);
+    }
+    params
+}
+
+fn resource_type(kind: ResourceKind) -> Result<ResourceType, FlottaError> {
+    ResourceType::from_kind(kind.name())
+        .ok_or_else(|| FlottaError::InvalidConfig(format!("unknown kind {}", kind.name())))
+}
+
+/// A client of the management API (HTTPS, bearer token).
+#[derive(Debug, uniffi::Object)]
+pub struct ManagementClient {
+    inner: flotta_client::ManagementClient,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl ManagementClient {
+    /// A client for `server` (`https://host:port`) with a bearer token, trusting the
+    /// CA in `ca_pem` (or the system roots when `None`).
+    #[uniffi::constructor]
+    pub fn new(
+        server: String,
+        token: String,
+        ca_pem: Option<String>,
+    ) -> Result<Arc<Self>, FlottaError> {
+        let mut builder = flotta_client::ManagementClient::builder(server).token(token);
+        if let Some(pem) = ca_pem {
+            builder = builder.ca_pem(pem);
+        }
+        Ok(Arc::new(Self {
+            inner: builder.build()?,
+        }))
+    }
+
+    /// A client from a `FlottaClientConfig` file such as the server's `admin.yaml`.
+    #[uniffi::constructor]
+    pub fn from_config_file(path: String) -> Result<Arc<Self>, FlottaError> {
+        Ok(Arc::new(Self {
+            inner: flotta_client::ManagementClient::from_config_file(path)?,
+        }))
+    }
+
+    /// The server URL.
+    pub fn server(&self) -> String {
+        self.inner.server().to_owned()
+    }
+
+    /// Every object of `kind` in `namespace` (`None`: all namespaces) matching the
+    /// selectors, following pagination.
+    pub async fn list(
+        &self,
+        kind: ResourceKind,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+        field_selector: Option<String>,
+    ) -> Result<Vec<Arc<Resource>>, FlottaError> {
+        let params = list_params(label_selector, field_selector);
+        let ns = namespace.as_deref();
+        let client = &self.inner;
+        let wrap = |items: Vec<AnyResource>| items.into_iter().map(Resource::new).collect();
+        Ok(match kind {
+            ResourceKind::EdgeDevice => wrap(boxed(
+                client.list_all::<EdgeDevice>(ns, &params).await?,
+                AnyResource::EdgeDevice,
+            )),
+            ResourceKind::EdgeDeviceSet => wrap(boxed(
+                client.list_all::<EdgeDeviceSet>(ns, &params).await?,
+                AnyResource::EdgeDeviceSet,
+            )),
+            ResourceKind::EdgeWorkload => wrap(boxed(
+                client.list_all::<EdgeWorkload>(ns, &params).await?,
+                AnyResource::EdgeWorkload,
+            )),
+            ResourceKind::EdgeDeviceSignedRequest => wrap(boxed(
+                client
+                    .list_all::<EdgeDeviceSignedRequest>(ns, &params)
+                    .await?,
+                AnyResource::EdgeDeviceSignedRequest,
+            )),
+        })
+    }
+
+    /// One object.
+    pub async fn get(
+        &self,
+        kind: ResourceKind,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let value = self
+            .inner
+            .get_raw(resource_type(kind)?, &namespace, &name)
+            .await?;
+        resource(0, value)
+    }
+
+    /// Creates or updates every object of a YAML manifest; objects without a
+    /// namespace go to `namespace`. One outcome per document.
+    pub async fn apply(&self, namespace: String, manifest: String) -> Vec<ApplyOutcome> {
+        self.inner
+            .apply(&namespace, &manifest)
+            .await
+            .into_iter()
+            .map(ApplyOutcome::from)
+            .collect()
+    }
+
+    /// Approves a device's enrolment request (`spec.approved = true`).
+    pub async fn approve(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let request = self.inner.approve(&namespace, &name).await?;
+        Ok(Resource::new(AnyResource::EdgeDeviceSignedRequest(
+            Box::new(request),
+        )))
+    }
+
+    /// Deletes an object; returns its last state.
+    pub async fn delete(
+        &self,
+        kind: ResourceKind,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let value = self
+            .inner
+            .delete_raw(resource_type(kind)?, &namespace, &name)
+            .await?;
+        resource(0, value)
+    }
+
+    /// Watches objects of `kind` in `namespace` (`None`: all namespaces): first an
+    /// `Added` event per current object, then every change.
+    pub fn watch(
+        &self,
+        kind: ResourceKind,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+        field_selector: Option<String>,
+    ) -> Result<Arc<WatchStream>, FlottaError> {
+        let params = list_params(label_selector, field_selector);
+        let stream = self
+            .inner
+            .watch_raw(resource_type(kind)?, namespace.as_deref(), &params);
+        Ok(Arc::new(WatchStream {
+            inner: tokio::sync::Mutex::new(Some(Box::pin(stream))),
+        }))
+    }
+}
+
+fn boxed<T>(items: Vec<T>, wrap: fn(Box<T>) -> AnyResource) -> Vec<AnyResource> {
+    items.into_iter().map(|item| wrap(Box::new(item))).collect()
+}
