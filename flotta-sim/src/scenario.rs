@@ -404,6 +404,10 @@ pub async fn propagate(run: &Run) -> Result<Report, SimError> {
     let _ = management
         .delete_raw(WORKLOADS, NAMESPACE, WORKLOAD_NAME)
         .await;
+    let idle_rss_mib = run
+        .server
+        .as_ref()
+        .map_or(0.0, |server| server.rss_kib() as f64 / 1024.0);
     let agent_model = run.settings.model == Model::Agent;
     let rollout = Arc::new(Rollout::default());
     let latencies = Arc::new(Latencies::new());
@@ -548,6 +552,9 @@ pub async fn propagate(run: &Run) -> Result<Report, SimError> {
     report.errors = missing + errors.load(Ordering::Relaxed);
     report.server = server;
     report.extra.insert("rounds".into(), json!(rounds));
+    report
+        .extra
+        .insert("server_rss_before_fleet_mib".into(), json!(idle_rss_mib));
     report
         .extra
         .insert("long_poll_wait_s".into(), json!(wait.as_secs()));
