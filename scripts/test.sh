@@ -34,6 +34,8 @@ awk '/^test result:/ { p += $4; f += $6; s += $8 } END { print p+0, f+0, s+0 }' 
 rm -f "$TEST_LOG"
 
 scripts/test-python.sh
+step "simulator: 100 devices, every scenario"
+scripts/test-sim.sh
 
 # Further suites (bindings, examples, simulator, browser) each come as a script that
 # calls record_counts; they run after the cargo build above and reuse it.

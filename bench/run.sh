@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Fleet benchmarks: the simulator's scenarios against a release flotta-server over
+# mTLS, each beside its same-run baseline, then rewrites the figures between the
+# `flotta-sim` markers of docs/performance.md (other sections are left alone).
+#
+#   bench/run.sh            # about 10 minutes on 2 cores (plus the release build)
+#
+# Knobs (environment): BENCH_OUT (reports, default $TARGET_DIR/bench),
+# BENCH_STEADY_DEVICES (200), BENCH_STEADY_SECONDS (20), BENCH_ENROL_DEVICES (2000),
+# BENCH_PROPAGATE_DEVICES (10000), BENCH_RECONNECT_DEVICES (2000),
+# BENCH_POLL_DEVICES (1000), BENCH_POLL_SECONDS (60), BENCH_POSTGRES (1; 0 skips it),
+# BENCH_NO_BUILD (1: use the release binaries as they are).
+set -euo pipefail
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$ROOT"
+
+STEADY_DEVICES="${BENCH_STEADY_DEVICES:-200}"
+STEADY_SECONDS="${BENCH_STEADY_SECONDS:-20}"
+ENROL_DEVICES="${BENCH_ENROL_DEVICES:-2000}"
+PROPAGATE_DEVICES="${BENCH_PROPAGATE_DEVICES:-10000}"
+RECONNECT_DEVICES="${BENCH_RECONNECT_DEVICES:-2000}"
+POLL_DEVICES="${BENCH_POLL_DEVICES:-1000}"
+POLL_SECONDS="${BENCH_POLL_SECONDS:-60}"
+OUT="${BENCH_OUT:-$TARGET_DIR/bench}"
+mkdir -p "$OUT"
+
+# BENCH_NO_BUILD=1 uses the release binaries already built.
+[ "${BENCH_NO_BUILD:-0}" = "1" ] || cargo build --release -p flotta-sim -p flotta-server
+SIM="$TARGET_DIR/release/flotta-sim"
+export FLOTTA_SERVER_BIN="$TARGET_DIR/release/flotta-server"
+started=$(date +%s)
+
+# Each run prints its table and writes $OUT/<name>.json; the command is kept for
+# the document.
+: >"$OUT/commands.txt"
+run() {
+    local name="$1"
+    shift
+    printf '\n==> %s: flotta-sim %s\n' "$name" "$*"
+    printf '%s\tflotta-sim %s\n' "$name" "$*" >>"$OUT/commands.txt"
+    "$SIM" "$@" --json "$OUT/$name.json"
+}
+
+run baseline-ecdsa baseline-ecdsa --duration 2
+# The scenarios report their errors in the figures rather than stopping the set.
+run baseline-mtls baseline-mtls --allow-errors --no-progress --devices "$STEADY_DEVICES" --duration "$STEADY_SECONDS"
+run steady-sqlite steady --allow-errors --no-progress --devices "$STEADY_DEVICES" --duration "$STEADY_SECONDS"
+if [ "${BENCH_POSTGRES:-1}" = "1" ]; then
+    eval "$(scripts/postgres.sh start)"
+    trap 'scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
+    run steady-postgres steady --allow-errors --no-progress --devices "$STEADY_DEVICES" --duration "$STEADY_SECONDS" \
+        --spawn-server postgres --database "$FLOTTA_TEST_POSTGRES_URL"
+fi
+run enrol enrol --allow-errors --no-progress --devices "$ENROL_DEVICES"
+run propagate propagate --allow-errors --no-progress --devices "$PROPAGATE_DEVICES" --model light --wait 60
+run reconnect reconnect --allow-errors --no-progress --devices "$RECONNECT_DEVICES" --period 10
+run flotta-poll flotta-poll --allow-errors --no-progress --devices "$POLL_DEVICES" --duration "$POLL_SECONDS"
+
+elapsed=$(( $(date +%s) - started ))
+echo "benchmarks took ${elapsed} s"
+python3 bench/figures.py "$OUT" docs/performance.md "$elapsed"

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Simulator smoke run: 100 devices through every scenario against a real
+# flotta-server (SQLite) over mTLS, plus both baselines, so the harness cannot rot.
+# Reuses the dev binaries `cargo test --workspace` built (flotta-sim's integration
+# test makes cargo build them); builds them when missing. About a minute.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+SIM="$TARGET_DIR/debug/flotta-sim"
+SERVER="$TARGET_DIR/debug/flotta-server"
+if [ ! -x "$SIM" ] || [ ! -x "$SERVER" ]; then
+    cargo build -p flotta-sim -p flotta-server --all-features
+fi
+
+OUT="$(mktemp -d)"
+trap 'rm -rf "$OUT"' EXIT
+passed=0
+failed=0
+
+# One pass per scenario; a pass needs exit code 0 (no failed operation) and a report.
+pass() {
+    local name="$1"
+    shift
+    if "$SIM" "$@" --json "$OUT/$name.json" >"$OUT/$name.log" 2>&1 && [ -s "$OUT/$name.json" ]; then
+        passed=$((passed + 1))
+        printf 'ok   %-14s %s\n' "$name" "$(grep -E '^throughput' "$OUT/$name.log" | head -1)"
+    else
+        failed=$((failed + 1))
+        printf 'FAIL %s\n' "$name"
+        cat "$OUT/$name.log"
+    fi
+}
+
+common=(--devices 100 --no-progress --server-bin "$SERVER")
+pass enrol enrol "${common[@]}"
+pass steady steady "${common[@]}" --duration 3
+pass propagate-agent propagate "${common[@]}" --model agent
+pass propagate-light propagate "${common[@]}" --model light
+pass reconnect reconnect "${common[@]}" --period 2
+pass flotta-poll flotta-poll "${common[@]}" --duration 3
+pass baseline-mtls baseline-mtls "${common[@]}" --duration 3
+pass baseline-ecdsa baseline-ecdsa --duration 0.2
+
+echo "simulator: $passed passed, $failed failed"
+record_counts "$passed" "$failed" 0
+[ "$failed" -eq 0 ]
