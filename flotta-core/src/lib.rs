@@ -7,5 +7,6 @@ pub mod model;
 pub mod pki;
 pub mod reconcile;
 pub mod selector;
+pub mod strict_json;
 pub mod validation;
 pub mod wire;

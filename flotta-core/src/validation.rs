@@ -148,6 +148,59 @@ pub fn label_value(value: &str) -> Result<(), String> {
     crate::selector::validate_label_value(value).map_err(|e| e.to_string())
 }
 
+/// Longest config-file overlay path accepted, in bytes (Linux `PATH_MAX`).
+pub const MAX_OVERLAY_PATH_BYTES: usize = 4096;
+
+/// Checks a config-file overlay path (`spec.files[].path`) and returns its
+/// components, to be joined one by one under the agent's root.
+///
+/// The path must be absolute and name a file: no `..` or `.` component, no empty
+/// component (`//`, trailing `/`), no NUL byte, no component longer than 255 bytes,
+/// at most [`MAX_OVERLAY_PATH_BYTES`]. Such a path cannot leave the root lexically;
+/// symbolic links already on the device are the writer's part: it must create each
+/// component without following links (see `docs/security.md`).
+///
+/// ```
+/// use flotta_core::validation::overlay_path;
+/// assert_eq!(overlay_path("/etc/app/app.conf"), Ok(vec!["etc", "app", "app.conf"]));
+/// assert!(overlay_path("/etc/../../root/.ssh/authorized_keys").is_err());
+/// assert!(overlay_path("etc/app.conf").is_err());
+/// ```
+pub fn overlay_path(path: &str) -> Result<Vec<&str>, String> {
+    let Some(relative) = path.strip_prefix('/') else {
+        return Err(format!("must be an absolute path, got {path:?}"));
+    };
+    if path.len() > MAX_OVERLAY_PATH_BYTES {
+        return Err(format!(
+            "must be at most {MAX_OVERLAY_PATH_BYTES} bytes, got {}",
+            path.len()
+        ));
+    }
+    if path.contains('\0') {
+        return Err("must not contain a NUL byte".to_owned());
+    }
+    let components: Vec<&str> = relative.split('/').collect();
+    for component in &components {
+        match *component {
+            "" => {
+                return Err(format!(
+                    "must name a file without empty components, got {path:?}"
+                ));
+            }
+            "." | ".." => {
+                return Err(format!(
+                    "must not contain {component:?} components, got {path:?}"
+                ));
+            }
+            c if c.len() > 255 => {
+                return Err(format!("has a component longer than 255 bytes: {path:?}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(components)
+}
+
 /// Checks the parameters of a device-template string: every `{{ ... }}` must be
 /// one of `.metadata.name`, `.metadata.labels.KEY` or
 /// `getOrDefault .metadata.labels "KEY" "DEFAULT"`, with a valid label key.
@@ -342,13 +395,8 @@ fn check_files(problems: &mut Problems, path: &str, files: &[ConfigFile]) {
     let mut seen = BTreeSet::new();
     for (i, file) in files.iter().enumerate() {
         let at = format!("{path}[{i}]");
-        if !file.path.starts_with('/') {
-            problems.push(
-                format!("{at}.path"),
-                format!("must be an absolute path, got {:?}", file.path),
-            );
-        } else if file.path.split('/').any(|part| part == "..") {
-            problems.push(format!("{at}.path"), "must not contain '..'");
+        if let Err(message) = overlay_path(&file.path) {
+            problems.push(format!("{at}.path"), message);
         } else if !seen.insert(file.path.as_str()) {
             problems.push(
                 format!("{at}.path"),
@@ -699,6 +747,31 @@ impl Validate for EdgeDeviceSignedRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_paths_cannot_leave_their_root() {
+        assert_eq!(overlay_path("/a"), Ok(vec!["a"]));
+        assert_eq!(overlay_path("/etc/x.d/y"), Ok(vec!["etc", "x.d", "y"]));
+        for escaping in [
+            "../etc/passwd",
+            "/../etc/passwd",
+            "/etc/../../x",
+            "/etc/..",
+            "/./etc",
+            "/etc//passwd",
+            "/etc/",
+            "/",
+            "",
+            "relative",
+            "/a\0b",
+        ] {
+            assert!(overlay_path(escaping).is_err(), "{escaping:?} accepted");
+        }
+        let long = format!("/{}", "a".repeat(256));
+        assert!(overlay_path(&long).is_err());
+        let too_long = "/a".repeat(MAX_OVERLAY_PATH_BYTES);
+        assert!(overlay_path(&too_long).is_err());
+    }
 
     #[test]
     fn subdomain_rules() {

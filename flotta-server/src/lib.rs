@@ -4,6 +4,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod edge;
+pub mod limits;
 pub mod metrics;
 pub mod store;
 pub mod tokens;

@@ -112,7 +112,27 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(read_body_within_limits))
         .layer(middleware::from_fn_with_state(state, record_metrics))
+}
+
+/// Time a client has to send a whole request body (manifests can be large).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Buffers the body within [`MAX_BODY_BYTES`] and [`BODY_READ_TIMEOUT`] before any
+/// handler runs, so that a slow or oversized upload is refused early.
+async fn read_body_within_limits(request: Request, next: Next) -> Response {
+    match crate::limits::buffer_body(request, MAX_BODY_BYTES, BODY_READ_TIMEOUT).await {
+        Ok(request) => next.run(request).await,
+        Err(problem) => {
+            let reason = match problem {
+                crate::limits::BodyProblem::TooLarge { .. } => "RequestEntityTooLarge",
+                crate::limits::BodyProblem::TooSlow { .. } => "Timeout",
+                _ => "BadRequest",
+            };
+            ApiError::new(problem.status(), reason, problem.to_string()).into_response()
+        }
+    }
 }
 
 async fn healthz() -> &'static str {

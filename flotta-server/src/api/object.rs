@@ -12,6 +12,7 @@ use flotta_core::selector::{
     FieldKind, FieldSelector, FieldSpec, FieldValue, Fields, validate_label_key,
     validate_label_value,
 };
+use flotta_core::strict_json;
 use flotta_core::validation::{self, Validate};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -60,7 +61,8 @@ pub(crate) fn decode_body(format: BodyFormat, bytes: &[u8]) -> Result<Value, Api
         return Err(ApiError::bad_request("the request body is empty"));
     }
     match format {
-        BodyFormat::Json | BodyFormat::MergePatch => serde_json::from_slice(bytes)
+        // Strict first: serde_json alone would keep the last of two equal keys.
+        BodyFormat::Json | BodyFormat::MergePatch => strict_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
         BodyFormat::Yaml => serde_yaml_ng::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),

@@ -2,6 +2,7 @@
 //! with error texts that say which field is wrong.
 
 use flotta_core::model::Hardware;
+use flotta_core::strict_json;
 use flotta_core::wire::{self, HardwareInfo, Message, MessageResponse, MessageType, WireError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -15,6 +16,9 @@ pub(super) struct BadMessage(pub String);
 
 /// Parses a request body as a message envelope.
 pub(super) fn parse_envelope(body: &[u8]) -> Result<Message, BadMessage> {
+    // Duplicate keys, deep nesting and out-of-range numbers are refused before the
+    // typed parse, which would otherwise pick one of two equal keys silently.
+    strict_json::check(body).map_err(|e| BadMessage(e.to_string()))?;
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let message: Message = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -94,6 +98,10 @@ mod tests {
             parse_envelope(br#"{"directive": 3}"#).is_err_and(|e| e.0.starts_with("directive:"))
         );
         assert!(parse_envelope(b"[]").is_err());
+        assert!(
+            parse_envelope(br#"{"directive": "heartbeat", "directive": "enrolment"}"#)
+                .is_err_and(|e| e.0.contains("duplicate key \"directive\""))
+        );
         let ok = parse_envelope(
             br#"{"directive": "heartbeat", "message_id": "m", "content": {"status": "up"}}"#,
         )

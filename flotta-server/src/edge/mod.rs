@@ -31,7 +31,10 @@ use flotta_core::pki::{CertificateAuthority, PeerVerifier, RevocationList, Seria
 use crate::store::{LastSeenRecorder, Store, StoreError};
 
 pub use handlers::router;
-pub use tls::{PeerCertificates, serve, tls_server_config};
+pub use tls::{
+    HEADER_READ_TIMEOUT, PeerCertificates, edge_connection_limits, serve, serve_with_limits,
+    tls_server_config,
+};
 
 /// Base path of every Edge API route.
 pub const BASE_PATH: &str = "/api/flotta-management/v1";

@@ -11,7 +11,7 @@ use flotta_core::pki::{
     VerifiedPeer,
 };
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -22,9 +22,22 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::EdgeError;
+use crate::limits::{BodyProblem, ConnectionLimits, buffer_body};
+
+/// The Edge API's error body (`{"code", "message"}`) for a body that was refused.
+fn body_problem_response(problem: &BodyProblem) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = problem.status();
+    let body = serde_json::json!({"code": status.as_u16(), "message": problem.to_string()});
+    (status, axum::Json(body)).into_response()
+}
 
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time an Edge API client has to send a request's headers, and the longest a
+/// kept-alive connection may sit idle: above the default 60-second heartbeat period.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How long [`serve`] waits for open connections to finish after shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -194,6 +207,39 @@ pub async fn serve(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_with_limits(
+        listener,
+        tls_config,
+        router,
+        shutdown,
+        edge_connection_limits(),
+    )
+    .await
+}
+
+/// The Edge API's connection limits: headers within [`HEADER_READ_TIMEOUT`] (longer
+/// than the default heartbeat period, so that an agent's kept-alive connection
+/// survives between heartbeats), bodies within
+/// [`BODY_READ_TIMEOUT`](crate::limits::BODY_READ_TIMEOUT) and
+/// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES).
+pub fn edge_connection_limits() -> ConnectionLimits {
+    ConnectionLimits::new(
+        HEADER_READ_TIMEOUT,
+        crate::limits::BODY_READ_TIMEOUT,
+        super::MAX_BODY_BYTES,
+    )
+}
+
+/// [`serve`] with explicit connection limits: a client slower than `limits` allow
+/// has its connection closed (headers) or gets 408 (body); a body over the limit
+/// gets 413 before any handler runs.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    tls_config: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send,
+    limits: ConnectionLimits,
+) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -229,10 +275,21 @@ pub async fn serve(
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(peer.clone());
-                    router.clone().oneshot(request)
+                    let router = router.clone();
+                    async move {
+                        let request = request.map(axum::body::Body::new);
+                        match buffer_body(request, limits.max_body_bytes, limits.body_read_timeout)
+                            .await
+                        {
+                            Ok(request) => router.oneshot(request).await,
+                            Err(problem) => Ok(body_problem_response(&problem)),
+                        }
+                    }
                 });
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
                 .serve_connection(TokioIo::new(tls), service);
             let _ = watcher.watch(connection).await;
         });

@@ -7,6 +7,8 @@ mod api_sqlite;
 mod api_startup;
 mod api_suite;
 mod app_edge_client;
+mod auth_matrix;
+mod bad_input;
 mod crash;
 mod edge_auth;
 mod edge_config;
