@@ -3,8 +3,8 @@
 mod agent;
 mod command;
 mod error;
-mod offline;
 pub mod hardware;
+mod offline;
 pub mod os;
 pub mod runtime;
 pub mod state;
@@ -20,7 +20,9 @@ pub use runtime::{
     MemoryRuntime, PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime, RuntimeError,
     WorkloadRuntime, WorkloadState,
 };
-pub use state::{FileStateStore, PersistedIdentity, PersistedConfig, StateError, StateItem, StateStore};
+pub use state::{
+    FileStateStore, PersistedConfig, PersistedIdentity, StateError, StateItem, StateStore,
+};
 
 /// The enrolment phase reported in [`AgentStatus::phase`] and
 /// [`AgentEvent::PhaseChanged`].
