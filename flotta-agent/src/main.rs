@@ -13,10 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use flotta_agent_lib::runtime::{ProcessOptions, ProcessRuntime};
-use flotta_agent_lib::{Agent, AgentTiming, MemoryRuntime, WorkloadRuntime};
+use flotta_agent_lib::runtime::{PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime};
+use flotta_agent_lib::{
+    Agent, AgentTiming, BootcUpdater, MemoryRuntime, NoOsUpdater, OsUpdater, RpmOstreeUpdater,
+    WorkloadRuntime,
+};
 
-use crate::config::{AgentFile, RuntimeKind, read};
+use crate::config::{AgentFile, OsKind, RuntimeKind, read};
 
 /// The flotta device agent.
 #[derive(Debug, Parser)]
@@ -70,9 +73,43 @@ async fn runtime(
             (process.clone(), Some(process))
         }
         RuntimeKind::Podman => {
-            return Err("runtime \"podman\" is not available in this build".into());
+            let section = file.podman.clone().unwrap_or_default();
+            check_rootless(section.rootless)?;
+            let mut options = PodmanOptions::new(
+                section
+                    .manifest_dir
+                    .unwrap_or_else(|| file.state_dir.join("podman")),
+            );
+            if let Some(binary) = section.binary {
+                options.program = binary;
+            }
+            options.global_args = section.global_args;
+            options.authfile = section.authfile;
+            (Arc::new(PodmanRuntime::open(options).await?), None)
         }
     })
+}
+
+/// Checks `podman.rootless` against the user the agent runs as.
+fn check_rootless(rootless: Option<bool>) -> Result<(), String> {
+    let root = rustix::process::getuid().is_root();
+    match rootless {
+        Some(true) if root => Err(
+            "podman.rootless = true, but the agent runs as root: run it as the user whose rootless podman should run the workloads".into(),
+        ),
+        Some(false) if !root => Err(
+            "podman.rootless = false, but the agent does not run as root: run it as root, or reach a rootful podman service with podman.global_args = [\"--remote\", \"--url\", \"unix:///run/podman/podman.sock\"] and leave rootless unset".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn os_updater(kind: OsKind) -> Arc<dyn OsUpdater> {
+    match kind {
+        OsKind::None => Arc::new(NoOsUpdater),
+        OsKind::RpmOstree => Arc::new(RpmOstreeUpdater::new()),
+        OsKind::Bootc => Arc::new(BootcUpdater::new()),
+    }
 }
 
 async fn build(
@@ -95,6 +132,7 @@ async fn build(
         .namespace(file.namespace.clone())
         .state_dir(file.state_dir.clone())
         .runtime(runtime)
+        .os_updater(os_updater(file.os))
         .timing(timing);
     for (key, value) in &file.labels {
         builder = builder.label(key.clone(), value.clone());

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Footprint of the release flotta-agent (a benchmark, not a test):
+#   - stripped binary size (strip of a copy of target/release/flotta-agent);
+#   - idle RSS (VmRSS, VmHWM from /proc/PID/status) after enrolment with the process
+#     runtime and no workload;
+#   - wake-ups while idle: voluntary + involuntary context switches of the agent's
+#     main thread (its only runtime thread) over IDLE_SECONDS, next to the number of
+#     heartbeats the server saw in that time (distinct lastSeen values);
+#   - bytes on the wire of an unchanged heartbeat: TCP payload bytes in both
+#     directions on the agent's Edge API connection (ss -tin bytes_sent /
+#     bytes_received), divided by the heartbeats in the window. That is TLS records
+#     included (what the network carries above TCP), long-poll traffic included
+#     (an unchanged config poll returns nothing unless it times out).
+#
+#   bench/agent-footprint.sh                      # builds release flotta-agent,
+#                                                 # dev flotta-server/flotta
+#   IDLE_SECONDS=60 HEARTBEAT_SECONDS=10 bench/agent-footprint.sh
+set -euo pipefail
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$ROOT"
+IDLE_SECONDS="${IDLE_SECONDS:-60}"
+HEARTBEAT_SECONDS="${HEARTBEAT_SECONDS:-10}"
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+    cargo build --quiet --release -p flotta-agent
+    cargo build --quiet -p flotta-server -p flotta-cli
+fi
+AGENT="$TARGET_DIR/release/flotta-agent"
+SERVER="$TARGET_DIR/debug/flotta-server"
+command -v ss >/dev/null || { echo "ss (iproute2) is needed for the wire bytes" >&2; exit 1; }
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+AGENT_PID=""
+cleanup() {
+    for pid in "$AGENT_PID" "$SERVER_PID"; do
+        [ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+cd "$WORK"
+
+cp "$AGENT" agent-stripped
+strip agent-stripped
+echo "binary: $(stat -c %s "$AGENT") bytes unstripped, $(stat -c %s agent-stripped) bytes stripped"
+
+"$SERVER" --data-dir data --edge-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 >server.log 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 100); do grep -q "enrol a device" server.log 2>/dev/null && break; sleep 0.2; done
+EDGE="$(sed -n 's/^edgeServer: *//p' data/admin.yaml)"
+EDGE_PORT="${EDGE##*:}"
+cat >agent.toml <<EOF
+server = "$EDGE"
+ca = "data/pki/ca.crt"
+registration_certificate = "data/pki/register.crt"
+registration_key = "data/pki/register.key"
+state_dir = "state"
+device_id = "footprint"
+heartbeat_period_seconds = $HEARTBEAT_SECONDS
+runtime = "process"
+EOF
+RUST_LOG=info "$AGENT" --config agent.toml >agent.log 2>&1 &
+AGENT_PID=$!
+for _ in $(seq 1 100); do grep -q "registered" agent.log 2>/dev/null && break; sleep 0.2; done
+grep -q "registered" agent.log || { echo "the agent did not register" >&2; cat agent.log >&2; exit 1; }
+sleep 5 # settle: first config applied, first heartbeats sent
+
+# The agent's tokio runtime is single-threaded and runs on the main thread; tokio's
+# blocking-pool threads come and go (file writes), so the main thread's counts are
+# the wake-ups of the agent.
+switches() {
+    awk '/^(voluntary|nonvoluntary)_ctxt_switches/ { n += $2 } END { print n }' /proc/"$AGENT_PID"/status
+}
+# Heartbeats as the server saw them: distinct lastSeen values, polled every second
+# through the management API (its own connection, not the agent's).
+export FLOTTA_CONFIG="$WORK/data/admin.yaml"
+CLI="$TARGET_DIR/debug/flotta"
+seen_poller() {
+    while :; do
+        "$CLI" get device footprint -o json 2>/dev/null | sed -n 's/.*"lastSeen": *"\([^"]*\)".*/\1/p'
+        sleep 1
+    done >"$WORK/seen.txt"
+}
+wire_bytes() {
+    # Agent side of its connections to the Edge API: bytes_sent + bytes_received.
+    ss -tinHp "dst 127.0.0.1:$EDGE_PORT" 2>/dev/null |
+        grep -A1 "pid=$AGENT_PID," |
+        grep -o 'bytes_\(sent\|received\):[0-9]*' |
+        awk -F: '{ n += $2 } END { print n + 0 }'
+}
+
+threads=$(ls /proc/"$AGENT_PID"/task | wc -l)
+seen_poller &
+POLLER_PID=$!
+s0=$(switches); w0=$(wire_bytes); t0=$SECONDS
+sleep "$IDLE_SECONDS"
+s1=$(switches); w1=$(wire_bytes); elapsed=$((SECONDS - t0))
+kill "$POLLER_PID" 2>/dev/null || true
+wait "$POLLER_PID" 2>/dev/null || true
+# Distinct lastSeen values minus the one current at the start of the window.
+beats=$(($(sort -u "$WORK/seen.txt" | grep -c . || true) - 1))
+rss=$(awk '/^VmRSS/ { print $2 }' /proc/"$AGENT_PID"/status)
+hwm=$(awk '/^VmHWM/ { print $2 }' /proc/"$AGENT_PID"/status)
+echo "idle RSS: ${rss} KiB (peak ${hwm} KiB), ${threads} threads"
+echo "main-thread context switches over ${elapsed} s idle: $((s1 - s0)) (${beats} heartbeats seen by the server, period set to ${HEARTBEAT_SECONDS} s)"
+if [ "$beats" -gt 0 ]; then
+    echo "wire bytes over ${elapsed} s: $((w1 - w0)); per heartbeat: $(((w1 - w0) / beats))"
+fi
