@@ -263,3 +263,38 @@ pub fn workload(name: &str, device: &str, image: &str) -> flotta_core::model::Ed
     }))
     .expect("workload")
 }
+
+/// An EdgeWorkload for one device whose container runs `command` (for the process
+/// runtime).
+pub fn process_workload(
+    name: &str,
+    device: &str,
+    command: &[&str],
+) -> flotta_core::model::EdgeWorkload {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "EdgeWorkload",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "type": "pod",
+            "device": device,
+            "pod": {"spec": {"containers": [
+                {"name": "main", "image": "unused", "command": command}
+            ]}}
+        }
+    }))
+    .expect("workload")
+}
+
+/// A process runtime keeping its logs under `dir`, with quick restarts and stops.
+pub async fn process_runtime(dir: &Path) -> Arc<flotta_agent_lib::ProcessRuntime> {
+    let mut options = flotta_agent_lib::ProcessOptions::new(dir);
+    options.initial_backoff = Duration::from_millis(100);
+    options.max_backoff = Duration::from_millis(400);
+    options.stop_grace = Duration::from_secs(2);
+    Arc::new(
+        flotta_agent_lib::ProcessRuntime::open(options)
+            .await
+            .expect("process runtime opens"),
+    )
+}

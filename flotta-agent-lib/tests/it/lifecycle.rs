@@ -17,7 +17,9 @@ use flotta_core::model::{EdgeDevice, EdgeDeviceSignedRequest, EdgeWorkload};
 use flotta_core::pki::PeerCertificate;
 use flotta_core::wire::{OsInformation, Workload};
 
-use crate::harness::{RunningAgent, TestServer, eventually, workload};
+use crate::harness::{
+    RunningAgent, TestServer, eventually, process_runtime, process_workload, workload,
+};
 
 fn read(state: &Path, item: StateItem) -> Option<Vec<u8>> {
     std::fs::read(state.join(item.file_name())).ok()
@@ -76,8 +78,14 @@ async fn one_second_heartbeats(server: &TestServer, device: &str, state: &Path) 
 async fn manual_approval_holds_the_device_until_an_operator_approves() {
     let server = TestServer::start_with(false, None).await;
     let state = tempfile::tempdir().expect("state dir");
-    let runtime = Arc::new(MemoryRuntime::new());
-    let mut agent = RunningAgent::spawn(server.agent("man-1", state.path(), runtime.clone()));
+    let logs = tempfile::tempdir().expect("log dir");
+    let runtime = process_runtime(logs.path()).await;
+    let agent = server
+        .agent_builder("man-1", runtime.clone())
+        .state_dir(state.path())
+        .build()
+        .expect("agent builds");
+    let mut agent = RunningAgent::spawn(agent);
     let client = server.client();
 
     agent
@@ -106,11 +114,21 @@ async fn manual_approval_holds_the_device_until_an_operator_approves() {
         })
         .await;
     client
-        .create::<EdgeWorkload>("default", &workload("meter", "man-1", "registry.local/m:1"))
+        .create::<EdgeWorkload>(
+            "default",
+            &process_workload(
+                "meter",
+                "man-1",
+                &["sh", "-c", "echo metering; exec sleep 300"],
+            ),
+        )
         .await
         .expect("workload created");
-    eventually("the workload in the runtime", || async {
-        runtime.workload("meter")
+    // A real process, started by the agent.
+    eventually("the workload's output", || async {
+        std::fs::read_to_string(runtime.log_file("meter", "main"))
+            .ok()
+            .filter(|log| log.contains("metering"))
     })
     .await;
     let phase = eventually("the workload in the device status", || async {
@@ -125,6 +143,91 @@ async fn manual_approval_holds_the_device_until_an_operator_approves() {
     .await;
     assert_eq!(phase, "Running");
     agent.stop().await;
+    runtime.remove("meter").await.expect("stopped");
+}
+
+#[tokio::test]
+async fn with_the_process_runtime_a_failing_workload_rolls_back_and_is_not_retried() {
+    let server = TestServer::start().await;
+    let state = tempfile::tempdir().expect("state dir");
+    let logs = tempfile::tempdir().expect("log dir");
+    let runtime = process_runtime(logs.path()).await;
+    let agent = server
+        .agent_builder("proc-1", runtime.clone())
+        .state_dir(state.path())
+        .build()
+        .expect("agent builds");
+    let mut agent = RunningAgent::spawn(agent);
+    agent
+        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
+        .await;
+    let client = server.client();
+    client
+        .create::<EdgeWorkload>(
+            "default",
+            &process_workload("good", "proc-1", &["sh", "-c", "echo up; exec sleep 300"]),
+        )
+        .await
+        .expect("workload created");
+    let good = agent
+        .wait_for("ConfigApplied with good", |e| {
+            matches!(e, AgentEvent::ConfigApplied { .. })
+                && persisted(state.path(), StateItem::CurrentConfig)
+                    .is_some_and(|c| names_in(&c) == ["good"])
+        })
+        .await;
+    let Some(AgentEvent::ConfigApplied { version: good }) = good.last().cloned() else {
+        panic!("{good:?}");
+    };
+
+    client
+        .create::<EdgeWorkload>(
+            "default",
+            &process_workload("broken", "proc-1", &["/nonexistent/flotta-test-binary"]),
+        )
+        .await
+        .expect("workload created");
+    let seen = agent
+        .wait_for("RolledBack", |e| matches!(e, AgentEvent::RolledBack { .. }))
+        .await;
+    let failed = seen
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::ApplyFailed { version, reason } => Some((version.clone(), reason.clone())),
+            _ => None,
+        })
+        .expect("ApplyFailed before RolledBack");
+    assert!(failed.1.contains("broken"), "{failed:?}");
+    assert_eq!(
+        seen.last(),
+        Some(&AgentEvent::RolledBack {
+            failed_version: failed.0.clone(),
+            to_version: good.clone(),
+            complete: true,
+        })
+    );
+    let names: Vec<String> = runtime
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, ["good"]);
+    // The failed version is not tried again over several long-poll rounds.
+    let quiet = tokio::time::timeout(
+        Duration::from_secs(3),
+        agent.wait_for("another ApplyFailed", |e| {
+            matches!(e, AgentEvent::ApplyFailed { .. })
+        }),
+    );
+    assert!(quiet.await.is_err(), "the failed version was retried");
+    assert_eq!(
+        agent.handle.status().failed_version.as_deref(),
+        Some(failed.0.as_str())
+    );
+    agent.stop().await;
+    runtime.remove("good").await.expect("stopped");
 }
 
 #[tokio::test]
