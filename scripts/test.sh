@@ -35,6 +35,7 @@ rm -f "$TEST_LOG"
 
 # Further suites (bindings, examples, simulator, browser) each come as a script that
 # calls record_counts; they run after the cargo build above and reuse it.
+step "Kotlin bindings (Maven, JUnit 5) and examples/kotlin"; scripts/test-kotlin.sh
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
