@@ -5,8 +5,7 @@
 # examples/kotlin is built against it. Counts come from the Surefire reports.
 #
 # Reuses the workspace's `cargo test --workspace --all-features` build in
-# $CARGO_TARGET_DIR: Maven runs that same cargo command with --no-run, so nothing is
-# compiled again when scripts/test.sh ran it first.
+# $CARGO_TARGET_DIR (dev profile, same features): see the cargo command below.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -17,7 +16,10 @@ command -v mvn >/dev/null || apt_install maven
 command -v strip >/dev/null || apt_install binutils
 
 export CARGO_TARGET_DIR="$TARGET_DIR"
-MVN=(mvn -q -B -Dcargo.args="test --workspace --all-features --no-run")
+# The same features as `cargo test --workspace --all-features` (dev-dependencies on
+# through --tests), so its artifacts are fresh; --lib and --bins put the cdylib,
+# uniffi-bindgen and flotta-server at the top of the target directory.
+MVN=(mvn -q -B -Dcargo.args="build --workspace --all-features --lib --bins --tests")
 
 status=0
 rm -rf bindings/kotlin/target/surefire-reports

@@ -42,6 +42,7 @@ scripts/test-sim.sh
 step "quick start (docs/quickstart.md)"; scripts/test-quickstart.sh
 scripts/test-console.sh
 step "examples/custom-agent against a real server"; scripts/test-custom-agent.sh
+step "Kotlin bindings (Maven, JUnit 5) and examples/kotlin"; scripts/test-kotlin.sh
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet

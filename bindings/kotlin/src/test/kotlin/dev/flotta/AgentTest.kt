@@ -34,12 +34,16 @@ import kotlin.test.assertFailsWith
 import kotlin.test.assertTrue
 
 /** A runtime that keeps workloads in a map, the way a vendor would start processes. */
-class RecordingRuntime(private val refuse: Set<String> = emptySet()) : WorkloadRuntime {
+class RecordingRuntime(
+    private val refuse: Set<String> = emptySet(),
+    private val crashOn: Set<String> = emptySet(),
+) : WorkloadRuntime {
     val running = ConcurrentHashMap<String, Workload>()
     val applied = CompletableDeferred<Workload>()
 
     override suspend fun apply(workload: Workload) {
         if (workload.name in refuse) throw WorkloadRuntimeException.Failed("refused ${workload.name}")
+        check(workload.name !in crashOn) { "disk full while starting ${workload.name}" }
         running[workload.name] = workload
         applied.complete(workload)
     }
@@ -145,34 +149,51 @@ class AgentTest {
         agent.close()
     }
 
+    /** Runs an agent whose runtime fails `name`, applies it, returns the failure. */
+    private suspend fun failedApply(deviceId: String, name: String, runtime: RecordingRuntime): AgentEvent.ApplyFailed {
+        val agent = Agent(settings(deviceId), runtime)
+        try {
+            return withTimeout(60_000) {
+                val subscribed = CompletableDeferred<Unit>()
+                val failure = async {
+                    agent.eventFlow()
+                        .onStart { subscribed.complete(Unit) }
+                        .filterIsInstance<AgentEvent.ApplyFailed>()
+                        .first()
+                }
+                subscribed.await()
+                val job = launch(Dispatchers.Default) { agent.run() }
+                eventually("the EdgeDevice") {
+                    runCatching { client.get(ResourceKind.EDGE_DEVICE, "default", deviceId) }.getOrNull()
+                }
+                client.apply("default", workload(name, deviceId, "quay.io/org/$name:1"))
+                val event = failure.await()
+                eventually("the failed version in the agent status") {
+                    agent.status().failedVersion?.takeIf { it == event.version }
+                }
+                agent.stop()
+                job.join()
+                event
+            }
+        } finally {
+            agent.close()
+        }
+    }
+
     @Test
     fun `a runtime failure is reported and rolled back`() = runBlocking {
         val runtime = RecordingRuntime(refuse = setOf("broken"))
-        val agent = Agent(settings("kotlin-device-2"), runtime)
-        withTimeout(60_000) {
-            val subscribed = CompletableDeferred<Unit>()
-            val failure = async {
-                agent.eventFlow()
-                    .onStart { subscribed.complete(Unit) }
-                    .filterIsInstance<AgentEvent.ApplyFailed>()
-                    .first()
-            }
-            subscribed.await()
-            val job = launch(Dispatchers.Default) { agent.run() }
-            eventually("the EdgeDevice") {
-                runCatching { client.get(ResourceKind.EDGE_DEVICE, "default", "kotlin-device-2") }.getOrNull()
-            }
-            client.apply("default", workload("broken", "kotlin-device-2", "quay.io/org/broken:1"))
-            val event = failure.await()
-            assertContains(event.reason, "refused broken")
-            eventually("the failed version in the agent status") {
-                agent.status().failedVersion?.takeIf { it == event.version }
-            }
-            assertTrue(runtime.running.isEmpty())
-            agent.stop()
-            job.join()
-        }
-        agent.close()
+        val event = failedApply("kotlin-device-2", "broken", runtime)
+        assertContains(event.reason, "refused broken")
+        assertTrue(runtime.running.isEmpty())
+    }
+
+    @Test
+    fun `an unexpected exception in the runtime is a failed apply, not a crash`() = runBlocking {
+        val runtime = RecordingRuntime(crashOn = setOf("crashing"))
+        val event = failedApply("kotlin-device-4", "crashing", runtime)
+        assertContains(event.reason, "disk full while starting crashing")
+        assertTrue(runtime.running.isEmpty())
     }
 
     @Test
