@@ -16,6 +16,7 @@ mod edge_flow;
 mod edge_payloads;
 mod edge_support;
 mod replicas;
+mod secrets_in_logs;
 mod server_crash;
 mod store_conformance;
 mod store_harness;
