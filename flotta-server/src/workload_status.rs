@@ -8,7 +8,8 @@
 //! `status.rolloutBatches`: size, assigned, succeeded, failed and required per batch).
 //! Every namespace is also recomputed each [`RECHECK_PERIOD`], since a device that
 //! falls silent changes no stored object. A status is written only when it changed,
-//! so the task's own writes settle at once.
+//! so the task's own writes settle at once, and not at all for a workload that has
+//! never had a target device.
 //!
 //! The rollout is reported, not enforced here: every target device is given the
 //! workload, so each counts as assigned, and a device reporting the workload at all
@@ -149,6 +150,15 @@ async fn refresh_namespace(store: &dyn Store, namespace: &str) -> Result<(), Sto
         let Some(workload) = parse::<EdgeWorkload>(stored) else {
             continue;
         };
+        // A workload that never had a target device is left as its author wrote it;
+        // one that lost its targets is told so.
+        let never_written = stored.body.pointer("/status/phaseCounts").is_none();
+        let targeted = devices
+            .iter()
+            .any(|device| workload_targets(device, &workload).unwrap_or(false));
+        if never_written && !targeted {
+            continue;
+        }
         let status = compute_status(&workload, &devices, &now);
         if stored.body.get("status") == Some(&status) {
             continue;
@@ -297,6 +307,13 @@ mod tests {
             .create(ResourceKind::EdgeWorkload, "default", "web", workload_body)
             .await
             .expect("workload");
+        let mut idle_body = serde_json::to_value(workload()).expect("json");
+        idle_body["metadata"]["name"] = json!("idle");
+        idle_body["spec"]["deviceSelector"] = json!({"matchLabels": {"app": "none"}});
+        store
+            .create(ResourceKind::EdgeWorkload, "default", "idle", idle_body)
+            .await
+            .expect("idle workload");
         let mut device_body =
             serde_json::to_value(device("a", &[("app", "web")], None)).expect("json");
         let device_status = device_body["status"].take();
@@ -333,6 +350,13 @@ mod tests {
         }
         let status = running.expect("the workload's status shows the running device");
         assert_eq!(status[ROLLOUT_BATCHES_FIELD][0]["succeeded"], json!(1));
+        // The same pass left the workload without targets untouched.
+        let idle = store
+            .get(ResourceKind::EdgeWorkload, "default", "idle")
+            .await
+            .expect("get")
+            .expect("idle exists");
+        assert_eq!(idle.body.get("status"), None, "{}", idle.body);
         let _ = stop.send(true);
         task.await.expect("task ends on shutdown");
     }

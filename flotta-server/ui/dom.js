@@ -77,7 +77,7 @@ function condition(workload, type) {
 /** Rollout state of a workload: from its Progressing condition. */
 export function rolloutState(workload) {
   const progressing = condition(workload, "Progressing");
-  if (!workload.status || !progressing) return "waiting for status";
+  if (!workload.status || !progressing) return "no status yet";
   if (progressing.reason === "RolloutPaused") return "paused";
   if (progressing.status === "True") return "progressing";
   return condition(workload, "Available")?.status === "True" ? "complete" : "idle";

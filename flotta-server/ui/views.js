@@ -450,7 +450,7 @@ function parseLabels(text) {
 
 function batchList(workload) {
   const batches = workload.status?.rolloutBatches || [];
-  if (!batches.length) return h("span", { class: "muted" }, workload.status ? "no targets" : "waiting for status");
+  if (!batches.length) return h("span", { class: "muted" }, workload.status ? "no targets" : "no status yet");
   const current = workload.status.currentBatch;
   return h(
     "ol",
