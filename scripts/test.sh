@@ -33,16 +33,14 @@ cargo test --workspace --all-features 2>&1 | tee "$TEST_LOG"
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { print p+0, f+0, s+0 }' "$TEST_LOG" >>"$FLOTTA_TEST_COUNTS"
 rm -f "$TEST_LOG"
 
-scripts/test-python.sh
-step "simulator: 100 devices, every scenario"
-scripts/test-sim.sh
-
-# Further suites (bindings, examples, simulator, browser) each come as a script that
-# calls record_counts; they run after the cargo build above and reuse it.
+# Further suites each come as a script that reuses the cargo build above and adds its
+# counts with record_counts (scripts/env.sh).
+step "simulator: 100 devices, every scenario"; scripts/test-sim.sh
 step "quick start (docs/quickstart.md)"; scripts/test-quickstart.sh
-scripts/test-console.sh
 step "examples/custom-agent against a real server"; scripts/test-custom-agent.sh
+step "Python bindings (maturin, stubtest, pytest) and examples/python"; scripts/test-python.sh
 step "Kotlin bindings (Maven, JUnit 5) and examples/kotlin"; scripts/test-kotlin.sh
+step "web console in headless Chromium (Playwright)"; scripts/test-console.sh
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
