@@ -4,7 +4,8 @@
 //! serves its connections); body time and size by [`buffer_body`], which the
 //! routers run as a middleware before any handler: a client that dribbles its body
 //! gets 408 after [`BODY_READ_TIMEOUT`], one that sends more than the listener's
-//! limit gets 413 as soon as the limit is passed.
+//! limit gets 413 (after the rest of a moderately oversized body has been read and
+//! discarded, so that the client sees the answer rather than a reset connection).
 
 use std::time::Duration;
 
@@ -77,37 +78,56 @@ impl BodyProblem {
 }
 
 /// Reads `request`'s whole body within `timeout` and at most `limit` bytes, and
-/// returns the request with the body buffered. A declared `Content-Length` over the
-/// limit is refused before reading.
+/// returns the request with the body buffered.
+///
+/// A body over the limit is refused with [`BodyProblem::TooLarge`], but up to
+/// another `limit` bytes of it are still read and thrown away first: most clients
+/// write their whole body before they read the answer, and a connection closed
+/// under them shows up as a broken pipe instead of the 413. A body declared (by
+/// `Content-Length`) or found to be longer than twice the limit is cut off at once.
 pub async fn buffer_body(
     request: Request,
     limit: usize,
     timeout: Duration,
 ) -> Result<Request, BodyProblem> {
+    let limit_bytes = limit as u64;
+    let drain_cap = limit_bytes.saturating_mul(2);
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    if declared.is_some_and(|length| length > drain_cap) {
         return Err(BodyProblem::TooLarge { limit });
     }
-    let (parts, body) = request.into_parts();
-    let limited = http_body_util::Limited::new(body, limit);
-    let collected = match tokio::time::timeout(timeout, limited.collect()).await {
-        Err(_) => return Err(BodyProblem::TooSlow { timeout }),
-        Ok(Err(error)) => {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return Err(BodyProblem::TooLarge { limit });
+    let (parts, mut body) = request.into_parts();
+    let read = async {
+        let mut buffered = Vec::new();
+        let mut seen: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| BodyProblem::Read(error.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen = seen.saturating_add(data.len() as u64);
+            if seen > drain_cap {
+                break;
             }
-            return Err(BodyProblem::Read(error.to_string()));
+            if seen <= limit_bytes {
+                buffered.extend_from_slice(&data);
+            }
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        if seen > limit_bytes {
+            Err(BodyProblem::TooLarge { limit })
+        } else {
+            Ok(buffered)
+        }
     };
-    Ok(Request::from_parts(parts, Body::from(collected)))
+    let buffered = match tokio::time::timeout(timeout, read).await {
+        Err(_) => return Err(BodyProblem::TooSlow { timeout }),
+        Ok(result) => result?,
+    };
+    Ok(Request::from_parts(parts, Body::from(buffered)))
 }
 
 #[cfg(test)]
@@ -123,6 +143,7 @@ mod tests {
             buffer_body(request, 10, BODY_READ_TIMEOUT).await,
             Err(BodyProblem::TooLarge { limit: 10 })
         ));
+        // Declared beyond twice the limit: refused without reading the body.
         let request = Request::builder()
             .header("content-length", "1000")
             .body(Body::empty())
@@ -141,6 +162,15 @@ mod tests {
         assert!(matches!(
             buffer_body(request, 10, Duration::from_millis(50)).await,
             Err(BodyProblem::TooSlow { .. })
+        ));
+        // Over the limit but within twice of it: read to the end, still refused.
+        let request = Request::builder()
+            .header("content-length", "15")
+            .body(Body::from(vec![b'x'; 15]))
+            .expect("request");
+        assert!(matches!(
+            buffer_body(request, 10, BODY_READ_TIMEOUT).await,
+            Err(BodyProblem::TooLarge { limit: 10 })
         ));
         let request = Request::builder()
             .body(Body::from("0123456789"))
