@@ -181,7 +181,7 @@ struct RunArgs {
     /// Seconds between samples of the server's memory.
     #[arg(long, default_value_t = 5.0)]
     sample_every: f64,
-    /// Where to write the JSON report (default flotta-sim-<scenario>.json).
+    /// Where to write the JSON report (default `flotta-sim-<scenario>.json`).
     #[arg(long)]
     json: Option<PathBuf>,
     /// No progress bar.
