@@ -1,6 +1,7 @@
 //! The Edge API routes and their handlers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,9 +19,11 @@ use flotta_core::pki::{
 };
 use flotta_core::reconcile::device_status_from_heartbeat;
 use flotta_core::wire::{self, Message, MessageType};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
+use super::device_cache::CachedStatus;
 use super::message::{self, BadMessage};
 use super::notifier::current_config;
 use super::{
@@ -608,7 +611,7 @@ async fn update_registered_device(
 /// The device status a heartbeat describes, on top of the current one, computed by
 /// `flotta_core::reconcile`, without `lastSeen` (which lives in the last-seen table).
 fn status_from_heartbeat(
-    current: Option<&Value>,
+    current: Option<&EdgeDeviceStatus>,
     heartbeat: &wire::Heartbeat,
     received_at: OffsetDateTime,
 ) -> Result<EdgeDeviceStatus, BadMessage> {
@@ -616,13 +619,59 @@ fn status_from_heartbeat(
         // Refuse what the status would silently drop.
         message::hardware(hardware.clone(), "content.hardware")?;
     }
-    let previous: Option<EdgeDeviceStatus> =
-        current.and_then(|s| serde_json::from_value(s.clone()).ok());
     let received: Time = serde_json::from_value(Value::String(rfc3339(received_at)))
         .map_err(|e| BadMessage(format!("server time: {e}")))?;
-    let mut status = device_status_from_heartbeat(previous.as_ref(), heartbeat, &received);
+    let mut status = device_status_from_heartbeat(current, heartbeat, &received);
     status.last_seen = None;
     Ok(status)
+}
+
+/// The stored status of a device, decoded, without `lastSeen`.
+fn stored_status(device: &StoredObject) -> Option<Arc<EdgeDeviceStatus>> {
+    let mut status = EdgeDeviceStatus::deserialize(device.body.get("status")?).ok()?;
+    status.last_seen = None;
+    Some(Arc::new(status))
+}
+
+fn no_such_device(namespace: &str, device_id: &str) -> ApiError {
+    ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
+}
+
+/// The device's current status and resource version: from the status cache when
+/// the store vouches that the cached version is still the current one, else read.
+async fn current_status(
+    state: &EdgeState,
+    namespace: &str,
+    device_id: &str,
+) -> Result<CachedStatus, ApiError> {
+    let cache = &state.inner.device_statuses;
+    let cached = cache.get(namespace, device_id);
+    if let Some(cached) = &cached
+        && state
+            .store()
+            .cached_resource_version(ResourceKind::EdgeDevice, namespace, device_id)
+            == Some(cached.resource_version)
+    {
+        return Ok(cached.clone());
+    }
+    let Some(device) = get_object(state, ResourceKind::EdgeDevice, namespace, device_id).await?
+    else {
+        cache.remove(namespace, device_id);
+        return Err(no_such_device(namespace, device_id));
+    };
+    // A store that cannot vouch (PostgreSQL) still spares the decoding when the
+    // version read is the cached one.
+    if let Some(cached) = cached
+        && cached.resource_version == device.resource_version
+    {
+        return Ok(cached);
+    }
+    let current = CachedStatus {
+        resource_version: device.resource_version,
+        status: stored_status(&device),
+    };
+    cache.put(namespace, device_id, current.clone());
+    Ok(current)
 }
 
 async fn heartbeat(
@@ -633,22 +682,12 @@ async fn heartbeat(
 ) -> ApiResult {
     let seen_at = OffsetDateTime::now_utc();
     let heartbeat: wire::Heartbeat = message::content(envelope)?;
-    let current = get_object(state, ResourceKind::EdgeDevice, namespace, device_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
-        })?;
-    let stored_status = current.body.get("status");
-    let new_status = status_from_heartbeat(stored_status, &heartbeat, seen_at)?;
-    let mut old_status: Option<EdgeDeviceStatus> =
-        stored_status.and_then(|s| serde_json::from_value(s.clone()).ok());
-    if let Some(old) = old_status.as_mut() {
-        old.last_seen = None;
-    }
-    if old_status.as_ref() != Some(&new_status) {
+    let current = current_status(state, namespace, device_id).await?;
+    let new_status = status_from_heartbeat(current.status.as_deref(), &heartbeat, seen_at)?;
+    if current.status.as_deref() != Some(&new_status) {
         let status = serde_json::to_value(&new_status).unwrap_or(Value::Null);
-        match state
-            .store()
+        let store = state.store();
+        let stored = match store
             .update_status(
                 ResourceKind::EdgeDevice,
                 namespace,
@@ -658,22 +697,29 @@ async fn heartbeat(
             )
             .await
         {
-            Ok(_) => {}
+            Ok(stored) => stored,
             // Someone else changed the device meanwhile: apply ours on top of theirs.
-            Err(StoreError::Conflict { .. }) => {
-                state
-                    .store()
-                    .update_status(ResourceKind::EdgeDevice, namespace, device_id, None, status)
-                    .await
-                    .map_err(|e| ApiError::store("update_status", &e))?;
-            }
+            Err(StoreError::Conflict { .. }) => store
+                .update_status(ResourceKind::EdgeDevice, namespace, device_id, None, status)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound { .. } => no_such_device(namespace, device_id),
+                    other => ApiError::store("update_status", &other),
+                })?,
             Err(StoreError::NotFound { .. }) => {
-                return Err(ApiError::not_found(format!(
-                    "device {namespace}/{device_id} does not exist"
-                )));
+                state.inner.device_statuses.remove(namespace, device_id);
+                return Err(no_such_device(namespace, device_id));
             }
             Err(e) => return Err(ApiError::store("update_status", &e)),
-        }
+        };
+        state.inner.device_statuses.put(
+            namespace,
+            device_id,
+            CachedStatus {
+                resource_version: stored.resource_version,
+                status: Some(Arc::new(new_status)),
+            },
+        );
     }
     // The reply promises the heartbeat is stored, so its time is committed first.
     state
@@ -899,6 +945,7 @@ mod tests {
             "last_data_upload": "2024-01-01T00:00:00Z"}],
             "upgrade": {"current_commit_ID": "c1", "last_upgrade_status": "succeeded"}}))
         .expect("heartbeat");
+        let current: EdgeDeviceStatus = serde_json::from_value(current).expect("status");
         let status = status_from_heartbeat(Some(&current), &heartbeat, OffsetDateTime::now_utc())
             .expect("valid");
         assert_eq!(status.phase.as_deref(), Some("degraded"));

@@ -18,6 +18,7 @@
 //! written through a [`LastSeenRecorder`] before the heartbeat is answered.
 //! See `docs/edge-api.md`.
 
+mod device_cache;
 mod handlers;
 mod message;
 mod notifier;
@@ -141,6 +142,7 @@ struct EdgeInner {
     options: EdgeOptions,
     notifier: notifier::ConfigNotifier,
     last_seen: LastSeenRecorder,
+    device_statuses: device_cache::DeviceStatusCache,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -186,6 +188,7 @@ impl EdgeState {
                 options,
                 notifier: notifier::ConfigNotifier::default(),
                 last_seen: LastSeenRecorder::start(store_for_last_seen, LAST_SEEN_MAX_BATCH),
+                device_statuses: device_cache::DeviceStatusCache::default(),
                 shutdown,
             }),
         })

@@ -364,6 +364,24 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
     ) -> StoreResult<Option<StoredObject>>;
 
+    /// The resource version of an object as of the latest write this store
+    /// acknowledged, when the store knows it without I/O; `None` when it would have
+    /// to read (call [`Store::get`]), including for an object that does not exist.
+    ///
+    /// Callers use it to tell that an object they read earlier is unchanged. Only a
+    /// store that is the sole writer of its data can answer; the default knows
+    /// nothing. [`SqliteStore`] answers for `EdgeDevice` objects it recently read or
+    /// wrote.
+    fn cached_resource_version(
+        &self,
+        kind: ResourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<u64> {
+        let _ = (kind, namespace, name);
+        None
+    }
+
     /// Lists objects of a kind in one namespace (or all with `None`), ordered by
     /// (namespace, name), one page at a time.
     async fn list(

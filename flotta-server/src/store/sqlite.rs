@@ -1,5 +1,6 @@
-//! Embedded SQLite backend: one file, WAL journal, one writer connection and a
-//! small pool of reader connections, all blocking calls on tokio's blocking pool.
+//! Embedded SQLite backend: one file, WAL journal, one writer thread committing
+//! queued writes in shared transactions (group commit), and a small pool of reader
+//! connections used on tokio's blocking pool.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::object::{self, Change, ObjectKey};
 use super::watch::{self, ChangelogReader, FEED_CAPACITY};
@@ -105,23 +106,237 @@ fn sql_error(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreEr
     }
 }
 
-struct Writer {
-    conn: Connection,
-    writes_since_compaction: u64,
+/// Most writes gathered into one transaction.
+const MAX_WRITE_BATCH: usize = 512;
+
+/// Writes that may wait for the writer thread before callers wait for room.
+const WRITE_QUEUE: usize = 8_192;
+
+/// Most devices whose resource version [`VersionIndex`] remembers.
+const MAX_INDEXED_DEVICES: usize = 1 << 20;
+
+/// How a batch's transaction ended: committed, or why not (retryable, message).
+type CommitOutcome = Result<(), (bool, String)>;
+
+/// What a write does once its batch's fate is known: answers its caller.
+type Completion = Box<dyn FnOnce(&CommitOutcome) + Send>;
+
+/// One write waiting for the writer thread. It runs inside the batch's transaction
+/// (or is told why the transaction is unusable) and returns its completion.
+type WriteJob = Box<dyn FnOnce(Result<&mut Batch<'_>, (bool, String)>) -> Completion + Send>;
+
+/// The transaction several writes share, and what they produced for after COMMIT.
+struct Batch<'c> {
+    conn: &'c Connection,
+    events: Vec<Arc<WatchEvent>>,
+}
+
+impl Batch<'_> {
+    /// Runs `f` in its own savepoint, so that its failure undoes only its own
+    /// changes and events.
+    fn in_savepoint<T>(
+        &mut self,
+        operation: &'static str,
+        f: impl FnOnce(&mut Self) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.conn
+            .execute_batch("SAVEPOINT write")
+            .map_err(sql_error(operation))?;
+        let events_before = self.events.len();
+        let result = f(self).and_then(|value| {
+            self.conn
+                .execute_batch("RELEASE write")
+                .map_err(sql_error(operation))?;
+            Ok(value)
+        });
+        if result.is_err() {
+            self.events.truncate(events_before);
+            // When even this fails the transaction is gone; the next write and the
+            // commit see that and fail.
+            let _checked_later = self.conn.execute_batch("ROLLBACK TO write; RELEASE write");
+        }
+        result
+    }
+}
+
+/// Resource versions of recently read or written devices, as of the latest
+/// committed write (see [`Store::cached_resource_version`]).
+///
+/// The writer thread updates it after each commit; a reader adds what it read only
+/// when no write committed after its snapshot was applied since, so it never
+/// brings back an older state.
+#[derive(Default)]
+struct VersionIndex {
+    devices: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
+    len: usize,
+    /// The global resource version of the last write applied here.
+    applied: u64,
+}
+
+impl VersionIndex {
+    fn get(&self, namespace: &str, name: &str) -> Option<u64> {
+        self.devices.get(namespace)?.get(name).copied()
+    }
+
+    fn set(&mut self, namespace: &str, name: &str, version: u64) {
+        if let Some(names) = self.devices.get_mut(namespace)
+            && let Some(slot) = names.get_mut(name)
+        {
+            *slot = version;
+            return;
+        }
+        if self.len >= MAX_INDEXED_DEVICES {
+            return;
+        }
+        self.devices
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(name.to_owned(), version);
+        self.len += 1;
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) {
+        if let Some(names) = self.devices.get_mut(namespace)
+            && names.remove(name).is_some()
+        {
+            self.len -= 1;
+            if names.is_empty() {
+                self.devices.remove(namespace);
+            }
+        }
+    }
+
+    /// Applies a committed change.
+    fn apply(&mut self, event: &WatchEvent) {
+        let object = &event.object;
+        if object.kind == ResourceKind::EdgeDevice {
+            match event.event_type {
+                WatchEventType::Deleted => self.remove(&object.namespace, &object.name),
+                WatchEventType::Added | WatchEventType::Modified => {
+                    self.set(&object.namespace, &object.name, object.resource_version);
+                }
+            }
+        }
+        self.applied = self.applied.max(object.resource_version);
+    }
+
+    /// Adds what a reader saw in a snapshot taken at global version `snapshot`.
+    fn remember(&mut self, snapshot: u64, object: &StoredObject) {
+        if snapshot >= self.applied {
+            self.set(&object.namespace, &object.name, object.resource_version);
+        }
+    }
 }
 
 struct Inner {
     path: PathBuf,
     options: SqliteOptions,
-    writer: Mutex<Writer>,
+    jobs: mpsc::Sender<WriteJob>,
+    versions: Arc<Mutex<VersionIndex>>,
     readers: Mutex<Vec<Connection>>,
     feed: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+/// The writer thread: owns the writer connection and commits queued writes in
+/// batches, each write in a savepoint, so that concurrent writes share one fsync.
+/// Callers are answered only after COMMIT. Ends when every store clone is gone.
+fn run_writer(
+    conn: Connection,
+    mut jobs: mpsc::Receiver<WriteJob>,
+    versions: Arc<Mutex<VersionIndex>>,
+    feed: broadcast::Sender<Arc<WatchEvent>>,
+    event_retention: u64,
+) {
+    let mut writes_since_compaction = 0u64;
+    let mut queued = Vec::with_capacity(MAX_WRITE_BATCH);
+    while let Some(first) = jobs.blocking_recv() {
+        queued.push(first);
+        while queued.len() < MAX_WRITE_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => queued.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut batch = Batch {
+            conn: &conn,
+            events: Vec::new(),
+        };
+        let begun = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| outcome_error(&e));
+        let mut completions: Vec<Completion> = Vec::with_capacity(queued.len());
+        for job in queued.drain(..) {
+            let usable = match &begun {
+                Err(e) => Err(e.clone()),
+                Ok(()) if conn.is_autocommit() => Err((
+                    true,
+                    "the shared transaction was rolled back by an earlier failure".to_owned(),
+                )),
+                Ok(()) => Ok(&mut batch),
+            };
+            // A panicking write answers its caller by dropping its channel.
+            if let Ok(completion) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(usable)))
+            {
+                completions.push(completion);
+            }
+        }
+        let outcome: CommitOutcome = match begun {
+            Err(e) => Err(e),
+            Ok(()) if conn.is_autocommit() => Err((
+                true,
+                "the shared transaction was rolled back by an earlier failure".to_owned(),
+            )),
+            Ok(()) => conn.execute_batch("COMMIT").map_err(|e| {
+                let _already_rolled_back = conn.execute_batch("ROLLBACK");
+                outcome_error(&e)
+            }),
+        };
+        let events = std::mem::take(&mut batch.events);
+        if outcome.is_ok() {
+            if let Ok(mut index) = versions.lock() {
+                for event in &events {
+                    index.apply(event);
+                }
+            }
+            // One thread publishes, so the feed is in resource-version order.
+            for event in &events {
+                let _no_watchers = feed.send(Arc::clone(event));
+            }
+        }
+        for completion in completions {
+            completion(&outcome);
+        }
+        if outcome.is_ok() {
+            writes_since_compaction += events.len() as u64;
+            let latest = events.last().map_or(0, |e| e.object.resource_version);
+            if writes_since_compaction >= super::compaction_interval(event_retention)
+                && latest > event_retention
+            {
+                writes_since_compaction = 0;
+                // A failed compaction is retried after the next interval.
+                let _retry_later = compact_through(&conn, latest - event_retention);
+            }
+        }
+    }
+}
+
+fn outcome_error(error: &rusqlite::Error) -> (bool, String) {
+    let retryable = matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    (retryable, error.to_string())
 }
 
 /// The embedded SQLite [`Store`].
 ///
 /// Durability: WAL journal with `synchronous=FULL`, so a write is on disk (WAL
 /// fsynced) before the call returns, surviving process kills and power loss.
+/// Writes go to one writer thread that commits whatever is queued in one
+/// transaction, each write in its own savepoint (one write's failure leaves the
+/// others alone), so concurrent writes share an fsync; each caller is answered
+/// after the COMMIT. The store assumes it is the only writer of its file.
 /// Cloning is cheap and shares the connections.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -176,7 +391,8 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
 
 fn meta_value(conn: &Connection, key: &str) -> StoreResult<u64> {
     let v: i64 = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")
+        .and_then(|mut statement| statement.query_row([key], |r| r.get(0)))
         .map_err(sql_error("read meta"))?;
     u64::try_from(v).map_err(|e| StoreError::CorruptRecord {
         key: format!("meta {key}"),
@@ -195,12 +411,12 @@ fn read_object(
     name: &str,
 ) -> StoreResult<Option<StoredObject>> {
     let text: Option<String> = conn
-        .query_row(
-            "SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-            params![kind.as_str(), namespace, name],
-            |r| r.get(0),
-        )
-        .optional()
+        .prepare_cached("SELECT body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3")
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![kind.as_str(), namespace, name], |r| r.get(0))
+                .optional()
+        })
         .map_err(sql_error("get"))?;
     text.map(|t| object::decode_text(kind, &t)).transpose()
 }
@@ -284,14 +500,21 @@ impl SqliteStore {
             .map_err(sql_error("open"))?;
         migrate(&mut conn)?;
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
+        let versions = Arc::new(Mutex::new(VersionIndex::default()));
+        let writer_versions = Arc::clone(&versions);
+        let writer_feed = feed.clone();
+        let retention = options.event_retention;
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run_writer(conn, queue, writer_versions, writer_feed, retention))
+            .map_err(|e| StoreError::backend("open", false, e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 options,
-                writer: Mutex::new(Writer {
-                    conn,
-                    writes_since_compaction: 0,
-                }),
+                jobs,
+                versions,
                 readers: Mutex::new(Vec::new()),
                 feed,
             }),
@@ -303,21 +526,42 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Queues a write for the writer thread and waits until the transaction holding
+    /// it has committed (or failed). `f` runs in its own savepoint.
     async fn write<T, F>(&self, operation: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Writer, &Inner) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Batch<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let mut writer = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::backend(operation, false, "writer lock poisoned"))?;
-            f(&mut writer, &inner)
-        })
-        .await
-        .map_err(|e| StoreError::backend(operation, false, e))?
+        let (answer, answered) = oneshot::channel::<StoreResult<T>>();
+        let job: WriteJob = Box::new(move |batch| -> Completion {
+            let result = match batch {
+                Ok(batch) => batch.in_savepoint(operation, f),
+                Err((retryable, message)) => {
+                    Err(StoreError::backend(operation, retryable, message))
+                }
+            };
+            match result {
+                Ok(value) => Box::new(move |outcome: &CommitOutcome| {
+                    let answer_now = match outcome {
+                        Ok(()) => Ok(value),
+                        Err((retryable, message)) => Err(StoreError::backend(
+                            operation,
+                            *retryable,
+                            format!("commit failed: {message}"),
+                        )),
+                    };
+                    // A caller that stopped waiting needs no answer.
+                    let _gone = answer.send(answer_now);
+                }),
+                Err(error) => Box::new(move |_: &CommitOutcome| {
+                    let _gone = answer.send(Err(error));
+                }),
+            }
+        });
+        let stopped = || StoreError::backend(operation, false, "the SQLite writer thread stopped");
+        self.inner.jobs.send(job).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
     }
 
     async fn read<T, F>(&self, operation: &'static str, f: F) -> StoreResult<T>
@@ -373,38 +617,34 @@ impl SqliteStore {
     {
         let namespace = namespace.to_owned();
         let name = name.to_owned();
-        self.write(operation, move |writer, inner| {
+        self.write(operation, move |batch| {
             let key = ObjectKey {
                 kind,
                 namespace: &namespace,
                 name: &name,
             };
-            let err = sql_error(operation);
-            let tx = writer
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err)?;
-            let current = read_object(&tx, kind, &namespace, &name)?;
+            let tx = batch.conn;
+            let current = read_object(tx, kind, &namespace, &name)?;
             let mut change = plan(&key, current)?;
             let rv: i64 = tx
-                .query_row(
+                .prepare_cached(
                     "UPDATE meta SET value = value + 1 WHERE key = 'resource_version' RETURNING value",
-                    [],
-                    |r| r.get(0),
                 )
+                .and_then(|mut statement| statement.query_row([], |r| r.get(0)))
                 .map_err(sql_error(operation))?;
             change.stamp(u64::try_from(rv).unwrap_or_default());
             let body_text = change.body().to_string();
             let stored = object::decode(kind, change.body().clone())?;
             match &change {
                 Change::Put(..) => {
-                    tx.execute(
+                    tx.prepare_cached(
                         "INSERT INTO objects (kind, namespace, name, uid, resource_version, generation, deleting, body) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                          ON CONFLICT (kind, namespace, name) DO UPDATE SET uid = excluded.uid, \
                          resource_version = excluded.resource_version, generation = excluded.generation, \
                          deleting = excluded.deleting, body = excluded.body",
-                        params![
+                    )
+                    .and_then(|mut statement| statement.execute(params![
                             kind.as_str(),
                             namespace,
                             name,
@@ -413,54 +653,43 @@ impl SqliteStore {
                             to_i64(stored.generation),
                             stored.deletion_timestamp.is_some(),
                             body_text
-                        ],
-                    )
+                        ]))
                     .map_err(sql_error(operation))?;
                 }
                 Change::Remove(_) => {
-                    tx.execute(
+                    tx.prepare_cached(
                         "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                        params![kind.as_str(), namespace, name],
                     )
+                    .and_then(|mut statement| statement.execute(params![kind.as_str(), namespace, name]))
                     .map_err(sql_error(operation))?;
                     if kind == ResourceKind::EdgeDevice {
-                        tx.execute(
+                        tx.prepare_cached(
                             "DELETE FROM last_seen WHERE namespace = ?1 AND device = ?2",
-                            params![namespace, name],
                         )
+                        .and_then(|mut statement| statement.execute(params![namespace, name]))
                         .map_err(sql_error(operation))?;
                     }
                 }
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO events (resource_version, kind, namespace, name, event_type, body) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
+            )
+            .and_then(|mut statement| statement.execute(params![
                     rv,
                     kind.as_str(),
                     namespace,
                     name,
                     change.event_type().as_str(),
                     body_text
-                ],
-            )
+                ]))
             .map_err(sql_error(operation))?;
-            tx.commit().map_err(sql_error(operation))?;
             let event = WatchEvent {
                 event_type: change.event_type(),
                 object: stored,
             };
-            // Published under the writer lock, so the feed is in resource-version order.
-            let _no_watchers = inner.feed.send(Arc::new(event.clone()));
-            writer.writes_since_compaction += 1;
-            let rv = u64::try_from(rv).unwrap_or_default();
-            if writer.writes_since_compaction >= super::compaction_interval(inner.options.event_retention)
-                && rv > inner.options.event_retention
-            {
-                writer.writes_since_compaction = 0;
-                // The write itself is committed; a failed compaction is retried next time.
-                let _retry_later = compact_through(&writer.conn, rv - inner.options.event_retention);
-            }
+            // Published by the writer thread once the batch has committed.
+            batch.events.push(Arc::new(event.clone()));
             Ok(event)
         })
         .await
@@ -513,8 +742,38 @@ impl Store for SqliteStore {
         name: &str,
     ) -> StoreResult<Option<StoredObject>> {
         let (namespace, name) = (namespace.to_owned(), name.to_owned());
-        self.read("get", move |c| read_object(c, kind, &namespace, &name))
-            .await
+        if kind != ResourceKind::EdgeDevice {
+            return self
+                .read("get", move |c| read_object(c, kind, &namespace, &name))
+                .await;
+        }
+        let versions = Arc::clone(&self.inner.versions);
+        self.read("get", move |c| {
+            // One snapshot for the object and the global version it is current at.
+            let tx = c.unchecked_transaction().map_err(sql_error("get"))?;
+            let snapshot = meta_value(&tx, "resource_version")?;
+            let object = read_object(&tx, kind, &namespace, &name)?;
+            drop(tx);
+            if let Some(object) = &object
+                && let Ok(mut index) = versions.lock()
+            {
+                index.remember(snapshot, object);
+            }
+            Ok(object)
+        })
+        .await
+    }
+
+    fn cached_resource_version(
+        &self,
+        kind: ResourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<u64> {
+        if kind != ResourceKind::EdgeDevice {
+            return None;
+        }
+        self.inner.versions.lock().ok()?.get(namespace, name)
     }
 
     async fn list(
@@ -670,13 +929,8 @@ impl Store for SqliteStore {
     }
 
     async fn compact(&self, through_resource_version: u64) -> StoreResult<()> {
-        self.write("compact", move |w, _| {
-            let tx = w
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql_error("compact"))?;
-            compact_through(&tx, through_resource_version)?;
-            tx.commit().map_err(sql_error("compact"))
+        self.write("compact", move |batch| {
+            compact_through(batch.conn, through_resource_version)
         })
         .await
     }
@@ -685,13 +939,9 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let batch = batch.to_vec();
-        self.write("record_last_seen", move |w, _| {
-            let err = sql_error("record_last_seen");
-            let tx = w
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err)?;
+        let entries = batch.to_vec();
+        self.write("record_last_seen", move |batch| {
+            let tx = batch.conn;
             {
                 let mut stmt = tx
                     .prepare_cached(
@@ -700,7 +950,7 @@ impl Store for SqliteStore {
                          SET seen_at_us = max(seen_at_us, excluded.seen_at_us)",
                     )
                     .map_err(sql_error("record_last_seen"))?;
-                for seen in &batch {
+                for seen in &entries {
                     stmt.execute(params![
                         seen.namespace,
                         seen.device,
@@ -709,7 +959,7 @@ impl Store for SqliteStore {
                     .map_err(sql_error("record_last_seen"))?;
                 }
             }
-            tx.commit().map_err(sql_error("record_last_seen"))
+            Ok(())
         })
         .await
     }
@@ -771,8 +1021,9 @@ impl Store for SqliteStore {
 
     async fn revoke_certificate(&self, revoked: &RevokedCertificate) -> StoreResult<()> {
         let revoked = revoked.clone();
-        self.write("revoke_certificate", move |w, _| {
-            w.conn
+        self.write("revoke_certificate", move |batch| {
+            batch
+                .conn
                 .execute(
                     "INSERT INTO revoked_certificates (serial, namespace, device, revoked_at_us) \
                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (serial) DO NOTHING",
@@ -833,8 +1084,9 @@ impl Store for SqliteStore {
             created_at: super::now_micros(),
         };
         let record = token.clone();
-        self.write("create_token", move |w, _| {
-            w.conn
+        self.write("create_token", move |batch| {
+            batch
+                .conn
                 .execute(
                     "INSERT INTO api_tokens (id, token_hash, role, description, created_at_us) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -890,8 +1142,8 @@ impl Store for SqliteStore {
 
     async fn delete_token(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_owned();
-        self.write("delete_token", move |w, _| {
-            let n = w
+        self.write("delete_token", move |batch| {
+            let n = batch
                 .conn
                 .execute("DELETE FROM api_tokens WHERE id = ?1", [id])
                 .map_err(sql_error("delete_token"))?;
@@ -914,8 +1166,9 @@ impl Store for SqliteStore {
 
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
         let (key, value) = (key.to_owned(), value.to_owned());
-        self.write("put_setting", move |w, _| {
-            w.conn
+        self.write("put_setting", move |batch| {
+            batch
+                .conn
                 .execute(
                     "INSERT INTO settings (key, value) VALUES (?1, ?2) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
