@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::device_cache::CachedStatus;
+use super::configs::{CachedConfig, Lookup};
 use super::message::{self, BadMessage};
 use super::notifier::current_config;
 use super::{
@@ -765,14 +766,67 @@ fn not_modified(version: &str) -> Response {
     response
 }
 
-fn config_response(message: &wire::DeviceConfigurationMessage, version: &str) -> Response {
-    let message = serde_json::to_value(message).unwrap_or(Value::Null);
-    let body = message::reply(MessageType::Data, wire::directive::DEVICE, message);
-    let mut response = json_response(StatusCode::OK, &body);
-    if let Some(tag) = etag(version) {
+/// A `200` carrying `config` in a `data` message with directive `device`: the
+/// envelope is fresh (message id, time), the content is the cached serialization.
+fn config_response(config: &CachedConfig) -> Response {
+    let envelope = message::reply(MessageType::Data, wire::directive::DEVICE, Value::Null);
+    let Ok(mut body) = serde_json::to_vec(&envelope) else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the reply envelope could not be encoded",
+        )
+        .into_response();
+    };
+    // The envelope has no content: splice the cached one in before its closing brace.
+    if body.pop() != Some(b'}') {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the reply envelope is not a JSON object",
+        )
+        .into_response();
+    }
+    if body.len() > 1 {
+        body.push(b',');
+    }
+    body.extend_from_slice(b"\"content\":");
+    body.extend_from_slice(&config.content);
+    body.push(b'}');
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if let Some(tag) = etag(&config.version) {
         response.headers_mut().insert(header::ETAG, tag);
     }
     response
+}
+
+/// The device's configuration: from the in-memory view, or from the store when the
+/// view does not know the device.
+async fn device_config(
+    state: &EdgeState,
+    namespace: &str,
+    device_id: &str,
+) -> Result<Arc<CachedConfig>, ApiError> {
+    let configs = &state.inner.configs;
+    match configs.config(namespace, device_id) {
+        Lookup::Config(config) => Ok(config),
+        Lookup::NotLive | Lookup::Unknown => {
+            configs.note_store_read();
+            let (_, rendered) = current_config(state.store().as_ref(), namespace, device_id)
+                .await
+                .map_err(|e| ApiError::store("render", &e))?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
+                })?;
+            Ok(Arc::new(CachedConfig::from_rendered(&rendered)))
+        }
+    }
 }
 
 async fn get_data(
@@ -795,48 +849,35 @@ async fn get_data(
             Duration::from_secs(seconds).min(MAX_WAIT)
         }
     };
-    let notifier = &state.inner.notifier;
     // Subscribe before reading, so that a change landing between the read and the
     // wait still wakes us.
-    let mut changes = (!wait.is_zero()).then(|| notifier.subscribe(&namespace, &device_id));
-    let load = || async {
-        current_config(state.store().as_ref(), &namespace, &device_id)
-            .await
-            .map_err(|e| ApiError::store("render", &e))?
-            .ok_or_else(|| {
-                ApiError::not_found(format!("device {namespace}/{device_id} does not exist"))
-            })
-    };
-    let (_, rendered) = load().await?;
-    let mut version = rendered.version.to_string();
-    if !if_none_match(&headers, &version) {
-        return Ok(config_response(&rendered.message, &version));
+    let mut changes =
+        (!wait.is_zero()).then(|| state.inner.notifier.subscribe(&namespace, &device_id));
+    let config = device_config(&state, &namespace, &device_id).await?;
+    if !if_none_match(&headers, &config.version) {
+        return Ok(config_response(&config));
     }
     let Some(changes) = changes.as_mut() else {
-        return Ok(not_modified(&version));
+        return Ok(not_modified(&config.version));
     };
-    notifier.seed(&namespace, &device_id, &version);
+    let mut version = config.version.clone();
     let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = state.shutdown_signal();
     loop {
         tokio::select! {
             changed = changes.changed() => {
-                if changed.is_err() {
+                if !changed {
                     return Ok(not_modified(&version));
                 }
             }
             () = tokio::time::sleep_until(deadline) => return Ok(not_modified(&version)),
             () = super::stopped(&mut shutdown) => return Ok(not_modified(&version)),
         }
-        let published = changes.borrow_and_update().clone();
-        if published.as_deref() == Some(version.as_str()) {
-            continue;
+        let config = device_config(&state, &namespace, &device_id).await?;
+        if !if_none_match(&headers, &config.version) {
+            return Ok(config_response(&config));
         }
-        let (_, rendered) = load().await?;
-        version = rendered.version.to_string();
-        if !if_none_match(&headers, &version) {
-            return Ok(config_response(&rendered.message, &version));
-        }
+        version.clone_from(&config.version);
     }
 }
 

@@ -14,10 +14,12 @@
 //! accepts connections and hands each request the peer's certificate chain as a
 //! [`PeerCertificates`] extension, [`router`] answers the requests from an
 //! [`EdgeState`]. Background work (config-change wake-ups, certificate revocation of
-//! deleted devices) runs in [`EdgeState::spawn_background`]. Heartbeat times are
+//! deleted devices) runs in [`EdgeState::spawn_background`], which also loads the
+//! in-memory view config polls are answered from (see [`ConfigCacheStats`]). Heartbeat times are
 //! written through a [`LastSeenRecorder`] before the heartbeat is answered.
 //! See `docs/edge-api.md`.
 
+mod configs;
 mod device_cache;
 mod handlers;
 mod message;
@@ -31,6 +33,7 @@ use flotta_core::pki::{CertificateAuthority, PeerVerifier, RevocationList, Seria
 
 use crate::store::{LastSeenRecorder, Store, StoreError};
 
+pub use configs::ConfigCacheStats;
 pub use handlers::router;
 pub use tls::{
     HEADER_READ_TIMEOUT, PeerCertificates, edge_connection_limits, serve, serve_with_limits,
@@ -141,6 +144,7 @@ struct EdgeInner {
     revocations: RwLock<RevocationList>,
     options: EdgeOptions,
     notifier: notifier::ConfigNotifier,
+    configs: configs::ConfigCache,
     last_seen: LastSeenRecorder,
     device_statuses: device_cache::DeviceStatusCache,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -187,6 +191,7 @@ impl EdgeState {
                 revocations: RwLock::new(revocations),
                 options,
                 notifier: notifier::ConfigNotifier::default(),
+                configs: configs::ConfigCache::default(),
                 last_seen: LastSeenRecorder::start(store_for_last_seen, LAST_SEEN_MAX_BATCH),
                 device_statuses: device_cache::DeviceStatusCache::default(),
                 shutdown,
@@ -221,6 +226,14 @@ impl EdgeState {
     /// Number of devices with a long-poll in progress.
     pub fn waiting_devices(&self) -> usize {
         self.inner.notifier.waiting_devices()
+    }
+
+    /// Counters of the in-memory configuration view: renderings, polls answered
+    /// from the cache or the store, devices known, long-poll channels held.
+    pub fn config_cache_stats(&self) -> ConfigCacheStats {
+        let mut stats = self.inner.configs.stats();
+        stats.long_poll_channels = self.inner.notifier.channel_count() as u64;
+        stats
     }
 
     /// Starts the background tasks: following store changes to wake long-polling

@@ -1,18 +1,20 @@
 //! Config-change wake-ups for long-polling devices, and revocation of deleted
 //! devices' certificates.
 //!
-//! Each device with a long-poll in progress has a `tokio::sync::watch` channel holding
-//! the config version last published for it. One background task follows the store's
-//! changes to workloads, device sets and devices, recomputes the versions of the
-//! waiting devices a change may affect (all waiting devices of the namespace for a
-//! workload or set, the one device for a device), and publishes those that changed,
-//! which wakes exactly the waiters whose configuration changed. Bursts of changes are
-//! coalesced into one recomputation per namespace.
+//! Each device with a long-poll in progress has a `tokio::sync::watch` channel; a
+//! [`Subscription`] holds one receiver and removes the channel when the last
+//! receiver goes, so the map only ever holds devices that are waiting. One
+//! background task follows the store's changes to workloads, device sets and
+//! devices, applies them to the [`ConfigCache`](super::configs::ConfigCache) view,
+//! which says exactly which devices' configuration inputs changed, and wakes those
+//! devices only. Bursts of changes are applied together and each device is woken
+//! once.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeWorkload};
+use flotta_core::reconcile::{RenderedConfig, render_device_config};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
@@ -21,101 +23,114 @@ use crate::store::{
     ListOptions, ResourceKind, RevokedCertificate, Store, StoreError, StoredObject, WatchEvent,
     WatchEventType, WatchStream,
 };
-use flotta_core::reconcile::{
-    PreparedWorkload, RenderedConfig, prepare_workload, render_device_config,
-    render_device_config_prepared, workload_targets,
-};
 
-type DeviceKey = (String, String);
+/// Namespace → device → wake-up channel.
+type Channels = HashMap<String, HashMap<String, watch::Sender<u64>>>;
 
-/// Per-device version channels of the devices with a long-poll in progress.
+/// Wake-up channels of the devices with a long-poll in progress.
 #[derive(Debug, Default)]
 pub(super) struct ConfigNotifier {
-    channels: Mutex<HashMap<DeviceKey, watch::Sender<Option<String>>>>,
+    channels: Mutex<Channels>,
+}
+
+/// One long-poll's wait for a device's wake-ups; its channel is forgotten when the
+/// last subscription of the device is dropped (the poll answered or abandoned).
+#[derive(Debug)]
+pub(super) struct Subscription<'a> {
+    notifier: &'a ConfigNotifier,
+    namespace: String,
+    device: String,
+    receiver: Option<watch::Receiver<u64>>,
+}
+
+impl Subscription<'_> {
+    /// Completes at the next wake-up after the subscription (or the previous call);
+    /// `false` when the channel is gone.
+    pub(super) async fn changed(&mut self) -> bool {
+        match self.receiver.as_mut() {
+            Some(receiver) => receiver.changed().await.is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        let mut channels = self.notifier.channels();
+        // Dropped under the lock, so that a concurrent subscribe either finds the
+        // channel with its own receiver in it or makes a new one.
+        drop(self.receiver.take());
+        if let Some(devices) = channels.get_mut(&self.namespace) {
+            if devices
+                .get(&self.device)
+                .is_some_and(|sender| sender.receiver_count() == 0)
+            {
+                devices.remove(&self.device);
+            }
+            if devices.is_empty() {
+                channels.remove(&self.namespace);
+            }
+        }
+    }
 }
 
 impl ConfigNotifier {
-    fn channels(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<DeviceKey, watch::Sender<Option<String>>>> {
+    fn channels(&self) -> MutexGuard<'_, Channels> {
         match self.channels.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// Starts waiting on a device's version channel.
-    pub(super) fn subscribe(
-        &self,
-        namespace: &str,
-        device: &str,
-    ) -> watch::Receiver<Option<String>> {
+    /// Starts waiting for a device's wake-ups.
+    pub(super) fn subscribe(&self, namespace: &str, device: &str) -> Subscription<'_> {
         let mut channels = self.channels();
-        let sender = channels
-            .entry((namespace.to_owned(), device.to_owned()))
-            .or_insert_with(|| watch::channel(None).0);
-        let mut receiver = sender.subscribe();
-        receiver.mark_unchanged();
-        receiver
-    }
-
-    /// Records the version a waiter just computed, without waking anyone, so that the
-    /// next publication of the same version is not taken for a change.
-    pub(super) fn seed(&self, namespace: &str, device: &str, version: &str) {
-        if let Some(sender) = self
-            .channels()
-            .get(&(namespace.to_owned(), device.to_owned()))
-        {
-            sender.send_if_modified(|current| {
-                if current.is_none() {
-                    *current = Some(version.to_owned());
-                }
-                false
-            });
+        let receiver = channels
+            .entry(namespace.to_owned())
+            .or_default()
+            .entry(device.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        Subscription {
+            notifier: self,
+            namespace: namespace.to_owned(),
+            device: device.to_owned(),
+            receiver: Some(receiver),
         }
     }
 
-    /// Publishes a device's current version; wakes its waiters if it changed.
-    fn publish(&self, namespace: &str, device: &str, version: Option<&str>) {
-        if let Some(sender) = self
-            .channels()
-            .get(&(namespace.to_owned(), device.to_owned()))
-        {
-            sender.send_if_modified(|current| {
-                if current.as_deref() == version {
-                    false
-                } else {
-                    *current = version.map(str::to_owned);
-                    true
-                }
-            });
+    /// Wakes the waiters of the named devices of `namespace`.
+    pub(super) fn wake<'n>(&self, namespace: &str, devices: impl IntoIterator<Item = &'n str>) {
+        let channels = self.channels();
+        let Some(waiting) = channels.get(namespace) else {
+            return;
+        };
+        for device in devices {
+            if let Some(sender) = waiting.get(device) {
+                sender.send_modify(|n| *n = n.wrapping_add(1));
+            }
         }
     }
 
-    /// Devices with waiters, by namespace; forgets channels nobody waits on.
-    fn waiting(&self, namespace: Option<&str>) -> Vec<DeviceKey> {
-        let mut channels = self.channels();
-        channels.retain(|_, sender| sender.receiver_count() > 0);
-        channels
-            .keys()
-            .filter(|(ns, _)| namespace.is_none_or(|wanted| wanted == ns))
-            .cloned()
-            .collect()
-    }
-
-    /// Whether `device` has waiters.
-    fn is_waiting(&self, namespace: &str, device: &str) -> bool {
-        self.channels()
-            .get(&(namespace.to_owned(), device.to_owned()))
-            .is_some_and(|sender| sender.receiver_count() > 0)
+    /// Wakes every waiter.
+    fn wake_all(&self) {
+        for sender in self.channels().values().flat_map(HashMap::values) {
+            sender.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// Number of devices with waiters.
     pub(super) fn waiting_devices(&self) -> usize {
         self.channels()
             .values()
+            .flat_map(HashMap::values)
             .filter(|sender| sender.receiver_count() > 0)
             .count()
+    }
+
+    /// Number of channels held: devices with waiters, plus any not forgotten.
+    pub(super) fn channel_count(&self) -> usize {
+        self.channels().values().map(HashMap::len).sum()
     }
 }
 
@@ -126,16 +141,17 @@ fn parse<T: serde::de::DeserializeOwned>(object: &StoredObject) -> Option<T> {
 async fn list_all(
     store: &dyn Store,
     kind: ResourceKind,
-    namespace: &str,
+    namespace: Option<&str>,
 ) -> Result<Vec<StoredObject>, StoreError> {
     Ok(store
-        .list(kind, Some(namespace), &ListOptions::default())
+        .list(kind, namespace, &ListOptions::default())
         .await?
         .items)
 }
 
-/// The device's resource and its rendered configuration, `None` when the device does
-/// not exist.
+/// The device's resource and its rendered configuration read from the store, `None`
+/// when the device does not exist: the path for devices the in-memory view does not
+/// know (yet), and for servers without background tasks.
 pub(super) async fn current_config(
     store: &dyn Store,
     namespace: &str,
@@ -153,12 +169,12 @@ pub(super) async fn current_config(
             reason: "the stored body is not a valid EdgeDevice".into(),
         });
     };
-    let workloads: Vec<EdgeWorkload> = list_all(store, ResourceKind::EdgeWorkload, namespace)
+    let workloads: Vec<EdgeWorkload> = list_all(store, ResourceKind::EdgeWorkload, Some(namespace))
         .await?
         .iter()
         .filter_map(parse)
         .collect();
-    let sets: Vec<EdgeDeviceSet> = list_all(store, ResourceKind::EdgeDeviceSet, namespace)
+    let sets: Vec<EdgeDeviceSet> = list_all(store, ResourceKind::EdgeDeviceSet, Some(namespace))
         .await?
         .iter()
         .filter_map(parse)
@@ -167,65 +183,20 @@ pub(super) async fn current_config(
     Ok(Some((device, rendered)))
 }
 
-/// Recomputes and publishes the versions of the waiting devices of `namespace`.
-async fn refresh_namespace(state: &EdgeState, namespace: &str) -> Result<(), StoreError> {
-    let waiting = state.inner.notifier.waiting(Some(namespace));
-    if waiting.is_empty() {
-        return Ok(());
-    }
+/// Loads every device, workload and set into the configuration view (one list per
+/// kind) and wakes every waiting device, whose configuration may have changed.
+async fn load_view(state: &EdgeState) -> Result<(), StoreError> {
     let store = state.store().as_ref();
-    let devices: HashMap<String, EdgeDevice> = list_all(store, ResourceKind::EdgeDevice, namespace)
-        .await?
-        .iter()
-        .filter_map(|o| parse::<EdgeDevice>(o).map(|d| (o.name.clone(), d)))
-        .collect();
-    let workloads: Vec<EdgeWorkload> = list_all(store, ResourceKind::EdgeWorkload, namespace)
-        .await?
-        .iter()
-        .filter_map(parse)
-        .collect();
-    let sets: Vec<EdgeDeviceSet> = list_all(store, ResourceKind::EdgeDeviceSet, namespace)
-        .await?
-        .iter()
-        .filter_map(parse)
-        .collect();
-    // Workloads are rendered once for all the waiting devices; each device then only
-    // picks those that target it.
-    let prepared: Vec<(&EdgeWorkload, PreparedWorkload)> = workloads
-        .iter()
-        .map(|w| (w, prepare_workload(w, &[], &[])))
-        .collect();
-    for (ns, name) in waiting {
-        let version = devices.get(&name).map(|device| {
-            let selected: Vec<&PreparedWorkload> = prepared
-                .iter()
-                .filter(|(w, _)| workload_targets(device, w).unwrap_or(false))
-                .map(|(_, p)| p)
-                .collect();
-            render_device_config_prepared(device, &sets, &selected, &[], &[])
-                .version
-                .to_string()
-        });
-        state.inner.notifier.publish(&ns, &name, version.as_deref());
+    let mut objects = Vec::new();
+    for kind in [
+        ResourceKind::EdgeDevice,
+        ResourceKind::EdgeWorkload,
+        ResourceKind::EdgeDeviceSet,
+    ] {
+        objects.extend(list_all(store, kind, None).await?);
     }
-    Ok(())
-}
-
-async fn refresh_device(
-    state: &EdgeState,
-    namespace: &str,
-    device: &str,
-) -> Result<(), StoreError> {
-    if !state.inner.notifier.is_waiting(namespace, device) {
-        return Ok(());
-    }
-    let version = current_config(state.store().as_ref(), namespace, device)
-        .await?
-        .map(|(_, rendered)| rendered.version.to_string());
-    state
-        .inner
-        .notifier
-        .publish(namespace, device, version.as_deref());
+    state.inner.configs.load(objects);
+    state.inner.notifier.wake_all();
     Ok(())
 }
 
@@ -263,29 +234,8 @@ async fn revoke_device(state: &EdgeState, object: &StoredObject) -> Result<(), S
 /// What a burst of changes requires.
 #[derive(Debug, Default)]
 struct Dirty {
-    namespaces: BTreeSet<String>,
-    devices: BTreeSet<DeviceKey>,
-    deleted: Vec<StoredObject>,
+    events: Vec<WatchEvent>,
     everything: bool,
-}
-
-impl Dirty {
-    fn note(&mut self, event: WatchEvent) {
-        let object = event.object;
-        match object.kind {
-            ResourceKind::EdgeWorkload | ResourceKind::EdgeDeviceSet => {
-                self.namespaces.insert(object.namespace);
-            }
-            ResourceKind::EdgeDevice => {
-                self.devices
-                    .insert((object.namespace.clone(), object.name.clone()));
-                if event.event_type == WatchEventType::Deleted {
-                    self.deleted.push(object);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
@@ -302,30 +252,46 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
 }
 
 async fn apply(state: &EdgeState, dirty: Dirty) {
-    for object in &dirty.deleted {
-        // A failed revocation is retried by nothing: record it as best we can now and
-        // keep serving; the device row is gone either way.
-        let _ = revoke_device(state, object).await;
+    for event in &dirty.events {
+        if event.object.kind == ResourceKind::EdgeDevice
+            && event.event_type == WatchEventType::Deleted
+        {
+            // A failed revocation is retried by nothing: record it as best we can now
+            // and keep serving; the device row is gone either way.
+            let _ = revoke_device(state, &event.object).await;
+        }
+    }
+    let mut woken: BTreeSet<(&str, String)> = BTreeSet::new();
+    for event in &dirty.events {
+        let namespace = event.object.namespace.as_str();
+        woken.extend(
+            state
+                .inner
+                .configs
+                .apply(event)
+                .into_iter()
+                .map(|device| (namespace, device)),
+        );
+    }
+    let mut by_namespace: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (namespace, device) in &woken {
+        by_namespace
+            .entry(namespace)
+            .or_default()
+            .push(device.as_str());
+    }
+    for (namespace, devices) in by_namespace {
+        state.inner.notifier.wake(namespace, devices);
     }
     if dirty.everything {
-        let namespaces: BTreeSet<String> = state
-            .inner
-            .notifier
-            .waiting(None)
-            .into_iter()
-            .map(|(ns, _)| ns)
-            .collect();
-        for ns in namespaces {
-            let _ = refresh_namespace(state, &ns).await;
-        }
-        return;
-    }
-    for ns in &dirty.namespaces {
-        let _ = refresh_namespace(state, ns).await;
-    }
-    for (ns, device) in &dirty.devices {
-        if !dirty.namespaces.contains(ns) {
-            let _ = refresh_device(state, ns, device).await;
+        // Changes may have been missed: reload the view. Until that works, polls are
+        // answered from the view as it is.
+        let mut shutdown = state.shutdown_signal();
+        while load_view(state).await.is_err() {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = super::stopped(&mut shutdown) => return,
+            }
         }
     }
 }
@@ -340,6 +306,12 @@ pub(super) async fn spawn_watcher(
             operation: "watch",
             source,
         })?;
+    // Listed after the watches are open: events replayed from before the list are
+    // older than what it holds and are ignored by resource version.
+    load_view(&state).await.map_err(|source| EdgeError::Store {
+        operation: "list",
+        source,
+    })?;
     let mut shutdown = state.shutdown_signal();
     Ok(tokio::spawn(async move {
         loop {
@@ -350,20 +322,19 @@ pub(super) async fn spawn_watcher(
             let mut dirty = Dirty::default();
             let mut broken = false;
             match first {
-                Some(Ok(event)) => dirty.note(event),
+                Some(Ok(event)) => dirty.events.push(event),
                 Some(Err(_)) | None => broken = true,
             }
             // Coalesce everything already queued into one recomputation.
             while !broken {
                 match stream.next().now_or_never() {
-                    Some(Some(Ok(event))) => dirty.note(event),
+                    Some(Some(Ok(event))) => dirty.events.push(event),
                     Some(Some(Err(_))) | Some(None) => broken = true,
                     None => break,
                 }
             }
             if broken {
-                // Changes may have been missed: reopen from now and recompute every
-                // waiting device.
+                // Changes may have been missed: reopen from now and reload the view.
                 dirty.everything = true;
                 loop {
                     match open_watches(state.store().as_ref()).await {
@@ -390,29 +361,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publishing_wakes_only_waiters_whose_version_changed() {
+    fn waking_reaches_only_the_named_waiters() {
         let notifier = ConfigNotifier::default();
-        let mut receivers: Vec<_> = (0..10_000)
+        let mut subscriptions: Vec<_> = (0..10_000)
             .map(|i| notifier.subscribe("ns", &format!("dev-{i}")))
             .collect();
-        for i in 0..10_000 {
-            notifier.seed("ns", &format!("dev-{i}"), "v1");
-        }
         assert_eq!(notifier.waiting_devices(), 10_000);
-        notifier.publish("ns", "dev-7", Some("v1"));
-        assert!(receivers.iter().all(|r| !r.has_changed().unwrap_or(true)));
-        notifier.publish("ns", "dev-7", Some("v2"));
-        let woken: Vec<usize> = receivers
-            .iter()
+        notifier.wake("ns", ["dev-7", "not-waiting"]);
+        notifier.wake("other", ["dev-8"]);
+        let woken: Vec<usize> = subscriptions
+            .iter_mut()
             .enumerate()
-            .filter(|(_, r)| r.has_changed().unwrap_or(false))
-            .map(|(i, _)| i)
+            .filter_map(|(i, s)| s.changed().now_or_never().map(|_| i))
             .collect();
         assert_eq!(woken, [7]);
-        assert_eq!(receivers[7].borrow_and_update().as_deref(), Some("v2"));
-        receivers.truncate(10);
-        assert_eq!(notifier.waiting(Some("ns")).len(), 10);
-        assert!(notifier.waiting(Some("other")).is_empty());
+        subscriptions.truncate(10);
         assert_eq!(notifier.waiting_devices(), 10);
+        assert_eq!(notifier.channel_count(), 10);
+    }
+
+    #[test]
+    fn channels_are_forgotten_when_the_last_waiter_goes() {
+        let notifier = ConfigNotifier::default();
+        let first = notifier.subscribe("ns", "dev");
+        let second = notifier.subscribe("ns", "dev");
+        let other = notifier.subscribe("ns2", "dev");
+        assert_eq!(notifier.channel_count(), 2);
+        drop(first);
+        assert_eq!(notifier.channel_count(), 2);
+        assert_eq!(notifier.waiting_devices(), 2);
+        drop(second);
+        drop(other);
+        assert_eq!(notifier.channel_count(), 0);
+        assert!(notifier.channels().is_empty());
+        // Thousands of polls that come and go leave nothing behind.
+        for round in 0..3 {
+            let held: Vec<_> = (0..1000)
+                .map(|i| notifier.subscribe("ns", &format!("dev-{round}-{i}")))
+                .collect();
+            assert_eq!(notifier.channel_count(), 1000);
+            drop(held);
+        }
+        assert_eq!(notifier.channel_count(), 0);
     }
 }
