@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Footprint of the release flotta-agent (a benchmark, not a test):
-#   - stripped binary size (strip of a copy of target/release/flotta-agent);
+# Footprint of the device build of flotta-agent (a benchmark, not a test):
+#   - binary size: the `release-agent` profile (root Cargo.toml: size-optimised,
+#     fat LTO, panic = abort, stripped); a copy is stripped again to be sure;
 #   - idle RSS (VmRSS, VmHWM from /proc/PID/status) after enrolment with the process
 #     runtime and no workload;
 #   - wake-ups while idle: voluntary + involuntary context switches of the agent's
@@ -12,20 +13,22 @@
 #     included (what the network carries above TCP), long-poll traffic included
 #     (an unchanged config poll returns nothing unless it times out).
 #
-#   bench/agent-footprint.sh                      # builds release flotta-agent,
-#                                                 # dev flotta-server/flotta
+#   bench/agent-footprint.sh                      # builds the release-agent
+#                                                 # flotta-agent, dev flotta-server/flotta
 #   IDLE_SECONDS=60 HEARTBEAT_SECONDS=10 bench/agent-footprint.sh
+#   AGENT_PROFILE=release bench/agent-footprint.sh   # the plain release build
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
 IDLE_SECONDS="${IDLE_SECONDS:-60}"
 HEARTBEAT_SECONDS="${HEARTBEAT_SECONDS:-10}"
+AGENT_PROFILE="${AGENT_PROFILE:-release-agent}"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
-    cargo build --quiet --release -p flotta-agent
+    cargo build --quiet --profile "$AGENT_PROFILE" -p flotta-agent
     cargo build --quiet -p flotta-server -p flotta-cli
 fi
-AGENT="$TARGET_DIR/release/flotta-agent"
+AGENT="$TARGET_DIR/$AGENT_PROFILE/flotta-agent"
 SERVER="$TARGET_DIR/debug/flotta-server"
 command -v ss >/dev/null || { echo "ss (iproute2) is needed for the wire bytes" >&2; exit 1; }
 
@@ -43,7 +46,7 @@ cd "$WORK"
 
 cp "$AGENT" agent-stripped
 strip agent-stripped
-echo "binary: $(stat -c %s "$AGENT") bytes unstripped, $(stat -c %s agent-stripped) bytes stripped"
+echo "binary ($AGENT_PROFILE profile): $(stat -c %s "$AGENT") bytes as built, $(stat -c %s agent-stripped) bytes stripped"
 
 "$SERVER" --data-dir data --edge-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 >server.log 2>&1 &
 SERVER_PID=$!

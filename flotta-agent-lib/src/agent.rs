@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -348,6 +349,7 @@ pub struct AgentBuilder {
     timing: AgentTiming,
     enrolment: AgentConfig,
     offline_queue_capacity: usize,
+    local_address: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -452,6 +454,14 @@ impl AgentBuilder {
         self
     }
 
+    /// Binds the agent's connections to this local (source) address (default:
+    /// chosen by the operating system). A simulator running many agents on one
+    /// host spreads them over several loopback addresses this way.
+    pub fn local_address(mut self, address: IpAddr) -> Self {
+        self.local_address = Some(address);
+        self
+    }
+
     /// Checks the settings and builds the agent.
     pub fn build(self) -> Result<Agent, AgentError> {
         let missing = |field: &'static str| AgentError::InvalidSetting {
@@ -485,24 +495,17 @@ impl AgentBuilder {
                 what: "registration identity",
                 source,
             })?;
-        let client = EdgeClient::builder(server.clone())
-            .ca_pem(ca_pem.clone())
-            .identity(registration.clone())
-            .timeout(self.timing.request_timeout)
-            .connect_timeout(
-                self.timing
-                    .request_timeout
-                    .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
-            )
-            .retry_policy(RetryPolicy {
-                max_attempts: 1,
-                ..RetryPolicy::default()
-            })
-            .build()
-            .map_err(|source| AgentError::Client {
-                what: "Edge API client",
-                source,
-            })?;
+        let client = edge_client(
+            &server,
+            &ca_pem,
+            registration.clone(),
+            &self.timing,
+            self.local_address,
+        )
+        .map_err(|source| AgentError::Client {
+            what: "Edge API client",
+            source,
+        })?;
         let (events, _) = broadcast::channel(256);
         Ok(Agent {
             device_id,
@@ -519,6 +522,7 @@ impl AgentBuilder {
             hardware: self.hardware,
             timing: self.timing,
             enrolment: self.enrolment,
+            local_address: self.local_address,
             shared: Arc::new(Shared {
                 status: Mutex::new(AgentStatus::default()),
                 events,
@@ -578,6 +582,7 @@ pub struct Agent {
     hardware: Arc<dyn HardwareProbe>,
     timing: AgentTiming,
     enrolment: AgentConfig,
+    local_address: Option<IpAddr>,
     shared: Arc<Shared>,
 }
 
@@ -637,6 +642,34 @@ impl HeldIdentity {
         });
         config.renewal.renew_at(start, self.not_after)
     }
+}
+
+/// An Edge API client as the agent uses them: no retries of its own (the loops
+/// back off), the agent's request timeout.
+fn edge_client(
+    server: &str,
+    ca_pem: &str,
+    identity: Identity,
+    timing: &AgentTiming,
+    local_address: Option<IpAddr>,
+) -> Result<EdgeClient, flotta_client::ClientError> {
+    let mut builder = EdgeClient::builder(server)
+        .ca_pem(ca_pem)
+        .identity(identity)
+        .timeout(timing.request_timeout)
+        .connect_timeout(
+            timing
+                .request_timeout
+                .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
+        )
+        .retry_policy(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        });
+    if let Some(address) = local_address {
+        builder = builder.local_address(address);
+    }
+    builder.build()
 }
 
 fn generate_key() -> Result<DeviceKey, AgentError> {
@@ -699,6 +732,7 @@ impl Agent {
             timing: AgentTiming::default(),
             enrolment: AgentConfig::default(),
             offline_queue_capacity: DEFAULT_OFFLINE_QUEUE_CAPACITY,
+            local_address: None,
         }
     }
 
@@ -883,24 +917,17 @@ impl Agent {
     /// A client presenting `identity`, for enrolment and renewal requests (the run
     /// loops keep theirs meanwhile).
     fn enrolment_client(&self, identity: Identity) -> Result<EdgeClient, AgentError> {
-        EdgeClient::builder(self.server.clone())
-            .ca_pem(self.ca_pem.clone())
-            .identity(identity)
-            .timeout(self.timing.request_timeout)
-            .connect_timeout(
-                self.timing
-                    .request_timeout
-                    .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
-            )
-            .retry_policy(RetryPolicy {
-                max_attempts: 1,
-                ..RetryPolicy::default()
-            })
-            .build()
-            .map_err(|source| AgentError::Client {
-                what: "enrolment client",
-                source,
-            })
+        edge_client(
+            &self.server,
+            &self.ca_pem,
+            identity,
+            &self.timing,
+            self.local_address,
+        )
+        .map_err(|source| AgentError::Client {
+            what: "enrolment client",
+            source,
+        })
     }
 
     /// Drives the enrolment state machine from `next` until the server issues a

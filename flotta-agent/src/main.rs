@@ -5,35 +5,26 @@
 //! flotta-agent --config /etc/flotta/agent.toml
 //! ```
 
+mod cli;
 mod config;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use flotta_agent_lib::runtime::{PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime};
 use flotta_agent_lib::{
     Agent, AgentTiming, BootcUpdater, MemoryRuntime, NoOsUpdater, OsUpdater, RpmOstreeUpdater,
     WorkloadRuntime,
 };
 
-use crate::config::{AgentFile, OsKind, RuntimeKind, read};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// The flotta device agent.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Agent configuration file (TOML).
-    #[arg(
-        long,
-        short,
-        env = "FLOTTA_AGENT_CONFIG",
-        default_value = "/etc/flotta/agent.toml"
-    )]
-    config: PathBuf,
-}
+use crate::cli::Invocation;
+use crate::config::{AgentFile, OsKind, RuntimeKind, read};
 
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -113,9 +104,9 @@ fn os_updater(kind: OsKind) -> Arc<dyn OsUpdater> {
 }
 
 async fn build(
-    cli: &Cli,
+    config: &Path,
 ) -> Result<(Agent, Option<Arc<ProcessRuntime>>), Box<dyn std::error::Error>> {
-    let file = AgentFile::load(&cli.config)?;
+    let file = AgentFile::load(config)?;
     let (runtime, process) = runtime(&file).await?;
     let mut timing = AgentTiming::default();
     if let Some(seconds) = file.heartbeat_period_seconds.filter(|s| *s > 0) {
@@ -174,14 +165,36 @@ async fn shutdown_signal() {
 // worker thread would cost stack and wake-ups for nothing.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    let config = match cli::parse(
+        std::env::args_os().skip(1),
+        std::env::var_os(cli::CONFIG_VARIABLE),
+    ) {
+        Ok(Invocation::Run { config }) => config,
+        Ok(Invocation::Help) => {
+            print!("{}", cli::usage());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Version) => {
+            println!("flotta-agent {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("flotta-agent: {error}\n\n{}", cli::usage());
+            return ExitCode::from(2);
+        }
+    };
+    // `RUST_LOG` as a list of `target=level` and a bare default level (`info`,
+    // `flotta_agent_lib=debug,warn`); the span and field filters of tracing's
+    // `EnvFilter` would bring a regex engine into the binary for nothing here.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| spec.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_ansi(false))
+        .with(filter)
         .init();
-    let cli = Cli::parse();
-    let (agent, process) = match build(&cli).await {
+    let (agent, process) = match build(&config).await {
         Ok(built) => built,
         Err(error) => {
             eprintln!("flotta-agent: {}", error_chain(error.as_ref()));

@@ -1,5 +1,6 @@
 //! The device side: the agent-facing Edge API over mutual TLS.
 
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -68,6 +69,7 @@ pub struct EdgeClientBuilder {
     retry: RetryPolicy,
     timeout: Duration,
     connect_timeout: Duration,
+    local_address: Option<IpAddr>,
 }
 
 impl EdgeClientBuilder {
@@ -102,6 +104,14 @@ impl EdgeClientBuilder {
         self
     }
 
+    /// Binds every outgoing connection to this local (source) address, e.g. one of
+    /// several loopback addresses, so that many clients on one host do not share
+    /// one address's ephemeral ports. Default: chosen by the operating system.
+    pub fn local_address(mut self, address: IpAddr) -> Self {
+        self.local_address = Some(address);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> ClientResult<EdgeClient> {
         let base = normalize_base_url(&self.server)?;
@@ -111,6 +121,7 @@ impl EdgeClientBuilder {
         let settings = HttpSettings {
             ca_pem,
             connect_timeout: self.connect_timeout,
+            local_address: self.local_address,
         };
         let http = settings.client(self.identity.as_ref())?;
         Ok(EdgeClient {
@@ -129,6 +140,7 @@ impl EdgeClientBuilder {
 struct HttpSettings {
     ca_pem: String,
     connect_timeout: Duration,
+    local_address: Option<IpAddr>,
 }
 
 impl HttpSettings {
@@ -137,6 +149,7 @@ impl HttpSettings {
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(self.connect_timeout)
+            .local_address(self.local_address)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ClientError::Tls {
@@ -174,6 +187,7 @@ impl EdgeClient {
             retry: RetryPolicy::default(),
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            local_address: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! scenarios) and light devices that reuse an enrolled identity over one connection.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,13 +31,44 @@ pub struct FleetTarget {
     pub registration: (String, String),
     /// Prefix of every device id of this run, so runs against one database differ.
     pub prefix: String,
+    /// Loopback source addresses the devices' connections are spread over
+    /// (127.0.0.2 onwards); 0 leaves the choice to the operating system.
+    pub source_addresses: u8,
 }
+
+/// Most source addresses: 127.0.0.2 to 127.0.0.254.
+pub const MAX_SOURCE_ADDRESSES: u8 = 253;
+
+/// Connections one loopback source address should carry at most: about 28,000
+/// ephemeral ports exist per (source, destination) pair, and a margin is kept
+/// for connections in TIME_WAIT.
+pub const CONNECTIONS_PER_SOURCE_ADDRESS: usize = 20_000;
 
 impl FleetTarget {
     /// The id of device number `index`.
     pub fn device_id(&self, index: usize) -> String {
         format!("{}-{index:06}", self.prefix)
     }
+
+    /// The source address of device number `index`: 127.0.0.(2 + index % N).
+    pub fn source_address(&self, index: usize) -> Option<IpAddr> {
+        let count = usize::from(self.source_addresses.min(MAX_SOURCE_ADDRESSES));
+        if count == 0 {
+            return None;
+        }
+        let last = u8::try_from(2 + index % count).unwrap_or(u8::MAX - 1);
+        Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+    }
+}
+
+/// Enough source addresses for `devices` devices of `connections_per_device`
+/// connections each, at most [`CONNECTIONS_PER_SOURCE_ADDRESS`] per address.
+pub fn source_addresses_for(devices: usize, connections_per_device: usize) -> u8 {
+    let connections = devices.saturating_mul(connections_per_device.max(1));
+    let needed = connections.div_ceil(CONNECTIONS_PER_SOURCE_ADDRESS).max(1);
+    u8::try_from(needed)
+        .unwrap_or(MAX_SOURCE_ADDRESSES)
+        .min(MAX_SOURCE_ADDRESSES)
 }
 
 /// Agent state kept in memory: the simulator runs thousands of agents and writes
@@ -202,7 +234,11 @@ async fn enrol_one(
     let device_id = target.device_id(index);
     let state = Arc::new(MemoryState::default());
     let runtime = Arc::new(MemoryRuntime::new());
-    let agent = Agent::builder()
+    let mut builder = Agent::builder();
+    if let Some(address) = target.source_address(index) {
+        builder = builder.local_address(address);
+    }
+    let agent = builder
         .server(target.server_url.clone())
         .ca_pem(target.ca_pem.clone())
         .registration_identity(target.registration.0.clone(), target.registration.1.clone())
@@ -305,7 +341,8 @@ pub fn light_devices(
 ) -> Result<Vec<Arc<LightDevice>>, SimError> {
     devices
         .iter()
-        .map(|device| {
+        .enumerate()
+        .map(|(index, device)| {
             let identity =
                 Identity::from_pem(&device.certificate_pem, &device.key_pem).map_err(|e| {
                     SimError::Device {
@@ -313,7 +350,12 @@ pub fn light_devices(
                         reason: format!("device identity: {e}"),
                     }
                 })?;
-            let client = edge_client(&target.server_url, &target.ca_pem, identity)?;
+            let client = edge_client(
+                &target.server_url,
+                &target.ca_pem,
+                identity,
+                target.source_address(index),
+            )?;
             Ok(Arc::new(LightDevice {
                 device_id: device.device_id.clone(),
                 client,
@@ -322,9 +364,19 @@ pub fn light_devices(
         .collect()
 }
 
-/// An Edge API client that does not retry by itself (the simulator counts failures).
-pub fn edge_client(server: &str, ca_pem: &str, identity: Identity) -> Result<EdgeClient, SimError> {
-    EdgeClient::builder(server)
+/// An Edge API client that does not retry by itself (the simulator counts
+/// failures), its connections leaving from `local_address` when given.
+pub fn edge_client(
+    server: &str,
+    ca_pem: &str,
+    identity: Identity,
+    local_address: Option<IpAddr>,
+) -> Result<EdgeClient, SimError> {
+    let mut builder = EdgeClient::builder(server);
+    if let Some(address) = local_address {
+        builder = builder.local_address(address);
+    }
+    builder
         .ca_pem(ca_pem)
         .identity(identity)
         .retry_policy(RetryPolicy {
@@ -396,6 +448,50 @@ mod tests {
             let many = backoff(30);
             assert!(many >= Duration::from_secs(4) && many <= Duration::from_secs(8));
         }
+    }
+
+    #[test]
+    fn devices_are_spread_round_robin_over_the_source_addresses() {
+        let mut target = FleetTarget {
+            server_url: "https://127.0.0.1:1".into(),
+            ca_pem: String::new(),
+            registration: (String::new(), String::new()),
+            prefix: "t".into(),
+            source_addresses: 0,
+        };
+        assert_eq!(target.source_address(5), None);
+        target.source_addresses = 3;
+        let addresses: Vec<String> = (0..7)
+            .filter_map(|i| target.source_address(i))
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "127.0.0.2",
+                "127.0.0.3",
+                "127.0.0.4",
+                "127.0.0.2",
+                "127.0.0.3",
+                "127.0.0.4",
+                "127.0.0.2"
+            ]
+        );
+        target.source_addresses = MAX_SOURCE_ADDRESSES;
+        assert_eq!(
+            target.source_address(252).map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.254")
+        );
+    }
+
+    #[test]
+    fn enough_addresses_for_twenty_thousand_connections_each() {
+        assert_eq!(source_addresses_for(0, 2), 1);
+        assert_eq!(source_addresses_for(10_000, 2), 1);
+        assert_eq!(source_addresses_for(10_001, 2), 2);
+        assert_eq!(source_addresses_for(100_000, 1), 5);
+        assert_eq!(source_addresses_for(100_000, 2), 10);
+        assert_eq!(source_addresses_for(usize::MAX, 2), MAX_SOURCE_ADDRESSES);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 mod baseline;
 mod fleet;
+mod limits;
 mod report;
 mod scenario;
 mod server;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::fleet::FleetTarget;
+use crate::limits::raise_open_files_limit;
 use crate::report::Report;
 use crate::scenario::{Run, Settings};
 use crate::server::{Backend, ServerProcess};
@@ -160,9 +162,16 @@ struct RunArgs {
     /// The `flotta-server` binary (default: next to this one).
     #[arg(long, env = "FLOTTA_SERVER_BIN")]
     server_bin: Option<PathBuf>,
-    /// Real agents or light devices (propagate); the other scenarios use what they say.
+    /// Real agents or light devices (propagate: agents up to 2,000 devices; steady:
+    /// light unless asked); enrol always runs agents, reconnect and flotta-poll light.
     #[arg(long, value_enum)]
     model: Option<Model>,
+    /// Loopback source addresses the devices' connections are spread over (device
+    /// i connects from 127.0.0.(2 + i % N)); 0 lets the OS choose. Default: enough
+    /// for at most 20,000 connections per address against a loopback server, 0
+    /// against another host.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=253))]
+    source_addresses: Option<u8>,
     /// Seconds measured (steady, flotta-poll: per model).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -221,6 +230,7 @@ fn server_binary(args: &RunArgs) -> Result<PathBuf, SimError> {
 fn target_from_dir(server: &ServerProcess) -> Result<FleetTarget, SimError> {
     let pki = server.data_dir.join("pki");
     Ok(FleetTarget {
+        source_addresses: 0,
         server_url: format!("https://{}", server.edge_addr),
         ca_pem: read(&pki.join("ca.crt"))?,
         registration: (
@@ -231,14 +241,35 @@ fn target_from_dir(server: &ServerProcess) -> Result<FleetTarget, SimError> {
     })
 }
 
+/// Whether `url`'s host is a loopback address, from which 127.0.0.x sources reach.
+fn is_loopback_url(url: &str) -> bool {
+    let authority = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if let Ok(address) = authority.parse::<SocketAddr>() {
+        return address.ip().is_loopback();
+    }
+    authority.split(':').next() == Some("localhost")
+}
+
+/// The model a scenario runs when `--model` is not given.
+fn default_model(name: &str, devices: usize) -> Model {
+    if name == "propagate" && devices <= 2000 {
+        Model::Agent
+    } else {
+        Model::Light
+    }
+}
+
 async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
+    let model = args
+        .model
+        .unwrap_or_else(|| default_model(name, args.devices));
     let settings = Settings {
         devices: args.devices,
-        model: args.model.unwrap_or(if args.devices <= 2000 {
-            Model::Agent
-        } else {
-            Model::Light
-        }),
+        model,
         duration: seconds(args.duration),
         period: seconds(args.period),
         wait: Duration::from_secs(args.wait.max(1)),
@@ -266,6 +297,7 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
                     file(&args.registration_key)?.unwrap_or_default(),
                 ),
                 prefix: random_prefix(),
+                source_addresses: 0,
             },
             server: None,
             server_pid: Arc::new(AtomicU32::new(0)),
@@ -312,6 +344,18 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
             preset_devices: None,
         }
     };
+    run.target.source_addresses = if is_loopback_url(&run.target.server_url) {
+        // Agents hold two connections each (heartbeat, configuration long-poll).
+        let per_device = if model == Model::Agent || name == "enrol" {
+            2
+        } else {
+            1
+        };
+        args.source_addresses
+            .unwrap_or_else(|| fleet::source_addresses_for(args.devices, per_device))
+    } else {
+        args.source_addresses.unwrap_or(0)
+    };
     let report = match name {
         "enrol" => scenario::enrol(&run).await,
         "steady" | "baseline-mtls" => scenario::steady(&run, name).await,
@@ -351,6 +395,16 @@ fn fail(error: &dyn std::error::Error) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every simulated connection is a descriptor, here and in the server this
+    // process starts (which inherits the limit).
+    match raise_open_files_limit() {
+        Ok(limit) => {
+            if limit < 4096 {
+                eprintln!("note: open files are limited to {limit}; large fleets will fail");
+            }
+        }
+        Err(error) => eprintln!("note: could not raise the open-files limit: {error}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -390,6 +444,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn loopback_servers_are_recognised() {
+        assert!(is_loopback_url("https://127.0.0.1:8043"));
+        assert!(is_loopback_url("https://127.3.0.1:8043/"));
+        assert!(is_loopback_url("https://[::1]:8043"));
+        assert!(is_loopback_url("https://localhost:8043"));
+        assert!(!is_loopback_url("https://10.0.0.5:8043"));
+        assert!(!is_loopback_url("https://flotta.example:8043"));
+    }
+
+    #[test]
     fn command_line_parses_every_scenario() {
         for scenario in [
             "enrol",
@@ -414,6 +478,12 @@ mod tests {
             assert_eq!(args.devices, 7);
             assert_eq!(seconds(args.period), Duration::from_millis(500));
         }
+        assert!(
+            Cli::try_parse_from(["flotta-sim", "steady", "--source-addresses", "254"]).is_err()
+        );
+        assert_eq!(default_model("propagate", 2000), Model::Agent);
+        assert_eq!(default_model("propagate", 2001), Model::Light);
+        assert_eq!(default_model("steady", 10), Model::Light);
         // A running server needs its CA and registration identity.
         assert!(Cli::try_parse_from(["flotta-sim", "steady", "--server", "https://h:1"]).is_err());
     }

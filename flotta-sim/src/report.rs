@@ -95,13 +95,17 @@ impl Report {
             ),
             (
                 "latency p50 / p95 / p99".into(),
-                format!(
-                    "{:.2} / {:.2} / {:.2} ms (max {:.2})",
-                    self.latency.p50_ms,
-                    self.latency.p95_ms,
-                    self.latency.p99_ms,
-                    self.latency.max_ms
-                ),
+                if self.latency.count == 0 {
+                    "not measured".into()
+                } else {
+                    format!(
+                        "{:.2} / {:.2} / {:.2} ms (max {:.2})",
+                        self.latency.p50_ms,
+                        self.latency.p95_ms,
+                        self.latency.p99_ms,
+                        self.latency.max_ms
+                    )
+                },
             ),
             ("errors".into(), self.errors.to_string()),
         ];

@@ -227,6 +227,9 @@ pub async fn enrol(run: &Run) -> Result<Report, SimError> {
 /// rate) or every period; with `--long-poll` they wait in a configuration long-poll
 /// between heartbeats, as an idle agent does.
 pub async fn steady(run: &Run, scenario: &str) -> Result<Report, SimError> {
+    if run.settings.model == Model::Agent && run.preset_devices.is_none() {
+        return steady_agents(run, scenario).await;
+    }
     let devices = run.light_fleet().await?;
     let counters = Arc::new(Counters::default());
     let latencies = Arc::new(Latencies::new());
@@ -350,6 +353,123 @@ pub async fn steady(run: &Run, scenario: &str) -> Result<Report, SimError> {
         .extra
         .insert("period_s".into(), json!(period.as_secs_f64()));
     report.extra.insert("long_poll".into(), json!(long_poll));
+    Ok(report)
+}
+
+/// Resident memory of this process, MiB (`VmRSS`, `VmHWM`).
+fn own_memory_mib() -> (f64, f64) {
+    let pid = std::process::id();
+    let read = |key| crate::server::status_kib(pid, key).unwrap_or(0) as f64 / 1024.0;
+    (read("VmRSS:"), read("VmHWM:"))
+}
+
+/// `steady --model agent`: real agents (each with its heartbeat, configuration
+/// long-poll and control loops, in-memory runtime and state) stay running; an
+/// operation is one heartbeat an agent saw acknowledged. The agents send at the
+/// period the server's configuration sets (`--period` is not theirs to choose).
+async fn steady_agents(run: &Run, scenario: &str) -> Result<Report, SimError> {
+    let enrolment = run.enrol_fleet(true).await?;
+    let agents = enrolment.agents;
+    let counters = Arc::new(Counters::default());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::with_capacity(agents.len());
+    for agent in &agents {
+        let mut events = agent.handle.subscribe();
+        let already = matches!(
+            agent.handle.status().last_heartbeat,
+            Some(flotta_agent_lib::HeartbeatResult::Delivered { .. })
+        );
+        let (counters, measuring) = (counters.clone(), measuring.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut counted = already;
+            if already {
+                counters.ready.fetch_add(1, Ordering::Relaxed);
+            }
+            loop {
+                match events.recv().await {
+                    Ok(AgentEvent::HeartbeatDelivered) => {
+                        if !counted {
+                            counted = true;
+                            counters.ready.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if measuring.load(Ordering::Relaxed) {
+                            Counters::bump(&counters.ops);
+                        }
+                    }
+                    Ok(AgentEvent::HeartbeatFailed { .. }) => {
+                        if measuring.load(Ordering::Relaxed) {
+                            Counters::bump(&counters.errors);
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }));
+    }
+    let count = agents.len();
+    let bar = run.bar(count as u64, "first beat");
+    let connected = settle(&counters.ready, count, SETTLE_TIMEOUT, &bar).await;
+    if connected < count {
+        abort_all(tasks);
+        for agent in agents {
+            agent.stop().await;
+        }
+        return Err(SimError::Setup(format!(
+            "{connected} of {count} agents delivered a first heartbeat"
+        )));
+    }
+    let curve = MemoryCurve::start(run.server_pid.clone(), run.settings.sample_every);
+    counters.reset();
+    measuring.store(true, Ordering::Relaxed);
+    let window = run.open_window();
+    let bar = run.bar(run.settings.duration.as_secs(), "measuring");
+    while window.started.elapsed() < run.settings.duration {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        bar.set_position(window.started.elapsed().as_secs());
+        bar.set_message(format!("{} ok", counters.ops.load(Ordering::Relaxed)));
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let (elapsed, server) = run.close_window(&window);
+    bar.finish_and_clear();
+    let (sim_rss, sim_peak) = own_memory_mib();
+    let sim_files = crate::limits::open_files();
+    let server_files = crate::limits::open_files_of(run.server_pid.load(Ordering::Relaxed));
+    abort_all(tasks);
+    for agent in agents {
+        agent.stop().await;
+    }
+    let operations = counters.ops.load(Ordering::Relaxed);
+    let mut report = run.report(scenario, "agent", "heartbeat");
+    report.window_s = elapsed.as_secs_f64();
+    report.operations = operations;
+    report.throughput_per_s = per_second(operations, elapsed);
+    report.errors = counters.errors.load(Ordering::Relaxed);
+    report.server = server.map(|mut usage| {
+        usage.rss_curve = curve.finish();
+        usage
+    });
+    report.wire.requests_per_device_hour = per_device_hour(operations, count, elapsed);
+    report
+        .extra
+        .insert("simulator_rss_mib".into(), json!(sim_rss));
+    report
+        .extra
+        .insert("simulator_peak_rss_mib".into(), json!(sim_peak));
+    report.extra.insert(
+        "simulator_rss_per_agent_kib".into(),
+        json!(sim_rss * 1024.0 / count.max(1) as f64),
+    );
+    report
+        .extra
+        .insert("simulator_open_files".into(), json!(sim_files));
+    report
+        .extra
+        .insert("server_open_files".into(), json!(server_files));
+    report.extra.insert(
+        "source_addresses".into(),
+        json!(run.target.source_addresses),
+    );
     Ok(report)
 }
 

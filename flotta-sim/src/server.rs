@@ -256,7 +256,7 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 /// A `kB` line (`VmRSS:`, `VmHWM:`) of `/proc/<pid>/status`.
-fn status_kib(pid: u32, key: &str) -> Option<u64> {
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_status_kib(&status, key)
 }

@@ -6,3 +6,4 @@ mod lifecycle;
 mod podman_runtime;
 mod process_runtime;
 mod run;
+mod wire;

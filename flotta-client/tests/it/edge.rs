@@ -298,3 +298,79 @@ async fn an_operator_approval_through_the_management_api_lets_the_device_registe
         .expect("device registered");
     assert_eq!(device.metadata.name.as_deref(), Some("edge-21"));
 }
+
+/// A TCP relay in front of `upstream` that records the peer address of every
+/// connection it accepts.
+async fn recording_relay(
+    upstream: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = peers.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, peer)) = listener.accept().await {
+            seen.lock().expect("peers").push(peer);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, peers)
+}
+
+#[tokio::test]
+async fn connections_leave_from_the_local_address_the_builder_names() {
+    let server = EdgeServer::start(true).await;
+    let upstream: std::net::SocketAddr = server
+        .url
+        .trim_start_matches("https://")
+        .parse()
+        .expect("server address");
+    let (relay, peers) = recording_relay(upstream).await;
+    let build = |local: Option<std::net::IpAddr>| {
+        let mut builder = EdgeClient::builder(format!("https://{relay}"))
+            .ca_pem(server.ca_pem.clone())
+            .identity(server.registration.clone())
+            .retry_policy(RetryPolicy::never());
+        if let Some(address) = local {
+            builder = builder.local_address(address);
+        }
+        builder.build().expect("edge client")
+    };
+
+    let bound: std::net::IpAddr = "127.0.0.7".parse().expect("address");
+    let outcome = build(Some(bound))
+        .enrol("edge-bound", &json!({"target_namespace": "default"}))
+        .await
+        .expect("enrolment through the bound address");
+    assert!(matches!(
+        outcome,
+        EnrolmentOutcome::Pending | EnrolmentOutcome::AlreadyApproved
+    ));
+    assert_eq!(
+        peers
+            .lock()
+            .expect("peers")
+            .iter()
+            .map(|p| p.ip())
+            .collect::<Vec<_>>(),
+        vec![bound]
+    );
+
+    // Without the option the operating system picks the address (127.0.0.1 on
+    // loopback).
+    build(None)
+        .enrol("edge-unbound", &json!({"target_namespace": "default"}))
+        .await
+        .expect("enrolment");
+    let last = peers.lock().expect("peers").last().map(|p| p.ip());
+    assert_eq!(last, Some("127.0.0.1".parse().expect("address")));
+}
