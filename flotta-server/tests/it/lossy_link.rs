@@ -26,14 +26,26 @@ const DEVICES: usize = 12;
 /// Set in the re-run inside the network namespace.
 const IN_NAMESPACE: &str = "FLOTTA_LOSSY_LINK_NETEM";
 const TEST_NAME: &str = "lossy_link::a_fleet_converges_over_a_lossy_link";
-/// The netem settings of the lossy link (applied on the loopback, so once each way).
-const NETEM: [&str; 4] = ["delay", "200ms", "loss", "10%"];
+/// The netem settings of the lossy link (on the loopback, so once each way).
+const NETEM: &str = "delay 200ms loss 10%";
 
-/// Whether `tc qdisc ... netem` works in a fresh user and network namespace.
+/// Shell commands putting netem on loopback traffic to and from `port` only: a
+/// priority qdisc whose third band is netem, and filters sending the port's
+/// packets there.
+fn netem_commands(port: u16) -> String {
+    format!(
+        "tc qdisc add dev lo root handle 1: prio \
+         && tc qdisc add dev lo parent 1:3 handle 30: netem {NETEM} \
+         && tc filter add dev lo parent 1:0 protocol ip prio 1 u32 match ip dport {port} 0xffff flowid 1:3 \
+         && tc filter add dev lo parent 1:0 protocol ip prio 1 u32 match ip sport {port} 0xffff flowid 1:3"
+    )
+}
+
+/// Whether the netem setup works in a fresh user and network namespace.
 fn netem_available() -> Result<(), String> {
     let output = Command::new("unshare")
         .args(["-rn", "sh", "-c"])
-        .arg("ip link set lo up && tc qdisc add dev lo root netem delay 200ms loss 10%")
+        .arg(format!("ip link set lo up && {}", netem_commands(9)))
         .output()
         .map_err(|e| format!("unshare: {e}"))?;
     if output.status.success() {
@@ -43,33 +55,17 @@ fn netem_available() -> Result<(), String> {
     }
 }
 
-/// Runs `tc` (inside the namespace) and fails the test on an error.
-fn tc(args: &[&str]) {
-    let output = Command::new("tc").args(args).output().expect("tc runs");
+/// Runs `script` with `sh` (inside the namespace) and fails the test on an error.
+fn shell(script: &str) {
+    let output = Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .expect("sh runs");
     assert!(
         output.status.success(),
-        "tc {}: {}",
-        args.join(" "),
+        "{script}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// Puts netem on loopback traffic to and from `port` only: a priority qdisc whose
-/// third band is netem, and filters sending the port's packets there.
-fn netem_on_port(port: u16) {
-    let port = port.to_string();
-    tc(&["qdisc", "add", "dev", "lo", "root", "handle", "1:", "prio"]);
-    let mut netem = vec![
-        "qdisc", "add", "dev", "lo", "parent", "1:3", "handle", "30:", "netem",
-    ];
-    netem.extend_from_slice(&NETEM);
-    tc(&netem);
-    for direction in ["dport", "sport"] {
-        tc(&[
-            "filter", "add", "dev", "lo", "parent", "1:0", "protocol", "ip", "prio", "1", "u32",
-            "match", "ip", direction, &port, "0xffff", "flowid", "1:3",
-        ]);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,11 +88,7 @@ async fn a_fleet_converges_over_a_lossy_link() {
             Err(reason) => println!("tc netem unavailable ({reason}): using the userspace proxy"),
         }
     } else {
-        let up = Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .expect("ip runs");
-        assert!(up.success(), "loopback up in the namespace");
+        shell("ip link set lo up");
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -126,8 +118,8 @@ async fn a_fleet_converges_over_a_lossy_link() {
     )
     .await;
     let link = if in_namespace {
-        netem_on_port(proxy.addr.port());
-        format!("tc netem {}", NETEM.join(" "))
+        shell(&netem_commands(proxy.addr.port()));
+        format!("tc netem {NETEM} on the lossy fleet's port")
     } else {
         "userspace proxy: 200 ms each way, 10 % of segments retransmitted after an RTO of 200 ms to 1 s (doubling on repeated loss), 0.5 % of segments reset the connection".to_owned()
     };
