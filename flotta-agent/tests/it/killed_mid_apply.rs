@@ -235,8 +235,11 @@ async fn the_agent_binary_killed_mid_apply_converges_after_a_restart() {
         let (state_dir, v1) = (state_dir.clone(), v1.clone());
         move || {
             wait_until("the first configuration", Duration::from_secs(60), || {
+                // Applied completely: current catches up with desired at the end.
                 processes_with(&v1).len() == WORKLOADS
                     && version_in(&state_dir, "current.json").is_some()
+                    && version_in(&state_dir, "current.json")
+                        == version_in(&state_dir, "desired.json")
             });
             version_in(&state_dir, "current.json").expect("current version")
         }
