@@ -2,7 +2,8 @@
 //! of the test's own (`scripts/postgres.sh` with its own `FLOTTA_PG_DIR`, so the
 //! shared test cluster is left alone), a fleet of real agents heartbeats and a
 //! client keeps creating workloads; the database is stopped, left down, and started
-//! again on the same data. The server must recover by itself: heartbeats and
+//! again on the same data, twice: a clean stop, then a crash (`pg_ctl -m immediate`,
+//! so the start replays the WAL). The server must recover by itself: heartbeats and
 //! writes succeed again, `/readyz` is back to 200, and every write acknowledged
 //! before, during or after the outage is stored.
 
@@ -124,6 +125,15 @@ fn acknowledged(outcomes: &Outcomes) -> Vec<String> {
         .collect()
 }
 
+fn failed(outcomes: &Outcomes) -> usize {
+    outcomes
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(_, _, ok)| !ok)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_recovers_when_postgresql_restarts_under_load() {
     let Some((cluster, url)) = own_cluster() else {
@@ -188,68 +198,90 @@ async fn the_server_recovers_when_postgresql_restarts_under_load() {
     };
     wait_for_writes(20, "no writes before the restart").await;
 
-    cluster.run(&["stop-db", "fast"]);
-    let down = Instant::now();
-    // The outage shows: /readyz fails and heartbeats fail while the database is down.
-    let mut readyz_down = None;
-    while down.elapsed() < OUTAGE {
-        if let Ok(response) = client.get(format!("{}/readyz", admin.server)).send().await {
-            readyz_down.get_or_insert(response.status());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let failed_heartbeats = fleet
-        .members
-        .iter()
-        .filter(|m| {
-            matches!(
-                m.handle.status().last_heartbeat,
-                Some(flotta_agent_lib::HeartbeatResult::Failed { .. })
-            )
-        })
-        .count();
-    let acknowledged_before = acknowledged(&outcomes).len();
-    cluster.run(&["start-db"]);
-    let back = Instant::now();
-    let back_at = OffsetDateTime::now_utc();
-    let readyz = tokio::spawn({
-        let client = client.clone();
-        let url = format!("{}/readyz", admin.server);
-        async move {
-            loop {
-                if let Ok(response) = client.get(&url).send().await
-                    && response.status() == StatusCode::OK
-                {
-                    return back.elapsed();
-                }
-                assert!(back.elapsed() < Duration::from_secs(60), "/readyz not back");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    // A clean stop (sessions ended, checkpoint), then a crash (WAL replay at start).
+    for mode in ["fast", "immediate"] {
+        let failed_before = failed(&outcomes);
+        cluster.run(&["stop-db", mode]);
+        let down = Instant::now();
+        // The outage shows: /readyz fails and heartbeats fail while the database is
+        // down.
+        let mut readyz_down = None;
+        while down.elapsed() < OUTAGE {
+            if let Ok(response) = client.get(format!("{}/readyz", admin.server)).send().await {
+                readyz_down.get_or_insert(response.status());
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
+        let failed_heartbeats = fleet
+            .members
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.handle.status().last_heartbeat,
+                    Some(flotta_agent_lib::HeartbeatResult::Failed { .. })
+                )
+            })
+            .count();
+        let acknowledged_before = acknowledged(&outcomes).len();
+        cluster.run(&["start-db"]);
+        let back = Instant::now();
+        let back_at = OffsetDateTime::now_utc();
+        let readyz = tokio::spawn({
+            let client = client.clone();
+            let url = format!("{}/readyz", admin.server);
+            async move {
+                loop {
+                    if let Ok(response) = client.get(&url).send().await
+                        && response.status() == StatusCode::OK
+                    {
+                        return back.elapsed();
+                    }
+                    assert!(back.elapsed() < Duration::from_secs(60), "/readyz not back");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
 
-    // Recovery, without restarting the server.
-    let heartbeats_back = fleet
-        .wait_heartbeating_since(back_at, back, Duration::from_secs(60))
-        .await;
-    wait_for_writes(acknowledged_before + 20, "writes did not resume").await;
-    let write_back = outcomes
-        .lock()
-        .expect("lock")
-        .iter()
-        .find(|(at, _, ok)| *ok && *at > back)
-        .map(|(at, _, _)| at.duration_since(back))
-        .expect("a write succeeded after the restart");
-    let readyz_back = readyz.await.expect("readyz task");
+        // Recovery, without restarting the server.
+        let heartbeats_back = fleet
+            .wait_heartbeating_since(back_at, back, Duration::from_secs(60))
+            .await;
+        wait_for_writes(acknowledged_before + 20, "writes did not resume").await;
+        let write_back = outcomes
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(at, _, ok)| *ok && *at > back)
+            .map(|(at, _, _)| at.duration_since(back))
+            .expect("a write succeeded after the restart");
+        let readyz_back = readyz.await.expect("readyz task");
+        let failed_writes = failed(&outcomes) - failed_before;
+        println!(
+            "postgres stopped ({mode}) for {:.1} s: /readyz answered {readyz_down:?}, {failed_heartbeats} of {DEVICES} agents saw a heartbeat fail, {failed_writes} creates failed",
+            OUTAGE.as_secs_f64()
+        );
+        println!(
+            "figure: PostgreSQL restarted under load (stop -m {mode}, {DEVICES} agents, creates every 20 ms): first acknowledged write {} ms after the database was back, all devices heartbeating after {} ms, /readyz 200 after {} ms; no server restart",
+            write_back.as_millis(),
+            heartbeats_back.as_millis(),
+            readyz_back.as_millis(),
+        );
+        assert_eq!(
+            readyz_down,
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "/readyz while the database is down"
+        );
+        assert!(failed_writes > 0, "no write failed: was the database down?");
+        // Each agent retries within its backoff cap; one period covers a heartbeat
+        // that was not yet due.
+        assert!(
+            heartbeats_back <= RETRY_MAX * 2 + HEARTBEAT + Duration::from_secs(2),
+            "devices took {heartbeats_back:?} to heartbeat again"
+        );
+    }
     stop_writer.send_replace(true);
     writer.await.expect("writer task");
 
-    let failed_writes = outcomes
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|(_, _, ok)| !ok)
-        .count();
     let acknowledged = acknowledged(&outcomes);
     let list = expect_json(
         client
@@ -276,29 +308,10 @@ async fn the_server_recovers_when_postgresql_restarts_under_load() {
         .filter(|name| !stored.contains(name.as_str()))
         .collect();
     println!(
-        "postgres down {:.1} s: /readyz answered {readyz_down:?}, {failed_heartbeats} of {DEVICES} agents saw a heartbeat fail, {failed_writes} creates failed",
-        OUTAGE.as_secs_f64()
-    );
-    println!(
-        "figure: PostgreSQL restarted under load ({DEVICES} agents, creates every 20 ms): first acknowledged write {} ms after the database was back, all devices heartbeating after {} ms, /readyz 200 after {} ms; {} acknowledged writes, {} lost; no server restart",
-        write_back.as_millis(),
-        heartbeats_back.as_millis(),
-        readyz_back.as_millis(),
+        "figure: PostgreSQL restarts: {} acknowledged writes, {} lost",
         acknowledged.len(),
         lost.len()
     );
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    assert_eq!(
-        readyz_down,
-        Some(StatusCode::SERVICE_UNAVAILABLE),
-        "/readyz while the database is down"
-    );
-    assert!(failed_writes > 0, "no write failed: was the database down?");
-    // Each agent retries within its backoff cap; one period covers a heartbeat that
-    // was not yet due.
-    assert!(
-        heartbeats_back <= RETRY_MAX * 2 + HEARTBEAT + Duration::from_secs(2),
-        "devices took {heartbeats_back:?} to heartbeat again"
-    );
     fleet.stop().await;
 }
