@@ -39,9 +39,10 @@ pub fn timing(period: Duration, retry_max: Duration, config_wait: Duration) -> A
 }
 
 impl Fleet {
-    /// Starts `count` agents named `{prefix}-{i}` (label `site=lab`, namespace
-    /// `default`) against the Edge API at `edge_server`, enrolling with the
-    /// registration identity found in `data_dir/pki`.
+    /// Starts `count` agents named `{prefix}-{i}` (namespace `default`; they report
+    /// labels `site=lab` and `fleet={prefix}` at enrolment, which the server does
+    /// not copy to the device) against the Edge API at `edge_server`, enrolling
+    /// with the registration identity found in `data_dir/pki`.
     pub fn spawn(
         edge_server: &str,
         ca_pem: &str,
