@@ -5,6 +5,15 @@
 #                               # cluster on 127.0.0.1 (free port, trust auth) and prints
 #                               # FLOTTA_TEST_POSTGRES_URL=postgres://...
 #   scripts/postgres.sh stop    # stops it and removes its data
+#   scripts/postgres.sh stop-db [fast|immediate]
+#                               # stops the server, keeping data and port (fault tests)
+#   scripts/postgres.sh start-db
+#                               # starts it again on the same data and port
+#   scripts/postgres.sh restart # stop-db then start-db
+#   scripts/postgres.sh tools   # exits 0 when the PostgreSQL binaries are installed
+#
+# FLOTTA_PG_DIR chooses the state directory (default /tmp/flotta-test-postgres), so a
+# test can run a cluster of its own next to the shared one.
 #
 # Typical use:  eval "$(scripts/postgres.sh start)"; export FLOTTA_TEST_POSTGRES_URL
 set -euo pipefail
@@ -69,13 +78,33 @@ start() {
     [ "$(id -u)" -eq 0 ] && { id postgres >/dev/null 2>&1 || as_db_user true; chown postgres "$STATE_DIR"; }
     as_db_user "$bin/initdb" -D "$DATA_DIR" -U postgres -A trust -E UTF8 --no-sync >"$STATE_DIR/initdb.log" 2>&1 \
         || { cat "$STATE_DIR/initdb.log" >&2; exit 1; }
-    local port
-    port="$(free_port)"
-    as_db_user "$bin/pg_ctl" -D "$DATA_DIR" -l "$LOG_FILE" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $STATE_DIR -c max_connections=300" start >&2 \
-        || { cat "$LOG_FILE" >&2; exit 1; }
-    echo "$port" >"$PORT_FILE"
+    free_port >"$PORT_FILE"
+    launch "$bin"
     print_url
+}
+
+# Starts the server of an initialised cluster on the port in PORT_FILE.
+launch() {
+    as_db_user "$1/pg_ctl" -D "$DATA_DIR" -l "$LOG_FILE" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $(cat "$PORT_FILE") -k $STATE_DIR -c max_connections=300" start >&2 \
+        || { cat "$LOG_FILE" >&2; exit 1; }
+}
+
+# Stops the server only: data directory and port stay for start-db. `fast` ends the
+# sessions and checkpoints; `immediate` is a crash (recovery replays the WAL).
+stop_db() {
+    local bin mode="${1:-fast}"
+    bin="$(find_bindir)"
+    case "$mode" in fast | immediate) ;; *) echo "stop-db: mode is fast or immediate" >&2; exit 2 ;; esac
+    [ -d "$DATA_DIR" ] || { echo "no cluster in $STATE_DIR" >&2; exit 1; }
+    as_db_user "$bin/pg_ctl" -D "$DATA_DIR" -m "$mode" -w stop >&2
+}
+
+start_db() {
+    local bin
+    bin="$(find_bindir)"
+    [ -f "$PORT_FILE" ] || { echo "no cluster in $STATE_DIR" >&2; exit 1; }
+    launch "$bin"
 }
 
 stop() {
@@ -90,6 +119,10 @@ stop() {
 case "${1:-start}" in
     start) start ;;
     stop) stop ;;
+    stop-db) stop_db "${2:-fast}" ;;
+    start-db) start_db ;;
+    restart) stop_db fast; start_db ;;
+    tools) [ -n "$(find_bindir)" ] ;;
     url) print_url ;;
-    *) echo "usage: $0 [start|stop|url]" >&2; exit 2 ;;
+    *) echo "usage: $0 [start|stop|stop-db [fast|immediate]|start-db|restart|tools|url]" >&2; exit 2 ;;
 esac

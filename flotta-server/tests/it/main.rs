@@ -16,6 +16,12 @@ mod edge_flow;
 mod edge_payloads;
 mod edge_propagation;
 mod edge_support;
+mod fault_proxy;
+mod fleet;
+mod fleet_crash;
+mod lossy_link;
+#[cfg(feature = "postgres")]
+mod postgres_restart;
 mod replicas;
 mod secrets_in_logs;
 mod server_crash;

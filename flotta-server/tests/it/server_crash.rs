@@ -27,11 +27,11 @@ const NAMESPACE: &str = "crash";
 const DEVICE: &str = "crash-device";
 
 /// The server process, killed when dropped so that a failing test leaves none behind.
-struct ServerProcess(Child);
+pub struct ServerProcess(Child);
 
 impl ServerProcess {
     /// Sends SIGKILL and reaps the process.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         self.0.kill().expect("SIGKILL the server");
         self.0.wait().expect("reap the server");
     }
@@ -48,6 +48,12 @@ impl Drop for ServerProcess {
 
 /// Starts the binary on `data_dir` with OS-chosen loopback ports.
 fn spawn_server(data_dir: &Path) -> ServerProcess {
+    spawn_server_with(data_dir, "127.0.0.1:0", &[])
+}
+
+/// Starts the binary on `data_dir` with the Edge API on `edge_listen`, the
+/// management API on an OS-chosen loopback port, and `extra` arguments.
+pub fn spawn_server_with(data_dir: &Path, edge_listen: &str, extra: &[&str]) -> ServerProcess {
     let child = Command::new(BINARY)
         .args([
             "--data-dir",
@@ -55,8 +61,9 @@ fn spawn_server(data_dir: &Path) -> ServerProcess {
             "--api-listen",
             "127.0.0.1:0",
             "--edge-listen",
-            "127.0.0.1:0",
+            edge_listen,
         ])
+        .args(extra)
         .env("FLOTTA_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -67,7 +74,7 @@ fn spawn_server(data_dir: &Path) -> ServerProcess {
 
 /// Waits until the server writing `data_dir/admin.yaml` answers `/readyz` at a URL
 /// other than `previous` (the last run's, still in the file until rewritten).
-async fn wait_ready(
+pub async fn wait_ready(
     data_dir: &Path,
     previous: Option<&str>,
 ) -> (reqwest::Client, flotta_server::tokens::AdminConfig) {
