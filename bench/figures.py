@@ -39,7 +39,7 @@ def main():
     cmd = commands(directory)
     r = {name: load(directory, name) for name in
          ["baseline-ecdsa", "baseline-mtls", "steady-sqlite", "steady-postgres",
-          "enrol", "propagate", "reconnect", "flotta-poll"]}
+          "enrol", "propagate", "reconnect", "flotta-poll", "steady-agents"]}
     rows = []
 
     def row(figure, measured, baseline, ratio, target, name):
@@ -116,6 +116,16 @@ def main():
             "–", "flotta-poll")
         row("unchanged heartbeat on an open connection (request + response, TLS records)",
             f"**{num(x['unchanged_heartbeat_bytes'])} bytes**", "–", "–", "≤ 512 bytes", "flotta-poll")
+    a = r["steady-agents"]
+    if a:
+        x = a["extra"]
+        row(f"real agents in one simulator process ({num(a['devices'])} `flotta-agent-lib` agents, "
+            f"{x['source_addresses']:.0f} source address(es), heartbeats at the server's period: "
+            f"{num(a['throughput_per_s'], 1)}/s, {a['errors']} errors)",
+            f"**{x['simulator_rss_mib']:.0f} MiB** simulator RSS ({x['simulator_rss_per_agent_kib']:.0f} KiB per agent); "
+            f"server RSS {a['server']['rss_end_mib']:.0f} MiB; descriptors open: simulator "
+            f"{num(x['simulator_open_files'] or 0)}, server {num(x['server_open_files'] or 0)} (hard limit 20,000 each)",
+            "–", "–", "10,000 agents", "steady-agents")
 
     body = [
         BEGIN,

@@ -35,6 +35,7 @@ pass() {
 common=(--devices 100 --no-progress --server-bin "$SERVER")
 pass enrol enrol "${common[@]}"
 pass steady steady "${common[@]}" --duration 3
+pass steady-agent steady "${common[@]}" --model agent --duration 3
 pass propagate-agent propagate "${common[@]}" --model agent
 pass propagate-light propagate "${common[@]}" --model light
 pass reconnect reconnect "${common[@]}" --period 2

@@ -197,7 +197,12 @@ pub async fn enrol(
                     Some((device, agent))
                 }
                 Err(error) => {
-                    progress.println(format!("enrolment of device {index} failed: {error}"));
+                    let message = format!("enrolment of device {index} failed: {error}");
+                    if progress.is_hidden() {
+                        eprintln!("{message}");
+                    } else {
+                        progress.println(message);
+                    }
                     None
                 }
             }

@@ -732,7 +732,10 @@ pub async fn reconnect(run: &mut Run) -> Result<Report, SimError> {
                             first = false;
                             counters.ready.fetch_add(1, Ordering::Relaxed);
                         }
-                        if !back && sent_at > stopped_at.load(Ordering::Acquire) {
+                        // Only a heartbeat sent once the new server listens counts:
+                        // one answered by the old server while it drains is followed
+                        // by failures until the new one is up.
+                        if !back && sent_at >= up_at.load(Ordering::Acquire) {
                             back = true;
                             let up = up_at.load(Ordering::Acquire).min(nanos());
                             latencies.record(Duration::from_nanos(nanos().saturating_sub(up)));

@@ -41,6 +41,21 @@ pub struct ServerProcess {
     pub data_dir: PathBuf,
 }
 
+/// Waits until `path` exists and is not empty.
+fn wait_for_file(path: &Path, timeout: Duration) -> Result<(), SimError> {
+    let started = Instant::now();
+    while !std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        if started.elapsed() > timeout {
+            return Err(SimError::Server(format!(
+                "{} was not written within {timeout:?}",
+                path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> Result<u16, SimError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| SimError::Io {
@@ -68,6 +83,28 @@ impl ServerProcess {
         data_dir: &Path,
         backend: &Backend,
     ) -> Result<Self, SimError> {
+        // The ports are probed free, then bound by the server: on a busy machine
+        // another process may take one in between, so a failed start is tried
+        // again on fresh ports.
+        let mut attempt = 1;
+        loop {
+            match Self::try_start_flotta(program, data_dir, backend) {
+                Err(SimError::Server(reason)) if attempt < 3 => {
+                    eprintln!("note: the server did not start ({reason}); trying again");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn try_start_flotta(
+        program: &Path,
+        data_dir: &Path,
+        backend: &Backend,
+    ) -> Result<Self, SimError> {
+        // A configuration left by a failed attempt names other ports.
+        let _ = std::fs::remove_file(data_dir.join("admin.yaml"));
         let edge_addr = loopback(free_port()?);
         let api_addr = loopback(free_port()?);
         let database = match backend {
@@ -88,7 +125,10 @@ impl ServerProcess {
             "--hostname".into(),
             "127.0.0.1".into(),
         ];
-        Self::spawn(program, args, data_dir, edge_addr)
+        let server = Self::spawn(program, args, data_dir, edge_addr)?;
+        // The server listens before it writes its management client configuration.
+        wait_for_file(&data_dir.join("admin.yaml"), START_TIMEOUT)?;
+        Ok(server)
     }
 
     /// Starts the bare baseline server (`flotta-sim bare-server`).
