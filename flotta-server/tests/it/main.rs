@@ -14,6 +14,7 @@ mod edge_auth;
 mod edge_config;
 mod edge_flow;
 mod edge_payloads;
+mod edge_status_cache;
 mod edge_support;
 mod replicas;
 mod secrets_in_logs;
