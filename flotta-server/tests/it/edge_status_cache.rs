@@ -62,7 +62,8 @@ async fn a_status_written_by_the_api_is_the_base_of_the_next_heartbeat() {
             NAMESPACE,
             id,
             None,
-            json!({"phase": "maintenance", "hardware": {"hostname": "set-by-api"}}),
+            json!({"phase": "maintenance", "hardware": {"hostname": "set-by-api",
+                "disks": [], "gpus": [], "interfaces": []}}),
         )
         .await
         .expect("status update");
