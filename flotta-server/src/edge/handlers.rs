@@ -301,25 +301,26 @@ async fn enrolment(state: &EdgeState, device_id: &str, envelope: &Message) -> Ap
             &message::response(envelope, Value::Null),
         ))
     };
-    if get_object(
-        state,
-        ResourceKind::EdgeDevice,
-        &target_namespace,
-        device_id,
-    )
-    .await?
-    .is_some()
-    {
+    let requests_namespace = state.options().signed_request_namespace.clone();
+    // Both reads at once: each waits on the blocking pool.
+    let (device, existing) = tokio::join!(
+        get_object(
+            state,
+            ResourceKind::EdgeDevice,
+            &target_namespace,
+            device_id,
+        ),
+        get_object(
+            state,
+            ResourceKind::EdgeDeviceSignedRequest,
+            &requests_namespace,
+            device_id,
+        ),
+    );
+    if device?.is_some() {
         return already();
     }
-    let requests_namespace = state.options().signed_request_namespace.clone();
-    let existing = get_object(
-        state,
-        ResourceKind::EdgeDeviceSignedRequest,
-        &requests_namespace,
-        device_id,
-    )
-    .await?;
+    let existing = existing?;
     let approved = match existing {
         Some(object) => is_approved(&signed_request(&object)?),
         None => {
@@ -399,17 +400,16 @@ async fn registration(
         .hardware
         .map(|h| message::hardware(h, "content.hardware"))
         .transpose()?;
-    let (namespace, target_set) = match identity {
+    let (namespace, target_set, known_device) = match identity {
         PeerIdentity::Device { namespace, .. } => {
-            if get_object(state, ResourceKind::EdgeDevice, &namespace, device_id)
-                .await?
-                .is_none()
-            {
+            let Some(device) =
+                get_object(state, ResourceKind::EdgeDevice, &namespace, device_id).await?
+            else {
                 return Err(ApiError::not_found(format!(
                     "device {namespace}/{device_id} does not exist"
                 )));
-            }
-            (namespace, None)
+            };
+            (namespace, None, Some(device))
         }
         PeerIdentity::Register => {
             let requests_namespace = &state.options().signed_request_namespace;
@@ -427,7 +427,7 @@ async fn registration(
                     "the enrolment of device {device_id} is not approved"
                 )));
             }
-            (request.spec.target_namespace, request.spec.target_set)
+            (request.spec.target_namespace, request.spec.target_set, None)
         }
     };
     let device = device_identity(device_id, &namespace)?;
@@ -466,6 +466,7 @@ async fn registration(
         target_set.as_deref(),
         serial.as_deref(),
         hardware.as_ref(),
+        known_device,
     )
     .await?;
     let content = match &issued {
@@ -483,6 +484,10 @@ fn source_text(error: &dyn std::error::Error) -> String {
 }
 
 /// Creates the device or records a newly issued serial and new hardware on it.
+///
+/// `known` is the device as the caller just read it; without it the device is
+/// expected not to exist yet (a first registration), so creating it is tried
+/// before any read.
 async fn save_registered_device(
     state: &EdgeState,
     namespace: &str,
@@ -490,11 +495,16 @@ async fn save_registered_device(
     target_set: Option<&str>,
     serial: Option<&str>,
     hardware: Option<&flotta_core::model::Hardware>,
+    known: Option<StoredObject>,
 ) -> Result<(), ApiError> {
     let store = state.store();
     let hardware = hardware.map(|h| serde_json::to_value(h).unwrap_or(Value::Null));
+    let mut known = Some(known);
     for _attempt in 0..5 {
-        let current = get_object(state, ResourceKind::EdgeDevice, namespace, device_id).await?;
+        let current = match known.take() {
+            Some(current) => current,
+            None => get_object(state, ResourceKind::EdgeDevice, namespace, device_id).await?,
+        };
         let result = match current {
             None => {
                 let mut labels = Map::new();

@@ -15,6 +15,7 @@ mod edge_config;
 mod edge_flow;
 mod edge_payloads;
 mod edge_propagation;
+mod edge_status_cache;
 mod edge_support;
 mod fault_proxy;
 mod fleet;

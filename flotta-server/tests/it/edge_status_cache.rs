@@ -1,0 +1,177 @@
+//! Heartbeats answered from the cached device status must still see every change
+//! made by anyone else: management API status writes, deletions, registrations.
+
+use flotta_server::edge::EdgeOptions;
+use flotta_server::store::ResourceKind;
+use serde_json::json;
+
+use crate::edge_support::{
+    ClientIdentity, EdgeServer, NAMESPACE, envelope, heartbeat_message, registration_message,
+};
+
+fn out_path(id: &str) -> String {
+    format!("/data/{id}/out")
+}
+
+/// A device created the way the management API does (no certificate serials, so
+/// deleting it revokes nothing) and an identity for it.
+async fn api_created_device(server: &EdgeServer, id: &str) -> ClientIdentity {
+    let body = json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "EdgeDevice",
+        "metadata": {"name": id, "namespace": NAMESPACE},
+        "spec": {},
+    });
+    server
+        .store
+        .create(ResourceKind::EdgeDevice, NAMESPACE, id, body)
+        .await
+        .expect("create device");
+    server.device_identity(id, NAMESPACE)
+}
+
+/// Sends the same heartbeat twice, so that the second one is answered from the
+/// cache, and checks that it left the device row alone.
+async fn beat_twice(server: &EdgeServer, device: &ClientIdentity, id: &str) -> u64 {
+    let response = server
+        .post(Some(device), &out_path(id), &heartbeat_message("up"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let first = server.device(id).await.expect("device").resource_version;
+    let response = server
+        .post(Some(device), &out_path(id), &heartbeat_message("up"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let second = server.device(id).await.expect("device").resource_version;
+    assert_eq!(first, second, "an unchanged heartbeat writes no status");
+    second
+}
+
+#[tokio::test]
+async fn a_status_written_by_the_api_is_the_base_of_the_next_heartbeat() {
+    let server = EdgeServer::start(EdgeOptions::default()).await;
+    let id = "cache-api-status";
+    let device = api_created_device(&server, id).await;
+    beat_twice(&server, &device, id).await;
+
+    // The management API replaces the status behind the heartbeat handler's back.
+    server
+        .store
+        .update_status(
+            ResourceKind::EdgeDevice,
+            NAMESPACE,
+            id,
+            None,
+            json!({"phase": "maintenance", "hardware": {"hostname": "set-by-api",
+                "disks": [], "gpus": [], "interfaces": []}}),
+        )
+        .await
+        .expect("status update");
+
+    // The same heartbeat as before is no longer "unchanged": it is applied on top
+    // of the API's status, keeping what it does not report.
+    let response = server
+        .post(Some(&device), &out_path(id), &heartbeat_message("up"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let stored = server.device(id).await.expect("device");
+    assert_eq!(stored.body["status"]["phase"], "up");
+    assert_eq!(stored.body["status"]["hardware"]["hostname"], "set-by-api");
+    assert_eq!(stored.body["status"]["workloads"][0]["name"], "w1");
+
+    // A changed heartbeat after that still builds on the API's hardware.
+    let response = server
+        .post(Some(&device), &out_path(id), &heartbeat_message("degraded"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let stored = server.device(id).await.expect("device");
+    assert_eq!(stored.body["status"]["phase"], "degraded");
+    assert_eq!(stored.body["status"]["hardware"]["hostname"], "set-by-api");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_device_gets_404_on_its_next_heartbeat() {
+    let server = EdgeServer::start(EdgeOptions::default()).await;
+    let id = "cache-deleted";
+    let device = api_created_device(&server, id).await;
+    beat_twice(&server, &device, id).await;
+    server
+        .store
+        .delete(ResourceKind::EdgeDevice, NAMESPACE, id, None)
+        .await
+        .expect("delete");
+
+    let response = server
+        .post(Some(&device), &out_path(id), &heartbeat_message("up"))
+        .await;
+    assert_eq!(response.status(), 404);
+    assert!(server.device(id).await.is_none(), "not recreated");
+    assert_eq!(
+        server.store.last_seen(NAMESPACE, id).await.expect("read"),
+        None,
+        "a refused heartbeat records no time"
+    );
+
+    // Created again, the device is served from its new row, not the old cache.
+    let device = api_created_device(&server, id).await;
+    let response = server
+        .post(Some(&device), &out_path(id), &heartbeat_message("up"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let stored = server.device(id).await.expect("device");
+    assert_eq!(stored.body["status"]["phase"], "up");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_registration_after_cached_heartbeats_is_kept_by_the_next_one() {
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let id = "cache-registered";
+    let device = server.enrol_and_register(id).await;
+    let before = beat_twice(&server, &device, id).await;
+    let stored = server.device(id).await.expect("device");
+    assert_eq!(stored.body["status"]["hardware"]["hostname"], "edge-host");
+
+    // The device registers again (same certificate) reporting other hardware.
+    let mut message = registration_message(None);
+    message["content"]["hardware"] = json!({"hostname": "replaced-board"});
+    let response = server.post(Some(&device), &out_path(id), &message).await;
+    assert_eq!(response.status(), 200);
+    let registered = server.device(id).await.expect("device");
+    assert!(registered.resource_version > before);
+    assert_eq!(
+        registered.body["status"]["hardware"]["hostname"],
+        "replaced-board"
+    );
+
+    // A changed heartbeat must build on the registration's hardware, not on the
+    // status cached before it.
+    let response = server
+        .post(Some(&device), &out_path(id), &heartbeat_message("degraded"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let stored = server.device(id).await.expect("device");
+    assert_eq!(stored.body["status"]["phase"], "degraded");
+    assert_eq!(
+        stored.body["status"]["hardware"]["hostname"],
+        "replaced-board"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_heartbeat_after_cached_ones_changes_nothing() {
+    let server = EdgeServer::start(EdgeOptions::default()).await;
+    let id = "cache-bad-payload";
+    let device = api_created_device(&server, id).await;
+    let version = beat_twice(&server, &device, id).await;
+    let bad = envelope("heartbeat", json!({"hardware": {"hostname": 5}}));
+    let response = server.post(Some(&device), &out_path(id), &bad).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        server.device(id).await.expect("device").resource_version,
+        version
+    );
+    server.stop().await;
+}
