@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::device_cache::CachedStatus;
 use super::configs::{CachedConfig, Lookup};
+use super::device_cache::CachedStatus;
 use super::message::{self, BadMessage};
 use super::notifier::current_config;
 use super::{
