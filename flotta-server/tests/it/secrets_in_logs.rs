@@ -84,13 +84,22 @@ async fn a_full_run_at_trace_level_logs_no_secret() {
     assert_eq!(patched.status(), StatusCode::OK);
 
     let device = device_client(&admin.certificate_authority, &identity);
-    let config = device
-        .get(edge_url(&admin.edge_server, &format!("/data/{DEVICE}/in")))
-        .send()
-        .await
-        .expect("config");
-    assert_eq!(config.status(), StatusCode::OK);
-    let config_text = config.text().await.expect("config body");
+    // Config polls are answered from a view the store's watch keeps current, so the
+    // patch shows up a moment after it was acknowledged: poll as a device does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let config_text = loop {
+        let config = device
+            .get(edge_url(&admin.edge_server, &format!("/data/{DEVICE}/in")))
+            .send()
+            .await
+            .expect("config");
+        assert_eq!(config.status(), StatusCode::OK);
+        let text = config.text().await.expect("config body");
+        if text.contains(CONFIG_SECRET) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         config_text.contains(CONFIG_SECRET),
         "the device receives its secret"
