@@ -398,8 +398,9 @@ impl AgentBuilder {
         self
     }
 
-    /// Adds a label the device reports about itself at enrolment (in the enrolment
-    /// info's `labels`; the server decides whether to use it).
+    /// Adds a label the device asks for at enrolment (the enrolment info's
+    /// `labels`). The reference server keeps them in the signed request, where an
+    /// approver may change them, and gives them to the device it creates.
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
         self

@@ -278,6 +278,36 @@ fn rfc3339(now: OffsetDateTime) -> String {
     message::timestamp(whole)
 }
 
+/// The field of an enrolment's content, and of the signed request's spec, holding
+/// the labels a device asks for (an extension to Flotta's enrolment info, as in
+/// Flight Control's enrolment requests). An approver may edit them before
+/// approving; the device is created with them.
+const ENROLMENT_LABELS_FIELD: &str = "labels";
+
+/// The labels an enrolment asks for, checked like any label: 400 naming the label
+/// when one is malformed.
+fn enrolment_labels(labels: Option<&Value>) -> Result<Option<Map<String, Value>>, ApiError> {
+    let Some(labels) = labels else {
+        return Ok(None);
+    };
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    let Value::Object(labels) = labels else {
+        return Err(bad(
+            "content.labels: must be an object of label keys to string values".to_owned(),
+        ));
+    };
+    for (key, value) in labels {
+        flotta_core::validation::label_key(key)
+            .map_err(|e| bad(format!("content.labels: key {key:?}: {e}")))?;
+        let Value::String(text) = value else {
+            return Err(bad(format!("content.labels.{key}: must be a string")));
+        };
+        flotta_core::validation::label_value(text)
+            .map_err(|e| bad(format!("content.labels.{key}: {e}")))?;
+    }
+    Ok((!labels.is_empty()).then(|| labels.clone()))
+}
+
 async fn enrolment(state: &EdgeState, device_id: &str, envelope: &Message) -> ApiResult {
     let info: wire::EnrolmentInfo = message::content(envelope)?;
     let target_namespace = info
@@ -285,6 +315,7 @@ async fn enrolment(state: &EdgeState, device_id: &str, envelope: &Message) -> Ap
         .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| "default".to_owned());
     device_identity(device_id, &target_namespace)?;
+    let labels = enrolment_labels(info.extra.get("labels"))?;
     let (hardware, model_name) = match info.features {
         Some(features) => (
             features
@@ -337,15 +368,19 @@ async fn enrolment(state: &EdgeState, device_id: &str, envelope: &Message) -> Ap
                 features_json.insert("modelName".into(), Value::String(model_name.clone()));
             }
             let condition = if approved { "approved" } else { "pending" };
+            let mut spec = json!({
+                "approved": approved,
+                "features": features_json,
+                "targetNamespace": target_namespace,
+            });
+            if let (Some(labels), Some(spec)) = (labels, spec.as_object_mut()) {
+                spec.insert(ENROLMENT_LABELS_FIELD.into(), Value::Object(labels));
+            }
             let body = json!({
                 "apiVersion": API_VERSION,
                 "kind": "EdgeDeviceSignedRequest",
                 "metadata": {"name": device_id, "namespace": requests_namespace},
-                "spec": {
-                    "approved": approved,
-                    "features": features_json,
-                    "targetNamespace": target_namespace,
-                },
+                "spec": spec,
                 "status": {"conditions": [
                     {"type": condition, "status": "True", "lastTransitionTime": now}
                 ]},
@@ -400,7 +435,7 @@ async fn registration(
         .hardware
         .map(|h| message::hardware(h, "content.hardware"))
         .transpose()?;
-    let (namespace, target_set, known_device) = match identity {
+    let (namespace, target_set, known_device, requested_labels) = match identity {
         PeerIdentity::Device { namespace, .. } => {
             let Some(device) =
                 get_object(state, ResourceKind::EdgeDevice, &namespace, device_id).await?
@@ -409,7 +444,7 @@ async fn registration(
                     "device {namespace}/{device_id} does not exist"
                 )));
             };
-            (namespace, None, Some(device))
+            (namespace, None, Some(device), None)
         }
         PeerIdentity::Register => {
             let requests_namespace = &state.options().signed_request_namespace;
@@ -427,7 +462,18 @@ async fn registration(
                     "the enrolment of device {device_id} is not approved"
                 )));
             }
-            (request.spec.target_namespace, request.spec.target_set, None)
+            let labels = request
+                .spec
+                .extra
+                .get(ENROLMENT_LABELS_FIELD)
+                .and_then(Value::as_object)
+                .cloned();
+            (
+                request.spec.target_namespace,
+                request.spec.target_set,
+                None,
+                labels,
+            )
         }
     };
     let device = device_identity(device_id, &namespace)?;
@@ -463,7 +509,10 @@ async fn registration(
         state,
         &namespace,
         device_id,
-        target_set.as_deref(),
+        Joining {
+            target_set: target_set.as_deref(),
+            labels: requested_labels,
+        },
         serial.as_deref(),
         hardware.as_ref(),
         known_device,
@@ -483,6 +532,14 @@ fn source_text(error: &dyn std::error::Error) -> String {
     error.source().map(ToString::to_string).unwrap_or_default()
 }
 
+/// What an approved enrolment request gives a device created at its registration.
+struct Joining<'a> {
+    /// The device set it joins.
+    target_set: Option<&'a str>,
+    /// The labels the request holds.
+    labels: Option<Map<String, Value>>,
+}
+
 /// Creates the device or records a newly issued serial and new hardware on it.
 ///
 /// `known` is the device as the caller just read it; without it the device is
@@ -492,11 +549,15 @@ async fn save_registered_device(
     state: &EdgeState,
     namespace: &str,
     device_id: &str,
-    target_set: Option<&str>,
+    joining: Joining<'_>,
     serial: Option<&str>,
     hardware: Option<&flotta_core::model::Hardware>,
     known: Option<StoredObject>,
 ) -> Result<(), ApiError> {
+    let Joining {
+        target_set,
+        labels: requested_labels,
+    } = joining;
     let store = state.store();
     let hardware = hardware.map(|h| serde_json::to_value(h).unwrap_or(Value::Null));
     let mut known = Some(known);
@@ -507,7 +568,19 @@ async fn save_registered_device(
         };
         let result = match current {
             None => {
-                let mut labels = Map::new();
+                // The labels the approved request holds, checked again since an
+                // approver may have edited them; the set membership label wins.
+                let mut labels: Map<String, Value> = requested_labels
+                    .iter()
+                    .flatten()
+                    .filter(|(key, value)| {
+                        flotta_core::validation::label_key(key).is_ok()
+                            && value
+                                .as_str()
+                                .is_some_and(|v| flotta_core::validation::label_value(v).is_ok())
+                    })
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
                 if let Some(set) = target_set {
                     labels.insert(MEMBER_OF_LABEL.into(), Value::String(set.to_owned()));
                 }

@@ -183,3 +183,79 @@ async fn expired_certificate_re_registers_and_nothing_else() {
     assert!(serials.contains(&old_serial.to_string()));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn enrolment_labels_are_kept_for_the_approver_and_given_to_the_device() {
+    let server = EdgeServer::start(EdgeOptions::default()).await;
+    let registration = server.registration_identity();
+    let id = "labelled-device-1";
+    let path = format!("/data/{id}/out");
+
+    let mut bad = enrolment_message(NAMESPACE);
+    bad["content"]["labels"] = serde_json::json!({"site": "not a valid value!"});
+    let response = server.post(Some(&registration), &path, &bad).await;
+    assert_eq!(response.status(), 400);
+    let message = response.text().await.expect("body");
+    assert!(message.contains("content.labels.site"), "{message}");
+    let mut bad = enrolment_message(NAMESPACE);
+    bad["content"]["labels"] = serde_json::json!(["site=lab"]);
+    let response = server.post(Some(&registration), &path, &bad).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        server
+            .store
+            .get(ResourceKind::EdgeDeviceSignedRequest, "default", id)
+            .await
+            .expect("get")
+            .is_none(),
+        "a refused enrolment leaves no request"
+    );
+
+    let mut enrolment = enrolment_message(NAMESPACE);
+    enrolment["content"]["labels"] = serde_json::json!({"site": "lab", "tier": "edge"});
+    let response = server.post(Some(&registration), &path, &enrolment).await;
+    assert_eq!(response.status(), 200, "pending");
+    let request = server
+        .store
+        .get(ResourceKind::EdgeDeviceSignedRequest, "default", id)
+        .await
+        .expect("get")
+        .expect("request");
+    assert_eq!(
+        request.body["spec"]["labels"],
+        serde_json::json!({"site": "lab", "tier": "edge"})
+    );
+
+    // The approver changes one label and adds a device set before approving.
+    let mut body = request.body.clone();
+    body["spec"]["approved"] = Value::Bool(true);
+    body["spec"]["labels"]["tier"] = Value::String("core".into());
+    body["spec"]["targetSet"] = Value::String("lab-set".into());
+    server
+        .store
+        .update(
+            ResourceKind::EdgeDeviceSignedRequest,
+            "default",
+            id,
+            Some(request.resource_version),
+            body,
+        )
+        .await
+        .expect("approve");
+    let key = DeviceKey::generate().expect("key");
+    let csr = key.csr(id).expect("csr").pem();
+    let response = server
+        .post(
+            Some(&registration),
+            &path,
+            &registration_message(Some(&csr)),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let device = server.device(id).await.expect("device created");
+    assert_eq!(
+        device.body["metadata"]["labels"],
+        serde_json::json!({"site": "lab", "tier": "core", "flotta/member-of": "lab-set"})
+    );
+    server.stop().await;
+}
