@@ -114,8 +114,14 @@ def main():
             f"Flotta: {num(x['flotta_requests_per_device_hour'], 1)}",
             f"{1 / x['requests_ratio_flotta_to_ours']:.3f}" if x['requests_ratio_flotta_to_ours'] else "–",
             "–", "flotta-poll")
-        row("unchanged heartbeat on an open connection (request + response, TLS records)",
-            f"**{num(x['unchanged_heartbeat_bytes'])} bytes**", "–", "–", "≤ 512 bytes", "flotta-poll")
+        if 'unchanged_heartbeat_request_bytes' in x:
+            row("unchanged heartbeat on an open connection (the device's request, TLS records)",
+                f"**{num(x['unchanged_heartbeat_request_bytes'])} bytes** "
+                f"({num(x['unchanged_heartbeat_bytes'])} with the server's reply)",
+                "–", "–", "≤ 512 bytes", "flotta-poll")
+        else:
+            row("unchanged heartbeat on an open connection (request + response, TLS records)",
+                f"**{num(x['unchanged_heartbeat_bytes'])} bytes**", "–", "–", "≤ 512 bytes", "flotta-poll")
     a = r["steady-agents"]
     if a:
         x = a["extra"]

@@ -971,7 +971,8 @@ pub async fn flotta_poll(run: &Run) -> Result<Report, SimError> {
     let io = relay.bytes() - bytes_before;
     let (elapsed, server) = run.close_window(&window);
     abort_all(tasks);
-    let heartbeat_bytes = unchanged_heartbeat_bytes(&devices, &relay).await;
+    let (heartbeat_bytes, heartbeat_request_bytes) =
+        unchanged_heartbeat_bytes(&devices, &relay).await;
     let ours = Wire {
         bytes_per_device_hour: per_device_hour(io, count, elapsed),
         requests_per_device_hour: per_device_hour(
@@ -992,6 +993,10 @@ pub async fn flotta_poll(run: &Run) -> Result<Report, SimError> {
     report
         .extra
         .insert("unchanged_heartbeat_bytes".into(), json!(heartbeat_bytes));
+    report.extra.insert(
+        "unchanged_heartbeat_request_bytes".into(),
+        json!(heartbeat_request_bytes),
+    );
     report.extra.insert(
         "flotta_bytes_per_device_hour".into(),
         json!(flotta.bytes_per_device_hour),
@@ -1017,9 +1022,13 @@ pub async fn flotta_poll(run: &Run) -> Result<Report, SimError> {
     Ok(report)
 }
 
-/// Bytes of one heartbeat with an unchanged status on an open connection (request
-/// and response, TLS records), averaged over up to 100 devices sent one at a time.
-async fn unchanged_heartbeat_bytes(devices: &[Arc<LightDevice>], relay: &CountingRelay) -> f64 {
+/// Bytes of one heartbeat with an unchanged status on an open connection (TLS
+/// records): request and response together, and the request alone, averaged over up
+/// to 100 devices sent one at a time.
+async fn unchanged_heartbeat_bytes(
+    devices: &[Arc<LightDevice>],
+    relay: &CountingRelay,
+) -> (f64, f64) {
     let sample = devices.get(..devices.len().min(100)).unwrap_or_default();
     // Open each connection first so the handshake is not counted.
     for device in sample {
@@ -1029,6 +1038,7 @@ async fn unchanged_heartbeat_bytes(devices: &[Arc<LightDevice>], relay: &Countin
             .await;
     }
     let before = relay.bytes();
+    let sent_before = relay.sent_bytes();
     let mut sent = 0u64;
     for device in sample {
         if device
@@ -1042,5 +1052,9 @@ async fn unchanged_heartbeat_bytes(devices: &[Arc<LightDevice>], relay: &Countin
     }
     // The relay counts after forwarding; give the last reply a moment.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    (relay.bytes() - before) as f64 / sent.max(1) as f64
+    let heartbeats = sent.max(1) as f64;
+    (
+        (relay.bytes() - before) as f64 / heartbeats,
+        (relay.sent_bytes() - sent_before) as f64 / heartbeats,
+    )
 }

@@ -17,6 +17,7 @@ pub struct CountingRelay {
     /// Where devices connect instead of the server.
     pub addr: SocketAddr,
     bytes: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -34,10 +35,13 @@ impl CountingRelay {
             source,
         })?;
         let bytes = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
         let counter = bytes.clone();
+        let sent_counter = sent.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let counter = counter.clone();
+                let sent_counter = sent_counter.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(upstream).await else {
                         return;
@@ -46,19 +50,31 @@ impl CountingRelay {
                     let _ = server.set_nodelay(true);
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
+                    let upstream_counters = [&counter, &sent_counter];
+                    let downstream_counters = [&counter];
                     tokio::join!(
-                        pump(client_read, server_write, counter.clone()),
-                        pump(server_read, client_write, counter),
+                        pump(client_read, server_write, &upstream_counters),
+                        pump(server_read, client_write, &downstream_counters),
                     );
                 });
             }
         });
-        Ok(Self { addr, bytes, task })
+        Ok(Self {
+            addr,
+            bytes,
+            sent,
+            task,
+        })
     }
 
     /// Bytes relayed so far, both directions.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the devices sent so far (towards the server).
+    pub fn sent_bytes(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 }
 
@@ -71,7 +87,7 @@ impl Drop for CountingRelay {
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    counter: Arc<AtomicU64>,
+    counters: &[&Arc<AtomicU64>],
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
@@ -85,7 +101,9 @@ async fn pump(
         if to.write_all(chunk).await.is_err() {
             break;
         }
-        counter.fetch_add(read as u64, Ordering::Relaxed);
+        for counter in counters {
+            counter.fetch_add(read as u64, Ordering::Relaxed);
+        }
     }
     let _ = to.shutdown().await;
 }
@@ -118,5 +136,6 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert_eq!(relay.bytes(), 16);
+        assert_eq!(relay.sent_bytes(), 5);
     }
 }
