@@ -198,6 +198,33 @@ pub async fn expect_json(response: Response, code: StatusCode) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// The names of the objects of one kind in `namespace`, as the management API at
+/// `server` lists them.
+pub async fn list_names(
+    client: &reqwest::Client,
+    server: &str,
+    token: &str,
+    namespace: &str,
+    plural: &str,
+) -> std::collections::BTreeSet<String> {
+    let list = expect_json(
+        client
+            .get(format!("{server}{}", collection(namespace, plural)))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("list"),
+        StatusCode::OK,
+    )
+    .await;
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
 /// Checks that a response is a Kubernetes `Status` failure with `code` and
 /// `reason`, and returns it.
 pub async fn expect_status(response: Response, code: StatusCode, reason: &str) -> Value {

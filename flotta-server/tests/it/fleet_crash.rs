@@ -5,7 +5,6 @@
 //! again (its `status.lastSeen` after the restart) within a bound set by the
 //! agents' retry backoff cap and heartbeat period.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::api_harness::{collection, expect_json};
+use crate::api_harness::{collection, expect_json, list_names};
 use crate::fleet::{Fleet, timing};
 use crate::server_crash::{spawn_server_with, wait_ready};
 
@@ -131,13 +130,14 @@ async fn a_fleet_heartbeats_again_after_a_sigkill_of_the_server() {
             .await
         }
     };
-    let workloads = list("edgeworkloads", NAMESPACE).await;
-    let stored: BTreeSet<&str> = workloads["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|item| item["metadata"]["name"].as_str())
-        .collect();
+    let stored = list_names(
+        &client,
+        &admin.server,
+        &admin.token,
+        NAMESPACE,
+        "edgeworkloads",
+    )
+    .await;
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|name| !stored.contains(name.as_str()))

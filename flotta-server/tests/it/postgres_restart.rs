@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::api_harness::{collection, expect_json};
+use crate::api_harness::{collection, list_names};
 use crate::fleet::{Fleet, timing};
 use crate::server_crash::{spawn_server_with, wait_ready};
 
@@ -283,26 +283,14 @@ async fn the_server_recovers_when_postgresql_restarts_under_load() {
     writer.await.expect("writer task");
 
     let acknowledged = acknowledged(&outcomes);
-    let list = expect_json(
-        client
-            .get(format!(
-                "{}{}",
-                admin.server,
-                collection(NAMESPACE, "edgeworkloads")
-            ))
-            .bearer_auth(&admin.token)
-            .send()
-            .await
-            .expect("list"),
-        StatusCode::OK,
+    let stored = list_names(
+        &client,
+        &admin.server,
+        &admin.token,
+        NAMESPACE,
+        "edgeworkloads",
     )
     .await;
-    let stored: std::collections::BTreeSet<&str> = list["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|item| item["metadata"]["name"].as_str())
-        .collect();
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|name| !stored.contains(name.as_str()))

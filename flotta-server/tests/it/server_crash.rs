@@ -4,7 +4,6 @@
 //! the device status is the one of its last acknowledged heartbeat (or of the one
 //! in flight at the kill), and so is its last-seen time at least.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::api_harness::{client_from_admin_yaml, collection, expect_json, object_path};
+use crate::api_harness::{
+    client_from_admin_yaml, collection, expect_json, list_names, object_path,
+};
 use crate::app_edge_client::{device_client, edge_url, enrol_and_register};
 use crate::edge_support::envelope;
 
@@ -228,26 +229,14 @@ async fn acknowledged_workloads_survive_a_sigkill_of_the_server() {
 
     let mut child = spawn_server(dir.path());
     let (client, admin) = wait_ready(dir.path(), Some(&admin.server)).await;
-    let list = expect_json(
-        client
-            .get(format!(
-                "{}{}",
-                admin.server,
-                collection(NAMESPACE, "edgeworkloads")
-            ))
-            .bearer_auth(&admin.token)
-            .send()
-            .await
-            .expect("list after restart"),
-        StatusCode::OK,
+    let stored = list_names(
+        &client,
+        &admin.server,
+        &admin.token,
+        NAMESPACE,
+        "edgeworkloads",
     )
     .await;
-    let stored: BTreeSet<String> = list["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|item| item["metadata"]["name"].as_str().expect("name").to_owned())
-        .collect();
     for name in &acknowledged {
         assert!(stored.contains(name), "acknowledged {name} lost");
     }
