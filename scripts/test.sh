@@ -33,6 +33,11 @@ cargo test --workspace --all-features 2>&1 | tee "$TEST_LOG"
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { print p+0, f+0, s+0 }' "$TEST_LOG" >>"$FLOTTA_TEST_COUNTS"
 rm -f "$TEST_LOG"
 
+# The criterion benches compile and link (dev profile, so the build above is reused;
+# bench/run.sh and `cargo bench` build them optimised to measure).
+step "cargo bench --no-run (benches compile, dev profile)"
+cargo bench --workspace --all-features --benches --no-run --profile dev
+
 # Further suites each come as a script that reuses the cargo build above and adds its
 # counts with record_counts (scripts/env.sh).
 step "simulator: 100 devices, every scenario"; scripts/test-sim.sh
