@@ -118,6 +118,27 @@ impl Run {
         (elapsed, usage)
     }
 
+    /// Turns `measuring` on for the run's duration, showing the operations counted
+    /// so far, and returns the window's length and the server's usage over it.
+    async fn measure(
+        &self,
+        counters: &Counters,
+        measuring: &AtomicBool,
+    ) -> (Duration, Option<ServerUsage>) {
+        measuring.store(true, Ordering::Relaxed);
+        let window = self.open_window();
+        let bar = self.bar(self.settings.duration.as_secs(), "measuring");
+        while window.started.elapsed() < self.settings.duration {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            bar.set_position(window.started.elapsed().as_secs());
+            bar.set_message(format!("{} ok", counters.ops.load(Ordering::Relaxed)));
+        }
+        measuring.store(false, Ordering::Relaxed);
+        let usage = self.close_window(&window);
+        bar.finish_and_clear();
+        usage
+    }
+
     fn report(&self, scenario: &str, model: &str, operation: &str) -> Report {
         Report {
             scenario: scenario.into(),
@@ -321,17 +342,7 @@ pub async fn steady(run: &Run, scenario: &str) -> Result<Report, SimError> {
     let curve = MemoryCurve::start(run.server_pid.clone(), run.settings.sample_every);
     counters.reset();
     latencies.reset();
-    measuring.store(true, Ordering::Relaxed);
-    let window = run.open_window();
-    let bar = run.bar(run.settings.duration.as_secs(), "measuring");
-    while window.started.elapsed() < run.settings.duration {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        bar.set_position(window.started.elapsed().as_secs());
-        bar.set_message(format!("{} ok", counters.ops.load(Ordering::Relaxed)));
-    }
-    measuring.store(false, Ordering::Relaxed);
-    let (elapsed, server) = run.close_window(&window);
-    bar.finish_and_clear();
+    let (elapsed, server) = run.measure(&counters, &measuring).await;
     abort_all(tasks);
     let operations = counters.ops.load(Ordering::Relaxed);
     let mut report = run.report(scenario, "light", "heartbeat");
@@ -421,17 +432,7 @@ async fn steady_agents(run: &Run, scenario: &str) -> Result<Report, SimError> {
     }
     let curve = MemoryCurve::start(run.server_pid.clone(), run.settings.sample_every);
     counters.reset();
-    measuring.store(true, Ordering::Relaxed);
-    let window = run.open_window();
-    let bar = run.bar(run.settings.duration.as_secs(), "measuring");
-    while window.started.elapsed() < run.settings.duration {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        bar.set_position(window.started.elapsed().as_secs());
-        bar.set_message(format!("{} ok", counters.ops.load(Ordering::Relaxed)));
-    }
-    measuring.store(false, Ordering::Relaxed);
-    let (elapsed, server) = run.close_window(&window);
-    bar.finish_and_clear();
+    let (elapsed, server) = run.measure(&counters, &measuring).await;
     let (sim_rss, sim_peak) = own_memory_mib();
     let sim_files = crate::limits::open_files();
     let server_files = crate::limits::open_files_of(run.server_pid.load(Ordering::Relaxed));
