@@ -9,6 +9,30 @@ use crate::edge_support::{
     EdgeServer, NAMESPACE, common_name, enrolment_message, heartbeat_message, registration_message,
 };
 
+/// Approves the signed request of `id`, as read in `request`, the way an operator
+/// does: `spec.approved` set, plus whatever `edit` changes, written over that version.
+async fn approve(
+    server: &EdgeServer,
+    id: &str,
+    request: flotta_server::store::StoredObject,
+    edit: impl FnOnce(&mut Value),
+) {
+    let mut body = request.body;
+    body["spec"]["approved"] = Value::Bool(true);
+    edit(&mut body);
+    server
+        .store
+        .update(
+            ResourceKind::EdgeDeviceSignedRequest,
+            "default",
+            id,
+            Some(request.resource_version),
+            body,
+        )
+        .await
+        .expect("approve");
+}
+
 #[tokio::test]
 async fn auto_approved_device_enrols_registers_and_runs() {
     let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
@@ -107,19 +131,7 @@ async fn manual_approval_gates_registration() {
         .expect("get")
         .expect("request");
     assert_eq!(request.body["spec"]["approved"], false);
-    let mut body = request.body.clone();
-    body["spec"]["approved"] = Value::Bool(true);
-    server
-        .store
-        .update(
-            ResourceKind::EdgeDeviceSignedRequest,
-            "default",
-            id,
-            Some(request.resource_version),
-            body,
-        )
-        .await
-        .expect("approve");
+    approve(&server, id, request, |_| {}).await;
 
     let response = server
         .post(Some(&registration), &path, &enrolment_message(NAMESPACE))
@@ -227,21 +239,11 @@ async fn enrolment_labels_are_kept_for_the_approver_and_given_to_the_device() {
     );
 
     // The approver changes one label and adds a device set before approving.
-    let mut body = request.body.clone();
-    body["spec"]["approved"] = Value::Bool(true);
-    body["spec"]["labels"]["tier"] = Value::String("core".into());
-    body["spec"]["targetSet"] = Value::String("lab-set".into());
-    server
-        .store
-        .update(
-            ResourceKind::EdgeDeviceSignedRequest,
-            "default",
-            id,
-            Some(request.resource_version),
-            body,
-        )
-        .await
-        .expect("approve");
+    approve(&server, id, request, |body| {
+        body["spec"]["labels"]["tier"] = Value::String("core".into());
+        body["spec"]["targetSet"] = Value::String("lab-set".into());
+    })
+    .await;
     let key = DeviceKey::generate().expect("key");
     let csr = key.csr(id).expect("csr").pem();
     let response = server
