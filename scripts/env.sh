@@ -3,6 +3,11 @@
 if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
     export CARGO_TARGET_DIR="$HOME/.cache/flotta-rs/target"
 fi
+# CI builds once per run: incremental caches (gigabytes) would only cost disk and
+# time there.
+if [ "${CI:-}" = "true" ]; then
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT

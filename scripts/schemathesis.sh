@@ -17,9 +17,11 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
     "$VENV/bin/pip" install --quiet "schemathesis==4.32.5"
 fi
+[ -n "${FLOTTA_PREPARE_ONLY:-}" ] && exit 0
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-cargo build --quiet --manifest-path "$ROOT/Cargo.toml" -p flotta-server --bin flotta-server
+# The selection of the workspace build in test.sh, so nothing compiles again.
+cargo build --quiet --manifest-path "$ROOT/Cargo.toml" --workspace --all-features --bins
 BIN="$CARGO_TARGET_DIR/debug/flotta-server"
 
 DATA="$(mktemp -d)"

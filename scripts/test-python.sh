@@ -27,9 +27,11 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "${PY_PACKAGES[*]}" ]; then
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
     echo "${PY_PACKAGES[*]}" >"$STAMP"
 fi
+[ -n "${FLOTTA_PREPARE_ONLY:-}" ] && exit 0
 
 step "flotta-server (dev profile) for the tests"
-cargo build --quiet -p flotta-server --bin flotta-server
+# The selection of the workspace build in test.sh, so nothing compiles again.
+cargo build --quiet --workspace --all-features --bins
 export FLOTTA_SERVER_BIN="$TARGET_DIR/debug/flotta-server"
 
 step "maturin build (dev profile) and install the wheel"

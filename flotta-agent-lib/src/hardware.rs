@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use flotta_core::wire::{CpuInfo, HardwareInfo, MemoryInfo};
+use flotta_core::wire::{CpuInfo, HardwareInfo, MemoryInfo, SystemVendorInfo};
 
 /// Reports the device's hardware for enrolment, registration and heartbeats.
 ///
@@ -14,10 +14,13 @@ pub trait HardwareProbe: Send + Sync {
     async fn probe(&self) -> HardwareInfo;
 }
 
-/// Reads hostname, CPU count and memory from Linux's `/proc`.
+/// Reads hostname, processor (count, model, architecture) and memory from Linux's
+/// `/proc`, and the machine's vendor, product and serial from `/sys/class/dmi/id`
+/// (the serial is readable by root only; without it the field is left out).
 #[derive(Debug, Clone)]
 pub struct ProcHardwareProbe {
     proc_root: PathBuf,
+    sys_root: PathBuf,
 }
 
 impl Default for ProcHardwareProbe {
@@ -27,16 +30,55 @@ impl Default for ProcHardwareProbe {
 }
 
 impl ProcHardwareProbe {
-    /// A probe reading the `/proc`-like tree at `proc_root`.
+    /// A probe reading the `/proc`-like tree at `proc_root` (and `/sys`).
     pub fn new(proc_root: impl Into<PathBuf>) -> Self {
         Self {
             proc_root: proc_root.into(),
+            sys_root: PathBuf::from("/sys"),
         }
+    }
+
+    /// Reads the machine's vendor from the `/sys`-like tree at `sys_root`.
+    pub fn with_sys_root(mut self, sys_root: impl Into<PathBuf>) -> Self {
+        self.sys_root = sys_root.into();
+        self
     }
 
     fn read(&self, relative: &str) -> Option<String> {
         std::fs::read_to_string(self.proc_root.join(relative)).ok()
     }
+
+    /// A DMI field, trimmed; `None` when unreadable, empty or a firmware
+    /// placeholder.
+    fn dmi(&self, field: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.sys_root.join("class/dmi/id").join(field)).ok()?;
+        let text = text.trim();
+        let placeholder = ["", "To Be Filled By O.E.M.", "Default string", "None"];
+        (!placeholder.contains(&text)).then(|| text.to_owned())
+    }
+
+    fn system_vendor(&self) -> Option<SystemVendorInfo> {
+        let vendor = SystemVendorInfo {
+            manufacturer: self.dmi("sys_vendor"),
+            product_name: self.dmi("product_name"),
+            serial_number: self.dmi("product_serial"),
+            ..Default::default()
+        };
+        let known = vendor.manufacturer.is_some()
+            || vendor.product_name.is_some()
+            || vendor.serial_number.is_some();
+        known.then_some(vendor)
+    }
+}
+
+/// The first `model name` (x86) or `Model` (ARM boards) of a `/proc/cpuinfo` text.
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        let value = value.trim();
+        (matches!(key.trim(), "model name" | "Model") && !value.is_empty())
+            .then(|| value.to_owned())
+    })
 }
 
 /// `MemTotal` of a `/proc/meminfo` text, in bytes.
@@ -67,14 +109,24 @@ impl HardwareProbe for ProcHardwareProbe {
             .read("sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty());
-        let count = self.read("cpuinfo").as_deref().and_then(cpu_count);
+        let cpuinfo = self.read("cpuinfo").unwrap_or_default();
         let physical_bytes = self.read("meminfo").as_deref().and_then(mem_total_bytes);
+        // The architecture the kernel reports (`uname -m`); this build's own target
+        // where the kernel does not say.
+        let architecture = self
+            .read("sys/kernel/arch")
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
         HardwareInfo {
             hostname,
-            cpu: count.map(|count| CpuInfo {
-                count: Some(count),
+            cpu: Some(CpuInfo {
+                count: cpu_count(&cpuinfo),
+                model_name: cpu_model(&cpuinfo),
+                architecture: Some(architecture),
                 ..Default::default()
             }),
+            system_vendor: self.system_vendor(),
             memory: physical_bytes.map(|bytes| MemoryInfo {
                 physical_bytes: Some(bytes),
                 ..Default::default()
@@ -108,10 +160,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::create_dir_all(dir.path().join("sys/kernel")).expect("mkdir");
         std::fs::write(dir.path().join("sys/kernel/hostname"), "cam-7\n").expect("write");
-        std::fs::write(dir.path().join("cpuinfo"), "processor : 0\n").expect("write");
-        let info = ProcHardwareProbe::new(dir.path()).probe().await;
+        std::fs::write(dir.path().join("sys/kernel/arch"), "aarch64\n").expect("write");
+        std::fs::write(
+            dir.path().join("cpuinfo"),
+            "processor : 0\nBogoMIPS : 108.00\nModel : Raspberry Pi 4 Model B Rev 1.4\n",
+        )
+        .expect("write");
+        let dmi = dir.path().join("sys-tree/class/dmi/id");
+        std::fs::create_dir_all(&dmi).expect("mkdir");
+        std::fs::write(dmi.join("sys_vendor"), "Raspberry Pi Foundation\n").expect("write");
+        std::fs::write(dmi.join("product_name"), "To Be Filled By O.E.M.\n").expect("write");
+        let info = ProcHardwareProbe::new(dir.path())
+            .with_sys_root(dir.path().join("sys-tree"))
+            .probe()
+            .await;
         assert_eq!(info.hostname.as_deref(), Some("cam-7"));
-        assert_eq!(info.cpu.and_then(|c| c.count), Some(1));
+        let cpu = info.cpu.expect("cpu");
+        assert_eq!(cpu.count, Some(1));
+        assert_eq!(cpu.architecture.as_deref(), Some("aarch64"));
+        assert_eq!(
+            cpu.model_name.as_deref(),
+            Some("Raspberry Pi 4 Model B Rev 1.4")
+        );
+        let vendor = info.system_vendor.expect("vendor");
+        assert_eq!(
+            vendor.manufacturer.as_deref(),
+            Some("Raspberry Pi Foundation")
+        );
+        assert_eq!(vendor.product_name, None, "placeholder left out");
         assert!(info.memory.is_none());
     }
 }

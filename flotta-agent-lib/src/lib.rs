@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 mod agent;
+pub mod clock;
 mod command;
 mod error;
+pub mod files;
 pub mod hardware;
 mod offline;
 pub mod os;
@@ -11,17 +13,23 @@ pub mod state;
 
 pub use agent::{
     Agent, AgentBuilder, AgentEvent, AgentHandle, AgentStatus, AgentTiming, HeartbeatResult,
+    OsUpdateStatus,
 };
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AgentError;
 pub use hardware::{HardwareProbe, ProcHardwareProbe};
-pub use offline::{DEFAULT_OFFLINE_QUEUE_CAPACITY, EVENTS_DROPPED_REASON};
-pub use os::{BootcUpdater, NoOsUpdater, OsError, OsHealth, OsUpdater, RpmOstreeUpdater};
+pub use offline::{DEFAULT_OFFLINE_QUEUE_CAPACITY, EVENTS_DROPPED_REASON, PersistedEventQueue};
+pub use os::{
+    BootcUpdater, BootedOs, Deployment, HealthChecks, NoOsUpdater, OsError, OsHealth,
+    OsUpdatePhase, OsUpdateRecord, OsUpdater, RpmOstreeUpdater,
+};
 pub use runtime::{
     MemoryRuntime, PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime, RuntimeError,
     WorkloadRuntime, WorkloadState,
 };
 pub use state::{
-    FileStateStore, PersistedConfig, PersistedIdentity, StateError, StateItem, StateStore,
+    AppliedWorkloads, FileStateStore, PersistedConfig, PersistedIdentity, StateError, StateItem,
+    StateStore,
 };
 
 /// The enrolment phase reported in [`AgentStatus::phase`] and

@@ -1,9 +1,13 @@
 //! Events kept for the server while it is unreachable: a bounded queue that drops
-//! the oldest first and counts what it dropped.
+//! the oldest first and counts what it dropped, persisted as a
+//! [`PersistedEventQueue`] so a restart or power loss loses nothing queued.
 
 use std::collections::VecDeque;
 
 use flotta_core::wire::EventInfo;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{StateError, StateItem};
 
 /// Default number of events kept while the server is unreachable.
 pub const DEFAULT_OFFLINE_QUEUE_CAPACITY: usize = 100;
@@ -20,10 +24,38 @@ pub(crate) struct OfflineQueue {
     dropped: u64,
     /// Dropped since the agent started.
     dropped_total: u64,
+    /// The batch being delivered: still part of what is persisted, since a
+    /// crash before the server's answer must not lose it.
+    sending: Option<Batch>,
+}
+
+/// The queue as saved in [`StateItem::EventQueue`]: the events waiting (oldest
+/// first, those being delivered included) and how many were dropped since the last
+/// delivery.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersistedEventQueue {
+    /// Events waiting, oldest first.
+    pub events: Vec<EventInfo>,
+    /// Events dropped (oldest first) because the queue was full, not yet reported.
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+impl PersistedEventQueue {
+    /// Encodes for [`StateStore::save`](crate::state::StateStore::save).
+    pub fn encode(&self) -> Vec<u8> {
+        // Strings and numbers only: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes what [`encode`](Self::encode) wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        crate::state::decode_json(bytes, StateItem::EventQueue, "not a queue of events")
+    }
 }
 
 /// Events taken out of the queue for one heartbeat.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Batch {
     pub events: Vec<EventInfo>,
     pub dropped: u64,
@@ -57,6 +89,7 @@ impl OfflineQueue {
             capacity,
             dropped: 0,
             dropped_total: 0,
+            sending: None,
         }
     }
 
@@ -74,17 +107,57 @@ impl OfflineQueue {
         self.trim();
     }
 
-    /// Takes everything for one delivery attempt.
+    /// Takes everything for one delivery attempt; it stays in
+    /// [`snapshot`](Self::snapshot) until [`delivered`](Self::delivered) or
+    /// [`restore`](Self::restore).
     pub fn take(&mut self) -> Batch {
-        Batch {
+        let batch = Batch {
             events: self.events.drain(..).collect(),
             dropped: std::mem::take(&mut self.dropped),
+        };
+        self.sending = (!batch.events.is_empty() || batch.dropped > 0).then(|| batch.clone());
+        batch
+    }
+
+    /// The batch last taken reached the server.
+    pub fn delivered(&mut self) {
+        self.sending = None;
+    }
+
+    /// What to persist: the batch being delivered, then the queued events.
+    pub fn snapshot(&self) -> PersistedEventQueue {
+        let sending = self.sending.as_ref();
+        PersistedEventQueue {
+            events: sending
+                .map(|b| b.events.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .chain(&self.events)
+                .cloned()
+                .collect(),
+            dropped: sending
+                .map_or(0, |b| b.dropped)
+                .saturating_add(self.dropped),
         }
+    }
+
+    /// Puts back what a previous run persisted: older than anything queued since
+    /// this run started, so in front; the oldest are dropped when full.
+    pub fn restore_persisted(&mut self, persisted: PersistedEventQueue) {
+        self.put_back(Batch {
+            events: persisted.events,
+            dropped: persisted.dropped,
+        });
     }
 
     /// Puts back a batch whose delivery failed: its events are older than anything
     /// queued since, so they go in front; the oldest are dropped when full.
     pub fn restore(&mut self, batch: Batch) {
+        self.sending = None;
+        self.put_back(batch);
+    }
+
+    fn put_back(&mut self, batch: Batch) {
         let newer = std::mem::replace(&mut self.events, batch.events.into());
         self.events.extend(newer);
         self.dropped = self.dropped.saturating_add(batch.dropped);
@@ -158,6 +231,50 @@ mod tests {
         // The dropped count survives another failed delivery.
         queue.restore(batch);
         assert_eq!(queue.take().dropped, 1);
+    }
+
+    #[test]
+    fn the_snapshot_keeps_the_batch_in_flight_until_delivered() {
+        let mut queue = OfflineQueue::new(3);
+        queue.push(event(0));
+        queue.push(event(1));
+        let batch = queue.take();
+        queue.push(event(2));
+        // A crash now must lose neither the batch being sent nor the newer event.
+        assert_eq!(reasons(&queue.snapshot().events), ["e0", "e1", "e2"]);
+        queue.restore(batch);
+        assert_eq!(reasons(&queue.snapshot().events), ["e0", "e1", "e2"]);
+        let _ = queue.take();
+        queue.delivered();
+        assert_eq!(queue.snapshot(), PersistedEventQueue::default());
+    }
+
+    #[test]
+    fn a_persisted_queue_round_trips_and_goes_in_front() {
+        let persisted = PersistedEventQueue {
+            events: vec![event(0), event(1)],
+            dropped: 4,
+        };
+        let decoded = PersistedEventQueue::decode(&persisted.encode()).expect("decodes");
+        assert_eq!(decoded, persisted);
+        let mut queue = OfflineQueue::new(3);
+        queue.push(event(2));
+        queue.push(event(3));
+        queue.restore_persisted(decoded);
+        let batch = queue.take();
+        assert_eq!(reasons(&batch.events), ["e1", "e2", "e3"]);
+        assert_eq!(batch.dropped, 5);
+        let error = PersistedEventQueue::decode(b"[1,").expect_err("corrupt");
+        assert!(
+            matches!(
+                error,
+                StateError::Corrupt {
+                    item: StateItem::EventQueue,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]

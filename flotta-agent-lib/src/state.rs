@@ -1,6 +1,7 @@
 //! What the agent keeps across restarts: the [`StateStore`] trait and the default
 //! [`FileStateStore`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,11 +30,29 @@ pub enum StateItem {
     /// [`DeviceKey`](Self::DeviceKey) and [`DeviceCertificate`](Self::DeviceCertificate):
     /// written in one atomic save, it is the point where a renewal takes effect.
     RenewedIdentity,
+    /// Which definition the agent applied for each workload it started
+    /// ([`AppliedWorkloads`]): the runtimes only run workloads, the agent remembers
+    /// what it asked for.
+    AppliedWorkloads,
+    /// The files of the `spec.files` overlay the agent wrote, and whether it created
+    /// or replaced each ([`WrittenFiles`](crate::files::WrittenFiles)).
+    WrittenFiles,
+    /// The CA certificates (PEM) the server handed out with the device's latest
+    /// certificate (`caBundle`), trusted for the server instead of the configured
+    /// ones: how a device follows a CA rotation.
+    ServerTrust,
+    /// Events not yet delivered to the server
+    /// ([`PersistedEventQueue`](crate::offline::PersistedEventQueue)), so a restart
+    /// or power loss loses nothing queued.
+    EventQueue,
+    /// The OS update under way or last done ([`OsUpdateRecord`](crate::os::OsUpdateRecord)):
+    /// what lets the agent carry it on across the reboot.
+    OsUpdate,
 }
 
 impl StateItem {
     /// Every item.
-    pub const ALL: [StateItem; 7] = [
+    pub const ALL: [StateItem; 12] = [
         Self::DeviceKey,
         Self::DeviceCertificate,
         Self::DesiredConfig,
@@ -41,6 +60,11 @@ impl StateItem {
         Self::LastGoodConfig,
         Self::FailedVersion,
         Self::RenewedIdentity,
+        Self::AppliedWorkloads,
+        Self::WrittenFiles,
+        Self::ServerTrust,
+        Self::EventQueue,
+        Self::OsUpdate,
     ];
 
     /// The file name [`FileStateStore`] uses.
@@ -53,6 +77,11 @@ impl StateItem {
             Self::LastGoodConfig => "last-good.json",
             Self::FailedVersion => "failed-version",
             Self::RenewedIdentity => "renewed-identity.json",
+            Self::AppliedWorkloads => "applied-workloads.json",
+            Self::WrittenFiles => "written-files.json",
+            Self::ServerTrust => "server-ca.pem",
+            Self::EventQueue => "event-queue.json",
+            Self::OsUpdate => "os-update.json",
         }
     }
 }
@@ -110,6 +139,21 @@ pub trait StateStore: Send + Sync {
     async fn remove(&self, item: StateItem) -> Result<(), StateError>;
 }
 
+/// Reads a JSON state item; a corrupt one is [`StateError::Corrupt`] naming the
+/// item, what it should have been (`what`, e.g. "not a record of written files")
+/// and where the JSON broke.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    item: StateItem,
+    what: &str,
+) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        item,
+        reason: format!("{what} (line {}, column {}: {e})", e.line(), e.column()),
+        source: Some(Box::new(e)),
+    })
+}
+
 /// A configuration as persisted: the server's version (ETag) and the message.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PersistedConfig {
@@ -128,15 +172,27 @@ impl PersistedConfig {
 
     /// Decodes what [`encode`](Self::encode) wrote; `item` names the source in errors.
     pub fn decode(item: StateItem, bytes: &[u8]) -> Result<Self, StateError> {
-        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
-            item,
-            reason: format!(
-                "not a persisted configuration (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-            source: Some(Box::new(e)),
-        })
+        crate::state::decode_json(bytes, item, "not a persisted configuration")
+    }
+}
+
+/// The fingerprint of the definition the agent applied, by workload name. An empty
+/// fingerprint marks a workload whose apply was started and not recorded as done:
+/// planning applies it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AppliedWorkloads(pub BTreeMap<String, String>);
+
+impl AppliedWorkloads {
+    /// Encodes for [`StateStore::save`].
+    pub fn encode(&self) -> Vec<u8> {
+        // Strings only: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes what [`encode`](Self::encode) wrote; `item` names the source in errors.
+    pub fn decode(item: StateItem, bytes: &[u8]) -> Result<Self, StateError> {
+        crate::state::decode_json(bytes, item, "not a record of applied workloads")
     }
 }
 
@@ -167,15 +223,7 @@ impl PersistedIdentity {
 
     /// Decodes what [`encode`](Self::encode) wrote; `item` names the source in errors.
     pub fn decode(item: StateItem, bytes: &[u8]) -> Result<Self, StateError> {
-        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
-            item,
-            reason: format!(
-                "not a persisted key and certificate (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-            source: Some(Box::new(e)),
-        })
+        crate::state::decode_json(bytes, item, "not a persisted key and certificate")
     }
 }
 

@@ -63,6 +63,26 @@ pub struct PodmanSection {
     pub rootless: Option<bool>,
 }
 
+/// `[os_health]`: the checks after a boot into a new OS deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsHealthSection {
+    /// Greenboot check roots (each with `required.d` and `wanted.d`);
+    /// `/usr/lib/greenboot/check` and `/etc/greenboot/check` when absent.
+    pub greenboot_dirs: Option<Vec<PathBuf>>,
+    /// Shell commands that must exit 0.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// `http://` URLs that must answer 2xx.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// systemd units that must be active.
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Seconds between rounds of checks (default 5).
+    pub interval_seconds: Option<u64>,
+}
+
 /// The agent's configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,8 +115,16 @@ pub struct AgentFile {
     /// OS updater.
     #[serde(default = "default_os")]
     pub os: OsKind,
+    /// Health checks after an OS update.
+    pub os_health: Option<OsHealthSection>,
+    /// MiB that must be free on the state directory's file system before a new
+    /// version is prefetched; unchecked when absent.
+    pub prefetch_min_free_mib: Option<u64>,
     /// Heartbeat period until the server's configuration sets one.
     pub heartbeat_period_seconds: Option<u64>,
+    /// Directories the `spec.files` overlay may write under (absolute);
+    /// `/etc/flotta/files` and `/var/lib/flotta/files` when absent.
+    pub file_roots: Option<Vec<PathBuf>>,
 }
 
 fn default_namespace() -> String {
@@ -201,6 +229,30 @@ impl AgentFile {
                 "options of the podman runtime, but runtime is not \"podman\"",
             );
         }
+        if let Some(health) = &self.os_health {
+            if health.interval_seconds == Some(0) {
+                return invalid("os_health.interval_seconds", "must be at least 1");
+            }
+            if let Some(url) = health.urls.iter().find(|u| !u.starts_with("http://")) {
+                return invalid(
+                    "os_health.urls",
+                    &format!(
+                        "{url:?} is not an http:// URL (https health URLs are not supported: the agent holds no trust store for them)"
+                    ),
+                );
+            }
+            if let Some(dir) = health
+                .greenboot_dirs
+                .iter()
+                .flatten()
+                .find(|d| !d.is_absolute())
+            {
+                return invalid(
+                    "os_health.greenboot_dirs",
+                    &format!("{} is not an absolute path", dir.display()),
+                );
+            }
+        }
         if let Some(process) = &self.process {
             if process.initial_backoff_seconds == Some(0) {
                 return invalid("process.initial_backoff_seconds", "must be at least 1");
@@ -272,6 +324,27 @@ state_dir = "/var/lib/flotta"
         assert_eq!(file.podman, None);
         assert!(file.labels.is_empty());
         assert_eq!(file.device_id, None);
+        assert_eq!(file.os_health, None);
+    }
+
+    #[test]
+    fn os_health_checks_are_read_and_checked() {
+        let text = format!(
+            "{MINIMAL}os = \"bootc\"\n[os_health]\ngreenboot_dirs = [\"/etc/greenboot/check\"]\ncommands = [\"true\"]\nurls = [\"http://127.0.0.1:8080/healthz\"]\nunits = [\"app.service\"]\ninterval_seconds = 2\n"
+        );
+        let health = parse(&text).expect("valid").os_health.expect("section");
+        assert_eq!(health.units, ["app.service"]);
+        assert_eq!(health.interval_seconds, Some(2));
+        for (section, expected) in [
+            ("urls = [\"ftp://x\"]", "os_health.urls"),
+            ("interval_seconds = 0", "os_health.interval_seconds"),
+            ("greenboot_dirs = [\"check\"]", "os_health.greenboot_dirs"),
+            ("script = \"x\"", "unknown field `script`"),
+        ] {
+            let text = format!("{MINIMAL}[os_health]\n{section}\n");
+            let error = parse(&text).expect_err(section).to_string();
+            assert!(error.contains(expected), "{section}: {error}");
+        }
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use flotta_agent_lib::runtime::{PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime};
 use flotta_agent_lib::{
-    Agent, AgentTiming, BootcUpdater, MemoryRuntime, NoOsUpdater, OsUpdater, RpmOstreeUpdater,
-    WorkloadRuntime,
+    Agent, AgentTiming, BootcUpdater, HealthChecks, MemoryRuntime, NoOsUpdater, OsUpdater,
+    RpmOstreeUpdater, WorkloadRuntime,
 };
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -24,18 +24,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::Invocation;
-use crate::config::{AgentFile, OsKind, RuntimeKind, read};
+use crate::config::{AgentFile, OsHealthSection, OsKind, RuntimeKind, read};
 
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+use flotta_core::error_chain::error_chain;
 
 /// The workload runtime the configuration asks for; the process runtime is also
 /// returned on its own so that shutdown can stop its processes.
@@ -52,10 +43,10 @@ async fn runtime(
                     .unwrap_or_else(|| file.state_dir.join("workloads")),
             );
             if let Some(seconds) = section.initial_backoff_seconds {
-                options.initial_backoff = Duration::from_secs(seconds);
+                options.restart.initial = Duration::from_secs(seconds);
             }
             if let Some(seconds) = section.max_backoff_seconds {
-                options.max_backoff = Duration::from_secs(seconds);
+                options.restart.max = Duration::from_secs(seconds);
             }
             if let Some(seconds) = section.stop_grace_seconds {
                 options.stop_grace = Duration::from_secs(seconds);
@@ -103,6 +94,20 @@ fn os_updater(kind: OsKind) -> Arc<dyn OsUpdater> {
     }
 }
 
+fn health_checks(section: OsHealthSection) -> HealthChecks {
+    let mut checks = HealthChecks::default();
+    if let Some(dirs) = section.greenboot_dirs {
+        checks.greenboot_dirs = dirs;
+    }
+    checks.commands = section.commands;
+    checks.urls = section.urls;
+    checks.units = section.units;
+    if let Some(seconds) = section.interval_seconds {
+        checks.interval = Duration::from_secs(seconds);
+    }
+    checks
+}
+
 async fn build(
     config: &Path,
 ) -> Result<(Agent, Option<Arc<ProcessRuntime>>), Box<dyn std::error::Error>> {
@@ -124,9 +129,17 @@ async fn build(
         .state_dir(file.state_dir.clone())
         .runtime(runtime)
         .os_updater(os_updater(file.os))
+        .health_checks(health_checks(file.os_health.clone().unwrap_or_default()))
         .timing(timing);
+    if let Some(mib) = file.prefetch_min_free_mib {
+        builder =
+            builder.prefetch_min_free(file.state_dir.clone(), mib.saturating_mul(1024 * 1024));
+    }
     for (key, value) in &file.labels {
         builder = builder.label(key.clone(), value.clone());
+    }
+    if let Some(roots) = &file.file_roots {
+        builder = builder.file_roots(roots.iter().map(|r| r.display().to_string()));
     }
     Ok((builder.build()?, process))
 }

@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::kind::{Kind, parse_reference};
 use crate::output::{self, Format};
-use crate::{Cli, CliError, Command, DEFAULT_CONFIG, GetArgs, GlobalArgs};
+use crate::{
+    Cli, CliError, Command, CreateCommand, DEFAULT_CONFIG, DataSource, EnrolmentRequests, GetArgs,
+    GlobalArgs, SecretKind,
+};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -24,16 +27,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Apply { files } => apply(&global, &files).await,
         Command::Delete { kind, names } => delete(&global, &kind, names).await,
-        Command::Approve {
-            names,
-            all,
-            selector,
-        } => approve(&global, names, all, selector).await,
+        Command::Approve(requests) => decide(&global, requests, true).await,
+        Command::Deny(requests) => decide(&global, requests, false).await,
         Command::Label {
             object,
             changes,
             overwrite,
         } => label(&global, &object, &changes, overwrite).await,
+        Command::Create(what) => create(&global, what).await,
+        Command::Rollout(command) => crate::rollout::run(&global, command).await,
         Command::Crds => crds(),
         Command::Validate { files } => validate(&files),
         Command::Completion { shell } => {
@@ -46,7 +48,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 /// The configuration file: `--config`, else `FLOTTA_CONFIG` (both via clap), else
 /// `./flotta-data/admin.yaml`.
-fn client(global: &GlobalArgs) -> Result<ManagementClient, CliError> {
+pub(crate) fn client(global: &GlobalArgs) -> Result<ManagementClient, CliError> {
     let path = global
         .config
         .clone()
@@ -61,7 +63,7 @@ fn client(global: &GlobalArgs) -> Result<ManagementClient, CliError> {
 }
 
 /// `KIND NAME`, or `KIND/NAME` in the first argument.
-fn kind_and_name(kind: &str, name: Option<String>) -> Result<(Kind, String), CliError> {
+pub(crate) fn kind_and_name(kind: &str, name: Option<String>) -> Result<(Kind, String), CliError> {
     match (kind.contains('/'), name) {
         (true, None) => parse_reference(kind, None).map_err(CliError::Usage),
         (true, Some(_)) => Err(CliError::Usage(format!(
@@ -104,6 +106,16 @@ async fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CliError> {
         limit: None,
         continue_token: None,
     };
+    if let Some(object) = &args.for_object {
+        if kind != Kind::Event {
+            return Err(CliError::Usage(format!(
+                "--for {object}: only events can be selected by the object they are about"
+            )));
+        }
+        let (about, about_name) =
+            parse_reference(object, Some(Kind::Device)).map_err(CliError::Usage)?;
+        params = params.involving(about.resource_type(), &about_name);
+    }
     let mut stdout = std::io::stdout().lock();
 
     if args.watch {
@@ -141,6 +153,11 @@ async fn get(global: &GlobalArgs, args: GetArgs) -> Result<(), CliError> {
             items
         }
     };
+    let mut objects = objects;
+    if kind == Kind::Event {
+        // Oldest first, newest last, as kubectl shows them.
+        objects.sort_by_key(|o| output::event_time(o).unwrap_or_default().to_owned());
+    }
     match args.output {
         Format::Table | Format::Wide => {
             if objects.is_empty() {
@@ -346,12 +363,23 @@ async fn delete(global: &GlobalArgs, kind: &str, names: Vec<String>) -> Result<(
     Ok(())
 }
 
-async fn approve(
+/// `approve` or `deny`: the requests named, or with `--all` every pending one
+/// (neither approved nor denied) matching the selector.
+async fn decide(
     global: &GlobalArgs,
-    names: Vec<String>,
-    all: bool,
-    selector: Option<String>,
+    requests: EnrolmentRequests,
+    approve: bool,
 ) -> Result<(), CliError> {
+    let EnrolmentRequests {
+        names,
+        all,
+        selector,
+    } = requests;
+    let (verb, done) = if approve {
+        ("approve", "approved")
+    } else {
+        ("deny", "denied")
+    };
     let client = client(global)?;
     let resource = Kind::SignedRequest.resource_type();
     let targets: Vec<String> = if all {
@@ -366,10 +394,9 @@ async fn approve(
                 .list_raw(resource, Some(&global.namespace), &params)
                 .await?;
             for item in page.items {
-                let approved =
-                    item.pointer("/spec/approved").and_then(Value::as_bool) == Some(true);
+                let decided = enrolment_state(&item) != "Pending";
                 if let (false, Some(name)) = (
-                    approved,
+                    decided,
                     item.pointer("/metadata/name").and_then(Value::as_str),
                 ) {
                     pending.push(name.to_owned());
@@ -383,16 +410,16 @@ async fn approve(
         pending
     } else {
         if names.is_empty() {
-            return Err(CliError::Usage(
-                "approve: give edsr/NAME (one or more) or --all".into(),
-            ));
+            return Err(CliError::Usage(format!(
+                "{verb}: give edsr/NAME (one or more) or --all"
+            )));
         }
         names
             .iter()
             .map(|n| match parse_reference(n, Some(Kind::SignedRequest)) {
                 Ok((Kind::SignedRequest, name)) => Ok(name),
                 Ok((other, _)) => Err(CliError::Usage(format!(
-                    "{n}: only enrolment requests (edsr) can be approved, not {other}"
+                    "{n}: only enrolment requests (edsr) can be {done}, not {other}"
                 ))),
                 Err(message) => Err(CliError::Usage(message)),
             })
@@ -406,10 +433,36 @@ async fn approve(
         );
     }
     for name in targets {
-        client.approve(&global.namespace, &name).await?;
-        writeln!(stdout, "{}/{name} approved", Kind::SignedRequest.singular())?;
+        if approve {
+            client.approve(&global.namespace, &name).await?;
+        } else {
+            client.deny(&global.namespace, &name).await?;
+        }
+        writeln!(stdout, "{}/{name} {done}", Kind::SignedRequest.singular())?;
     }
     Ok(())
+}
+
+/// `Approved`, `Denied` or `Pending`: what an EdgeDeviceSignedRequest (as JSON)
+/// says of its device, as the Edge API reads it.
+pub(crate) fn enrolment_state(request: &Value) -> &'static str {
+    let approved = request.pointer("/spec/approved").and_then(Value::as_bool) == Some(true);
+    let declined = request
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conditions| {
+            conditions.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("declined")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        });
+    if approved {
+        "Approved"
+    } else if declined {
+        "Denied"
+    } else {
+        "Pending"
+    }
 }
 
 /// A parsed label change: set `key` to a value, or remove it.
@@ -446,14 +499,48 @@ async fn label(
         .collect::<Result<_, _>>()?;
     let client = client(global)?;
     let resource = kind.resource_type();
-    let current = client.get_raw(resource, &global.namespace, &name).await?;
+    // The patch carries the resourceVersion it was computed from, so a change made
+    // since the read (another user's, or the server's own status update) is never
+    // overwritten blindly: on a conflict the object is read again, the --overwrite
+    // check made again on what is there now, and the patch sent once more.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = client.get_raw(resource, &global.namespace, &name).await?;
+        let body = label_patch(&current, &changes, overwrite, kind.singular(), &name)?;
+        match client
+            .patch_raw(resource, &global.namespace, &name, &body)
+            .await
+        {
+            Ok(_) => break,
+            Err(error) if error.is_conflict() && attempt < LABEL_ATTEMPTS => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    writeln!(std::io::stdout(), "{}/{name} labeled", kind.singular())?;
+    Ok(())
+}
+
+/// How often `flotta label` reads and patches again when the object changed between
+/// its read and its write.
+const LABEL_ATTEMPTS: u32 = 5;
+
+/// The merge patch that applies `changes` to the labels of `current`, pinned to the
+/// resourceVersion it was computed from.
+fn label_patch(
+    current: &Value,
+    changes: &[LabelChange],
+    overwrite: bool,
+    singular: &str,
+    name: &str,
+) -> Result<Value, CliError> {
     let existing = current
         .pointer("/metadata/labels")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
     let mut patch = Map::new();
-    for change in &changes {
+    for change in changes {
         match change {
             LabelChange::Set(key, value) => {
                 if let Some(old) = existing.get(key).and_then(Value::as_str)
@@ -461,8 +548,7 @@ async fn label(
                     && !overwrite
                 {
                     return Err(CliError::Usage(format!(
-                        "{}/{name} already has label {key}={old}; pass --overwrite to change it",
-                        kind.singular()
+                        "{singular}/{name} already has label {key}={old}; pass --overwrite to change it"
                     )));
                 }
                 patch.insert(key.clone(), Value::String(value.clone()));
@@ -472,18 +558,109 @@ async fn label(
             }
         }
     }
-    let mut body = serde_json::json!({"metadata": {"labels": patch}});
-    // Refuse to apply over a change made since the read.
-    if let (Some(metadata), Some(rv)) = (
-        body.get_mut("metadata").and_then(Value::as_object_mut),
-        current.pointer("/metadata/resourceVersion").cloned(),
-    ) {
-        metadata.insert("resourceVersion".into(), rv);
+    let mut metadata = Map::new();
+    metadata.insert("labels".into(), Value::Object(patch));
+    if let Some(rv) = current.pointer("/metadata/resourceVersion") {
+        metadata.insert("resourceVersion".into(), rv.clone());
     }
+    Ok(serde_json::json!({ "metadata": metadata }))
+}
+
+/// Reads `--from-literal` and `--from-file` into keys and bytes; a key given twice
+/// is refused, as kubectl does.
+fn data_entries(source: &DataSource) -> Result<Vec<(String, Vec<u8>)>, CliError> {
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for literal in &source.from_literal {
+        let Some((key, value)) = literal.split_once('=') else {
+            // The text may be a value: never echoed.
+            return Err(CliError::Usage(
+                "--from-literal needs KEY=VALUE (no '=' found)".into(),
+            ));
+        };
+        entries.push((key.to_owned(), value.as_bytes().to_vec()));
+    }
+    for file in &source.from_file {
+        let (key, path) = match file.split_once('=') {
+            Some((key, path)) => (key.to_owned(), path.to_owned()),
+            None => {
+                let key = std::path::Path::new(file)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (key, file.clone())
+            }
+        };
+        let bytes = std::fs::read(&path).map_err(|source| CliError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        entries.push((key, bytes));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (key, _) in &entries {
+        flotta_core::secret_data::check_key(key)
+            .map_err(|problem| CliError::Usage(format!("invalid key {key:?}: {problem}")))?;
+        if !seen.insert(key.as_str()) {
+            return Err(CliError::Usage(format!("key {key:?} is given twice")));
+        }
+    }
+    Ok(entries)
+}
+
+/// The body `create` sends (`data` base64 for secrets; text `data` or, for bytes
+/// that are not UTF-8, `binaryData` for config maps).
+fn data_object(kind: Kind, name: &str, entries: Vec<(String, Vec<u8>)>) -> serde_json::Value {
+    use base64::Engine;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut data = serde_json::Map::new();
+    let mut binary = serde_json::Map::new();
+    for (key, bytes) in entries {
+        match kind {
+            Kind::Secret => {
+                data.insert(key, encode(&bytes).into());
+            }
+            _ => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    data.insert(key, text.into());
+                }
+                Err(e) => {
+                    binary.insert(key, encode(e.as_bytes()).into());
+                }
+            },
+        }
+    }
+    let mut object = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": kind.resource_type().as_str(),
+        "metadata": {"name": name},
+        "data": data,
+    });
+    if kind == Kind::Secret {
+        object["type"] = "Opaque".into();
+    } else if !binary.is_empty() {
+        object["binaryData"] = binary.into();
+    }
+    object
+}
+
+async fn create(global: &GlobalArgs, what: CreateCommand) -> Result<(), CliError> {
+    let (kind, source) = match what {
+        CreateCommand::Secret {
+            kind: SecretKind::Generic(source),
+        } => (Kind::Secret, source),
+        CreateCommand::Configmap(source) => (Kind::ConfigMap, source),
+    };
+    let object = data_object(kind, &source.name, data_entries(&source)?);
+    let client = client(global)?;
     client
-        .patch_raw(resource, &global.namespace, &name, &body)
+        .create_raw(kind.resource_type(), &global.namespace, &object)
         .await?;
-    writeln!(std::io::stdout(), "{}/{name} labeled", kind.singular())?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{}/{} created",
+        kind.singular(),
+        source.name
+    )?;
     Ok(())
 }
 

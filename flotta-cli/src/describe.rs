@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use flotta_client::ManagementClient;
-use flotta_core::model::{EdgeDevice, Hardware};
+use flotta_core::model::{EdgeDevice, Event, Hardware};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -37,10 +37,76 @@ pub async fn describe(
             })?;
             describe_device(&object, &device, now)
         }
+        Kind::Secret | Kind::ConfigMap => describe_data(&object, now),
         _ => describe_generic(&object, now),
     };
+    let mut text = text;
+    if kind != Kind::Event {
+        // An old server without events must not spoil the description.
+        let events = client
+            .events_for(namespace, kind.resource_type(), name)
+            .await
+            .map_err(|e| crate::one_line(&e));
+        events_section(&mut text, events, now);
+    }
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Most events `describe` shows (the most recent ones).
+const DESCRIBED_EVENTS: usize = 20;
+
+/// The `Events:` section, as kubectl prints it: the most recent last.
+fn events_section(out: &mut String, events: Result<Vec<Event>, String>, now: OffsetDateTime) {
+    let events = match events {
+        Ok(events) if events.is_empty() => {
+            let _ = writeln!(out, "Events:       <none>");
+            return;
+        }
+        Ok(events) => events,
+        Err(error) => {
+            let _ = writeln!(out, "Events:       <unavailable: {error}>");
+            return;
+        }
+    };
+    let _ = writeln!(out, "Events:");
+    let mut rows = vec![
+        ["Type", "Reason", "Age", "From", "Message"].map(str::to_owned),
+        ["----", "------", "---", "----", "-------"].map(str::to_owned),
+    ];
+    let skip = events.len().saturating_sub(DESCRIBED_EVENTS);
+    for event in &events[skip..] {
+        let last = event
+            .last_timestamp
+            .as_ref()
+            .and_then(|t| parse_time(&t.0.to_string()));
+        let mut seen = last.map_or_else(|| "<unknown>".to_owned(), |t| age(t, now));
+        if let Some(count) = event.count.filter(|c| *c > 1) {
+            seen = format!("{seen} (x{count})");
+        }
+        rows.push([
+            event.type_.clone().unwrap_or_default(),
+            event.reason.clone().unwrap_or_default(),
+            seen,
+            event
+                .source
+                .as_ref()
+                .and_then(|s| s.component.clone())
+                .unwrap_or_default(),
+            event.message.clone().unwrap_or_default().replace('\n', " "),
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|column| rows.iter().map(|r| r[column].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::from("  ");
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        line.push_str(&row[4]);
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
 }
 
 fn time_with_age(text: &str, now: OffsetDateTime) -> String {
@@ -232,6 +298,7 @@ fn describe_device(object: &Value, device: &EdgeDevice, now: OffsetDateTime) -> 
             let mut rows = vec![vec![
                 "NAME".to_owned(),
                 "PHASE".to_owned(),
+                "REVISION".to_owned(),
                 "SINCE".to_owned(),
             ]];
             for (i, workload) in workloads.iter().enumerate() {
@@ -241,9 +308,15 @@ fn describe_device(object: &Value, device: &EdgeDevice, now: OffsetDateTime) -> 
                     .and_then(parse_time)
                     .map(|t| age(t, now))
                     .unwrap_or_default();
+                // The first 12 hex digits name a revision well enough for people.
+                let revision = workload
+                    .revision
+                    .as_deref()
+                    .map_or_else(|| "<unknown>".to_owned(), |r| r.chars().take(12).collect());
                 rows.push(vec![
                     workload.name.clone(),
                     workload.phase.clone().unwrap_or_else(|| "<unknown>".into()),
+                    revision,
                     since,
                 ]);
             }
@@ -251,6 +324,46 @@ fn describe_device(object: &Value, device: &EdgeDevice, now: OffsetDateTime) -> 
         }
     }
     conditions(&mut out, object.pointer("/status/conditions"), now);
+    out
+}
+
+/// A secret or config map as kubectl describes it: its keys and their sizes, never
+/// a value.
+fn describe_data(object: &Value, now: OffsetDateTime) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    header(&mut out, object, now);
+    if let Some(kind) = object.get("type").and_then(Value::as_str) {
+        let _ = writeln!(out, "Type:         {kind}");
+    }
+    let _ = writeln!(out, "Data");
+    let _ = writeln!(out, "====");
+    let secret = object.get("kind").and_then(Value::as_str) == Some("Secret");
+    let mut rows: Vec<(String, usize)> = Vec::new();
+    for (field, base64) in [("data", secret), ("binaryData", true)] {
+        for (key, value) in object
+            .get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let text = value.as_str().unwrap_or_default();
+            let size = if base64 {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_or(0, |b| b.len())
+            } else {
+                text.len()
+            };
+            rows.push((key.clone(), size));
+        }
+    }
+    if rows.is_empty() {
+        let _ = writeln!(out, "  <none>");
+    }
+    for (key, size) in rows {
+        let _ = writeln!(out, "{key}:  {size} bytes");
+    }
     out
 }
 
@@ -282,11 +395,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_secret_description_shows_sizes_never_values() {
+        let object = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "db", "namespace": "default"},
+            "data": {"password": "aHVudGVyMg=="},
+        });
+        let text = describe_data(&object, OffsetDateTime::now_utc());
+        assert!(text.contains("password:  7 bytes"), "{text}");
+        assert!(
+            !text.contains("aHVudGVyMg") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(text.contains("Type:         Opaque"), "{text}");
+    }
+
+    #[test]
     fn a_device_description_has_every_section() {
         let now = OffsetDateTime::now_utc();
-        let seen = (now - time::Duration::seconds(30))
-            .format(&time::format_description::well_known::Rfc3339)
-            .expect("format");
+        let seen = flotta_core::timestamp::rfc3339(now - time::Duration::seconds(30));
         let object = serde_json::json!({
             "apiVersion": "management.project-flotta.io/v1alpha1",
             "kind": "EdgeDevice",

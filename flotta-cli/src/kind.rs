@@ -1,14 +1,14 @@
-//! Resource kinds as the user names them: plural, singular, short names and aliases.
+//! Resource kinds as the user names them. Every name (plural, singular, short
+//! names, aliases) comes from core's kind table ([`flotta_core::kind`]); this module
+//! only gives the command line its own short variant names.
 
 use std::fmt;
 use std::str::FromStr;
 
 use flotta_client::ResourceType;
-use flotta_core::model::{
-    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Resource,
-};
+use flotta_core::kind::ResourceKind;
 
-/// One of the four flotta resource kinds.
+/// One of the resource kinds the server serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `EdgeDevice`.
@@ -19,103 +19,94 @@ pub enum Kind {
     Workload,
     /// `EdgeDeviceSignedRequest`.
     SignedRequest,
+    /// Kubernetes `v1` `Secret`.
+    Secret,
+    /// Kubernetes `v1` `ConfigMap`.
+    ConfigMap,
+    /// `Event` (Kubernetes core `v1`, read-only).
+    Event,
 }
 
-/// Every name accepted for each kind (compared case-insensitively).
-const ALIASES: [(Kind, &[&str]); 4] = [
-    (
-        Kind::Device,
-        &["devices", "device", "edgedevice", "edgedevices", "ed"],
-    ),
-    (
-        Kind::Set,
-        &["sets", "set", "edgedeviceset", "edgedevicesets", "eds"],
-    ),
-    (
-        Kind::Workload,
-        &[
-            "workloads",
-            "workload",
-            "edgeworkload",
-            "edgeworkloads",
-            "ew",
-        ],
-    ),
-    (
-        Kind::SignedRequest,
-        &[
-            "edsr",
-            "signedrequests",
-            "signedrequest",
-            "edgedevicesignedrequest",
-            "edgedevicesignedrequests",
-        ],
-    ),
-];
+impl From<ResourceKind> for Kind {
+    fn from(kind: ResourceKind) -> Self {
+        match kind {
+            ResourceKind::EdgeDevice => Kind::Device,
+            ResourceKind::EdgeDeviceSet => Kind::Set,
+            ResourceKind::EdgeWorkload => Kind::Workload,
+            ResourceKind::EdgeDeviceSignedRequest => Kind::SignedRequest,
+            ResourceKind::Secret => Kind::Secret,
+            ResourceKind::ConfigMap => Kind::ConfigMap,
+            ResourceKind::Event => Kind::Event,
+        }
+    }
+}
 
 impl Kind {
-    /// The resource type of this kind.
+    /// The resource type of this kind (its row of the kind table).
     pub fn resource_type(self) -> ResourceType {
         match self {
-            Kind::Device => ResourceType::of::<EdgeDevice>(),
-            Kind::Set => ResourceType::of::<EdgeDeviceSet>(),
-            Kind::Workload => ResourceType::of::<EdgeWorkload>(),
-            Kind::SignedRequest => ResourceType::of::<EdgeDeviceSignedRequest>(),
+            Kind::Device => ResourceKind::EdgeDevice,
+            Kind::Set => ResourceKind::EdgeDeviceSet,
+            Kind::Workload => ResourceKind::EdgeWorkload,
+            Kind::SignedRequest => ResourceKind::EdgeDeviceSignedRequest,
+            Kind::Secret => ResourceKind::Secret,
+            Kind::ConfigMap => ResourceKind::ConfigMap,
+            Kind::Event => ResourceKind::Event,
         }
     }
 
     /// The kind whose `kind` field is `kind`.
     pub fn from_kind_field(kind: &str) -> Option<Self> {
-        ALIASES
-            .iter()
-            .map(|(k, _)| *k)
-            .find(|k| k.resource_type().kind == kind)
+        ResourceKind::from_kind(kind).map(Kind::from)
     }
 
-    /// Lower-case plural for messages, e.g. `edgedevicesignedrequests` (the URL
-    /// plural of signed requests is singular, as in Flotta).
+    /// Lower-case plural for messages, e.g. `edgedevicesignedrequests`.
     pub fn plural(self) -> &'static str {
-        match self {
-            Kind::Device => "edgedevices",
-            Kind::Set => "edgedevicesets",
-            Kind::Workload => "edgeworkloads",
-            Kind::SignedRequest => "edgedevicesignedrequests",
-        }
+        self.resource_type().plural()
     }
 
     /// Lower-case singular used in `kind/name` output, e.g. `edgedevice`.
     pub fn singular(self) -> &'static str {
-        match self {
-            Kind::Device => EdgeDevice::SINGULAR,
-            Kind::Set => EdgeDeviceSet::SINGULAR,
-            Kind::Workload => EdgeWorkload::SINGULAR,
-            Kind::SignedRequest => EdgeDeviceSignedRequest::SINGULAR,
-        }
+        self.resource_type().singular()
     }
 }
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.resource_type().kind)
+        f.write_str(self.resource_type().as_str())
     }
 }
 
 /// A kind name that names no flotta resource.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown resource kind {0:?} (expected devices, sets, workloads or edsr, or one of their aliases: ed, edgedevice, edgedeviceset, ew, edgeworkload, signedrequests)"
-)]
+#[error("unknown resource kind {0:?} (expected {names})", names = accepted_names())]
 pub struct UnknownKind(pub String);
+
+/// The accepted names for the error message: each kind's plural, then its short
+/// names and aliases in parentheses.
+fn accepted_names() -> String {
+    ResourceKind::ALL
+        .iter()
+        .map(|kind| {
+            let info = kind.info();
+            let others: Vec<&str> = info
+                .short_names
+                .iter()
+                .chain(info.aliases)
+                .copied()
+                .collect();
+            format!("{} ({})", info.plural, others.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl FromStr for Kind {
     type Err = UnknownKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.to_ascii_lowercase();
-        ALIASES
-            .iter()
-            .find(|(_, names)| names.contains(&lower.as_str()))
-            .map(|(kind, _)| *kind)
+        ResourceKind::lookup(s)
+            .map(Kind::from)
             .ok_or_else(|| UnknownKind(s.to_owned()))
     }
 }
@@ -141,13 +132,55 @@ mod tests {
 
     #[test]
     fn every_alias_resolves_to_its_kind() {
-        for (kind, names) in ALIASES {
+        let expected = [
+            (
+                Kind::Device,
+                ["devices", "device", "edgedevice", "edgedevices", "ed"],
+            ),
+            (
+                Kind::Set,
+                ["sets", "set", "edgedeviceset", "edgedevicesets", "eds"],
+            ),
+            (
+                Kind::Workload,
+                [
+                    "workloads",
+                    "workload",
+                    "edgeworkload",
+                    "edgeworkloads",
+                    "ew",
+                ],
+            ),
+            (
+                Kind::SignedRequest,
+                [
+                    "edsr",
+                    "signedrequests",
+                    "signedrequest",
+                    "edgedevicesignedrequest",
+                    "edgedevicesignedrequests",
+                ],
+            ),
+        ];
+        for (kind, names) in expected {
             for name in names {
                 assert_eq!(name.parse::<Kind>(), Ok(kind), "{name}");
                 assert_eq!(name.to_uppercase().parse::<Kind>(), Ok(kind), "{name}");
             }
         }
-        assert!("pods".parse::<Kind>().is_err());
+        assert_eq!("pods".parse::<Kind>(), Err(UnknownKind("pods".into())));
+        assert_eq!(
+            UnknownKind("pods".into()).to_string(),
+            "unknown resource kind \"pods\" (expected edgedevices (ed, devices, device), \
+             edgedevicesets (eds, sets, set), edgeworkloads (ew, workloads, workload), \
+             edgedevicesignedrequests (edsr, signedrequests, signedrequest), secrets (), \
+             configmaps (cm), events (ev))"
+        );
+        assert_eq!("secrets".parse::<Kind>(), Ok(Kind::Secret));
+        assert_eq!("cm".parse::<Kind>(), Ok(Kind::ConfigMap));
+        for name in ["events", "event", "ev", "EV"] {
+            assert_eq!(name.parse::<Kind>(), Ok(Kind::Event), "{name}");
+        }
         assert_eq!(Kind::from_kind_field("EdgeWorkload"), Some(Kind::Workload));
     }
 
@@ -162,7 +195,10 @@ mod tests {
             Ok((Kind::SignedRequest, "edge-01".into()))
         );
         assert!(parse_reference("edge-01", None).is_err());
-        assert!(parse_reference("pods/x", None).is_err());
+        assert_eq!(
+            parse_reference("pods/x", None),
+            Err(UnknownKind("pods".into()).to_string())
+        );
         assert!(parse_reference("device/", None).is_err());
     }
 }

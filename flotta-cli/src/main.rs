@@ -5,6 +5,7 @@ mod describe;
 mod kind;
 mod manifest;
 mod output;
+mod rollout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,21 +79,10 @@ enum Command {
         names: Vec<String>,
     },
     /// Approve enrolment requests (EdgeDeviceSignedRequests).
-    Approve {
-        /// Requests to approve: edsr/NAME or NAME.
-        names: Vec<String>,
-        /// Approve every pending request (matching -l).
-        #[arg(long, conflicts_with = "names")]
-        all: bool,
-        /// Label selector for --all.
-        #[arg(
-            short = 'l',
-            long = "selector",
-            requires = "all",
-            value_name = "SELECTOR"
-        )]
-        selector: Option<String>,
-    },
+    Approve(EnrolmentRequests),
+    /// Deny enrolment requests: the devices are refused (403 EnrolmentDenied) until
+    /// approved.
+    Deny(EnrolmentRequests),
     /// Add, change or remove labels of an object: `k=v` sets, `k-` removes.
     Label {
         /// The object: KIND/NAME.
@@ -104,6 +94,12 @@ enum Command {
         #[arg(long)]
         overwrite: bool,
     },
+    /// Follow and steer the staged rollout of a workload.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Create a secret or a config map from literals and files.
+    #[command(subcommand)]
+    Create(CreateCommand),
     /// Print the CustomResourceDefinitions of the flotta resources as YAML.
     Crds,
     /// Check manifests offline and list every problem.
@@ -124,12 +120,94 @@ enum Command {
     },
 }
 
+/// What `rollout` does to a workload's rollout.
+#[derive(Debug, Subcommand)]
+enum RolloutCommand {
+    /// Show the rollout: revisions, batches and why it is paused.
+    Status(RolloutObject),
+    /// Pause it: no further device gets the new revision until `resume`.
+    Pause(RolloutObject),
+    /// Resume a rollout paused with `pause`.
+    Resume(RolloutObject),
+    /// Approve the next batch (for a policy with `manualApproval: true`).
+    Approve(RolloutObject),
+    /// Roll back to the previous revision, itself as a rollout.
+    Undo(RolloutObject),
+    /// List the revisions the server keeps.
+    History(RolloutObject),
+}
+
+/// The workload a `rollout` command acts on.
+#[derive(Debug, Args)]
+struct RolloutObject {
+    /// The workload: workload/NAME (or `workload NAME`).
+    object: String,
+    /// Its name, when the first argument is only the kind.
+    name: Option<String>,
+}
+
+/// What `create` makes.
+#[derive(Debug, Subcommand)]
+enum CreateCommand {
+    /// A secret: `create secret generic NAME --from-literal KEY=VALUE --from-file [KEY=]PATH`.
+    Secret {
+        /// The secret type; only `generic` (an `Opaque` secret) is offered.
+        #[command(subcommand)]
+        kind: SecretKind,
+    },
+    /// A config map: `create configmap NAME --from-literal KEY=VALUE --from-file [KEY=]PATH`.
+    #[command(alias = "cm")]
+    Configmap(DataSource),
+}
+
+/// The kinds of secret `create secret` makes.
+#[derive(Debug, Subcommand)]
+enum SecretKind {
+    /// An `Opaque` secret.
+    Generic(DataSource),
+}
+
+/// A name and the keys of a secret or config map.
+#[derive(Debug, Args)]
+struct DataSource {
+    /// Name of the object.
+    name: String,
+    /// A key and its value (repeatable); the value is not echoed anywhere.
+    #[arg(long = "from-literal", value_name = "KEY=VALUE")]
+    from_literal: Vec<String>,
+    /// A file, its name as the key unless `KEY=` is given (repeatable).
+    #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+    from_file: Vec<String>,
+}
+
+/// The enrolment requests `approve` and `deny` act on.
+#[derive(Debug, clap::Args)]
+struct EnrolmentRequests {
+    /// Requests: edsr/NAME or NAME.
+    names: Vec<String>,
+    /// Every pending request, neither approved nor denied (matching -l).
+    #[arg(long, conflicts_with = "names")]
+    all: bool,
+    /// Label selector for --all.
+    #[arg(
+        short = 'l',
+        long = "selector",
+        requires = "all",
+        value_name = "SELECTOR"
+    )]
+    selector: Option<String>,
+}
+
 #[derive(Debug, Args)]
 struct GetArgs {
-    /// Kind: devices, sets, workloads or edsr (or KIND/NAME).
+    /// Kind: devices, sets, workloads, edsr or events (or KIND/NAME).
     kind: String,
     /// Name of one object.
     name: Option<String>,
+    /// With `events`: only those about one object, KIND/NAME (e.g. device/edge-01;
+    /// a bare NAME is a device).
+    #[arg(long = "for", value_name = "KIND/NAME", conflicts_with = "name")]
+    for_object: Option<String>,
     /// List across every namespace.
     #[arg(short = 'A', long, conflicts_with = "name")]
     all_namespaces: bool,
@@ -179,17 +257,7 @@ enum CliError {
 /// The error and its causes on one line, without repeating a cause that the
 /// message above it already includes.
 fn one_line(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !text.is_empty() && !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line.replace('\n', " ")
+    flotta_core::error_chain::error_chain(error).replace('\n', " ")
 }
 
 fn main() -> ExitCode {

@@ -4,8 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use flotta_client::parse_documents;
-use flotta_core::manifest::{AnyResource, ManifestError};
+use flotta_core::manifest::{self, AnyResource, ManifestError};
 use flotta_core::model::API_VERSION;
 use flotta_core::validation::{FieldError, Validate};
 use serde_json::Value;
@@ -118,27 +117,27 @@ fn decode_and_validate(index: usize, value: Value) -> Vec<(Option<String>, Strin
 }
 
 /// Every problem of every document of `text`; `documents` counts the documents read.
+/// The text is read by core's manifest reader, limits included; a stream it cannot
+/// read is one problem, at the document that broke it.
 pub fn check(text: &str) -> (usize, Vec<Problem>) {
     let mut problems = Vec::new();
-    let documents = parse_documents(text);
+    let documents = match manifest::documents(text) {
+        Ok(documents) => documents,
+        Err(error) => {
+            let index = error.document_index().unwrap_or(0);
+            let text = error.to_string();
+            let prefix = format!("document {index}: ");
+            problems.push(Problem {
+                index,
+                object: None,
+                path: error.field_path().map(str::to_owned),
+                message: text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
+            });
+            return (index + 1, problems);
+        }
+    };
     let count = documents.len();
-    for (index, document) in documents {
-        let value = match document {
-            Ok(value) => value,
-            Err(error) => {
-                let message = match error {
-                    flotta_client::ClientError::Manifest { message, .. } => message,
-                    other => other.to_string(),
-                };
-                problems.push(Problem {
-                    index,
-                    object: None,
-                    path: None,
-                    message,
-                });
-                continue;
-            }
-        };
+    for (index, value) in documents {
         let kind_text = value.get("kind").and_then(Value::as_str).map(str::to_owned);
         let name = value
             .pointer("/metadata/name")
@@ -232,5 +231,22 @@ mod tests {
         );
         assert_eq!(at(3).len(), 1);
         assert_eq!(at(3)[0].path.as_deref(), Some("spec.pod"));
+    }
+
+    #[test]
+    fn an_unreadable_stream_is_one_problem_at_its_document() {
+        let (_, problems) = check(&format!("{GOOD}---\nkind: [\n"));
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].index, 1);
+        assert!(
+            problems[0].message.starts_with("invalid YAML"),
+            "{problems:?}"
+        );
+        let deep = format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        let (_, problems) = check(&deep);
+        assert!(
+            problems[0].message.contains("nesting deeper than 64"),
+            "{problems:?}"
+        );
     }
 }

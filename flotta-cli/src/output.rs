@@ -5,7 +5,6 @@ use std::io::{self, Write};
 use clap::ValueEnum;
 use serde_json::Value;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::kind::Kind;
 
@@ -39,13 +38,56 @@ fn text(object: &Value, pointer: &str) -> String {
     }
 }
 
+/// When an event last happened: `lastTimestamp`, else its creation time (RFC 3339
+/// text in UTC, so it sorts as time does).
+pub fn event_time(event: &Value) -> Option<&str> {
+    event
+        .pointer("/lastTimestamp")
+        .or_else(|| event.pointer("/metadata/creationTimestamp"))
+        .and_then(Value::as_str)
+}
+
 fn or_none(s: String) -> String {
     if s.is_empty() { "<none>".into() } else { s }
 }
 
+/// The condition `type_` of an object's `status.conditions`.
+fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+}
+
+/// `online`, `offline` or `unknown` from the device's `Online` condition.
+fn online(object: &Value) -> String {
+    match condition(object, "Online")
+        .and_then(|c| c.get("status"))
+        .and_then(Value::as_str)
+    {
+        Some("True") => "online".into(),
+        Some("False") => "offline".into(),
+        Some(_) => "unknown".into(),
+        None => "<none>".into(),
+    }
+}
+
+/// The reason of the device's `Updated` condition (`UpToDate`, `Updating`,
+/// `OutOfDate`).
+fn updated(object: &Value) -> String {
+    or_none(
+        condition(object, "Updated")
+            .and_then(|c| c.get("reason"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
 /// Parses an RFC 3339 time.
 pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &Rfc3339).ok()
+    flotta_core::timestamp::parse_rfc3339(text)
 }
 
 /// A short age such as `45s`, `12m`, `3h`, `5d`.
@@ -141,6 +183,16 @@ fn columns(kind: Kind) -> Vec<Column> {
                 wide_only: false,
             },
             Column {
+                header: "ONLINE",
+                cell: online,
+                wide_only: false,
+            },
+            Column {
+                header: "UPDATED",
+                cell: updated,
+                wide_only: false,
+            },
+            Column {
                 header: "WORKLOADS",
                 cell: |o| {
                     o.pointer("/status/workloads")
@@ -186,6 +238,11 @@ fn columns(kind: Kind) -> Vec<Column> {
                 cell: |o| or_none(text(o, "/status/deviceCount")),
                 wide_only: false,
             },
+            Column {
+                header: "UPDATED",
+                cell: |o| or_none(text(o, "/status/updatedDevices")),
+                wide_only: false,
+            },
             age_column,
             labels_column,
         ],
@@ -210,6 +267,18 @@ fn columns(kind: Kind) -> Vec<Column> {
                 wide_only: false,
             },
             Column {
+                header: "CURRENT",
+                cell: |o| match o.pointer("/status/devices") {
+                    Some(devices) => format!(
+                        "{}/{}",
+                        text(devices, "/current"),
+                        text(devices, "/targeted")
+                    ),
+                    None => "<none>".into(),
+                },
+                wide_only: true,
+            },
+            Column {
                 header: "FAILED",
                 cell: |o| or_none(text(o, "/status/phaseCounts/failed")),
                 wide_only: true,
@@ -222,6 +291,64 @@ fn columns(kind: Kind) -> Vec<Column> {
             age_column,
             labels_column,
         ],
+        Kind::Event => vec![
+            Column {
+                header: "LAST SEEN",
+                cell: |o| {
+                    let at = if o.pointer("/lastTimestamp").is_some() {
+                        "/lastTimestamp"
+                    } else {
+                        "/metadata/creationTimestamp"
+                    };
+                    age_at(o, at)
+                },
+                wide_only: false,
+            },
+            Column {
+                header: "TYPE",
+                cell: |o| or_none(text(o, "/type")),
+                wide_only: false,
+            },
+            Column {
+                header: "REASON",
+                cell: |o| or_none(text(o, "/reason")),
+                wide_only: false,
+            },
+            Column {
+                header: "OBJECT",
+                cell: |o| {
+                    let kind = text(o, "/involvedObject/kind");
+                    let singular = flotta_core::kind::ResourceKind::from_kind(&kind)
+                        .map_or(kind.to_ascii_lowercase(), |k| k.singular().to_owned());
+                    format!("{singular}/{}", text(o, "/involvedObject/name"))
+                },
+                wide_only: false,
+            },
+            Column {
+                header: "COUNT",
+                cell: |o| {
+                    o.pointer("/count")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                        .to_string()
+                },
+                wide_only: false,
+            },
+            Column {
+                header: "MESSAGE",
+                cell: |o| text(o, "/message").replace('\n', " "),
+                wide_only: false,
+            },
+            Column {
+                header: "SOURCE",
+                cell: |o| or_none(text(o, "/source/component")),
+                wide_only: true,
+            },
+            Column {
+                wide_only: true,
+                ..name
+            },
+        ],
         Kind::SignedRequest => vec![
             name,
             Column {
@@ -230,11 +357,8 @@ fn columns(kind: Kind) -> Vec<Column> {
                 wide_only: false,
             },
             Column {
-                header: "APPROVED",
-                cell: |o| match o.pointer("/spec/approved").and_then(Value::as_bool) {
-                    Some(true) => "true".into(),
-                    _ => "false".into(),
-                },
+                header: "CONDITION",
+                cell: |o| crate::commands::enrolment_state(o).into(),
                 wide_only: false,
             },
             age_column,
@@ -245,7 +369,42 @@ fn columns(kind: Kind) -> Vec<Column> {
             },
             labels_column,
         ],
+        Kind::Secret => vec![
+            name,
+            Column {
+                header: "TYPE",
+                cell: |o| or_none(text(o, "/type")),
+                wide_only: false,
+            },
+            Column {
+                header: "DATA",
+                cell: |o| data_count(o, &["/data"]),
+                wide_only: false,
+            },
+            age_column,
+            labels_column,
+        ],
+        Kind::ConfigMap => vec![
+            name,
+            Column {
+                header: "DATA",
+                cell: |o| data_count(o, &["/data", "/binaryData"]),
+                wide_only: false,
+            },
+            age_column,
+            labels_column,
+        ],
     }
+}
+
+/// How many keys the maps at `pointers` hold (a secret's or config map's DATA).
+fn data_count(object: &Value, pointers: &[&str]) -> String {
+    pointers
+        .iter()
+        .filter_map(|p| object.pointer(p).and_then(Value::as_object))
+        .map(serde_json::Map::len)
+        .sum::<usize>()
+        .to_string()
 }
 
 /// Rows of a table for `objects`; with `namespaces`, a NAMESPACE column first.

@@ -1,11 +1,14 @@
 //! `apply`: create or update objects from a manifest, one outcome per document.
 
-use flotta_core::manifest::AnyResource;
-use serde::Deserialize;
+use flotta_core::manifest::{self, AnyResource, ManifestError};
 use serde_json::Value;
 
 use crate::error::{ClientError, ClientResult};
 use crate::management::{ManagementClient, ResourceType};
+
+/// How often `apply` reads and replaces an object again when it changed between the
+/// read and the write.
+const APPLY_ATTEMPTS: u32 = 5;
 
 /// What `apply` did with one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,28 +48,36 @@ pub struct ApplyOutcome {
     pub result: ClientResult<ApplyAction>,
 }
 
-/// One document of a YAML (or JSON) stream: its index and its value, or why it
-/// could not be read.
+/// The documents of a YAML (or JSON) stream, each with its index, as
+/// [`flotta_core::manifest::documents`] reads them (size and nesting limits
+/// included). A stream that cannot be read at all gives one error, at the index of
+/// the document that broke it, and no document: nothing of a broken file is
+/// applied.
 pub fn parse_documents(text: &str) -> Vec<(usize, Result<Value, ClientError>)> {
-    let mut documents = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        match Value::deserialize(document) {
-            Ok(Value::Null) => {}
-            Ok(value) => documents.push((index, Ok(value))),
-            Err(e) => {
-                documents.push((
+    match manifest::documents(text) {
+        Ok(documents) => documents
+            .into_iter()
+            .map(|(index, value)| (index, Ok(value)))
+            .collect(),
+        Err(error) => {
+            let index = error.document_index().unwrap_or(0);
+            vec![(
+                index,
+                Err(ClientError::Manifest {
                     index,
-                    Err(ClientError::Manifest {
-                        index,
-                        message: e.to_string(),
-                    }),
-                ));
-                // After a syntax error the rest of the stream cannot be trusted.
-                break;
-            }
+                    message: without_document_prefix(index, &error),
+                }),
+            )]
         }
     }
-    documents
+}
+
+/// The text of a manifest error without its `document N: ` prefix, which the
+/// outcome says on its own.
+fn without_document_prefix(index: usize, error: &ManifestError) -> String {
+    let text = error.to_string();
+    let prefix = format!("document {index}: ");
+    text.strip_prefix(&prefix).unwrap_or(&text).to_owned()
 }
 
 fn text_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -80,9 +91,17 @@ fn same_user_fields(document: &Value, existing: &Value) -> bool {
         None | Some(Value::Null) => empty.clone(),
         Some(v) => v.clone(),
     };
-    ["/metadata/labels", "/metadata/annotations", "/spec"]
-        .iter()
-        .all(|p| or_empty(document.pointer(p)) == or_empty(existing.pointer(p)))
+    [
+        "/metadata/labels",
+        "/metadata/annotations",
+        "/spec",
+        "/type",
+        "/data",
+        "/stringData",
+        "/binaryData",
+    ]
+    .iter()
+    .all(|p| or_empty(document.pointer(p)) == or_empty(existing.pointer(p)))
 }
 
 impl ManagementClient {
@@ -115,7 +134,7 @@ impl ManagementClient {
         &self,
         index: usize,
         default_namespace: &str,
-        mut document: Value,
+        document: Value,
     ) -> ApplyOutcome {
         let kind = text_at(&document, "/kind").map(str::to_owned);
         let name = text_at(&document, "/metadata/name").map(str::to_owned);
@@ -134,7 +153,7 @@ impl ManagementClient {
             outcome.result = Err(manifest_error(match kind {
                 None => "no kind".into(),
                 Some(kind) => format!(
-                    "unknown kind {kind:?} (expected EdgeDevice, EdgeDeviceSet, EdgeWorkload or EdgeDeviceSignedRequest)"
+                    "unknown kind {kind:?} (expected EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest, Secret or ConfigMap)"
                 ),
             }));
             return outcome;
@@ -146,32 +165,48 @@ impl ManagementClient {
         // Field types are checked here, so a typo is reported with its path before
         // anything is sent; the document itself is sent as written.
         if let Err(error) = AnyResource::from_value(index, document.clone()) {
-            let text = error.to_string();
-            let prefix = format!("document {index}: ");
-            let message = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
-            outcome.result = Err(manifest_error(message));
+            outcome.result = Err(manifest_error(without_document_prefix(index, &error)));
             return outcome;
         }
         outcome.result = async {
-            match self.get_raw(resource, &namespace, &name).await {
-                Err(error) if error.is_not_found() => {
-                    self.create_raw(resource, &namespace, &document).await?;
-                    Ok(ApplyAction::Created)
+            // The replacement is pinned to the resourceVersion it was compared with;
+            // when the object changed in between (another writer, or the server's own
+            // status update), it is read and compared again.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let existing = match self.get_raw(resource, &namespace, &name).await {
+                    Err(error) if error.is_not_found() => {
+                        self.create_raw(resource, &namespace, &document).await?;
+                        return Ok(ApplyAction::Created);
+                    }
+                    Err(error) => return Err(error),
+                    Ok(existing) => existing,
+                };
+                // The server keeps a secret's stringData folded into data.
+                let mut comparable = document.clone();
+                if resource == ResourceType::Secret {
+                    flotta_core::secret_data::fold_string_data(&mut comparable);
                 }
-                Err(error) => Err(error),
-                Ok(existing) => {
-                    if same_user_fields(&document, &existing) {
-                        return Ok(ApplyAction::Unchanged);
-                    }
-                    if let (Some(metadata), Some(rv)) = (
-                        document.get_mut("metadata").and_then(Value::as_object_mut),
-                        existing.pointer("/metadata/resourceVersion").cloned(),
-                    ) {
-                        metadata.insert("resourceVersion".into(), rv);
-                    }
-                    self.replace_raw(resource, &namespace, &name, &document)
-                        .await?;
-                    Ok(ApplyAction::Configured)
+                if same_user_fields(&comparable, &existing) {
+                    return Ok(ApplyAction::Unchanged);
+                }
+                let mut replacement = document.clone();
+                if let (Some(metadata), Some(rv)) = (
+                    replacement
+                        .get_mut("metadata")
+                        .and_then(Value::as_object_mut),
+                    existing.pointer("/metadata/resourceVersion").cloned(),
+                ) {
+                    metadata.insert("resourceVersion".into(), rv);
+                }
+                match self
+                    .replace_raw(resource, &namespace, &name, &replacement)
+                    .await
+                {
+                    Ok(_) => return Ok(ApplyAction::Configured),
+                    Err(error) if error.is_conflict() && attempt < APPLY_ATTEMPTS => continue,
+                    Err(error) => return Err(error),
                 }
             }
         }
@@ -193,11 +228,31 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_document_is_reported_with_its_index() {
+    fn a_broken_document_is_reported_with_its_index_and_nothing_is_read() {
         let docs = parse_documents("a: 1\n---\nb: [\n");
-        assert_eq!(docs.len(), 2);
-        match &docs[1] {
-            (1, Err(ClientError::Manifest { index: 1, .. })) => {}
+        assert_eq!(docs.len(), 1);
+        match &docs[0] {
+            (1, Err(ClientError::Manifest { index: 1, message })) => {
+                assert!(message.starts_with("invalid YAML"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_limits_of_core_s_reader_hold() {
+        let deep = format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        match &parse_documents(&deep)[..] {
+            [(0, Err(ClientError::Manifest { message, .. }))] => {
+                assert!(message.contains("nesting deeper than 64"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let huge = "x".repeat(manifest::MAX_MANIFEST_BYTES + 1);
+        match &parse_documents(&huge)[..] {
+            [(0, Err(ClientError::Manifest { message, .. }))] => {
+                assert!(message.contains("more than the limit"), "{message}");
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -4,12 +4,15 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use flotta_core::wire::{Message, MessageResponse};
+use flotta_core::enrolment::Reason;
+use flotta_core::wire::{
+    self, EnrolmentInfo, Heartbeat, Message, MessageResponse, RegistrationInfo,
+    RegistrationResponse,
+};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::error::{ClientError, ClientResult};
 use crate::management::{
@@ -19,7 +22,7 @@ use crate::retry::RetryPolicy;
 use crate::tls::{Identity, client_config};
 
 /// Base path of every Edge API route.
-pub const EDGE_BASE_PATH: &str = "/api/flotta-management/v1";
+pub use flotta_core::paths::EDGE_BASE_PATH;
 
 /// What the server said to an enrolment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,11 +122,12 @@ impl EdgeClientBuilder {
             .ca_pem
             .ok_or_else(|| ClientError::invalid_config("no CA certificate for the Edge API"))?;
         let settings = HttpSettings {
-            ca_pem,
+            ca_pem: RwLock::new(ca_pem),
+            identity: RwLock::new(self.identity),
             connect_timeout: self.connect_timeout,
             local_address: self.local_address,
         };
-        let http = settings.client(self.identity.as_ref())?;
+        let http = settings.client()?;
         Ok(EdgeClient {
             inner: Arc::new(EdgeInner {
                 base,
@@ -138,14 +142,28 @@ impl EdgeClientBuilder {
 
 #[derive(Debug)]
 struct HttpSettings {
-    ca_pem: String,
+    /// The CAs trusted for the server.
+    ca_pem: RwLock<String>,
+    /// The client certificate presented, if any.
+    identity: RwLock<Option<Identity>>,
     connect_timeout: Duration,
     local_address: Option<IpAddr>,
 }
 
 impl HttpSettings {
-    fn client(&self, identity: Option<&Identity>) -> ClientResult<reqwest::Client> {
-        let tls = client_config(&self.ca_pem, identity)?;
+    /// A client with the current trust and identity.
+    fn client(&self) -> ClientResult<reqwest::Client> {
+        let ca_pem = read_lock(&self.ca_pem).clone();
+        let identity = read_lock(&self.identity).clone();
+        self.client_with(&ca_pem, identity.as_ref())
+    }
+
+    fn client_with(
+        &self,
+        ca_pem: &str,
+        identity: Option<&Identity>,
+    ) -> ClientResult<reqwest::Client> {
+        let tls = client_config(ca_pem, identity)?;
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(self.connect_timeout)
@@ -200,34 +218,40 @@ impl EdgeClient {
     /// after this call use the new certificate; connections made with the old one
     /// are not reused.
     pub fn set_identity(&self, identity: Identity) -> ClientResult<()> {
-        let http = self.inner.settings.client(Some(&identity))?;
-        // A poisoned lock only means another thread panicked mid-swap; the value
-        // is still a whole client.
-        let mut slot = self
-            .inner
-            .http
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = http;
+        let settings = &self.inner.settings;
+        let ca_pem = read_lock(&settings.ca_pem).clone();
+        let http = settings.client_with(&ca_pem, Some(&identity))?;
+        *write_lock(&settings.identity) = Some(identity);
+        *write_lock(&self.inner.http) = http;
+        Ok(())
+    }
+
+    /// Replaces the CAs trusted for the server (PEM), as a CA rotation hands them
+    /// out with a new certificate. Refused, with the client unchanged, when the PEM
+    /// holds no usable certificate.
+    pub fn set_trust(&self, ca_pem: &str) -> ClientResult<()> {
+        let settings = &self.inner.settings;
+        let identity = read_lock(&settings.identity).clone();
+        let http = settings.client_with(ca_pem, identity.as_ref())?;
+        *write_lock(&settings.ca_pem) = ca_pem.to_owned();
+        *write_lock(&self.inner.http) = http;
         Ok(())
     }
 
     fn http(&self) -> reqwest::Client {
-        self.inner
-            .http
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        read_lock(&self.inner.http).clone()
     }
 
-    /// Asks to join the fleet (directive `enrolment`); `content` is Flotta's
-    /// `enrolment-info` (target namespace, features).
+    /// Asks to join the fleet (directive `enrolment`) with Flotta's `enrolment-info`
+    /// (target namespace, features, and the labels the device asks for).
     pub async fn enrol(
         &self,
         device_id: &str,
-        content: &impl Serialize,
+        info: &EnrolmentInfo,
     ) -> ClientResult<EnrolmentOutcome> {
-        let (status, _) = self.post_data(device_id, "enrolment", content).await?;
+        let (status, _) = self
+            .post_data(device_id, wire::directive::ENROLMENT, info)
+            .await?;
         Ok(if status == StatusCode::ALREADY_REPORTED {
             EnrolmentOutcome::AlreadyApproved
         } else {
@@ -235,38 +259,47 @@ impl EdgeClient {
         })
     }
 
-    /// Sends the CSR (directive `registration`); `content` is Flotta's
-    /// `registration-info` (`certificate_request`, `hardware`).
+    /// Sends the CSR (directive `registration`) with Flotta's `registration-info`
+    /// (`certificate_request`, `hardware`); the answer's content is a
+    /// [`RegistrationResponse`].
     pub async fn register(
         &self,
         device_id: &str,
-        content: &impl Serialize,
+        info: &RegistrationInfo,
     ) -> ClientResult<RegistrationOutcome> {
-        match self.post_data(device_id, "registration", content).await {
+        match self
+            .post_data(device_id, wire::directive::REGISTRATION, info)
+            .await
+        {
             Err(error) if error.is_not_found() => Ok(RegistrationOutcome::NotApproved),
             Err(error) => Err(error),
-            Ok((_, response)) => {
-                let certificate_pem = response
-                    .pointer("/content/certificate")
-                    .and_then(Value::as_str)
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned)
-                    .ok_or_else(|| ClientError::Decode {
+            Ok((_, body)) => {
+                let response: MessageResponse = decode(body, "registration response")?;
+                let content: RegistrationResponse =
+                    response.content_as().map_err(|e| ClientError::Decode {
                         what: "registration response".into(),
-                        message: "no content.certificate".into(),
+                        message: format!("content: {e}"),
                     })?;
+                let certificate_pem =
+                    content
+                        .certificate
+                        .filter(|c| !c.is_empty())
+                        .ok_or_else(|| ClientError::Decode {
+                            what: "registration response".into(),
+                            message: "no content.certificate".into(),
+                        })?;
                 Ok(RegistrationOutcome::Registered {
                     certificate_pem,
-                    response: decode(response, "registration response")?,
+                    response,
                 })
             }
         }
     }
 
-    /// Reports the device's state (directive `heartbeat`); `content` is Flotta's
-    /// `heartbeat`.
-    pub async fn heartbeat(&self, device_id: &str, content: &impl Serialize) -> ClientResult<()> {
-        self.post_data(device_id, "heartbeat", content).await?;
+    /// Reports the device's state (directive `heartbeat`).
+    pub async fn heartbeat(&self, device_id: &str, heartbeat: &Heartbeat) -> ClientResult<()> {
+        self.post_data(device_id, wire::directive::HEARTBEAT, heartbeat)
+            .await?;
         Ok(())
     }
 
@@ -314,11 +347,16 @@ impl EdgeClient {
             .await
     }
 
-    /// Reads the pending control command (e.g. directive `disconnect` for a deleted
-    /// device); `None` when there is none.
+    /// Reads the pending control command; `None` when there is none.
+    ///
+    /// A deleted device is told `disconnect`: in a command while its certificate is
+    /// still valid, and after the server revoked it, by a 401 whose reason is
+    /// [`Reason::CertificateRevoked`], which this reports as the same `disconnect`
+    /// command, since a revoked certificate can do nothing else.
     pub async fn control_in(&self, device_id: &str) -> ClientResult<Option<Message>> {
         let path = format!("{EDGE_BASE_PATH}/control/{}/in", segment(device_id)?);
-        self.inner
+        let answer = self
+            .inner
             .retry
             .run(|| async {
                 let request = self.http().get(self.url(&path)).timeout(self.inner.timeout);
@@ -334,7 +372,11 @@ impl EdgeClient {
                 // The server answers "nothing to do" with an empty command.
                 Ok(Some(message).filter(|m| m.directive.as_deref().is_some_and(|d| !d.is_empty())))
             })
-            .await
+            .await;
+        match answer {
+            Err(error) if is_revoked(&error) => Ok(Some(disconnect_command())),
+            other => other,
+        }
     }
 
     /// Sends a control message from the device (`POST /control/{id}/out`).
@@ -374,7 +416,7 @@ impl EdgeClient {
             "type": "data",
             "message_id": uuid::Uuid::new_v4().hyphenated().to_string(),
             "version": 1,
-            "sent": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            "sent": flotta_core::timestamp::rfc3339(OffsetDateTime::now_utc()),
             "directive": directive,
             "content": content,
         });
@@ -426,6 +468,16 @@ impl EdgeClient {
     }
 }
 
+/// Whether the server refused the certificate as revoked (its device was deleted).
+fn is_revoked(error: &ClientError) -> bool {
+    error.status() == Some(401) && error.reason() == Some(Reason::CertificateRevoked.as_str())
+}
+
+/// The `disconnect` command, as the server sends it to a device that is gone.
+fn disconnect_command() -> Message {
+    Message::disconnect(uuid::Uuid::new_v4().hyphenated().to_string())
+}
+
 fn quoted(etag: &str) -> String {
     if etag.starts_with('"') || etag.starts_with("W/") {
         etag.to_owned()
@@ -442,6 +494,18 @@ fn segment(device_id: &str) -> ClientResult<&str> {
         });
     }
     Ok(device_id)
+}
+
+// A poisoned lock only means another thread panicked mid-swap; the value is
+// still whole.
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -106,6 +106,15 @@ pub enum ClientError {
         /// The value given.
         value: String,
     },
+    /// A rollout operation has nothing to act on: no previous revision to undo to, no
+    /// rollout in progress to approve.
+    #[error("rollout of {workload}: {message}")]
+    Rollout {
+        /// The workload.
+        workload: String,
+        /// What is missing.
+        message: String,
+    },
     /// A manifest could not be applied before any request: bad YAML, an unknown kind
     /// or a missing name.
     #[error("document {index}: {message}")]
@@ -117,7 +126,85 @@ pub enum ClientError {
     },
 }
 
+/// What kind of failure a [`ClientError`] is, for callers (the Python and Kotlin
+/// bindings, the command line) that map errors to their own classes in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 400: the server refused the request as malformed.
+    BadRequest,
+    /// 401: the credentials were refused.
+    Unauthorized,
+    /// 403: the caller may not do this.
+    Forbidden,
+    /// 404: the object does not exist.
+    NotFound,
+    /// 409 with reason `AlreadyExists`: a create found the object there.
+    AlreadyExists,
+    /// 409 otherwise: the write lost an optimistic-concurrency race.
+    Conflict,
+    /// 410: the resource version asked for is no longer known.
+    Gone,
+    /// 422: the object failed validation.
+    Invalid,
+    /// A rollout operation had nothing to act on.
+    Rollout,
+    /// 5xx: the server failed.
+    Server,
+    /// Another error status.
+    OtherStatus,
+    /// The request took longer than its timeout.
+    Timeout,
+    /// The server could not be reached, or the connection failed under way.
+    Unreachable,
+    /// A setting, certificate, configuration file or name given to the client is
+    /// unusable.
+    Config,
+    /// A manifest could not be applied before any request.
+    Manifest,
+    /// The server's answer could not be decoded.
+    Decode,
+    /// A request body could not be encoded.
+    Encode,
+}
+
+impl ErrorKind {
+    /// The kind of an error status with its Kubernetes reason.
+    pub fn of_status(status: u16, reason: &str) -> Self {
+        match (status, reason) {
+            (409, "AlreadyExists") => ErrorKind::AlreadyExists,
+            (400, _) => ErrorKind::BadRequest,
+            (401, _) => ErrorKind::Unauthorized,
+            (403, _) => ErrorKind::Forbidden,
+            (404, _) => ErrorKind::NotFound,
+            (409, _) => ErrorKind::Conflict,
+            (410, _) => ErrorKind::Gone,
+            (422, _) => ErrorKind::Invalid,
+            (500..=599, _) => ErrorKind::Server,
+            _ => ErrorKind::OtherStatus,
+        }
+    }
+}
+
 impl ClientError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ClientError::Api { status, reason, .. } => ErrorKind::of_status(*status, reason),
+            ClientError::Timeout { .. } => ErrorKind::Timeout,
+            ClientError::Connect { .. } | ClientError::Transport { .. } => ErrorKind::Unreachable,
+            ClientError::Tls { .. }
+            | ClientError::InvalidConfig { .. }
+            | ClientError::ReadConfig { .. }
+            | ClientError::ParseConfig { .. }
+            | ClientError::InvalidName { .. } => ErrorKind::Config,
+            ClientError::Manifest { .. } => ErrorKind::Manifest,
+            ClientError::Rollout { .. } => ErrorKind::Rollout,
+            ClientError::Decode { .. } => ErrorKind::Decode,
+            ClientError::Encode { .. } => ErrorKind::Encode,
+        }
+    }
+
     /// The HTTP status the server answered with, for [`ClientError::Api`].
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -213,5 +300,44 @@ mod tests {
         assert!(api(404).is_not_found());
         assert!(api(409).is_conflict());
         assert_eq!(ClientError::tls("x").status(), None);
+    }
+
+    #[test]
+    fn statuses_and_variants_sort_into_kinds() {
+        let cases = [
+            (400, ErrorKind::BadRequest),
+            (401, ErrorKind::Unauthorized),
+            (403, ErrorKind::Forbidden),
+            (404, ErrorKind::NotFound),
+            (409, ErrorKind::Conflict),
+            (410, ErrorKind::Gone),
+            (422, ErrorKind::Invalid),
+            (500, ErrorKind::Server),
+            (503, ErrorKind::Server),
+            (429, ErrorKind::OtherStatus),
+        ];
+        for (status, kind) in cases {
+            assert_eq!(api(status).kind(), kind, "{status}");
+        }
+        let exists = ClientError::Api {
+            method: "POST".into(),
+            path: "/x".into(),
+            status: 409,
+            reason: "AlreadyExists".into(),
+            message: "m".into(),
+        };
+        assert_eq!(exists.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(ClientError::tls("x").kind(), ErrorKind::Config);
+        assert_eq!(ClientError::invalid_config("x").kind(), ErrorKind::Config);
+        let manifest = ClientError::Manifest {
+            index: 0,
+            message: "m".into(),
+        };
+        assert_eq!(manifest.kind(), ErrorKind::Manifest);
+        let decode = ClientError::Decode {
+            what: "w".into(),
+            message: "m".into(),
+        };
+        assert_eq!(decode.kind(), ErrorKind::Decode);
     }
 }

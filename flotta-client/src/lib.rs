@@ -6,20 +6,21 @@ mod edge;
 mod error;
 mod management;
 mod retry;
+mod rollout;
 mod tls;
 mod watch;
 
 pub use apply::{ApplyAction, ApplyOutcome, parse_documents};
-pub use config::{CLIENT_CONFIG_KIND, ClientConfig};
+pub use config::{CLIENT_CONFIG_KIND, ClientConfig, ClientConfigError, load_config};
 pub use edge::{
     ConfigPoll, EDGE_BASE_PATH, EdgeClient, EdgeClientBuilder, EnrolmentOutcome,
     RegistrationOutcome,
 };
-pub use error::{ClientError, ClientResult};
+pub use error::{ClientError, ClientResult, ErrorKind};
 pub use management::{
     API_PREFIX, ApiObject, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ListParams, ManagementClient,
     ManagementClientBuilder, ObjectList, ResourceType,
 };
-pub use retry::RetryPolicy;
+pub use retry::{Backoff, RetryPolicy};
 pub use tls::Identity;
 pub use watch::WatchEvent;

@@ -4,21 +4,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotta_core::model::{
-    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Resource,
-};
+use flotta_core::kind::ResourceKind;
+use flotta_core::model::{EdgeDeviceSignedRequest, Event, Resource};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, load_config};
 use crate::error::{ClientError, ClientResult};
 use crate::retry::{RetryPolicy, is_idempotent};
 use crate::tls::client_config;
 
 /// Path prefix of the flotta API group and version.
-pub const API_PREFIX: &str = "/apis/management.project-flotta.io/v1alpha1";
+pub const API_PREFIX: &str = flotta_core::paths::MANAGEMENT_PREFIX;
 
 /// Default timeout of one request (watch streams excepted).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,45 +25,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default timeout of establishing a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A flotta resource type the client can send and receive: any of the four
-/// [`Resource`]s.
+/// A resource type the client can send and receive: any of the [`Resource`]s
+/// (flotta's four kinds and Kubernetes' `Event`).
 pub trait ApiObject: Resource + Serialize + DeserializeOwned + Clone + Send + 'static {}
 
 impl<T: Resource + Serialize + DeserializeOwned + Clone + Send + 'static> ApiObject for T {}
 
-/// A resource type named at run time (the command line picks one from user input).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ResourceType {
-    /// Kind, e.g. `EdgeDevice`.
-    pub kind: &'static str,
-    /// Plural used in URL paths, e.g. `edgedevices`.
-    pub plural: &'static str,
-}
-
-impl ResourceType {
-    /// The resource type of `T`.
-    pub fn of<T: Resource>() -> Self {
-        Self {
-            kind: T::KIND,
-            plural: T::PLURAL,
-        }
-    }
-
-    /// The four flotta resource types.
-    pub fn all() -> [ResourceType; 4] {
-        [
-            Self::of::<EdgeDevice>(),
-            Self::of::<EdgeDeviceSet>(),
-            Self::of::<EdgeWorkload>(),
-            Self::of::<EdgeDeviceSignedRequest>(),
-        ]
-    }
-
-    /// The resource type whose `kind` is `kind`.
-    pub fn from_kind(kind: &str) -> Option<Self> {
-        Self::all().into_iter().find(|t| t.kind == kind)
-    }
-}
+/// A resource type named at run time (the command line picks one from user input):
+/// the kind table's key, [`flotta_core::kind::ResourceKind`], under the name this
+/// client has always used. `ResourceType::of::<T>()`, `ResourceType::all()` and
+/// `ResourceType::from_kind("EdgeDevice")` keep working; the plural is
+/// [`ResourceKind::plural`].
+pub type ResourceType = ResourceKind;
 
 /// Options of a list or watch request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +61,28 @@ impl ListParams {
     /// Selects by fields.
     pub fn fields(mut self, selector: impl Into<String>) -> Self {
         self.field_selector = Some(selector.into());
+        self
+    }
+
+    /// Selects the events about one object, e.g. `(ResourceKind::EdgeDevice,
+    /// "edge-01")`: a field selector on `involvedObject.kind` and
+    /// `involvedObject.name`, added to any field selector already set.
+    ///
+    /// ```
+    /// use flotta_client::{ListParams, ResourceType};
+    ///
+    /// let params = ListParams::default().involving(ResourceType::EdgeDevice, "edge-01");
+    /// assert_eq!(
+    ///     params.field_selector.as_deref(),
+    ///     Some("involvedObject.kind=EdgeDevice,involvedObject.name=edge-01")
+    /// );
+    /// ```
+    pub fn involving(mut self, kind: ResourceKind, name: &str) -> Self {
+        let involved = format!("involvedObject.kind={kind},involvedObject.name={name}");
+        self.field_selector = Some(match self.field_selector.take() {
+            Some(other) if !other.is_empty() => format!("{other},{involved}"),
+            _ => involved,
+        });
         self
     }
 
@@ -283,7 +277,7 @@ impl ManagementClient {
 
     /// A client configured by an `admin.yaml` file.
     pub fn from_config_file(path: impl AsRef<Path>) -> ClientResult<Self> {
-        Self::from_config(&ClientConfig::load(path.as_ref())?)
+        Self::from_config(&load_config(path.as_ref())?)
     }
 
     /// The server's base URL.
@@ -344,6 +338,21 @@ impl ManagementClient {
         }
     }
 
+    /// The events about object `kind` `namespace/name` (e.g. a device's failed
+    /// applies and rollbacks), least recently seen first. Events are read-only:
+    /// the server records them.
+    pub async fn events_for(
+        &self,
+        namespace: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> ClientResult<Vec<Event>> {
+        let params = ListParams::default().involving(kind, name);
+        let mut events = self.list_all::<Event>(Some(namespace), &params).await?;
+        events.sort_by_key(|event| event.last_timestamp.as_ref().map(|t| t.0));
+        Ok(events)
+    }
+
     /// Creates an object in `namespace` (the object's own namespace, if any, must
     /// agree).
     pub async fn create<T: ApiObject>(&self, namespace: &str, object: &T) -> ClientResult<T> {
@@ -380,6 +389,21 @@ impl ManagementClient {
         decode(value, &format!("replaced {} status", T::KIND))
     }
 
+    /// Applies a JSON merge patch (RFC 7396) to an object's status (the `/status`
+    /// subresource).
+    pub async fn patch_status<T: ApiObject>(
+        &self,
+        namespace: &str,
+        name: &str,
+        merge_patch: &Value,
+    ) -> ClientResult<T> {
+        let path = self.object_path(ResourceType::of::<T>(), namespace, name)? + "/status";
+        let value = self
+            .request(Method::PATCH, &path, &[], Body::MergePatch(merge_patch))
+            .await?;
+        decode(value, &format!("patched {} status", T::KIND))
+    }
+
     /// Applies a JSON merge patch (RFC 7396) to an object.
     pub async fn patch<T: ApiObject>(
         &self,
@@ -409,12 +433,36 @@ impl ManagementClient {
         namespace: &str,
         name: &str,
     ) -> ClientResult<EdgeDeviceSignedRequest> {
-        self.patch(
+        self.decide_enrolment(namespace, name, true).await
+    }
+
+    /// Denies the enrolment request `name`: `spec.approved` false and a
+    /// `declined` condition (Flotta's) in its status. The device's enrolment and
+    /// registration then get 403 `EnrolmentDenied`, until an [`approve`](Self::approve).
+    pub async fn deny(&self, namespace: &str, name: &str) -> ClientResult<EdgeDeviceSignedRequest> {
+        self.decide_enrolment(namespace, name, false).await
+    }
+
+    /// The management API's approval operation (`POST .../approval`): the server
+    /// sets `spec.approved` and the `approved` or `declined` condition, with the
+    /// time and the calling token, replacing the earlier decision's.
+    async fn decide_enrolment(
+        &self,
+        namespace: &str,
+        name: &str,
+        approve: bool,
+    ) -> ClientResult<EdgeDeviceSignedRequest> {
+        let path = self.object_path(
+            ResourceType::of::<EdgeDeviceSignedRequest>(),
             namespace,
             name,
-            &serde_json::json!({"spec": {"approved": true}}),
-        )
-        .await
+        )? + "/approval";
+        let body = serde_json::json!({"approved": approve});
+        let value = self
+            .request(Method::POST, &path, &[], Body::Json(&body))
+            .await?;
+        let verb = if approve { "approved" } else { "denied" };
+        decode(value, &format!("{verb} EdgeDeviceSignedRequest"))
     }
 
     // ------------------------------------------------------------ untyped calls
@@ -501,11 +549,12 @@ impl ManagementClient {
         namespace: Option<&str>,
     ) -> ClientResult<String> {
         Ok(match namespace {
-            None => format!("{API_PREFIX}/{}", resource.plural),
+            None => format!("{}/{}", resource.api_prefix(), resource.plural()),
             Some(ns) => format!(
-                "{API_PREFIX}/namespaces/{}/{}",
+                "{}/namespaces/{}/{}",
+                resource.api_prefix(),
                 path_segment("namespace", ns)?,
-                resource.plural
+                resource.plural()
             ),
         })
     }
@@ -629,6 +678,17 @@ pub(crate) async fn api_error(
     response: reqwest::Response,
 ) -> ClientError {
     let status = response.status();
+    // The Edge API's configuration poll answers refusals without a body, the
+    // reason and message in headers.
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let header_reason = header(flotta_core::wire::REASON_HEADER);
+    let header_message = header(flotta_core::wire::MESSAGE_HEADER);
     let text = response.text().await.unwrap_or_default();
     let parsed: Option<Value> = serde_json::from_str(&text).ok();
     let field = |name: &str| {
@@ -639,9 +699,10 @@ pub(crate) async fn api_error(
             .map(str::to_owned)
     };
     let reason = field("reason")
+        .or(header_reason)
         .or_else(|| status.canonical_reason().map(|r| r.replace(' ', "")))
         .unwrap_or_else(|| "Unknown".into());
-    let message = field("message").unwrap_or_else(|| {
+    let message = field("message").or(header_message).unwrap_or_else(|| {
         let trimmed = text.trim();
         trimmed.chars().take(300).collect()
     });
@@ -764,7 +825,7 @@ mod tests {
     #[test]
     fn resource_types_resolve_by_kind() {
         assert_eq!(
-            ResourceType::from_kind("EdgeWorkload").map(|t| t.plural),
+            ResourceType::from_kind("EdgeWorkload").map(ResourceType::plural),
             Some("edgeworkloads")
         );
         assert_eq!(ResourceType::from_kind("Pod"), None);

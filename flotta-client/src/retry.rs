@@ -3,30 +3,30 @@
 use std::future::Future;
 use std::time::Duration;
 
+pub use flotta_core::backoff::Backoff;
+
 use crate::error::ClientResult;
 
 /// How often and how patiently idempotent requests (GET, PUT, DELETE) are retried
 /// when they fail with a [retryable](crate::ClientError::is_retryable) error.
 ///
-/// The wait before attempt `n + 1` is drawn uniformly from `[0, min(max_backoff,
-/// initial_backoff * 2^n)]` ("full jitter"), so that many clients failing together do
-/// not come back together.
+/// The waits follow [`Backoff`], the workspace's one retry schedule: retry `n` waits
+/// between half and all of `min(max, initial · 2^n)`, so that many clients failing
+/// together do not come back together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 disables retries.
     pub max_attempts: u32,
-    /// Upper bound of the first wait.
-    pub initial_backoff: Duration,
-    /// Cap of every wait.
-    pub max_backoff: Duration,
+    /// The waits between attempts.
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
+    /// Four attempts, waiting from 200 ms up to 5 s.
     fn default() -> Self {
         Self {
             max_attempts: 4,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
         }
     }
 }
@@ -40,24 +40,11 @@ impl RetryPolicy {
         }
     }
 
-    /// The longest wait before attempt `retry + 2` (the cap of the jitter range).
-    pub fn backoff_cap(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.min(30)).unwrap_or(u32::MAX);
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
-    }
-
-    /// A random wait in `[0, backoff_cap(retry)]`.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let cap = self.backoff_cap(retry);
-        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        // getrandom failing leaves the full cap: slower, never wrong.
-        let draw = getrandom::u64().unwrap_or(u64::MAX);
-        Duration::from_nanos(draw % nanos.saturating_add(1))
+    /// The wait before retry number `retry` (0 for the first), jittered.
+    pub fn wait(&self, retry: u32) -> Duration {
+        // getrandom failing leaves the middle of the range: never wrong.
+        self.backoff
+            .delay(retry, getrandom::u32().unwrap_or(u32::MAX / 2))
     }
 
     /// Runs `attempt` until it succeeds, fails with an error that is not retryable,
@@ -71,7 +58,7 @@ impl RetryPolicy {
         loop {
             match attempt().await {
                 Err(error) if error.is_retryable() && retry + 1 < self.max_attempts => {
-                    tokio::time::sleep(self.backoff(retry)).await;
+                    tokio::time::sleep(self.wait(retry)).await;
                     retry += 1;
                 }
                 result => return result,
@@ -98,21 +85,21 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
-    fn backoff_doubles_up_to_the_cap_and_stays_within_it() {
+    fn waits_follow_the_backoff_and_are_jittered() {
         let policy = RetryPolicy {
             max_attempts: 10,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
         };
-        assert_eq!(policy.backoff_cap(0), Duration::from_millis(100));
-        assert_eq!(policy.backoff_cap(1), Duration::from_millis(200));
-        assert_eq!(policy.backoff_cap(3), Duration::from_millis(800));
-        assert_eq!(policy.backoff_cap(4), Duration::from_secs(1));
-        assert_eq!(policy.backoff_cap(100), Duration::from_secs(1));
-        let draws: Vec<Duration> = (0..50).map(|_| policy.backoff(2)).collect();
-        assert!(draws.iter().all(|d| *d <= Duration::from_millis(400)));
-        // Jitter: fifty draws from a 400 ms range are not all the same.
+        let draws: Vec<Duration> = (0..50).map(|_| policy.wait(2)).collect();
+        assert!(
+            draws
+                .iter()
+                .all(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_millis(400)),
+            "{draws:?}"
+        );
+        // Jitter: fifty draws from a 200 ms range are not all the same.
         assert!(draws.iter().any(|d| *d != draws[0]));
+        assert!(policy.wait(100) <= Duration::from_secs(1));
     }
 
     fn unavailable() -> ClientError {
@@ -129,8 +116,7 @@ mod tests {
     async fn retries_retryable_errors_until_success_and_not_others() {
         let policy = RetryPolicy {
             max_attempts: 5,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(2),
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
         };
         let calls = AtomicU32::new(0);
         let result = policy

@@ -181,7 +181,7 @@ impl WatchState<Value> {
                     // The server ended the stream (timeout, shutdown): resume.
                     self.body = None;
                     self.buffer.clear();
-                    tokio::time::sleep(self.client.retry_policy().backoff(0)).await;
+                    tokio::time::sleep(self.client.retry_policy().wait(0)).await;
                 }
             }
         }
@@ -191,7 +191,7 @@ impl WatchState<Value> {
     /// any other ends the stream.
     async fn failed(&mut self, error: ClientError) -> Option<ClientResult<WatchEvent<Value>>> {
         if error.is_retryable() {
-            let delay = self.client.retry_policy().backoff(self.failures.min(16));
+            let delay = self.client.retry_policy().wait(self.failures.min(16));
             self.failures = self.failures.saturating_add(1);
             tokio::time::sleep(delay.max(Duration::from_millis(10))).await;
         } else {

@@ -73,9 +73,13 @@ fn csr(c: &mut Criterion) {
     });
     g.bench_function("verify_and_sign", |b| {
         b.iter(|| {
-            policy
-                .issue(&ca, black_box(csr_pem.as_bytes()), &device, now)
-                .expect("benchmark setup")
+            futures::executor::block_on(policy.issue(
+                &ca,
+                black_box(csr_pem.as_bytes()),
+                &device,
+                now,
+            ))
+            .expect("benchmark setup")
         })
     });
     g.finish();
@@ -86,14 +90,13 @@ fn identity(c: &mut Criterion) {
     let ca = BuiltinCa::generate("bench CA", now).expect("benchmark setup");
     let key = DeviceKey::generate().expect("benchmark setup");
     let device = DeviceIdentity::new("edge-bench", "bench").expect("benchmark setup");
-    let issued = CsrPolicy::default()
-        .issue(
-            &ca,
-            key.csr("edge-bench").expect("benchmark setup").der(),
-            &device,
-            now,
-        )
-        .expect("benchmark setup");
+    let issued = futures::executor::block_on(CsrPolicy::default().issue(
+        &ca,
+        key.csr("edge-bench").expect("benchmark setup").der(),
+        &device,
+        now,
+    ))
+    .expect("benchmark setup");
     let verifier = PeerVerifier::from_authority(&ca).expect("benchmark setup");
     // A fleet that deleted 100,000 devices.
     let revoked: RevocationList = (0..100_000)

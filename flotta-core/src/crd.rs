@@ -124,25 +124,32 @@ fn definition<R: Resource + JsonSchema>(
             kind: R::KIND,
             source,
         })?;
+    // Names and scope come from the kind table; only the schema is per type.
+    let info = R::RESOURCE_KIND.info();
     Ok(CustomResourceDefinition {
         metadata: ObjectMeta {
-            name: Some(format!("{}.{GROUP}", R::PLURAL)),
+            name: Some(format!("{}.{}", info.crd_plural, info.group)),
             ..Default::default()
         },
         spec: CustomResourceDefinitionSpec {
-            group: GROUP.to_owned(),
+            group: info.group.to_owned(),
             names: CustomResourceDefinitionNames {
-                kind: R::KIND.to_owned(),
-                list_kind: Some(format!("{}List", R::KIND)),
-                plural: R::PLURAL.to_owned(),
-                singular: Some(R::SINGULAR.to_owned()),
-                short_names: (!R::SHORT_NAMES.is_empty())
-                    .then(|| R::SHORT_NAMES.iter().map(|s| (*s).to_owned()).collect()),
+                kind: info.name.to_owned(),
+                list_kind: Some(format!("{}List", info.name)),
+                plural: info.crd_plural.to_owned(),
+                singular: Some(info.singular.to_owned()),
+                short_names: (!info.short_names.is_empty())
+                    .then(|| info.short_names.iter().map(|s| (*s).to_owned()).collect()),
                 ..Default::default()
             },
-            scope: "Namespaced".to_owned(),
+            scope: if info.namespaced {
+                "Namespaced"
+            } else {
+                "Cluster"
+            }
+            .to_owned(),
             versions: vec![CustomResourceDefinitionVersion {
-                name: VERSION.to_owned(),
+                name: info.version.to_owned(),
                 served: true,
                 storage: true,
                 schema: Some(CustomResourceValidation {

@@ -1,12 +1,21 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backoff;
+pub mod client_config;
 pub mod crd;
 pub mod enrolment;
+pub mod error_chain;
+pub mod events;
+pub mod kind;
 pub mod manifest;
 pub mod model;
+pub mod paths;
 pub mod pki;
 pub mod reconcile;
+pub mod schedule;
+pub mod secret_data;
 pub mod selector;
 pub mod strict_json;
+pub mod timestamp;
 pub mod validation;
 pub mod wire;

@@ -14,9 +14,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::kind::ResourceKind;
 use crate::model::{
-    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, ObjectMeta, Resource,
+    ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, ObjectMeta,
+    Resource, Secret,
 };
+use crate::secret_data;
 use crate::validation::{FieldError, Validate};
 
 /// Largest manifest accepted, in bytes (4 MiB). Kubernetes refuses objects over
@@ -81,7 +84,7 @@ pub enum ManifestError {
     },
     /// A document's `kind` is not one of ours.
     #[error(
-        "document {index}: kind: unknown kind {kind:?}; expected EdgeDevice, EdgeDeviceSet, EdgeWorkload or EdgeDeviceSignedRequest"
+        "document {index}: kind: unknown kind {kind:?}; expected EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest, Secret or ConfigMap"
     )]
     UnknownKind {
         /// Index of the document (0-based).
@@ -108,6 +111,16 @@ pub enum ManifestError {
         /// Path of the field.
         path: String,
     },
+    /// A field of a `Secret` is not valid; the message never quotes the value.
+    #[error("document {index}: {path}: {message}")]
+    InvalidSecret {
+        /// Index of the document (0-based).
+        index: usize,
+        /// Path of the field, e.g. `data.password`.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl ManifestError {
@@ -122,6 +135,7 @@ impl ManifestError {
             | Self::MissingKind { index }
             | Self::UnknownKind { index, .. }
             | Self::InvalidField { index, .. }
+            | Self::InvalidSecret { index, .. }
             | Self::UnknownField { index, .. } => Some(*index),
         }
     }
@@ -129,14 +143,17 @@ impl ManifestError {
     /// Path of the offending field, when the error is about one.
     pub fn field_path(&self) -> Option<&str> {
         match self {
-            Self::InvalidField { path, .. } | Self::UnknownField { path, .. } => Some(path),
+            Self::InvalidField { path, .. }
+            | Self::InvalidSecret { path, .. }
+            | Self::UnknownField { path, .. } => Some(path),
             Self::MissingKind { .. } | Self::UnknownKind { .. } => Some("kind"),
             _ => None,
         }
     }
 }
 
-/// Any of the four flotta resources.
+/// Any of the resources the API serves: the four flotta kinds, secrets and config
+/// maps.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 #[serde(untagged)]
@@ -149,6 +166,10 @@ pub enum AnyResource {
     EdgeWorkload(Box<EdgeWorkload>),
     /// An `EdgeDeviceSignedRequest`.
     EdgeDeviceSignedRequest(Box<EdgeDeviceSignedRequest>),
+    /// A Kubernetes `v1` `Secret`.
+    Secret(Box<Secret>),
+    /// A Kubernetes `v1` `ConfigMap`.
+    ConfigMap(Box<ConfigMap>),
 }
 
 impl AnyResource {
@@ -159,6 +180,8 @@ impl AnyResource {
             Self::EdgeDeviceSet(_) => EdgeDeviceSet::KIND,
             Self::EdgeWorkload(_) => EdgeWorkload::KIND,
             Self::EdgeDeviceSignedRequest(_) => EdgeDeviceSignedRequest::KIND,
+            Self::Secret(_) => ResourceKind::Secret.as_str(),
+            Self::ConfigMap(_) => ResourceKind::ConfigMap.as_str(),
         }
     }
 
@@ -169,6 +192,8 @@ impl AnyResource {
             Self::EdgeDeviceSet(r) => r.metadata(),
             Self::EdgeWorkload(r) => r.metadata(),
             Self::EdgeDeviceSignedRequest(r) => r.metadata(),
+            Self::Secret(r) => &r.metadata,
+            Self::ConfigMap(r) => &r.metadata,
         }
     }
 
@@ -187,6 +212,28 @@ impl AnyResource {
             EdgeDeviceSignedRequest::KIND => {
                 Self::EdgeDeviceSignedRequest(Box::new(typed(index, &value)?))
             }
+            "Secret" => {
+                // Checked first: serde's messages may quote a value.
+                if let Some(problem) = secret_data::check_secret(&value).into_iter().next() {
+                    return Err(ManifestError::InvalidSecret {
+                        index,
+                        path: problem.path,
+                        message: problem.message,
+                    });
+                }
+                let mut folded = value.clone();
+                secret_data::fold_string_data(&mut folded);
+                let secret: Secret =
+                    serde_json::from_value(folded).map_err(|_| ManifestError::InvalidSecret {
+                        index,
+                        path: String::new(),
+                        message: "not a valid Secret".into(),
+                    })?;
+                // A secret's values are never compared or echoed: its fields were
+                // checked above, so nothing can have been dropped.
+                return Ok(Self::Secret(Box::new(secret)));
+            }
+            "ConfigMap" => Self::ConfigMap(Box::new(typed(index, &value)?)),
             other => {
                 return Err(ManifestError::UnknownKind {
                     index,
@@ -209,6 +256,29 @@ impl Validate for AnyResource {
             Self::EdgeDeviceSet(r) => r.validate(),
             Self::EdgeWorkload(r) => r.validate(),
             Self::EdgeDeviceSignedRequest(r) => r.validate(),
+            Self::Secret(r) => {
+                let value = serde_json::to_value(r).unwrap_or(Value::Null);
+                secret_data::check_secret(&value)
+                    .into_iter()
+                    .map(|p| FieldError {
+                        path: p.path,
+                        message: p.message,
+                    })
+                    .collect()
+            }
+            Self::ConfigMap(r) => r
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .chain(r.binary_data.iter().flatten().map(|(k, _)| k))
+                .filter_map(|key| {
+                    secret_data::check_key(key).err().map(|message| FieldError {
+                        path: format!("data.{key}"),
+                        message,
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -317,6 +387,19 @@ fn check_depth(index: usize, text: &str, base_offset: usize) -> Result<(), Manif
 /// Empty YAML documents (e.g. a leading `---`) are skipped but still counted in
 /// document indexes.
 pub fn parse_manifests(input: &str) -> Result<Vec<AnyResource>, ManifestError> {
+    documents(input)?
+        .into_iter()
+        .map(|(index, value)| AnyResource::from_value(index, value))
+        .collect()
+}
+
+/// Reads the documents of a manifest (YAML or JSON) as JSON values, each with its
+/// index, before any is read as a resource: for callers that handle each document
+/// on its own (e.g. `apply`, which sends the document as written, or a check that
+/// lists every document's problems). The size and nesting limits hold, and the
+/// whole stream must be well-formed: a syntax error in any document fails it all.
+/// Empty YAML documents are skipped but still counted in the indexes.
+pub fn documents(input: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
     if input.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge {
             size: input.len(),
@@ -328,12 +411,11 @@ pub fn parse_manifests(input: &str) -> Result<Vec<AnyResource>, ManifestError> {
     } else {
         yaml_documents(input)?
     };
-    documents
+    Ok(documents
         .into_iter()
         .enumerate()
         .filter(|(_, value)| !value.is_null())
-        .map(|(index, value)| AnyResource::from_value(index, value))
-        .collect()
+        .collect())
 }
 
 fn json_documents(input: &str) -> Result<Vec<Value>, ManifestError> {

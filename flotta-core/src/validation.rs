@@ -368,6 +368,23 @@ fn check_metrics(problems: &mut Problems, path: &str, metrics: &MetricsConfigura
     }
 }
 
+fn check_update_policy(problems: &mut Problems, path: &str, policy: &crate::model::UpdatePolicy) {
+    for (name, schedule) in [
+        ("downloadSchedule", &policy.download_schedule),
+        ("updateSchedule", &policy.update_schedule),
+    ] {
+        if let Some(schedule) = schedule
+            && let Err(error) = crate::schedule::Schedule::parse(
+                &schedule.at,
+                schedule.time_zone.as_deref(),
+                &schedule.start_grace_duration,
+            )
+        {
+            problems.push(format!("{path}.{name}"), error.to_string());
+        }
+    }
+}
+
 fn check_os(problems: &mut Problems, path: &str, os: &OsInformation) {
     problems.at_least(
         &format!("{path}.rollbackAfterSeconds"),
@@ -446,6 +463,9 @@ fn check_device_spec(problems: &mut Problems, path: &str, spec: &EdgeDeviceSpec)
     if let Some(o) = &spec.os_information {
         check_os(problems, &format!("{path}.osInformation"), o);
     }
+    if let Some(u) = &spec.update_policy {
+        check_update_policy(problems, &format!("{path}.updatePolicy"), u);
+    }
     if let Some(f) = &spec.files {
         check_files(problems, &format!("{path}.files"), f);
     }
@@ -478,6 +498,9 @@ impl Validate for EdgeDeviceSet {
         }
         if let Some(o) = &spec.os_information {
             check_os(&mut problems, "spec.osInformation", o);
+        }
+        if let Some(u) = &spec.update_policy {
+            check_update_policy(&mut problems, "spec.updatePolicy", u);
         }
         if let Some(f) = &spec.files {
             check_files(&mut problems, "spec.files", f);
@@ -560,9 +583,31 @@ fn check_rollout(problems: &mut Problems, path: &str, rollout: &RolloutPolicy) {
         if let Some(limit) = &batch.limit {
             check_int_or_percent(problems, &format!("{at}.limit"), limit, 1, 1);
         }
+        // The server enforces every field it accepts: one it does not know is refused.
+        for key in batch.extra.keys() {
+            problems.push(
+                format!("{at}.{key}"),
+                "unknown field: a batch has selector and limit",
+            );
+        }
     }
     if let Some(max) = &rollout.max_unavailable {
-        check_int_or_percent(problems, &format!("{path}.maxUnavailable"), max, 0, 0);
+        // Zero would let no running device ever be updated: the rollout could never end.
+        check_int_or_percent(problems, &format!("{path}.maxUnavailable"), max, 1, 1);
+    }
+    if let Some(deadline) = rollout.progress_deadline_seconds {
+        problems.at_least(
+            &format!("{path}.progressDeadlineSeconds"),
+            Some(deadline),
+            1,
+        );
+    }
+    for key in rollout.extra.keys() {
+        problems.push(
+            format!("{path}.{key}"),
+            "unknown field: a rollout policy has batches, maxUnavailable, successThreshold, \
+             manualApproval and progressDeadlineSeconds",
+        );
     }
     match &rollout.success_threshold {
         Some(IntOrString::String(s)) => {
@@ -653,11 +698,13 @@ fn check_pod(problems: &mut Problems, path: &str, pod: &PodSpec) {
             .as_object_mut()
             .map(|o| o.keys().filter(|k| *k != "name").cloned().collect())
             .unwrap_or_default();
-        if volume.host_path.is_none() {
+        // configMap and secret volumes carry the workload's objects to the device
+        // (issue 22); every other source needs a cluster.
+        if volume.host_path.is_none() && volume.config_map.is_none() && volume.secret.is_none() {
             problems.push(
                 format!("{path}.volumes[{i}]"),
                 format!(
-                    "only hostPath volumes are supported on edge devices, got {}",
+                    "only hostPath, configMap and secret volumes are supported on edge devices, got {}",
                     if sources.is_empty() {
                         "no source".to_owned()
                     } else {
@@ -774,6 +821,37 @@ mod tests {
     }
 
     #[test]
+    fn rollout_policies_the_server_cannot_honour_are_refused() {
+        let workload: crate::model::EdgeWorkload = serde_json::from_value(serde_json::json!({
+            "apiVersion": "management.project-flotta.io/v1alpha1",
+            "kind": "EdgeWorkload",
+            "metadata": {"name": "w"},
+            "spec": {
+                "type": "pod",
+                "device": "d",
+                "pod": {"spec": {"containers": [{"name": "c", "image": "i"}]}},
+                "rolloutPolicy": {
+                    "maxUnavailable": 0,
+                    "progressDeadlineSeconds": 0,
+                    "canary": true,
+                    "batches": [{"limit": 1, "pauseAfter": true}],
+                },
+            },
+        }))
+        .expect("parses");
+        let paths: Vec<String> = workload.validate().into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rolloutPolicy.batches[0].pauseAfter",
+                "spec.rolloutPolicy.maxUnavailable",
+                "spec.rolloutPolicy.progressDeadlineSeconds",
+                "spec.rolloutPolicy.canary",
+            ]
+        );
+    }
+
+    #[test]
     fn subdomain_rules() {
         assert!(dns1123_subdomain("242e48d0-286b-4170-9b97-95502066e6ae").is_ok());
         assert!(dns1123_subdomain("a.b-c.d").is_ok());
@@ -839,6 +917,41 @@ mod tests {
         assert_eq!(
             errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["spec.heartbeat.periodSeconds: must be at least 1, got 0"]
+        );
+    }
+
+    #[test]
+    fn update_schedules_must_parse_and_use_a_supported_zone() {
+        let mut device = EdgeDevice::new("dev-1", EdgeDeviceSpec::default());
+        let schedule = |at: &str, zone: Option<&str>, grace: &str| crate::model::UpdateSchedule {
+            at: at.into(),
+            time_zone: zone.map(str::to_owned),
+            start_grace_duration: grace.into(),
+            ..Default::default()
+        };
+        device.spec.update_policy = Some(crate::model::UpdatePolicy {
+            download_schedule: Some(schedule("* * * * *", None, "1h")),
+            update_schedule: Some(schedule("0 2 * * 1-5", Some("UTC"), "2h")),
+            ..Default::default()
+        });
+        assert!(device.validate().is_empty(), "{:?}", device.validate());
+        device.spec.update_policy = Some(crate::model::UpdatePolicy {
+            download_schedule: Some(schedule("0 25 * * *", None, "1h")),
+            update_schedule: Some(schedule("0 2 * * *", Some("America/New_York"), "2h")),
+            ..Default::default()
+        });
+        let errors: Vec<String> = device.validate().iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("spec.updatePolicy.downloadSchedule: cron expression"),
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("hour: \"25\""), "{errors:?}");
+        assert!(
+            errors[1].starts_with(
+                "spec.updatePolicy.updateSchedule: time zone \"America/New_York\" is not supported"
+            ),
+            "{errors:?}"
         );
     }
 }

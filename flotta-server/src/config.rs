@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use flotta_core::events::EventRetention;
+
 use crate::store::TokenRole;
 
 /// Default data directory, relative to the working directory.
@@ -190,6 +192,26 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// Rotate the fleet CA (docs/pki.md, "CA rotation"); each step takes effect at
+    /// the server's next start.
+    Ca {
+        /// The rotation step.
+        #[command(subcommand)]
+        action: CaCommand,
+    },
+}
+
+/// `flotta-server ca ...`.
+#[derive(Debug, Clone, Copy, Subcommand)]
+#[non_exhaustive]
+pub enum CaCommand {
+    /// Shows the active CA and, during a rotation, the one being retired.
+    Status,
+    /// Starts a rotation: a new CA signs from the next start, the current one stays
+    /// trusted until `retire`, and devices are told to renew.
+    Rotate,
+    /// Ends a rotation: the previous CA is deleted and no longer trusted.
+    Retire,
 }
 
 /// `flotta-server token ...`.
@@ -198,7 +220,8 @@ pub enum Command {
 pub enum TokenCommand {
     /// Creates a token and prints its secret (shown only once).
     Create {
-        /// What the token may do: viewer, operator or admin.
+        /// What the token may do: viewer, operator, admin, or metrics (reads `/metrics`
+        /// only).
         #[arg(long, value_parser = parse_role)]
         role: TokenRole,
         /// Who or what the token is for.
@@ -245,6 +268,81 @@ pub struct ServerOptions {
     /// Lifetime of issued device certificates, e.g. 90d, 12h [default: 90d].
     #[arg(long, env = "FLOTTA_CERT_LIFETIME", value_name = "DURATION")]
     pub cert_lifetime: Option<Lifetime>,
+    /// How long a renewed device's previous certificate keeps working, e.g. 10m
+    /// [default: 10m].
+    #[arg(long, env = "FLOTTA_SUPERSEDED_CERT_GRACE", value_name = "DURATION")]
+    pub superseded_cert_grace: Option<Lifetime>,
+    /// How long an event is kept after it last happened, e.g. 1h, 7d [default: 1h].
+    #[arg(long, env = "FLOTTA_EVENT_TTL", value_name = "DURATION")]
+    pub event_ttl: Option<Lifetime>,
+    /// Most events kept in all; the least recently seen go first [default: 10000].
+    #[arg(long, env = "FLOTTA_EVENT_LIMIT", value_name = "COUNT")]
+    pub event_limit: Option<usize>,
+    /// Key that seals secrets at rest (64 hex digits); default `DATA_DIR/secret-key`,
+    /// created at first start.
+    #[arg(long, env = "FLOTTA_SECRET_KEY_FILE", value_name = "FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// An earlier secret key, still accepted for opening while start-up re-seals every
+    /// secret under the current one (repeat for several).
+    #[arg(long, value_name = "FILE")]
+    pub previous_secret_key_file: Vec<PathBuf>,
+    /// How often device statuses are recomputed as time passes (offline devices,
+    /// conditions), e.g. 10s [default: 10s].
+    #[arg(long, env = "FLOTTA_STATUS_SWEEP_PERIOD", value_name = "DURATION")]
+    pub status_sweep_period: Option<Lifetime>,
+    /// Audit log of the management API: a file, rotated by size, or `-` for
+    /// standard output [default: none].
+    #[arg(long, env = "FLOTTA_AUDIT_LOG", value_name = "FILE|-")]
+    pub audit_log: Option<PathBuf>,
+    /// Size in MiB at which the audit file is rotated [default: 100].
+    #[arg(long, env = "FLOTTA_AUDIT_LOG_MAX_MIB", value_name = "MIB")]
+    pub audit_log_max_mib: Option<u64>,
+    /// Rotated audit files kept beside the current one [default: 5].
+    #[arg(long, env = "FLOTTA_AUDIT_LOG_KEEP", value_name = "N")]
+    pub audit_log_keep: Option<u32>,
+    /// Record reads of secrets (get, list, watch) in the audit log too.
+    #[arg(long, env = "FLOTTA_AUDIT_SECRET_READS", value_name = "true|false")]
+    pub audit_secret_reads: Option<bool>,
+    /// Serve `/metrics` without a token [default: false: any token, or one with the
+    /// `metrics` role].
+    #[arg(long, env = "FLOTTA_METRICS_OPEN", value_name = "true|false")]
+    pub metrics_open: Option<bool>,
+}
+
+/// The audit log's settings, flags over the file; `None` when no log is named.
+fn audit_config(
+    options: &ServerOptions,
+    file: &FileConfig,
+) -> Option<crate::api::audit::AuditConfig> {
+    use crate::api::audit::{AuditConfig, AuditSink, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
+    let path = options
+        .audit_log
+        .clone()
+        .or_else(|| file.audit_log.clone())?;
+    let sink = if path.as_os_str() == "-" {
+        AuditSink::Stdout
+    } else {
+        AuditSink::File {
+            path,
+            max_bytes: options
+                .audit_log_max_mib
+                .or(file.audit_log_max_mib)
+                .map_or(DEFAULT_MAX_BYTES, |mib| {
+                    mib.saturating_mul(1024 * 1024).max(1)
+                }),
+            keep: options
+                .audit_log_keep
+                .or(file.audit_log_keep)
+                .unwrap_or(DEFAULT_KEEP),
+        }
+    };
+    Some(AuditConfig {
+        sink,
+        secret_reads: options
+            .audit_secret_reads
+            .or(file.audit_secret_reads)
+            .unwrap_or(false),
+    })
 }
 
 /// The TOML configuration file: the same settings as the flags.
@@ -258,6 +356,17 @@ struct FileConfig {
     auto_approve: Option<bool>,
     hostnames: Option<Vec<String>>,
     cert_lifetime: Option<String>,
+    superseded_cert_grace: Option<String>,
+    event_ttl: Option<String>,
+    event_limit: Option<usize>,
+    secret_key_file: Option<PathBuf>,
+    previous_secret_key_files: Option<Vec<PathBuf>>,
+    status_sweep_period: Option<String>,
+    audit_log: Option<PathBuf>,
+    audit_log_max_mib: Option<u64>,
+    audit_log_keep: Option<u32>,
+    audit_secret_reads: Option<bool>,
+    metrics_open: Option<bool>,
 }
 
 /// The complete, resolved server configuration.
@@ -278,6 +387,24 @@ pub struct ServerConfig {
     pub hostnames: Vec<String>,
     /// Lifetime of issued device certificates.
     pub cert_lifetime: Duration,
+    /// How long a device's previous certificate keeps working after a renewal
+    /// ([`crate::edge::DEFAULT_SUPERSEDED_GRACE`] by default).
+    pub superseded_certificate_grace: Duration,
+    /// How many events are kept and for how long (`event-limit`, `event-ttl`;
+    /// 10,000 and one hour by default).
+    pub event_retention: EventRetention,
+    /// Key sealing secrets at rest; `None`: `DATA_DIR/secret-key`, created at first
+    /// start.
+    pub secret_key_file: Option<PathBuf>,
+    /// Earlier keys, accepted for opening while secrets are re-sealed (rotation).
+    pub previous_secret_key_files: Vec<PathBuf>,
+    /// How often device statuses are recomputed as time passes
+    /// ([`crate::edge::DEFAULT_STATUS_SWEEP_PERIOD`] by default).
+    pub status_sweep_period: Duration,
+    /// The management API's audit log; `None`: not kept.
+    pub audit: Option<crate::api::audit::AuditConfig>,
+    /// Whether `/metrics` is served without a token.
+    pub metrics_open: bool,
 }
 
 impl ServerConfig {
@@ -292,6 +419,13 @@ impl ServerConfig {
             auto_approve: true,
             hostnames: default_hostnames(),
             cert_lifetime: DEFAULT_CERT_LIFETIME,
+            superseded_certificate_grace: crate::edge::DEFAULT_SUPERSEDED_GRACE,
+            event_retention: EventRetention::default(),
+            secret_key_file: None,
+            previous_secret_key_files: Vec::new(),
+            status_sweep_period: crate::edge::DEFAULT_STATUS_SWEEP_PERIOD,
+            audit: None,
+            metrics_open: false,
         }
     }
 
@@ -303,6 +437,7 @@ impl ServerConfig {
             None => FileConfig::default(),
         };
         let file_path = options.config.clone().unwrap_or_default();
+        let audit = audit_config(options, &file);
         let data_dir = options
             .data_dir
             .clone()
@@ -346,12 +481,68 @@ impl ServerConfig {
                     })?;
             config.cert_lifetime = lifetime;
         }
+        if let Some(Lifetime(grace)) = options.superseded_cert_grace {
+            config.superseded_certificate_grace = grace;
+        } else if let Some(text) = file.superseded_cert_grace {
+            let Lifetime(grace) =
+                text.parse()
+                    .map_err(|e: InvalidLifetime| ConfigError::InvalidFileValue {
+                        path: file_path.clone(),
+                        key: "superseded-cert-grace",
+                        reason: e.to_string(),
+                    })?;
+            config.superseded_certificate_grace = grace;
+        }
+        if let Some(Lifetime(ttl)) = options.event_ttl {
+            config.event_retention.max_age = ttl;
+        } else if let Some(text) = file.event_ttl {
+            let Lifetime(ttl) =
+                text.parse()
+                    .map_err(|e: InvalidLifetime| ConfigError::InvalidFileValue {
+                        path: file_path.clone(),
+                        key: "event-ttl",
+                        reason: e.to_string(),
+                    })?;
+            config.event_retention.max_age = ttl;
+        }
+        if let Some(limit) = options.event_limit.or(file.event_limit) {
+            config.event_retention.max_events = limit;
+        }
+        config.secret_key_file = options.secret_key_file.clone().or(file.secret_key_file);
+        config.previous_secret_key_files = if options.previous_secret_key_file.is_empty() {
+            file.previous_secret_key_files.unwrap_or_default()
+        } else {
+            options.previous_secret_key_file.clone()
+        };
+        if let Some(Lifetime(period)) = options.status_sweep_period {
+            config.status_sweep_period = period;
+        } else if let Some(text) = file.status_sweep_period {
+            let Lifetime(period) =
+                text.parse()
+                    .map_err(|e: InvalidLifetime| ConfigError::InvalidFileValue {
+                        path: file_path.clone(),
+                        key: "status-sweep-period",
+                        reason: e.to_string(),
+                    })?;
+            config.status_sweep_period = period;
+        }
+        config.audit = audit;
+        if let Some(open) = options.metrics_open.or(file.metrics_open) {
+            config.metrics_open = open;
+        }
         Ok(config)
     }
 
     /// `DATA_DIR/pki`.
     pub fn pki_dir(&self) -> PathBuf {
         self.data_dir.join("pki")
+    }
+
+    /// The key sealing secrets: the configured file or `DATA_DIR/secret-key`.
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::store::DEFAULT_KEY_FILE))
     }
 
     /// `DATA_DIR/admin.yaml`.
@@ -397,6 +588,12 @@ mod tests {
         );
         assert!(config.auto_approve);
         assert_eq!(config.cert_lifetime, DEFAULT_CERT_LIFETIME);
+        assert_eq!(
+            config.superseded_certificate_grace,
+            Duration::from_secs(600)
+        );
+        assert_eq!(config.event_retention.max_age, Duration::from_secs(3600));
+        assert_eq!(config.event_retention.max_events, 10_000);
     }
 
     #[test]
@@ -405,7 +602,7 @@ mod tests {
         let file = dir.path().join("server.toml");
         std::fs::write(
             &file,
-            "data-dir = \"/srv/flotta\"\napi-listen = \"127.0.0.1:9000\"\nauto-approve = false\ncert-lifetime = \"12h\"\nhostnames = [\"fleet.example.com\"]\n",
+            "data-dir = \"/srv/flotta\"\napi-listen = \"127.0.0.1:9000\"\nauto-approve = false\ncert-lifetime = \"12h\"\nsuperseded-cert-grace = \"5m\"\nhostnames = [\"fleet.example.com\"]\nevent-ttl = \"2h\"\nevent-limit = 50\n",
         )
         .expect("write");
         let cli = Cli::try_parse_from([
@@ -414,6 +611,8 @@ mod tests {
             file.to_str().expect("utf-8 path"),
             "--api-listen",
             "127.0.0.1:9001",
+            "--event-limit",
+            "70",
         ])
         .expect("parses");
         let config = ServerConfig::resolve(&cli.options).expect("resolves");
@@ -425,7 +624,13 @@ mod tests {
         assert_eq!(config.api_listen.to_string(), "127.0.0.1:9001");
         assert!(!config.auto_approve);
         assert_eq!(config.cert_lifetime, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            config.superseded_certificate_grace,
+            Duration::from_secs(300)
+        );
         assert_eq!(config.hostnames, vec!["fleet.example.com".to_owned()]);
+        assert_eq!(config.event_retention.max_age, Duration::from_secs(7200));
+        assert_eq!(config.event_retention.max_events, 70);
     }
 
     #[test]
@@ -442,6 +647,48 @@ mod tests {
         std::fs::write(&file, "database = \"mysql://x\"\n").expect("write");
         let err = ServerConfig::resolve(&options).expect_err("bad database");
         assert!(err.to_string().contains("`database`"), "{err}");
+    }
+
+    #[test]
+    fn the_secret_key_comes_from_the_flag_the_file_or_the_data_dir() {
+        let defaults = ServerConfig::resolve(&ServerOptions::default()).expect("defaults");
+        assert_eq!(
+            defaults.secret_key_path(),
+            PathBuf::from("flotta-data/secret-key")
+        );
+        assert!(defaults.previous_secret_key_files.is_empty());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "secret-key-file = \"/etc/flotta/key\"\nprevious-secret-key-files = [\"/etc/flotta/old\"]\n",
+        )
+        .expect("write");
+        let from_file = ServerConfig::resolve(&ServerOptions {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .expect("file");
+        assert_eq!(
+            from_file.secret_key_path(),
+            PathBuf::from("/etc/flotta/key")
+        );
+        assert_eq!(
+            from_file.previous_secret_key_files,
+            vec![PathBuf::from("/etc/flotta/old")]
+        );
+        let from_flag = ServerConfig::resolve(&ServerOptions {
+            config: Some(file),
+            secret_key_file: Some("/run/key".into()),
+            previous_secret_key_file: vec!["/run/old".into()],
+            ..Default::default()
+        })
+        .expect("flags");
+        assert_eq!(from_flag.secret_key_path(), PathBuf::from("/run/key"));
+        assert_eq!(
+            from_flag.previous_secret_key_files,
+            vec![PathBuf::from("/run/old")]
+        );
     }
 
     #[test]

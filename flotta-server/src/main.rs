@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use flotta_server::api::error_chain;
 use flotta_server::app::{self, StartError};
-use flotta_server::config::{Cli, Command, ServerConfig, TokenCommand};
+use flotta_server::config::{CaCommand, Cli, Command, ServerConfig, TokenCommand};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc: with thousands of connections served from a
@@ -60,6 +60,29 @@ async fn run(cli: Cli) -> ExitCode {
             match store.create_token(role, &description).await {
                 Ok(issued) => {
                     println!("{}", issued.secret);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            }
+        }
+        Some(Command::Ca { action }) => {
+            let dir = config.pki_dir();
+            let report = match action {
+                CaCommand::Status => app::ca_status(&dir),
+                CaCommand::Rotate => app::rotate_ca(&dir, time::OffsetDateTime::now_utc()).await,
+                CaCommand::Retire => app::retire_ca(&dir),
+                _ => return fail(&std::io::Error::other("unsupported ca command")),
+            };
+            match report {
+                Ok(report) => {
+                    println!("active CA:   {}", report.active);
+                    match &report.previous {
+                        Some(previous) => println!("retiring CA: {previous}"),
+                        None => println!("retiring CA: none"),
+                    }
+                    if !matches!(action, CaCommand::Status) {
+                        println!("restart the server for this to take effect");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(error) => fail(&error),

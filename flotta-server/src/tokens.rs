@@ -3,41 +3,15 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
 use crate::store::{Store, StoreError, TokenHash, TokenRole};
 
 /// `kind` written in `admin.yaml`.
-pub const ADMIN_CONFIG_KIND: &str = "FlottaClientConfig";
+pub const ADMIN_CONFIG_KIND: &str = flotta_core::client_config::CLIENT_CONFIG_KIND;
 
 /// The contents of `admin.yaml`: where the management API is, which CA signs its
-/// certificate, and an admin bearer token.
-///
-/// ```yaml
-/// kind: FlottaClientConfig
-/// server: https://localhost:8443
-/// edgeServer: https://localhost:8043
-/// certificateAuthority: |
-///   -----BEGIN CERTIFICATE-----
-///   ...
-/// token: flt_...
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AdminConfig {
-    /// Always [`ADMIN_CONFIG_KIND`].
-    pub kind: String,
-    /// Base URL of the management API, e.g. `https://localhost:8443`.
-    pub server: String,
-    /// Base URL of the Edge API devices enrol at, e.g. `https://localhost:8043`.
-    pub edge_server: String,
-    /// PEM of the CA that signs the server certificate.
-    pub certificate_authority: String,
-    /// An admin bearer token.
-    pub token: String,
-}
+/// certificate, and an admin bearer token. The same type the client reads
+/// ([`flotta_core::client_config::ClientConfig`]), so the two cannot drift.
+pub use flotta_core::client_config::ClientConfig as AdminConfig;
 
 /// What went wrong with tokens or `admin.yaml`.
 #[derive(Debug, thiserror::Error)]
@@ -66,25 +40,23 @@ pub enum TokenError {
     },
 }
 
-impl AdminConfig {
-    /// Reads `admin.yaml`; `None` when it is missing or unreadable (it is then
-    /// written anew).
-    pub fn load(path: &Path) -> Option<Self> {
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_yaml_ng::from_str(&text).ok()
-    }
+/// Reads `admin.yaml`; `None` when it is missing or unreadable (it is then written
+/// anew).
+pub fn load_admin_config(path: &Path) -> Option<AdminConfig> {
+    let text = std::fs::read_to_string(path).ok()?;
+    AdminConfig::from_yaml(&text, path).ok()
+}
 
-    /// Writes the file atomically with mode 0600 (it holds a secret).
-    pub fn save(&self, path: &Path) -> Result<(), TokenError> {
-        let text = serde_yaml_ng::to_string(self).map_err(|source| TokenError::Encode {
-            path: path.to_owned(),
-            source,
-        })?;
-        crate::app::write_private_file(path, text.as_bytes()).map_err(|source| TokenError::Write {
-            path: path.to_owned(),
-            source,
-        })
-    }
+/// Writes `admin.yaml` atomically with mode 0600 (it holds a secret).
+pub fn save_admin_config(config: &AdminConfig, path: &Path) -> Result<(), TokenError> {
+    let text = config.to_yaml().map_err(|source| TokenError::Encode {
+        path: path.to_owned(),
+        source,
+    })?;
+    crate::fs::write_private_file(path, text.as_bytes()).map_err(|source| TokenError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Returns an admin token secret that the store accepts: the one in `existing`
@@ -103,11 +75,6 @@ pub async fn ensure_admin_token(
         .create_token(TokenRole::Admin, "admin.yaml bootstrap token")
         .await?;
     Ok(issued.secret)
-}
-
-/// RFC 3339 text of a time, as the API shows it.
-pub fn format_time(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -148,7 +115,7 @@ mod tests {
         );
 
         let path = dir.path().join("admin.yaml");
-        stale.save(&path).expect("saved");
-        assert_eq!(AdminConfig::load(&path), Some(stale));
+        save_admin_config(&stale, &path).expect("saved");
+        assert_eq!(load_admin_config(&path), Some(stale));
     }
 }

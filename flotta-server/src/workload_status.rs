@@ -1,34 +1,44 @@
-//! Keeps `EdgeWorkload.status` up to date from what the target devices report.
+//! Keeps `EdgeWorkload.status` and `EdgeDeviceSet.status` up to date from what the
+//! devices report, and moves workload rollouts forward.
 //!
-//! A background task follows the store's changes to devices and workloads and,
-//! coalescing bursts over [`COALESCE_WINDOW`], recomputes the status of every
-//! workload of a changed namespace with
-//! [`flotta_core::reconcile::workload_status`]: devices per phase, conditions,
-//! and the rollout's progress from [`decide_rollout`] (`status.currentBatch`, and
-//! `status.rolloutBatches`: size, assigned, succeeded, failed and required per batch).
-//! Every namespace is also recomputed each [`RECHECK_PERIOD`], since a device that
-//! falls silent changes no stored object. A status is written only when it changed,
-//! so the task's own writes settle at once, and not at all for a workload that has
-//! never had a target device.
+//! A background task follows the store's changes to devices, workloads and sets
+//! and, coalescing bursts over [`COALESCE_WINDOW`], recomputes the status of every
+//! workload and set of a changed namespace: for a workload, one rollout step with
+//! [`flotta_core::reconcile::step_rollout`] (from the [`RolloutRecord`] stored in
+//! `status.rollout`, the devices' reported revisions and the operator's annotations),
+//! then [`flotta_core::reconcile::workload_status`] (its current revision, target
+//! devices by the revision they run and by phase, conditions, `currentBatch`) with
+//! the new record in `status.rollout`; for a set,
+//! [`flotta_core::reconcile::device_set_status`]. Every namespace is also
+//! recomputed each [`RECHECK_PERIOD`], since a device that falls silent (or a
+//! progress deadline passing) changes no stored object. A status is written only
+//! when it changed, so the task's own writes settle at once, and not at all for a
+//! workload that has never had a target device.
 //!
-//! The rollout is reported, not enforced here: every target device is given the
-//! workload, so each counts as assigned, and a device reporting the workload at all
-//! counts as running the workload's current generation.
+//! The record is what the configuration view renders from: a device is sent the
+//! revision [`flotta_core::reconcile::assigned_revision`] gives it, so writing the
+//! record is what releases a batch. A write that loses a race (another replica, a
+//! user's edit) is dropped and recomputed from the winner, so a step is never
+//! applied twice.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotta_core::model::{EdgeDevice, EdgeWorkload, Time};
+use flotta_core::events::{InvolvedObject, ServerEvent};
+use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeWorkload, Time};
 use flotta_core::reconcile::{
-    BatchProgress, RolloutDevice, WorkloadReport, decide_rollout, workload_status, workload_targets,
+    ROLLOUT_STATUS_FIELD, RolloutChanges, RolloutControls, RolloutRecord, RolloutTarget,
+    WorkloadReport, WorkloadRevision, device_set_status, step_rollout, workload_status,
+    workload_targets,
 };
 use futures::{FutureExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::events::EventRecorder;
 use crate::store::{ListOptions, ResourceKind, Store, StoreError, StoredObject, WatchStream};
 
 /// How often every namespace's workloads are recomputed without a change, so that
@@ -39,15 +49,12 @@ pub const RECHECK_PERIOD: Duration = Duration::from_secs(30);
 /// enrolling, a rollout reported device by device) costs one pass, not one per change.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(500);
 
-/// Name of the status field holding the progress of each rollout batch.
-pub const ROLLOUT_BATCHES_FIELD: &str = "rolloutBatches";
-
-fn parse<T: serde::de::DeserializeOwned>(object: &StoredObject) -> Option<T> {
-    serde_json::from_value(object.body.clone()).ok()
-}
+/// Status field of the made-up batch progress servers wrote before rollouts were
+/// enforced; removed on the next write.
+const LEGACY_ROLLOUT_BATCHES_FIELD: &str = "rolloutBatches";
 
 fn time_of(at: OffsetDateTime) -> Option<Time> {
-    serde_json::from_value(Value::String(crate::tokens::format_time(at))).ok()
+    serde_json::from_value(Value::String(flotta_core::timestamp::rfc3339(at))).ok()
 }
 
 async fn list_all(
@@ -61,18 +68,21 @@ async fn list_all(
         .items)
 }
 
-fn batch_json(batch: &BatchProgress) -> Value {
-    json!({
-        "size": batch.size,
-        "assigned": batch.assigned,
-        "succeeded": batch.succeeded,
-        "failed": batch.failed,
-        "required": batch.required,
-    })
+/// The revision devices are sent of `workload`: the content hash of its wire form,
+/// rendered as the Edge API renders it; `None` when it cannot be rendered.
+pub fn current_revision(workload: &EdgeWorkload) -> Option<String> {
+    WorkloadRevision::of(workload).map(|r| r.revision)
 }
 
-/// The status `workload` should have, given the namespace's devices at `now`.
-pub fn compute_status(workload: &EdgeWorkload, devices: &[EdgeDevice], now: &Time) -> Value {
+/// The status `workload` should have, given the namespace's devices at `now`
+/// (`now_unix` in Unix seconds, for progress deadlines), and what the rollout step
+/// taken with it changed (`None` when no step could be taken).
+pub fn compute_status(
+    workload: &EdgeWorkload,
+    devices: &[EdgeDevice],
+    now: &Time,
+    now_unix: i64,
+) -> (Value, Option<RolloutChanges>) {
     let targets: Vec<&EdgeDevice> = devices
         .iter()
         .filter(|device| workload_targets(device, workload).unwrap_or(false))
@@ -82,41 +92,142 @@ pub fn compute_status(workload: &EdgeWorkload, devices: &[EdgeDevice], now: &Tim
         .iter()
         .map(|device| WorkloadReport::from_device(device, name))
         .collect();
-    let version = workload.metadata.generation.unwrap_or(0).to_string();
-    let rollout_devices: Vec<RolloutDevice<'_>> = targets
-        .iter()
-        .zip(&reports)
-        .map(|(device, report)| RolloutDevice {
-            name: device.metadata.name.as_deref().unwrap_or_default(),
-            labels: device.metadata.labels.as_ref().unwrap_or(&EMPTY_LABELS),
-            assigned_version: Some(&version),
-            reported_version: report.reported_phase.map(|_| version.as_str()),
-            phase: report.phase(now),
-        })
-        .collect();
+    let live = WorkloadRevision::of(workload);
+    let current = live.as_ref().map(|r| r.revision.clone());
     // An invalid policy was refused at admission; should one be stored anyway, the
-    // status still reports the phases.
-    let rollout = decide_rollout(
-        workload.spec.rollout_policy.as_ref(),
-        &version,
-        &rollout_devices,
-    )
-    .ok();
-    let status = workload_status(workload, &reports, rollout.as_ref().map(|r| &r.status), now);
+    // status still reports the phases and the stored record stays as it was.
+    let step = live.as_ref().and_then(|live| {
+        let rollout_targets: Vec<RolloutTarget<'_>> = targets
+            .iter()
+            .zip(&reports)
+            .map(|(device, report)| RolloutTarget {
+                name: device.metadata.name.as_deref().unwrap_or_default(),
+                labels: device.metadata.labels.as_ref().unwrap_or(&EMPTY_LABELS),
+                state: report.state(now, Some(&live.revision)),
+            })
+            .collect();
+        step_rollout(
+            workload.spec.rollout_policy.as_ref(),
+            RolloutRecord::of(workload).as_ref(),
+            live,
+            &rollout_targets,
+            RolloutControls::of(workload, &live.revision),
+            now_unix,
+        )
+        .ok()
+    });
+    let record = step.as_ref().map(|(record, _)| record);
+    let status = workload_status(workload, &reports, current.as_deref(), record, now);
     let mut value = serde_json::to_value(&status).unwrap_or(Value::Null);
-    if let (Some(map), Some(rollout)) = (value.as_object_mut(), &rollout) {
-        let batches: Vec<Value> = rollout.status.batches.iter().map(batch_json).collect();
-        map.insert(ROLLOUT_BATCHES_FIELD.into(), Value::Array(batches));
+    if let Some(map) = value.as_object_mut() {
+        // Written by servers before rollouts were enforced.
+        map.remove(LEGACY_ROLLOUT_BATCHES_FIELD);
+        if let Some(record) = record {
+            map.insert(
+                ROLLOUT_STATUS_FIELD.into(),
+                serde_json::to_value(record).unwrap_or(Value::Null),
+            );
+        }
     }
-    value
+    (value, step.map(|(_, changes)| changes))
+}
+
+/// Logs what a rollout step did (events follow once the server has an Event kind).
+fn log_changes(
+    events: &EventRecorder,
+    stored: &StoredObject,
+    status: &Value,
+    changes: &RolloutChanges,
+) {
+    let (namespace, workload) = (stored.namespace.as_str(), stored.name.as_str());
+    let record = status.get(ROLLOUT_STATUS_FIELD);
+    let revision = record
+        .and_then(|r| r.get("currentRevision"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let involved = InvolvedObject {
+        uid: Some(stored.uid.clone()),
+        ..InvolvedObject::new(ResourceKind::EdgeWorkload, namespace, workload)
+    };
+    let record_event = |event: ServerEvent<'_>| events.spawn_server_event(event);
+    if changes.new_revision {
+        tracing::info!(%namespace, %workload, %revision, "rollout: new revision");
+        record_event(ServerEvent::RolloutStarted {
+            workload: involved.clone(),
+            revision,
+        });
+    }
+    for batch in &changes.released {
+        tracing::info!(%namespace, %workload, %revision, batch, "rollout: batch released");
+        record_event(ServerEvent::RolloutBatchReleased {
+            workload: involved.clone(),
+            revision,
+            batch: *batch,
+        });
+    }
+    if !changes.newly_updated.is_empty() {
+        tracing::info!(%namespace, %workload, %revision, devices = ?changes.newly_updated, "rollout: devices given the revision");
+    }
+    if let Some(reason) = &changes.paused {
+        let message = record
+            .and_then(|r| r.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        tracing::info!(%namespace, %workload, %revision, %reason, %message, "rollout: paused");
+        let why = format!("{reason}: {message}");
+        record_event(ServerEvent::RolloutPaused {
+            workload: involved.clone(),
+            revision,
+            why: &why,
+        });
+    }
+    if changes.completed {
+        tracing::info!(%namespace, %workload, %revision, "rollout: complete");
+        record_event(ServerEvent::RolloutComplete {
+            workload: involved,
+            revision,
+        });
+    }
 }
 
 static EMPTY_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
-/// Recomputes and writes the status of every workload in `namespace`.
-async fn refresh_namespace(store: &dyn Store, namespace: &str) -> Result<(), StoreError> {
+/// Writes `status` on `stored` when it differs from the stored one; a concurrent
+/// change wins (its own event brings a new recomputation). Returns whether it wrote.
+async fn write_status(
+    store: &dyn Store,
+    kind: ResourceKind,
+    stored: &StoredObject,
+    status: Value,
+) -> Result<bool, StoreError> {
+    if stored.body.get("status") == Some(&status) {
+        return Ok(false);
+    }
+    match store
+        .update_status(
+            kind,
+            &stored.namespace,
+            &stored.name,
+            Some(stored.resource_version),
+            status,
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Recomputes and writes the status of every workload and set in `namespace`.
+async fn refresh_namespace(
+    store: &dyn Store,
+    events: &EventRecorder,
+    namespace: &str,
+) -> Result<(), StoreError> {
     let workloads = list_all(store, ResourceKind::EdgeWorkload, Some(namespace)).await?;
-    if workloads.is_empty() {
+    let sets = list_all(store, ResourceKind::EdgeDeviceSet, Some(namespace)).await?;
+    if workloads.is_empty() && sets.is_empty() {
         return Ok(());
     }
     let seen: HashMap<String, OffsetDateTime> = store
@@ -128,7 +239,7 @@ async fn refresh_namespace(store: &dyn Store, namespace: &str) -> Result<(), Sto
     let devices: Vec<EdgeDevice> = list_all(store, ResourceKind::EdgeDevice, Some(namespace))
         .await?
         .iter()
-        .filter_map(parse::<EdgeDevice>)
+        .filter_map(|stored| stored.to_resource::<EdgeDevice>().ok())
         .map(|mut device| {
             // The last-seen table, not the device row, holds the heartbeat time.
             let at = device
@@ -143,11 +254,14 @@ async fn refresh_namespace(store: &dyn Store, namespace: &str) -> Result<(), Sto
             device
         })
         .collect();
-    let Some(now) = time_of(OffsetDateTime::now_utc()) else {
+    let at = OffsetDateTime::now_utc();
+    let now_unix = at.unix_timestamp();
+    let Some(now) = time_of(at) else {
         return Ok(());
     };
+    let references = crate::references::NamespaceObjects::list(store, namespace).await?;
     for stored in &workloads {
-        let Some(workload) = parse::<EdgeWorkload>(stored) else {
+        let Ok(workload) = stored.to_resource::<EdgeWorkload>() else {
             continue;
         };
         // A workload that never had a target device is left as its author wrote it;
@@ -159,24 +273,26 @@ async fn refresh_namespace(store: &dyn Store, namespace: &str) -> Result<(), Sto
         if never_written && !targeted {
             continue;
         }
-        let status = compute_status(&workload, &devices, &now);
-        if stored.body.get("status") == Some(&status) {
-            continue;
+        let (mut status, changes) = compute_status(&workload, &devices, &now, now_unix);
+        let missing =
+            references.set_condition(&workload, stored.body.get("status"), &mut status, &now);
+        let written =
+            write_status(store, ResourceKind::EdgeWorkload, stored, status.clone()).await?;
+        if let (true, Some(changes)) = (written, changes) {
+            log_changes(events, stored, &status, &changes);
         }
-        match store
-            .update_status(
-                ResourceKind::EdgeWorkload,
-                namespace,
-                &stored.name,
-                Some(stored.resource_version),
-                status,
-            )
-            .await
-        {
-            // A concurrent change wins; its own event brings a new recomputation.
-            Ok(_) | Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {}
-            Err(error) => return Err(error),
+        if let Some(missing) = missing {
+            crate::references::record_missing_reference(events, &workload, &missing).await;
         }
+    }
+    let typed_sets: Vec<EdgeDeviceSet> = sets
+        .iter()
+        .filter_map(|stored| stored.to_resource::<EdgeDeviceSet>().ok())
+        .collect();
+    for (stored, set) in sets.iter().zip(&typed_sets) {
+        let status = device_set_status(set, &devices, &typed_sets, &now);
+        let status = serde_json::to_value(&status).unwrap_or(Value::Null);
+        write_status(store, ResourceKind::EdgeDeviceSet, stored, status).await?;
     }
     Ok(())
 }
@@ -185,28 +301,39 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
     let from = store.current_resource_version().await?;
     let devices = store.watch(ResourceKind::EdgeDevice, None, from).await?;
     let workloads = store.watch(ResourceKind::EdgeWorkload, None, from).await?;
-    Ok(futures::stream::select(devices, workloads).boxed())
+    let sets = store.watch(ResourceKind::EdgeDeviceSet, None, from).await?;
+    // A secret or config map appearing or going changes `ReferencesResolved`.
+    let secrets = store.watch(ResourceKind::Secret, None, from).await?;
+    let config_maps = store.watch(ResourceKind::ConfigMap, None, from).await?;
+    Ok(futures::stream::select_all([devices, workloads, sets, secrets, config_maps]).boxed())
 }
 
 async fn all_namespaces(store: &dyn Store) -> Result<BTreeSet<String>, StoreError> {
-    Ok(list_all(store, ResourceKind::EdgeWorkload, None)
-        .await?
-        .into_iter()
-        .map(|object| object.namespace)
-        .collect())
+    let mut namespaces = BTreeSet::new();
+    for kind in [ResourceKind::EdgeWorkload, ResourceKind::EdgeDeviceSet] {
+        namespaces.extend(
+            list_all(store, kind, None)
+                .await?
+                .into_iter()
+                .map(|object| object.namespace),
+        );
+    }
+    Ok(namespaces)
 }
 
-async fn refresh_all(store: &dyn Store, namespaces: &BTreeSet<String>) {
+async fn refresh_all(store: &dyn Store, events: &EventRecorder, namespaces: &BTreeSet<String>) {
     for namespace in namespaces {
-        if let Err(error) = refresh_namespace(store, namespace).await {
+        if let Err(error) = refresh_namespace(store, events, namespace).await {
             tracing::warn!(%namespace, error = %crate::api::error_chain(&error), "workload status: recomputation failed");
         }
     }
 }
 
-/// Starts the task; it ends when `shutdown` turns true.
+/// Starts the task; it ends when `shutdown` turns true. Missing references are
+/// recorded as events through `events`.
 pub async fn spawn(
     store: Arc<dyn Store>,
+    events: EventRecorder,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, StoreError> {
     let mut stream = open_watches(store.as_ref()).await?;
@@ -223,12 +350,12 @@ pub async fn spawn(
                     Some(Err(_)) | None => everything = true,
                 },
                 _ = recheck.tick() => everything = true,
-                () = crate::app::stopping(&mut shutdown) => return,
+                () = crate::shutdown::stopping(&mut shutdown) => return,
             }
             if !everything {
                 tokio::select! {
                     () = tokio::time::sleep(COALESCE_WINDOW) => {}
-                    () = crate::app::stopping(&mut shutdown) => return,
+                    () = crate::shutdown::stopping(&mut shutdown) => return,
                 }
             }
             while !everything {
@@ -251,7 +378,7 @@ pub async fn spawn(
                     }
                 }
             }
-            refresh_all(store.as_ref(), &dirty).await;
+            refresh_all(store.as_ref(), &events, &dirty).await;
         }
     }))
 }
@@ -259,10 +386,12 @@ pub async fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn device(name: &str, labels: &[(&str, &str)], workload_phase: Option<&str>) -> EdgeDevice {
+        let revision = current_revision(&workload());
         let workloads: Vec<Value> = workload_phase
-            .map(|phase| json!({"name": "web", "phase": phase}))
+            .map(|phase| json!({"name": "web", "phase": phase, "revision": revision}))
             .into_iter()
             .collect();
         let labels: serde_json::Map<String, Value> = labels
@@ -301,7 +430,8 @@ mod tests {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path().join("db.sqlite")).expect("store"));
         let (stop, stopped) = watch::channel(false);
-        let task = spawn(store.clone(), stopped).await.expect("spawn");
+        let events = EventRecorder::new(store.clone(), Default::default());
+        let task = spawn(store.clone(), events, stopped).await.expect("spawn");
         let workload_body = serde_json::to_value(workload()).expect("json");
         store
             .create(ResourceKind::EdgeWorkload, "default", "web", workload_body)
@@ -322,7 +452,8 @@ mod tests {
             .await
             .expect("device");
         let mut reported = device_status.clone();
-        reported["workloads"] = json!([{"name": "web", "phase": "Running"}]);
+        reported["workloads"] = json!([{"name": "web", "phase": "Running",
+            "revision": current_revision(&workload())}]);
         store
             .record_last_seen(&[crate::store::LastSeen {
                 namespace: "default".into(),
@@ -349,7 +480,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let status = running.expect("the workload's status shows the running device");
-        assert_eq!(status[ROLLOUT_BATCHES_FIELD][0]["succeeded"], json!(1));
+        assert_eq!(status["rollout"]["batches"][0]["succeeded"], json!(1));
         // The same pass left the workload without targets untouched.
         let idle = store
             .get(ResourceKind::EdgeWorkload, "default", "idle")
@@ -370,18 +501,98 @@ mod tests {
             device("c", &[("app", "web")], Some("Running")),
             device("other", &[("app", "db")], Some("Running")),
         ];
-        let status = compute_status(&workload(), &devices, &now);
+        let (status, _) = compute_status(&workload(), &devices, &now, 10);
         assert_eq!(
             status["phaseCounts"],
             json!({"deploying": 1, "running": 2, "failed": 0, "unknown": 0})
         );
-        // Batch 0 (one device, `a`) succeeded; batch 1 (`b`, `c`) is under way.
+        assert_eq!(
+            status["devices"],
+            json!({"targeted": 3, "current": 2, "older": 0, "deploying": 1, "failed": 0,
+                "unknown": 0})
+        );
+        assert_eq!(
+            status["revision"],
+            json!(current_revision(&workload()).expect("renders"))
+        );
+        // The first revision goes to every target at once: nothing to fall back on.
+        let rollout = &status["rollout"];
+        assert_eq!(rollout["complete"], json!(true));
+        assert_eq!(rollout["previousRevision"], Value::Null);
         assert_eq!(status["currentBatch"], json!(1));
-        assert_eq!(status[ROLLOUT_BATCHES_FIELD][0]["size"], json!(1));
-        assert_eq!(status[ROLLOUT_BATCHES_FIELD][0]["succeeded"], json!(1));
-        assert_eq!(status[ROLLOUT_BATCHES_FIELD][1]["size"], json!(2));
-        assert_eq!(status[ROLLOUT_BATCHES_FIELD][1]["succeeded"], json!(1));
+        assert_eq!(rollout["batches"][0]["targeted"], json!(1));
+        assert_eq!(rollout["batches"][0]["succeeded"], json!(1));
+        assert_eq!(rollout["batches"][1]["targeted"], json!(2));
+        assert_eq!(rollout["batches"][1]["succeeded"], json!(1));
+        assert_eq!(rollout["batches"][1]["pending"], json!(1));
         // The same inputs give the same status, so the task's writes settle.
-        assert_eq!(status, compute_status(&workload(), &devices, &now));
+        assert_eq!(status, compute_status(&workload(), &devices, &now, 10).0);
+    }
+
+    fn reporting(name: &str, revision: &str) -> EdgeDevice {
+        serde_json::from_value(json!({
+            "apiVersion": "management.project-flotta.io/v1alpha1",
+            "kind": "EdgeDevice",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
+            "spec": {},
+            "status": {"lastSeen": "2026-01-01T00:00:00Z", "workloads": [
+                {"name": "web", "phase": "Running", "revision": revision}]},
+        }))
+        .expect("device")
+    }
+
+    fn image_for(workload: &EdgeWorkload, device: &EdgeDevice) -> String {
+        let rendered = flotta_core::reconcile::render_device_config(
+            device,
+            &[],
+            std::slice::from_ref(workload),
+            &[],
+            &[],
+        );
+        let workloads = rendered.message.workloads.expect("workloads");
+        workloads[0].specification.clone().expect("specification")
+    }
+
+    #[test]
+    fn an_update_reaches_the_second_batch_only_after_the_first_runs_it() {
+        let now: Time = serde_json::from_value(json!("2026-01-01T00:00:10Z")).expect("time");
+        let mut workload = workload();
+        let v1 = current_revision(&workload).expect("renders");
+        let fleet = |revisions: [&str; 3]| -> Vec<EdgeDevice> {
+            ["a", "b", "c"]
+                .iter()
+                .zip(revisions)
+                .map(|(name, revision)| reporting(name, revision))
+                .collect()
+        };
+        let (status, _) = compute_status(&workload, &fleet([&v1, &v1, &v1]), &now, 10);
+        workload.status = Some(serde_json::from_value(status).expect("status"));
+
+        workload.spec.pod.spec.containers[0].image = Some("img:2".into());
+        workload.metadata.generation = Some(2);
+        let v2 = current_revision(&workload).expect("renders");
+        // Before the server's step, every device keeps what it had.
+        let devices = fleet([&v1, &v1, &v1]);
+        assert!(image_for(&workload, &devices[0]).contains("image: img\n"));
+        let (status, changes) = compute_status(&workload, &devices, &now, 11);
+        let changes = changes.expect("a step");
+        assert!(changes.new_revision);
+        assert_eq!(changes.newly_updated, ["a"]);
+        assert_eq!(status["rollout"]["previousRevision"], json!(v1));
+        assert_eq!(status["rollout"]["batches"][1]["released"], json!(false));
+        workload.status = Some(serde_json::from_value(status).expect("status"));
+        assert!(image_for(&workload, &devices[0]).contains("img:2"));
+        assert!(
+            !image_for(&workload, &devices[1]).contains("img:2"),
+            "batch 2 waits"
+        );
+
+        // Batch 1 runs the new revision: batch 2 is released.
+        let devices = fleet([&v2, &v1, &v1]);
+        let (status, changes) = compute_status(&workload, &devices, &now, 12);
+        assert_eq!(changes.expect("a step").released, [1]);
+        workload.status = Some(serde_json::from_value(status).expect("status"));
+        assert!(image_for(&workload, &devices[1]).contains("img:2"));
+        assert!(image_for(&workload, &devices[2]).contains("img:2"));
     }
 }

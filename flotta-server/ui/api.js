@@ -1,14 +1,19 @@
 // The management API as the console uses it: bearer-token requests, Kubernetes
 // Status errors, and list-then-watch streams that reconnect with backoff.
 
-export const API_PREFIX = "/apis/management.project-flotta.io/v1alpha1";
+import { KINDS } from "./kinds.js";
+
+// Plurals and path prefixes come from core's kind table, which the server serves
+// as kinds.js: flotta's kinds under /apis/management.project-flotta.io/v1alpha1,
+// Kubernetes' core kinds (events) under /api/v1, as kubectl expects.
+export const API_PREFIX = KINDS.EdgeDevice.prefix;
 const TOKEN_KEY = "flotta.console.token";
 
-export const PLURALS = {
-  EdgeDevice: "edgedevices",
-  EdgeWorkload: "edgeworkloads",
-  EdgeDeviceSignedRequest: "edgedevicesignedrequests",
-};
+export const PLURALS = Object.fromEntries(Object.entries(KINDS).map(([kind, row]) => [kind, row.plural]));
+
+function prefixOf(kind) {
+  return KINDS[kind].prefix;
+}
 
 /** A failed API call, carrying the server's Status message and causes. */
 export class ApiFailure extends Error {
@@ -69,11 +74,11 @@ export function listPath(kind, params) {
     if (value !== undefined && value !== null && value !== "") query.set(key, value);
   }
   const text = query.toString();
-  return `${API_PREFIX}/${PLURALS[kind]}${text ? `?${text}` : ""}`;
+  return `${prefixOf(kind)}/${PLURALS[kind]}${text ? `?${text}` : ""}`;
 }
 
 export function objectPath(kind, namespace, name, subresource) {
-  const base = `${API_PREFIX}/namespaces/${encodeURIComponent(namespace)}/${PLURALS[kind]}/${encodeURIComponent(name)}`;
+  const base = `${prefixOf(kind)}/namespaces/${encodeURIComponent(namespace)}/${PLURALS[kind]}/${encodeURIComponent(name)}`;
   return subresource ? `${base}/${subresource}` : base;
 }
 
@@ -86,8 +91,18 @@ export function patch(kind, namespace, name, body, subresource) {
   );
 }
 
+/** Approves (true) or denies (false) an enrolment request: the server writes
+ * spec.approved and the approved/declined condition, signed with our token. */
+export function decideEnrolment(namespace, name, approved, message) {
+  return request(
+    "POST",
+    objectPath("EdgeDeviceSignedRequest", namespace, name, "approval"),
+    message ? { approved, message } : { approved },
+  );
+}
+
 export function create(kind, namespace, body) {
-  return request("POST", `${API_PREFIX}/namespaces/${encodeURIComponent(namespace)}/${PLURALS[kind]}`, body);
+  return request("POST", `${prefixOf(kind)}/namespaces/${encodeURIComponent(namespace)}/${PLURALS[kind]}`, body);
 }
 
 const BACKOFF_START_MS = 1000;

@@ -53,8 +53,13 @@ const DEFAULT_HEARTBEAT_SECONDS = 60;
 // As the server: a device silent for three heartbeat periods is unknown.
 const SILENT_PERIODS = 3;
 
-/** "online", "offline" or "never seen", from status.lastSeen and the period. */
+/**
+ * "online", "offline" or "never seen": the server's Online condition (aged by the
+ * server's sweep), else computed from status.lastSeen and the period.
+ */
 export function connectivity(device, now = Date.now()) {
+  const online = (device.status?.conditions || []).find((c) => c.type === "Online");
+  if (online) return online.status === "True" ? "online" : online.status === "False" ? "offline" : "never seen";
   const lastSeen = device.status?.lastSeen;
   if (!lastSeen) return "never seen";
   const period = device.spec?.heartbeat?.periodSeconds || DEFAULT_HEARTBEAT_SECONDS;

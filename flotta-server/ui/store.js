@@ -1,9 +1,9 @@
-// What the console knows about the fleet: every device, workload and signed
-// request, kept current by watch streams, plus the changes seen per device.
+// What the console knows about the fleet: every device, workload, signed request
+// and event, kept current by watch streams, plus the changes seen per device.
 
 import { follow, listPath, request } from "./api.js";
 
-const KINDS = ["EdgeDevice", "EdgeWorkload", "EdgeDeviceSignedRequest"];
+const KINDS = ["EdgeDevice", "EdgeWorkload", "EdgeDeviceSignedRequest", "Event"];
 const CHANGES_KEPT = 20;
 // Heartbeats move status.lastSeen without a change event; list devices again this
 // often so "last seen" stays true.
@@ -71,6 +71,17 @@ export class FleetStore {
 
   get(kind, namespace, name) {
     return this.objects[kind].get(`${namespace}/${name}`);
+  }
+
+  /** The events about one object, most recent first. */
+  eventsAbout(kind, namespace, name) {
+    const time = (e) => e.lastTimestamp || e.metadata.creationTimestamp || "";
+    return [...this.objects.Event.values()]
+      .filter((e) => {
+        const about = e.involvedObject || {};
+        return about.kind === kind && about.name === name && about.namespace === namespace;
+      })
+      .sort((a, b) => time(b).localeCompare(time(a)));
   }
 
   recordChange(kind, type, before, after) {

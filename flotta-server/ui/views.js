@@ -2,12 +2,15 @@
 // refreshes only its data regions on `update()`, so typing and focus survive live
 // updates.
 
-import { ApiFailure, create, listPath, patch, request } from "./api.js";
+import { ApiFailure, create, decideEnrolment, listPath, patch, request } from "./api.js";
 import {
   badge, connectivity, enrolmentState, fill, h, labelText, rolloutState, timeAgo,
   workloadTarget,
 } from "./dom.js";
 import { keyOf } from "./store.js";
+
+/** Most events the device page shows. */
+const DEVICE_EVENTS_SHOWN = 20;
 
 function deviceLink(device) {
   const { namespace, name } = device.metadata;
@@ -289,6 +292,7 @@ export function deviceDetail(store, namespace, name) {
     const labels = Object.entries(device.metadata.labels || {});
     const conditions = status.conditions || [];
     const changes = store.changes.get(keyOf(device)) || [];
+    const events = store.eventsAbout("EdgeDevice", namespace, name).slice(0, DEVICE_EVENTS_SHOWN);
     fill(
       body,
       h("section", { "aria-labelledby": "dd-summary" },
@@ -315,8 +319,8 @@ export function deviceDetail(store, namespace, name) {
         h("h2", { id: "dd-workloads" }, "Workloads"),
         table(
           "Workloads reported by the device",
-          ["Workload", "Phase", "Since"],
-          (status.workloads || []).map((w) => h("tr", {}, h("td", {}, w.name), h("td", {}, badge(w.phase || "unknown")), h("td", {}, timeAgo(w.lastTransitionTime)))),
+          ["Workload", "Phase", "Revision", "Since"],
+          (status.workloads || []).map((w) => h("tr", {}, h("td", {}, w.name), h("td", {}, badge(w.phase || "unknown")), h("td", {}, h("code", { title: w.revision || "" }, (w.revision || "unknown").slice(0, 12))), h("td", {}, timeAgo(w.lastTransitionTime)))),
           "The device reports no workloads.",
         ),
       ),
@@ -327,6 +331,23 @@ export function deviceDetail(store, namespace, name) {
           ["Type", "Status", "Reason", "Message", "Since"],
           conditions.map((c) => h("tr", {}, h("td", {}, c.type), h("td", {}, c.status), h("td", {}, c.reason || ""), h("td", {}, c.message || ""), h("td", {}, timeAgo(c.lastTransitionTime)))),
           "The server records no conditions for this device; its status above (phase, last seen, workload phases) is what the device reports.",
+        ),
+      ),
+      h("section", { "aria-labelledby": "dd-recorded-events" },
+        h("h2", { id: "dd-recorded-events" }, "Events"),
+        h("p", { class: "hint" }, "What the device reported (failed applies, rollbacks, OS upgrades) and what the server did (registration, renewals), most recent first, live."),
+        table(
+          "Events about this device",
+          ["Last seen", "Type", "Reason", "Count", "From", "Message"],
+          events.map((e) => h("tr", {},
+            h("td", {}, timeAgo(e.lastTimestamp || e.metadata.creationTimestamp)),
+            h("td", {}, badge(e.type || "Normal")),
+            h("td", {}, e.reason || ""),
+            h("td", {}, String(e.count || 1)),
+            h("td", {}, e.source?.component || ""),
+            h("td", {}, e.message || ""),
+          )),
+          "No events about this device are kept (the server keeps them for a limited time).",
         ),
       ),
       h("section", { "aria-labelledby": "dd-events" },
@@ -353,13 +374,8 @@ export function enrolments(store) {
     const { namespace, name } = requestObject.metadata;
     busy.add(name);
     update();
-    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
-    const type = approve ? "approved" : "declined";
     try {
-      await patch("EdgeDeviceSignedRequest", namespace, name, { spec: { approved: approve } });
-      await patch("EdgeDeviceSignedRequest", namespace, name, {
-        status: { conditions: [{ type, status: "True", lastTransitionTime: now, message: `${type} in the console` }] },
-      }, "status");
+      await decideEnrolment(namespace, name, approve, `${approve ? "approved" : "denied"} in the console`);
       feedback.textContent = approve
         ? `Approved ${name}; it registers at its next attempt.`
         : `Declined ${name}.`;
@@ -449,21 +465,52 @@ function parseLabels(text) {
 }
 
 function batchList(workload) {
-  const batches = workload.status?.rolloutBatches || [];
+  // status.rollout is what the server enforces: released batches, who was given the
+  // current revision and who runs it.
+  const rollout = workload.status?.rollout;
+  const batches = rollout?.batches || [];
   if (!batches.length) return h("span", { class: "muted" }, workload.status ? "no targets" : "no status yet");
-  const current = workload.status.currentBatch;
+  const current = rollout.currentBatch;
+  const items = batches.map((b, index) => {
+    const released = b.released ? "" : " (not released)";
+    const label = `Batch ${index + 1}: ${b.succeeded} of ${b.targeted} running${b.failed ? `, ${b.failed} failed` : ""} (needs ${b.required})${released}`;
+    return h(
+      "li",
+      { class: index === current && rolloutState(workload) === "progressing" ? "current" : "" },
+      h("span", { class: "batch-label" }, label),
+      h("progress", { max: String(Math.max(b.targeted, 1)), value: String(b.succeeded), "aria-label": label }),
+    );
+  });
+  const why = rollout.paused ? h("p", { class: "paused" }, `Paused: ${rollout.reason}${rollout.message ? ` — ${rollout.message}` : ""}`) : null;
+  return h("div", {}, h("ol", { class: "batches" }, items), why, rolloutControl(workload));
+}
+
+const PAUSED_ANNOTATION = "rollout.flotta.io/paused";
+
+/** Pause or resume a rollout in progress: the annotation the server's rollout step
+ * reads (the same `flotta rollout pause|resume` writes). */
+function rolloutControl(workload) {
+  const rollout = workload.status?.rollout;
+  if (!rollout || rollout.complete) return null;
+  const paused = workload.metadata.annotations?.[PAUSED_ANNOTATION] === "true";
+  const name = workload.metadata.name;
   return h(
-    "ol",
-    { class: "batches" },
-    batches.map((b, index) => {
-      const label = `Batch ${index + 1}: ${b.succeeded} of ${b.size} running${b.failed ? `, ${b.failed} failed` : ""} (needs ${b.required})`;
-      return h(
-        "li",
-        { class: index === current && rolloutState(workload) === "progressing" ? "current" : "" },
-        h("span", { class: "batch-label" }, label),
-        h("progress", { max: String(Math.max(b.size, 1)), value: String(b.succeeded), "aria-label": label }),
-      );
-    }),
+    "button",
+    {
+      type: "button",
+      class: "rollout-control",
+      onclick: async (event) => {
+        event.target.disabled = true;
+        try {
+          await patch("EdgeWorkload", workload.metadata.namespace, name, {
+            metadata: { annotations: { [PAUSED_ANNOTATION]: paused ? null : "true" } },
+          });
+        } catch (error) {
+          event.target.textContent = `Failed: ${error.message}`;
+        }
+      },
+    },
+    paused ? `Resume rollout of ${name}` : `Pause rollout of ${name}`,
   );
 }
 
@@ -527,9 +574,11 @@ export function workloads(store) {
       list,
       table(
         "Workloads and their rollout",
-        ["Workload", "Namespace", "Targets", "Rollout", "Devices", "Batches"],
+        ["Workload", "Namespace", "Targets", "Rollout", "Devices", "Revisions", "Batches"],
         items.map((w) => {
           const c = w.status?.phaseCounts;
+          const r = w.status?.devices;
+          const reasons = Object.entries(r?.failureReasons || {}).map(([reason, n]) => `${reason}: ${n}`).join(", ");
           return h(
             "tr",
             { "data-workload": w.metadata.name },
@@ -538,6 +587,8 @@ export function workloads(store) {
             h("td", {}, workloadTarget(w)),
             h("td", {}, badge(rolloutState(w))),
             h("td", { class: "phase-counts" }, c ? `${c.running} running, ${c.deploying} deploying, ${c.failed} failed, ${c.unknown} unknown` : "—"),
+            h("td", { class: "revision-counts", title: w.status?.revision || "" },
+              r ? `${r.current} of ${r.targeted} on the current revision, ${r.older} older${r.failed ? `, ${r.failed} failed (${reasons})` : ""}` : "—"),
             h("td", {}, batchList(w)),
           );
         }),

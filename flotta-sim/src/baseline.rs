@@ -30,6 +30,7 @@ pub async fn serve_bare(dir: &Path, listen: SocketAddr) -> Result<(), SimError> 
         &["127.0.0.1".to_owned()],
         time::OffsetDateTime::now_utc(),
     )
+    .await
     .map_err(|e| SimError::Server(format!("baseline PKI: {e}")))?;
     let tls = flotta_server::edge::tls_server_config(
         &*pki.ca,
@@ -38,7 +39,10 @@ pub async fn serve_bare(dir: &Path, listen: SocketAddr) -> Result<(), SimError> 
     )
     .map_err(|e| SimError::Server(format!("baseline TLS configuration: {e}")))?;
     let router = axum::Router::new().route(
-        "/api/flotta-management/v1/data/{device_id}/out",
+        &format!(
+            "{}/data/{{device_id}}/out",
+            flotta_core::paths::EDGE_BASE_PATH
+        ),
         post(|Json(message): Json<Value>| async move {
             Json(json!({
                 "type": "data",

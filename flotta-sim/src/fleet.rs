@@ -14,7 +14,6 @@ use flotta_agent_lib::{
 use flotta_client::{EdgeClient, Identity, RetryPolicy};
 use flotta_core::enrolment::AgentConfig;
 use indicatif::ProgressBar;
-use serde_json::json;
 use tokio::sync::{Semaphore, broadcast, oneshot};
 
 use crate::SimError;
@@ -323,8 +322,8 @@ async fn enrol_one(
 /// would measure the agent's patience rather than the server.
 fn enrolment_config() -> AgentConfig {
     let mut config = AgentConfig::default();
-    config.backoff.initial = time::Duration::milliseconds(50);
-    config.backoff.max = time::Duration::seconds(10);
+    config.backoff.initial = Duration::from_millis(50);
+    config.backoff.max = Duration::from_secs(10);
     config
 }
 
@@ -394,8 +393,13 @@ pub fn edge_client(
 }
 
 /// A small heartbeat as an idle device sends it.
-pub fn heartbeat_content(version: &str) -> serde_json::Value {
-    json!({"status": "up", "version": version, "workloads": []})
+pub fn heartbeat_content(version: &str) -> flotta_core::wire::Heartbeat {
+    flotta_core::wire::Heartbeat {
+        status: Some("up".to_owned()),
+        version: Some(version.to_owned()),
+        workloads: Some(Vec::new()),
+        ..Default::default()
+    }
 }
 
 /// Counters shared by the device tasks of a scenario.

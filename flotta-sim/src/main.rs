@@ -383,13 +383,7 @@ fn finish(report: &Report, json: Option<PathBuf>, allow_errors: bool) -> ExitCod
 }
 
 fn fail(error: &dyn std::error::Error) -> ExitCode {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    eprintln!("error: {message}");
+    eprintln!("error: {}", flotta_core::error_chain::error_chain(error));
     ExitCode::FAILURE
 }
 

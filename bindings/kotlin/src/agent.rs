@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotta_agent_lib::{AgentTiming, HeartbeatResult};
-use flotta_core::enrolment::{AgentConfig, AgentPhase, Backoff};
+use flotta_core::enrolment::AgentConfig;
 use tokio::sync::{Mutex, Notify, broadcast};
 
 use crate::error::FlottaError;
@@ -57,19 +57,14 @@ impl AgentSettings {
             .with_heartbeat_period(ms(self.heartbeat_period_ms, defaults.heartbeat_period))
             .with_config_wait(ms(self.config_wait_ms, defaults.config_wait))
             .with_retry(
-                ms(self.retry_initial_ms, defaults.retry_initial),
-                ms(self.retry_max_ms, defaults.retry_max),
+                ms(self.retry_initial_ms, defaults.retry.initial),
+                ms(self.retry_max_ms, defaults.retry.max),
             )
     }
 
     fn enrolment(&self) -> AgentConfig {
-        let timing = self.timing();
-        let to_time = |d: Duration| time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
         AgentConfig {
-            backoff: Backoff {
-                initial: to_time(timing.retry_initial),
-                max: to_time(timing.retry_max),
-            },
+            backoff: self.timing().retry,
             ..AgentConfig::default()
         }
     }
@@ -89,22 +84,10 @@ pub struct AgentStatus {
     pub last_heartbeat_delivered: Option<bool>,
 }
 
-fn phase_name(phase: AgentPhase) -> String {
-    match phase {
-        AgentPhase::Enrolling => "Enrolling",
-        AgentPhase::Registering => "Registering",
-        AgentPhase::AwaitingApproval { .. } => "AwaitingApproval",
-        AgentPhase::Running => "Running",
-        AgentPhase::Renewing => "Renewing",
-        _ => "Unknown",
-    }
-    .to_owned()
-}
-
 impl From<flotta_agent_lib::AgentStatus> for AgentStatus {
     fn from(status: flotta_agent_lib::AgentStatus) -> Self {
         Self {
-            phase: status.phase.map(phase_name),
+            phase: status.phase.map(|p| p.as_str().to_owned()),
             config_version: status.config_version,
             failed_version: status.failed_version,
             last_heartbeat_delivered: status
@@ -171,7 +154,7 @@ impl From<flotta_agent_lib::AgentEvent> for AgentEvent {
         use flotta_agent_lib::AgentEvent as E;
         match event {
             E::PhaseChanged(phase) => Self::PhaseChanged {
-                phase: phase_name(phase),
+                phase: phase.as_str().to_owned(),
             },
             E::Registered => Self::Registered,
             E::Resumed => Self::Resumed,
@@ -224,8 +207,17 @@ impl AgentEvents {
 /// heartbeats.
 #[derive(uniffi::Object)]
 pub struct Agent {
-    inner: flotta_agent_lib::Agent,
-    stop: Notify,
+    inner: Arc<flotta_agent_lib::Agent>,
+    stop: Arc<Notify>,
+}
+
+/// A task aborted when its handle is dropped: a cancelled `run` stops the agent.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Agent {
@@ -264,8 +256,8 @@ impl Agent {
             builder = builder.label(key.clone(), value.clone());
         }
         Ok(Arc::new(Self {
-            inner: builder.build()?,
-            stop: Notify::new(),
+            inner: Arc::new(builder.build()?),
+            stop: Arc::new(Notify::new()),
         }))
     }
 
@@ -291,7 +283,18 @@ impl Agent {
     /// runtime and sends heartbeats. A server that is down is retried, never fatal;
     /// errors are unusable persisted state only.
     pub async fn run(&self) -> Result<(), FlottaError> {
-        Ok(self.inner.run(self.stop.notified()).await?)
+        let agent = Arc::clone(&self.inner);
+        let stop = Arc::clone(&self.stop);
+        // The agent runs as a task of the tokio runtime, on its threads' stacks, not
+        // polled on the calling JVM thread, whose stack is too small for the
+        // agent's future in a debug build (the JVM dies with SIGSEGV).
+        let mut task = AbortOnDrop(tokio::spawn(
+            async move { agent.run(stop.notified()).await },
+        ));
+        match (&mut task.0).await {
+            Ok(result) => Ok(result?),
+            Err(error) => Err(FlottaError::Agent(format!("the agent task ended: {error}"))),
+        }
     }
 
     /// Asks a running `run` to return. Does not block. A `stop` before `run` makes

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use flotta_client::{ClientError, ListParams, ResourceType};
 use flotta_core::manifest::AnyResource;
-use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload};
+use flotta_core::model::{
+    ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Secret,
+};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
@@ -85,8 +87,64 @@ pub enum WatchEventType {
 pub struct WatchEvent {
     /// What happened.
     pub event_type: WatchEventType,
-    /// The object (one), or every current object for `Restarted`.
+    /// The object (one), or every current object for `Restarted`; empty when
+    /// watching events, which come in `events`.
     pub objects: Vec<Arc<Resource>>,
+    /// The events, when watching `ResourceKind.Event`.
+    pub events: Vec<EventRecord>,
+}
+
+/// A Kubernetes `Event` the server recorded: something that happened to an
+/// object (a device's failed apply, an enrolment approved).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EventRecord {
+    /// The event's namespace (its object's).
+    pub namespace: String,
+    /// The event's name.
+    pub name: String,
+    /// Kind of the object it is about, e.g. `EdgeDevice`.
+    pub involved_kind: String,
+    /// Name of the object it is about.
+    pub involved_name: String,
+    /// Short reason, e.g. `ApplyFailed`.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+    /// `Normal` or `Warning`.
+    pub event_type: String,
+    /// How many times it happened.
+    pub count: u32,
+    /// When it first happened (RFC 3339).
+    pub first_timestamp: Option<String>,
+    /// When it last happened (RFC 3339).
+    pub last_timestamp: Option<String>,
+    /// Who reported it: `flotta-server` or `flotta-agent`.
+    pub source: Option<String>,
+}
+
+impl From<flotta_core::model::Event> for EventRecord {
+    fn from(event: flotta_core::model::Event) -> Self {
+        let involved = event.involved_object;
+        Self {
+            namespace: event.metadata.namespace.unwrap_or_default(),
+            name: event.metadata.name.unwrap_or_default(),
+            involved_kind: involved.kind.unwrap_or_default(),
+            involved_name: involved.name.unwrap_or_default(),
+            reason: event.reason.unwrap_or_default(),
+            message: event.message.unwrap_or_default(),
+            event_type: event.type_.unwrap_or_default(),
+            count: event.count.and_then(|c| u32::try_from(c).ok()).unwrap_or(1),
+            first_timestamp: event.first_timestamp.map(|t| t.0.to_string()),
+            last_timestamp: event.last_timestamp.map(|t| t.0.to_string()),
+            source: event.source.and_then(|s| s.component),
+        }
+    }
+}
+
+fn event_record(value: Value) -> Result<EventRecord, FlottaError> {
+    serde_json::from_value::<flotta_core::model::Event>(value)
+        .map(EventRecord::from)
+        .map_err(|e| FlottaError::Api(format!("the server sent an unreadable event: {e}")))
 }
 
 fn resource(index: usize, value: Value) -> Result<Arc<Resource>, FlottaError> {
@@ -106,14 +164,22 @@ impl TryFrom<flotta_client::WatchEvent<Value>> for WatchEvent {
             E::Deleted(v) => (WatchEventType::Deleted, vec![v]),
             E::Restarted(items) => (WatchEventType::Restarted, items),
         };
+        let (events, values): (Vec<Value>, Vec<Value>) = values
+            .into_iter()
+            .partition(|v| v.get("kind").and_then(Value::as_str) == Some("Event"));
         let objects = values
             .into_iter()
             .enumerate()
             .map(|(i, v)| resource(i, v))
             .collect::<Result<_, _>>()?;
+        let events = events
+            .into_iter()
+            .map(event_record)
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             event_type,
             objects,
+            events,
         })
     }
 }
@@ -180,9 +246,8 @@ fn list_params(label_selector: Option<String>, field_selector: Option<String>) -
     params
 }
 
-fn resource_type(kind: ResourceKind) -> Result<ResourceType, FlottaError> {
-    ResourceType::from_kind(kind.name())
-        .ok_or_else(|| FlottaError::InvalidConfig(format!("unknown kind {}", kind.name())))
+fn resource_type(kind: ResourceKind) -> ResourceType {
+    kind.into()
 }
 
 /// A client of the management API (HTTPS, bearer token).
@@ -255,7 +320,51 @@ impl ManagementClient {
                     .await?,
                 AnyResource::EdgeDeviceSignedRequest,
             )),
+            ResourceKind::Secret => wrap(boxed(
+                client.list_all::<Secret>(ns, &params).await?,
+                AnyResource::Secret,
+            )),
+            ResourceKind::ConfigMap => wrap(boxed(
+                client.list_all::<ConfigMap>(ns, &params).await?,
+                AnyResource::ConfigMap,
+            )),
+            ResourceKind::Event => {
+                return Err(FlottaError::InvalidConfig(
+                    "events are not resources of a manifest: list them with listEvents".into(),
+                ));
+            }
         })
+    }
+
+    /// The events in `namespace` (`None`: all namespaces) matching the field
+    /// selector (e.g. `reason=ApplyFailed,type=Warning`), least recently seen
+    /// first.
+    pub async fn list_events(
+        &self,
+        namespace: Option<String>,
+        field_selector: Option<String>,
+    ) -> Result<Vec<EventRecord>, FlottaError> {
+        let params = list_params(None, field_selector);
+        let mut events = self
+            .inner
+            .list_all::<flotta_core::model::Event>(namespace.as_deref(), &params)
+            .await?;
+        events.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+        Ok(events.into_iter().map(EventRecord::from).collect())
+    }
+
+    /// The events about object `kind` `namespace/name`, least recently seen first.
+    pub async fn events_for(
+        &self,
+        namespace: String,
+        kind: ResourceKind,
+        name: String,
+    ) -> Result<Vec<EventRecord>, FlottaError> {
+        let events = self
+            .inner
+            .events_for(&namespace, resource_type(kind), &name)
+            .await?;
+        Ok(events.into_iter().map(EventRecord::from).collect())
     }
 
     /// One object.
@@ -267,7 +376,7 @@ impl ManagementClient {
     ) -> Result<Arc<Resource>, FlottaError> {
         let value = self
             .inner
-            .get_raw(resource_type(kind)?, &namespace, &name)
+            .get_raw(resource_type(kind), &namespace, &name)
             .await?;
         resource(0, value)
     }
@@ -283,7 +392,8 @@ impl ManagementClient {
             .collect()
     }
 
-    /// Approves a device's enrolment request (`spec.approved = true`).
+    /// Approves a device's enrolment request (`spec.approved = true` and an
+    /// `approved` condition).
     pub async fn approve(
         &self,
         namespace: String,
@@ -295,6 +405,70 @@ impl ManagementClient {
         )))
     }
 
+    /// Denies a device's enrolment request (`spec.approved = false` and a
+    /// `declined` condition): the device is refused until approved.
+    pub async fn deny(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let request = self.inner.deny(&namespace, &name).await?;
+        Ok(Resource::new(AnyResource::EdgeDeviceSignedRequest(
+            Box::new(request),
+        )))
+    }
+
+    /// The rollout record of workload `name` (its `status.rollout`) as JSON, or
+    /// `None` before the server recorded one.
+    pub async fn rollout_status(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Option<String>, FlottaError> {
+        let record = self.inner.rollout_status(&namespace, &name).await?;
+        Ok(record.and_then(|r| serde_json::to_string(&r).ok()))
+    }
+
+    /// Pauses the workload's rollout: nothing more is given or released.
+    pub async fn pause_rollout(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let workload = self.inner.pause_rollout(&namespace, &name).await?;
+        Ok(Resource::new(AnyResource::EdgeWorkload(Box::new(workload))))
+    }
+
+    /// Resumes a rollout paused with `pauseRollout`.
+    pub async fn resume_rollout(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let workload = self.inner.resume_rollout(&namespace, &name).await?;
+        Ok(Resource::new(AnyResource::EdgeWorkload(Box::new(workload))))
+    }
+
+    /// Approves the next batch of a rollout (policy `manualApproval: true`).
+    pub async fn approve_rollout(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let workload = self.inner.approve_rollout(&namespace, &name).await?;
+        Ok(Resource::new(AnyResource::EdgeWorkload(Box::new(workload))))
+    }
+
+    /// Rolls the workload back to its previous revision, itself a rollout.
+    pub async fn undo_rollout(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let workload = self.inner.undo_rollout(&namespace, &name).await?;
+        Ok(Resource::new(AnyResource::EdgeWorkload(Box::new(workload))))
+    }
+
     /// Deletes an object; returns its last state.
     pub async fn delete(
         &self,
@@ -304,7 +478,7 @@ impl ManagementClient {
     ) -> Result<Arc<Resource>, FlottaError> {
         let value = self
             .inner
-            .delete_raw(resource_type(kind)?, &namespace, &name)
+            .delete_raw(resource_type(kind), &namespace, &name)
             .await?;
         resource(0, value)
     }
@@ -321,7 +495,7 @@ impl ManagementClient {
         let params = list_params(label_selector, field_selector);
         let stream = self
             .inner
-            .watch_raw(resource_type(kind)?, namespace.as_deref(), &params);
+            .watch_raw(resource_type(kind), namespace.as_deref(), &params);
         Ok(Arc::new(WatchStream {
             inner: tokio::sync::Mutex::new(Some(Box::pin(stream))),
         }))

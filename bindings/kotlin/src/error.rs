@@ -2,7 +2,8 @@
 //! of failure and whose message says what failed.
 
 use flotta_agent_lib::AgentError;
-use flotta_client::ClientError;
+use flotta_client::{ClientError, ErrorKind};
+use flotta_core::error_chain::error_chain as chain;
 use flotta_core::manifest::ManifestError;
 use flotta_core::selector::SelectorError;
 
@@ -40,21 +41,6 @@ pub enum FlottaError {
     Agent(String),
 }
 
-/// The error and its causes, `: `-joined, so the Kotlin message is complete.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl From<SelectorError> for FlottaError {
     fn from(error: SelectorError) -> Self {
         Self::InvalidSelector(error.to_string())
@@ -70,22 +56,13 @@ impl From<ManifestError> for FlottaError {
 impl From<ClientError> for FlottaError {
     fn from(error: ClientError) -> Self {
         let message = chain(&error);
-        match &error {
-            ClientError::Api { status: 404, .. } => Self::NotFound(message),
-            ClientError::Api { status: 409, .. } => Self::Conflict(message),
-            ClientError::Api {
-                status: 401 | 403, ..
-            } => Self::Unauthorized(message),
-            ClientError::Connect { .. }
-            | ClientError::Timeout { .. }
-            | ClientError::Transport { .. } => Self::Unreachable(message),
-            ClientError::Manifest { .. } => Self::InvalidManifest(message),
-            ClientError::Tls { .. }
-            | ClientError::InvalidConfig { .. }
-            | ClientError::ReadConfig { .. }
-            | ClientError::ParseConfig { .. }
-            | ClientError::InvalidName { .. }
-            | ClientError::Encode { .. } => Self::InvalidConfig(message),
+        match error.kind() {
+            ErrorKind::NotFound => Self::NotFound(message),
+            ErrorKind::Conflict | ErrorKind::AlreadyExists => Self::Conflict(message),
+            ErrorKind::Unauthorized | ErrorKind::Forbidden => Self::Unauthorized(message),
+            ErrorKind::Unreachable | ErrorKind::Timeout => Self::Unreachable(message),
+            ErrorKind::Manifest => Self::InvalidManifest(message),
+            ErrorKind::Config | ErrorKind::Encode => Self::InvalidConfig(message),
             _ => Self::Api(message),
         }
     }

@@ -16,8 +16,8 @@ pub use client::{
 };
 pub use error::FlottaError;
 pub use manifest::{
-    DeviceStatus, DeviceWorkload, FieldProblem, Resource, ResourceKind, manifests_to_yaml,
-    parse_manifests,
+    DeviceStatus, DeviceWorkload, FieldProblem, Resource, ResourceKind, ResourceKindInfo,
+    manifests_to_yaml, parse_manifests, resource_kind_named, resource_kinds,
 };
 pub use runtime::{
     RuntimeWorkload, Workload, WorkloadPhase, WorkloadRuntime, WorkloadRuntimeError,

@@ -3,15 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use flotta_core::kind::{KINDS, KindInfo, ResourceKind as CoreKind};
 use flotta_core::manifest::{self, AnyResource};
-use flotta_core::model::{
-    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Resource as _,
-};
 use flotta_core::validation::{FieldError, Validate};
 
 use crate::error::FlottaError;
 
-/// The four flotta resource kinds.
+/// The resource kinds (a mirror of core's kind table key; see
+/// [`resource_kinds`] for their names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum ResourceKind {
     /// `EdgeDevice`.
@@ -22,18 +21,94 @@ pub enum ResourceKind {
     EdgeWorkload,
     /// `EdgeDeviceSignedRequest`.
     EdgeDeviceSignedRequest,
+    /// Kubernetes `v1` `Secret`.
+    Secret,
+    /// Kubernetes `v1` `ConfigMap`.
+    ConfigMap,
+    /// `Event` (read-only, recorded by the server): listed with
+    /// `ManagementClient.listEvents`, watched with `watch`.
+    Event,
 }
 
-impl ResourceKind {
-    /// The kind as written in manifests, e.g. `EdgeDevice`.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::EdgeDevice => EdgeDevice::KIND,
-            Self::EdgeDeviceSet => EdgeDeviceSet::KIND,
-            Self::EdgeWorkload => EdgeWorkload::KIND,
-            Self::EdgeDeviceSignedRequest => EdgeDeviceSignedRequest::KIND,
+impl From<ResourceKind> for CoreKind {
+    fn from(kind: ResourceKind) -> Self {
+        match kind {
+            ResourceKind::EdgeDevice => CoreKind::EdgeDevice,
+            ResourceKind::EdgeDeviceSet => CoreKind::EdgeDeviceSet,
+            ResourceKind::EdgeWorkload => CoreKind::EdgeWorkload,
+            ResourceKind::EdgeDeviceSignedRequest => CoreKind::EdgeDeviceSignedRequest,
+            ResourceKind::Secret => CoreKind::Secret,
+            ResourceKind::ConfigMap => CoreKind::ConfigMap,
+            ResourceKind::Event => CoreKind::Event,
         }
     }
+}
+
+impl From<CoreKind> for ResourceKind {
+    fn from(kind: CoreKind) -> Self {
+        match kind {
+            CoreKind::EdgeDevice => ResourceKind::EdgeDevice,
+            CoreKind::EdgeDeviceSet => ResourceKind::EdgeDeviceSet,
+            CoreKind::EdgeWorkload => ResourceKind::EdgeWorkload,
+            CoreKind::EdgeDeviceSignedRequest => ResourceKind::EdgeDeviceSignedRequest,
+            CoreKind::Secret => ResourceKind::Secret,
+            CoreKind::ConfigMap => ResourceKind::ConfigMap,
+            CoreKind::Event => ResourceKind::Event,
+        }
+    }
+}
+
+/// What the API and the command line call one kind: its row of core's kind table.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ResourceKindInfo {
+    /// The kind.
+    pub kind: ResourceKind,
+    /// The `kind` field, e.g. `EdgeDevice`.
+    pub name: String,
+    /// The plural of URL paths, e.g. `edgedevices`.
+    pub plural: String,
+    /// The plural of Flotta's CRD (differs only for signed requests).
+    pub crd_plural: String,
+    /// The singular, e.g. `edgedevice`.
+    pub singular: String,
+    /// Short names, e.g. `edsr`.
+    pub short_names: Vec<String>,
+    /// Further names the command line accepts, e.g. `devices`.
+    pub aliases: Vec<String>,
+    /// Whether objects of the kind live in a namespace.
+    pub namespaced: bool,
+    /// `apiVersion`, e.g. `management.project-flotta.io/v1alpha1`.
+    pub api_version: String,
+}
+
+impl From<&KindInfo> for ResourceKindInfo {
+    fn from(info: &KindInfo) -> Self {
+        let strings = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        Self {
+            kind: info.kind.into(),
+            name: info.name.to_owned(),
+            plural: info.plural.to_owned(),
+            crd_plural: info.crd_plural.to_owned(),
+            singular: info.singular.to_owned(),
+            short_names: strings(info.short_names),
+            aliases: strings(info.aliases),
+            namespaced: info.namespaced,
+            api_version: info.api_version().to_owned(),
+        }
+    }
+}
+
+/// Every kind with its names, in a fixed order.
+#[uniffi::export]
+pub fn resource_kinds() -> Vec<ResourceKindInfo> {
+    KINDS.iter().map(ResourceKindInfo::from).collect()
+}
+
+/// The kind any of its names designates (case-insensitive: `EdgeDevice`,
+/// `edgedevices`, `ed`, `devices`, ...), or `null`.
+#[uniffi::export]
+pub fn resource_kind_named(name: String) -> Option<ResourceKind> {
+    CoreKind::lookup(&name).map(ResourceKind::from)
 }
 
 /// One problem found by validation: the field path and what is wrong.
@@ -133,12 +208,8 @@ impl Resource {
 
     /// Its kind.
     pub fn kind(&self) -> ResourceKind {
-        match &self.inner {
-            AnyResource::EdgeDeviceSet(_) => ResourceKind::EdgeDeviceSet,
-            AnyResource::EdgeWorkload(_) => ResourceKind::EdgeWorkload,
-            AnyResource::EdgeDeviceSignedRequest(_) => ResourceKind::EdgeDeviceSignedRequest,
-            _ => ResourceKind::EdgeDevice,
-        }
+        // `AnyResource` only holds the four kinds, so the table always knows its kind.
+        CoreKind::from_kind(self.inner.kind()).map_or(ResourceKind::EdgeDevice, Into::into)
     }
 
     /// `metadata.name`.

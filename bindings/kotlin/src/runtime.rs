@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use flotta_agent_lib::{RuntimeError, WorkloadState};
-use flotta_core::reconcile::{self, ConfigVersion, fingerprint};
+use flotta_core::reconcile;
 use flotta_core::wire;
 
 /// A workload the agent asks the runtime to run.
@@ -24,13 +24,102 @@ pub struct Workload {
     pub specification: String,
     /// ConfigMaps the workload uses, each as Kubernetes YAML text.
     pub configmaps: Vec<String>,
-    /// Identifies this definition: report it back from `list` while running it.
-    pub fingerprint: String,
+    /// Each container's environment, resolved from its config maps and secrets.
+    pub containers: Vec<ContainerEnv>,
+    /// The files of its `configMap` and `secret` volumes.
+    pub volumes: Vec<VolumeFiles>,
+    /// Registry credentials (a `containers-auth.json` text), when it has its own.
+    pub auth_file: Option<String>,
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EnvVar {
+    /// Name.
+    pub name: String,
+    /// Value (may come from a secret: do not log it).
+    pub value: String,
+}
+
+/// A container's resolved environment.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ContainerEnv {
+    /// Container name.
+    pub name: String,
+    /// Variables in definition order.
+    pub env: Vec<EnvVar>,
+}
+
+/// One file of a volume.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VolumeFile {
+    /// Path relative to the volume's root.
+    pub path: String,
+    /// Content.
+    pub content: Vec<u8>,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// The files of one `configMap` or `secret` volume.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VolumeFiles {
+    /// Volume name.
+    pub name: String,
+    /// Whether it comes from a secret.
+    pub secret: bool,
+    /// Its files.
+    pub files: Vec<VolumeFile>,
+}
+
+impl Workload {
+    /// The record of `workload` with its resolved `inputs`.
+    fn resolved(workload: &wire::Workload, inputs: &reconcile::WorkloadInputs) -> Self {
+        Self {
+            containers: inputs
+                .containers
+                .iter()
+                .map(|c| ContainerEnv {
+                    name: c.name.clone(),
+                    env: c
+                        .env
+                        .iter()
+                        .map(|(name, value)| EnvVar {
+                            name: name.clone(),
+                            value: value.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            volumes: inputs
+                .volumes
+                .iter()
+                .map(|v| VolumeFiles {
+                    name: v.name.clone(),
+                    secret: v.secret,
+                    files: v
+                        .files
+                        .iter()
+                        .map(|f| VolumeFile {
+                            path: f.path.clone(),
+                            content: f.content.clone(),
+                            mode: f.mode,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            auth_file: inputs.auth_file.clone(),
+            ..Self::from(workload)
+        }
+    }
 }
 
 impl From<&wire::Workload> for Workload {
     fn from(workload: &wire::Workload) -> Self {
         Self {
+            containers: Vec::new(),
+            volumes: Vec::new(),
+            auth_file: None,
             name: workload.name.clone().unwrap_or_default(),
             namespace: workload.namespace.clone(),
             labels: workload
@@ -47,7 +136,6 @@ impl From<&wire::Workload> for Workload {
                 .collect(),
             specification: workload.specification.clone().unwrap_or_default(),
             configmaps: workload.configmaps.clone().unwrap_or_default(),
-            fingerprint: fingerprint(workload).as_str().to_owned(),
         }
     }
 }
@@ -81,9 +169,6 @@ impl From<WorkloadPhase> for reconcile::WorkloadPhase {
 pub struct RuntimeWorkload {
     /// Workload name.
     pub name: String,
-    /// The `fingerprint` of the [`Workload`] it was applied from; `None` for a
-    /// workload the agent did not start (left alone).
-    pub fingerprint: Option<String>,
     /// Its phase.
     pub phase: WorkloadPhase,
 }
@@ -92,7 +177,6 @@ impl From<RuntimeWorkload> for WorkloadState {
     fn from(workload: RuntimeWorkload) -> Self {
         Self {
             name: workload.name,
-            fingerprint: workload.fingerprint.map(ConfigVersion::from_received),
             phase: workload.phase.into(),
         }
     }
@@ -126,7 +210,8 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for WorkloadRuntimeError {
 /// Contract (as `flotta_agent_lib::WorkloadRuntime`): `apply` runs exactly this
 /// definition under the workload's name, replacing an earlier one, and fails without
 /// keeping a half-started copy; `remove` is idempotent; `list` reports every
-/// workload with the fingerprint it was applied from. Calls may come concurrently.
+/// workload with its phase. Which definition each workload was applied from is the
+/// agent's bookkeeping. Calls may come concurrently.
 #[uniffi::export(with_foreign)]
 #[async_trait]
 pub trait WorkloadRuntime: Send + Sync {
@@ -152,7 +237,16 @@ impl ForeignRuntime {
 #[async_trait]
 impl flotta_agent_lib::WorkloadRuntime for ForeignRuntime {
     async fn apply(&self, workload: &wire::Workload) -> Result<(), RuntimeError> {
-        let record = Workload::from(workload);
+        self.apply_with(workload, &reconcile::WorkloadInputs::default())
+            .await
+    }
+
+    async fn apply_with(
+        &self,
+        workload: &wire::Workload,
+        inputs: &reconcile::WorkloadInputs,
+    ) -> Result<(), RuntimeError> {
+        let record = Workload::resolved(workload, inputs);
         if record.name.is_empty() {
             return Err(RuntimeError::UnnamedWorkload);
         }

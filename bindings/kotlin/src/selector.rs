@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use flotta_core::manifest::AnyResource;
-use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload};
+use flotta_core::model::{
+    ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Secret,
+};
 use flotta_core::selector;
 
 use crate::error::FlottaError;
@@ -99,6 +101,11 @@ impl FieldSelector {
             ResourceKind::EdgeDeviceSignedRequest => {
                 selector::FieldSelector::parse_for::<EdgeDeviceSignedRequest>(&text)
             }
+            ResourceKind::Secret => selector::FieldSelector::parse_for::<Secret>(&text),
+            ResourceKind::ConfigMap => selector::FieldSelector::parse_for::<ConfigMap>(&text),
+            ResourceKind::Event => {
+                selector::FieldSelector::parse_for::<flotta_core::model::Event>(&text)
+            }
         }?;
         Ok(Arc::new(Self { kind, inner }))
     }
@@ -123,6 +130,12 @@ impl FieldSelector {
             AnyResource::EdgeDeviceSignedRequest(r)
                 if self.kind == ResourceKind::EdgeDeviceSignedRequest =>
             {
+                self.inner.matches(r.as_ref())
+            }
+            AnyResource::Secret(r) if self.kind == ResourceKind::Secret => {
+                self.inner.matches(r.as_ref())
+            }
+            AnyResource::ConfigMap(r) if self.kind == ResourceKind::ConfigMap => {
                 self.inner.matches(r.as_ref())
             }
             _ => false,

@@ -10,7 +10,7 @@ use flotta_agent_lib::{
     Agent, AgentEvent, AgentHandle, AgentPhase, AgentTiming, HeartbeatResult, RuntimeError,
     WorkloadRuntime, WorkloadState,
 };
-use flotta_core::reconcile::{ConfigVersion, WorkloadPhase, fingerprint};
+use flotta_core::reconcile::{WorkloadInputs, WorkloadPhase};
 use flotta_core::wire::Workload;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -35,12 +35,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 ///
 /// The object has `apply(workload: dict) -> None`, `remove(name: str) -> None` and
 /// `list() -> list` (names, or dicts / objects with `name` and `phase`). Each call
-/// runs on a blocking-pool thread that takes the GIL only for the call. The
-/// fingerprint the agent plans with is kept here, per workload name, from the last
-/// successful `apply`, so Python code never computes one.
+/// runs on a blocking-pool thread that takes the GIL only for the call. Which
+/// definition each workload was applied from is the agent's bookkeeping.
 struct PythonRuntime {
     object: Arc<Py<PyAny>>,
-    applied: Mutex<BTreeMap<String, ConfigVersion>>,
 }
 
 fn python_failure(py: Python<'_>, error: &PyErr) -> String {
@@ -84,6 +82,42 @@ fn state_of(item: &Bound<'_, PyAny>) -> PyResult<(String, WorkloadPhase)> {
     Ok((name, phase))
 }
 
+/// The resolved inputs as Python values: env as a dict, file contents as bytes.
+fn inputs_to_py<'py>(py: Python<'py>, inputs: &WorkloadInputs) -> PyResult<Bound<'py, PyDict>> {
+    let containers = pyo3::types::PyList::empty(py);
+    for container in &inputs.containers {
+        let env = PyDict::new(py);
+        for (key, value) in &container.env {
+            env.set_item(key, value)?;
+        }
+        let item = PyDict::new(py);
+        item.set_item("name", &container.name)?;
+        item.set_item("env", env)?;
+        containers.append(item)?;
+    }
+    let volumes = pyo3::types::PyList::empty(py);
+    for volume in &inputs.volumes {
+        let files = pyo3::types::PyList::empty(py);
+        for file in &volume.files {
+            let item = PyDict::new(py);
+            item.set_item("path", &file.path)?;
+            item.set_item("content", pyo3::types::PyBytes::new(py, &file.content))?;
+            item.set_item("mode", file.mode)?;
+            files.append(item)?;
+        }
+        let item = PyDict::new(py);
+        item.set_item("name", &volume.name)?;
+        item.set_item("secret", volume.secret)?;
+        item.set_item("files", files)?;
+        volumes.append(item)?;
+    }
+    let out = PyDict::new(py);
+    out.set_item("containers", containers)?;
+    out.set_item("volumes", volumes)?;
+    out.set_item("auth_file", inputs.auth_file.as_deref())?;
+    Ok(out)
+}
+
 impl PythonRuntime {
     async fn call<T: Send + 'static>(
         &self,
@@ -102,6 +136,18 @@ impl PythonRuntime {
 #[async_trait]
 impl WorkloadRuntime for PythonRuntime {
     async fn apply(&self, workload: &Workload) -> Result<(), RuntimeError> {
+        self.apply_with(workload, &WorkloadInputs::default()).await
+    }
+
+    /// Calls the Python runtime's `apply_with(workload, inputs)` when it has one
+    /// (`inputs`: `containers` [{name, env: {NAME: value}}], `volumes` [{name,
+    /// secret, files: [{path, content (bytes), mode}]}], `auth_file`), else
+    /// `apply(workload)`.
+    async fn apply_with(
+        &self,
+        workload: &Workload,
+        inputs: &WorkloadInputs,
+    ) -> Result<(), RuntimeError> {
         let name = workload
             .name
             .clone()
@@ -112,29 +158,28 @@ impl WorkloadRuntime for PythonRuntime {
             reason: format!("cannot encode the workload: {e}"),
             source: None,
         })?;
+        let inputs = inputs.clone();
         let result = self
             .call(move |py, object| {
                 let dict = to_py(py, &value).map_err(|e| python_failure(py, &e))?;
-                object
-                    .call_method1("apply", (dict,))
-                    .map(drop)
-                    .map_err(|e| python_failure(py, &e))
+                let with_inputs = object
+                    .hasattr("apply_with")
+                    .map_err(|e| python_failure(py, &e))?;
+                if with_inputs {
+                    let inputs = inputs_to_py(py, &inputs).map_err(|e| python_failure(py, &e))?;
+                    object.call_method1("apply_with", (dict, inputs))
+                } else {
+                    object.call_method1("apply", (dict,))
+                }
+                .map(drop)
+                .map_err(|e| python_failure(py, &e))
             })
             .await;
-        match result {
-            Ok(()) => {
-                lock(&self.applied).insert(name, fingerprint(workload));
-                Ok(())
-            }
-            Err(reason) => {
-                lock(&self.applied).remove(&name);
-                Err(RuntimeError::ApplyFailed {
-                    name,
-                    reason,
-                    source: None,
-                })
-            }
-        }
+        result.map_err(|reason| RuntimeError::ApplyFailed {
+            name,
+            reason,
+            source: None,
+        })
     }
 
     async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
@@ -149,9 +194,7 @@ impl WorkloadRuntime for PythonRuntime {
         .map_err(|reason| RuntimeError::RemoveFailed {
             name: name.to_owned(),
             reason,
-        })?;
-        lock(&self.applied).remove(name);
-        Ok(())
+        })
     }
 
     async fn list(&self) -> Result<Vec<WorkloadState>, RuntimeError> {
@@ -170,14 +213,9 @@ impl WorkloadRuntime for PythonRuntime {
             })
             .await
             .map_err(|reason| RuntimeError::ListFailed { reason })?;
-        let applied = lock(&self.applied);
         let mut states: Vec<WorkloadState> = listed
             .into_iter()
-            .map(|(name, phase)| WorkloadState {
-                fingerprint: applied.get(&name).cloned(),
-                name,
-                phase,
-            })
+            .map(|(name, phase)| WorkloadState { name, phase })
             .collect();
         states.sort_by(|a, b| a.name.cmp(&b.name));
         states.dedup_by(|a, b| a.name == b.name);
@@ -185,15 +223,17 @@ impl WorkloadRuntime for PythonRuntime {
     }
 }
 
-fn phase_name(phase: &AgentPhase) -> &'static str {
-    match phase {
-        AgentPhase::Enrolling => "enrolling",
-        AgentPhase::Registering => "registering",
-        AgentPhase::AwaitingApproval { .. } => "awaiting-approval",
-        AgentPhase::Running => "running",
-        AgentPhase::Renewing => "renewing",
-        _ => "unknown",
+/// Core's phase name in the kebab case of Python's API: `AwaitingApproval` →
+/// `awaiting-approval`.
+fn phase_name(phase: &AgentPhase) -> String {
+    let mut name = String::new();
+    for (i, c) in phase.as_str().chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('-');
+        }
+        name.push(c.to_ascii_lowercase());
     }
+    name
 }
 
 fn event_json(event: &AgentEvent) -> Value {
@@ -315,7 +355,6 @@ impl NativeAgent {
             .timing(timing)
             .runtime(Arc::new(PythonRuntime {
                 object: Arc::new(runtime),
-                applied: Mutex::new(BTreeMap::new()),
             }));
         for (key, value) in labels {
             builder = builder.label(key, value);

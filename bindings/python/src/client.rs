@@ -30,8 +30,10 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 
 fn resource_type(kind: &str) -> PyResult<ResourceType> {
     ResourceType::from_kind(kind).ok_or_else(|| {
+        let kinds: Vec<&str> = ResourceType::ALL.iter().map(|k| k.as_str()).collect();
         PyValueError::new_err(format!(
-            "unknown kind {kind:?}; expected EdgeDevice, EdgeDeviceSet, EdgeWorkload or EdgeDeviceSignedRequest"
+            "unknown kind {kind:?}; expected one of {}",
+            kinds.join(", ")
         ))
     })
 }
@@ -306,6 +308,63 @@ impl NativeClient {
         )
     }
 
+    /// Approves (`approve` true) or denies an enrolment request, as
+    /// `ManagementClient::approve` and `deny` do; returns the request.
+    fn decide_enrolment(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        name: String,
+        approve: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let future = self.decide_enrolment_future(namespace, name, approve);
+        value_result(py, block_on(py, future)?)
+    }
+
+    /// Awaitable form of `decide_enrolment`.
+    fn decide_enrolment_async<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        name: String,
+        approve: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        spawn_awaitable(
+            py,
+            self.decide_enrolment_future(namespace, name, approve),
+            value_result,
+        )
+    }
+
+    /// A rollout operation on workload `name`, as `ManagementClient`'s rollout
+    /// methods: `status` (the record or `None`), `history` (revisions), `pause`,
+    /// `resume`, `approve`, `undo` (the workload).
+    fn rollout(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        name: String,
+        action: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let future = self.rollout_future(namespace, name, action)?;
+        value_result(py, block_on(py, future)?)
+    }
+
+    /// Awaitable form of `rollout`.
+    fn rollout_async<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: String,
+        name: String,
+        action: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        spawn_awaitable(
+            py,
+            self.rollout_future(namespace, name, action)?,
+            value_result,
+        )
+    }
+
     /// Deletes an object and returns its last state.
     fn delete(
         &self,
@@ -460,6 +519,87 @@ impl NativeClient {
                 .patch_raw(resource, &namespace, &name, &merge_patch)
                 .await
         })
+    }
+
+    fn rollout_future(
+        &self,
+        namespace: String,
+        name: String,
+        action: &str,
+    ) -> PyResult<impl Future<Output = ClientResult<Value>> + Send + 'static> {
+        #[derive(Clone, Copy)]
+        enum Action {
+            Status,
+            History,
+            Pause,
+            Resume,
+            Approve,
+            Undo,
+        }
+        let action = match action {
+            "status" => Action::Status,
+            "history" => Action::History,
+            "pause" => Action::Pause,
+            "resume" => Action::Resume,
+            "approve" => Action::Approve,
+            "undo" => Action::Undo,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown rollout action {other:?}: status, history, pause, resume, approve or undo"
+                )));
+            }
+        };
+        let client = self.inner.clone();
+        Ok(async move {
+            let encode = |source| flotta_client::ClientError::Encode {
+                what: "rollout".into(),
+                source,
+            };
+            match action {
+                Action::Status => {
+                    serde_json::to_value(client.rollout_status(&namespace, &name).await?)
+                        .map_err(encode)
+                }
+                Action::History => {
+                    serde_json::to_value(client.rollout_history(&namespace, &name).await?)
+                        .map_err(encode)
+                }
+                Action::Pause => {
+                    serde_json::to_value(client.pause_rollout(&namespace, &name).await?)
+                        .map_err(encode)
+                }
+                Action::Resume => {
+                    serde_json::to_value(client.resume_rollout(&namespace, &name).await?)
+                        .map_err(encode)
+                }
+                Action::Approve => {
+                    serde_json::to_value(client.approve_rollout(&namespace, &name).await?)
+                        .map_err(encode)
+                }
+                Action::Undo => serde_json::to_value(client.undo_rollout(&namespace, &name).await?)
+                    .map_err(encode),
+            }
+        })
+    }
+
+    fn decide_enrolment_future(
+        &self,
+        namespace: String,
+        name: String,
+        approve: bool,
+    ) -> impl Future<Output = ClientResult<Value>> + Send + 'static {
+        let client = self.inner.clone();
+        async move {
+            let request = if approve {
+                client.approve(&namespace, &name).await?
+            } else {
+                client.deny(&namespace, &name).await?
+            };
+            serde_json::to_value(request).map_err(|source| flotta_client::ClientError::Encode {
+                what: "EdgeDeviceSignedRequest".into(),
+                source,
+            })
+        }
     }
 
     fn delete_future(

@@ -1,7 +1,7 @@
 //! Rust errors to the exception classes of `flotta.errors` (pure Python, so they
 //! carry documented attributes and can be subclassed and pickled like any other).
 
-use flotta_client::ClientError;
+use flotta_client::{ClientError, ErrorKind};
 use flotta_core::selector::SelectorError;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -24,10 +24,28 @@ pub fn raise<'py>(
     }
 }
 
-/// A `flotta.errors` exception for a client error, chosen by HTTP status for API
-/// errors.
+/// A `flotta.errors` exception for a client error, its class chosen by
+/// [`ClientError::kind`].
 pub fn client_error(py: Python<'_>, error: ClientError) -> PyErr {
     let message = with_causes(&error);
+    let class = match error.kind() {
+        ErrorKind::AlreadyExists => "AlreadyExists",
+        ErrorKind::BadRequest => "BadRequest",
+        ErrorKind::Unauthorized => "Unauthorized",
+        ErrorKind::Forbidden => "Forbidden",
+        ErrorKind::NotFound => "NotFound",
+        ErrorKind::Conflict => "Conflict",
+        ErrorKind::Gone => "Gone",
+        ErrorKind::Invalid => "Invalid",
+        ErrorKind::Server => "ServerError",
+        ErrorKind::OtherStatus => "ApiError",
+        ErrorKind::Timeout => "RequestTimeout",
+        ErrorKind::Unreachable => "TransportError",
+        ErrorKind::Config => "ConfigError",
+        ErrorKind::Manifest => "ManifestError",
+        ErrorKind::Rollout => "RolloutError",
+        _ => "FlottaError",
+    };
     match error {
         ClientError::Api {
             method,
@@ -36,18 +54,6 @@ pub fn client_error(py: Python<'_>, error: ClientError) -> PyErr {
             reason,
             message: server_message,
         } => {
-            let class = match (status, reason.as_str()) {
-                (409, "AlreadyExists") => "AlreadyExists",
-                (400, _) => "BadRequest",
-                (401, _) => "Unauthorized",
-                (403, _) => "Forbidden",
-                (404, _) => "NotFound",
-                (409, _) => "Conflict",
-                (410, _) => "Gone",
-                (422, _) => "Invalid",
-                (500..=599, _) => "ServerError",
-                _ => "ApiError",
-            };
             let kwargs = PyDict::new(py);
             let set = || -> PyResult<()> {
                 kwargs.set_item("status", status)?;
@@ -62,41 +68,17 @@ pub fn client_error(py: Python<'_>, error: ClientError) -> PyErr {
             }
             raise(py, class, (message,), Some(&kwargs))
         }
-        ClientError::Timeout { .. } => raise(py, "RequestTimeout", (message,), None),
-        ClientError::Connect { .. } | ClientError::Transport { .. } => {
-            raise(py, "TransportError", (message,), None)
-        }
-        ClientError::Tls { .. }
-        | ClientError::InvalidConfig { .. }
-        | ClientError::ReadConfig { .. }
-        | ClientError::ParseConfig { .. }
-        | ClientError::InvalidName { .. } => raise(py, "ConfigError", (message,), None),
         ClientError::Manifest {
             index,
             message: what,
         } => manifest_error(py, &message, index, vec![(String::new(), what)]),
-        ClientError::Decode { .. } | ClientError::Encode { .. } => {
-            raise(py, "FlottaError", (message,), None)
-        }
-        _ => raise(py, "FlottaError", (message,), None),
+        _ => raise(py, class, (message,), None),
     }
 }
 
 /// The error's message followed by its causes, `: `-separated, so a connection
 /// failure says why (refused, certificate unknown, ...).
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use flotta_core::error_chain::error_chain as with_causes;
 
 /// `flotta.errors.SelectorError` with the byte offset of the problem.
 pub fn selector_error(py: Python<'_>, error: &SelectorError) -> PyErr {

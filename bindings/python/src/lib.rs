@@ -30,6 +30,7 @@ fn _flotta(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(manifest::validation_errors, module)?)?;
     module.add_function(wrap_pyfunction!(manifest::dump_yaml, module)?)?;
     module.add_function(wrap_pyfunction!(manifest::dump_json, module)?)?;
+    module.add_function(wrap_pyfunction!(manifest::kinds, module)?)?;
     module.add_function(wrap_pyfunction!(pki::generate_device_key, module)?)?;
     module.add_function(wrap_pyfunction!(pki::make_csr, module)?)?;
     Ok(())

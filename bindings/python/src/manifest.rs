@@ -91,3 +91,26 @@ pub fn dump_json(data: &Bound<'_, PyAny>, indent: Option<usize>) -> PyResult<Str
     };
     text.map_err(|e| errors::internal(format!("cannot write JSON: {e}")))
 }
+
+/// Core's kind table, one dict per kind: `kind`, `plural`, `crd_plural`,
+/// `singular`, `short_names`, `aliases`, `namespaced`, `api_version`. The Python
+/// resource classes read their names from it.
+#[pyfunction]
+pub fn kinds(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let rows = flotta_core::kind::KINDS.iter().map(|info| {
+        serde_json::json!({
+            "kind": info.name,
+            "plural": info.plural,
+            "crd_plural": info.crd_plural,
+            "singular": info.singular,
+            "short_names": info.short_names,
+            "aliases": info.aliases,
+            "namespaced": info.namespaced,
+            "api_version": info.api_version(),
+        })
+    });
+    let items = rows
+        .map(|row| to_py(py, &row))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}

@@ -71,6 +71,17 @@ def device_workload_phase(client: flotta.Client, device: str, name: str) -> str 
     return None
 
 
+def test_a_denied_agent_says_so(server: Server, client: flotta.Client, unique: str, tmp_path: Path) -> None:
+    device = f"denied-{unique}"
+    with make_agent(server, device, tmp_path, RecordingRuntime(), site=unique) as agent:
+        agent.wait_for(lambda s: s["phase"] == "awaiting-approval")
+        denied = client.deny(device)
+        assert denied.spec.approved is False
+        assert [(c["type"], c["status"]) for c in denied.to_dict()["status"]["conditions"]] == [("declined", "True")]
+        agent.wait_for(lambda s: s["phase"] == "denied")
+        assert {"type": "phase-changed", "phase": "denied"} in agent.events()
+
+
 def test_agent_enrols_waits_for_approval_and_runs_a_workload(
     server: Server, client: flotta.Client, unique: str, tmp_path: Path
 ) -> None:
@@ -152,3 +163,57 @@ def test_bad_settings_and_runtimes_are_refused(server: Server, tmp_path: Path) -
     with pytest.raises(flotta.AgentError):
         make_agent(server, "bad/id", tmp_path, flotta.MemoryRuntime())
     assert isinstance(flotta.MemoryRuntime(), flotta.WorkloadRuntime)
+
+
+class InputsRuntime(RecordingRuntime):
+    """A runtime that takes the resolved inputs (``apply_with``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: dict[str, dict[str, Any]] = {}
+
+    def apply_with(self, workload: dict[str, Any], inputs: dict[str, Any]) -> None:
+        with self.lock:
+            self.inputs[workload["name"]] = inputs
+        self.apply(workload)
+
+
+def test_a_python_runtime_receives_env_and_files_from_secrets_and_config_maps(
+    server: Server, client: flotta.Client, unique: str, tmp_path: Path
+) -> None:
+    device = f"env-{unique}"
+    runtime = InputsRuntime()
+    client.secrets.create(flotta.Secret(f"api-{unique}", string_data={"token": "t-1"}))
+    client.config_maps.create(flotta.ConfigMap(f"cfg-{unique}", data={"app.conf": "level=3"}))
+    with make_agent(server, device, tmp_path, runtime) as agent:
+        agent.wait_for(lambda s: s["phase"] == "awaiting-approval")
+        client.approve(device)
+        agent.wait_for(lambda s: s["phase"] == "running")
+        eventually("the EdgeDevice", lambda: client.devices.list(field_selector=f"metadata.name={device}"))
+        client.workloads.create(
+            {
+                "metadata": {"name": f"reader-{unique}"},
+                "spec": {
+                    "type": "pod",
+                    "device": device,
+                    "pod": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "main",
+                                    "image": "registry.local/reader:1",
+                                    "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": f"api-{unique}", "key": "token"}}}],
+                                }
+                            ],
+                            "volumes": [{"name": "conf", "configMap": {"name": f"cfg-{unique}"}}],
+                        }
+                    },
+                },
+            }
+        )
+        inputs = eventually("the resolved inputs", lambda: runtime.inputs.get(f"reader-{unique}"))
+        assert inputs["containers"] == [{"name": "main", "env": {"TOKEN": "t-1"}}]
+        assert inputs["volumes"] == [
+            {"name": "conf", "secret": False, "files": [{"path": "app.conf", "content": b"level=3", "mode": 0o644}]}
+        ]
+        assert inputs["auth_file"] is None

@@ -164,7 +164,7 @@ metadata:
 spec:
   selector:
     matchLabels:
-      site: {unique}
+      site: "{unique}"
 ---
 apiVersion: management.project-flotta.io/v1alpha1
 kind: EdgeWorkload
@@ -174,7 +174,7 @@ spec:
   type: pod
   deviceSelector:
     matchLabels:
-      site: {unique}
+      site: "{unique}"
   pod:
     spec:
       containers:
@@ -218,3 +218,52 @@ def test_approve_sets_the_signed_request_approved(client: flotta.Client, unique:
     with pytest.raises(flotta.NotFound):
         client.approve(f"none-{unique}")
     client.signed_requests.delete(name)
+
+
+def test_enrolment_decisions_are_events_listed_and_watched(client: flotta.Client, unique: str) -> None:
+    name = f"ev-{unique}"
+    request = client.signed_requests.create(
+        flotta.EdgeDeviceSignedRequest(name, spec={"targetNamespace": "default"})
+    )
+    about = f"involvedObject.kind=EdgeDeviceSignedRequest,involvedObject.name={name}"
+    with client.events.watch("default", field_selector=about) as watch:
+        client.deny(name)
+        client.approve(name)
+        reasons = set()
+        for event in watch:
+            assert isinstance(event.object, flotta.Event)
+            reasons.add(event.object.reason)
+            if reasons == {"EnrolmentDenied", "EnrolmentApproved"}:
+                break
+    listed = client.events_for(request)
+    # Both happened within the same second: their order is not defined.
+    assert sorted((e.reason, e.type) for e in listed) == [
+        ("EnrolmentApproved", "Normal"),
+        ("EnrolmentDenied", "Warning"),
+    ]
+    assert all(e.involved == ("EdgeDeviceSignedRequest", name) for e in listed)
+    assert all(e.count == 1 for e in listed)
+    warnings = client.events.list("default", field_selector=f"{about},type=Warning")
+    assert [e.reason for e in warnings] == ["EnrolmentDenied"]
+    with pytest.raises(flotta.BadRequest):
+        client.events.list("default", field_selector="involvedObject.colour=red")
+    with pytest.raises(TypeError):
+        flotta.Event("mine")
+    client.signed_requests.delete(name)
+
+
+def test_secrets_and_config_maps(client: flotta.Client, unique: str) -> None:
+    name = f"db-{unique}"
+    created = client.secrets.create(flotta.Secret(name, data={"key": b"\x00\x01"}, string_data={"password": "hunter2"}))
+    assert isinstance(created, flotta.Secret)
+    assert created.value("password") == b"hunter2"
+    assert created.value("key") == b"\x00\x01"
+    assert created["apiVersion"] == "v1"
+    assert "hunter2" not in repr(created)
+    assert [s.name for s in client.secrets.list(field_selector=f"metadata.name={name}")] == [name]
+
+    config = client.config_maps.create(flotta.ConfigMap(f"app-{unique}", data={"MODE": "fast"}))
+    assert isinstance(config, flotta.ConfigMap)
+    assert client.config_maps.get(config.name).data["MODE"] == "fast"
+    client.secrets.delete(name)
+    client.config_maps.delete(config.name)

@@ -64,3 +64,40 @@ def test_rollout_example_approves_matching_devices_and_waits_until_running(
         assert agents[other].status()["phase"] == "awaiting-approval"
         assert runtimes[other].workloads == {}
         eventually("labels", lambda: {d.name for d in client.devices.list(label_selector=f"rollout={unique}")} == set(matching))
+
+
+EVENTS_EXAMPLE = REPO / "examples" / "python" / "device_events.py"
+
+
+def test_device_events_example_prints_a_registered_device_s_events(
+    server: Server, client: flotta.Client, unique: str, tmp_path: Path
+) -> None:
+    device = f"evx-{unique}"
+    with make_agent(server, device, tmp_path / device, RecordingRuntime()) as agent:
+        agent.wait_for(lambda s: s["phase"] == "awaiting-approval")
+        client.approve(device)
+        agent.wait_for(lambda s: s["phase"] == "running")
+
+        def run() -> str | None:
+            result = subprocess.run(
+                [sys.executable, str(EVENTS_EXAMPLE), device, "--config", str(server.admin_yaml)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=dict(os.environ),
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+            return result.stdout if "Registered" in result.stdout else None
+
+        # The server records the registration just after answering it.
+        out = eventually("the Registered event", run)
+        assert "Normal" in out
+        warnings = subprocess.run(
+            [sys.executable, str(EVENTS_EXAMPLE), device, "--warnings", "--config", str(server.admin_yaml)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ),
+        )
+        assert warnings.returncode == 0, warnings.stderr
+        assert f"no events about {device}" in warnings.stdout

@@ -196,3 +196,40 @@ def test_errors_pickle() -> None:
     assert again.errors == [("a", "b")]
     not_found = flotta.NotFound("gone", status=404, reason="NotFound")
     assert pickle.loads(pickle.dumps(not_found)).status == 404
+
+
+def test_resource_classes_take_their_names_from_the_kind_table() -> None:
+    from flotta import _flotta
+
+    table = _flotta.kinds()
+    assert [row["kind"] for row in table] == [
+        "EdgeDevice",
+        "EdgeDeviceSet",
+        "EdgeWorkload",
+        "EdgeDeviceSignedRequest",
+        "Secret",
+        "ConfigMap",
+        "Event",
+    ]
+    classes = (
+        flotta.EdgeDevice,
+        flotta.EdgeDeviceSet,
+        flotta.EdgeWorkload,
+        flotta.EdgeDeviceSignedRequest,
+        flotta.Secret,
+        flotta.ConfigMap,
+        flotta.Event,
+    )
+    for cls in classes:
+        row = next(row for row in table if row["kind"] == cls.kind)
+        assert cls.plural == row["plural"]
+        assert cls.singular == row["singular"]
+        assert cls.short_names == tuple(row["short_names"])
+    assert flotta.EdgeDeviceSignedRequest.plural == "edgedevicesignedrequests"
+    assert flotta.EdgeDeviceSignedRequest.short_names == ("edsr",)
+    assert flotta.EdgeWorkload.short_names == ("ew",)
+    assert table[3]["crd_plural"] == "edgedevicesignedrequest"
+    assert table[0]["api_version"] == "management.project-flotta.io/v1alpha1"
+    assert table[4]["api_version"] == "v1"
+    assert flotta.ConfigMap.short_names == ("cm",)
+    assert flotta.Event.plural == "events"

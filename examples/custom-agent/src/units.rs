@@ -10,7 +10,7 @@ use std::process::Stdio;
 use async_trait::async_trait;
 use flotta_agent_lib::{RuntimeError, WorkloadRuntime, WorkloadState};
 use flotta_core::model::PodSpec;
-use flotta_core::reconcile::{ConfigVersion, WorkloadPhase, fingerprint};
+use flotta_core::reconcile::WorkloadPhase;
 use flotta_core::wire::Workload;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
@@ -21,9 +21,9 @@ struct Unit {
     child: Child,
 }
 
-/// A workload: its definition's fingerprint and one unit per container.
+/// A workload: one unit per container. (Which definition it was applied from is
+/// the agent's bookkeeping, not the runtime's.)
 struct Running {
-    fingerprint: ConfigVersion,
     units: Vec<Unit>,
 }
 
@@ -182,22 +182,12 @@ impl WorkloadRuntime for UnitRuntime {
                 Ok(unit) => units.push(unit),
                 Err(error) => {
                     // The contract: no half-started copy stays behind.
-                    stop(Running {
-                        fingerprint: ConfigVersion::default(),
-                        units,
-                    })
-                    .await;
+                    stop(Running { units }).await;
                     return Err(error);
                 }
             }
         }
-        workloads.insert(
-            name,
-            Running {
-                fingerprint: fingerprint(workload),
-                units,
-            },
-        );
+        workloads.insert(name, Running { units });
         Ok(())
     }
 
@@ -221,7 +211,6 @@ impl WorkloadRuntime for UnitRuntime {
                     .any(|u| matches!(u.child.try_wait(), Ok(Some(_)) | Err(_)));
                 WorkloadState {
                     name: name.clone(),
-                    fingerprint: Some(running.fingerprint.clone()),
                     phase: if exited {
                         WorkloadPhase::Failed
                     } else {

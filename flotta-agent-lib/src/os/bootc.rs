@@ -7,19 +7,22 @@ use async_trait::async_trait;
 use flotta_core::wire::OsInformation;
 use serde::Deserialize;
 
-use super::{OsError, OsHealth, OsUpdater, reboot, run, systemd_health};
+use super::{BootedOs, Deployment, OsError, OsHealth, OsUpdater, reboot, run, systemd_health};
 use crate::command::{CommandRunner, HostCommands};
 
 /// Updates an image-mode system through `bootc`.
 ///
-/// - current commit: the booted image reference (`status.booted.image.image.image`
-///   in `bootc status --json`), with `@DIGEST` when bootc reports the digest;
+/// - booted: `status.booted`, `status.staged` and `status.rollback` of
+///   `bootc status --json`, each known by its image reference with `@DIGEST` when
+///   bootc reports the digest (the OSTree checksum for an entry without an image);
 /// - stage: `bootc switch IMAGE` (pulls and stages the image for the next boot;
 ///   the running system is untouched);
 /// - activate: `systemctl reboot` into the staged image, refused when
 ///   `bootc status --json` shows nothing staged;
-/// - rollback: `bootc rollback` (makes the previous deployment the next boot), then
-///   `systemctl reboot`;
+/// - rollback: with an image staged (the update never booted), `bootc switch` back
+///   to the booted image, which replaces the staged one; otherwise
+///   `bootc rollback` (the previous deployment becomes the next boot); no reboot;
+/// - reboot: `systemctl reboot`;
 /// - health: `systemctl is-system-running`.
 #[derive(Debug, Clone)]
 pub struct BootcUpdater {
@@ -46,12 +49,39 @@ struct HostStatus {
     staged: Option<BootEntry>,
     #[serde(default)]
     booted: Option<BootEntry>,
+    #[serde(default)]
+    rollback: Option<BootEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct BootEntry {
     #[serde(default)]
     image: Option<ImageStatus>,
+    #[serde(default)]
+    ostree: Option<OstreeStatus>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OstreeStatus {
+    checksum: String,
+}
+
+impl BootEntry {
+    /// The entry as a deployment; `None` when it names neither an image nor a
+    /// commit.
+    fn deployment(self) -> Option<Deployment> {
+        match (self.image, self.ostree) {
+            (Some(image), _) => Some(Deployment {
+                id: match &image.image_digest {
+                    Some(digest) => format!("{}@{digest}", image.image.image),
+                    None => image.image.image.clone(),
+                },
+                image: Some(image.image.image),
+            }),
+            (None, Some(ostree)) => Some(Deployment::commit(ostree.checksum)),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,7 +110,7 @@ impl BootcUpdater {
         }
     }
 
-    async fn status(&self, operation: &'static str) -> Result<Host, OsError> {
+    async fn status(&self, operation: &'static str) -> Result<BootedOs, OsError> {
         let output = run(
             &self.commands,
             operation,
@@ -88,25 +118,25 @@ impl BootcUpdater {
             &["status", "--json"],
         )
         .await?;
-        serde_json::from_slice(&output.stdout).map_err(|e| OsError::Failed {
-            operation,
-            reason: format!("bootc status --json printed unexpected JSON: {e}"),
-        })
+        parse_status(&output.stdout).map_err(|reason| OsError::Failed { operation, reason })
     }
+}
+
+/// The deployments in `bootc status --json`.
+fn parse_status(stdout: &[u8]) -> Result<BootedOs, String> {
+    let host: Host = serde_json::from_slice(stdout)
+        .map_err(|e| format!("bootc status --json printed unexpected JSON: {e}"))?;
+    Ok(BootedOs {
+        booted: host.status.booted.and_then(BootEntry::deployment),
+        staged: host.status.staged.and_then(BootEntry::deployment),
+        rollback: host.status.rollback.and_then(BootEntry::deployment),
+    })
 }
 
 #[async_trait]
 impl OsUpdater for BootcUpdater {
-    async fn current_commit(&self) -> Result<Option<String>, OsError> {
-        let host = self.status("current commit").await?;
-        Ok(host
-            .status
-            .booted
-            .and_then(|entry| entry.image)
-            .map(|image| match image.image_digest {
-                Some(digest) => format!("{}@{digest}", image.image.image),
-                None => image.image.image,
-            }))
+    async fn booted(&self) -> Result<BootedOs, OsError> {
+        self.status("status").await
     }
 
     async fn stage(&self, target: &OsInformation) -> Result<(), OsError> {
@@ -120,8 +150,7 @@ impl OsUpdater for BootcUpdater {
     }
 
     async fn activate(&self) -> Result<(), OsError> {
-        let host = self.status("activate").await?;
-        if host.status.staged.is_none() {
+        if self.status("activate").await?.staged.is_none() {
             return Err(OsError::Failed {
                 operation: "activate",
                 reason: "bootc shows no staged image".into(),
@@ -131,8 +160,26 @@ impl OsUpdater for BootcUpdater {
     }
 
     async fn rollback(&self) -> Result<(), OsError> {
-        run(&self.commands, "rollback", &self.program, &["rollback"]).await?;
-        reboot(&self.commands, "rollback").await
+        let status = self.status("rollback").await?;
+        match (status.staged, status.booted.and_then(|b| b.image)) {
+            (Some(_), Some(booted)) => {
+                run(
+                    &self.commands,
+                    "rollback",
+                    &self.program,
+                    &["switch", &booted],
+                )
+                .await?;
+            }
+            _ => {
+                run(&self.commands, "rollback", &self.program, &["rollback"]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reboot(&self) -> Result<(), OsError> {
+        reboot(&self.commands, "reboot").await
     }
 
     async fn health(&self) -> Result<OsHealth, OsError> {
@@ -145,31 +192,12 @@ mod tests {
     use super::*;
     use crate::command::{CommandOutput, RecordedCommands};
 
-    /// The shape `bootc status --json` prints (trimmed), written for this test: an
-    /// image staged over the booted one.
-    const STATUS: &str = r#"{
-  "apiVersion": "org.containers.bootc/v1",
-  "kind": "BootcHost",
-  "metadata": {"name": "host"},
-  "spec": {"image": {"image": "quay.io/acme/os:2", "transport": "registry"}, "bootOrder": "default"},
-  "status": {
-    "staged": {
-      "image": {"image": {"image": "quay.io/acme/os:2", "transport": "registry"},
-                "version": "2.0", "timestamp": "2026-11-01T10:00:00Z", "imageDigest": "sha256:2222"},
-      "cachedUpdate": null, "incompatible": false, "pinned": false,
-      "ostree": {"checksum": "c2c2", "deploySerial": 0}
-    },
-    "booted": {
-      "image": {"image": {"image": "quay.io/acme/os:1", "transport": "registry"},
-                "version": "1.0", "timestamp": "2026-10-01T10:00:00Z", "imageDigest": "sha256:1111"},
-      "cachedUpdate": null, "incompatible": false, "pinned": false,
-      "ostree": {"checksum": "c1c1", "deploySerial": 0}
-    },
-    "rollback": null,
-    "rollbackQueued": false,
-    "type": "bootcHost"
-  }
-}"#;
+    /// `bootc status --json` of an image-mode host with an update staged over the
+    /// booted image and an older rollback image.
+    const STAGED: &str = include_str!("fixtures/bootc-staged.json");
+    /// `bootc status --json` on a package-mode system (bootc installed, not booted
+    /// from an image).
+    const PACKAGE_MODE: &str = include_str!("fixtures/bootc-package-mode.json");
 
     fn updater(status: &str) -> (BootcUpdater, Arc<RecordedCommands>) {
         let commands = Arc::new(RecordedCommands::default());
@@ -181,28 +209,57 @@ mod tests {
         words.iter().map(|w| (*w).to_owned()).collect()
     }
 
+    #[test]
+    fn the_recorded_outputs_parse() {
+        let status = parse_status(STAGED.as_bytes()).expect("parses");
+        let booted = status.booted.expect("booted");
+        assert_eq!(booted.id, "quay.io/acme/os:1@sha256:1111aaaa");
+        let target = OsInformation {
+            image: Some("quay.io/acme/os:2".into()),
+            ..Default::default()
+        };
+        assert!(!booted.runs(&target));
+        assert!(status.staged.expect("staged").runs(&target));
+        assert_eq!(
+            status.rollback.expect("rollback").image.as_deref(),
+            Some("quay.io/acme/os:0")
+        );
+        assert_eq!(
+            parse_status(PACKAGE_MODE.as_bytes()).expect("parses"),
+            BootedOs::default()
+        );
+        for (input, expected) in [
+            ("7", "invalid type"),
+            (
+                r#"{"status": {"booted": {"image": {"image": {}}}}}"#,
+                "missing field `image`",
+            ),
+            ("", "EOF"),
+        ] {
+            let error = parse_status(input.as_bytes()).expect_err(input);
+            assert!(error.contains(expected), "{input}: {error}");
+        }
+    }
+
     #[tokio::test]
     async fn the_current_commit_is_the_booted_image_with_its_digest() {
-        let (updater, commands) = updater(STATUS);
+        let (updater, commands) = updater(STAGED);
         assert_eq!(
             updater.current_commit().await.expect("commit"),
-            Some("quay.io/acme/os:1@sha256:1111".into())
+            Some("quay.io/acme/os:1@sha256:1111aaaa".into())
         );
         assert_eq!(commands.calls(), vec![call(&["bootc", "status", "--json"])]);
-        // A system not booted from an image (bootc installed on a package system).
-        let (updater, _) = updater_with_no_image();
+        let (updater, _) = updater_in(PACKAGE_MODE);
         assert_eq!(updater.current_commit().await.expect("commit"), None);
     }
 
-    fn updater_with_no_image() -> (BootcUpdater, Arc<RecordedCommands>) {
-        updater(
-            r#"{"apiVersion": "org.containers.bootc/v1", "kind": "BootcHost", "status": {"staged": null, "booted": null, "rollback": null, "type": null}}"#,
-        )
+    fn updater_in(status: &str) -> (BootcUpdater, Arc<RecordedCommands>) {
+        updater(status)
     }
 
     #[tokio::test]
-    async fn stage_switches_activate_reboots_rollback_rolls_back_and_reboots() {
-        let (updater, commands) = updater(STATUS);
+    async fn stage_switches_activate_reboots_and_rollback_drops_the_staged_image() {
+        let (updater, commands) = updater(STAGED);
         let target = OsInformation {
             image: Some("quay.io/acme/os:2".into()),
             ..Default::default()
@@ -216,15 +273,15 @@ mod tests {
                 call(&["bootc", "switch", "quay.io/acme/os:2"]),
                 call(&["bootc", "status", "--json"]),
                 call(&["systemctl", "reboot"]),
-                call(&["bootc", "rollback"]),
-                call(&["systemctl", "reboot"]),
+                call(&["bootc", "status", "--json"]),
+                call(&["bootc", "switch", "quay.io/acme/os:1"]),
             ]
         );
     }
 
     #[tokio::test]
     async fn nothing_staged_or_no_image_is_refused_before_any_change() {
-        let (updater, commands) = updater_with_no_image();
+        let (updater, commands) = updater(PACKAGE_MODE);
         assert!(matches!(
             updater.activate().await,
             Err(OsError::Failed {
@@ -247,8 +304,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_rollback_does_not_reboot() {
-        let (updater, commands) = updater(STATUS);
+    async fn a_failed_rollback_is_reported_with_its_stderr() {
+        let (updater, commands) = updater(PACKAGE_MODE);
         commands.reply(
             &["rollback"],
             CommandOutput {
@@ -260,6 +317,9 @@ mod tests {
         );
         let text = updater.rollback().await.expect_err("fails").to_string();
         assert!(text.contains("No rollback available"), "{text}");
-        assert_eq!(commands.calls(), vec![call(&["bootc", "rollback"])]);
+        assert_eq!(
+            commands.calls().last().cloned(),
+            Some(call(&["bootc", "rollback"]))
+        );
     }
 }

@@ -7,20 +7,25 @@ use async_trait::async_trait;
 use flotta_core::wire::OsInformation;
 use serde::Deserialize;
 
-use super::{OsError, OsHealth, OsUpdater, run, systemd_health};
+use super::{BootedOs, Deployment, OsError, OsHealth, OsUpdater, reboot, run, systemd_health};
 use crate::command::{CommandRunner, HostCommands};
 
 /// Updates an rpm-ostree system (Fedora IoT, RHEL for Edge, CoreOS).
 ///
-/// - current commit: the `checksum` of the booted deployment in
-///   `rpm-ostree status --json`;
+/// - booted: the deployments of `rpm-ostree status --json` (`booted`, `staged`,
+///   and the first other one as the rollback), each known by its `checksum` and,
+///   for container-image deployments, its `container-image-reference` without the
+///   transport;
 /// - stage: `rpm-ostree deploy --lock-finalization COMMIT` for a target commit, or
 ///   `rpm-ostree rebase --lock-finalization ostree-unverified-registry:IMAGE` for a
-///   target image (the commit must be reachable from the deployment's remote);
-///   a locked staged deployment is not finalized by an unrelated reboot;
+///   target image; a locked staged deployment is not finalized by an unrelated
+///   reboot;
 /// - activate: `rpm-ostree finalize-deployment CHECKSUM` of the staged deployment,
 ///   which reboots into it;
-/// - rollback: `rpm-ostree rollback --reboot`;
+/// - rollback: `rpm-ostree cleanup -p` when a deployment is staged (the update
+///   never booted), otherwise `rpm-ostree rollback` (the previous deployment
+///   becomes the default; no reboot);
+/// - reboot: `systemctl reboot`;
 /// - health: `systemctl is-system-running`.
 #[derive(Debug, Clone)]
 pub struct RpmOstreeUpdater {
@@ -37,18 +42,46 @@ impl Default for RpmOstreeUpdater {
 /// The part of `rpm-ostree status --json` read here.
 #[derive(Debug, Deserialize)]
 struct Status {
-    #[serde(default)]
-    deployments: Vec<Deployment>,
+    deployments: Vec<StatusDeployment>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Deployment {
-    #[serde(default)]
-    checksum: Option<String>,
+struct StatusDeployment {
+    checksum: String,
     #[serde(default)]
     booted: bool,
     #[serde(default)]
     staged: bool,
+    #[serde(default, rename = "container-image-reference")]
+    container_image_reference: Option<String>,
+}
+
+impl StatusDeployment {
+    fn deployment(&self) -> Deployment {
+        Deployment {
+            id: self.checksum.clone(),
+            image: self.container_image_reference.as_deref().map(image_of),
+        }
+    }
+}
+
+/// The image of an ostree container reference (`ostree-unverified-registry:IMAGE`,
+/// `ostree-image-signed:registry:IMAGE`, `ostree-remote-image:REMOTE:docker://IMAGE`).
+fn image_of(reference: &str) -> String {
+    let image = reference
+        .split_once("docker://")
+        .map(|(_, image)| image)
+        .or_else(|| {
+            [
+                "ostree-unverified-registry:",
+                "ostree-unverified-image:registry:",
+                "ostree-image-signed:registry:",
+            ]
+            .iter()
+            .find_map(|prefix| reference.strip_prefix(prefix))
+        })
+        .unwrap_or(reference);
+    image.to_owned()
 }
 
 impl RpmOstreeUpdater {
@@ -64,7 +97,7 @@ impl RpmOstreeUpdater {
         }
     }
 
-    async fn status(&self, operation: &'static str) -> Result<Status, OsError> {
+    async fn status(&self, operation: &'static str) -> Result<BootedOs, OsError> {
         let output = run(
             &self.commands,
             operation,
@@ -76,20 +109,33 @@ impl RpmOstreeUpdater {
     }
 }
 
-fn parse_status(stdout: &[u8]) -> Result<Status, String> {
-    serde_json::from_slice(stdout)
-        .map_err(|e| format!("rpm-ostree status --json printed unexpected JSON: {e}"))
+/// The deployments in `rpm-ostree status --json`.
+fn parse_status(stdout: &[u8]) -> Result<BootedOs, String> {
+    let status: Status = serde_json::from_slice(stdout)
+        .map_err(|e| format!("rpm-ostree status --json printed unexpected JSON: {e}"))?;
+    Ok(BootedOs {
+        booted: status
+            .deployments
+            .iter()
+            .find(|d| d.booted)
+            .map(StatusDeployment::deployment),
+        staged: status
+            .deployments
+            .iter()
+            .find(|d| d.staged)
+            .map(StatusDeployment::deployment),
+        rollback: status
+            .deployments
+            .iter()
+            .find(|d| !d.booted && !d.staged)
+            .map(StatusDeployment::deployment),
+    })
 }
 
 #[async_trait]
 impl OsUpdater for RpmOstreeUpdater {
-    async fn current_commit(&self) -> Result<Option<String>, OsError> {
-        let status = self.status("current commit").await?;
-        Ok(status
-            .deployments
-            .into_iter()
-            .find(|d| d.booted)
-            .and_then(|d| d.checksum))
+    async fn booted(&self) -> Result<BootedOs, OsError> {
+        self.status("status").await
     }
 
     async fn stage(&self, target: &OsInformation) -> Result<(), OsError> {
@@ -113,12 +159,10 @@ impl OsUpdater for RpmOstreeUpdater {
     }
 
     async fn activate(&self) -> Result<(), OsError> {
-        let status = self.status("activate").await?;
-        let staged = status
-            .deployments
-            .into_iter()
-            .find(|d| d.staged)
-            .and_then(|d| d.checksum)
+        let staged = self
+            .status("activate")
+            .await?
+            .staged
             .ok_or(OsError::Failed {
                 operation: "activate",
                 reason: "no staged deployment".into(),
@@ -127,21 +171,26 @@ impl OsUpdater for RpmOstreeUpdater {
             &self.commands,
             "activate",
             &self.program,
-            &["finalize-deployment", staged.as_str()],
+            &["finalize-deployment", staged.id.as_str()],
         )
         .await
         .map(|_| ())
     }
 
     async fn rollback(&self) -> Result<(), OsError> {
-        run(
-            &self.commands,
-            "rollback",
-            &self.program,
-            &["rollback", "--reboot"],
-        )
-        .await
-        .map(|_| ())
+        let status = self.status("rollback").await?;
+        let args: &[&str] = if status.staged.is_some() {
+            &["cleanup", "-p"]
+        } else {
+            &["rollback"]
+        };
+        run(&self.commands, "rollback", &self.program, args)
+            .await
+            .map(|_| ())
+    }
+
+    async fn reboot(&self) -> Result<(), OsError> {
+        reboot(&self.commands, "reboot").await
     }
 
     async fn health(&self) -> Result<OsHealth, OsError> {
@@ -154,27 +203,15 @@ mod tests {
     use super::*;
     use crate::command::{CommandOutput, RecordedCommands};
 
-    /// The shape `rpm-ostree status --json` prints (trimmed), written for this test:
-    /// a staged deployment above the booted one and the rollback deployment.
-    const STATUS: &str = r#"{
-  "deployments": [
-    {"id": "fedora-iot-3c1d.0", "osname": "fedora-iot", "origin": "fedora-iot:fedora/stable/x86_64/iot",
-     "checksum": "3c1d0e5f7a", "version": "40.20240801.0", "timestamp": 1722500000,
-     "booted": false, "staged": true, "pinned": false},
-    {"id": "fedora-iot-9ab2.0", "osname": "fedora-iot", "origin": "fedora-iot:fedora/stable/x86_64/iot",
-     "checksum": "9ab2c4d6e8", "version": "40.20240715.0", "timestamp": 1721000000,
-     "booted": true, "staged": false, "pinned": false},
-    {"id": "fedora-iot-1f00.0", "osname": "fedora-iot", "checksum": "1f00aa11bb",
-     "booted": false, "staged": false, "pinned": false}
-  ],
-  "transaction": null,
-  "cached-update": null,
-  "update-driver": null
-}"#;
+    /// `rpm-ostree status --json` of a Fedora IoT host with an update staged
+    /// (locked) above the booted deployment and an older rollback deployment.
+    const STAGED: &str = include_str!("fixtures/rpm-ostree-staged.json");
+    /// `rpm-ostree status --json` of a host booted from a container image.
+    const CONTAINER: &str = include_str!("fixtures/rpm-ostree-container.json");
 
-    fn updater() -> (RpmOstreeUpdater, Arc<RecordedCommands>) {
+    fn updater(status: &str) -> (RpmOstreeUpdater, Arc<RecordedCommands>) {
         let commands = Arc::new(RecordedCommands::default());
-        commands.reply_stdout(&["status", "--json"], STATUS);
+        commands.reply_stdout(&["status", "--json"], status);
         (RpmOstreeUpdater::with_commands(commands.clone()), commands)
     }
 
@@ -182,12 +219,60 @@ mod tests {
         words.iter().map(|w| (*w).to_owned()).collect()
     }
 
+    #[test]
+    fn the_recorded_outputs_parse_into_booted_staged_and_rollback() {
+        let staged = parse_status(STAGED.as_bytes()).expect("parses");
+        assert!(
+            staged
+                .booted
+                .as_ref()
+                .is_some_and(|d| d.id.starts_with("9ab2c4d6"))
+        );
+        assert!(
+            staged
+                .staged
+                .as_ref()
+                .is_some_and(|d| d.id.starts_with("3c1d0e5f"))
+        );
+        assert!(
+            staged
+                .rollback
+                .as_ref()
+                .is_some_and(|d| d.id.starts_with("1f00aa11"))
+        );
+        let container = parse_status(CONTAINER.as_bytes()).expect("parses");
+        let booted = container.booted.expect("booted");
+        assert_eq!(booted.image.as_deref(), Some("quay.io/acme/edge-os:2"));
+        let target = OsInformation {
+            image: Some("quay.io/acme/edge-os:2".into()),
+            ..Default::default()
+        };
+        assert!(booted.runs(&target));
+        assert!(container.staged.is_none());
+    }
+
+    #[test]
+    fn bad_status_output_is_a_clear_error() {
+        for (input, expected) in [
+            ("not json", "unexpected JSON"),
+            ("{}", "missing field `deployments`"),
+            (
+                r#"{"deployments": [{"booted": true}]}"#,
+                "missing field `checksum`",
+            ),
+            (r#"{"deployments": [{"checksum": 7}]}"#, "invalid type"),
+        ] {
+            let error = parse_status(input.as_bytes()).expect_err(input);
+            assert!(error.contains(expected), "{input}: {error}");
+        }
+    }
+
     #[tokio::test]
     async fn the_current_commit_is_the_booted_deployment() {
-        let (updater, commands) = updater();
+        let (updater, commands) = updater(STAGED);
         assert_eq!(
             updater.current_commit().await.expect("commit"),
-            Some("9ab2c4d6e8".into())
+            Some("9ab2c4d6e8f0a1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b2".into())
         );
         assert_eq!(
             commands.calls(),
@@ -197,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn stage_deploys_a_commit_or_rebases_to_an_image_locked() {
-        let (updater, commands) = updater();
+        let (updater, commands) = updater(STAGED);
         let commit = OsInformation {
             commit_id: Some("3c1d0e5f7a".into()),
             ..Default::default()
@@ -230,23 +315,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn activate_finalizes_the_staged_deployment_and_rollback_reboots() {
-        let (updater, commands) = updater();
+    async fn activate_finalizes_and_rollback_drops_the_staged_deployment() {
+        let (updater, commands) = updater(STAGED);
         updater.activate().await.expect("activate");
         updater.rollback().await.expect("rollback");
+        updater.reboot().await.expect("reboot");
+        let staged = "3c1d0e5f7a9b2c4d6e8f0a1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d";
         assert_eq!(
             commands.calls(),
             vec![
                 call(&["rpm-ostree", "status", "--json"]),
-                call(&["rpm-ostree", "finalize-deployment", "3c1d0e5f7a"]),
-                call(&["rpm-ostree", "rollback", "--reboot"]),
+                call(&["rpm-ostree", "finalize-deployment", staged]),
+                call(&["rpm-ostree", "status", "--json"]),
+                call(&["rpm-ostree", "cleanup", "-p"]),
+                call(&["systemctl", "reboot"]),
             ]
         );
     }
 
     #[tokio::test]
+    async fn rollback_after_the_boot_makes_the_previous_deployment_the_default() {
+        let (updater, commands) = updater(CONTAINER);
+        updater.rollback().await.expect("rollback");
+        assert_eq!(
+            commands.calls().last().cloned(),
+            Some(call(&["rpm-ostree", "rollback"]))
+        );
+    }
+
+    #[tokio::test]
     async fn failures_carry_the_command_and_its_stderr() {
-        let (updater, commands) = updater();
+        let (updater, commands) = updater(STAGED);
         commands.reply(
             &["deploy"],
             CommandOutput {
@@ -282,7 +381,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_follows_systemd() {
-        let (updater, commands) = updater();
+        let (updater, commands) = updater(STAGED);
         for (state, health) in [
             ("running", OsHealth::Healthy),
             ("starting", OsHealth::Healthy),

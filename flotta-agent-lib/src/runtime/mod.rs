@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use flotta_core::reconcile::{ConfigVersion, WorkloadPhase, fingerprint};
+use flotta_core::reconcile::{WorkloadInputs, WorkloadPhase};
 use flotta_core::wire::Workload;
 
 /// Why a runtime could not do what it was asked.
@@ -51,6 +51,16 @@ pub enum RuntimeError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// An image of the workload could not be downloaded before the apply.
+    #[error("workload {name}: image {image} could not be prefetched: {reason}")]
+    PrefetchFailed {
+        /// Workload name.
+        name: String,
+        /// The image.
+        image: String,
+        /// What went wrong (the registry's answer, the engine's error).
+        reason: String,
+    },
     /// The runtime could not list its workloads.
     #[error("the runtime could not list its workloads: {reason}")]
     ListFailed {
@@ -59,14 +69,33 @@ pub enum RuntimeError {
     },
 }
 
+/// A workload or container name that cannot be a file name of its own (the
+/// runtimes keep files named after them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a name of 1 to 253 letters, digits, '-', '.' and '_'")]
+pub(crate) struct InvalidName(pub(crate) String);
+
+/// Refuses names that cannot be one path component of their own.
+pub(crate) fn check_file_name(name: &str) -> Result<(), InvalidName> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidName(name.to_owned()))
+    }
+}
+
 /// One workload as a runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadState {
     /// Workload name.
     pub name: String,
-    /// [`fingerprint`] of the definition it runs; `None` for a workload the agent did
-    /// not start (left alone by planning).
-    pub fingerprint: Option<ConfigVersion>,
     /// Its phase.
     pub phase: WorkloadPhase,
 }
@@ -80,14 +109,41 @@ pub struct WorkloadState {
 ///   which case the runtime must not keep a half-started copy of the new definition.
 /// - [`remove`](Self::remove) stops and deletes the workload; removing a workload the
 ///   runtime does not have succeeds (removal is idempotent).
-/// - [`list`](Self::list) reports every workload the runtime has, with the
-///   [`fingerprint`] of the definition it was applied from, sorted by name.
+/// - [`list`](Self::list) reports every workload the runtime has, with its phase,
+///   sorted by name.
+///
+/// Which definition each workload was applied from is the agent's bookkeeping, not
+/// the runtime's: the agent applies a workload only when its definition changed.
 ///
 /// Implementations must be safe to call from several tasks at once.
 #[async_trait]
 pub trait WorkloadRuntime: Send + Sync {
     /// Starts `workload`, or replaces the running workload of the same name.
     async fn apply(&self, workload: &Workload) -> Result<(), RuntimeError>;
+    /// Starts `workload` with its resolved inputs (environment from config maps and
+    /// secrets, volume files, registry auth file): what the agent calls. The
+    /// default ignores `inputs` and calls [`apply`](Self::apply), for runtimes that
+    /// resolve nothing themselves.
+    async fn apply_with(
+        &self,
+        workload: &Workload,
+        inputs: &WorkloadInputs,
+    ) -> Result<(), RuntimeError> {
+        let _ = inputs;
+        self.apply(workload).await
+    }
+    /// Downloads what `workload` needs (its images, with its registry
+    /// credentials) without starting or changing anything: the agent prefetches
+    /// every workload of a version before it applies any, so a network failure
+    /// leaves the running version untouched. The default has nothing to fetch.
+    async fn prefetch(
+        &self,
+        workload: &Workload,
+        inputs: &WorkloadInputs,
+    ) -> Result<(), RuntimeError> {
+        let _ = (workload, inputs);
+        Ok(())
+    }
     /// Stops and removes the workload `name`.
     async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
     /// Every workload the runtime has, sorted by name.
@@ -174,10 +230,9 @@ impl WorkloadRuntime for MemoryRuntime {
         Ok(self
             .inner()
             .workloads
-            .iter()
-            .map(|(name, workload)| WorkloadState {
+            .keys()
+            .map(|name| WorkloadState {
                 name: name.clone(),
-                fingerprint: Some(fingerprint(workload)),
                 phase: WorkloadPhase::Running,
             })
             .collect())
@@ -196,6 +251,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn names_that_escape_the_directory_are_refused() {
+        assert_eq!(check_file_name("web-1.v2_a"), Ok(()));
+        for bad in ["", ".", "..", "a/b", "../x", "a b"] {
+            assert_eq!(check_file_name(bad), Err(InvalidName(bad.to_owned())));
+        }
+        assert!(check_file_name(&"a".repeat(254)).is_err());
+    }
+
     #[tokio::test]
     async fn apply_replaces_and_remove_is_idempotent() {
         let runtime = MemoryRuntime::new();
@@ -203,10 +267,7 @@ mod tests {
         runtime.apply(&workload("a", "two")).await.expect("replace");
         let listed = runtime.list().await.expect("list");
         assert_eq!(listed.len(), 1);
-        assert_eq!(
-            listed[0].fingerprint,
-            Some(fingerprint(&workload("a", "two")))
-        );
+        assert_eq!(runtime.workload("a"), Some(workload("a", "two")));
         runtime.remove("a").await.expect("remove");
         runtime.remove("a").await.expect("remove again");
         assert!(runtime.list().await.expect("list").is_empty());

@@ -1,22 +1,25 @@
 //! [`PodmanRuntime`]: each workload is a pod started with `podman kube play`, as
 //! Flotta's agent does.
 //!
-//! Applying writes `<manifest_dir>/<workload>.yaml` (the workload's config maps,
-//! then a `Pod` with the workload's name, labels, annotations and pod spec) and runs
-//! `podman kube play --replace [--authfile FILE] <file>`; removing runs
+//! Applying writes `<manifest_dir>/<workload>.yaml` (mode 0600: the secrets the pod
+//! references, its config maps, then a `Pod` with the workload's name, labels,
+//! annotations and pod spec) and runs
+//! `podman kube play --replace [--authfile FILE] <file>`, where `FILE` is the
+//! workload's own registry credentials (`imageRegistries.authFile`, written to
+//! `<manifest_dir>/<workload>.auth.json`, mode 0600) or else the runtime's; removing runs
 //! `podman kube down <file>`; listing reads `podman pod ps --format json`. Pods
-//! carry the label `flotta-rs.io/workload=<name>`; the fingerprint of the applied
-//! definition is kept next to the YAML file (`<workload>.fingerprint`), so a
-//! restarted agent knows what runs without re-applying it.
+//! carry the label `flotta-rs.io/workload=<name>`. Which definition a pod was played
+//! from is the agent's record, not the runtime's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use flotta_core::reconcile::{ConfigVersion, WorkloadPhase, fingerprint};
+use flotta_core::reconcile::{WorkloadInputs, WorkloadPhase};
 use flotta_core::wire::Workload;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
@@ -38,7 +41,7 @@ pub struct PodmanOptions {
     pub global_args: Vec<String>,
     /// Registry credentials file given to `podman kube play` as `--authfile`.
     pub authfile: Option<PathBuf>,
-    /// Where the kube YAML and fingerprint files are written.
+    /// Where the kube YAML files are written.
     pub manifest_dir: PathBuf,
 }
 
@@ -60,8 +63,7 @@ impl PodmanOptions {
 /// Phases come from the pod status podman reports (`Running`, `Created`,
 /// `Degraded`, `Exited`, ...), mapped with [`WorkloadPhase::from_reported`];
 /// `Degraded` (some containers not running) counts as failed. Only pods labelled
-/// [`WORKLOAD_LABEL`] are listed; one without a fingerprint file is listed with an
-/// empty fingerprint, so planning re-applies it.
+/// [`WORKLOAD_LABEL`] are listed.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), flotta_agent_lib::RuntimeError> {
@@ -124,12 +126,6 @@ impl PodmanRuntime {
         self.options.manifest_dir.join(format!("{name}.yaml"))
     }
 
-    fn fingerprint_file(&self, name: &str) -> PathBuf {
-        self.options
-            .manifest_dir
-            .join(format!("{name}.fingerprint"))
-    }
-
     /// `podman [global args] <args>`.
     async fn podman(&self, args: Vec<String>) -> Result<crate::command::CommandOutput, String> {
         let mut all = self.options.global_args.clone();
@@ -140,9 +136,14 @@ impl PodmanRuntime {
             .map_err(|e| format!("cannot run {}: {e}", self.options.program.display()))
     }
 
-    fn play_args(&self, file: &Path) -> Vec<String> {
+    /// The registry credentials file of workload `name`, when it has its own.
+    pub fn auth_file(&self, name: &str) -> PathBuf {
+        self.options.manifest_dir.join(format!("{name}.auth.json"))
+    }
+
+    fn play_args(&self, file: &Path, authfile: Option<&Path>) -> Vec<String> {
         let mut args = vec!["kube".to_owned(), "play".to_owned(), "--replace".to_owned()];
-        if let Some(authfile) = &self.options.authfile {
+        if let Some(authfile) = authfile.or(self.options.authfile.as_deref()) {
             args.push("--authfile".to_owned());
             args.push(authfile.display().to_string());
         }
@@ -167,7 +168,19 @@ impl PodmanRuntime {
 }
 
 /// The kube YAML of a workload: its config maps, then the pod.
+#[cfg(test)]
 pub(crate) fn kube_yaml(name: &str, workload: &Workload) -> Result<String, String> {
+    kube_yaml_with(name, workload, &WorkloadInputs::default())
+}
+
+/// The kube YAML of a workload with its inputs: the secrets its pod references
+/// (as `v1` `Secret` objects, which `podman kube play` creates as podman secrets),
+/// its config maps, then the pod.
+pub(crate) fn kube_yaml_with(
+    name: &str,
+    workload: &Workload,
+    inputs: &WorkloadInputs,
+) -> Result<String, String> {
     let text = workload
         .specification
         .as_deref()
@@ -187,6 +200,27 @@ pub(crate) fn kube_yaml(name: &str, workload: &Workload) -> Result<String, Strin
         status: None,
     };
     let mut documents = Vec::new();
+    for secret in &inputs.secrets {
+        let object = Secret {
+            metadata: ObjectMeta {
+                name: Some(secret.name.clone()),
+                ..Default::default()
+            },
+            data: Some(
+                secret
+                    .data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                    .collect(),
+            ),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        };
+        documents.push(
+            serde_yaml_ng::to_string(&object)
+                .map_err(|_| format!("secret {} cannot be encoded", secret.name))?,
+        );
+    }
     for (index, text) in workload.configmaps.iter().flatten().enumerate() {
         let map: ConfigMap = serde_yaml_ng::from_str(text)
             .map_err(|e| format!("configmaps[{index}] is not a valid ConfigMap: {e}"))?;
@@ -210,32 +244,122 @@ pub(crate) fn kube_yaml(name: &str, workload: &Workload) -> Result<String, Strin
     Ok(documents.join("---\n"))
 }
 
-/// Refuses names that cannot be a file name of their own.
-fn check_name(name: &str) -> Result<(), String> {
-    let valid = name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a name of letters, digits, '-', '.' and '_'"
-        ))
-    }
-}
-
 async fn write_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     // Temporary file and rename: a crash never leaves a half-written manifest.
+    // Owner-only: manifests and auth files hold secrets.
     let temporary = path.with_extension("tmp");
     tokio::fs::write(&temporary, contents).await?;
+    tokio::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600)).await?;
     tokio::fs::rename(&temporary, path).await
+}
+
+/// The images of a workload's containers (init containers first), each once.
+fn images_of(workload: &Workload) -> Result<Vec<String>, String> {
+    let text = workload
+        .specification
+        .as_deref()
+        .ok_or("the workload has no pod specification")?;
+    let pod: k8s_openapi::api::core::v1::PodSpec = serde_yaml_ng::from_str(text)
+        .map_err(|e| format!("the pod specification is not a valid PodSpec: {e}"))?;
+    let mut images: Vec<String> = Vec::new();
+    for container in pod.init_containers.iter().flatten().chain(&pod.containers) {
+        if let Some(image) = container.image.clone().filter(|i| !i.is_empty())
+            && !images.contains(&image)
+        {
+            images.push(image);
+        }
+    }
+    Ok(images)
 }
 
 #[async_trait]
 impl WorkloadRuntime for PodmanRuntime {
     async fn apply(&self, workload: &Workload) -> Result<(), RuntimeError> {
+        self.apply_with(workload, &WorkloadInputs::default()).await
+    }
+
+    async fn prefetch(
+        &self,
+        workload: &Workload,
+        inputs: &WorkloadInputs,
+    ) -> Result<(), RuntimeError> {
+        let name = workload
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or(RuntimeError::UnnamedWorkload)?;
+        super::check_file_name(&name).map_err(|e| RuntimeError::ApplyFailed {
+            name: name.clone(),
+            reason: format!("name: {e}"),
+            source: None,
+        })?;
+        let images = images_of(workload).map_err(|reason| RuntimeError::ApplyFailed {
+            name: name.clone(),
+            reason,
+            source: None,
+        })?;
+        // The workload's own credentials, in a file of its own for the pull (the
+        // apply writes the same file again).
+        let auth = match &inputs.auth_file {
+            Some(content) => {
+                let path = self
+                    .options
+                    .manifest_dir
+                    .join(format!("{name}.prefetch-auth.json"));
+                write_file(&path, content)
+                    .await
+                    .map_err(|e| RuntimeError::ApplyFailed {
+                        name: name.clone(),
+                        reason: format!("cannot write {}", path.display()),
+                        source: Some(Box::new(e)),
+                    })?;
+                Some(path)
+            }
+            None => self.options.authfile.clone(),
+        };
+        let result = async {
+            for image in images {
+                let exists = self
+                    .podman(vec!["image".into(), "exists".into(), image.clone()])
+                    .await;
+                if exists.is_ok_and(|o| o.success) {
+                    continue;
+                }
+                let mut args = vec!["pull".to_owned()];
+                if let Some(auth) = &auth {
+                    args.push("--authfile".to_owned());
+                    args.push(auth.display().to_string());
+                }
+                args.push(image.clone());
+                let failure = |reason: String| RuntimeError::PrefetchFailed {
+                    name: name.clone(),
+                    image: image.clone(),
+                    reason,
+                };
+                let output = self.podman(args).await.map_err(&failure)?;
+                if !output.success {
+                    return Err(failure(output.failure()));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if inputs.auth_file.is_some() {
+            let path = self
+                .options
+                .manifest_dir
+                .join(format!("{name}.prefetch-auth.json"));
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        result
+    }
+
+    async fn apply_with(
+        &self,
+        workload: &Workload,
+        inputs: &WorkloadInputs,
+    ) -> Result<(), RuntimeError> {
         let name = workload
             .name
             .clone()
@@ -246,10 +370,26 @@ impl WorkloadRuntime for PodmanRuntime {
             reason,
             source: None,
         };
-        check_name(&name).map_err(|e| failed(format!("name: {e}")))?;
-        let yaml = kube_yaml(&name, workload).map_err(failed)?;
-        let wanted = fingerprint(workload);
+        super::check_file_name(&name).map_err(|e| failed(format!("name: {e}")))?;
+        let yaml = kube_yaml_with(&name, workload, inputs).map_err(failed)?;
         let _changes = self.changes.lock().await;
+        let auth = self.auth_file(&name);
+        let own_auth = match &inputs.auth_file {
+            Some(content) => {
+                write_file(&auth, content)
+                    .await
+                    .map_err(|e| RuntimeError::ApplyFailed {
+                        name: name.clone(),
+                        reason: format!("cannot write {}", auth.display()),
+                        source: Some(Box::new(e)),
+                    })?;
+                Some(auth)
+            }
+            None => {
+                let _ = tokio::fs::remove_file(&auth).await;
+                None
+            }
+        };
         let file = self.manifest_file(&name);
         write_file(&file, &yaml)
             .await
@@ -258,10 +398,10 @@ impl WorkloadRuntime for PodmanRuntime {
                 reason: format!("cannot write {}", file.display()),
                 source: Some(Box::new(e)),
             })?;
-        // Cleared first: a pod whose play fails half-way is never taken for the new
-        // definition.
-        let _ = tokio::fs::remove_file(self.fingerprint_file(&name)).await;
-        let output = self.podman(self.play_args(&file)).await.map_err(failed)?;
+        let output = self
+            .podman(self.play_args(&file, own_auth.as_deref()))
+            .await
+            .map_err(failed)?;
         if !output.success {
             // Nothing of the new definition may stay half-started.
             if let Err(reason) = self.down(&file).await {
@@ -269,13 +409,6 @@ impl WorkloadRuntime for PodmanRuntime {
             }
             return Err(failed(format!("podman kube play: {}", output.failure())));
         }
-        write_file(&self.fingerprint_file(&name), wanted.as_str())
-            .await
-            .map_err(|e| RuntimeError::ApplyFailed {
-                name: name.clone(),
-                reason: "cannot record the applied definition".into(),
-                source: Some(Box::new(e)),
-            })?;
         Ok(())
     }
 
@@ -285,7 +418,7 @@ impl WorkloadRuntime for PodmanRuntime {
             name: name.to_owned(),
             reason,
         };
-        check_name(name).map_err(failed)?;
+        super::check_file_name(name).map_err(|e| failed(e.to_string()))?;
         let file = self.manifest_file(name);
         if tokio::fs::try_exists(&file).await.unwrap_or(false) {
             self.down(&file).await.map_err(failed)?;
@@ -308,7 +441,7 @@ impl WorkloadRuntime for PodmanRuntime {
             }
         }
         let _ = tokio::fs::remove_file(&file).await;
-        let _ = tokio::fs::remove_file(self.fingerprint_file(name)).await;
+        let _ = tokio::fs::remove_file(self.auth_file(name)).await;
         Ok(())
     }
 
@@ -319,31 +452,17 @@ impl WorkloadRuntime for PodmanRuntime {
             .map_err(|reason| RuntimeError::ListFailed { reason })?;
         let mut states = Vec::with_capacity(pods.len());
         for (name, status) in pods {
-            let recorded = tokio::fs::read_to_string(self.fingerprint_file(&name))
-                .await
-                .ok()
-                .and_then(|text| parse_fingerprint(text.trim()));
             let phase = match WorkloadPhase::from_reported(&status) {
                 WorkloadPhase::Unknown if status.eq_ignore_ascii_case("degraded") => {
                     WorkloadPhase::Failed
                 }
                 phase => phase,
             };
-            states.push(WorkloadState {
-                name,
-                fingerprint: Some(recorded.unwrap_or_default()),
-                phase,
-            });
+            states.push(WorkloadState { name, phase });
         }
         states.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(states)
     }
-}
-
-/// The fingerprint recorded in a file, if it is one.
-fn parse_fingerprint(text: &str) -> Option<ConfigVersion> {
-    (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| ConfigVersion::from_received(text))
 }
 
 impl PodmanRuntime {
@@ -461,6 +580,149 @@ spec:
         );
     }
 
+    fn inputs_for(workload: &Workload) -> WorkloadInputs {
+        use base64::Engine;
+        let secret = flotta_core::wire::Secret {
+            name: Some("web-token".into()),
+            data: Some(format!(
+                "{{\"token\": \"{}\"}}",
+                base64::engine::general_purpose::STANDARD.encode("s3cr3t")
+            )),
+            extra: Default::default(),
+        };
+        let mut workload = workload.clone();
+        workload.specification = Some(
+            "containers:\n- name: nginx\n  image: quay.io/x/nginx:1\n  env:\n  - name: TOKEN\n    valueFrom: {secretKeyRef: {name: web-token, key: token}}\n".into(),
+        );
+        workload.image_registries = Some(flotta_core::wire::ImageRegistries {
+            auth_file: Some(
+                "{\"auths\": {\"registry.local\": {\"auth\": \"dXNlcjpwYXNz\"}}}".into(),
+            ),
+            extra: Default::default(),
+        });
+        WorkloadInputs::resolve(&workload, &[secret]).expect("inputs")
+    }
+
+    #[test]
+    fn the_kube_yaml_carries_the_secrets_the_pod_references() {
+        let inputs = inputs_for(&workload());
+        let yaml = kube_yaml_with("web", &workload(), &inputs).expect("yaml");
+        let documents: Vec<&str> = yaml.split("---\n").collect();
+        assert_eq!(documents.len(), 3, "{yaml}");
+        assert_eq!(
+            documents[0],
+            "apiVersion: v1\nkind: Secret\ndata:\n  token: czNjcjN0\nmetadata:\n  name: web-token\ntype: Opaque\n"
+        );
+        assert!(documents[1].contains("kind: ConfigMap"));
+        assert!(documents[2].contains("kind: Pod"));
+    }
+
+    #[tokio::test]
+    async fn prefetch_pulls_missing_images_with_the_credentials_and_names_a_failure() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (runtime, commands) = runtime(dir.path(), Some("/etc/flotta/auth.json")).await;
+        let failed = |stderr: &str| CommandOutput {
+            success: false,
+            code: Some(125),
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        let image_missing = ["--log-level", "error", "image", "exists"];
+        commands.reply(&image_missing, failed(""));
+        runtime
+            .prefetch(&workload(), &WorkloadInputs::default())
+            .await
+            .expect("prefetch");
+        assert_eq!(
+            commands.calls().last().cloned(),
+            Some(strings(&[
+                "/usr/bin/podman",
+                "--log-level",
+                "error",
+                "pull",
+                "--authfile",
+                "/etc/flotta/auth.json",
+                "quay.io/x/nginx:1",
+            ]))
+        );
+        commands.reply(
+            &["--log-level", "error", "pull"],
+            failed("Error: initializing source docker://quay.io/x/nginx:1: connection refused"),
+        );
+        let error = runtime
+            .prefetch(&workload(), &WorkloadInputs::default())
+            .await
+            .expect_err("the pull fails");
+        assert!(
+            matches!(&error, RuntimeError::PrefetchFailed { image, .. } if image == "quay.io/x/nginx:1"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("connection refused"), "{error}");
+        // Nothing was played: prefetch changes no workload.
+        assert!(
+            commands
+                .calls()
+                .iter()
+                .all(|c| !c.contains(&"play".to_owned()))
+        );
+        // An image already present is not pulled.
+        commands.reply(
+            &image_missing,
+            CommandOutput {
+                success: true,
+                code: Some(0),
+                ..Default::default()
+            },
+        );
+        let before = commands.calls().len();
+        runtime
+            .prefetch(&workload(), &WorkloadInputs::default())
+            .await
+            .expect("present");
+        assert_eq!(commands.calls().len(), before + 1);
+    }
+
+    #[tokio::test]
+    async fn a_workload_with_registry_credentials_plays_with_its_own_authfile() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (runtime, commands) = runtime(dir.path(), Some("/etc/flotta/auth.json")).await;
+        let inputs = inputs_for(&workload());
+        runtime
+            .apply_with(&workload(), &inputs)
+            .await
+            .expect("apply");
+        let auth = dir.path().join("web.auth.json");
+        let file = dir.path().join("web.yaml");
+        assert_eq!(
+            std::fs::read_to_string(&auth).expect("auth file"),
+            inputs.auth_file.clone().expect("auth")
+        );
+        for written in [&auth, &file] {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(written)
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", written.display());
+        }
+        assert_eq!(
+            commands.calls(),
+            vec![strings(&[
+                "/usr/bin/podman",
+                "--log-level",
+                "error",
+                "kube",
+                "play",
+                "--replace",
+                "--authfile",
+                &auth.display().to_string(),
+                &file.display().to_string(),
+            ])]
+        );
+        runtime.remove("web").await.expect("remove");
+        assert!(!auth.exists(), "the auth file goes with the workload");
+    }
+
     #[tokio::test]
     async fn apply_writes_the_file_and_plays_it_with_the_authfile() {
         let dir = tempfile::tempdir().expect("dir");
@@ -518,12 +780,10 @@ spec:
                 &file
             ]))
         );
-        // Nothing recorded as applied.
-        assert!(!dir.path().join("web.fingerprint").exists());
     }
 
     #[tokio::test]
-    async fn list_maps_podman_states_and_knows_what_it_applied() {
+    async fn list_maps_podman_states_of_its_own_pods() {
         let dir = tempfile::tempdir().expect("dir");
         let (runtime, commands) = runtime(dir.path(), None).await;
         runtime.apply(&workload()).await.expect("apply");
@@ -539,23 +799,15 @@ spec:
 ]"#,
         );
         let listed = runtime.list().await.expect("list");
-        let summary: Vec<(&str, WorkloadPhase, bool)> = listed
-            .iter()
-            .map(|w| {
-                (
-                    w.name.as_str(),
-                    w.phase,
-                    w.fingerprint == Some(fingerprint(&workload())),
-                )
-            })
-            .collect();
+        let summary: Vec<(&str, WorkloadPhase)> =
+            listed.iter().map(|w| (w.name.as_str(), w.phase)).collect();
         assert_eq!(
             summary,
             vec![
-                ("cache", WorkloadPhase::Failed, false),
-                ("job", WorkloadPhase::Failed, false),
-                ("starting", WorkloadPhase::Deploying, false),
-                ("web", WorkloadPhase::Running, true),
+                ("cache", WorkloadPhase::Failed),
+                ("job", WorkloadPhase::Failed),
+                ("starting", WorkloadPhase::Deploying),
+                ("web", WorkloadPhase::Running),
             ]
         );
         assert_eq!(
@@ -592,7 +844,6 @@ spec:
             ]))
         );
         assert!(!dir.path().join("web.yaml").exists());
-        assert!(!dir.path().join("web.fingerprint").exists());
         // Not known and no such pod: nothing to do, still a success.
         runtime.remove("web").await.expect("remove again");
         assert_eq!(

@@ -4,24 +4,29 @@
 //! For devices without a container engine, and for tests. A container's `command`
 //! followed by its `args` is the argument vector (there is no image, so there is no
 //! entrypoint to fall back on); `env` and `envFrom` are resolved against the
-//! workload's config maps; `$(VAR)` in command, args and values expands as in
-//! Kubernetes. Processes start with an empty environment plus `PATH` (the agent's)
+//! workload's config maps and the configuration's secrets
+//! ([`WorkloadInputs`]); `$(VAR)` in command,
+//! args and values expands as in Kubernetes. The files of `configMap` and `secret`
+//! volumes are written under `<log_dir>/<workload>/volumes/<volume>/` (secrets 0600
+//! unless the volume says otherwise), the working directory of containers that set
+//! none. Processes start with an empty environment plus `PATH` (the agent's)
 //! and the container's variables, stdin closed, stdout and stderr appended to
 //! `<log_dir>/<workload>/<container>.log`, in a process group of their own so that
 //! stopping one stops everything it started.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use flotta_core::reconcile::{ConfigVersion, WorkloadPhase, fingerprint};
+use flotta_core::backoff::Backoff;
+use flotta_core::reconcile::{WorkloadInputs, WorkloadPhase, expand};
 use flotta_core::wire::Workload;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -39,11 +44,11 @@ pub struct ProcessOptions {
     /// (`<container>.log`) and pid files; also the working directory of containers
     /// that set none.
     pub log_dir: PathBuf,
-    /// Wait before the first restart of a process that exited.
-    pub initial_backoff: Duration,
-    /// Longest wait between restarts (the wait doubles after each failed run).
-    pub max_backoff: Duration,
-    /// A run at least this long resets the wait to `initial_backoff`.
+    /// Waits before restarting a process that exited: `restart.initial` first,
+    /// doubling after each failed run up to `restart.max` ([`Backoff::cap`]; no
+    /// jitter, the processes are one device's own).
+    pub restart: Backoff,
+    /// A run at least this long resets the wait to `restart.initial`.
     pub stable_after: Duration,
     /// Time between SIGTERM and SIGKILL when a workload is stopped.
     pub stop_grace: Duration,
@@ -55,8 +60,7 @@ impl ProcessOptions {
     pub fn new(log_dir: impl Into<PathBuf>) -> Self {
         Self {
             log_dir: log_dir.into(),
-            initial_backoff: Duration::from_secs(10),
-            max_backoff: Duration::from_secs(300),
+            restart: Backoff::new(Duration::from_secs(10), Duration::from_secs(300)),
             stable_after: Duration::from_secs(600),
             stop_grace: Duration::from_secs(30),
         }
@@ -118,7 +122,6 @@ impl RestartPolicy {
 /// One applied workload: its supervisors and how to stop them.
 #[derive(Debug)]
 struct Supervised {
-    fingerprint: ConfigVersion,
     containers: Vec<Arc<Mutex<ContainerStatus>>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -169,8 +172,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs each container of a workload's pod as a supervised host process.
 ///
-/// Restarts follow the pod's `restartPolicy` (`Always` by default) with a doubling
-/// wait between `initial_backoff` and `max_backoff`. [`list`](WorkloadRuntime::list)
+/// Restarts follow the pod's `restartPolicy` (`Always` by default) with a
+/// wait doubling per [`ProcessOptions::restart`]. [`list`](WorkloadRuntime::list)
 /// reports `Running` when every process runs, `Failed` when one is waiting to be
 /// restarted after an exit or exited for good with a non-zero status (and when all
 /// completed, as podman reports an exited pod). [`remove`](WorkloadRuntime::remove)
@@ -181,10 +184,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// killed are found from their pid files and stopped by [`open`](Self::open), so
 /// the restarted agent starts from a clean slate and re-applies its configuration.
 ///
-/// Not supported (apply fails naming the field): init containers, secret references
-/// (`secretKeyRef`, `secretRef`; the runtime is not given secrets) unless optional,
-/// `resourceFieldRef`. Volumes, ports, probes and images are ignored: a host
-/// process has no image and shares the host's network and file system.
+/// Not supported (apply fails naming the field): init containers,
+/// `resourceFieldRef`. Volumes other than `configMap` and `secret` ones, volume
+/// mounts, ports, probes and images are ignored: a host process has no image and
+/// shares the host's network and file system; it finds its volumes' files under
+/// `volumes/<volume>/` of its working directory.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), flotta_agent_lib::RuntimeError> {
@@ -250,7 +254,12 @@ impl ProcessRuntime {
         }
     }
 
-    fn resolve(&self, name: &str, workload: &Workload) -> Result<Vec<ProcessSpec>, String> {
+    fn resolve(
+        &self,
+        name: &str,
+        workload: &Workload,
+        inputs: &WorkloadInputs,
+    ) -> Result<Vec<ProcessSpec>, String> {
         let text = workload
             .specification
             .as_deref()
@@ -273,7 +282,6 @@ impl ProcessRuntime {
                 ));
             }
         };
-        let config_maps = parse_config_maps(workload)?;
         let directory = self.options.log_dir.join(name);
         let mut seen = std::collections::BTreeSet::new();
         pod.containers
@@ -281,14 +289,18 @@ impl ProcessRuntime {
             .enumerate()
             .map(|(index, container)| {
                 let field = format!("spec.containers[{index}]");
-                check_path_component(&container.name).map_err(|e| format!("{field}.name: {e}"))?;
+                super::check_file_name(&container.name)
+                    .map_err(|e| format!("{field}.name: {e}"))?;
                 if !seen.insert(container.name.clone()) {
                     return Err(format!(
                         "{field}.name: container {:?} appears twice",
                         container.name
                     ));
                 }
-                let env = container_env(name, workload, container, &config_maps, &field)?;
+                let env = inputs
+                    .container(&container.name)
+                    .map(|c| c.env.clone())
+                    .unwrap_or_default();
                 let argv: Vec<String> = container
                     .command
                     .iter()
@@ -337,21 +349,36 @@ impl WorkloadRuntime for ProcessRuntime {
             .clone()
             .filter(|n| !n.is_empty())
             .ok_or(RuntimeError::UnnamedWorkload)?;
+        // Without the configuration's secrets: a secret reference fails here.
+        let inputs =
+            WorkloadInputs::resolve(workload, &[]).map_err(|e| RuntimeError::ApplyFailed {
+                name,
+                reason: e.to_string(),
+                source: None,
+            })?;
+        self.apply_with(workload, &inputs).await
+    }
+
+    async fn apply_with(
+        &self,
+        workload: &Workload,
+        inputs: &WorkloadInputs,
+    ) -> Result<(), RuntimeError> {
+        let name = workload
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .ok_or(RuntimeError::UnnamedWorkload)?;
         let failed = |reason: String, source: Option<std::io::Error>| RuntimeError::ApplyFailed {
             name: name.clone(),
             reason,
             source: source.map(|e| Box::new(e) as _),
         };
-        check_path_component(&name).map_err(|e| failed(format!("name: {e}"), None))?;
-        let wanted = fingerprint(workload);
+        super::check_file_name(&name).map_err(|e| failed(format!("name: {e}"), None))?;
         let _changes = self.changes.lock().await;
-        if lock(&self.workloads)
-            .get(&name)
-            .is_some_and(|w| w.fingerprint == wanted)
-        {
-            return Ok(());
-        }
-        let specs = self.resolve(&name, workload).map_err(|r| failed(r, None))?;
+        let specs = self
+            .resolve(&name, workload, inputs)
+            .map_err(|r| failed(r, None))?;
 
         let previous = lock(&self.workloads).remove(&name);
         if let Some(previous) = previous {
@@ -361,6 +388,9 @@ impl WorkloadRuntime for ProcessRuntime {
         tokio::fs::create_dir_all(&directory)
             .await
             .map_err(|e| failed(format!("cannot create {}", directory.display()), Some(e)))?;
+        write_volumes(&directory.join("volumes"), inputs)
+            .await
+            .map_err(|(what, e)| failed(what, Some(e)))?;
 
         // Start every process first, so that a container that cannot start leaves
         // nothing of the new definition running.
@@ -369,7 +399,7 @@ impl WorkloadRuntime for ProcessRuntime {
             match spawn(spec) {
                 Ok(child) => started.push(child),
                 Err(error) => {
-                    for (mut child, _) in started {
+                    for mut child in started {
                         terminate(&mut child, Duration::ZERO).await;
                     }
                     for spec in &specs {
@@ -390,7 +420,7 @@ impl WorkloadRuntime for ProcessRuntime {
         let (stop, stop_rx) = watch::channel(false);
         let mut containers = Vec::with_capacity(specs.len());
         let mut tasks = Vec::with_capacity(specs.len());
-        for (spec, (child, at)) in specs.into_iter().zip(started) {
+        for (spec, child) in specs.into_iter().zip(started) {
             let status = Arc::new(Mutex::new(ContainerStatus {
                 state: ProcessState::Running,
                 pid: child.id(),
@@ -399,7 +429,6 @@ impl WorkloadRuntime for ProcessRuntime {
             tasks.push(tokio::spawn(supervise(
                 spec,
                 child,
-                at,
                 status,
                 stop_rx.clone(),
                 self.options.clone(),
@@ -409,7 +438,6 @@ impl WorkloadRuntime for ProcessRuntime {
         lock(&self.workloads).insert(
             name,
             Supervised {
-                fingerprint: wanted,
                 containers,
                 stop,
                 tasks,
@@ -425,6 +453,20 @@ impl WorkloadRuntime for ProcessRuntime {
             supervised.stop().await;
             tracing::info!(workload = %name, "workload removed");
         }
+        // The volume files may hold secrets: they go with the workload (logs stay).
+        if super::check_file_name(name).is_ok() {
+            let volumes = self.options.log_dir.join(name).join("volumes");
+            match tokio::fs::remove_dir_all(&volumes).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(RuntimeError::RemoveFailed {
+                        name: name.to_owned(),
+                        reason: format!("cannot remove {}: {e}", volumes.display()),
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -433,183 +475,72 @@ impl WorkloadRuntime for ProcessRuntime {
             .iter()
             .map(|(name, supervised)| WorkloadState {
                 name: name.clone(),
-                fingerprint: Some(supervised.fingerprint.clone()),
                 phase: supervised.phase(),
             })
             .collect())
     }
 }
 
-/// Refuses names that cannot be one path component of their own.
-fn check_path_component(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a name of letters, digits, '-', '.' and '_'"
-        ))
+/// Replaces `<root>` with the volumes' files: each written to a temporary name with
+/// its mode, then renamed into place, so a process never reads half a file.
+async fn write_volumes(
+    root: &Path,
+    inputs: &WorkloadInputs,
+) -> Result<(), (String, std::io::Error)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let at = |path: &Path| format!("cannot write {}", path.display());
+    match tokio::fs::remove_dir_all(root).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err((at(root), e)),
     }
-}
-
-fn parse_config_maps(workload: &Workload) -> Result<HashMap<String, ConfigMap>, String> {
-    let mut maps = HashMap::new();
-    for (index, text) in workload.configmaps.iter().flatten().enumerate() {
-        let map: ConfigMap = serde_yaml_ng::from_str(text)
-            .map_err(|e| format!("configmaps[{index}] is not a valid ConfigMap: {e}"))?;
-        let name = map.metadata.name.clone().unwrap_or_default();
-        maps.insert(name, map);
-    }
-    Ok(maps)
-}
-
-fn config_map_value<'a>(map: &'a ConfigMap, key: &str) -> Option<&'a str> {
-    map.data.as_ref()?.get(key).map(String::as_str)
-}
-
-/// The container's environment in Kubernetes order: `envFrom` sources first, then
-/// `env` entries, later ones overriding earlier ones; `$(VAR)` in values expands
-/// against the variables defined before.
-fn container_env(
-    workload_name: &str,
-    workload: &Workload,
-    container: &Container,
-    config_maps: &HashMap<String, ConfigMap>,
-    field: &str,
-) -> Result<Vec<(String, String)>, String> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let set = |env: &mut Vec<(String, String)>, key: String, value: String| {
-        env.retain(|(k, _)| *k != key);
-        env.push((key, value));
-    };
-    for (index, source) in container.env_from.iter().flatten().enumerate() {
-        let prefix = source.prefix.clone().unwrap_or_default();
-        if let Some(reference) = &source.config_map_ref {
-            match config_maps.get(&reference.name) {
-                Some(map) => {
-                    for (key, value) in map.data.iter().flatten() {
-                        set(&mut env, format!("{prefix}{key}"), value.clone());
-                    }
-                }
-                None if reference.optional == Some(true) => {}
-                None => {
-                    return Err(format!(
-                        "{field}.envFrom[{index}].configMapRef: config map {:?} is not part of the workload",
-                        reference.name
-                    ));
-                }
-            }
-        }
-        if let Some(reference) = &source.secret_ref
-            && reference.optional != Some(true)
-        {
-            return Err(format!(
-                "{field}.envFrom[{index}].secretRef: the process runtime is not given secrets"
+    for volume in &inputs.volumes {
+        super::check_file_name(&volume.name).map_err(|e| {
+            (
+                format!("volume {:?}", volume.name),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+            )
+        })?;
+        let dir = root.join(&volume.name);
+        for file in &volume.files {
+            let path = dir.join(&file.path);
+            let parent = path.parent().unwrap_or(&dir).to_owned();
+            tokio::fs::create_dir_all(&parent)
+                .await
+                .map_err(|e| (at(&parent), e))?;
+            let temp = parent.join(format!(
+                ".{}.tmp",
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
             ));
+            let content = file.content.clone();
+            let mode = file.mode;
+            let temp_for_write = temp.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut out = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&temp_for_write)?;
+                out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                out.write_all(&content)?;
+                out.sync_all()
+            })
+            .await
+            .map_err(|e| (at(&temp), std::io::Error::other(e)))?
+            .map_err(|e| (at(&temp), e))?;
+            tokio::fs::rename(&temp, &path)
+                .await
+                .map_err(|e| (at(&path), e))?;
         }
     }
-    for (index, variable) in container.env.iter().flatten().enumerate() {
-        let at = format!("{field}.env[{index}]");
-        let value = match (&variable.value, &variable.value_from) {
-            (_, Some(from)) => {
-                if let Some(reference) = &from.config_map_key_ref {
-                    let value = config_maps
-                        .get(&reference.name)
-                        .and_then(|map| config_map_value(map, &reference.key));
-                    match value {
-                        Some(value) => Some(value.to_owned()),
-                        None if reference.optional == Some(true) => None,
-                        None => {
-                            return Err(format!(
-                                "{at}.valueFrom.configMapKeyRef: key {:?} of config map {:?} is not part of the workload",
-                                reference.key, reference.name
-                            ));
-                        }
-                    }
-                } else if let Some(reference) = &from.field_ref {
-                    match reference.field_path.as_str() {
-                        "metadata.name" => Some(workload_name.to_owned()),
-                        "metadata.namespace" => {
-                            Some(workload.namespace.clone().unwrap_or_default())
-                        }
-                        other => {
-                            return Err(format!(
-                                "{at}.valueFrom.fieldRef: {other:?} is not metadata.name or metadata.namespace"
-                            ));
-                        }
-                    }
-                } else if let Some(reference) = &from.secret_key_ref {
-                    if reference.optional == Some(true) {
-                        None
-                    } else {
-                        return Err(format!(
-                            "{at}.valueFrom.secretKeyRef: the process runtime is not given secrets"
-                        ));
-                    }
-                } else {
-                    return Err(format!(
-                        "{at}.valueFrom: only configMapKeyRef, fieldRef and optional secretKeyRef are supported"
-                    ));
-                }
-            }
-            (Some(value), None) => Some(expand(value, &env)),
-            (None, None) => Some(String::new()),
-        };
-        if let Some(value) = value {
-            set(&mut env, variable.name.clone(), value);
-        }
-    }
-    Ok(env)
-}
-
-/// Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an undefined
-/// reference is left as written, and `$$` is a literal `$`.
-fn expand(text: &str, env: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('(') {
-            match inner.find(')') {
-                Some(end) => {
-                    let name = &inner[..end];
-                    match env.iter().rev().find(|(k, _)| k == name) {
-                        Some((_, value)) => out.push_str(value),
-                        None => {
-                            out.push_str("$(");
-                            out.push_str(name);
-                            out.push(')');
-                        }
-                    }
-                    rest = &inner[end + 1..];
-                }
-                None => {
-                    out.push('$');
-                    rest = after;
-                }
-            }
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
+    Ok(())
 }
 
 /// Starts one process, appending its output to its log file, and records its pid
 /// file.
-fn spawn(spec: &ProcessSpec) -> std::io::Result<(Child, Instant)> {
+fn spawn(spec: &ProcessSpec) -> std::io::Result<Child> {
     let (program, args) = spec
         .argv
         .split_first()
@@ -640,7 +571,7 @@ fn spawn(spec: &ProcessSpec) -> std::io::Result<(Child, Instant)> {
         spec.workload, spec.container
     );
     write_pid_file(&spec.pid_file, pid);
-    Ok((child, Instant::now()))
+    Ok(child)
 }
 
 fn write_pid_file(path: &Path, pid: u32) {
@@ -721,21 +652,26 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 async fn supervise(
     spec: ProcessSpec,
     mut child: Child,
-    mut started: Instant,
     status: Arc<Mutex<ContainerStatus>>,
     mut stop: watch::Receiver<bool>,
     options: ProcessOptions,
 ) {
-    let mut backoff = options.initial_backoff;
+    // Restarts since the process last ran for `stable_after`.
+    let mut restarts = 0u32;
     loop {
-        let exit = tokio::select! {
-            exit = child.wait() => exit.ok(),
-            _ = stopped(&mut stop) => {
-                let exit = terminate(&mut child, options.stop_grace).await;
-                append_log(&spec.log_file, &format!("stopped ({})", describe(exit)));
-                let _ = std::fs::remove_file(&spec.pid_file);
-                lock(&status).pid = None;
-                return;
+        let stable = tokio::time::sleep(options.stable_after);
+        tokio::pin!(stable);
+        let exit = loop {
+            tokio::select! {
+                exit = child.wait() => break exit.ok(),
+                () = &mut stable, if restarts > 0 => restarts = 0,
+                _ = stopped(&mut stop) => {
+                    let exit = terminate(&mut child, options.stop_grace).await;
+                    append_log(&spec.log_file, &format!("stopped ({})", describe(exit)));
+                    let _ = std::fs::remove_file(&spec.pid_file);
+                    lock(&status).pid = None;
+                    return;
+                }
             }
         };
         // Whatever the process started and left behind in its group goes with it.
@@ -755,28 +691,25 @@ async fn supervise(
             stopped(&mut stop).await;
             return;
         }
-        if started.elapsed() >= options.stable_after {
-            backoff = options.initial_backoff;
-        }
         *lock(&status) = ContainerStatus {
             state: ProcessState::BackingOff,
             pid: None,
         };
         // Wait, then start again; a process that cannot start waits longer each time.
         loop {
+            let wait = options.restart.cap(restarts);
+            restarts = restarts.saturating_add(1);
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stopped(&mut stop) => return,
             }
-            backoff = (backoff * 2).min(options.max_backoff);
             match spawn(&spec) {
-                Ok((new_child, at)) => {
+                Ok(new_child) => {
                     *lock(&status) = ContainerStatus {
                         state: ProcessState::Running,
                         pid: new_child.id(),
                     };
                     child = new_child;
-                    started = at;
                     break;
                 }
                 Err(error) => {
@@ -820,11 +753,14 @@ async fn stop_leftovers(log_dir: &Path, grace: Duration) {
             let _ = std::fs::remove_file(&path);
         }
     }
-    let deadline = Instant::now() + grace;
-    while !leftovers.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        leftovers.retain(|(pid, start)| process_start_time(*pid) == Some(*start));
-    }
+    // The grace period is a timer: the agent reads no clock here.
+    let _ = tokio::time::timeout(grace, async {
+        while !leftovers.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            leftovers.retain(|(pid, start)| process_start_time(*pid) == Some(*start));
+        }
+    })
+    .await;
     for (pid, _) in leftovers {
         signal_group(pid, rustix::process::Signal::KILL);
     }
@@ -833,27 +769,6 @@ async fn stop_leftovers(log_dir: &Path, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expansion_follows_kubernetes() {
-        let env = vec![
-            ("A".to_owned(), "one".to_owned()),
-            ("B".to_owned(), "two".to_owned()),
-        ];
-        assert_eq!(expand("$(A)-$(B)", &env), "one-two");
-        assert_eq!(expand("$(MISSING)", &env), "$(MISSING)");
-        assert_eq!(expand("$$(A)", &env), "$(A)");
-        assert_eq!(expand("cost $5 $(A", &env), "cost $5 $(A");
-        assert_eq!(expand("plain", &env), "plain");
-    }
-
-    #[test]
-    fn names_that_escape_the_directory_are_refused() {
-        assert!(check_path_component("web-1").is_ok());
-        for bad in ["", ".", "..", "a/b", "../x", "a b"] {
-            assert!(check_path_component(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn start_time_of_this_process_is_read_and_a_missing_process_has_none() {

@@ -9,25 +9,18 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use flotta_agent_lib::{
-    AgentEvent, AgentPhase, EVENTS_DROPPED_REASON, FileStateStore, HeartbeatResult, MemoryRuntime,
-    OsError, OsHealth, OsUpdater, PersistedConfig, RuntimeError, StateError, StateItem, StateStore,
-    WorkloadRuntime, WorkloadState,
+    AgentEvent, AgentPhase, BootedOs, Deployment, EVENTS_DROPPED_REASON, FileStateStore,
+    HeartbeatResult, MemoryRuntime, OsError, OsHealth, OsUpdater, PersistedConfig, RuntimeError,
+    StateError, StateItem, StateStore, WorkloadRuntime, WorkloadState,
 };
 use flotta_core::model::{EdgeDevice, EdgeDeviceSignedRequest, EdgeWorkload};
 use flotta_core::pki::PeerCertificate;
 use flotta_core::wire::{OsInformation, Workload};
 
 use crate::harness::{
-    RunningAgent, TestServer, eventually, process_runtime, process_workload, workload,
+    RunningAgent, TestServer, eventually, one_second_heartbeats, persisted, process_runtime,
+    process_workload, quick_heartbeats, read, workload,
 };
-
-fn read(state: &Path, item: StateItem) -> Option<Vec<u8>> {
-    std::fs::read(state.join(item.file_name())).ok()
-}
-
-fn persisted(state: &Path, item: StateItem) -> Option<PersistedConfig> {
-    PersistedConfig::decode(item, &read(state, item)?).ok()
-}
 
 fn names_in(config: &PersistedConfig) -> Vec<String> {
     config
@@ -46,37 +39,9 @@ fn not_after(state: &Path) -> time::OffsetDateTime {
         .not_after
 }
 
-fn quick_heartbeats() -> flotta_agent_lib::AgentTiming {
-    flotta_agent_lib::AgentTiming::default()
-        .with_heartbeat_period(Duration::from_millis(500))
-        .with_config_wait(Duration::from_secs(1))
-        .with_retry(Duration::from_millis(50), Duration::from_millis(500))
-        .with_request_timeout(Duration::from_secs(2))
-}
-
-/// Sets a one-second heartbeat period on the server (the configuration's period
-/// wins over the agent's default) and waits until the agent runs with it.
-async fn one_second_heartbeats(server: &TestServer, device: &str, state: &Path) {
-    server
-        .client()
-        .patch::<EdgeDevice>(
-            "default",
-            device,
-            &serde_json::json!({"spec": {"heartbeat": {"periodSeconds": 1}}}),
-        )
-        .await
-        .expect("device patched");
-    eventually("the heartbeat period in force", || async {
-        let config = persisted(state, StateItem::CurrentConfig)?;
-        let period = config.message.configuration?.heartbeat?.period_seconds?;
-        (period == 1).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn manual_approval_holds_the_device_until_an_operator_approves() {
-    let server = TestServer::start_with(false, None).await;
+    let server = TestServer::builder().auto_approve(false).start().await;
     let state = tempfile::tempdir().expect("state dir");
     let logs = tempfile::tempdir().expect("log dir");
     let runtime = process_runtime(logs.path()).await;
@@ -86,7 +51,7 @@ async fn manual_approval_holds_the_device_until_an_operator_approves() {
         .build()
         .expect("agent builds");
     let mut agent = RunningAgent::spawn(agent);
-    let client = server.client();
+    let client = server.management_client();
 
     agent
         .wait_for("AwaitingApproval", |e| {
@@ -101,7 +66,11 @@ async fn manual_approval_holds_the_device_until_an_operator_approves() {
         .await
         .expect("the enrolment request exists");
     assert_eq!(request.spec.approved, Some(false));
-    assert!(client.get::<EdgeDevice>("default", "man-1").await.is_err());
+    let device = client.get::<EdgeDevice>("default", "man-1").await;
+    assert!(
+        device.as_ref().is_err_and(|e| e.is_not_found()),
+        "not registered before approval: {device:?}"
+    );
     assert!(read(state.path(), StateItem::DeviceCertificate).is_none());
 
     server.approve("man-1").await;
@@ -161,7 +130,7 @@ async fn with_the_process_runtime_a_failing_workload_rolls_back_and_is_not_retri
     agent
         .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
         .await;
-    let client = server.client();
+    let client = server.management_client();
     client
         .create::<EdgeWorkload>(
             "default",
@@ -214,14 +183,20 @@ async fn with_the_process_runtime_a_failing_workload_rolls_back_and_is_not_retri
         .map(|w| w.name)
         .collect();
     assert_eq!(names, ["good"]);
-    // The failed version is not tried again over several long-poll rounds.
-    let quiet = tokio::time::timeout(
-        Duration::from_secs(3),
-        agent.wait_for("another ApplyFailed", |e| {
-            matches!(e, AgentEvent::ApplyFailed { .. })
-        }),
-    );
-    assert!(quiet.await.is_err(), "the failed version was retried");
+    // The failed version is not tried again over several long-poll rounds. Each
+    // round makes one or two look-ups of the device's configuration on the server:
+    // six more mean at least three rounds.
+    let lookups = server.edge().config_cache_stats().hits;
+    eventually("three more long-poll rounds", || async {
+        (server.edge().config_cache_stats().hits >= lookups + 6).then_some(())
+    })
+    .await;
+    while let Ok(event) = agent.events.try_recv() {
+        assert!(
+            !matches!(event, AgentEvent::ApplyFailed { .. }),
+            "the failed version was retried: {event:?}"
+        );
+    }
     assert_eq!(
         agent.handle.status().failed_version.as_deref(),
         Some(failed.0.as_str())
@@ -233,7 +208,10 @@ async fn with_the_process_runtime_a_failing_workload_rolls_back_and_is_not_retri
 #[tokio::test]
 async fn a_short_lived_certificate_is_renewed_at_two_thirds_of_its_lifetime() {
     // 6 s certificates: renewal falls due 4 s after the agent got one.
-    let server = TestServer::start_with(true, Some(Duration::from_secs(6))).await;
+    let server = TestServer::builder()
+        .cert_lifetime(Duration::from_secs(6))
+        .start()
+        .await;
     let state = tempfile::tempdir().expect("state dir");
     let agent = server
         .agent_builder("renew-1", Arc::new(MemoryRuntime::new()))
@@ -307,7 +285,10 @@ async fn a_short_lived_certificate_is_renewed_at_two_thirds_of_its_lifetime() {
 
 #[tokio::test]
 async fn a_certificate_that_expired_while_offline_is_re_registered() {
-    let mut server = TestServer::start_with(true, Some(Duration::from_secs(3))).await;
+    let mut server = TestServer::builder()
+        .cert_lifetime(Duration::from_secs(3))
+        .start()
+        .await;
     let state = tempfile::tempdir().expect("state dir");
     let runtime = Arc::new(MemoryRuntime::new());
     let agent = server
@@ -321,15 +302,16 @@ async fn a_certificate_that_expired_while_offline_is_re_registered() {
         .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
         .await;
     let expiry = not_after(state.path());
-    let addrs = server.stop().await;
-    // Offline until well past the certificate's expiry.
+    server.stop_keeping_data().await;
+    // Offline until well past the certificate's expiry: time is what this test is
+    // about (the certificate's lifetime is 3 s).
     let wait = expiry - time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
     tokio::time::sleep(Duration::try_from(wait).unwrap_or_default()).await;
     assert!(matches!(
         agent.handle.status().last_heartbeat,
         Some(HeartbeatResult::Failed { .. })
     ));
-    server.start_again(addrs).await;
+    server.start_again().await;
     let back = Instant::now();
     let seen = agent
         .wait_for("CertificateRenewed", |e| {
@@ -356,7 +338,7 @@ async fn a_certificate_that_expired_while_offline_is_re_registered() {
         .await;
     // Still the same device: its workloads follow the server.
     server
-        .client()
+        .management_client()
         .create::<EdgeWorkload>("default", &workload("w", "expire-1", "registry.local/w:1"))
         .await
         .expect("workload created");
@@ -390,7 +372,12 @@ async fn events_queue_while_offline_and_are_delivered_with_the_dropped_count() {
         })
         .await;
 
-    let addrs = server.stop().await;
+    // Events the agent reported itself before the outage (registration, the
+    // patched configuration) may already have overflowed the small queue: count
+    // only what the outage drops.
+    let dropped_before = handle.status().dropped_events;
+
+    server.stop_keeping_data().await;
     // From here on nothing can be delivered: drop what was seen before.
     agent.events = agent.events.resubscribe();
     let outage = Instant::now();
@@ -417,14 +404,23 @@ async fn events_queue_while_offline_and_are_delivered_with_the_dropped_count() {
     );
     assert!(gaps[0] < last, "{gaps:?}");
 
+    // The agent may have queued an event of its own as the outage began (a
+    // configuration applied just before it): count from what is queued now.
+    let before_probes = handle.status();
     for n in 0..5 {
         handle.report_event("Probe", format!("reading {n}"), false);
     }
+    let overflow = (before_probes.queued_events + 5).saturating_sub(3) as u64;
     let status = handle.status();
     assert_eq!(status.queued_events, 3);
-    assert_eq!(status.dropped_events, 2);
+    assert_eq!(
+        status.dropped_events,
+        before_probes.dropped_events + overflow
+    );
+    // Dropped since the last delivery, as the next delivery reports them.
+    let dropped_since_delivery = before_probes.dropped_events - dropped_before + overflow;
 
-    server.start_again(addrs).await;
+    server.start_again().await;
     let seen = agent
         .wait_for("QueueDelivered", |e| {
             matches!(e, AgentEvent::QueueDelivered { .. })
@@ -434,14 +430,14 @@ async fn events_queue_while_offline_and_are_delivered_with_the_dropped_count() {
         seen.last(),
         Some(&AgentEvent::QueueDelivered {
             events: 3,
-            dropped: 2
+            dropped: dropped_since_delivery
         })
     );
     assert_eq!(handle.status().queued_events, 0);
     assert!(!EVENTS_DROPPED_REASON.is_empty());
     // The server has the device's status again (last seen after the outage).
     let device: EdgeDevice = server
-        .client()
+        .management_client()
         .get("default", "queue-1")
         .await
         .expect("device");
@@ -468,7 +464,7 @@ async fn a_deleted_device_is_disconnected_its_workloads_and_state_removed() {
     agent
         .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
         .await;
-    let client = server.client();
+    let client = server.management_client();
     client
         .create::<EdgeWorkload>("default", &workload("cam", "gone-1", "registry.local/c:1"))
         .await
@@ -533,7 +529,7 @@ impl WorkloadRuntime for StallingRuntime {
 async fn an_agent_killed_mid_apply_converges_after_restart() {
     let server = TestServer::start().await;
     let state = tempfile::tempdir().expect("state dir");
-    let client = server.client();
+    let client = server.management_client();
     let stalling = Arc::new(StallingRuntime {
         inner: MemoryRuntime::new(),
         stalled: AtomicBool::new(false),
@@ -605,17 +601,19 @@ async fn restarting_with_the_server_down_restores_the_persisted_workloads() {
         .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
         .await;
     server
-        .client()
+        .management_client()
         .create::<EdgeWorkload>(
             "default",
             &workload("logger", "down-1", "registry.local/l:1"),
         )
         .await
         .expect("workload created");
-    eventually("logger in the runtime", || async {
-        first.workload("logger")
-    })
-    .await;
+    // Persisted as current before ConfigApplied, after the runtime has it.
+    agent
+        .wait_for("logger applied", |e| {
+            matches!(e, AgentEvent::ConfigApplied { .. }) && first.workload("logger").is_some()
+        })
+        .await;
     agent.stop().await;
     let second = Arc::new(MemoryRuntime::new());
     let restarted = server
@@ -624,7 +622,7 @@ async fn restarting_with_the_server_down_restores_the_persisted_workloads() {
         .timing(quick_heartbeats())
         .build()
         .expect("agent builds");
-    let _addrs = server.stop().await;
+    server.stop_keeping_data().await;
 
     let mut agent = RunningAgent::spawn(restarted);
     agent
@@ -632,7 +630,12 @@ async fn restarting_with_the_server_down_restores_the_persisted_workloads() {
             matches!(e, AgentEvent::HeartbeatFailed { .. })
         })
         .await;
-    assert!(second.workload("logger").is_some());
+    // The configuration loop restores the persisted workloads beside the
+    // heartbeat loop, with no server to ask.
+    eventually("logger restored while the server is down", || async {
+        second.workload("logger")
+    })
+    .await;
     assert_eq!(agent.handle.status().phase, Some(AgentPhase::Running));
     agent.stop().await;
 }
@@ -645,8 +648,14 @@ struct RecordingOs {
 
 #[async_trait]
 impl OsUpdater for RecordingOs {
-    async fn current_commit(&self) -> Result<Option<String>, OsError> {
-        Ok(Some(self.running.lock().expect("lock").clone()))
+    async fn booted(&self) -> Result<BootedOs, OsError> {
+        let running = self.running.lock().expect("lock").clone();
+        let staged = self.staged.lock().expect("lock").last().cloned();
+        Ok(BootedOs {
+            staged: staged.filter(|s| *s != running).map(Deployment::commit),
+            booted: Some(Deployment::commit(running)),
+            ..Default::default()
+        })
     }
 
     async fn stage(&self, target: &OsInformation) -> Result<(), OsError> {
@@ -666,6 +675,10 @@ impl OsUpdater for RecordingOs {
     }
 
     async fn rollback(&self) -> Result<(), OsError> {
+        Ok(())
+    }
+
+    async fn reboot(&self) -> Result<(), OsError> {
         Ok(())
     }
 
@@ -692,7 +705,7 @@ async fn the_os_is_upgraded_only_when_automatically_upgrade_is_set() {
     agent
         .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
         .await;
-    let client = server.client();
+    let client = server.management_client();
     let os_spec = |auto: bool| serde_json::json!({"spec": {"osInformation": {"commitID": "c2", "automaticallyUpgrade": auto}}});
     client
         .patch::<EdgeDevice>("default", "os-1", &os_spec(false))
@@ -841,14 +854,22 @@ async fn a_full_state_disk_is_reported_and_leaves_the_state_intact() {
     let before = read(&state_dir, StateItem::CurrentConfig).expect("current persisted");
 
     disk.fill();
-    let client = server.client();
+    let client = server.management_client();
     client
         .create::<EdgeWorkload>("default", &workload("big", "full-1", "registry.local/b:1"))
         .await
         .expect("workload created");
+    // The persisted event queue may hit the full disk first; the configuration's
+    // write is the one that must fail and say so.
     let seen = agent
-        .wait_for("StateWriteFailed", |e| {
-            matches!(e, AgentEvent::StateWriteFailed { .. })
+        .wait_for("StateWriteFailed for the desired configuration", |e| {
+            matches!(
+                e,
+                AgentEvent::StateWriteFailed {
+                    item: StateItem::DesiredConfig,
+                    ..
+                }
+            )
         })
         .await;
     let Some(AgentEvent::StateWriteFailed { item, reason }) = seen.last() else {
@@ -895,4 +916,65 @@ async fn a_full_state_disk_is_reported_and_leaves_the_state_intact() {
     assert_eq!(names_in(&current), ["big"]);
     agent.stop().await;
     drop(disk);
+}
+
+#[tokio::test]
+async fn a_denied_device_waits_long_and_comes_in_once_approved() {
+    let server = TestServer::builder().auto_approve(false).start().await;
+    let state = tempfile::tempdir().expect("state dir");
+    let runtime = Arc::new(MemoryRuntime::new());
+    let denied_wait = Duration::from_millis(800);
+    let agent = server
+        .agent_builder("denied-1", runtime)
+        .state_dir(state.path())
+        .enrolment_config(flotta_core::enrolment::AgentConfig {
+            denied_wait: time::Duration::try_from(denied_wait).expect("in range"),
+            ..flotta_testing::quick::enrolment_config(flotta_testing::quick::RETRY_MAX)
+        })
+        .build()
+        .expect("agent builds");
+    let mut agent = RunningAgent::spawn(agent);
+    let client = server.management_client();
+    agent
+        .wait_for("AwaitingApproval", |e| {
+            matches!(
+                e,
+                AgentEvent::PhaseChanged(AgentPhase::AwaitingApproval { .. })
+            )
+        })
+        .await;
+
+    // An operator denies it: the agent says so and asks again only after the wait,
+    // counted from its denied attempt, which comes after `denied_at`.
+    let denied_at = Instant::now();
+    client.deny("default", "denied-1").await.expect("deny");
+    agent
+        .wait_for("Denied", |e| {
+            matches!(e, AgentEvent::PhaseChanged(AgentPhase::Denied { .. }))
+        })
+        .await;
+    assert!(matches!(
+        agent.handle.status().phase,
+        Some(AgentPhase::Denied { .. })
+    ));
+    assert!(read(state.path(), StateItem::DeviceCertificate).is_none());
+
+    // Approved later: it registers at its next attempt, not before the wait.
+    client
+        .approve("default", "denied-1")
+        .await
+        .expect("approve");
+    agent
+        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
+        .await;
+    assert!(
+        denied_at.elapsed() >= denied_wait,
+        "asked again after {:?}, sooner than the denied wait",
+        denied_at.elapsed()
+    );
+    let request: EdgeDeviceSignedRequest = client.get("default", "denied-1").await.expect("get");
+    let conditions = request.status.expect("status").conditions;
+    assert_eq!(conditions.len(), 1);
+    assert_eq!(conditions[0].type_, "approved");
+    agent.stop().await;
 }

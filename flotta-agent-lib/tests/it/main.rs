@@ -1,9 +1,15 @@
 //! Integration tests of the agent against a real in-process flotta server over
 //! mutual TLS.
 
+mod ca_rotation;
+mod config_inputs;
+mod events;
 mod harness;
 mod lifecycle;
 mod podman_runtime;
+mod prefetch;
 mod process_runtime;
+mod rollout;
 mod run;
+mod update_window;
 mod wire;

@@ -70,7 +70,7 @@ async fn enrols_heartbeats_and_runs_a_workload_created_on_the_server() {
         Some(HeartbeatResult::Delivered { .. })
     ));
 
-    let client = server.client();
+    let client = server.management_client();
     client
         .create::<EdgeWorkload>(
             "default",
@@ -102,7 +102,7 @@ async fn enrols_heartbeats_and_runs_a_workload_created_on_the_server() {
 async fn a_restarted_agent_resumes_with_its_persisted_state() {
     let server = TestServer::start().await;
     let state = tempfile::tempdir().expect("state dir");
-    let client = server.client();
+    let client = server.management_client();
     let first_runtime = Arc::new(MemoryRuntime::new());
     let mut agent = RunningAgent::spawn(server.agent("cam-2", state.path(), first_runtime.clone()));
     agent
@@ -115,10 +115,14 @@ async fn a_restarted_agent_resumes_with_its_persisted_state() {
         )
         .await
         .expect("workload created");
-    eventually("the workload in the runtime", || async {
-        first_runtime.workload("recorder")
-    })
-    .await;
+    // Applied and persisted: the configuration is saved as current just before
+    // ConfigApplied, after the runtime has the workload.
+    agent
+        .wait_for("the workload applied", |e| {
+            matches!(e, AgentEvent::ConfigApplied { .. })
+                && first_runtime.workload("recorder").is_some()
+        })
+        .await;
     agent.stop().await;
     let certificate = std::fs::read(state.path().join(StateItem::DeviceCertificate.file_name()))
         .expect("certificate persisted");
@@ -162,7 +166,7 @@ async fn a_restarted_agent_resumes_with_its_persisted_state() {
 async fn a_failing_apply_rolls_back_reports_and_is_not_retried() {
     let server = TestServer::start().await;
     let state = tempfile::tempdir().expect("state dir");
-    let client = server.client();
+    let client = server.management_client();
     let runtime = Arc::new(MemoryRuntime::new());
     runtime.refuse("broken");
     let mut agent = RunningAgent::spawn(server.agent("cam-3", state.path(), runtime.clone()));
@@ -217,8 +221,14 @@ async fn a_failing_apply_rolls_back_reports_and_is_not_retried() {
     assert_eq!(status.config_version.as_deref(), Some(good.as_str()));
     assert_eq!(status.failed_version.as_deref(), Some(failed.0.as_str()));
 
-    // Several long-poll rounds (1 s each) later the failed version was not retried.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Several long-poll rounds later the failed version was not retried. Each round
+    // makes one or two look-ups of the device's configuration on the server: six
+    // more mean at least three rounds.
+    let lookups = server.edge().config_cache_stats().hits;
+    eventually("three more long-poll rounds", || async {
+        (server.edge().config_cache_stats().hits >= lookups + 6).then_some(())
+    })
+    .await;
     assert_eq!(runtime.apply_attempts("broken"), 1);
     assert_eq!(
         std::fs::read_to_string(state.path().join(StateItem::FailedVersion.file_name()))
@@ -280,8 +290,14 @@ async fn unusable_persisted_state_stops_the_agent_with_the_item_named() {
         "{error:?}"
     );
     // Nothing was sent for a device whose key is unusable.
-    let devices = server.client().get::<EdgeDevice>("default", "cam-5").await;
-    assert!(devices.is_err());
+    let device = server
+        .management_client()
+        .get::<EdgeDevice>("default", "cam-5")
+        .await;
+    assert!(
+        device.as_ref().is_err_and(|e| e.is_not_found()),
+        "{device:?}"
+    );
 }
 
 #[tokio::test]
@@ -295,7 +311,7 @@ async fn heartbeats_back_off_while_the_server_is_down_and_resume_after() {
         .await;
     // A one-second heartbeat period, set on the server.
     server
-        .client()
+        .management_client()
         .patch::<EdgeDevice>(
             "default",
             "cam-6",
@@ -311,7 +327,7 @@ async fn heartbeats_back_off_while_the_server_is_down_and_resume_after() {
     })
     .await;
 
-    let addrs = server.stop().await;
+    server.stop_keeping_data().await;
     let handle = agent.handle.clone();
     agent
         .wait_for("two heartbeats failed in a row", |e| {
@@ -323,7 +339,7 @@ async fn heartbeats_back_off_while_the_server_is_down_and_resume_after() {
                 )
         })
         .await;
-    server.start_again(addrs).await;
+    server.start_again().await;
     agent
         .wait_for("HeartbeatDelivered", |e| {
             matches!(e, AgentEvent::HeartbeatDelivered)

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flotta_agent_lib::{Agent, AgentTiming, MemoryRuntime, StateItem, StateStore};
 use flotta_core::pki::{
@@ -206,8 +206,10 @@ impl CaptureServer {
         let now = OffsetDateTime::now_utc();
         let ca = BuiltinCa::generate("capture CA", now).expect("CA");
         let server = issue_server_certificate(&ca, &["127.0.0.1"], now, time::Duration::days(1))
+            .await
             .expect("server certificate");
         let registration = issue_registration_certificate(&ca, now, time::Duration::days(1))
+            .await
             .expect("registration certificate");
         let key = DeviceKey::generate().expect("device key");
         let csr = key.csr(DEVICE_ID).expect("CSR");
@@ -218,6 +220,7 @@ impl CaptureServer {
                 &DeviceIdentity::new(DEVICE_ID, "default").expect("identity"),
                 now,
             )
+            .await
             .expect("device certificate");
         let tls = flotta_server::edge::tls_server_config(
             &ca,
@@ -265,15 +268,10 @@ impl CaptureServer {
 
 /// Waits until `count` heartbeats arrived, or panics after `timeout`.
 async fn wait_for_heartbeats(server: &CaptureServer, count: usize, timeout: Duration) {
-    let started = Instant::now();
-    while server.heartbeats().len() < count {
-        assert!(
-            started.elapsed() < timeout,
-            "only {} heartbeats in {timeout:?}",
-            server.heartbeats().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    flotta_testing::eventually_within(&format!("{count} heartbeats"), timeout, || async {
+        (server.heartbeats().len() >= count).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

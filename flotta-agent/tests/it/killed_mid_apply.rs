@@ -13,20 +13,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flotta_client::ManagementClient;
 use flotta_core::model::{EdgeDevice, EdgeWorkload};
-use flotta_server::app::{self, pki_files};
-use flotta_server::config::ServerConfig;
+use flotta_server::app::pki_files;
+use flotta_testing::{TestServer, eventually_within};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_flotta-agent");
 const DEVICE: &str = "killed-agent";
 const WORKLOADS: usize = 3;
 
 /// The agent process, killed when dropped so that a failing test leaves none behind.
-struct AgentProcess(Child);
+pub(crate) struct AgentProcess(Child);
 
 impl AgentProcess {
-    fn start(config: &Path, log: &Path) -> AgentProcess {
+    pub(crate) fn start(config: &Path, log: &Path) -> AgentProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -43,13 +42,13 @@ impl AgentProcess {
         AgentProcess(child)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.0.kill().expect("SIGKILL the agent");
         self.0.wait().expect("reap the agent");
     }
 
     /// SIGTERM (the binary then stops its workloads) and wait.
-    fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         let _ = Command::new("kill").arg(self.0.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -72,7 +71,7 @@ impl Drop for AgentProcess {
 }
 
 /// Pids of live processes whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<u32> {
+pub(crate) fn processes_with(marker: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -134,7 +133,11 @@ fn version_in(state_dir: &Path, item: &str) -> Option<String> {
 }
 
 /// Polls `check` every 20 ms for up to `within`.
-fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait_until(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Duration {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < within, "timed out waiting for {what}");
@@ -176,24 +179,15 @@ stop_grace_seconds = 1
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_binary_killed_mid_apply_converges_after_a_restart() {
-    let server_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = ServerConfig::with_data_dir(server_dir.path());
-    config.api_listen = "127.0.0.1:0".parse().expect("address");
-    config.edge_listen = "127.0.0.1:0".parse().expect("address");
-    config.auto_approve = true;
-    let server = app::start(config).await.expect("server starts");
+    let server = TestServer::start().await;
     let admin = server.admin_config().clone();
-    let client = ManagementClient::builder(admin.server.clone())
-        .token(admin.token.clone())
-        .ca_pem(admin.certificate_authority.clone())
-        .build()
-        .expect("client builds");
+    let client = server.management_client();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let state_dir = dir.path().join("state");
     let agent_config = write_config(
         dir.path(),
-        server_dir.path(),
+        server.data_dir(),
         &admin.edge_server,
         &admin.certificate_authority,
     );
@@ -215,14 +209,14 @@ async fn the_agent_binary_killed_mid_apply_converges_after_a_restart() {
     let mut agent = AgentProcess::start(&agent_config, &agent_log);
     // Enrolment labels are not copied to the device: label it through the API once
     // it is registered.
-    let registered = Instant::now();
-    while client.get::<EdgeDevice>("default", DEVICE).await.is_err() {
-        assert!(
-            registered.elapsed() < Duration::from_secs(60),
-            "the agent did not register"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within("the agent to register", Duration::from_secs(60), || async {
+        match client.get::<EdgeDevice>("default", DEVICE).await {
+            Ok(device) => Some(device),
+            Err(error) if error.is_not_found() => None,
+            Err(error) => panic!("reading the device: {error}"),
+        }
+    })
+    .await;
     client
         .patch::<EdgeDevice>(
             "default",
@@ -337,6 +331,6 @@ async fn the_agent_binary_killed_mid_apply_converges_after_a_restart() {
     tokio::task::spawn_blocking(move || agent.terminate())
         .await
         .expect("terminate task");
-    server.shutdown().await;
+    server.stop().await;
     drop(markers);
 }

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use flotta_client::ManagementClient;
-use flotta_server::app::{self, RunningServer};
-use flotta_server::config::ServerConfig;
+use flotta_testing::TestServer;
 
-/// A server in this process; `flotta` runs as a child process against it.
+/// The shared test server on a runtime of its own (the tests are synchronous);
+/// `flotta` runs as a child process against it.
 pub struct CliServer {
     runtime: tokio::runtime::Runtime,
-    running: Option<RunningServer>,
+    server: Option<TestServer>,
     dir: tempfile::TempDir,
 }
 
@@ -23,13 +23,14 @@ impl CliServer {
             .build()
             .expect("runtime");
         let dir = tempfile::tempdir().expect("temporary directory");
-        let mut config = ServerConfig::with_data_dir(dir.path().join("flotta-data"));
-        config.api_listen = "127.0.0.1:0".parse().expect("address");
-        config.edge_listen = "127.0.0.1:0".parse().expect("address");
-        let running = runtime.block_on(app::start(config)).expect("server starts");
+        let server = runtime.block_on(
+            TestServer::builder()
+                .data_dir(dir.path().join("flotta-data"))
+                .start(),
+        );
         CliServer {
             runtime,
-            running: Some(running),
+            server: Some(server),
             dir,
         }
     }
@@ -57,10 +58,62 @@ impl CliServer {
         self.runtime.block_on(call(client))
     }
 
+    /// Runs a real agent for `device_id` against the server, with `runtime` and its
+    /// state in `state_dir`, on the server's runtime.
+    pub fn spawn_agent(
+        &self,
+        device_id: &str,
+        state_dir: &Path,
+        runtime: std::sync::Arc<dyn flotta_agent_lib::WorkloadRuntime>,
+    ) -> flotta_testing::agent::RunningAgent {
+        let server = self.server.as_ref().expect("the server runs");
+        let agent = server.agent(device_id, state_dir, runtime);
+        let _inside = self.runtime.enter();
+        flotta_testing::agent::RunningAgent::spawn(agent)
+    }
+
+    /// Runs `future` on the server's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Starts agents (in-memory runtime, one-second heartbeats) for `devices` on the
+    /// server's runtime and waits until they are registered; they run until the
+    /// returned agents are dropped with the server.
+    pub fn agents(&self, devices: &[&str]) -> Vec<flotta_testing::agent::RunningAgent> {
+        let server = self.server.as_ref().expect("server running");
+        self.runtime.block_on(async {
+            let mut agents = Vec::new();
+            for device in devices {
+                let state = self.dir.path().join(format!("agent-{device}"));
+                let runtime = std::sync::Arc::new(flotta_agent_lib::MemoryRuntime::new());
+                let mut agent = flotta_testing::agent::RunningAgent::spawn(
+                    server.agent(device, &state, runtime),
+                );
+                agent
+                    .wait_for("Registered", |e| {
+                        matches!(e, flotta_agent_lib::AgentEvent::Registered)
+                    })
+                    .await;
+                server
+                    .management_client()
+                    .patch::<flotta_core::model::EdgeDevice>(
+                        "default",
+                        device,
+                        &serde_json::json!({"spec": {"heartbeat": {"periodSeconds": 1}}}),
+                    )
+                    .await
+                    .expect("device patched");
+                agents.push(agent);
+            }
+            agents
+        })
+    }
+
     /// Stops the server; its port then refuses connections.
     pub fn stop(&mut self) {
-        if let Some(running) = self.running.take() {
-            self.runtime.block_on(running.shutdown());
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
         }
     }
 }

@@ -194,12 +194,17 @@ fn describe_device_shows_labels_status_hardware_and_workloads() {
         "Phase:        up",
         "Hostname:    rpi-01",
         "web    Running",
+        "REVISION",
         "Conditions:",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
     let table = stdout_of(server.flotta().args(["get", "devices"]));
-    assert!(table.contains("edge-01   up      1"), "{table}");
+    // No heartbeat reached the server, so it computed no conditions yet.
+    assert!(
+        table.contains("edge-01   up      <none>   <none>    1"),
+        "{table}"
+    );
     server
         .flotta()
         .args(["describe", "device", "ghost"])
@@ -248,6 +253,40 @@ fn delete_approve_and_label_change_objects() {
             .args(["get", "edsr", "edge-11", "-o", "json"]),
     );
     assert_ne!(json(&pending)["spec"]["approved"], true);
+
+    // deny: the request says so in its status, `get` shows it, --all skips it.
+    assert_eq!(
+        stdout_of(server.flotta().args(["deny", "edsr/edge-11"])),
+        "edgedevicesignedrequest/edge-11 denied\n"
+    );
+    let denied = json(&stdout_of(
+        server
+            .flotta()
+            .args(["get", "edsr", "edge-11", "-o", "json"]),
+    ));
+    assert_eq!(denied["spec"]["approved"], false);
+    assert_eq!(denied["status"]["conditions"][0]["type"], "declined");
+    assert_eq!(denied["status"]["conditions"][0]["status"], "True");
+    // Who decided: the server signs the condition with the caller's token.
+    let message = denied["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("denied through the management API (by token "),
+        "{message}"
+    );
+    let table = stdout_of(server.flotta().args(["get", "edsr"]));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("edge-11"))
+        .unwrap_or_default();
+    assert!(row.contains("Denied"), "{table}");
+    server
+        .flotta()
+        .args(["deny", "--all"])
+        .assert()
+        .success()
+        .stdout("");
 
     assert_eq!(
         stdout_of(
@@ -388,20 +427,120 @@ fn get_watch_as_a_table_prints_the_header_once_and_aligned_rows() {
     };
     let header = next();
     assert!(
-        header.starts_with("NAME           TARGET NAMESPACE   APPROVED       AGE"),
+        header.starts_with("NAME           TARGET NAMESPACE   CONDITION      AGE"),
         "{header:?}"
     );
     let first = next();
     assert!(
-        first.starts_with("edge-09        default            false          "),
+        first.starts_with("edge-09        default            Pending        "),
         "{first:?}"
     );
     stdout_of(server.flotta().args(["approve", "edge-09"]));
     let approved = next();
     assert!(
-        approved.starts_with("edge-09        default            true           "),
+        approved.starts_with("edge-09        default            Approved       "),
         "{approved:?}"
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn secrets_and_config_maps_are_created_listed_and_described_without_values() {
+    let server = CliServer::start();
+    let key = write(server.work_dir(), "client.key", "KEY-MATERIAL-7c1d");
+    let created = stdout_of(server.flotta().args([
+        "create",
+        "secret",
+        "generic",
+        "api",
+        "--from-literal",
+        "token=tok-value-93f2",
+        "--from-file",
+        &key,
+    ]));
+    assert_eq!(created, "secret/api created\n");
+    let map = stdout_of(server.flotta().args([
+        "create",
+        "configmap",
+        "app",
+        "--from-literal",
+        "MODE=fast",
+    ]));
+    assert_eq!(map, "configmap/app created\n");
+
+    let table = stdout_of(server.flotta().args(["get", "secrets"]));
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "TYPE", "DATA", "AGE"], "{table}");
+    assert_eq!(rows[1][..3], ["api", "Opaque", "2"], "{table}");
+    let maps = stdout_of(server.flotta().args(["get", "cm", "-o", "name"]));
+    assert_eq!(maps, "configmap/app\n");
+
+    let described = stdout_of(server.flotta().args(["describe", "secret", "api"]));
+    assert!(described.contains("token:  14 bytes"), "{described}");
+    assert!(described.contains("client.key:  17 bytes"), "{described}");
+    assert!(
+        !described.contains("tok-value") && !described.contains("KEY-MATERIAL"),
+        "{described}"
+    );
+
+    let again = server
+        .flotta()
+        .args([
+            "create",
+            "secret",
+            "generic",
+            "api",
+            "--from-literal",
+            "a=b",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(again.status.code(), Some(1));
+    let bad = server
+        .flotta()
+        .args([
+            "create",
+            "secret",
+            "generic",
+            "x",
+            "--from-literal",
+            "no-equals-sign",
+        ])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8(bad.stderr).expect("utf-8");
+    assert!(stderr.contains("KEY=VALUE"), "{stderr}");
+    assert!(
+        !stderr.contains("no-equals-sign"),
+        "the text may be a value: {stderr}"
+    );
+
+    // The example manifest applies, secrets and config maps included, and applying
+    // it again changes nothing.
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/manifests/secrets/app-with-secrets.yaml"
+    );
+    let applied = stdout_of(server.flotta().args(["apply", "-f", example]));
+    assert_eq!(
+        applied,
+        "secret/telemetry-credentials created\nconfigmap/telemetry-settings created\n\
+         edgeworkload/telemetry-uploader created\nedgedeviceset/cameras-files created\n"
+    );
+    let again = stdout_of(server.flotta().args(["apply", "-f", example]));
+    assert!(
+        again.starts_with("secret/telemetry-credentials unchanged\n"),
+        "{again}"
+    );
+    let listed =
+        stdout_of(
+            server
+                .flotta()
+                .args(["get", "secrets", "-n", "plant-north", "-o", "name"]),
+        );
+    assert_eq!(listed, "secret/telemetry-credentials\n");
 }

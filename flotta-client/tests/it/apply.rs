@@ -3,7 +3,7 @@
 use flotta_client::{ApplyAction, ClientError};
 use flotta_core::model::{EdgeDeviceSet, EdgeWorkload};
 
-use crate::harness::TestServer;
+use flotta_testing::TestServer;
 
 const MANIFEST: &str = "\
 apiVersion: management.project-flotta.io/v1alpha1
@@ -41,7 +41,7 @@ fn actions(outcomes: &[flotta_client::ApplyOutcome]) -> Vec<Option<ApplyAction>>
 #[tokio::test]
 async fn apply_creates_then_leaves_alone_then_updates() {
     let server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
     let first = client.apply("fleet", MANIFEST).await;
     assert_eq!(
         actions(&first),
@@ -73,7 +73,7 @@ async fn apply_creates_then_leaves_alone_then_updates() {
 #[tokio::test]
 async fn every_document_gets_an_outcome_naming_its_index() {
     let server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
     let manifest = format!(
         "{MANIFEST}---\nkind: Pod\nmetadata: {{name: p}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata: {{}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata: {{name: Not_Valid}}\nspec: {{}}\n---\napiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata: {{name: typo}}\nspec:\n  heartbeat:\n    periodSeconds: often\n"
     );

@@ -5,7 +5,8 @@ use flotta_core::model::{
     EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeDeviceSignedRequestSpec, EdgeWorkload,
 };
 
-use crate::harness::{TestServer, device};
+use crate::harness::device;
+use flotta_testing::TestServer;
 
 fn names<T: flotta_core::model::Resource>(items: &[T]) -> Vec<String> {
     items
@@ -17,7 +18,7 @@ fn names<T: flotta_core::model::Resource>(items: &[T]) -> Vec<String> {
 #[tokio::test]
 async fn objects_are_created_read_replaced_patched_and_deleted() {
     let server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
 
     let created = client
         .create("fleet", &device("edge-01", &[("site", "lab")]))
@@ -78,7 +79,7 @@ async fn objects_are_created_read_replaced_patched_and_deleted() {
 #[tokio::test]
 async fn label_and_field_selectors_filter_lists_in_every_namespace() {
     let server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
     for (ns, name, site) in [
         ("a", "d1", "lab"),
         ("a", "d2", "plant"),
@@ -128,7 +129,7 @@ async fn label_and_field_selectors_filter_lists_in_every_namespace() {
 #[tokio::test]
 async fn pages_follow_continue_tokens_to_the_end() {
     let server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
     for i in 0..7 {
         client
             .create(
@@ -162,7 +163,7 @@ async fn pages_follow_continue_tokens_to_the_end() {
 #[tokio::test]
 async fn approve_sets_the_signed_request_approved() {
     let server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
     let request = EdgeDeviceSignedRequest::new(
         "edge-07",
         EdgeDeviceSignedRequestSpec {
@@ -222,4 +223,48 @@ async fn the_admin_yaml_configures_a_client_and_a_bad_token_is_refused() {
         .await
         .expect_err("untrusted server");
     assert!(matches!(error, ClientError::Connect { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn secrets_and_config_maps_are_typed_objects_under_api_v1() {
+    use flotta_core::model::{ConfigMap, ObjectMeta, Secret};
+    let server = TestServer::start().await;
+    let client = server.management_client();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("db".into()),
+            labels: Some([("app".to_owned(), "db".to_owned())].into()),
+            ..Default::default()
+        },
+        string_data: Some([("password".to_owned(), "pw".to_owned())].into()),
+        ..Default::default()
+    };
+    let created = client.create("fleet", &secret).await.expect("created");
+    assert_eq!(
+        created
+            .data
+            .as_ref()
+            .and_then(|d| d.get("password"))
+            .map(|v| v.0.clone()),
+        Some(b"pw".to_vec()),
+        "stringData is folded into data"
+    );
+    let listed: Vec<Secret> = client
+        .list_all(Some("fleet"), &ListParams::default().labels("app=db"))
+        .await
+        .expect("listed");
+    assert_eq!(names(&listed), ["db"]);
+    let map = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("app".into()),
+            ..Default::default()
+        },
+        data: Some([("MODE".to_owned(), "fast".to_owned())].into()),
+        ..Default::default()
+    };
+    client.create("fleet", &map).await.expect("config map");
+    let read: ConfigMap = client.get("fleet", "app").await.expect("read");
+    assert_eq!(read.data, map.data);
+    let deleted: Secret = client.delete("fleet", "db").await.expect("deleted");
+    assert_eq!(deleted.metadata.name.as_deref(), Some("db"));
 }

@@ -7,72 +7,52 @@ use std::time::{Duration, Instant};
 use flotta_client::{
     ConfigPoll, EdgeClient, EnrolmentOutcome, Identity, RegistrationOutcome, RetryPolicy,
 };
-use flotta_core::pki::{
-    BuiltinCa, CertificateAuthority, DeviceKey, issue_registration_certificate,
-    issue_server_certificate,
-};
-use flotta_server::edge::{self, EdgeOptions, EdgeState};
-use flotta_server::store::{ResourceKind, SqliteStore, Store};
-use serde_json::json;
+use flotta_core::pki::{BuiltinCa, CertificateAuthority, DeviceKey};
+use flotta_core::wire::{EnrolmentInfo, HardwareInfo, Heartbeat, RegistrationInfo};
+use flotta_server::store::{ResourceKind, Store};
+use flotta_testing::TestServer;
 use time::OffsetDateTime;
 
-/// The Edge API alone, in this process, with a fresh CA.
+/// An enrolment into `namespace`.
+fn enrolment(namespace: &str) -> EnrolmentInfo {
+    EnrolmentInfo {
+        target_namespace: Some(namespace.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// A registration with the CSR `pem`.
+fn csr_info(pem: String) -> RegistrationInfo {
+    RegistrationInfo {
+        certificate_request: Some(pem),
+        ..Default::default()
+    }
+}
+
+/// The shared test server, seen from a device: its Edge API's URL and CA, and the
+/// fleet registration identity.
 struct EdgeServer {
     url: String,
     store: Arc<dyn Store>,
     ca_pem: String,
     registration: Identity,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    _server: TestServer,
 }
 
 impl EdgeServer {
     async fn start(auto_approve: bool) -> EdgeServer {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.path().join("flotta.db")).expect("store"));
-        let now = OffsetDateTime::now_utc();
-        let ca = Arc::new(BuiltinCa::generate("client test CA", now).expect("CA"));
-        let server =
-            issue_server_certificate(ca.as_ref(), &["127.0.0.1"], now, time::Duration::days(1))
-                .expect("server certificate");
-        let registration =
-            issue_registration_certificate(ca.as_ref(), now, time::Duration::days(1))
-                .expect("registration certificate");
-        let state = EdgeState::new(
-            store.clone(),
-            ca.clone(),
-            EdgeOptions::default().with_auto_approve(auto_approve),
-        )
-        .await
-        .expect("edge state");
-        state.spawn_background().await.expect("background tasks");
-        let tls = edge::tls_server_config(ca.as_ref(), &server.certificate.pem(), server.key_pem())
-            .expect("TLS configuration");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(edge::serve(
-            listener,
-            Arc::new(tls),
-            edge::router(state),
-            async move {
-                let _ = stop.await;
-            },
-        ));
+        let server = TestServer::builder()
+            .auto_approve(auto_approve)
+            .start()
+            .await;
+        let registration = server.registration_identity();
         EdgeServer {
-            url: format!("https://{addr}"),
-            store,
-            ca_pem: ca.chain_pem(),
-            registration: Identity::from_pem(
-                &registration.certificate.pem(),
-                registration.key_pem(),
-            )
-            .expect("registration identity"),
-            shutdown: Some(shutdown),
-            _dir: dir,
+            url: server.edge_server(),
+            store: server.store(),
+            ca_pem: server.ca_pem(),
+            registration: Identity::from_pem(&registration.certificate_pem, &registration.key_pem)
+                .expect("registration identity"),
+            _server: server,
         }
     }
 
@@ -86,18 +66,10 @@ impl EdgeServer {
     }
 }
 
-impl Drop for EdgeServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
-
 /// Enrols and registers `id`; returns the device identity.
 async fn register(edge: &EdgeClient, id: &str) -> Identity {
     let outcome = edge
-        .enrol(id, &json!({"target_namespace": "default"}))
+        .enrol(id, &enrolment("default"))
         .await
         .expect("enrolment");
     assert!(
@@ -112,7 +84,14 @@ async fn register(edge: &EdgeClient, id: &str) -> Identity {
     match edge
         .register(
             id,
-            &json!({"certificate_request": csr.pem(), "hardware": {"hostname": "h"}}),
+            &RegistrationInfo {
+                certificate_request: Some(csr.pem()),
+                hardware: Some(HardwareInfo {
+                    hostname: Some("h".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
         )
         .await
         .expect("registration")
@@ -178,7 +157,13 @@ async fn after_registration_the_swapped_identity_is_used_by_every_handle() {
 
     edge.heartbeat(
         "edge-01",
-        &json!({"status": "up", "version": "1", "workloads": [], "events": []}),
+        &Heartbeat {
+            status: Some("up".into()),
+            version: Some("1".into()),
+            workloads: Some(Vec::new()),
+            events: Some(Vec::new()),
+            ..Default::default()
+        },
     )
     .await
     .expect("heartbeat");
@@ -210,7 +195,7 @@ async fn without_approval_registration_waits() {
     let server = EdgeServer::start(false).await;
     let edge = server.client();
     assert_eq!(
-        edge.enrol("edge-05", &json!({"target_namespace": "default"}))
+        edge.enrol("edge-05", &enrolment("default"))
             .await
             .expect("enrolment"),
         EnrolmentOutcome::Pending
@@ -218,7 +203,7 @@ async fn without_approval_registration_waits() {
     let key = DeviceKey::generate().expect("key");
     let csr = key.csr("edge-05").expect("CSR");
     assert_eq!(
-        edge.register("edge-05", &json!({"certificate_request": csr.pem()}))
+        edge.register("edge-05", &csr_info(csr.pem()))
             .await
             .expect("registration answered"),
         RegistrationOutcome::NotApproved
@@ -235,7 +220,7 @@ async fn a_server_that_is_not_trusted_fails_the_handshake() {
         .build()
         .expect("client");
     let error = edge
-        .enrol("edge-01", &json!({}))
+        .enrol("edge-01", &EnrolmentInfo::default())
         .await
         .expect_err("untrusted");
     assert!(
@@ -246,10 +231,10 @@ async fn a_server_that_is_not_trusted_fails_the_handshake() {
 
 #[tokio::test]
 async fn an_operator_approval_through_the_management_api_lets_the_device_register() {
-    let server = crate::harness::TestServer::start_approving(false).await;
+    let server = TestServer::builder().auto_approve(false).start().await;
     let pki = server.data_dir().join("pki");
     let read = |name: &str| std::fs::read_to_string(pki.join(name)).expect("PKI file");
-    let edge = EdgeClient::builder(server.edge_url())
+    let edge = EdgeClient::builder(server.edge_server())
         .ca_pem(read("ca.crt"))
         .identity(
             Identity::from_pem(&read("register.crt"), &read("register.key")).expect("identity"),
@@ -257,13 +242,13 @@ async fn an_operator_approval_through_the_management_api_lets_the_device_registe
         .build()
         .expect("edge client");
     assert_eq!(
-        edge.enrol("edge-21", &json!({"target_namespace": "default"}))
+        edge.enrol("edge-21", &enrolment("default"))
             .await
             .expect("enrolment"),
         EnrolmentOutcome::Pending
     );
     let key = DeviceKey::generate().expect("key");
-    let csr = json!({"certificate_request": key.csr("edge-21").expect("CSR").pem()});
+    let csr = csr_info(key.csr("edge-21").expect("CSR").pem());
     assert_eq!(
         edge.register("edge-21", &csr)
             .await
@@ -271,7 +256,7 @@ async fn an_operator_approval_through_the_management_api_lets_the_device_registe
         RegistrationOutcome::NotApproved
     );
 
-    let management = server.client();
+    let management = server.management_client();
     let approved = management
         .approve("default", "edge-21")
         .await
@@ -348,7 +333,7 @@ async fn connections_leave_from_the_local_address_the_builder_names() {
 
     let bound: std::net::IpAddr = "127.0.0.7".parse().expect("address");
     let outcome = build(Some(bound))
-        .enrol("edge-bound", &json!({"target_namespace": "default"}))
+        .enrol("edge-bound", &enrolment("default"))
         .await
         .expect("enrolment through the bound address");
     assert!(matches!(
@@ -368,7 +353,7 @@ async fn connections_leave_from_the_local_address_the_builder_names() {
     // Without the option the operating system picks the address (127.0.0.1 on
     // loopback).
     build(None)
-        .enrol("edge-unbound", &json!({"target_namespace": "default"}))
+        .enrol("edge-unbound", &enrolment("default"))
         .await
         .expect("enrolment");
     let last = peers.lock().expect("peers").last().map(|p| p.ip());

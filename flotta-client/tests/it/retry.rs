@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use flotta_client::{ClientError, ListParams, ManagementClient, RetryPolicy};
+use flotta_client::{Backoff, ClientError, ListParams, ManagementClient, RetryPolicy};
 use flotta_core::model::EdgeDevice;
 
-use crate::harness::TestServer;
+use flotta_testing::TestServer;
 
 fn client_for(server: &TestServer, policy: RetryPolicy) -> ManagementClient {
     let text = std::fs::read_to_string(server.admin_yaml()).expect("admin.yaml");
@@ -27,12 +27,10 @@ async fn a_get_is_retried_through_a_server_restart() {
         &server,
         RetryPolicy {
             max_attempts: 40,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(100),
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_millis(100)),
         },
     );
-    let (api, edge) = (server.api_addr(), server.edge_addr());
-    server.stop().await;
+    server.stop_keeping_data().await;
 
     // The server is down: the first attempts fail to connect; it comes back while
     // the client is still retrying.
@@ -41,8 +39,10 @@ async fn a_get_is_retried_through_a_server_restart() {
             .list::<EdgeDevice>(None, &ListParams::default())
             .await
     });
+    // Time is what this test is about: the server stays down long enough for the
+    // client to spend several attempts (50-100 ms apart) failing to connect.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    server.start_again(api, edge).await;
+    server.start_again().await;
     let list = request
         .await
         .expect("task")
@@ -54,7 +54,7 @@ async fn a_get_is_retried_through_a_server_restart() {
 async fn without_retries_a_down_server_is_a_connect_error() {
     let mut server = TestServer::start().await;
     let client = client_for(&server, RetryPolicy::never());
-    server.stop().await;
+    server.stop_keeping_data().await;
     let error = client
         .list::<EdgeDevice>(None, &ListParams::default())
         .await
@@ -71,8 +71,7 @@ async fn a_client_error_is_not_retried() {
         &server,
         RetryPolicy {
             max_attempts: 5,
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(1),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(1)),
         },
     );
     let started = Instant::now();

@@ -6,7 +6,8 @@ use flotta_client::{ClientResult, ListParams, WatchEvent};
 use flotta_core::model::{EdgeDevice, Resource};
 use futures::{Stream, StreamExt};
 
-use crate::harness::{TestServer, device};
+use crate::harness::device;
+use flotta_testing::TestServer;
 
 /// The next event that is not a transient error, within a deadline.
 async fn next_event(
@@ -47,7 +48,7 @@ fn pair(kind: &str, name: &str) -> (String, String) {
 #[tokio::test]
 async fn a_watch_sees_existing_objects_then_changes_matching_its_selector() {
     let server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
     client
         .create("fleet", &device("old", &[("site", "lab")]))
         .await
@@ -97,7 +98,7 @@ async fn a_watch_sees_existing_objects_then_changes_matching_its_selector() {
 #[tokio::test]
 async fn a_watch_resumes_after_a_server_restart_without_replaying() {
     let mut server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
     client
         .create("fleet", &device("before", &[]))
         .await
@@ -108,9 +109,8 @@ async fn a_watch_resumes_after_a_server_restart_without_replaying() {
         pair("ADDED", "before")
     );
 
-    let (api, edge) = (server.api_addr(), server.edge_addr());
-    server.stop().await;
-    server.start_again(api, edge).await;
+    server.stop_keeping_data().await;
+    server.start_again().await;
 
     client
         .create("fleet", &device("after", &[]))
@@ -126,7 +126,7 @@ async fn a_watch_resumes_after_a_server_restart_without_replaying() {
 #[tokio::test]
 async fn a_watch_relists_when_its_resource_version_is_compacted_away() {
     let mut server = TestServer::start().await;
-    let client = server.client();
+    let client = server.management_client();
     client
         .create("fleet", &device("one", &[]))
         .await
@@ -137,9 +137,8 @@ async fn a_watch_relists_when_its_resource_version_is_compacted_away() {
         pair("ADDED", "one")
     );
 
-    let (api, edge) = (server.api_addr(), server.edge_addr());
-    server.stop().await;
-    server.start_again(api, edge).await;
+    server.stop_keeping_data().await;
+    server.start_again().await;
     // While the watch reconnects, changes happen and the log is compacted past them.
     client
         .create("fleet", &device("two", &[]))

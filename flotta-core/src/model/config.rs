@@ -290,3 +290,37 @@ pub struct ConfigFile {
 
 /// Log collection targets keyed by name.
 pub type LogCollection = BTreeMap<String, LogCollectionConfig>;
+
+/// When devices download and apply updates (`spec.updatePolicy`, as Flight Control
+/// has it; beyond Flotta). Absent: at once.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdatePolicy {
+    /// When a new version may be downloaded (prefetched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_schedule: Option<UpdateSchedule>,
+    /// When a downloaded version may be applied (workloads replaced, the OS
+    /// rebooted into).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_schedule: Option<UpdateSchedule>,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
+
+/// A window: it opens at each time `at` matches and stays open
+/// `startGraceDuration`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSchedule {
+    /// Five-field cron expression (`*`, `a-b`, `a,b`, `*/n`), e.g. `0 2 * * 1-5`.
+    pub at: String,
+    /// `UTC` or `GMT` (absent: UTC); other zones are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// How long the window stays open, e.g. `2h`, `30m`.
+    pub start_grace_duration: String,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}

@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigFile, Hardware, HeartbeatConfiguration, LogCollection, MetricsConfiguration, Mount,
-    ObjectMeta, OsInformation, StorageConfiguration, Time, UnknownFields, impl_resource,
+    Condition, ConfigFile, Hardware, HeartbeatConfiguration, LogCollection, MetricsConfiguration,
+    Mount, ObjectMeta, OsInformation, StorageConfiguration, Time, UnknownFields, impl_resource,
 };
 
 /// A registered edge device.
@@ -31,14 +31,7 @@ pub struct EdgeDevice {
     pub extra: UnknownFields,
 }
 
-impl_resource!(
-    EdgeDevice,
-    EdgeDeviceSpec,
-    kind = "EdgeDevice",
-    plural = "edgedevices",
-    singular = "edgedevice",
-    short = []
-);
+impl_resource!(EdgeDevice, EdgeDeviceSpec);
 
 /// Desired configuration of one device.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -62,6 +55,9 @@ pub struct EdgeDeviceSpec {
     /// Target operating system.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub os_information: Option<OsInformation>,
+    /// When updates are downloaded and applied (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_policy: Option<super::UpdatePolicy>,
     /// Time of the device's registration request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_time: Option<Time>,
@@ -77,6 +73,11 @@ pub struct EdgeDeviceSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeDeviceStatus {
+    /// Conditions computed by the server (beyond Flotta): `Online`, `Updated`,
+    /// `Degraded`, `SpecValid`, `MultipleOwners` (see
+    /// [`crate::reconcile::status::device_condition`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
     /// Playbook executions on the device.
     #[serde(rename = "PlaybookExec", skip_serializing_if = "Option::is_none")]
     pub playbook_exec: Option<Vec<PlaybookExec>>,
@@ -172,6 +173,15 @@ pub struct UpgradeInformation {
     /// Time of the last upgrade, as reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_upgrade_time: Option<String>,
+    /// Where the OS update stands, as the device reports it (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The commit or image the update is for (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why the update failed or what it waits for (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,
@@ -192,6 +202,11 @@ pub struct DeviceWorkloadStatus {
     /// Phase, e.g. `Running`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Revision of the workload the device runs (content hash of its definition),
+    /// as the device reports it or as the server infers it from the configuration
+    /// version the device runs (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

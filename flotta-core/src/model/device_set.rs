@@ -42,14 +42,7 @@ pub struct EdgeDeviceSet {
     pub extra: UnknownFields,
 }
 
-impl_resource!(
-    EdgeDeviceSet,
-    EdgeDeviceSetSpec,
-    kind = "EdgeDeviceSet",
-    plural = "edgedevicesets",
-    singular = "edgedeviceset",
-    short = []
-);
+impl_resource!(EdgeDeviceSet, EdgeDeviceSetSpec);
 
 /// Configuration shared by the devices of a set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -73,6 +66,9 @@ pub struct EdgeDeviceSetSpec {
     /// Target operating system.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub os_information: Option<OsInformation>,
+    /// When updates are downloaded and applied (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_policy: Option<super::UpdatePolicy>,
     /// Devices that belong to the set in addition to those labelled
     /// `flotta/member-of: <set name>` (beyond Flotta).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +126,10 @@ pub struct EdgeDeviceSetStatus {
     /// Generation of the spec this status describes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Members whose `Updated` condition is `True`: they run the configuration the
+    /// server renders for them (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_devices: Option<i64>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

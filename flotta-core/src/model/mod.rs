@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-pub use k8s_openapi::api::core::v1::{ConfigMap, PodSpec};
+pub use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     Condition, LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,
 };
@@ -17,6 +17,7 @@ pub use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 mod config;
 mod device;
 mod device_set;
+mod event;
 mod hardware;
 mod signed_request;
 mod workload;
@@ -24,36 +25,35 @@ mod workload;
 pub use config::*;
 pub use device::*;
 pub use device_set::*;
+pub use event::*;
 pub use hardware::*;
 pub use signed_request::*;
 pub use workload::*;
 
-/// API group of every flotta resource.
-pub const GROUP: &str = "management.project-flotta.io";
-/// API version of every flotta resource.
-pub const VERSION: &str = "v1alpha1";
-/// `apiVersion` value of every flotta resource: `GROUP/VERSION`.
-pub const API_VERSION: &str = "management.project-flotta.io/v1alpha1";
+use crate::kind::ResourceKind;
+pub use crate::kind::{API_VERSION, GROUP, VERSION};
 
 /// Fields of an object that this model does not know, kept verbatim so that a round
 /// trip through the model never loses them.
 pub type UnknownFields = BTreeMap<String, serde_json::Value>;
 
-/// What every top-level flotta resource tells about itself: where it lives in the
-/// API and its object metadata.
+/// What every top-level flotta resource tells about itself: its row of the kind
+/// table ([`crate::kind`]) and its object metadata.
 pub trait Resource {
+    /// The resource's kind; the constants below are read from its table row.
+    const RESOURCE_KIND: ResourceKind;
     /// API group, e.g. `management.project-flotta.io`.
-    const GROUP: &'static str = GROUP;
+    const GROUP: &'static str = Self::RESOURCE_KIND.info().group;
     /// API version, e.g. `v1alpha1`.
-    const VERSION: &'static str = VERSION;
+    const VERSION: &'static str = Self::RESOURCE_KIND.info().version;
     /// Kind, e.g. `EdgeDevice`.
-    const KIND: &'static str;
+    const KIND: &'static str = Self::RESOURCE_KIND.info().name;
     /// Plural used in URL paths, e.g. `edgedevices`.
-    const PLURAL: &'static str;
+    const PLURAL: &'static str = Self::RESOURCE_KIND.info().plural;
     /// Singular name, e.g. `edgedevice`.
-    const SINGULAR: &'static str;
-    /// Short names accepted by the command line, e.g. `edsr`.
-    const SHORT_NAMES: &'static [&'static str];
+    const SINGULAR: &'static str = Self::RESOURCE_KIND.info().singular;
+    /// Short names accepted by the command line and listed in the CRD, e.g. `edsr`.
+    const SHORT_NAMES: &'static [&'static str] = Self::RESOURCE_KIND.info().short_names;
 
     /// The object's metadata.
     fn metadata(&self) -> &ObjectMeta;
@@ -61,14 +61,38 @@ pub trait Resource {
     fn metadata_mut(&mut self) -> &mut ObjectMeta;
 }
 
-/// Implements [`Resource`] and a `new(name, spec)` constructor for a resource type.
+impl ResourceKind {
+    /// The kind of resource type `R`.
+    pub fn of<R: Resource>() -> Self {
+        R::RESOURCE_KIND
+    }
+}
+
+/// The Kubernetes core kinds the API serves are resources of the kind table too, so
+/// that typed clients, selectors and manifests handle them like flotta's own.
+macro_rules! impl_core_resource {
+    ($ty:ident) => {
+        impl Resource for $ty {
+            const RESOURCE_KIND: ResourceKind = ResourceKind::$ty;
+
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+impl_core_resource!(Secret);
+impl_core_resource!(ConfigMap);
+
+/// Implements [`Resource`] and a `new(name, spec)` constructor for a resource type
+/// whose [`ResourceKind`] variant has the type's name.
 macro_rules! impl_resource {
-    ($ty:ident, $spec:ty, kind = $kind:literal, plural = $plural:literal, singular = $singular:literal, short = [$($short:literal),*]) => {
+    ($ty:ident, $spec:ty) => {
         impl $crate::model::Resource for $ty {
-            const KIND: &'static str = $kind;
-            const PLURAL: &'static str = $plural;
-            const SINGULAR: &'static str = $singular;
-            const SHORT_NAMES: &'static [&'static str] = &[$($short),*];
+            const RESOURCE_KIND: $crate::kind::ResourceKind = $crate::kind::ResourceKind::$ty;
 
             fn metadata(&self) -> &$crate::model::ObjectMeta {
                 &self.metadata
@@ -79,11 +103,11 @@ macro_rules! impl_resource {
         }
 
         impl $ty {
-            #[doc = concat!("A new `", $kind, "` named `name` with the given spec, no status.")]
+            #[doc = concat!("A new `", stringify!($ty), "` named `name` with the given spec, no status.")]
             pub fn new(name: impl Into<String>, spec: $spec) -> Self {
                 Self {
                     api_version: $crate::model::API_VERSION.to_owned(),
-                    kind: $kind.to_owned(),
+                    kind: <Self as $crate::model::Resource>::KIND.to_owned(),
                     metadata: $crate::model::ObjectMeta {
                         name: Some(name.into()),
                         ..Default::default()

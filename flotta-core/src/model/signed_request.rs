@@ -28,14 +28,7 @@ pub struct EdgeDeviceSignedRequest {
 }
 
 // Flotta registers the plural in the singular form; kept for compatibility.
-impl_resource!(
-    EdgeDeviceSignedRequest,
-    EdgeDeviceSignedRequestSpec,
-    kind = "EdgeDeviceSignedRequest",
-    plural = "edgedevicesignedrequest",
-    singular = "edgedevicesignedrequest",
-    short = ["edsr"]
-);
+impl_resource!(EdgeDeviceSignedRequest, EdgeDeviceSignedRequestSpec);
 
 /// What a device asks for when it enrols.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -32,14 +32,7 @@ pub struct EdgeWorkload {
     pub extra: UnknownFields,
 }
 
-impl_resource!(
-    EdgeWorkload,
-    EdgeWorkloadSpec,
-    kind = "EdgeWorkload",
-    plural = "edgeworkloads",
-    singular = "edgeworkload",
-    short = []
-);
+impl_resource!(EdgeWorkload, EdgeWorkloadSpec);
 
 /// What a workload runs and where.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -176,7 +169,9 @@ pub struct ContainerMetrics {
 /// Batches run in order; each picks devices among the workload's targets that no
 /// earlier batch picked. A batch's `limit` is a device count (`5`) or a percentage of
 /// the targets (`"20%"`). Devices left after the last batch form a final batch. The
-/// next batch starts when at least `successThreshold` of the current batch runs.
+/// next batch starts when at least `successThreshold` of the current batch runs the
+/// new revision (and, with `manualApproval`, an operator approved it). Enforced by
+/// [`crate::reconcile::step_rollout`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutPolicy {
@@ -191,6 +186,14 @@ pub struct RolloutPolicy {
     /// string such as `"90%"` (default `"100%"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub success_threshold: Option<IntOrString>,
+    /// When true, every batch after the first waits for an operator's approval
+    /// (`flotta rollout approve`) once the batch before it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manual_approval: Option<bool>,
+    /// Seconds a released batch may take to reach its `successThreshold`; past that the
+    /// rollout pauses (`ProgressDeadlineExceeded`). No deadline when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<i64>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,
@@ -227,9 +230,39 @@ pub struct EdgeWorkloadStatus {
     /// Devices per phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase_counts: Option<WorkloadPhaseCounts>,
+    /// The workload's current revision: the content hash of the definition devices
+    /// are sent for `observedGeneration`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Target devices by what they run of it, compared with `revision`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<WorkloadDeviceCounts>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,
+}
+
+/// Target devices of a workload by revision and state. Every target counts in
+/// exactly one of `current`, `older`, `deploying`, `failed` and `unknown`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadDeviceCounts {
+    /// Devices the workload targets.
+    pub targeted: i64,
+    /// Devices running the current revision.
+    pub current: i64,
+    /// Devices running an older revision (or one the server cannot tell).
+    pub older: i64,
+    /// Devices that have not reported the workload running yet.
+    pub deploying: i64,
+    /// Devices where the workload failed, or that failed to apply the current
+    /// revision.
+    pub failed: i64,
+    /// Devices not heard from recently.
+    pub unknown: i64,
+    /// Failed devices by reason (e.g. `ApplyFailed`, `WorkloadExited`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_reasons: BTreeMap<String, i64>,
 }
 
 /// Number of target devices per workload phase.

@@ -11,171 +11,13 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use super::csr::VerifiedCsr;
-use super::identity::Serial;
-use super::{CA_LIFETIME, REGISTRATION_COMMON_NAME};
-
-/// What failed while creating keys or issuing certificates.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PkiError {
-    /// The key pair generator failed.
-    #[error("generating a key pair failed")]
-    KeyGeneration(#[source] rcgen::Error),
-    /// The operating system's random generator failed while drawing a serial number.
-    #[error("drawing a random certificate serial number failed")]
-    Random,
-    /// A PEM input (`what` names it) could not be decoded.
-    #[error("decoding the {what} PEM failed")]
-    Pem {
-        /// Which input: `CA certificate`, `CA key`, `device key`.
-        what: &'static str,
-        /// The decoder's error.
-        #[source]
-        source: rcgen::Error,
-    },
-    /// The CA certificate given to [`BuiltinCa::from_pem`] is not usable as a CA.
-    #[error("the CA certificate is not usable: {reason}")]
-    NotACaCertificate {
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The private key does not belong to the certificate it was given with.
-    #[error("the {what} private key does not match the certificate's public key")]
-    KeyMismatch {
-        /// Which key: `CA`.
-        what: &'static str,
-    },
-    /// A device key given to [`DeviceKey::from_pem`](super::DeviceKey::from_pem) is not ECDSA P-256.
-    #[error("the device key is not an ECDSA P-256 key")]
-    UnsupportedDeviceKey,
-    /// A device id is not a valid DNS subdomain, or is reserved.
-    #[error("invalid device id {id:?}: {reason}")]
-    InvalidDeviceId {
-        /// The rejected id.
-        id: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// A namespace is not a valid DNS label.
-    #[error("invalid namespace {namespace:?}: {reason}")]
-    InvalidNamespace {
-        /// The rejected namespace.
-        namespace: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// A server host name cannot go into a subjectAltName.
-    #[error("invalid server host name {name:?} at position {index}")]
-    InvalidHostName {
-        /// The rejected name.
-        name: String,
-        /// Its position in the configured list.
-        index: usize,
-    },
-    /// The server certificate would have no subjectAltName.
-    #[error("a server certificate needs at least one host name or IP address")]
-    NoServerNames,
-    /// The validity window is empty or reversed.
-    #[error(
-        "validity window is empty: not_before {not_before} is not before not_after {not_after}"
-    )]
-    EmptyValidity {
-        /// Requested start.
-        not_before: OffsetDateTime,
-        /// Requested end.
-        not_after: OffsetDateTime,
-    },
-    /// The public key to certify is not one the signer can encode.
-    #[error("the public key to certify is not supported by the signer")]
-    UnsupportedPublicKey(#[source] rcgen::Error),
-    /// The signer failed to produce the certificate for `subject`.
-    #[error("signing the certificate for {subject:?} failed")]
-    Signing {
-        /// The certificate's common name.
-        subject: String,
-        /// The signer's error.
-        #[source]
-        source: rcgen::Error,
-    },
-    /// An external signer failed; its own error is the source.
-    #[error("the external certificate signer failed")]
-    External(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// A device as named in its certificate: CN = device id, OU = namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DeviceIdentity {
-    id: String,
-    namespace: String,
-}
-
-impl DeviceIdentity {
-    /// Checks and pairs a device id (a DNS subdomain, not `register`) and a namespace
-    /// (a DNS label).
-    pub fn new(id: impl Into<String>, namespace: impl Into<String>) -> Result<Self, PkiError> {
-        let id = id.into();
-        let namespace = namespace.into();
-        if let Some(reason) = dns_subdomain_problem(&id) {
-            return Err(PkiError::InvalidDeviceId { id, reason });
-        }
-        if id == REGISTRATION_COMMON_NAME {
-            return Err(PkiError::InvalidDeviceId {
-                id,
-                reason: "reserved for the registration certificate",
-            });
-        }
-        if let Some(reason) = dns_label_problem(&namespace) {
-            return Err(PkiError::InvalidNamespace { namespace, reason });
-        }
-        Ok(Self { id, namespace })
-    }
-
-    /// The device id (certificate CN).
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The namespace (certificate OU).
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-}
-
-/// Why `name` is not a DNS-1123 subdomain, if it is not one.
-pub(crate) fn dns_subdomain_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        return Some("must not be empty");
-    }
-    if name.len() > 253 {
-        return Some("must be at most 253 characters");
-    }
-    for label in name.split('.') {
-        if let Some(problem) = dns_label_problem(label) {
-            return Some(problem);
-        }
-    }
-    None
-}
-
-/// Why `label` is not a DNS-1123 label, if it is not one.
-pub(crate) fn dns_label_problem(label: &str) -> Option<&'static str> {
-    if label.is_empty() {
-        return Some("labels must not be empty");
-    }
-    if label.len() > 63 {
-        return Some("labels must be at most 63 characters");
-    }
-    if !label
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Some("only lowercase letters, digits, '-' and '.' are allowed");
-    }
-    if label.starts_with('-') || label.ends_with('-') {
-        return Some("labels must start and end with a letter or digit");
-    }
-    None
-}
+use super::defaults::MAX_CHAIN_INTERMEDIATES;
+use super::defaults::{CA_LIFETIME, NOT_BEFORE_SKEW, REGISTRATION_COMMON_NAME};
+use super::device::{DeviceIdentity, dns_subdomain_problem};
+use super::error::PkiError;
+use super::pem::{certificate_bundle, pem_encode};
+use super::serial::Serial;
+use super::validity::whole_seconds;
 
 /// Which extended key usage a certificate gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,8 +60,8 @@ impl CertificateProfile {
         not_after: OffsetDateTime,
     ) -> Result<Self, PkiError> {
         Ok(Self {
-            common_name: device.id.clone(),
-            organizational_unit: Some(device.namespace.clone()),
+            common_name: device.id().to_owned(),
+            organizational_unit: Some(device.namespace().to_owned()),
             usage: CertificateUsage::Client,
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
@@ -290,6 +132,22 @@ impl IssuedKeyPair {
     pub fn key_pem(&self) -> &str {
         &self.key_pem
     }
+
+    /// The private key as a SEC1 `EC PRIVATE KEY` PEM block (RFC 5915, with the
+    /// curve named), the form Flotta's device worker reads.
+    pub fn key_pem_sec1(&self) -> Result<String, PkiError> {
+        use aws_lc_rs::encoding::AsDer as _;
+        let invalid = || PkiError::NotAnEcKey;
+        let pkcs8 = super::pem::pem_or_der(self.key_pem.as_bytes(), &["PRIVATE KEY"])
+            .ok_or_else(invalid)?;
+        let key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &pkcs8,
+        )
+        .map_err(|_| invalid())?;
+        let sec1 = key.private_key().as_der().map_err(|_| invalid())?;
+        Ok(pem_encode("EC PRIVATE KEY", sec1.as_ref()))
+    }
 }
 
 impl fmt::Debug for IssuedKeyPair {
@@ -302,17 +160,24 @@ impl fmt::Debug for IssuedKeyPair {
 }
 
 /// Something that signs certificates for the fleet: the [`BuiltinCa`], or an external
-/// signer (an HSM, a corporate CA) implementing this trait.
-pub trait CertificateAuthority {
+/// signer (a PKCS#11 HSM, a remote or corporate CA) implementing this trait.
+///
+/// Signing is `async` so that a signer may wait on a device or a network call; the
+/// server awaits it while answering a device's `registration`, so a slow signer
+/// slows registrations, never heartbeats. Errors of an external signer are wrapped in
+/// [`PkiError::External`]. `docs/pki.md` shows an implementation.
+#[async_trait::async_trait]
+pub trait CertificateAuthority: Send + Sync {
     /// Issues a certificate for the public key `subject_public_key_info` (DER) with
     /// exactly the fields of `profile`.
-    fn issue(
+    async fn issue(
         &self,
         subject_public_key_info: &[u8],
         profile: &CertificateProfile,
     ) -> Result<IssuedCertificate, PkiError>;
 
-    /// The CA chain, DER, the certificate that signs device certificates first.
+    /// The CA chain, DER: the certificate that signs device certificates first, then
+    /// the certificates above it, up to the root.
     fn chain_der(&self) -> Vec<Vec<u8>>;
 
     /// The CA chain as concatenated PEM blocks, in [`chain_der`](Self::chain_der) order.
@@ -323,9 +188,20 @@ pub trait CertificateAuthority {
             .collect()
     }
 
+    /// The certificates a device sends after its own so that a server trusting only
+    /// the root can build the path: the chain without its self-signed root. Empty
+    /// when the signing certificate is the root itself.
+    fn intermediates_der(&self) -> Vec<Vec<u8>> {
+        let mut chain = self.chain_der();
+        if chain.last().is_some_and(|der| is_self_signed(der)) {
+            chain.pop();
+        }
+        chain
+    }
+
     /// Signs a device CSR that passed the [`CsrPolicy`](super::CsrPolicy): CN = device
     /// id, OU = namespace, clientAuth, the given validity, a random serial.
-    fn sign_csr(
+    async fn sign_csr(
         &self,
         csr: &VerifiedCsr,
         device: &DeviceIdentity,
@@ -333,14 +209,25 @@ pub trait CertificateAuthority {
         not_after: OffsetDateTime,
     ) -> Result<IssuedCertificate, PkiError> {
         let profile = CertificateProfile::device(device, not_before, not_after)?;
-        self.issue(csr.subject_public_key_info(), &profile)
+        self.issue(csr.subject_public_key_info(), &profile).await
     }
 }
 
-/// The built-in CA: ECDSA P-256, self-signed, valid for ten years.
+/// Whether a certificate (DER) names itself as its issuer.
+fn is_self_signed(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .is_ok_and(|(_, cert)| cert.subject().as_raw() == cert.issuer().as_raw())
+}
+
+/// The built-in CA: an ECDSA P-256 key in memory. Either a self-signed root valid for
+/// ten years ([`generate`](Self::generate)), or an intermediate under another CA
+/// ([`generate_intermediate`](Self::generate_intermediate), or a chain loaded with
+/// [`from_pem`](Self::from_pem)), whose chain then names the CAs above it.
 pub struct BuiltinCa {
     issuer: Issuer<'static, KeyPair>,
     certificate_der: Vec<u8>,
+    /// The CAs above this one, DER, nearest first; empty for a root.
+    parents_der: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for BuiltinCa {
@@ -353,25 +240,22 @@ impl fmt::Debug for BuiltinCa {
 
 impl BuiltinCa {
     /// Generates a new CA key and a self-signed CA certificate named `common_name`,
-    /// valid from `now - 1 h` for ten years.
+    /// valid from `now - 1 h` for ten years. It signs end-entity certificates only
+    /// (path length 0).
     pub fn generate(common_name: &str, now: OffsetDateTime) -> Result<Self, PkiError> {
+        Self::generate_root(common_name, now, 0)
+    }
+
+    /// A self-signed root like [`generate`](Self::generate) that may have up to
+    /// `intermediates` CAs below it (path length constraint).
+    pub fn generate_root(
+        common_name: &str,
+        now: OffsetDateTime,
+        intermediates: u8,
+    ) -> Result<Self, PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(PkiError::KeyGeneration)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let now = whole_seconds(now);
-        params.not_before = now.saturating_sub(super::NOT_BEFORE_SKEW);
-        params.not_after = now.saturating_add(CA_LIFETIME);
-        params.serial_number = Some(SerialNumber::from_slice(Serial::random()?.as_bytes()));
+        let params = ca_params(common_name, now, intermediates)?;
         let certificate = params
             .self_signed(&key)
             .map_err(|source| PkiError::Signing {
@@ -381,20 +265,55 @@ impl BuiltinCa {
         Ok(Self {
             certificate_der: certificate.der().to_vec(),
             issuer: Issuer::new(params, key),
+            parents_der: Vec::new(),
         })
     }
 
-    /// Loads a CA from its certificate and PKCS#8 private key, both PEM.
+    /// Generates an intermediate CA signed by this one, valid like a root from
+    /// `now - 1 h` for ten years (not beyond this CA's own validity is the
+    /// operator's concern), signing end-entity certificates only. Its chain is its
+    /// own certificate followed by this CA's chain.
+    pub fn generate_intermediate(
+        &self,
+        common_name: &str,
+        now: OffsetDateTime,
+    ) -> Result<Self, PkiError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(PkiError::KeyGeneration)?;
+        let mut params = ca_params(common_name, now, 0)?;
+        params.use_authority_key_identifier_extension = true;
+        let certificate =
+            params
+                .signed_by(&key, &self.issuer)
+                .map_err(|source| PkiError::Signing {
+                    subject: common_name.to_owned(),
+                    source,
+                })?;
+        let mut parents_der = vec![self.certificate_der.clone()];
+        parents_der.extend(self.parents_der.iter().cloned());
+        Ok(Self {
+            certificate_der: certificate.der().to_vec(),
+            issuer: Issuer::new(params, key),
+            parents_der,
+        })
+    }
+
+    /// Loads a CA from its certificate and PKCS#8 private key, both PEM. The
+    /// certificate PEM may carry the CAs above it after it, nearest first (an
+    /// intermediate issued by a corporate root, say); the key belongs to the first.
     pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
         let key = KeyPair::from_pem(key_pem).map_err(|source| PkiError::Pem {
             what: "CA key",
             source,
         })?;
-        let der = super::pem_or_der(certificate_pem.as_bytes(), &["CERTIFICATE"]).ok_or(
-            PkiError::NotACaCertificate {
-                reason: "not a PEM CERTIFICATE block",
-            },
-        )?;
+        let mut chain = certificate_bundle(certificate_pem.as_bytes(), MAX_CHAIN_INTERMEDIATES + 1)
+            .filter(|chain| !chain.is_empty())
+            .ok_or(PkiError::NotACaCertificate {
+                reason: "not a PEM bundle of one to five CERTIFICATE blocks",
+            })?
+            .into_iter();
+        let der = chain.next().unwrap_or_default();
+        let parents_der: Vec<Vec<u8>> = chain.collect();
         let (rest, cert) =
             x509_parser::parse_x509_certificate(&der).map_err(|_| PkiError::NotACaCertificate {
                 reason: "not a well-formed X.509 certificate",
@@ -412,7 +331,17 @@ impl BuiltinCa {
         if cert.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice() {
             return Err(PkiError::KeyMismatch { what: "CA" });
         }
-        let certificate_der = der.to_vec();
+        for parent in &parents_der {
+            match x509_parser::parse_x509_certificate(parent) {
+                Ok((rest, parent)) if rest.is_empty() && parent.is_ca() => {}
+                _ => {
+                    return Err(PkiError::NotACaCertificate {
+                        reason: "a certificate after the first in the chain is not a CA certificate",
+                    });
+                }
+            }
+        }
+        let certificate_der = der.clone();
         let issuer =
             Issuer::from_ca_cert_der(&certificate_der.clone().into(), key).map_err(|source| {
                 PkiError::Pem {
@@ -423,90 +352,141 @@ impl BuiltinCa {
         Ok(Self {
             issuer,
             certificate_der,
+            parents_der,
         })
     }
 
-    /// The CA certificate and private key, PEM, for persisting.
+    /// The CA certificate (followed by the CAs above it, if any) and private key,
+    /// PEM, for persisting; [`from_pem`](Self::from_pem) reads them back.
     pub fn to_pem(&self) -> (String, String) {
-        (
-            pem_encode("CERTIFICATE", &self.certificate_der),
-            self.issuer.key().serialize_pem(),
-        )
+        let mut certificate = pem_encode("CERTIFICATE", &self.certificate_der);
+        for parent in &self.parents_der {
+            certificate.push_str(&pem_encode("CERTIFICATE", parent));
+        }
+        (certificate, self.issuer.key().serialize_pem())
     }
 
     /// The CA certificate, DER.
     pub fn certificate_der(&self) -> &[u8] {
         &self.certificate_der
     }
-}
 
-impl CertificateAuthority for BuiltinCa {
-    fn issue(
+    /// Signs synchronously: what [`CertificateAuthority::issue`] does for the
+    /// built-in CA, for callers outside an async context.
+    pub fn issue_now(
         &self,
         subject_public_key_info: &[u8],
         profile: &CertificateProfile,
     ) -> Result<IssuedCertificate, PkiError> {
-        if profile.not_before >= profile.not_after {
-            return Err(PkiError::EmptyValidity {
-                not_before: profile.not_before,
-                not_after: profile.not_after,
-            });
-        }
-        let public_key = rcgen::SubjectPublicKeyInfo::from_der(subject_public_key_info)
-            .map_err(PkiError::UnsupportedPublicKey)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
+        sign_with(&self.issuer, subject_public_key_info, profile)
+    }
+}
+
+/// The parameters of a CA certificate named `common_name`, valid from `now - 1 h`
+/// for ten years, with at most `intermediates` CAs below it.
+fn ca_params(
+    common_name: &str,
+    now: OffsetDateTime,
+    intermediates: u8,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(intermediates));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = whole_seconds(now);
+    params.not_before = now.saturating_sub(NOT_BEFORE_SKEW);
+    params.not_after = now.saturating_add(CA_LIFETIME);
+    params.serial_number = Some(SerialNumber::from_slice(Serial::random()?.as_bytes()));
+    Ok(params)
+}
+
+#[async_trait::async_trait]
+impl CertificateAuthority for BuiltinCa {
+    async fn issue(
+        &self,
+        subject_public_key_info: &[u8],
+        profile: &CertificateProfile,
+    ) -> Result<IssuedCertificate, PkiError> {
+        self.issue_now(subject_public_key_info, profile)
+    }
+
+    fn chain_der(&self) -> Vec<Vec<u8>> {
+        let mut chain = vec![self.certificate_der.clone()];
+        chain.extend(self.parents_der.iter().cloned());
+        chain
+    }
+}
+
+/// Signs an end-entity certificate for `profile` with `issuer`.
+fn sign_with(
+    issuer: &Issuer<'static, KeyPair>,
+    subject_public_key_info: &[u8],
+    profile: &CertificateProfile,
+) -> Result<IssuedCertificate, PkiError> {
+    if profile.not_before >= profile.not_after {
+        return Err(PkiError::EmptyValidity {
+            not_before: profile.not_before,
+            not_after: profile.not_after,
+        });
+    }
+    let public_key = rcgen::SubjectPublicKeyInfo::from_der(subject_public_key_info)
+        .map_err(PkiError::UnsupportedPublicKey)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, profile.common_name.as_str());
+    if let Some(ou) = &profile.organizational_unit {
         params
             .distinguished_name
-            .push(DnType::CommonName, profile.common_name.as_str());
-        if let Some(ou) = &profile.organizational_unit {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationalUnitName, ou.as_str());
-        }
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![match profile.usage {
-            CertificateUsage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-            CertificateUsage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-        }];
-        for (index, name) in profile.dns_names.iter().enumerate() {
-            let ia5 = name
-                .as_str()
-                .try_into()
-                .map_err(|_| PkiError::InvalidHostName {
-                    name: name.clone(),
-                    index,
-                })?;
-            params.subject_alt_names.push(SanType::DnsName(ia5));
-        }
-        params.subject_alt_names.extend(
-            profile
-                .ip_addresses
-                .iter()
-                .map(|ip| SanType::IpAddress(*ip)),
-        );
-        params.not_before = profile.not_before;
-        params.not_after = profile.not_after;
-        params.serial_number = Some(SerialNumber::from_slice(profile.serial.as_bytes()));
-        params.use_authority_key_identifier_extension = true;
-        let certificate = params
-            .signed_by(&public_key, &self.issuer)
+            .push(DnType::OrganizationalUnitName, ou.as_str());
+    }
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![match profile.usage {
+        CertificateUsage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        CertificateUsage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+    }];
+    for (index, name) in profile.dns_names.iter().enumerate() {
+        let ia5 = name
+            .as_str()
+            .try_into()
+            .map_err(|_| PkiError::InvalidHostName {
+                name: name.clone(),
+                index,
+            })?;
+        params.subject_alt_names.push(SanType::DnsName(ia5));
+    }
+    params.subject_alt_names.extend(
+        profile
+            .ip_addresses
+            .iter()
+            .map(|ip| SanType::IpAddress(*ip)),
+    );
+    params.not_before = profile.not_before;
+    params.not_after = profile.not_after;
+    params.serial_number = Some(SerialNumber::from_slice(profile.serial.as_bytes()));
+    params.use_authority_key_identifier_extension = true;
+    let certificate =
+        params
+            .signed_by(&public_key, issuer)
             .map_err(|source| PkiError::Signing {
                 subject: profile.common_name.clone(),
                 source,
             })?;
-        Ok(IssuedCertificate::new(certificate.der().to_vec(), profile))
-    }
-
-    fn chain_der(&self) -> Vec<Vec<u8>> {
-        vec![self.certificate_der.clone()]
-    }
+    Ok(IssuedCertificate::new(certificate.der().to_vec(), profile))
 }
 
 /// Issues the fleet-wide registration certificate (CN `register`, clientAuth) with a
 /// fresh P-256 key, valid from `now - 1 h` for `lifetime`.
-pub fn issue_registration_certificate(
+pub async fn issue_registration_certificate(
     ca: &(impl CertificateAuthority + ?Sized),
     now: OffsetDateTime,
     lifetime: Duration,
@@ -518,17 +498,17 @@ pub fn issue_registration_certificate(
         usage: CertificateUsage::Client,
         dns_names: Vec::new(),
         ip_addresses: Vec::new(),
-        not_before: now.saturating_sub(super::NOT_BEFORE_SKEW),
+        not_before: now.saturating_sub(NOT_BEFORE_SKEW),
         not_after: now.saturating_add(lifetime),
         serial: Serial::random()?,
     };
-    issue_with_new_key(ca, &profile)
+    issue_with_new_key(ca, &profile).await
 }
 
 /// Issues the server's TLS certificate (serverAuth) with a fresh P-256 key. Each entry
 /// of `hosts` that parses as an IP address becomes an IP SAN, every other one a DNS
 /// SAN; the first entry is also the common name.
-pub fn issue_server_certificate(
+pub async fn issue_server_certificate(
     ca: &(impl CertificateAuthority + ?Sized),
     hosts: &[&str],
     now: OffsetDateTime,
@@ -559,94 +539,30 @@ pub fn issue_server_certificate(
         usage: CertificateUsage::Server,
         dns_names,
         ip_addresses,
-        not_before: now.saturating_sub(super::NOT_BEFORE_SKEW),
+        not_before: now.saturating_sub(NOT_BEFORE_SKEW),
         not_after: now.saturating_add(lifetime),
         serial: Serial::random()?,
     };
-    issue_with_new_key(ca, &profile)
+    issue_with_new_key(ca, &profile).await
 }
 
-fn issue_with_new_key(
+async fn issue_with_new_key(
     ca: &(impl CertificateAuthority + ?Sized),
     profile: &CertificateProfile,
 ) -> Result<IssuedKeyPair, PkiError> {
     let key =
         KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(PkiError::KeyGeneration)?;
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-    let certificate = ca.issue(&spki, profile)?;
+    let certificate = ca.issue(&spki, profile).await?;
     Ok(IssuedKeyPair {
         certificate,
         key_pem: key.serialize_pem(),
     })
 }
 
-/// Certificates carry whole seconds; dropping the fraction keeps what we record equal
-/// to what the certificate says.
-pub(crate) fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
-    t.replace_nanosecond(0).unwrap_or(t)
-}
-
-/// Encodes DER as one PEM block with 64-character lines.
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::with_capacity(der.len().div_ceil(3) * 4);
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let index = ((n >> (18 - 6 * i)) & 0x3f) as usize;
-                b64.push(char::from(ALPHABET[index]));
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pem_encoding_matches_known_base64() {
-        let pem = pem_encode("X", b"foobar!");
-        assert_eq!(pem, "-----BEGIN X-----\nZm9vYmFyIQ==\n-----END X-----\n");
-        let pem = pem_encode("X", b"fo");
-        assert!(pem.contains("\nZm8=\n"));
-    }
-
-    #[test]
-    fn device_identity_rules() {
-        assert!(DeviceIdentity::new("edge-01.site-a", "fleet").is_ok());
-        assert!(matches!(
-            DeviceIdentity::new("register", "fleet"),
-            Err(PkiError::InvalidDeviceId { .. })
-        ));
-        assert!(matches!(
-            DeviceIdentity::new("Edge", "fleet"),
-            Err(PkiError::InvalidDeviceId { .. })
-        ));
-        assert!(matches!(
-            DeviceIdentity::new("edge", "a.b"),
-            Err(PkiError::InvalidNamespace { .. })
-        ));
-        assert!(matches!(
-            DeviceIdentity::new("", "fleet"),
-            Err(PkiError::InvalidDeviceId { .. })
-        ));
-    }
 
     #[test]
     fn ca_round_trips_through_pem() {
@@ -664,15 +580,90 @@ mod tests {
     }
 
     #[test]
+    fn an_intermediate_round_trips_with_its_chain() {
+        let now = OffsetDateTime::now_utc();
+        let root = BuiltinCa::generate_root("root", now, 1).expect("root");
+        let middle = root.generate_intermediate("middle", now).expect("middle");
+        assert_eq!(
+            middle.chain_der(),
+            vec![
+                middle.certificate_der().to_vec(),
+                root.certificate_der().to_vec()
+            ]
+        );
+        assert_eq!(
+            middle.intermediates_der(),
+            vec![middle.certificate_der().to_vec()]
+        );
+        assert!(root.intermediates_der().is_empty());
+        let (cert, key) = middle.to_pem();
+        let loaded = BuiltinCa::from_pem(&cert, &key).expect("reload");
+        assert_eq!(loaded.chain_der(), middle.chain_der());
+        // A device certificate after the chain is no CA.
+        let leaf = futures::executor::block_on(issue_registration_certificate(
+            &middle,
+            now,
+            Duration::days(1),
+        ))
+        .expect("leaf");
+        let bad = format!("{cert}{}", leaf.certificate.pem());
+        assert!(matches!(
+            BuiltinCa::from_pem(&bad, &key),
+            Err(PkiError::NotACaCertificate { .. })
+        ));
+    }
+
+    #[test]
+    fn a_registration_key_reads_as_sec1_with_its_curve_named() {
+        let now = OffsetDateTime::now_utc();
+        let ca = BuiltinCa::generate("test CA", now).expect("ca");
+        let pair = futures::executor::block_on(issue_registration_certificate(
+            &ca,
+            now,
+            Duration::days(1),
+        ))
+        .expect("issued");
+        let sec1 = pair.key_pem_sec1().expect("SEC1");
+        assert!(
+            sec1.starts_with("-----BEGIN EC PRIVATE KEY-----\n"),
+            "{sec1}"
+        );
+        let der =
+            super::super::pem::pem_or_der(sec1.as_bytes(), &["EC PRIVATE KEY"]).expect("one block");
+        // ECPrivateKey ::= SEQUENCE { version 1, privateKey, [0] prime256v1, ... }
+        let prime256v1 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        assert!(der.windows(prime256v1.len()).any(|w| w == prime256v1));
+        // The same key as the certificate's.
+        use aws_lc_rs::signature::KeyPair as _;
+        let key = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &der,
+        )
+        .expect("SEC1 parses");
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(pair.certificate.der()).expect("certificate");
+        assert_eq!(
+            key.public_key().as_ref(),
+            &*cert.public_key().subject_public_key.data
+        );
+    }
+
+    #[test]
     fn server_certificate_needs_names() {
         let now = OffsetDateTime::now_utc();
         let ca = BuiltinCa::generate("test CA", now).expect("ca");
+        let block_on = futures::executor::block_on;
         assert!(matches!(
-            issue_server_certificate(&ca, &[], now, Duration::days(1)),
+            block_on(issue_server_certificate(&ca, &[], now, Duration::days(1))),
             Err(PkiError::NoServerNames)
         ));
         assert!(matches!(
-            issue_server_certificate(&ca, &["ok.example", "bad name"], now, Duration::days(1)),
+            block_on(issue_server_certificate(
+                &ca,
+                &["ok.example", "bad name"],
+                now,
+                Duration::days(1)
+            )),
             Err(PkiError::InvalidHostName { index: 1, .. })
         ));
     }

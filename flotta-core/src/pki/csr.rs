@@ -6,7 +6,7 @@
 //! refused: a requester that insists on a constraint we would silently drop is
 //! better told no.
 
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::error::X509Error;
@@ -15,8 +15,8 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::FromDer;
 
-use super::ca::{CertificateAuthority, DeviceIdentity, IssuedCertificate, PkiError, whole_seconds};
-use super::{DEFAULT_DEVICE_LIFETIME, MAX_CSR_BYTES, NOT_BEFORE_SKEW};
+use super::defaults::{DEFAULT_DEVICE_LIFETIME, MAX_CSR_BYTES, NOT_BEFORE_SKEW};
+use super::pem::pem_or_der;
 
 /// Why a CSR was refused.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +173,7 @@ impl CsrPolicy {
         if input.trim_ascii().is_empty() {
             return Err(CsrError::Empty);
         }
-        let der = super::pem_or_der(input, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])
+        let der = pem_or_der(input, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])
             .ok_or(CsrError::MalformedPem)?;
         let (rest, csr) = X509CertificationRequest::from_der(&der).map_err(|e| {
             CsrError::MalformedDer(match e {
@@ -255,49 +255,6 @@ impl CsrPolicy {
             })
         }
     }
-
-    /// Verifies `csr` and has `ca` issue a device certificate for `device`:
-    /// NotBefore = `now` - skew, NotAfter = `now` + lifetime.
-    pub fn issue(
-        &self,
-        ca: &(impl CertificateAuthority + ?Sized),
-        csr: &[u8],
-        device: &DeviceIdentity,
-        now: OffsetDateTime,
-    ) -> Result<IssuedCertificate, IssueError> {
-        let verified = self.verify(csr)?;
-        Ok(self.sign(ca, &verified, device, now)?)
-    }
-
-    /// Has `ca` issue a device certificate for an already verified CSR.
-    pub fn sign(
-        &self,
-        ca: &(impl CertificateAuthority + ?Sized),
-        csr: &VerifiedCsr,
-        device: &DeviceIdentity,
-        now: OffsetDateTime,
-    ) -> Result<IssuedCertificate, PkiError> {
-        let now = whole_seconds(now);
-        ca.sign_csr(
-            csr,
-            device,
-            now.saturating_sub(self.not_before_skew),
-            now.saturating_add(self.device_lifetime),
-        )
-    }
-}
-
-/// Why [`CsrPolicy::issue`] failed: the request was refused (answer 400) or the
-/// signer failed (answer 500).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum IssueError {
-    /// The CSR was refused by the policy.
-    #[error("the certificate request was refused")]
-    Refused(#[from] CsrError),
-    /// The CA failed to sign.
-    #[error("the certificate authority failed to sign")]
-    Signer(#[from] PkiError),
 }
 
 /// Bit length of a big-endian unsigned modulus (leading zero bytes allowed).

@@ -4,7 +4,8 @@ use std::fmt;
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 
-use super::ca::PkiError;
+use super::error::PkiError;
+use super::pem::pem_encode;
 
 /// A device's private key, ECDSA P-256. It never leaves the device: the only way to
 /// get the private key out is [`to_pem`](Self::to_pem), for the device's own storage.
@@ -84,7 +85,7 @@ impl Csr {
 
     /// The request, PEM (`CERTIFICATE REQUEST`), as the wire's `certificate_request`.
     pub fn pem(&self) -> String {
-        super::ca::pem_encode("CERTIFICATE REQUEST", &self.der)
+        pem_encode("CERTIFICATE REQUEST", &self.der)
     }
 }
 

@@ -5,61 +5,27 @@
 //! and what the certificate may be used for are decided here, per request, because an
 //! expired device certificate is still good for one thing: re-registering.
 
-use std::collections::HashSet;
-use std::fmt;
+use std::collections::HashMap;
 
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::error::X509Error;
 use x509_parser::prelude::FromDer;
 
-use super::ca::{CertificateAuthority, DeviceIdentity, PkiError};
-use super::{MAX_CERTIFICATE_BYTES, REGISTRATION_COMMON_NAME};
+use super::ca::CertificateAuthority;
+use super::defaults::{MAX_CERTIFICATE_BYTES, MAX_CHAIN_INTERMEDIATES, REGISTRATION_COMMON_NAME};
+use super::device::DeviceIdentity;
+use super::pem::{certificate_bundle, pem_or_der};
+use super::serial::Serial;
+use super::validity::asn1_time;
 
-/// A certificate serial number, as a positive big-endian integer without leading zeros.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Serial(Vec<u8>);
-
-impl Serial {
-    /// A serial from big-endian bytes; leading zero bytes are dropped so that the same
-    /// number always compares equal.
-    pub fn from_bytes(bytes: &[u8]) -> Self {
-        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-        Self(bytes.get(start..).unwrap_or_default().to_vec())
-    }
-
-    /// A fresh random 128-bit serial from the system's random generator.
-    pub fn random() -> Result<Self, PkiError> {
-        let mut bytes = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| PkiError::Random)?;
-        // Fix the top bit so every serial is exactly 128 bits long (127 random bits);
-        // DER then adds a zero byte to keep it positive.
-        bytes[0] |= 0x80;
-        Ok(Self(bytes.to_vec()))
-    }
-
-    /// The big-endian magnitude.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("00");
-        }
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Serials the server refuses: those of deleted devices.
+/// Serials the server refuses: those of deleted devices, and those a renewal
+/// superseded (refused from the end of a grace window, so that the device can
+/// still use its old certificate until it has switched to the new one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RevocationList {
-    serials: HashSet<Serial>,
+    /// Each serial with the time it is refused from.
+    serials: HashMap<Serial, OffsetDateTime>,
 }
 
 impl RevocationList {
@@ -70,12 +36,23 @@ impl RevocationList {
 
     /// Refuses `serial` from now on.
     pub fn revoke(&mut self, serial: Serial) {
-        self.serials.insert(serial);
+        self.serials.insert(serial, OffsetDateTime::UNIX_EPOCH);
     }
 
-    /// Whether `serial` is refused.
+    /// Refuses `serial` from `at` on (an earlier revocation of it stands).
+    pub fn revoke_from(&mut self, serial: Serial, at: OffsetDateTime) {
+        let from = self.serials.entry(serial).or_insert(at);
+        *from = (*from).min(at);
+    }
+
+    /// Whether `serial` is revoked, now or from a later time.
     pub fn is_revoked(&self, serial: &Serial) -> bool {
-        self.serials.contains(serial)
+        self.serials.contains_key(serial)
+    }
+
+    /// Whether `serial` is refused at `now`.
+    pub fn is_revoked_at(&self, serial: &Serial, now: OffsetDateTime) -> bool {
+        self.serials.get(serial).is_some_and(|from| *from <= now)
     }
 
     /// Number of revoked serials.
@@ -92,7 +69,10 @@ impl RevocationList {
 impl FromIterator<Serial> for RevocationList {
     fn from_iter<I: IntoIterator<Item = Serial>>(iter: I) -> Self {
         Self {
-            serials: iter.into_iter().collect(),
+            serials: iter
+                .into_iter()
+                .map(|serial| (serial, OffsetDateTime::UNIX_EPOCH))
+                .collect(),
         }
     }
 }
@@ -109,8 +89,9 @@ pub enum CertificateError {
         /// Allowed maximum.
         max: usize,
     },
-    /// The input starts like PEM but is not one complete `CERTIFICATE` block.
-    #[error("certificate PEM is not one complete CERTIFICATE block")]
+    /// The input starts like PEM but is not one to five complete `CERTIFICATE`
+    /// blocks.
+    #[error("certificate PEM is not one to five complete CERTIFICATE blocks")]
     MalformedPem,
     /// The DER is not an X.509 certificate.
     #[error("certificate DER is not a well-formed X.509 certificate")]
@@ -224,7 +205,9 @@ pub struct PeerCertificate {
 }
 
 impl PeerCertificate {
-    /// Reads a certificate, PEM or DER.
+    /// Reads a certificate, PEM or DER. Of a PEM bundle (a certificate followed by
+    /// the intermediates above it, as the server issues under an intermediate CA)
+    /// the first certificate is read; every block must be a complete `CERTIFICATE`.
     pub fn parse(input: &[u8]) -> Result<Self, CertificateError> {
         let der = certificate_der(input)?;
         let (_, cert) = parse_certificate(&der)?;
@@ -233,10 +216,8 @@ impl PeerCertificate {
 
     fn from_x509(cert: &X509Certificate<'_>) -> Result<Self, CertificateError> {
         let validity = cert.validity();
-        let not_before =
-            super::asn1_time(validity.not_before).ok_or(CertificateError::TimeOutOfRange)?;
-        let not_after =
-            super::asn1_time(validity.not_after).ok_or(CertificateError::TimeOutOfRange)?;
+        let not_before = asn1_time(validity.not_before).ok_or(CertificateError::TimeOutOfRange)?;
+        let not_after = asn1_time(validity.not_after).ok_or(CertificateError::TimeOutOfRange)?;
         let subject = cert.subject();
         let client_auth = matches!(
             cert.extended_key_usage(),
@@ -270,7 +251,15 @@ fn certificate_der(input: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Certifica
             max: MAX_CERTIFICATE_BYTES,
         });
     }
-    super::pem_or_der(input, &["CERTIFICATE"]).ok_or(CertificateError::MalformedPem)
+    if input.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let mut chain = certificate_bundle(input, MAX_CHAIN_INTERMEDIATES + 1)
+            .ok_or(CertificateError::MalformedPem)?;
+        if chain.is_empty() {
+            return Err(CertificateError::MalformedPem);
+        }
+        return Ok(std::borrow::Cow::Owned(chain.swap_remove(0)));
+    }
+    pem_or_der(input, &["CERTIFICATE"]).ok_or(CertificateError::MalformedPem)
 }
 
 fn parse_certificate(der: &[u8]) -> Result<(usize, X509Certificate<'_>), CertificateError> {
@@ -289,47 +278,88 @@ fn parse_certificate(der: &[u8]) -> Result<(usize, X509Certificate<'_>), Certifi
     Ok((der.len(), cert))
 }
 
-/// A certificate the verifier trusts as the direct issuer of peer certificates.
+/// A CA certificate the verifier trusts: peer certificates it signed, directly or
+/// through intermediates the peer sends, are accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TrustedIssuer {
     subject: Vec<u8>,
     subject_public_key_info: Vec<u8>,
+    /// Trusted only until a CA rotation retires it: its devices are told to renew.
+    retiring: bool,
 }
 
 /// Default tolerance between the server's clock and a certificate's validity bounds.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::minutes(5);
 
-/// Checks peer certificates against the fleet CA, the revocation list and the time.
+/// Checks peer certificates against the fleet CAs, the revocation list and the time.
+///
+/// A peer certificate is accepted when a trusted CA signed it, or signed one of the
+/// intermediate CA certificates the peer sent after it (at most
+/// [`MAX_CHAIN_INTERMEDIATES`], each a CA, each signing the one before). During a CA
+/// rotation the verifier trusts the new CA and the one being retired
+/// ([`with_retiring`](Self::with_retiring)); [`VerifiedPeer::issued_by_retiring_ca`]
+/// says which signed a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerVerifier {
     issuers: Vec<TrustedIssuer>,
     clock_skew: Duration,
 }
 
+/// How a peer's certificate reaches a trusted CA.
+struct TrustPath {
+    retiring: bool,
+    /// The latest start and earliest end of validity of the intermediates on the way.
+    not_before: Option<OffsetDateTime>,
+    not_after: Option<OffsetDateTime>,
+}
+
 impl PeerVerifier {
-    /// Trusts the given CA certificates (DER) as direct issuers of peer certificates.
+    /// Trusts the given CA certificates (DER) as issuers of peer certificates.
     pub fn new<C: AsRef<[u8]>>(ca_certificates: &[C]) -> Result<Self, CertificateError> {
-        let mut issuers = Vec::with_capacity(ca_certificates.len());
-        for der in ca_certificates {
-            let (_, cert) = parse_certificate(der.as_ref())?;
-            issuers.push(TrustedIssuer {
-                subject: cert.subject().as_raw().to_vec(),
-                subject_public_key_info: cert.public_key().raw.to_vec(),
-            });
-        }
-        Ok(Self {
-            issuers,
+        Self {
+            issuers: Vec::with_capacity(ca_certificates.len()),
             clock_skew: DEFAULT_CLOCK_SKEW,
-        })
+        }
+        .trusting(ca_certificates, false)
     }
 
-    /// Trusts the certificate that signs device certificates for `ca` (the first of
-    /// its chain).
+    /// Also trusts `ca_certificates` (DER), as CAs being retired by a rotation: their
+    /// peers are accepted, and [`VerifiedPeer::issued_by_retiring_ca`] says so.
+    pub fn with_retiring<C: AsRef<[u8]>>(
+        self,
+        ca_certificates: &[C],
+    ) -> Result<Self, CertificateError> {
+        self.trusting(ca_certificates, true)
+    }
+
+    fn trusting<C: AsRef<[u8]>>(
+        mut self,
+        ca_certificates: &[C],
+        retiring: bool,
+    ) -> Result<Self, CertificateError> {
+        for der in ca_certificates {
+            let (_, cert) = parse_certificate(der.as_ref())?;
+            let issuer = TrustedIssuer {
+                subject: cert.subject().as_raw().to_vec(),
+                subject_public_key_info: cert.public_key().raw.to_vec(),
+                retiring,
+            };
+            if !self.issuers.iter().any(|known| {
+                known.subject == issuer.subject
+                    && known.subject_public_key_info == issuer.subject_public_key_info
+            }) {
+                self.issuers.push(issuer);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Trusts every certificate of `ca`'s chain: the one that signs device
+    /// certificates and the CAs above it.
     pub fn from_authority(
         ca: &(impl CertificateAuthority + ?Sized),
     ) -> Result<Self, CertificateError> {
-        let chain = ca.chain_der();
-        Self::new(chain.get(..1).unwrap_or_default())
+        Self::new(&ca.chain_der())
     }
 
     /// Sets how far outside its validity window a certificate is still accepted
@@ -349,9 +379,14 @@ impl PeerVerifier {
         self.issuers.iter().map(|i| i.subject.as_slice())
     }
 
-    /// Whether `end_entity` (DER) is signed by a trusted issuer, ignoring time and
-    /// revocation: the TLS handshake check.
-    pub fn is_signed_by_trusted_issuer(&self, end_entity: &[u8]) -> Result<(), IdentityError> {
+    /// Whether `end_entity` (DER) is signed by a trusted issuer, directly or through
+    /// `intermediates` (DER, nearest first), ignoring time and revocation: the TLS
+    /// handshake check.
+    pub fn is_signed_by_trusted_issuer<C: AsRef<[u8]>>(
+        &self,
+        end_entity: &[u8],
+        intermediates: &[C],
+    ) -> Result<(), IdentityError> {
         let der = certificate_der(end_entity).map_err(|e| IdentityError::Malformed {
             reason: "unreadable certificate",
             source: Some(e),
@@ -360,20 +395,62 @@ impl PeerVerifier {
             reason: "unreadable certificate",
             source: Some(e),
         })?;
-        self.check_issuer(&cert)
+        let intermediates = parse_intermediates(intermediates)?;
+        self.trust_path(&cert, &intermediates).map(|_| ())
     }
 
-    fn check_issuer(&self, cert: &X509Certificate<'_>) -> Result<(), IdentityError> {
+    /// The trusted CA that signed `cert` (DER of its SubjectPublicKeyInfo known).
+    fn trusted_signer(&self, cert: &X509Certificate<'_>) -> Option<&TrustedIssuer> {
         let issuer = cert.issuer().as_raw();
-        for trusted in self.issuers.iter().filter(|t| t.subject == issuer) {
-            let Ok((_, spki)) =
+        self.issuers
+            .iter()
+            .filter(|t| t.subject == issuer)
+            .find(|trusted| {
                 x509_parser::x509::SubjectPublicKeyInfo::from_der(&trusted.subject_public_key_info)
-            else {
-                continue;
-            };
-            if cert.verify_signature(Some(&spki)).is_ok() {
-                return Ok(());
+                    .is_ok_and(|(_, spki)| cert.verify_signature(Some(&spki)).is_ok())
+            })
+    }
+
+    /// Walks from `cert` up through `intermediates` to a trusted CA.
+    fn trust_path(
+        &self,
+        cert: &X509Certificate<'_>,
+        intermediates: &[X509Certificate<'_>],
+    ) -> Result<TrustPath, IdentityError> {
+        let mut path = TrustPath {
+            retiring: false,
+            not_before: None,
+            not_after: None,
+        };
+        let mut current = cert;
+        // Each step climbs one intermediate; a path can use each at most once.
+        for _ in 0..=intermediates.len() {
+            if let Some(trusted) = self.trusted_signer(current) {
+                path.retiring = trusted.retiring;
+                return Ok(path);
             }
+            let issuer = current.issuer().as_raw();
+            let Some(parent) = intermediates.iter().find(|candidate| {
+                candidate.subject().as_raw() == issuer
+                    && candidate.is_ca()
+                    && current
+                        .verify_signature(Some(candidate.public_key()))
+                        .is_ok()
+            }) else {
+                break;
+            };
+            let validity = parent.validity();
+            let (Some(not_before), Some(not_after)) = (
+                asn1_time(validity.not_before),
+                asn1_time(validity.not_after),
+            ) else {
+                return Err(IdentityError::malformed(
+                    "an intermediate certificate's validity is out of range",
+                ));
+            };
+            path.not_before = Some(path.not_before.map_or(not_before, |t| t.max(not_before)));
+            path.not_after = Some(path.not_after.map_or(not_after, |t| t.min(not_after)));
+            current = parent;
         }
         Err(IdentityError::UnknownIssuer)
     }
@@ -414,7 +491,8 @@ impl PeerVerifier {
             reason: "unreadable certificate",
             source: Some(e),
         })?;
-        self.check_issuer(&cert)?;
+        let intermediates = parse_intermediates(chain.get(1..).unwrap_or_default())?;
+        let path = self.trust_path(&cert, &intermediates)?;
         let facts = PeerCertificate::from_x509(&cert).map_err(|e| IdentityError::Malformed {
             reason: "unreadable validity",
             source: Some(e),
@@ -448,11 +526,48 @@ impl PeerVerifier {
         Ok(VerifiedPeer {
             identity,
             serial: facts.serial,
-            not_before: facts.not_before,
-            not_after: facts.not_after,
+            not_before: path
+                .not_before
+                .map_or(facts.not_before, |t| t.max(facts.not_before)),
+            not_after: path
+                .not_after
+                .map_or(facts.not_after, |t| t.min(facts.not_after)),
             clock_skew: self.clock_skew,
+            retiring_issuer: path.retiring,
         })
     }
+}
+
+/// Reads the intermediate certificates a peer sent after its own.
+fn parse_intermediates<C: AsRef<[u8]>>(
+    chain: &[C],
+) -> Result<Vec<X509Certificate<'_>>, IdentityError> {
+    if chain.len() > MAX_CHAIN_INTERMEDIATES {
+        return Err(IdentityError::malformed(
+            "the certificate chain has more intermediates than allowed",
+        ));
+    }
+    chain
+        .iter()
+        .map(|der| {
+            let der = der.as_ref();
+            if der.len() > MAX_CERTIFICATE_BYTES {
+                return Err(IdentityError::Malformed {
+                    reason: "unreadable intermediate certificate",
+                    source: Some(CertificateError::TooLarge {
+                        len: der.len(),
+                        max: MAX_CERTIFICATE_BYTES,
+                    }),
+                });
+            }
+            parse_certificate(der)
+                .map(|(_, cert)| cert)
+                .map_err(|e| IdentityError::Malformed {
+                    reason: "unreadable intermediate certificate",
+                    source: Some(e),
+                })
+        })
+        .collect()
 }
 
 /// A peer certificate whose CA signature and subject passed
@@ -464,9 +579,16 @@ pub struct VerifiedPeer {
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     clock_skew: Duration,
+    retiring_issuer: bool,
 }
 
 impl VerifiedPeer {
+    /// Whether the certificate chains to a CA that a rotation is retiring: the
+    /// device should renew, to get a certificate of the new CA.
+    pub fn issued_by_retiring_ca(&self) -> bool {
+        self.retiring_issuer
+    }
+
     /// Who the certificate names, before revocation and time are considered.
     pub fn identity(&self) -> &PeerIdentity {
         &self.identity
@@ -477,7 +599,8 @@ impl VerifiedPeer {
         &self.serial
     }
 
-    /// End of validity.
+    /// End of validity: the certificate's own, or an earlier end of an
+    /// intermediate on its path.
     pub fn not_after(&self) -> OffsetDateTime {
         self.not_after
     }
@@ -490,7 +613,7 @@ impl VerifiedPeer {
         now: OffsetDateTime,
         purpose: Purpose,
     ) -> Result<PeerIdentity, IdentityError> {
-        if revoked.is_revoked(&self.serial) {
+        if revoked.is_revoked_at(&self.serial, now) {
             return Err(IdentityError::Revoked {
                 serial: self.serial.clone(),
             });
@@ -533,31 +656,126 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serial_normalises_leading_zeros() {
-        assert_eq!(
-            Serial::from_bytes(&[0, 0, 1, 2]),
-            Serial::from_bytes(&[1, 2])
-        );
-        assert_eq!(Serial::from_bytes(&[0, 0xab]).to_string(), "ab");
-        assert_eq!(Serial::from_bytes(&[]).to_string(), "00");
-    }
-
-    #[test]
-    fn random_serials_are_128_bits_and_differ() {
-        let a = Serial::random().expect("rng");
-        let b = Serial::random().expect("rng");
-        assert_eq!(a.as_bytes().len(), 16);
-        assert_ne!(a, b);
-    }
-
-    #[test]
     fn revocation_list_membership() {
         let s = Serial::from_bytes(&[7]);
         let mut list = RevocationList::new();
         assert!(!list.is_revoked(&s));
         list.revoke(s.clone());
         assert!(list.is_revoked(&Serial::from_bytes(&[0, 7])));
-        assert_eq!(list.len(), 1);
+        let later = Serial::from_bytes(&[9]);
+        let at = time::macros::datetime!(2026-01-01 00:00 UTC);
+        list.revoke_from(later.clone(), at);
+        assert!(list.is_revoked(&later));
+        assert!(!list.is_revoked_at(&later, at - Duration::seconds(1)));
+        assert!(list.is_revoked_at(&later, at));
+        list.revoke_from(later.clone(), at + Duration::days(1));
+        assert!(list.is_revoked_at(&later, at), "the earlier time stands");
+        assert_eq!(list.len(), 2);
+    }
+
+    /// A device certificate for `id` signed by `ca`, DER, valid from `at` for a day.
+    fn device_der(ca: &crate::pki::BuiltinCa, id: &str, at: OffsetDateTime) -> Vec<u8> {
+        let key = crate::pki::DeviceKey::generate().expect("key");
+        let device = DeviceIdentity::new(id, "fleet").expect("device");
+        let profile = crate::pki::CertificateProfile::device(&device, at, at + Duration::days(1))
+            .expect("profile");
+        ca.issue_now(&key.public_key_der(), &profile)
+            .expect("issued")
+            .der()
+            .to_vec()
+    }
+
+    const AT: OffsetDateTime = time::macros::datetime!(2026-06-01 00:00 UTC);
+
+    #[test]
+    fn a_chain_through_intermediates_the_peer_sends_reaches_the_root() {
+        use crate::pki::BuiltinCa;
+        let root = BuiltinCa::generate_root("root", AT, 2).expect("root");
+        let middle = root.generate_intermediate("middle", AT).expect("middle");
+        let leaf = device_der(&middle, "edge-1", AT);
+        let root_only = PeerVerifier::new(&[root.certificate_der()]).expect("verifier");
+        let now = AT + Duration::hours(1);
+
+        let chain = [leaf.clone(), middle.certificate_der().to_vec()];
+        let peer = root_only
+            .verify_peer(&chain)
+            .expect("the chain reaches the root");
+        assert!(!peer.issued_by_retiring_ca());
+        assert!(
+            peer.check(&RevocationList::new(), now, Purpose::Request)
+                .is_ok()
+        );
+        assert!(
+            root_only
+                .is_signed_by_trusted_issuer(&leaf, &chain[1..])
+                .is_ok()
+        );
+
+        // Without the intermediate, or with it in a chain it does not sign, the root
+        // cannot vouch for the device.
+        assert!(matches!(
+            root_only.verify_peer(std::slice::from_ref(&leaf)),
+            Err(IdentityError::UnknownIssuer)
+        ));
+        let stranger = BuiltinCa::generate_root("stranger", AT, 1).expect("stranger");
+        let other_middle = stranger.generate_intermediate("middle", AT).expect("other");
+        assert!(matches!(
+            root_only.verify_peer(&[leaf.clone(), other_middle.certificate_der().to_vec()]),
+            Err(IdentityError::UnknownIssuer)
+        ));
+        // An end-entity certificate is no intermediate, whatever its subject.
+        let impostor = device_der(&root, "middle", AT);
+        assert!(matches!(
+            root_only.verify_peer(&[leaf.clone(), impostor]),
+            Err(IdentityError::UnknownIssuer)
+        ));
+        // Too many certificates in the chain.
+        let mut long = vec![leaf.clone()];
+        long.extend(std::iter::repeat_n(middle.certificate_der().to_vec(), 5));
+        assert!(matches!(
+            root_only.verify_peer(&long),
+            Err(IdentityError::Malformed { .. })
+        ));
+        // Trusting the intermediate itself needs no chain.
+        let direct = PeerVerifier::from_authority(&middle).expect("verifier");
+        assert!(direct.verify_peer(&[leaf]).is_ok());
+    }
+
+    #[test]
+    fn the_path_is_valid_only_within_every_certificate_on_it() {
+        use crate::pki::BuiltinCa;
+        let root = BuiltinCa::generate_root("root", AT, 1).expect("root");
+        let middle = root.generate_intermediate("middle", AT).expect("middle");
+        let leaf = device_der(&middle, "edge-1", AT);
+        let verifier = PeerVerifier::new(&[root.certificate_der()]).expect("verifier");
+        let peer = verifier
+            .verify_peer(&[leaf, middle.certificate_der().to_vec()])
+            .expect("verified");
+        // The leaf lives a day; the intermediate ten years: the leaf bounds it.
+        assert_eq!(peer.not_after(), AT + Duration::days(1));
+    }
+
+    #[test]
+    fn peers_of_a_retiring_ca_are_accepted_and_marked() {
+        use crate::pki::BuiltinCa;
+        let old = BuiltinCa::generate("old", AT).expect("old");
+        let new = BuiltinCa::generate("new", AT).expect("new");
+        let verifier = PeerVerifier::from_authority(&new)
+            .and_then(|v| v.with_retiring(&[old.certificate_der()]))
+            .expect("verifier");
+        let on_old = verifier
+            .verify_peer(&[device_der(&old, "edge-1", AT)])
+            .expect("the retiring CA is trusted");
+        assert!(on_old.issued_by_retiring_ca());
+        let on_new = verifier
+            .verify_peer(&[device_der(&new, "edge-1", AT)])
+            .expect("the new CA is trusted");
+        assert!(!on_new.issued_by_retiring_ca());
+        let without_old = PeerVerifier::from_authority(&new).expect("verifier");
+        assert!(matches!(
+            without_old.verify_peer(&[device_der(&old, "edge-1", AT)]),
+            Err(IdentityError::UnknownIssuer)
+        ));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!
 //! The pieces, in the order a device meets them:
 //!
-//! 1. The server runs a [`CertificateAuthority`], usually the [`BuiltinCa`], and issues
+//! 1. The server runs a [`CertificateAuthority`], usually the [`BuiltinCa`] (a root, or
+//!    an intermediate under the operator's own root), and issues
 //!    the fleet-wide registration certificate ([`issue_registration_certificate`]) and
 //!    its own TLS certificate ([`issue_server_certificate`]).
 //! 2. A device makes its own [`DeviceKey`] and sends a [`Csr`] for its id.
@@ -27,7 +28,10 @@
 //! let key = DeviceKey::generate()?;
 //! let csr = key.csr("edge-01")?;
 //! let device = DeviceIdentity::new("edge-01", "fleet-a")?;
-//! let issued = CsrPolicy::default().issue(&ca, csr.pem().as_bytes(), &device, now)?;
+//! // Signing is async (an external signer may wait on an HSM or a remote CA).
+//! let issued = futures::executor::block_on(
+//!     CsrPolicy::default().issue(&ca, csr.pem().as_bytes(), &device, now),
+//! )?;
 //!
 //! let verifier = PeerVerifier::from_authority(&ca)?;
 //! let peer = PeerIdentity::from_chain(&[issued.der()], &verifier, &RevocationList::new(),
@@ -36,65 +40,48 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// The modules form a DAG. Leaves: defaults, error, pem, validity. Above them: device
+// and serial; csr (reads requests, never signs); ca (signs, takes a verified CSR);
+// issuance (joins the CSR policy and the authority); device_key; identity (reads peer
+// certificates, trusts an authority); renewal and tls (read identity).
 mod ca;
 mod csr;
+mod defaults;
+mod device;
 mod device_key;
+mod error;
 mod identity;
+mod issuance;
+mod pem;
 mod renewal;
+mod serial;
 #[cfg(feature = "rustls")]
 pub mod tls;
+mod validity;
 
 pub use ca::{
-    BuiltinCa, CertificateAuthority, CertificateProfile, CertificateUsage, DeviceIdentity,
-    IssuedCertificate, IssuedKeyPair, PkiError, issue_registration_certificate,
-    issue_server_certificate,
+    BuiltinCa, CertificateAuthority, CertificateProfile, CertificateUsage, IssuedCertificate,
+    IssuedKeyPair, issue_registration_certificate, issue_server_certificate,
 };
-pub use csr::{CsrError, CsrPolicy, IssueError, KeyKind, VerifiedCsr, verify_csr};
+pub use csr::{CsrError, CsrPolicy, KeyKind, VerifiedCsr, verify_csr};
+pub use defaults::{
+    CA_LIFETIME, DEFAULT_DEVICE_LIFETIME, MAX_CERTIFICATE_BYTES, MAX_CHAIN_INTERMEDIATES,
+    MAX_CSR_BYTES, NOT_BEFORE_SKEW, REGISTRATION_COMMON_NAME,
+};
+pub use device::DeviceIdentity;
 pub use device_key::{Csr, DeviceKey};
+pub use error::PkiError;
 pub use identity::{
     CertificateError, DEFAULT_CLOCK_SKEW, IdentityError, PeerCertificate, PeerIdentity,
-    PeerVerifier, Purpose, RevocationList, Serial, VerifiedPeer,
+    PeerVerifier, Purpose, RevocationList, VerifiedPeer,
 };
+pub use issuance::IssueError;
 pub use renewal::{RenewalAction, RenewalPolicy};
+pub use serial::Serial;
 
-pub(crate) use ca::dns_subdomain_problem;
-
-/// Common name of the fleet-wide registration certificate.
-pub const REGISTRATION_COMMON_NAME: &str = "register";
-
-/// Largest CSR the server reads, in bytes, PEM or DER.
-pub const MAX_CSR_BYTES: usize = 16 * 1024;
-
-/// Largest certificate the identity and renewal functions read, in bytes.
-pub const MAX_CERTIFICATE_BYTES: usize = 16 * 1024;
-
-/// How far back a device certificate's NotBefore is set, to absorb device clock skew.
-pub const NOT_BEFORE_SKEW: time::Duration = time::Duration::hours(1);
-
-/// Default lifetime of a device certificate.
-pub const DEFAULT_DEVICE_LIFETIME: time::Duration = time::Duration::days(90);
-
-/// Lifetime of the built-in CA certificate.
-pub const CA_LIFETIME: time::Duration = time::Duration::days(3650);
-
-/// Decodes PEM (one block with one of the given labels) or passes DER through.
-///
-/// Returns `None` when the input looks like PEM but is not one well-formed block with
-/// an accepted label, optionally followed by whitespace.
-fn pem_or_der<'a>(input: &'a [u8], labels: &[&str]) -> Option<std::borrow::Cow<'a, [u8]>> {
-    let trimmed = input.trim_ascii_start();
-    if trimmed.starts_with(b"-----BEGIN") {
-        let (rest, pem) = x509_parser::pem::parse_x509_pem(trimmed).ok()?;
-        if !labels.contains(&pem.label.as_str()) || !rest.trim_ascii().is_empty() {
-            return None;
-        }
-        Some(std::borrow::Cow::Owned(pem.contents))
-    } else {
-        Some(std::borrow::Cow::Borrowed(input))
-    }
+/// Encodes a certificate (DER) as one PEM `CERTIFICATE` block.
+pub fn pem_certificate(der: &[u8]) -> String {
+    pem::pem_encode("CERTIFICATE", der)
 }
 
-/// Converts a certificate time into an `OffsetDateTime`.
-fn asn1_time(t: x509_parser::time::ASN1Time) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).ok()
-}
+pub(crate) use device::dns_subdomain_problem;

@@ -3,7 +3,8 @@
 //! rustls' `WebPkiClientVerifier` refuses expired client certificates during the
 //! handshake, which would lock out a device whose certificate expired while it was
 //! offline. [`ChainOnlyClientVerifier`] checks only that the client certificate is
-//! signed by the fleet CA and that the client holds its key; validity time, revocation
+//! signed by a fleet CA (directly or through the intermediates the client sends) and
+//! that the client holds its key; validity time, revocation
 //! and what the certificate may do are decided per request by
 //! [`PeerVerifier::identify`](super::PeerVerifier::identify), where the directive is
 //! known. Every request handler must call it: a completed handshake alone proves
@@ -51,12 +52,12 @@ impl ClientCertVerifier for ChainOnlyClientVerifier {
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         match self
             .verifier
-            .is_signed_by_trusted_issuer(end_entity.as_ref())
+            .is_signed_by_trusted_issuer(end_entity.as_ref(), intermediates)
         {
             Ok(()) => Ok(ClientCertVerified::assertion()),
             Err(IdentityError::UnknownIssuer) => Err(rustls::Error::InvalidCertificate(

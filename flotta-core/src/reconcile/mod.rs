@@ -3,10 +3,16 @@
 //!
 //! - [`plan`](mod@plan): current/desired/observed → ordered [`Action`]s, [`apply_to`].
 //! - [`render`]: device, sets, workloads, secrets, config maps → [`RenderedConfig`].
-//! - [`status`]: heartbeats → `EdgeDevice.status` and `EdgeWorkload.status`.
+//! - [`status`]: heartbeats → `EdgeDevice.status` (with conditions) and
+//!   `EdgeWorkload.status` (devices by revision).
+//! - [`set_status`]: devices → `EdgeDeviceSet.status`.
+//! - [`hardware_labels`](mod@hardware_labels): hardware reports → `device.*` labels.
+//! - [`member_metadata`](mod@member_metadata): a set's `template.metadata` → its members' labels and annotations.
 //! - [`template`]: device-set template parameters (`{{ .metadata.name }}`, ...).
 //! - [`version`]: the configuration version, a content hash ([`ConfigVersion`]).
 //! - [`rollout`]: staged rollouts of a workload ([`decide_rollout`]).
+//! - [`revision`]: workload revisions and the enforced rollout between them
+//!   ([`step_rollout`], [`assigned_revision`]).
 //!
 //! ```
 //! use flotta_core::model::{EdgeDevice, EdgeWorkload};
@@ -36,29 +42,52 @@
 //! # Ok::<(), serde_yaml_ng::Error>(())
 //! ```
 
+pub mod files;
+pub mod hardware_labels;
+pub mod inputs;
+pub mod member_metadata;
 pub mod plan;
 pub mod render;
+pub mod revision;
 pub mod rollout;
+pub mod set_status;
 pub mod status;
 pub mod template;
 pub mod version;
 
+pub use files::{
+    DEFAULT_FILE_MODE, DEFAULT_FILE_ROOTS, FileError, FileWrite, check_path, file_write,
+};
+pub use hardware_labels::{HARDWARE_LABEL_KEYS, hardware_labels, relabel_from_hardware};
+pub use inputs::{
+    ContainerInputs, InputError, SecretData, VolumeFile, VolumeFiles, WorkloadInputs, expand,
+};
+pub use member_metadata::{DeviceMetadata, TEMPLATE_KEYS_ANNOTATION, apply_template_metadata};
 pub use plan::{
     Action, ObservedOs, ObservedState, ObservedWorkload, apply_to, fingerprint, plan,
     rollback_plan, secrets_read_by,
 };
 pub use render::{
-    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, PreparedWorkload, ProblemReason,
-    RenderProblem, RenderedConfig, is_member, prepare_workload, render_device_config,
+    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, LAST_RESOLVED_SPEC_FIELD,
+    ObjectUses, PreparedWorkload, ProblemReason, REFERENCES_RESOLVED_CONDITION, RenderProblem,
+    RenderedConfig, ServedConfig, ServedSource, claiming_sets, is_member, keep_last_good,
+    prepare_with_last_resolved, prepare_workload, references_condition, render_device_config,
     render_device_config_for_workloads, render_device_config_prepared, workload_targets,
+};
+pub use revision::{
+    APPROVED_ANNOTATION, AssignedRevision, BatchRecord, PAUSED_ANNOTATION, REVISION_HISTORY_LIMIT,
+    ROLLOUT_ANNOTATION_PREFIX, ROLLOUT_STATUS_FIELD, RolloutChanges, RolloutControls,
+    RolloutRecord, RolloutTarget, WorkloadRevision, approve_next_batch, assigned_revision,
+    step_rollout, workload_for_device,
 };
 pub use rollout::{
     BatchProgress, RolloutDecision, RolloutDevice, RolloutError, RolloutState, RolloutStatus,
     decide_rollout,
 };
+pub use set_status::device_set_status;
 pub use status::{
-    WorkloadReport, age_device_status, device_conditions, device_status_from_heartbeat, is_stale,
-    workload_status,
+    DeviceWorkloadState, WorkloadReport, age_device_status, device_conditions, device_status_at,
+    device_status_from_heartbeat, is_stale, offline_at, workload_status,
 };
 pub use template::{TemplateError, TemplateFieldError, render_template_string};
 pub use version::{ConfigVersion, SET_LIKE_ARRAYS};

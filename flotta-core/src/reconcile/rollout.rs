@@ -142,7 +142,7 @@ pub struct RolloutDecision {
 }
 
 /// Parses a count or percentage of `total` (rounded up). `None` when absent.
-fn quantity(
+pub(super) fn quantity(
     value: Option<&IntOrString>,
     total: usize,
     field: &str,
@@ -172,6 +172,81 @@ fn quantity(
     }
 }
 
+/// The policy's `successThreshold` as a percentage (default 100).
+pub(super) fn threshold_percent(policy: &RolloutPolicy) -> Result<usize, RolloutError> {
+    match policy.success_threshold.as_ref() {
+        None => Ok(100),
+        Some(IntOrString::String(text)) => text
+            .strip_suffix('%')
+            .and_then(|digits| digits.trim().parse::<usize>().ok())
+            .filter(|percent| *percent <= 100)
+            .ok_or_else(|| RolloutError::InvalidQuantity {
+                field: "successThreshold".into(),
+                value: text.clone(),
+            }),
+        Some(IntOrString::Int(percent)) => usize::try_from(*percent)
+            .ok()
+            .filter(|percent| *percent <= 100)
+            .ok_or_else(|| RolloutError::InvalidQuantity {
+                field: "successThreshold".into(),
+                value: percent.to_string(),
+            }),
+    }
+}
+
+/// Splits targets (given by their labels, in rollout order) into the policy's
+/// batches: indexes into `labels`. Each batch takes, among the targets no earlier
+/// batch took, those its selector matches, at most its limit; the rest form a final
+/// batch. There is always at least one batch.
+pub(super) fn form_batches(
+    policy: &RolloutPolicy,
+    labels: &[&BTreeMap<String, String>],
+) -> Result<Vec<Vec<usize>>, RolloutError> {
+    let total = labels.len();
+    let mut taken = vec![false; total];
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for (batch_index, batch) in policy.batches.iter().flatten().enumerate() {
+        let selector = match &batch.selector {
+            None => None,
+            Some(selector) => Some(Selector::try_from(selector).map_err(|source| {
+                RolloutError::InvalidSelector {
+                    batch: batch_index,
+                    source,
+                }
+            })?),
+        };
+        let limit = quantity(
+            batch.limit.as_ref(),
+            total,
+            &format!("batches[{batch_index}].limit"),
+        )?
+        .unwrap_or(usize::MAX);
+        let mut members = Vec::new();
+        for (position, device_labels) in labels.iter().enumerate() {
+            if members.len() >= limit {
+                break;
+            }
+            let is_free = taken.get(position).is_some_and(|taken| !taken);
+            if is_free && selector.as_ref().is_none_or(|s| s.matches(*device_labels)) {
+                members.push(position);
+            }
+        }
+        for &position in &members {
+            if let Some(slot) = taken.get_mut(position) {
+                *slot = true;
+            }
+        }
+        batches.push(members);
+    }
+    let rest: Vec<usize> = (0..total)
+        .filter(|position| taken.get(*position).is_some_and(|taken| !taken))
+        .collect();
+    if !rest.is_empty() || batches.is_empty() {
+        batches.push(rest);
+    }
+    Ok(batches)
+}
+
 /// Decides which of a workload's target devices run `target_version` now, under
 /// `policy` (all at once when `None`), and reports the rollout's status. See the
 /// module documentation for the rules.
@@ -191,67 +266,9 @@ pub fn decide_rollout(
     let default_policy = RolloutPolicy::default();
     let policy = policy.unwrap_or(&default_policy);
     let max_unavailable = quantity(policy.max_unavailable.as_ref(), total, "maxUnavailable")?;
-    let threshold_percent = match policy.success_threshold.as_ref() {
-        None => 100,
-        Some(IntOrString::String(text)) => text
-            .strip_suffix('%')
-            .and_then(|digits| digits.trim().parse::<usize>().ok())
-            .filter(|percent| *percent <= 100)
-            .ok_or_else(|| RolloutError::InvalidQuantity {
-                field: "successThreshold".into(),
-                value: text.clone(),
-            })?,
-        Some(IntOrString::Int(percent)) => usize::try_from(*percent)
-            .ok()
-            .filter(|percent| *percent <= 100)
-            .ok_or_else(|| RolloutError::InvalidQuantity {
-                field: "successThreshold".into(),
-                value: percent.to_string(),
-            })?,
-    };
-
-    // Form the batches: indexes into `order`.
-    let mut taken = vec![false; order.len()];
-    let mut batches: Vec<Vec<usize>> = Vec::new();
-    for (batch_index, batch) in policy.batches.iter().flatten().enumerate() {
-        let selector = match &batch.selector {
-            None => None,
-            Some(selector) => Some(Selector::try_from(selector).map_err(|source| {
-                RolloutError::InvalidSelector {
-                    batch: batch_index,
-                    source,
-                }
-            })?),
-        };
-        let limit = quantity(
-            batch.limit.as_ref(),
-            total,
-            &format!("batches[{batch_index}].limit"),
-        )?
-        .unwrap_or(usize::MAX);
-        let mut members = Vec::new();
-        for (position, device) in order.iter().enumerate() {
-            if members.len() >= limit {
-                break;
-            }
-            let is_free = taken.get(position).is_some_and(|taken| !taken);
-            if is_free && selector.as_ref().is_none_or(|s| s.matches(device.labels)) {
-                members.push(position);
-            }
-        }
-        for &position in &members {
-            if let Some(slot) = taken.get_mut(position) {
-                *slot = true;
-            }
-        }
-        batches.push(members);
-    }
-    let rest: Vec<usize> = (0..order.len())
-        .filter(|position| taken.get(*position).is_some_and(|taken| !taken))
-        .collect();
-    if !rest.is_empty() || batches.is_empty() {
-        batches.push(rest);
-    }
+    let threshold_percent = threshold_percent(policy)?;
+    let labelled: Vec<&BTreeMap<String, String>> = order.iter().map(|d| d.labels).collect();
+    let batches = form_batches(policy, &labelled)?;
 
     let mut unavailable = order
         .iter()

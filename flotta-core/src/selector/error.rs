@@ -89,7 +89,11 @@ pub enum SelectorErrorKind {
         /// The operator that needs an integer.
         operator: &'static str,
     },
-    /// `in` / `notin` with an empty value list.
+    /// `In` / `NotIn` with no value: a structured selector, [`Requirement::new`]
+    /// or a field selector's `()`. (In label selector text `()` is the empty
+    /// value, as in Kubernetes.)
+    ///
+    /// [`Requirement::new`]: super::Requirement::new
     #[error("'{operator}' needs at least one value")]
     EmptyValueSet {
         /// The operator.

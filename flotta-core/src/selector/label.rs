@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
-use super::lexer::{Dialect, Lexer, TokenKind, parse_single_value, parse_value_list, unexpected};
+use super::lexer::{Dialect, Lexer, Token, TokenKind, empty_at, parse_single_value, unexpected};
 use super::validation::{validate_label_key, validate_label_value};
 use super::{SelectorError, SelectorErrorKind};
 use crate::model::{LabelSelector, ObjectMeta, Resource};
@@ -51,8 +51,10 @@ pub enum LabelTest {
     /// `key!=value` — also true when the label is absent.
     NotEquals(String),
     /// `key in (a,b)` — at least one value; the label is present with one of them.
+    /// The text `key in ()` holds one value, the empty one.
     In(BTreeSet<String>),
     /// `key notin (a,b)` — at least one value; also true when the label is absent.
+    /// The text `key notin ()` holds one value, the empty one.
     NotIn(BTreeSet<String>),
     /// `key>n` — the label's value is an integer greater than `n`.
     GreaterThan(i64),
@@ -95,6 +97,24 @@ impl LabelTest {
 pub struct Requirement {
     key: String,
     test: LabelTest,
+    written: Written,
+}
+
+/// The parts of a requirement Kubernetes prints as they were written rather than
+/// from the test alone. Set only when it changes the printed text, so two
+/// requirements that print alike compare equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Written {
+    /// The test alone decides the text.
+    #[default]
+    AsTest,
+    /// `key==value`: Kubernetes keeps the double equals sign.
+    DoubleEquals,
+    /// The bound of `>` / `<` with its leading zeros (`key>007`).
+    Bound(String),
+    /// `in` / `notin` values of a structured selector that repeat a value: Kubernetes
+    /// prints every entry, sorted, duplicates included.
+    Values(Vec<String>),
 }
 
 impl Requirement {
@@ -123,7 +143,20 @@ impl Requirement {
             }
             LabelTest::Exists | LabelTest::DoesNotExist => {}
         }
-        Ok(Self { key, test })
+        Ok(Self {
+            key,
+            test,
+            written: Written::AsTest,
+        })
+    }
+
+    /// A requirement from a key and values the caller has already validated.
+    fn checked(key: &str, test: LabelTest) -> Self {
+        Self {
+            key: key.to_owned(),
+            test,
+            written: Written::AsTest,
+        }
     }
 
     /// The label key.
@@ -145,17 +178,28 @@ impl Requirement {
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let key = &self.key;
+        let values = |set: &BTreeSet<String>| match &self.written {
+            Written::Values(list) => list.join(","),
+            // Sorted bytewise; the set holding only the empty value prints as `()`,
+            // which reads back as that set.
+            _ => set.iter().map(String::as_str).collect::<Vec<_>>().join(","),
+        };
+        let bound = |bound: &i64| match &self.written {
+            Written::Bound(text) => text.clone(),
+            _ => bound.to_string(),
+        };
         match &self.test {
             LabelTest::Exists => write!(f, "{key}"),
             LabelTest::DoesNotExist => write!(f, "!{key}"),
+            LabelTest::Equals(value) if self.written == Written::DoubleEquals => {
+                write!(f, "{key}=={value}")
+            }
             LabelTest::Equals(value) => write!(f, "{key}={value}"),
             LabelTest::NotEquals(value) => write!(f, "{key}!={value}"),
-            LabelTest::In(values) => write!(f, "{key} in ({})", super::lexer::join_set(values)),
-            LabelTest::NotIn(values) => {
-                write!(f, "{key} notin ({})", super::lexer::join_set(values))
-            }
-            LabelTest::GreaterThan(bound) => write!(f, "{key}>{bound}"),
-            LabelTest::LessThan(bound) => write!(f, "{key}<{bound}"),
+            LabelTest::In(set) => write!(f, "{key} in ({})", values(set)),
+            LabelTest::NotIn(set) => write!(f, "{key} notin ({})", values(set)),
+            LabelTest::GreaterThan(n) => write!(f, "{key}>{}", bound(n)),
+            LabelTest::LessThan(n) => write!(f, "{key}<{}", bound(n)),
         }
     }
 }
@@ -163,8 +207,10 @@ impl fmt::Display for Requirement {
 /// A Kubernetes label selector: requirements joined by AND.
 ///
 /// Parse it from text with [`str::parse`], build it from the structured
-/// [`LabelSelector`] with `TryFrom`, and print its canonical form with `Display`
-/// (requirements sorted by key, value sets sorted, `==` printed as `=`).
+/// [`LabelSelector`] with `TryFrom`, and print its canonical form with `Display`,
+/// which is what Kubernetes' `String()` prints: requirements sorted by key (equal
+/// keys in the order written, duplicates kept), `in` / `notin` values sorted and
+/// de-duplicated, operators and `>` / `<` bounds as written (`==`, `007`).
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -175,11 +221,15 @@ impl fmt::Display for Requirement {
 ///
 /// let labels = BTreeMap::from([("tier".to_owned(), "edge".to_owned())]);
 /// assert!(selector.matches(&labels));
+///
+/// // as Kubernetes prints it: `==` and leading zeros kept, `()` is the empty value
+/// let written: Selector = "gen>007, app==web, zone in ()".parse()?;
+/// assert_eq!(written.to_string(), "app==web,gen>007,zone in ()");
 /// # Ok::<(), flotta_core::selector::SelectorError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Selector {
-    /// Sorted and de-duplicated, so equal selectors compare equal.
+    /// Sorted by key, stably, so selectors that print alike compare equal.
     requirements: Vec<Requirement>,
     /// The selector of a missing (null) structured selector: matches no object.
     nothing: bool,
@@ -210,11 +260,13 @@ impl Selector {
         }
     }
 
-    /// Builds a selector from requirements (sorted and de-duplicated here).
+    /// Builds a selector from requirements, sorted here by key as Kubernetes does:
+    /// requirements with equal keys keep their order, and duplicates are kept.
     pub fn from_requirements(requirements: impl IntoIterator<Item = Requirement>) -> Self {
         let mut requirements: Vec<_> = requirements.into_iter().collect();
-        requirements.sort();
-        requirements.dedup();
+        // `sort_by` is stable; Kubernetes' sort is too for up to 12 requirements
+        // (see docs/selectors.md for longer selectors).
+        requirements.sort_by(|a, b| a.key.cmp(&b.key));
         Self {
             requirements,
             nothing: false,
@@ -279,7 +331,7 @@ impl FromStr for Selector {
                 TokenKind::End => break,
                 TokenKind::Comma => {
                     let next = lexer.peek();
-                    if !matches!(next.kind, TokenKind::Identifier | TokenKind::Not) {
+                    if !(next.kind.is_word() || next.kind == TokenKind::Not) {
                         return Err(unexpected(next, "a key or '!' after ','"));
                     }
                 }
@@ -296,43 +348,27 @@ fn parse_requirement(lexer: &mut Lexer<'_>) -> Result<Requirement, SelectorError
     if negated {
         token = lexer.next_token();
     }
-    if token.kind != TokenKind::Identifier {
+    // `in` and `notin` are operators only after a key; as a key they are words.
+    if !token.kind.is_word() {
         return Err(unexpected(token, "a label key"));
     }
     let key = token.text;
     let key_offset = token.offset;
     validate_label_key(key).map_err(|kind| SelectorError::at(key_offset, kind))?;
     if negated {
-        return Ok(Requirement {
-            key: key.to_owned(),
-            test: LabelTest::DoesNotExist,
-        });
+        return Ok(Requirement::checked(key, LabelTest::DoesNotExist));
     }
     if matches!(lexer.peek().kind, TokenKind::Comma | TokenKind::End) {
-        return Ok(Requirement {
-            key: key.to_owned(),
-            test: LabelTest::Exists,
-        });
+        return Ok(Requirement::checked(key, LabelTest::Exists));
     }
     let operator = lexer.next_token();
+    let mut written = Written::AsTest;
     let test = match operator.kind {
         TokenKind::In | TokenKind::NotIn => {
-            let values = parse_value_list(lexer)?;
             let mut set = BTreeSet::new();
-            for value in values {
+            for value in parse_values(lexer)? {
                 validate_label_value(value.text).map_err(|k| SelectorError::at(value.offset, k))?;
                 set.insert(value.text.to_owned());
-            }
-            if set.is_empty() {
-                let name = if operator.kind == TokenKind::In {
-                    "in"
-                } else {
-                    "notin"
-                };
-                return Err(SelectorError::at(
-                    operator.offset,
-                    SelectorErrorKind::EmptyValueSet { operator: name },
-                ));
             }
             if operator.kind == TokenKind::In {
                 LabelTest::In(set)
@@ -343,10 +379,13 @@ fn parse_requirement(lexer: &mut Lexer<'_>) -> Result<Requirement, SelectorError
         TokenKind::Equals | TokenKind::DoubleEquals | TokenKind::NotEquals => {
             let value = parse_single_value(lexer)?;
             validate_label_value(value.text).map_err(|k| SelectorError::at(value.offset, k))?;
-            if operator.kind == TokenKind::NotEquals {
-                LabelTest::NotEquals(value.text.to_owned())
-            } else {
-                LabelTest::Equals(value.text.to_owned())
+            match operator.kind {
+                TokenKind::NotEquals => LabelTest::NotEquals(value.text.to_owned()),
+                TokenKind::DoubleEquals => {
+                    written = Written::DoubleEquals;
+                    LabelTest::Equals(value.text.to_owned())
+                }
+                _ => LabelTest::Equals(value.text.to_owned()),
             }
         }
         TokenKind::Greater | TokenKind::Less => {
@@ -363,6 +402,11 @@ fn parse_requirement(lexer: &mut Lexer<'_>) -> Result<Requirement, SelectorError
                     },
                 })
             })?;
+            // A valid label value holds no sign, so only leading zeros make the
+            // text differ from the number.
+            if bound.to_string() != value.text {
+                written = Written::Bound(value.text.to_owned());
+            }
             if operator.kind == TokenKind::Greater {
                 LabelTest::GreaterThan(bound)
             } else {
@@ -379,39 +423,94 @@ fn parse_requirement(lexer: &mut Lexer<'_>) -> Result<Requirement, SelectorError
     Ok(Requirement {
         key: key.to_owned(),
         test,
+        written,
     })
+}
+
+/// Reads the values of `in` / `notin`, `( ... )`, with Kubernetes' rules for empty
+/// entries: `()` is the empty value alone; an empty entry at the start, at the end
+/// or between two commas is the empty value. Kubernetes reads commas in pairs after
+/// a value, so an odd run of empty entries before `)` (`(a,,)`, `(,,)`) is refused
+/// while `(a,)`, `(,)` and `(a,,,)` are read; this follows it.
+fn parse_values<'a>(lexer: &mut Lexer<'a>) -> Result<Vec<Token<'a>>, SelectorError> {
+    let open = lexer.next_token();
+    if open.kind != TokenKind::OpenParen {
+        return Err(unexpected(open, "'('"));
+    }
+    let first = lexer.peek();
+    if first.kind == TokenKind::CloseParen {
+        lexer.next_token();
+        return Ok(vec![empty_at(first.offset)]);
+    }
+    if !(first.kind.is_word() || first.kind == TokenKind::Comma) {
+        return Err(unexpected(first, "a value, ',' or ')'"));
+    }
+    let mut values = Vec::new();
+    loop {
+        let token = lexer.next_token();
+        if token.kind.is_word() {
+            values.push(token);
+            let next = lexer.peek();
+            match next.kind {
+                TokenKind::Comma => {}
+                TokenKind::CloseParen => {
+                    lexer.next_token();
+                    return Ok(values);
+                }
+                _ => return Err(unexpected(next, "',' or ')'")),
+            }
+        } else if token.kind == TokenKind::Comma {
+            if values.is_empty() {
+                values.push(empty_at(token.offset));
+            }
+            let next = lexer.peek();
+            match next.kind {
+                TokenKind::CloseParen => {
+                    values.push(empty_at(next.offset));
+                    lexer.next_token();
+                    return Ok(values);
+                }
+                TokenKind::Comma => {
+                    values.push(empty_at(next.offset));
+                    lexer.next_token();
+                }
+                _ => {}
+            }
+        } else {
+            return Err(unexpected(token, "a value or ','"));
+        }
+    }
 }
 
 impl TryFrom<&LabelSelector> for Selector {
     type Error = SelectorError;
 
     /// Converts `matchLabels` and `matchExpressions` (operators `In`, `NotIn`,
-    /// `Exists`, `DoesNotExist`). An empty structure selects everything.
+    /// `Exists`, `DoesNotExist`). An empty structure selects everything. As in
+    /// Kubernetes, `matchLabels` come before expressions on the same key, and an
+    /// expression's repeated values are printed repeated.
     fn try_from(selector: &LabelSelector) -> Result<Self, Self::Error> {
         let mut requirements = Vec::new();
         for (key, value) in selector.match_labels.iter().flatten() {
             let field = || format!("matchLabels.{key}");
             validate_label_key(key).map_err(|k| SelectorError::in_field(field(), k))?;
             validate_label_value(value).map_err(|k| SelectorError::in_field(field(), k))?;
-            requirements.push(Requirement {
-                key: key.clone(),
-                test: LabelTest::Equals(value.clone()),
-            });
+            requirements.push(Requirement::checked(key, LabelTest::Equals(value.clone())));
         }
         for (i, expression) in selector.match_expressions.iter().flatten().enumerate() {
             let field = |part: &str| format!("matchExpressions[{i}]{part}");
             validate_label_key(&expression.key)
                 .map_err(|k| SelectorError::in_field(field(".key"), k))?;
             let values = expression.values.as_deref().unwrap_or_default();
+            let mut written = Written::AsTest;
             let test = match expression.operator.as_str() {
                 "In" | "NotIn" => {
-                    let mut set = BTreeSet::new();
                     for (j, value) in values.iter().enumerate() {
                         validate_label_value(value).map_err(|k| {
                             SelectorError::in_field(field(&format!(".values[{j}]")), k)
                         })?;
-                        set.insert(value.clone());
                     }
+                    let set: BTreeSet<String> = values.iter().cloned().collect();
                     if set.is_empty() {
                         let operator = if expression.operator == "In" {
                             "in"
@@ -422,6 +521,11 @@ impl TryFrom<&LabelSelector> for Selector {
                             field(".values"),
                             SelectorErrorKind::EmptyValueSet { operator },
                         ));
+                    }
+                    if set.len() != values.len() {
+                        let mut list = values.to_vec();
+                        list.sort();
+                        written = Written::Values(list);
                     }
                     if expression.operator == "In" {
                         LabelTest::In(set)
@@ -456,6 +560,7 @@ impl TryFrom<&LabelSelector> for Selector {
             requirements.push(Requirement {
                 key: expression.key.clone(),
                 test,
+                written,
             });
         }
         Ok(Self::from_requirements(requirements))
@@ -499,12 +604,54 @@ mod tests {
     }
 
     #[test]
-    fn from_requirements_sorts_and_deduplicates() {
+    fn from_requirements_sorts_by_key_stably_and_keeps_duplicates() {
         let b = Requirement::new("b", LabelTest::Exists).expect("valid");
-        let a = Requirement::new("a", LabelTest::DoesNotExist).expect("valid");
-        let selector = Selector::from_requirements([b.clone(), a.clone(), b.clone()]);
-        assert_eq!(selector.requirements(), [a, b]);
-        assert_eq!(selector.to_string(), "!a,b");
+        let a_not = Requirement::new("a", LabelTest::DoesNotExist).expect("valid");
+        let a_one = Requirement::new("a", LabelTest::Equals("1".into())).expect("valid");
+        let selector =
+            Selector::from_requirements([b.clone(), a_one.clone(), a_not.clone(), b.clone()]);
+        assert_eq!(selector.requirements(), [a_one, a_not, b.clone(), b]);
+        assert_eq!(selector.to_string(), "a=1,!a,b,b");
+    }
+
+    fn values(text: &str) -> Result<Vec<String>, SelectorError> {
+        let mut lexer = Lexer::new(text, Dialect::Label);
+        parse_values(&mut lexer).map(|v| v.iter().map(|t| t.text.to_owned()).collect())
+    }
+
+    #[test]
+    fn value_lists_read_empty_entries_as_kubernetes_does() {
+        let ok = |text: &str, expected: &[&str]| {
+            let got = values(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(got, expected, "{text}");
+        };
+        ok("()", &[""]);
+        ok("( )", &[""]);
+        ok("(a)", &["a"]);
+        ok("(a,b)", &["a", "b"]);
+        ok("(a,)", &["a", ""]);
+        ok("(,a)", &["", "a"]);
+        ok("(,)", &["", ""]);
+        ok("(a,,b)", &["a", "", "b"]);
+        ok("(,,a)", &["", "", "a"]);
+        ok("(a,,,)", &["a", "", ""]);
+        ok("(,,,)", &["", "", ""]);
+        ok("(a,,,b)", &["a", "", "b"]);
+        ok("(in,notin)", &["in", "notin"]);
+        let refused = |text: &str, offset: usize| {
+            let error = values(text).expect_err(text);
+            assert_eq!(error.offset, offset, "{text}: {error}");
+        };
+        // after a value Kubernetes takes commas two at a time, so one left before
+        // `)` has no value after it
+        refused("(a,,)", 4);
+        refused("(,,)", 3);
+        refused("(a,b,,)", 6);
+        refused("(a b)", 3);
+        refused("(a", 2);
+        refused("(,", 2);
+        refused("(=)", 1);
+        refused("a)", 0);
     }
 
     #[test]

@@ -189,8 +189,10 @@ pub(crate) fn unexpected(token: Token<'_>, expected: &'static str) -> SelectorEr
     SelectorError::at(token.offset, kind)
 }
 
-/// Reads the values of `in` / `notin` after the operator: `(a, b, c)`. Empty
-/// entries are the empty value, as in Kubernetes (`(a,)` is `a` and `""`).
+/// Reads the values of a field selector's `in` / `notin` after the operator:
+/// `(a, b, c)`. Every empty entry is the empty value (`(a,)` is `a` and `""`),
+/// and `()` is an empty list, which the caller refuses. Label selectors read
+/// their lists with Kubernetes' own rules instead (`label::parse_values`).
 pub(crate) fn parse_value_list<'a>(lexer: &mut Lexer<'a>) -> Result<Vec<Token<'a>>, SelectorError> {
     let open = lexer.next_token();
     if open.kind != TokenKind::OpenParen {
@@ -225,7 +227,8 @@ pub(crate) fn parse_value_list<'a>(lexer: &mut Lexer<'a>) -> Result<Vec<Token<'a
     }
 }
 
-fn empty_at(offset: usize) -> Token<'static> {
+/// The empty value, standing at `offset` (where its entry would be).
+pub(crate) fn empty_at(offset: usize) -> Token<'static> {
     Token {
         kind: TokenKind::Identifier,
         text: "",
@@ -243,9 +246,9 @@ pub(crate) fn parse_single_value<'a>(lexer: &mut Lexer<'a>) -> Result<Token<'a>,
     lexer.expect_word("a value")
 }
 
-/// Joins a value set with commas for canonical printing (label values and field
-/// operands alike). A set holding only the empty value prints as `,` because `()`
-/// would read back as an (invalid) empty set.
+/// Joins a field selector's value set with commas for canonical printing. A set
+/// holding only the empty value prints as `,` because a field selector refuses
+/// `()` as an empty list.
 pub(super) fn join_set<T: std::fmt::Display>(values: &std::collections::BTreeSet<T>) -> String {
     let joined = values
         .iter()

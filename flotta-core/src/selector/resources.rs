@@ -1,9 +1,13 @@
-//! Field-selector whitelists of the flotta resources.
+//! Field-selector whitelists of the flotta resources, reached from the kind table
+//! through [`ResourceKind::fields`] and from each type through [`Fields::FIELDS`].
 
 use time::OffsetDateTime;
 
 use super::field::{FieldKind, FieldSpec, FieldValue, Fields, metadata_field_value};
-use crate::model::{EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Time};
+use crate::kind::ResourceKind;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+
+use crate::model::{EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Event, Time};
 
 const fn string(path: &'static str) -> FieldSpec {
     FieldSpec::new(path, FieldKind::String)
@@ -49,18 +53,36 @@ fn integer(value: Option<impl Into<i64>>) -> Option<FieldValue<'static>> {
     value.map(|v| FieldValue::Number(v.into()))
 }
 
+impl ResourceKind {
+    /// The fields a field selector may name on objects of this kind, with their
+    /// types; unknown fields are refused with this list.
+    pub const fn fields(self) -> &'static [FieldSpec] {
+        match self {
+            ResourceKind::EdgeDevice => EDGE_DEVICE_FIELDS,
+            ResourceKind::EdgeDeviceSet => EDGE_DEVICE_SET_FIELDS,
+            ResourceKind::EdgeWorkload => EDGE_WORKLOAD_FIELDS,
+            ResourceKind::EdgeDeviceSignedRequest => EDGE_DEVICE_SIGNED_REQUEST_FIELDS,
+            ResourceKind::Secret => SECRET_FIELDS,
+            ResourceKind::ConfigMap => CONFIG_MAP_FIELDS,
+            ResourceKind::Event => EVENT_FIELDS,
+        }
+    }
+}
+
+const EDGE_DEVICE_FIELDS: &[FieldSpec] = with_metadata![
+    string("status.phase"),
+    timestamp("status.lastSeen"),
+    string("status.lastSyncedResourceVersion"),
+    string("status.upgradeInformation.currentCommitID"),
+    string("status.upgradeInformation.lastUpgradeStatus"),
+    string("spec.osInformation.commitID"),
+    string("spec.osInformation.image"),
+    boolean("spec.osInformation.automaticallyUpgrade"),
+    timestamp("spec.requestTime"),
+];
+
 impl Fields for EdgeDevice {
-    const FIELDS: &'static [FieldSpec] = with_metadata![
-        string("status.phase"),
-        timestamp("status.lastSeen"),
-        string("status.lastSyncedResourceVersion"),
-        string("status.upgradeInformation.currentCommitID"),
-        string("status.upgradeInformation.lastUpgradeStatus"),
-        string("spec.osInformation.commitID"),
-        string("spec.osInformation.image"),
-        boolean("spec.osInformation.automaticallyUpgrade"),
-        timestamp("spec.requestTime"),
-    ];
+    const FIELDS: &'static [FieldSpec] = ResourceKind::EdgeDevice.fields();
 
     fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
         let status = self.status.as_ref();
@@ -89,11 +111,13 @@ impl Fields for EdgeDevice {
     }
 }
 
+const EDGE_DEVICE_SET_FIELDS: &[FieldSpec] = with_metadata![
+    number("status.deviceCount"),
+    number("status.observedGeneration"),
+];
+
 impl Fields for EdgeDeviceSet {
-    const FIELDS: &'static [FieldSpec] = with_metadata![
-        number("status.deviceCount"),
-        number("status.observedGeneration"),
-    ];
+    const FIELDS: &'static [FieldSpec] = ResourceKind::EdgeDeviceSet.fields();
 
     fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
         let status = self.status.as_ref();
@@ -105,17 +129,19 @@ impl Fields for EdgeDeviceSet {
     }
 }
 
+const EDGE_WORKLOAD_FIELDS: &[FieldSpec] = with_metadata![
+    string("spec.type"),
+    string("spec.device"),
+    number("status.observedGeneration"),
+    number("status.currentBatch"),
+    number("status.phaseCounts.deploying"),
+    number("status.phaseCounts.running"),
+    number("status.phaseCounts.failed"),
+    number("status.phaseCounts.unknown"),
+];
+
 impl Fields for EdgeWorkload {
-    const FIELDS: &'static [FieldSpec] = with_metadata![
-        string("spec.type"),
-        string("spec.device"),
-        number("status.observedGeneration"),
-        number("status.currentBatch"),
-        number("status.phaseCounts.deploying"),
-        number("status.phaseCounts.running"),
-        number("status.phaseCounts.failed"),
-        number("status.phaseCounts.unknown"),
-    ];
+    const FIELDS: &'static [FieldSpec] = ResourceKind::EdgeWorkload.fields();
 
     fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
         let status = self.status.as_ref();
@@ -134,12 +160,14 @@ impl Fields for EdgeWorkload {
     }
 }
 
+const EDGE_DEVICE_SIGNED_REQUEST_FIELDS: &[FieldSpec] = with_metadata![
+    boolean("spec.approved"),
+    string("spec.targetNamespace"),
+    string("spec.targetSet"),
+];
+
 impl Fields for EdgeDeviceSignedRequest {
-    const FIELDS: &'static [FieldSpec] = with_metadata![
-        boolean("spec.approved"),
-        string("spec.targetNamespace"),
-        string("spec.targetSet"),
-    ];
+    const FIELDS: &'static [FieldSpec] = ResourceKind::EdgeDeviceSignedRequest.fields();
 
     fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
         match path {
@@ -148,6 +176,69 @@ impl Fields for EdgeDeviceSignedRequest {
             "spec.targetSet" => text(self.spec.target_set.as_deref()),
             other => metadata_field_value(&self.metadata, other),
         }
+    }
+}
+
+// As Kubernetes: a secret's `type` is selectable, its data never is.
+const SECRET_FIELDS: &[FieldSpec] = with_metadata![string("type")];
+
+impl Fields for Secret {
+    const FIELDS: &'static [FieldSpec] = ResourceKind::Secret.fields();
+
+    fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
+        match path {
+            "type" => text(self.type_.as_deref()),
+            other => metadata_field_value(&self.metadata, other),
+        }
+    }
+}
+
+const EVENT_FIELDS: &[FieldSpec] = with_metadata![
+    string("involvedObject.kind"),
+    string("involvedObject.name"),
+    string("involvedObject.namespace"),
+    string("involvedObject.uid"),
+    string("involvedObject.apiVersion"),
+    string("reason"),
+    string("type"),
+    string("source.component"),
+    string("source.host"),
+    number("count"),
+    timestamp("firstTimestamp"),
+    timestamp("lastTimestamp"),
+];
+
+impl Fields for Event {
+    const FIELDS: &'static [FieldSpec] = ResourceKind::Event.fields();
+
+    fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
+        let involved = &self.involved_object;
+        let source = self.source.as_ref();
+        match path {
+            "involvedObject.kind" => text(involved.kind.as_deref()),
+            "involvedObject.name" => text(involved.name.as_deref()),
+            "involvedObject.namespace" => text(involved.namespace.as_deref()),
+            "involvedObject.uid" => text(involved.uid.as_deref()),
+            "involvedObject.apiVersion" => text(involved.api_version.as_deref()),
+            "reason" => text(self.reason.as_deref()),
+            "type" => text(self.type_.as_deref()),
+            "source.component" => text(source.and_then(|s| s.component.as_deref())),
+            "source.host" => text(source.and_then(|s| s.host.as_deref())),
+            "count" => integer(self.count),
+            "firstTimestamp" => instant(self.first_timestamp.as_ref()),
+            "lastTimestamp" => instant(self.last_timestamp.as_ref()),
+            other => metadata_field_value(&self.metadata, other),
+        }
+    }
+}
+
+const CONFIG_MAP_FIELDS: &[FieldSpec] = with_metadata![];
+
+impl Fields for ConfigMap {
+    const FIELDS: &'static [FieldSpec] = ResourceKind::ConfigMap.fields();
+
+    fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
+        metadata_field_value(&self.metadata, path)
     }
 }
 
@@ -162,12 +253,7 @@ mod tests {
 
     #[test]
     fn every_whitelist_offers_the_metadata_fields_once() {
-        for fields in [
-            EdgeDevice::FIELDS,
-            EdgeDeviceSet::FIELDS,
-            EdgeWorkload::FIELDS,
-            EdgeDeviceSignedRequest::FIELDS,
-        ] {
+        for fields in ResourceKind::ALL.map(ResourceKind::fields) {
             assert!(starts_with_metadata(fields));
             let mut paths: Vec<_> = fields.iter().map(|f| f.path).collect();
             paths.sort_unstable();
@@ -217,6 +303,30 @@ mod tests {
         .expect("signed request fixture");
         for spec in EdgeDeviceSignedRequest::FIELDS {
             assert!(request.field_value(spec.path).is_some(), "{}", spec.path);
+        }
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "d1.0123456789abcdef", "namespace": "ns", "generation": 1,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "involvedObject": {"kind": "EdgeDevice", "name": "d1", "namespace": "ns",
+                               "uid": "u1", "apiVersion": "management.project-flotta.io/v1alpha1"},
+            "reason": "ApplyFailed", "message": "m", "type": "Warning", "count": 2,
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:01:00Z",
+            "source": {"component": "flotta-agent", "host": "d1"}
+        }))
+        .expect("event fixture");
+        for spec in Event::FIELDS {
+            assert!(event.field_value(spec.path).is_some(), "{}", spec.path);
+        }
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "s", "namespace": "ns", "generation": 1,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"}
+        }))
+        .expect("secret fixture");
+        for spec in Secret::FIELDS {
+            assert!(secret.field_value(spec.path).is_some(), "{}", spec.path);
         }
     }
 }

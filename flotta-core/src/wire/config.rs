@@ -54,6 +54,9 @@ pub struct DeviceConfiguration {
     /// Operating system target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<OsInformation>,
+    /// When updates are downloaded and applied (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_policy: Option<UpdatePolicy>,
     /// Log collection targets by name.
     #[serde(rename = "log-collection", skip_serializing_if = "Option::is_none")]
     pub log_collection: Option<BTreeMap<String, LogsCollectionInformation>>,
@@ -437,4 +440,44 @@ pub struct Secret {
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,
+}
+
+/// When updates are downloaded and applied (`update_policy`, beyond Flotta).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UpdatePolicy {
+    /// When a new version may be downloaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_schedule: Option<UpdateSchedule>,
+    /// When a downloaded version may be applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_schedule: Option<UpdateSchedule>,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
+
+/// A window (`update_schedule`, `download_schedule`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UpdateSchedule {
+    /// Five-field cron expression.
+    pub at: String,
+    /// `UTC` or `GMT`; absent: UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// How long the window stays open (`2h`, `30m`).
+    pub start_grace_duration: String,
+    /// Fields this model does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: UnknownFields,
+}
+
+impl UpdateSchedule {
+    /// The schedule, parsed.
+    pub fn parse(&self) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
+        crate::schedule::Schedule::parse(
+            &self.at,
+            self.time_zone.as_deref(),
+            &self.start_grace_duration,
+        )
+    }
 }

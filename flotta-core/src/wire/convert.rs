@@ -370,6 +370,27 @@ impl TryFrom<model::Hardware> for wire::HardwareInfo {
     }
 }
 
+impl From<model::UpdateSchedule> for wire::UpdateSchedule {
+    fn from(s: model::UpdateSchedule) -> Self {
+        Self {
+            at: s.at,
+            time_zone: s.time_zone,
+            start_grace_duration: s.start_grace_duration,
+            extra: s.extra,
+        }
+    }
+}
+
+impl From<model::UpdatePolicy> for wire::UpdatePolicy {
+    fn from(p: model::UpdatePolicy) -> Self {
+        Self {
+            download_schedule: p.download_schedule.map(Into::into),
+            update_schedule: p.update_schedule.map(Into::into),
+            extra: p.extra,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

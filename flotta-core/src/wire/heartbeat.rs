@@ -76,6 +76,12 @@ pub struct WorkloadStatus {
     /// Workload status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Revision of the workload definition the device runs: the content hash of the
+    /// `workload` it was applied from ([`crate::reconcile::fingerprint`]). Beyond
+    /// Flotta, whose agents omit it; the server then goes by the configuration
+    /// `version` the heartbeat reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,
@@ -111,6 +117,18 @@ pub struct UpgradeStatus {
     /// Time of the last upgrade, as sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_upgrade_time: Option<String>,
+    /// Where the OS update under way (or the last one) stands: `Staging`,
+    /// `Staged`, `Rebooting`, `HealthCheck`, `Committed`, `RollingBack`,
+    /// `RollbackRebooting`, `RolledBack`, `Failed` (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The commit or image the update is for (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why the update failed, with the failing check's output, or what it waits
+    /// for (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

@@ -40,7 +40,18 @@ pub mod directive {
     pub const HEARTBEAT: &str = "heartbeat";
     /// The server sends a device its configuration (`GET /data/{id}/in`).
     pub const DEVICE: &str = "device";
+    /// The server tells a deleted device to remove itself (`GET /control/{id}/in`).
+    pub const DISCONNECT: &str = "disconnect";
+    /// flotta-rs addition: the server tells a device to renew its certificate now
+    /// (`GET /control/{id}/in`), during a CA rotation.
+    pub const RENEW_CERTIFICATE: &str = "renew-certificate";
 }
+
+/// Header carrying a refusal's machine-readable reason where the answer has no body
+/// (`GET /data/{id}/in`, whose error bodies Flotta's agent would read as messages).
+pub const REASON_HEADER: &str = "flotta-reason";
+/// Header carrying a refusal's message, printable ASCII, beside [`REASON_HEADER`].
+pub const MESSAGE_HEADER: &str = "flotta-message";
 
 /// Failure to read a message's content as the type its directive calls for.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +137,37 @@ impl Message {
         })
     }
 
+    /// The `disconnect` command (directive and `content.command` `disconnect`, no
+    /// arguments), which tells a device that no longer exists to remove itself.
+    pub fn disconnect(message_id: impl Into<String>) -> Self {
+        Self::command(directive::DISCONNECT, message_id)
+    }
+
+    /// The `renew-certificate` command: renew the device certificate now, the
+    /// same way as when renewal falls due.
+    pub fn renew_certificate(message_id: impl Into<String>) -> Self {
+        Self::command(directive::RENEW_CERTIFICATE, message_id)
+    }
+
+    /// A control command without arguments: directive and `content.command` both
+    /// `command`.
+    fn command(command: &str, message_id: impl Into<String>) -> Self {
+        Self {
+            type_: Some(MessageType::Command),
+            message_id: Some(message_id.into()),
+            response_to: None,
+            version: Some(MESSAGE_VERSION),
+            sent: None,
+            directive: Some(command.to_owned()),
+            metadata: None,
+            content: Some(serde_json::json!({
+                "command": command,
+                "arguments": {},
+            })),
+            extra: UnknownFields::new(),
+        }
+    }
+
     /// The content read as `T` (e.g. [`Heartbeat`] for a heartbeat directive).
     pub fn content_as<T: DeserializeOwned>(&self) -> Result<T, WireError> {
         let content = self.content.as_ref().ok_or(WireError::MissingContent)?;
@@ -156,6 +198,18 @@ pub struct MessageResponse {
     pub extra: UnknownFields,
 }
 
+impl MessageResponse {
+    /// Reads the content as `T` (e.g. [`RegistrationResponse`]), naming the field
+    /// path on failure.
+    pub fn content_as<T: DeserializeOwned>(&self) -> Result<T, WireError> {
+        let content = self.content.as_ref().ok_or(WireError::MissingContent)?;
+        serde_path_to_error::deserialize(content).map_err(|e| WireError::InvalidContent {
+            path: e.path().to_string(),
+            source: e.into_inner(),
+        })
+    }
+}
+
 /// Content of an `enrolment` message.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnrolmentInfo {
@@ -165,6 +219,12 @@ pub struct EnrolmentInfo {
     /// Namespace the device asks to land in (server default: `default`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_namespace: Option<String>,
+    /// Labels the device asks for (a flotta-rs extension, as in Flight Control's
+    /// enrolment requests; Flotta's agent omits it). The server keeps them in the
+    /// signed request, where an approver may edit them, and gives them to the device
+    /// it creates at registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,
@@ -201,9 +261,15 @@ pub struct RegistrationInfo {
 /// Content of the answer to a `registration` message.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RegistrationResponse {
-    /// PEM client certificate for later calls.
+    /// PEM client certificate for later calls, followed by the intermediate CA
+    /// certificates between it and the root, if any (the device sends them all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
+    /// flotta-rs addition: the CA certificates (PEM) the device should trust for the
+    /// server from now on, so that devices move with a CA rotation. Flotta's agent
+    /// ignores it.
+    #[serde(rename = "caBundle", skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

@@ -63,3 +63,75 @@ fn examples_use_the_extensions() {
         }
     }
 }
+
+#[test]
+fn the_secrets_example_validates_and_renders_with_its_objects() {
+    use flotta_core::model::{ConfigMap, EdgeDevice, Secret};
+    use flotta_core::reconcile::render_device_config;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/manifests/secrets/app-with-secrets.yaml");
+    let text = std::fs::read_to_string(&path).expect("example");
+    let resources = parse_manifests(&text).expect("parses");
+    let mut secrets: Vec<Secret> = Vec::new();
+    let mut maps: Vec<ConfigMap> = Vec::new();
+    let mut workloads = Vec::new();
+    let mut sets = Vec::new();
+    for resource in resources {
+        assert!(resource.validate().is_empty(), "{}", resource.kind());
+        match resource {
+            AnyResource::Secret(s) => secrets.push(*s),
+            AnyResource::ConfigMap(c) => maps.push(*c),
+            AnyResource::EdgeWorkload(w) => workloads.push(*w),
+            AnyResource::EdgeDeviceSet(s) => sets.push(*s),
+            other => panic!("unexpected {}", other.kind()),
+        }
+    }
+    let device: EdgeDevice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1", "kind": "EdgeDevice",
+        "metadata": {"name": "cam-1", "namespace": "plant-north",
+                     "labels": {"device-class": "camera"}},
+        "spec": {}
+    }))
+    .expect("device");
+    let rendered = render_device_config(&device, &sets, &workloads, &secrets, &maps);
+    assert!(!rendered.has_errors(), "{:?}", rendered.problems);
+    assert_eq!(rendered.message.secrets.map(|s| s.len()), Some(1));
+    let files = rendered.message.configuration.and_then(|c| c.files);
+    assert_eq!(files.map(|f| f.len()), Some(2));
+}
+
+#[test]
+fn the_architecture_example_selects_devices_by_their_reported_hardware() {
+    use flotta_core::model::{EdgeDevice, Hardware};
+    use flotta_core::reconcile::{relabel_from_hardware, workload_targets};
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/manifests/hardware/edgeworkload-by-architecture.yaml");
+    let text = std::fs::read_to_string(&path).expect("example");
+    let resources = parse_manifests(&text).expect("parses");
+    let [AnyResource::EdgeWorkload(workload)] = resources.as_slice() else {
+        panic!("one EdgeWorkload expected");
+    };
+    assert!(workload.validate().is_empty());
+    let device_reporting = |architecture: &str| {
+        let hardware: Hardware = serde_json::from_value(serde_json::json!({
+            "hostname": "box", "disks": [], "gpus": [], "interfaces": [],
+            "cpu": {"architecture": architecture, "flags": []}}))
+        .expect("hardware");
+        let labels = relabel_from_hardware(&Default::default(), &hardware).expect("labels");
+        let device: EdgeDevice = serde_json::from_value(serde_json::json!({
+            "apiVersion": "management.project-flotta.io/v1alpha1", "kind": "EdgeDevice",
+            "metadata": {"name": "box", "namespace": "default", "labels": labels},
+            "spec": {}
+        }))
+        .expect("device");
+        device
+    };
+    assert_eq!(
+        workload_targets(&device_reporting("x86_64"), workload),
+        Ok(true)
+    );
+    assert_eq!(
+        workload_targets(&device_reporting("aarch64"), workload),
+        Ok(false)
+    );
+}

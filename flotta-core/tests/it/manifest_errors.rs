@@ -175,7 +175,8 @@ fn alias_expansion_does_not_blow_up() {
             "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
         ));
     }
-    assert!(parse_manifests(&manifest).is_err());
+    let error = parse_manifests(&manifest).expect_err("a billion laughs");
+    assert!(matches!(error, ManifestError::Yaml { .. }), "{error:?}");
 }
 
 /// Validation errors: (what, manifest, expected error lines).
@@ -202,13 +203,13 @@ fn validation_cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ),
         (
             "Flotta admission rules",
-            "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeWorkload\nmetadata:\n  name: w\nspec:\n  type: pod\n  pod:\n    spec:\n      containers:\n        - name: app\n          livenessProbe:\n            exec:\n              command: [\"true\"]\n          resources:\n            limits:\n              cpu: \"1\"\n          ports:\n            - containerPort: 9100\n              hostPort: 9100\n        - name: app\n      volumes:\n        - name: cfg\n          configMap:\n            name: c\n".to_owned(),
+            "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeWorkload\nmetadata:\n  name: w\nspec:\n  type: pod\n  pod:\n    spec:\n      containers:\n        - name: app\n          livenessProbe:\n            exec:\n              command: [\"true\"]\n          resources:\n            limits:\n              cpu: \"1\"\n          ports:\n            - containerPort: 9100\n              hostPort: 9100\n        - name: app\n      volumes:\n        - name: cfg\n          emptyDir: {}\n".to_owned(),
             vec![
                 "spec.pod.spec.containers[0].livenessProbe: probes are not supported on edge devices",
                 "spec.pod.spec.containers[0].resources.limits: resource limits are not supported on edge devices",
                 "spec.pod.spec.containers[0].ports[0].hostPort: 9100 is reserved for the device's metrics exporter",
                 "spec.pod.spec.containers[1].name: container name \"app\" is used more than once",
-                "spec.pod.spec.volumes[0]: only hostPath volumes are supported on edge devices, got configMap",
+                "spec.pod.spec.volumes[0]: only hostPath, configMap and secret volumes are supported on edge devices, got emptyDir",
             ],
         ),
         (

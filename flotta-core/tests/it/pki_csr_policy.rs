@@ -5,6 +5,7 @@
 use flotta_core::pki::{
     BuiltinCa, CsrError, CsrPolicy, DeviceIdentity, DeviceKey, KeyKind, MAX_CSR_BYTES, verify_csr,
 };
+use futures::executor::block_on;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -96,7 +97,7 @@ fn requested_ca_and_sans_are_ignored() {
     let now = OffsetDateTime::now_utc();
     let ca = BuiltinCa::generate("policy CA", now).unwrap();
     let device = DeviceIdentity::new("edge-7", "plant-3").unwrap();
-    let issued = CsrPolicy::default().issue(&ca, &csr, &device, now).unwrap();
+    let issued = block_on(CsrPolicy::default().issue(&ca, &csr, &device, now)).unwrap();
     let (_, cert) = X509Certificate::from_der(issued.der()).unwrap();
     assert!(!cert.is_ca(), "requested CA:TRUE must not be honoured");
     assert!(
@@ -189,7 +190,7 @@ fn openssl_rsa_2048_csr_issues_a_certificate() {
     let now = OffsetDateTime::now_utc();
     let ca = BuiltinCa::generate("policy CA", now).unwrap();
     let device = DeviceIdentity::new("rsa-device", "default").unwrap();
-    let issued = CsrPolicy::default().issue(&ca, &csr, &device, now).unwrap();
+    let issued = block_on(CsrPolicy::default().issue(&ca, &csr, &device, now)).unwrap();
     let (_, cert) = X509Certificate::from_der(issued.der()).unwrap();
     let expected = verify_csr(&csr).unwrap();
     assert_eq!(cert.public_key().raw, expected.subject_public_key_info());

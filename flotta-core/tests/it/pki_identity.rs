@@ -2,12 +2,15 @@
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use flotta_core::enrolment::{DeviceRecord, Directive, EdgeStatus, Effect, authenticate, decide};
-use flotta_core::pki::{
-    BuiltinCa, CsrPolicy, DeviceIdentity, DeviceKey, IdentityError, IssuedCertificate,
-    PeerIdentity, PeerVerifier, Purpose, RenewalAction, RenewalPolicy, RevocationList,
-    issue_registration_certificate, issue_server_certificate,
+use flotta_core::enrolment::{
+    Approval, DeviceRecord, Directive, EdgeStatus, Effect, authenticate, decide,
 };
+use flotta_core::pki::{
+    BuiltinCa, CertificateError, CsrPolicy, DeviceIdentity, DeviceKey, IdentityError,
+    IssuedCertificate, PeerIdentity, PeerVerifier, Purpose, RenewalAction, RenewalPolicy,
+    RevocationList, issue_registration_certificate, issue_server_certificate,
+};
+use futures::executor::block_on;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -25,14 +28,13 @@ fn device_cert(
         ..CsrPolicy::default()
     };
     let device = DeviceIdentity::new(id, "fleet-a").unwrap();
-    policy
-        .issue(
-            ca,
-            key.csr(id).unwrap().pem().as_bytes(),
-            &device,
-            issued_at,
-        )
-        .unwrap()
+    block_on(policy.issue(
+        ca,
+        key.csr(id).unwrap().pem().as_bytes(),
+        &device,
+        issued_at,
+    ))
+    .unwrap()
 }
 
 fn edge(id: &str) -> PeerIdentity {
@@ -58,7 +60,12 @@ fn device_and_registration_certificates_are_told_apart() {
     let f = fleet();
     let none = RevocationList::new();
     let dev = device_cert(&f.ca, "edge-1", T0, Duration::days(90));
-    let reg = issue_registration_certificate(&f.ca, T0, Duration::days(365)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &f.ca,
+        T0,
+        Duration::days(365),
+    ))
+    .unwrap();
     assert_eq!(
         f.verifier
             .identify(&[dev.der()], &none, T0, Purpose::Request)
@@ -79,7 +86,12 @@ fn foreign_ca_is_unknown_issuer_even_with_the_same_names() {
     let foreign = BuiltinCa::generate("fleet CA", T0 - Duration::days(1)).unwrap();
     let none = RevocationList::new();
     let dev = device_cert(&foreign, "edge-1", T0, Duration::days(90));
-    let reg = issue_registration_certificate(&foreign, T0, Duration::days(365)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &foreign,
+        T0,
+        Duration::days(365),
+    ))
+    .unwrap();
     for der in [dev.der(), reg.certificate.der()] {
         assert!(matches!(
             f.verifier.identify(&[der], &none, T0, Purpose::Request),
@@ -96,8 +108,13 @@ fn foreign_ca_is_unknown_issuer_even_with_the_same_names() {
 #[test]
 fn server_certificate_is_not_a_client_identity() {
     let f = fleet();
-    let server =
-        issue_server_certificate(&f.ca, &["edge-api.local"], T0, Duration::days(30)).unwrap();
+    let server = block_on(issue_server_certificate(
+        &f.ca,
+        &["edge-api.local"],
+        T0,
+        Duration::days(30),
+    ))
+    .unwrap();
     assert!(matches!(
         f.verifier.identify(
             &[server.certificate.der()],
@@ -170,7 +187,12 @@ fn expiry_not_yet_valid_and_the_registration_exception() {
             .is_ok()
     );
     // The registration certificate gets no expiry exception.
-    let reg = issue_registration_certificate(&f.ca, T0, Duration::days(10)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &f.ca,
+        T0,
+        Duration::days(10),
+    ))
+    .unwrap();
     assert!(matches!(
         f.verifier.identify(
             &[reg.certificate.der()],
@@ -256,13 +278,14 @@ fn authenticate_then_decide_end_to_end() {
         &[dev.der()],
         &none,
         expired_at,
-        Directive::Heartbeat,
+        Some(Directive::Heartbeat),
     );
     let d = decide(
         hb.as_ref(),
         Some(Directive::Heartbeat),
         "edge-1",
-        DeviceRecord::Approved,
+        DeviceRecord::Registered,
+        Approval::Manual,
     );
     assert_eq!(d.status, EdgeStatus::Unauthorized);
     let reg = authenticate(
@@ -270,20 +293,22 @@ fn authenticate_then_decide_end_to_end() {
         &[dev.der()],
         &none,
         expired_at,
-        Directive::Registration,
+        Some(Directive::Registration),
     );
     let d = decide(
         reg.as_ref(),
         Some(Directive::Registration),
         "edge-1",
-        DeviceRecord::Approved,
+        DeviceRecord::Registered,
+        Approval::Manual,
     );
     assert_eq!((d.status, d.effect), (EdgeStatus::Ok, Effect::SignCsr));
     let d = decide(
         reg.as_ref(),
         Some(Directive::Registration),
         "edge-9",
-        DeviceRecord::Approved,
+        DeviceRecord::Registered,
+        Approval::Manual,
     );
     assert_eq!(d.status, EdgeStatus::Forbidden);
 }
@@ -315,7 +340,13 @@ fn renewal_points_from_real_certificates() {
             renew_at: T0 - Duration::hours(1) + lifetime / 2
         }
     );
-    assert!(policy.decide(b"not a certificate", T0).is_err());
+    let error = policy
+        .decide(b"not a certificate", T0)
+        .expect_err("not a certificate");
+    assert!(
+        matches!(error, CertificateError::MalformedDer(_)),
+        "{error:?}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use flotta_core::pki::{
     BuiltinCa, CertificateAuthority, CsrPolicy, DeviceIdentity, DeviceKey,
     issue_registration_certificate, issue_server_certificate,
 };
+use futures::executor::block_on;
 use time::{Duration, OffsetDateTime};
 
 use crate::pki_support::{Scratch, openssl};
@@ -19,23 +20,27 @@ fn issued_certificates_verify_with_openssl() {
 
     let key = DeviceKey::generate().unwrap();
     let device = DeviceIdentity::new("edge-42", "fleet-a").unwrap();
-    let dev = CsrPolicy::default()
-        .issue(
-            &ca,
-            key.csr("edge-42").unwrap().pem().as_bytes(),
-            &device,
-            now,
-        )
-        .unwrap();
+    let dev = block_on(CsrPolicy::default().issue(
+        &ca,
+        key.csr("edge-42").unwrap().pem().as_bytes(),
+        &device,
+        now,
+    ))
+    .unwrap();
     s.write("device.pem", dev.pem());
-    let reg = issue_registration_certificate(&ca, now, Duration::days(365)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &ca,
+        now,
+        Duration::days(365),
+    ))
+    .unwrap();
     s.write("register.pem", reg.certificate.pem());
-    let server = issue_server_certificate(
+    let server = block_on(issue_server_certificate(
         &ca,
         &["edge-api.example", "127.0.0.1", "::1"],
         now,
         Duration::days(30),
-    )
+    ))
     .unwrap();
     s.write("server.pem", server.certificate.pem());
 
@@ -141,7 +146,12 @@ fn foreign_ca_certificates_fail_openssl_verify() {
     let ca = BuiltinCa::generate("flotta test CA", now).unwrap();
     let foreign = BuiltinCa::generate("flotta test CA", now).unwrap();
     s.write("ca.pem", ca.chain_pem());
-    let reg = issue_registration_certificate(&foreign, now, Duration::days(1)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &foreign,
+        now,
+        Duration::days(1),
+    ))
+    .unwrap();
     s.write("foreign.pem", reg.certificate.pem());
     let (ok, log) = openssl(s.dir(), &["verify", "-CAfile", "ca.pem", "foreign.pem"]);
     assert!(!ok, "{log}");
@@ -155,7 +165,12 @@ fn reloaded_ca_issues_certificates_that_chain_to_the_original() {
     let (cert_pem, key_pem) = ca.to_pem();
     s.write("ca.pem", &cert_pem);
     let reloaded = BuiltinCa::from_pem(&cert_pem, &key_pem).unwrap();
-    let reg = issue_registration_certificate(&reloaded, now, Duration::days(1)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &reloaded,
+        now,
+        Duration::days(1),
+    ))
+    .unwrap();
     s.write("register.pem", reg.certificate.pem());
     let (ok, log) = openssl(
         s.dir(),

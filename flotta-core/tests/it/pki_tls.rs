@@ -2,6 +2,7 @@
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
+use futures::executor::block_on;
 use std::sync::Arc;
 
 use flotta_core::pki::tls::ChainOnlyClientVerifier;
@@ -28,9 +29,13 @@ struct Pki {
 
 fn pki(verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>, ca: BuiltinCa) -> Pki {
     let now = OffsetDateTime::now_utc();
-    let server =
-        issue_server_certificate(&ca, &["localhost", "127.0.0.1"], now, Duration::days(30))
-            .unwrap();
+    let server = block_on(issue_server_certificate(
+        &ca,
+        &["localhost", "127.0.0.1"],
+        now,
+        Duration::days(30),
+    ))
+    .unwrap();
     let server_config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -123,14 +128,13 @@ fn device(
         device_lifetime: lifetime,
         ..CsrPolicy::default()
     };
-    let issued = policy
-        .issue(
-            ca,
-            key.csr(id).unwrap().der(),
-            &DeviceIdentity::new(id, "fleet-a").unwrap(),
-            issued_at,
-        )
-        .unwrap();
+    let issued = block_on(policy.issue(
+        ca,
+        key.csr(id).unwrap().der(),
+        &DeviceIdentity::new(id, "fleet-a").unwrap(),
+        issued_at,
+    ))
+    .unwrap();
     (issued.der().to_vec(), key.to_pem())
 }
 
@@ -153,7 +157,12 @@ fn device_and_registration_certificates_complete_mtls() {
         }
     );
 
-    let reg = issue_registration_certificate(&p.ca, now, Duration::days(365)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &p.ca,
+        now,
+        Duration::days(365),
+    ))
+    .unwrap();
     let chain = handshake(&p, reg.certificate.der(), reg.key_pem()).unwrap();
     assert_eq!(
         verifier
@@ -168,7 +177,12 @@ fn foreign_ca_client_is_refused_at_the_handshake() {
     let p = chain_only_pki();
     let now = OffsetDateTime::now_utc();
     let foreign = BuiltinCa::generate("tls CA", now).unwrap();
-    let reg = issue_registration_certificate(&foreign, now, Duration::days(1)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &foreign,
+        now,
+        Duration::days(1),
+    ))
+    .unwrap();
     let err = handshake(&p, reg.certificate.der(), reg.key_pem()).unwrap_err();
     assert_eq!(
         err,
@@ -239,7 +253,12 @@ fn stock_webpki_verifier_accepts_our_certificates_but_not_expired_ones() {
     let now = OffsetDateTime::now_utc();
     let (der, key) = device(&p.ca, "edge-1", now, Duration::days(90));
     assert!(handshake(&p, &der, &key).is_ok());
-    let reg = issue_registration_certificate(&p.ca, now, Duration::days(1)).unwrap();
+    let reg = block_on(issue_registration_certificate(
+        &p.ca,
+        now,
+        Duration::days(1),
+    ))
+    .unwrap();
     assert!(handshake(&p, reg.certificate.der(), reg.key_pem()).is_ok());
     let (old, old_key) = device(
         &p.ca,

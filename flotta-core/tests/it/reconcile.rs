@@ -364,7 +364,8 @@ fn dangling_references_are_problems_and_leave_the_workload_out() {
         &[secret("present", &[("k", "v")])],
         &[],
     );
-    assert!(rendered.has_errors());
+    // Handled per workload: the configuration itself is still fit to send.
+    assert!(!rendered.has_errors());
     assert_eq!(workload_names(&rendered), ["fine"]);
     let fields: Vec<&str> = rendered.problems.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(
@@ -550,4 +551,90 @@ fn flotta_samples_render() {
         .and_then(|l| l.syslog_config.as_ref())
         .expect("syslog");
     assert_eq!(syslog.address.as_deref(), Some("10.0.0.1:514"));
+}
+
+#[test]
+fn a_missing_reference_keeps_the_last_good_rendering_until_it_appears() {
+    use flotta_core::reconcile::{
+        REFERENCES_RESOLVED_CONDITION, keep_last_good, references_condition,
+    };
+    let dev = device("d1", "{}", "{}");
+    let pod = r#"{containers: [{name: main, image: app:1,
+        env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: api, key: token}}}]}],
+        volumes: [{name: certs, secret: {secretName: tls}}, {name: cfg, configMap: {name: app}}]}"#;
+    let w = workload("app", "device: d1", pod);
+    let secrets = [
+        secret("api", &[("token", "t1")]),
+        secret("tls", &[("crt", "c")]),
+    ];
+    let maps = [config_map("app", &[("a.conf", "x")])];
+    let good = prepare_workload(&w, &secrets, &maps);
+    assert!(good.workload.is_some(), "{:?}", good.problems);
+    assert_eq!(
+        good.uses
+            .secrets
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["api", "tls"]
+    );
+    assert!(good.uses.uses(false, "app"));
+    let rendered = render_device_config_prepared(&dev, &[], &[&good], &secrets, &maps);
+    let sent: Vec<&str> = rendered
+        .message
+        .secrets
+        .iter()
+        .flatten()
+        .filter_map(|s| s.name.as_deref())
+        .collect();
+    assert_eq!(sent, ["api", "tls"], "secret volumes are sent too");
+    assert!(rendered.uses.uses(true, "tls"));
+
+    // The workload moves to a new image that needs a secret not created yet.
+    let pod2 = pod
+        .replace("app:1", "app:2")
+        .replace("name: api", "name: api2");
+    let w2 = workload("app", "device: d1", &pod2);
+    let failed = prepare_workload(&w2, &secrets, &maps);
+    assert!(failed.workload.is_none());
+    let held = keep_last_good(Some(&good), failed.clone());
+    assert!(held.held_back);
+    assert_eq!(held.workload, good.workload, "the running revision stays");
+    assert!(held.uses.uses(true, "api2"), "its creation must re-render");
+    let rendered = render_device_config_prepared(&dev, &[], &[&held], &secrets, &maps);
+    assert_eq!(workload_names(&rendered), ["app"]);
+    // A workload never rendered has nothing to keep.
+    assert_eq!(keep_last_good(None, failed.clone()).workload, None);
+
+    let now: Time = yaml("\"2026-01-01T00:00:00Z\"");
+    let later: Time = yaml("\"2026-01-01T00:01:00Z\"");
+    let condition = references_condition(&w2, &secrets, &maps, None, &now);
+    assert_eq!(condition.type_, REFERENCES_RESOLVED_CONDITION);
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("False", "DanglingReference")
+    );
+    assert!(
+        condition.message.contains("secret 'api2' does not exist"),
+        "{}",
+        condition.message
+    );
+    let again = references_condition(&w2, &secrets, &maps, Some(&condition), &later);
+    assert_eq!(again.last_transition_time, now);
+
+    // The secret appears: the new rendering replaces the held one.
+    let mut with_api2 = secrets.to_vec();
+    with_api2.push(secret("api2", &[("token", "t2")]));
+    let converged = keep_last_good(Some(&held), prepare_workload(&w2, &with_api2, &maps));
+    assert!(!converged.held_back);
+    assert!(
+        converged
+            .workload
+            .as_ref()
+            .and_then(|w| w.specification.as_deref())
+            .is_some_and(|s| s.contains("app:2"))
+    );
+    let resolved = references_condition(&w2, &with_api2, &maps, Some(&condition), &later);
+    assert_eq!(resolved.status, "True");
+    assert_eq!(resolved.last_transition_time, later);
 }

@@ -256,3 +256,194 @@ proptest! {
         prop_assert_eq!(included, missing == 0);
     }
 }
+
+mod enforced_rollout {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use flotta_core::model::{
+        EdgeWorkloadSpec, IntOrString, LabelSelector, RolloutBatch, RolloutPolicy,
+    };
+    use flotta_core::reconcile::{
+        DeviceWorkloadState, RolloutControls, RolloutRecord, RolloutTarget, WorkloadRevision,
+        step_rollout,
+    };
+    use proptest::prelude::*;
+
+    fn revision(name: &str) -> WorkloadRevision {
+        WorkloadRevision {
+            revision: name.into(),
+            generation: None,
+            spec: EdgeWorkloadSpec::default(),
+        }
+    }
+
+    fn arb_quantity(max_count: i32) -> impl Strategy<Value = IntOrString> {
+        prop_oneof![
+            (1..=max_count).prop_map(IntOrString::Int),
+            (1..=100u32).prop_map(|p| IntOrString::String(format!("{p}%"))),
+        ]
+    }
+
+    fn arb_policy() -> impl Strategy<Value = RolloutPolicy> {
+        (
+            proptest::collection::vec(
+                (
+                    proptest::option::of(arb_quantity(6)),
+                    proptest::option::of(0..3u8),
+                ),
+                0..4,
+            ),
+            proptest::option::of(arb_quantity(4)),
+            proptest::option::of(0..=100u32),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(batches, max_unavailable, threshold, manual)| RolloutPolicy {
+                    batches: Some(
+                        batches
+                            .into_iter()
+                            .map(|(limit, ring)| RolloutBatch {
+                                limit,
+                                selector: ring.map(|r| LabelSelector {
+                                    match_labels: Some(BTreeMap::from([(
+                                        "ring".to_owned(),
+                                        r.to_string(),
+                                    )])),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                    max_unavailable,
+                    success_threshold: threshold.map(|t| IntOrString::String(format!("{t}%"))),
+                    manual_approval: manual.then_some(true),
+                    ..Default::default()
+                },
+            )
+    }
+
+    /// What a device does between two steps: 0 nothing, 1 run what it was given,
+    /// 2 fail on it, 3 fall silent, 4 come back.
+    fn arb_events(devices: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(proptest::collection::vec(0..5u8, devices), 1..12)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn no_device_outside_a_released_batch_gets_the_new_revision_and_the_cap_holds(
+            (rings, events) in (1..16usize).prop_flat_map(|n| (
+                proptest::collection::vec(0..3u8, n),
+                arb_events(n),
+            )),
+            policy in arb_policy(),
+            approvals in proptest::collection::vec(any::<bool>(), 12),
+            pauses in proptest::collection::vec(any::<bool>(), 12),
+        ) {
+            let names: Vec<String> = (0..rings.len()).map(|i| format!("d{i:02}")).collect();
+            let labels: Vec<BTreeMap<String, String>> = rings
+                .iter()
+                .map(|r| BTreeMap::from([("ring".to_owned(), r.to_string())]))
+                .collect();
+            let mut states = vec![DeviceWorkloadState::Older; names.len()];
+            let targets = |states: &[DeviceWorkloadState]| -> Vec<RolloutTarget<'_>> {
+                names.iter().zip(&labels).zip(states).map(|((name, labels), state)| RolloutTarget {
+                    name,
+                    labels,
+                    state: state.clone(),
+                }).collect()
+            };
+            let (mut record, _) = step_rollout(
+                Some(&policy), None, &revision("v1"), &targets(&states), RolloutControls::default(), 0,
+            ).expect("valid policy");
+            let cap = |total: usize| match &policy.max_unavailable {
+                None => usize::MAX,
+                Some(IntOrString::Int(n)) => usize::try_from(*n).unwrap_or(0),
+                Some(IntOrString::String(p)) => {
+                    let p: usize = p.trim_end_matches('%').parse().unwrap_or(0);
+                    (total * p).div_ceil(100)
+                }
+            };
+            let mut approved: Option<u32> = None;
+            let mut ever_updated: BTreeSet<String> = BTreeSet::new();
+            for (step, events) in events.iter().enumerate() {
+                let before = record.clone();
+                if approvals.get(step).copied().unwrap_or(false) {
+                    approved = Some(before.released_batches);
+                }
+                let controls = RolloutControls {
+                    paused: pauses.get(step).copied().unwrap_or(false) && step % 3 == 2,
+                    approved_batch: approved,
+                };
+                let unavailable = |record: &RolloutRecord, states: &[DeviceWorkloadState]| {
+                    names.iter().zip(states).filter(|(name, state)| {
+                        let updated = record.complete && record.current_revision.as_deref() == Some("v2")
+                            || record.updated.contains(name);
+                        match state {
+                            DeviceWorkloadState::Current => false,
+                            DeviceWorkloadState::Older => updated,
+                            _ => true,
+                        }
+                    }).count()
+                };
+                let down_before = if before.current_revision.as_deref() == Some("v2") {
+                    unavailable(&before, &states)
+                } else {
+                    states.iter().filter(|s| !matches!(s, DeviceWorkloadState::Older)).count()
+                };
+                let (next, _) = step_rollout(
+                    Some(&policy), Some(&before), &revision("v2"), &targets(&states), controls, i64::try_from(step).unwrap_or(0),
+                ).expect("valid policy");
+                // 1. Every device given v2 belongs to a released batch.
+                let released = next.batches.iter().enumerate()
+                    .filter(|(_, b)| b.released).count();
+                prop_assert!(next.complete || usize::try_from(next.released_batches).unwrap_or(0) == released);
+                if !next.complete {
+                    // Recompute membership the way core orders it: updated first, then by name.
+                    let updated: BTreeSet<&String> = next.updated.iter().collect();
+                    for batch in next.batches.iter().filter(|b| !b.released) {
+                        prop_assert_eq!(batch.updated, 0, "an unreleased batch has no updated device: {:?}", next);
+                    }
+                    prop_assert_eq!(
+                        next.batches.iter().map(|b| b.updated as usize).sum::<usize>(),
+                        updated.len()
+                    );
+                }
+                // 2. Assignments are never taken back within a revision.
+                for name in &before.updated {
+                    prop_assert!(next.complete || next.updated.contains(name));
+                }
+                // 3. maxUnavailable: giving devices the new revision never pushes the
+                // count of unavailable targets above the cap (or above what it was).
+                let down_after = unavailable(&next, &states);
+                prop_assert!(
+                    down_after <= cap(names.len()).max(down_before),
+                    "{down_after} unavailable after the step, {down_before} before, cap {}", cap(names.len())
+                );
+                // 4. Manual approval: no batch past the approved one is released.
+                if policy.manual_approval == Some(true) && !next.complete {
+                    let limit = approved.unwrap_or(0) + 1;
+                    prop_assert!(next.released_batches <= limit.max(1));
+                }
+                ever_updated.extend(next.updated.iter().cloned());
+                // The devices act on what they were given.
+                for ((name, state), event) in names.iter().zip(&mut states).zip(events) {
+                    let given = next.complete || next.updated.contains(name);
+                    *state = match (event, given) {
+                        (1, true) => DeviceWorkloadState::Current,
+                        (2, true) => DeviceWorkloadState::Failed("WorkloadExited".into()),
+                        (3, _) => DeviceWorkloadState::Unknown,
+                        (4, false) => DeviceWorkloadState::Older,
+                        (4, true) => DeviceWorkloadState::Current,
+                        _ => state.clone(),
+                    };
+                    // A device never runs v2 unless it was given it.
+                    prop_assert!(given || *state != DeviceWorkloadState::Current);
+                }
+                record = next;
+            }
+        }
+    }
+}

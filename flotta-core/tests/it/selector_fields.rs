@@ -272,7 +272,12 @@ fn flotta_resources_are_selectable() {
     assert!(!select("status.lastSeen<2026-05-01T09:00:00Z"));
     assert!(select("spec.osInformation.commitID contains ffe"));
     assert!(select("!spec.requestTime"));
-    assert!(FieldSelector::parse_for::<EdgeDevice>("status.lastSeen contains 2026").is_err());
+    let error = FieldSelector::parse_for::<EdgeDevice>("status.lastSeen contains 2026")
+        .expect_err("contains is for strings");
+    assert!(
+        matches!(error.kind, SelectorErrorKind::OperatorNotForField { .. }),
+        "{error:?}"
+    );
     assert!(
         "tier=edge"
             .parse::<Selector>()

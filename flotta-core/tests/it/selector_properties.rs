@@ -42,6 +42,53 @@ fn selector() -> impl Strategy<Value = Selector> {
     ]
 }
 
+/// One requirement as a user may write it, in every form Kubernetes accepts:
+/// `in` / `notin` as keys and values, `==`, bounds with leading zeros, and value
+/// lists with empty entries.
+fn requirement_text() -> impl Strategy<Value = String> {
+    let key = || prop::sample::select(&["a", "b", "in", "notin", "x.io/k"][..]);
+    let value = || prop::sample::select(&["1", "007", "in", "notin", "v"][..]);
+    let space = || prop::sample::select(&["", " ", "\t"][..]);
+    prop_oneof![
+        key().prop_map(str::to_owned),
+        (space(), key()).prop_map(|(s, k)| format!("!{s}{k}")),
+        (
+            key(),
+            space(),
+            prop::sample::select(&["=", "==", "!="][..]),
+            prop_oneof![Just(""), value()]
+        )
+            .prop_map(|(k, s, o, v)| format!("{k}{s}{o}{s}{v}")),
+        (
+            key(),
+            prop::sample::select(&[">", "<"][..]),
+            prop::sample::select(&["0", "00", "7", "007", "10"][..])
+        )
+            .prop_map(|(k, o, n)| format!("{k}{o}{n}")),
+        (
+            key(),
+            prop::sample::select(&[" in ", " notin "][..]),
+            vec(value(), 0..4),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(k, o, values, leading, trailing)| {
+                let list = if values.is_empty() {
+                    String::new()
+                } else {
+                    // an empty entry first or last is the empty value
+                    format!(
+                        "{}{}{}",
+                        if leading { "," } else { "" },
+                        values.join(","),
+                        if trailing { "," } else { "" }
+                    )
+                };
+                format!("{k}{o}({list})")
+            }),
+    ]
+}
+
 fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
     btree_map(key(), value(), 0..5)
 }
@@ -99,11 +146,37 @@ proptest! {
 
     #[test]
     fn parsing_random_text_never_panics_and_round_trips(
-        text in "[a-z0-9 ,!=<>()./_-]{0,24}|(in|notin|a|b|=|==|!=|,|\\(|\\)| |!|<|>|1)*"
+        text in "[a-z0-9 ,!=<>()./_-]{0,24}|(in|notin|a|b|=|==|!=|,|\\(|\\)| |!|<|>|1|0)*"
     ) {
         if let Ok(selector) = text.parse::<Selector>() {
             let canonical = selector.to_string();
-            prop_assert_eq!(canonical.parse::<Selector>().ok(), Some(selector));
+            let reparsed = canonical.parse::<Selector>().ok();
+            prop_assert_eq!(reparsed.as_ref(), Some(&selector));
+            prop_assert_eq!(reparsed.map(|s| s.to_string()), Some(canonical));
+        }
+    }
+
+    #[test]
+    fn written_selectors_parse_and_print_stably(
+        parts in vec(requirement_text(), 0..6),
+        objects in vec(btree_map(
+            prop::sample::select(&["a", "b", "in", "notin", "x.io/k"][..]).prop_map(str::to_owned),
+            prop::sample::select(&["", "1", "007", "7", "in", "notin", "v", "+8"][..]).prop_map(str::to_owned),
+            0..4,
+        ), 1..6),
+    ) {
+        let text = parts.join(",");
+        let selector: Selector = text.parse().map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
+        // every requirement is kept, duplicates included
+        prop_assert_eq!(selector.requirements().len(), parts.len());
+        let canonical = selector.to_string();
+        let reparsed: Selector = canonical.parse().map_err(|e| TestCaseError::fail(format!("{canonical:?}: {e}")))?;
+        prop_assert_eq!(&reparsed, &selector, "{:?} -> {:?}", text, canonical);
+        prop_assert_eq!(reparsed.to_string(), canonical);
+        // comma is AND: the whole selects what every part selects on its own
+        for labels in &objects {
+            let each = parts.iter().all(|part| part.parse::<Selector>().is_ok_and(|s| s.matches(labels)));
+            prop_assert_eq!(selector.matches(labels), each, "{:?} on {:?}", text, labels);
         }
     }
 

@@ -45,7 +45,7 @@ pub(super) fn overlay_last_seen(object: &mut StoredObject, seen_at: Option<Offse
     if let Some(status) = status.as_object_mut() {
         status.insert(
             "lastSeen".into(),
-            Value::String(crate::tokens::format_time(seen_at)),
+            Value::String(flotta_core::timestamp::rfc3339(seen_at)),
         );
     }
 }

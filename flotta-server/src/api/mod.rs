@@ -7,11 +7,15 @@
 //! - `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}`: get, replace (`PUT`,
 //!   409 on a stale `metadata.resourceVersion`), merge patch, delete;
 //! - `.../{name}/status`: the status subresource;
-//! - `/apis/{group}/{version}/tokens[/{id}]`: API tokens (admin only).
+//! - `/apis/{group}/{version}/tokens[/{id}]`: API tokens (admin only);
+//! - `/api/v1/events`, `/api/v1/namespaces/{ns}/events[/{name}]`: Kubernetes
+//!   `Event`s the server recorded, read-only (list, watch, get).
 //!
-//! Plus `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, which need no token.
+//! Plus `/healthz`, `/readyz` and `/openapi.json`, which need no token, and
+//! `/metrics`, which needs one with the metrics permission unless configured open.
 //! Every error is a Kubernetes `Status` object ([`ApiError`]).
 
+pub mod audit;
 mod auth;
 mod last_seen;
 mod object;
@@ -24,9 +28,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
@@ -41,30 +45,17 @@ use crate::store::{ResourceKind, Store};
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Path prefix of the flotta API group and version.
-pub const API_PREFIX: &str = "/apis/management.project-flotta.io/v1alpha1";
+pub const API_PREFIX: &str = flotta_core::paths::MANAGEMENT_PREFIX;
 
-/// The URL plural of a kind.
+/// The URL plural of a kind, from core's kind table.
 pub fn plural_of(kind: ResourceKind) -> &'static str {
-    match kind {
-        ResourceKind::EdgeDevice => "edgedevices",
-        ResourceKind::EdgeDeviceSet => "edgedevicesets",
-        ResourceKind::EdgeWorkload => "edgeworkloads",
-        ResourceKind::EdgeDeviceSignedRequest => "edgedevicesignedrequests",
-    }
+    kind.plural()
 }
 
 /// The kind a URL plural names. Flotta's own singular-form plural of signed
-/// requests (`edgedevicesignedrequest`) is accepted too.
+/// requests (`edgedevicesignedrequest`, its CRD plural) is accepted too.
 pub fn kind_of_plural(plural: &str) -> Option<ResourceKind> {
-    match plural {
-        "edgedevices" => Some(ResourceKind::EdgeDevice),
-        "edgedevicesets" => Some(ResourceKind::EdgeDeviceSet),
-        "edgeworkloads" => Some(ResourceKind::EdgeWorkload),
-        "edgedevicesignedrequests" | "edgedevicesignedrequest" => {
-            Some(ResourceKind::EdgeDeviceSignedRequest)
-        }
-        _ => None,
-    }
+    ResourceKind::from_plural(plural)
 }
 
 /// What the management API handlers share.
@@ -74,6 +65,9 @@ pub struct ApiState {
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     openapi: Arc<Vec<u8>>,
+    audit: Option<Arc<audit::AuditLog>>,
+    events: crate::events::EventRecorder,
+    metrics_open: bool,
 }
 
 impl ApiState {
@@ -84,12 +78,42 @@ impl ApiState {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let openapi = serde_json::to_vec(&openapi_document()).unwrap_or_default();
+        let events = crate::events::EventRecorder::new(
+            store.clone(),
+            flotta_core::events::EventRetention::default(),
+        );
         Self {
+            events,
             store,
             metrics,
             shutdown,
             openapi: Arc::new(openapi),
+            audit: None,
+            metrics_open: false,
         }
+    }
+
+    /// Serves `/metrics` without a token (by default a token with the metrics
+    /// permission is needed: any role, the `metrics` role for a scraper).
+    pub fn with_open_metrics(mut self, open: bool) -> Self {
+        self.metrics_open = open;
+        self
+    }
+
+    /// Records mutating requests (and, as configured, reads of secrets) in `log`.
+    pub fn with_audit(mut self, log: Arc<audit::AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
+    }
+}
+
+impl ApiState {
+    /// This state recording its server-side events (enrolment decisions, device
+    /// deletions) through `events`, the recorder the Edge API shares; by default
+    /// the state has one of its own.
+    pub fn with_event_recorder(mut self, events: crate::events::EventRecorder) -> Self {
+        self.events = events;
+        self
     }
 }
 
@@ -104,16 +128,50 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(
+            auth::METRICS_PATH,
+            get(metrics).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::authorize_metrics,
+            )),
+        )
         .route("/openapi.json", get(openapi_json))
         .with_state(state.clone())
         .merge(resources)
-        .merge(crate::ui::router())
+        .merge(console_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(read_body_within_limits))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(middleware::from_fn_with_state(state, record_metrics))
+}
+
+/// The console's routes: `/ui` (redirects to `/ui/`), `/ui/` and `/ui/{file}`; a
+/// file the console does not have is a `404` Status like any other.
+fn console_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    fn serve(name: &str, headers: &HeaderMap) -> Response {
+        crate::ui::serve(name, headers).unwrap_or_else(|| {
+            ApiError::not_found(format!("the console has no file {name:?}")).into_response()
+        })
+    }
+    Router::new()
+        .route(
+            crate::ui::UI_PATH,
+            get(|| async { Redirect::permanent("/ui/") }),
+        )
+        .route(
+            "/ui/",
+            get(|headers: HeaderMap| async move { serve("index.html", &headers) }),
+        )
+        .route(
+            "/ui/{file}",
+            get(
+                |axum::extract::Path(file): axum::extract::Path<String>, headers: HeaderMap| async move {
+                    serve(&file, &headers)
+                },
+            ),
+        )
 }
 
 /// Time a client has to send a whole request body (manifests can be large).
@@ -155,7 +213,14 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
-    let mut response = state.metrics.render().into_response();
+    let mut text = state.metrics.render();
+    match crate::metrics::FleetGauges::read(state.store.as_ref()).await {
+        Ok(fleet) => fleet.render(&mut text),
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), "metrics: fleet gauges unavailable");
+        }
+    }
+    let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -203,6 +268,30 @@ async fn record_metrics(State(state): State<ApiState>, request: Request, next: N
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    #[tokio::test]
+    async fn console_redirects_and_refuses_unknown_files_with_a_status() {
+        let get = |path: &str| {
+            console_routes::<()>().oneshot(Request::get(path).body(Body::empty()).expect("request"))
+        };
+        let redirect = get("/ui").await.expect("response");
+        assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(redirect.headers()[header::LOCATION], "/ui/");
+        assert_eq!(
+            get("/ui/").await.expect("response").status(),
+            StatusCode::OK
+        );
+        let missing = get("/ui/missing.js").await.expect("response");
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(missing.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        let status: serde_json::Value = serde_json::from_slice(&body).expect("a Status object");
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], "NotFound");
+    }
 
     #[test]
     fn plurals_round_trip() {

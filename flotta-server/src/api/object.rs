@@ -6,8 +6,9 @@ use std::borrow::Cow;
 
 use axum::http::{HeaderMap, header};
 use flotta_core::model::{
-    API_VERSION, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload,
+    ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload,
 };
+use flotta_core::secret_data;
 use flotta_core::selector::{
     FieldKind, FieldSelector, FieldSpec, FieldValue, Fields, validate_label_key,
     validate_label_value,
@@ -15,8 +16,6 @@ use flotta_core::selector::{
 use flotta_core::strict_json;
 use flotta_core::validation::{self, Validate};
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::status::{ApiError, StatusCause};
 use crate::store::ResourceKind;
@@ -102,14 +101,15 @@ pub(crate) fn admit(target: &Target<'_>, body: &mut Value) -> Result<String, Api
         ));
     };
     let mut causes = Vec::new();
+    let api_version = kind.info().api_version();
     match object.get("apiVersion") {
         None | Some(Value::Null) => {
-            object.insert("apiVersion".into(), Value::String(API_VERSION.into()));
+            object.insert("apiVersion".into(), Value::String(api_version.into()));
         }
-        Some(Value::String(v)) if v == API_VERSION => {}
+        Some(Value::String(v)) if v == api_version => {}
         Some(other) => causes.push(StatusCause::invalid(
             "apiVersion",
-            format!("must be {API_VERSION:?}, not {other}"),
+            format!("must be {api_version:?}, not {other}"),
         )),
     }
     match object.get("kind") {
@@ -216,6 +216,9 @@ pub(crate) fn admit(target: &Target<'_>, body: &mut Value) -> Result<String, Api
     {
         causes.extend(found);
     }
+    if causes.is_empty() && kind == ResourceKind::Secret {
+        secret_data::fold_string_data(body);
+    }
     if causes.is_empty() {
         Ok(name)
     } else {
@@ -253,6 +256,31 @@ fn check_typed(kind: ResourceKind, body: &Value) -> Result<(), Vec<StatusCause>>
         ResourceKind::EdgeDeviceSet => parse::<EdgeDeviceSet>(body),
         ResourceKind::EdgeWorkload => parse::<EdgeWorkload>(body),
         ResourceKind::EdgeDeviceSignedRequest => parse::<EdgeDeviceSignedRequest>(body),
+        // The API never admits events: the server records them (see crate::events).
+        ResourceKind::Event => Err(vec![StatusCause::invalid(
+            "",
+            "events are recorded by the server and cannot be written",
+        )]),
+        // Checked without serde, whose messages may quote the values.
+        ResourceKind::Secret => {
+            let problems = secret_data::check_secret(body);
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems
+                    .into_iter()
+                    .map(|problem| StatusCause::invalid(problem.path, problem.message))
+                    .collect())
+            }
+        }
+        ResourceKind::ConfigMap => serde_path_to_error::deserialize::<_, ConfigMap>(body.clone())
+            .map(|_| ())
+            .map_err(|error| {
+                vec![StatusCause::invalid(
+                    error.path().to_string(),
+                    error.into_inner().to_string(),
+                )]
+            }),
     }
 }
 
@@ -286,45 +314,10 @@ pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// The fields a field selector may name, per kind.
+/// The fields a `fieldSelector` may name for `kind`: core's whitelist, the one the
+/// typed model's selectors use too.
 pub(crate) fn selectable_fields(kind: ResourceKind) -> &'static [FieldSpec] {
-    const DEVICE: &[FieldSpec] = &[
-        FieldSpec::new("metadata.name", FieldKind::String),
-        FieldSpec::new("metadata.namespace", FieldKind::String),
-        FieldSpec::new("metadata.creationTimestamp", FieldKind::Timestamp),
-        FieldSpec::new("metadata.generation", FieldKind::Number),
-        FieldSpec::new("status.phase", FieldKind::String),
-        FieldSpec::new("status.lastSeen", FieldKind::Timestamp),
-    ];
-    const DEVICE_SET: &[FieldSpec] = &[
-        FieldSpec::new("metadata.name", FieldKind::String),
-        FieldSpec::new("metadata.namespace", FieldKind::String),
-        FieldSpec::new("metadata.creationTimestamp", FieldKind::Timestamp),
-        FieldSpec::new("metadata.generation", FieldKind::Number),
-    ];
-    const WORKLOAD: &[FieldSpec] = &[
-        FieldSpec::new("metadata.name", FieldKind::String),
-        FieldSpec::new("metadata.namespace", FieldKind::String),
-        FieldSpec::new("metadata.creationTimestamp", FieldKind::Timestamp),
-        FieldSpec::new("metadata.generation", FieldKind::Number),
-        FieldSpec::new("spec.type", FieldKind::String),
-        FieldSpec::new("spec.device", FieldKind::String),
-    ];
-    const SIGNED_REQUEST: &[FieldSpec] = &[
-        FieldSpec::new("metadata.name", FieldKind::String),
-        FieldSpec::new("metadata.namespace", FieldKind::String),
-        FieldSpec::new("metadata.creationTimestamp", FieldKind::Timestamp),
-        FieldSpec::new("metadata.generation", FieldKind::Number),
-        FieldSpec::new("spec.approved", FieldKind::Boolean),
-        FieldSpec::new("spec.targetNamespace", FieldKind::String),
-        FieldSpec::new("spec.targetSet", FieldKind::String),
-    ];
-    match kind {
-        ResourceKind::EdgeDevice => DEVICE,
-        ResourceKind::EdgeWorkload => WORKLOAD,
-        ResourceKind::EdgeDeviceSignedRequest => SIGNED_REQUEST,
-        ResourceKind::EdgeDeviceSet => DEVICE_SET,
-    }
+    kind.fields()
 }
 
 /// A stored body seen through the field-selector whitelist of its kind.
@@ -350,7 +343,7 @@ impl Fields for SelectableObject<'_> {
             FieldKind::Number => value.as_i64().map(FieldValue::Number),
             FieldKind::Timestamp => value
                 .as_str()
-                .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+                .and_then(flotta_core::timestamp::parse_rfc3339)
                 .map(FieldValue::Timestamp),
             FieldKind::Boolean => value.as_bool().map(FieldValue::Boolean),
             // Kinds added to flotta-core later are not selectable here yet.
@@ -371,6 +364,7 @@ pub(crate) fn parse_field_selector(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotta_core::model::API_VERSION;
     use serde_json::json;
 
     #[test]

@@ -120,12 +120,12 @@ fn list_responses(kind: &str) -> Value {
     Value::Object(responses)
 }
 
-fn list_schema(kind: &str) -> Value {
+fn list_schema(kind: &str, api_version: &str) -> Value {
     json!({
         "type": "object",
         "required": ["apiVersion", "kind", "metadata", "items"],
         "properties": {
-            "apiVersion": {"type": "string", "const": API_VERSION},
+            "apiVersion": {"type": "string", "const": api_version},
             "kind": {"type": "string", "const": format!("{kind}List")},
             "metadata": {
                 "type": "object",
@@ -175,15 +175,33 @@ fn status_schema() -> Value {
     })
 }
 
+/// The paths of one kind under its prefix. A kind only the server writes
+/// (`events`) gets the read operations only; the server answers writes with 405.
 fn kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
+    if !kind.server_written() {
+        all_kind_paths(kind, paths);
+        return;
+    }
+    let mut all = Map::new();
+    all_kind_paths(kind, &mut all);
+    for (path, mut operations) in all {
+        if let Some(operations) = operations.as_object_mut() {
+            operations.retain(|method, _| method == "get");
+        }
+        paths.insert(path, operations);
+    }
+}
+
+fn all_kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
     let plural = plural_of(kind);
     let name = kind.as_str();
     let namespace = string_param("namespace", "path", "Namespace");
     let object_name = string_param("name", "path", "Object name");
     let tag = json!([name]);
+    let prefix = kind.api_prefix();
 
     paths.insert(
-        format!("{API_PREFIX}/{plural}"),
+        format!("{prefix}/{plural}"),
         json!({
             "get": {
                 "operationId": format!("list{name}ForAllNamespaces"),
@@ -197,7 +215,7 @@ fn kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
     let mut namespaced_list = list_parameters();
     namespaced_list.insert(0, namespace.clone());
     paths.insert(
-        format!("{API_PREFIX}/namespaces/{{namespace}}/{plural}"),
+        format!("{prefix}/namespaces/{{namespace}}/{plural}"),
         json!({
             "get": {
                 "operationId": format!("listNamespaced{name}"),
@@ -232,7 +250,7 @@ fn kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
         ),
     ];
     paths.insert(
-        format!("{API_PREFIX}/namespaces/{{namespace}}/{plural}/{{name}}"),
+        format!("{prefix}/namespaces/{{namespace}}/{plural}/{{name}}"),
         json!({
             "get": {
                 "operationId": format!("read{name}"),
@@ -265,8 +283,12 @@ fn kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
             },
         }),
     );
+    if !kind.is_flotta() {
+        // The core kinds served here have no status subresource.
+        return;
+    }
     paths.insert(
-        format!("{API_PREFIX}/namespaces/{{namespace}}/{plural}/{{name}}/status"),
+        format!("{prefix}/namespaces/{{namespace}}/{plural}/{{name}}/status"),
         json!({
             "get": {
                 "operationId": format!("read{name}Status"),
@@ -292,6 +314,37 @@ fn kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
             },
         }),
     );
+    if kind == ResourceKind::EdgeDeviceSignedRequest {
+        paths.insert(
+            format!("{API_PREFIX}/namespaces/{{namespace}}/{plural}/{{name}}/approval"),
+            json!({
+                "post": {
+                    "operationId": format!("decide{name}"),
+                    "tags": tag,
+                    "summary": "Approve or deny the enrolment request: sets spec.approved and the approved or declined condition, signed with the calling token",
+                    "parameters": params,
+                    "requestBody": {
+                        "required": true,
+                        "content": {"application/json": {"schema": {
+                            "type": "object",
+                            "required": ["approved"],
+                            "additionalProperties": false,
+                            "properties": {
+                                "approved": {"type": "boolean"},
+                                "message": {"type": "string", "maxLength": 1024},
+                            },
+                        }}},
+                    },
+                    "responses": object_responses("200", name, &[
+                        ("409", "A concurrent writer kept winning"),
+                        ("413", "Body larger than 8 MiB"),
+                        ("415", "Unsupported Content-Type"),
+                        ("422", "The body is not {approved, message}"),
+                    ]),
+                },
+            }),
+        );
+    }
 }
 
 fn token_paths(paths: &mut Map<String, Value>) {
@@ -300,7 +353,7 @@ fn token_paths(paths: &mut Map<String, Value>) {
         "required": ["id", "role", "description", "createdAt"],
         "properties": {
             "id": {"type": "string"},
-            "role": {"type": "string", "enum": ["admin", "operator", "viewer"]},
+            "role": {"type": "string", "enum": ["admin", "operator", "viewer", "metrics"]},
             "description": {"type": "string"},
             "createdAt": {"type": "string", "format": "date-time"},
             "secret": {"type": "string", "description": "Only in the creation response"},
@@ -333,7 +386,7 @@ fn token_paths(paths: &mut Map<String, Value>) {
                     "required": ["role"],
                     "additionalProperties": false,
                     "properties": {
-                        "role": {"type": "string", "enum": ["admin", "operator", "viewer"]},
+                        "role": {"type": "string", "enum": ["admin", "operator", "viewer", "metrics"]},
                         "description": {"type": "string"},
                     },
                 }}}},
@@ -402,12 +455,18 @@ pub fn openapi_document() -> Value {
     add_schema::<EdgeDeviceSet>(&mut generator, &mut aliases, "EdgeDeviceSet");
     add_schema::<EdgeWorkload>(&mut generator, &mut aliases, "EdgeWorkload");
     add_schema::<EdgeDeviceSignedRequest>(&mut generator, &mut aliases, "EdgeDeviceSignedRequest");
+    add_schema::<flotta_core::model::Secret>(&mut generator, &mut aliases, "Secret");
+    add_schema::<flotta_core::model::ConfigMap>(&mut generator, &mut aliases, "ConfigMap");
+    add_schema::<flotta_core::model::Event>(&mut generator, &mut aliases, "Event");
     let mut schemas = generator.take_definitions(true);
     for (name, schema) in aliases {
         schemas.entry(name).or_insert(schema);
     }
     for kind in ResourceKind::ALL {
-        schemas.insert(format!("{}List", kind.as_str()), list_schema(kind.as_str()));
+        schemas.insert(
+            format!("{}List", kind.as_str()),
+            list_schema(kind.as_str(), kind.api_version()),
+        );
     }
     schemas.insert("Status".into(), status_schema());
 
@@ -422,7 +481,7 @@ pub fn openapi_document() -> Value {
         "info": {
             "title": "flotta management API",
             "version": API_VERSION,
-            "description": "Kubernetes-style REST API over flotta's EdgeDevice, EdgeDeviceSet, EdgeWorkload and EdgeDeviceSignedRequest resources. Errors are Kubernetes Status objects.",
+            "description": "Kubernetes-style REST API over flotta's EdgeDevice, EdgeDeviceSet, EdgeWorkload and EdgeDeviceSignedRequest resources, and Kubernetes v1 Secrets, ConfigMaps and Events (read-only, recorded by the server) under /api/v1. Errors are Kubernetes Status objects.",
         },
         "security": [{"bearerToken": []}],
         "paths": paths,
@@ -465,9 +524,19 @@ mod tests {
                 "unresolved reference {target}"
             );
         }
-        for kind in ResourceKind::ALL {
+        let events = format!(
+            "{}/namespaces/{{namespace}}/events",
+            flotta_core::paths::CORE_PREFIX
+        );
+        assert!(document["paths"][&events].get("get").is_some(), "{events}");
+        assert!(document["paths"][&events].get("post").is_none(), "{events}");
+        for kind in ResourceKind::ALL
+            .into_iter()
+            .filter(|k| !k.server_written())
+        {
             let plural = plural_of(kind);
-            let path = format!("{API_PREFIX}/namespaces/{{namespace}}/{plural}/{{name}}");
+            let prefix = kind.api_prefix();
+            let path = format!("{prefix}/namespaces/{{namespace}}/{plural}/{{name}}");
             for method in ["get", "put", "patch", "delete"] {
                 assert!(
                     document["paths"][&path].get(method).is_some(),

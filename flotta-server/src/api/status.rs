@@ -216,17 +216,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// An error and its causes on one line: `a: b: c`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// An error and its causes on one line: `a: b: c` (core's formatter).
+pub use flotta_core::error_chain::error_chain;
 
 #[cfg(test)]
 mod tests {

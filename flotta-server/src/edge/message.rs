@@ -7,7 +7,6 @@ use flotta_core::wire::{self, HardwareInfo, Message, MessageResponse, MessageTyp
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// Why a request body is not a usable message. The text is sent back with a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,11 +54,6 @@ pub(super) fn hardware(info: HardwareInfo, path: &str) -> Result<Hardware, BadMe
     Hardware::try_from(info).map_err(|e| BadMessage(format!("{path}.{e}")))
 }
 
-/// Server time in RFC 3339.
-pub(super) fn timestamp(now: OffsetDateTime) -> String {
-    now.format(&Rfc3339).unwrap_or_default()
-}
-
 /// A message from the server (`GET .../in` answers).
 pub(super) fn reply(message_type: MessageType, directive: &str, content: Value) -> Message {
     Message {
@@ -67,7 +61,7 @@ pub(super) fn reply(message_type: MessageType, directive: &str, content: Value) 
         message_id: Some(uuid::Uuid::new_v4().hyphenated().to_string()),
         response_to: None,
         version: Some(wire::MESSAGE_VERSION),
-        sent: Some(timestamp(OffsetDateTime::now_utc())),
+        sent: Some(flotta_core::timestamp::rfc3339(OffsetDateTime::now_utc())),
         directive: Some(directive.to_owned()),
         metadata: None,
         content: (!content.is_null()).then_some(content),

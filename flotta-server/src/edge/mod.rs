@@ -19,6 +19,7 @@
 //! written through a [`LastSeenRecorder`] before the heartbeat is answered.
 //! See `docs/edge-api.md`.
 
+mod conditions;
 mod configs;
 mod device_cache;
 mod handlers;
@@ -33,15 +34,17 @@ use flotta_core::pki::{CertificateAuthority, PeerVerifier, RevocationList, Seria
 
 use crate::store::{LastSeenRecorder, Store, StoreError};
 
+pub use conditions::DEFAULT_STATUS_SWEEP_PERIOD;
 pub use configs::ConfigCacheStats;
+pub(crate) use handlers::enrolment_decision;
 pub use handlers::router;
 pub use tls::{
     HEADER_READ_TIMEOUT, PeerCertificates, edge_connection_limits, serve, serve_with_limits,
-    tls_server_config,
+    tls_server_config, tls_server_config_with,
 };
 
-/// Base path of every Edge API route.
-pub const BASE_PATH: &str = "/api/flotta-management/v1";
+/// Base path of every Edge API route (core's [`flotta_core::paths::EDGE_BASE_PATH`]).
+pub use flotta_core::paths::EDGE_BASE_PATH as BASE_PATH;
 
 /// Largest request body accepted, in bytes; larger bodies get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -52,6 +55,12 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// Annotation on an `EdgeDevice` listing the serials (lowercase hex, comma separated)
 /// of the certificates issued to it, so that they can be revoked when it is deleted.
 pub const CERTIFICATE_SERIALS_ANNOTATION: &str = "flotta-rs.io/certificate-serials";
+/// Annotation on an `EdgeDevice` holding the end of validity (RFC 3339) of the
+/// newest certificate issued to it, read by the certificate-expiry gauges.
+pub const CERTIFICATE_NOT_AFTER_ANNOTATION: &str = "flotta-rs.io/certificate-not-after";
+/// Annotation the server writes on a signed request when the registration
+/// certificate was refused for the registered device: when, and why.
+pub const REGISTRATION_REFUSED_ANNOTATION: &str = "flotta-rs.io/registration-refused";
 
 /// Most heartbeat times written in one last-seen transaction.
 const LAST_SEEN_MAX_BATCH: usize = 1_000;
@@ -71,7 +80,47 @@ pub struct EdgeOptions {
     /// Namespace where enrolment requests (`EdgeDeviceSignedRequest`) are kept; a
     /// registering device only knows its id, so the requests live in one place.
     pub signed_request_namespace: String,
+    /// How long a device's previous certificate keeps working after a renewal
+    /// (requests already under way, replicas that have not seen the renewal yet);
+    /// it is refused from then on, so a device has at most two valid
+    /// certificates, and one of them only for this long.
+    pub superseded_grace: std::time::Duration,
+    /// How many events are kept, and for how long.
+    pub event_retention: flotta_core::events::EventRetention,
+    /// CA certificates (DER) a rotation is retiring: certificates they signed are
+    /// still accepted, and their devices are told to renew (control command
+    /// `renew-certificate`).
+    pub retiring_cas: Vec<Vec<u8>>,
+    /// The CA certificates (PEM) a device should trust for this server, sent with
+    /// each issued certificate (`caBundle` of the registration response) so that a
+    /// device moves with a CA rotation; not sent when `None`.
+    pub ca_bundle: Option<String>,
+    /// How often the status of every device heard from is recomputed as time passes
+    /// (a silent device turns offline, a change of what it is served shows in its
+    /// conditions); see `docs/server.md`.
+    pub status_sweep_period: std::time::Duration,
 }
+
+/// The certificate serials recorded on a stored `EdgeDevice` (annotation
+/// [`CERTIFICATE_SERIALS_ANNOTATION`]), oldest first.
+fn certificate_serials(device: &crate::store::StoredObject) -> Vec<String> {
+    device
+        .body
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(CERTIFICATE_SERIALS_ANNOTATION))
+        .and_then(serde_json::Value::as_str)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Default of [`EdgeOptions::superseded_grace`]: ten minutes.
+pub const DEFAULT_SUPERSEDED_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for EdgeOptions {
     fn default() -> Self {
@@ -79,6 +128,11 @@ impl Default for EdgeOptions {
             auto_approve: false,
             certificate_lifetime: flotta_core::pki::DEFAULT_DEVICE_LIFETIME,
             signed_request_namespace: "default".to_owned(),
+            superseded_grace: DEFAULT_SUPERSEDED_GRACE,
+            event_retention: flotta_core::events::EventRetention::default(),
+            retiring_cas: Vec::new(),
+            ca_bundle: None,
+            status_sweep_period: DEFAULT_STATUS_SWEEP_PERIOD,
         }
     }
 }
@@ -93,6 +147,36 @@ impl EdgeOptions {
     /// Sets [`EdgeOptions::certificate_lifetime`].
     pub fn with_certificate_lifetime(mut self, lifetime: time::Duration) -> Self {
         self.certificate_lifetime = lifetime;
+        self
+    }
+
+    /// Sets [`EdgeOptions::superseded_grace`].
+    pub fn with_superseded_grace(mut self, grace: std::time::Duration) -> Self {
+        self.superseded_grace = grace;
+        self
+    }
+
+    /// Sets [`EdgeOptions::event_retention`].
+    pub fn with_event_retention(mut self, retention: flotta_core::events::EventRetention) -> Self {
+        self.event_retention = retention;
+        self
+    }
+
+    /// Sets [`EdgeOptions::retiring_cas`].
+    pub fn with_retiring_cas(mut self, certificates_der: Vec<Vec<u8>>) -> Self {
+        self.retiring_cas = certificates_der;
+        self
+    }
+
+    /// Sets [`EdgeOptions::ca_bundle`].
+    pub fn with_ca_bundle(mut self, pem: impl Into<String>) -> Self {
+        self.ca_bundle = Some(pem.into());
+        self
+    }
+
+    /// Sets [`EdgeOptions::status_sweep_period`].
+    pub fn with_status_sweep_period(mut self, period: std::time::Duration) -> Self {
+        self.status_sweep_period = period;
         self
     }
 
@@ -147,6 +231,7 @@ struct EdgeInner {
     configs: configs::ConfigCache,
     last_seen: LastSeenRecorder,
     device_statuses: device_cache::DeviceStatusCache,
+    events: crate::events::EventRecorder,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
@@ -168,8 +253,9 @@ impl EdgeState {
         ca: SharedCa,
         options: EdgeOptions,
     ) -> Result<Self, EdgeError> {
-        let verifier =
-            PeerVerifier::from_authority(ca.as_ref()).map_err(EdgeError::CaCertificate)?;
+        let verifier = PeerVerifier::from_authority(ca.as_ref())
+            .and_then(|verifier| verifier.with_retiring(&options.retiring_cas))
+            .map_err(EdgeError::CaCertificate)?;
         let revoked = store
             .revoked_certificates()
             .await
@@ -177,12 +263,15 @@ impl EdgeState {
                 operation: "revoked_certificates",
                 source,
             })?;
-        let revocations = revoked
-            .iter()
-            .filter_map(|r| serial_from_hex(&r.serial))
-            .collect();
+        let mut revocations = RevocationList::new();
+        for revocation in &revoked {
+            if let Some(serial) = serial_from_hex(&revocation.serial) {
+                revocations.revoke_from(serial, revocation.revoked_at);
+            }
+        }
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let store_for_last_seen = Arc::clone(&store);
+        let events = crate::events::EventRecorder::new(Arc::clone(&store), options.event_retention);
         Ok(Self {
             inner: Arc::new(EdgeInner {
                 store,
@@ -194,6 +283,7 @@ impl EdgeState {
                 configs: configs::ConfigCache::default(),
                 last_seen: LastSeenRecorder::start(store_for_last_seen, LAST_SEEN_MAX_BATCH),
                 device_statuses: device_cache::DeviceStatusCache::default(),
+                events,
                 shutdown,
             }),
         })
@@ -204,9 +294,21 @@ impl EdgeState {
         &self.inner.store
     }
 
+    /// The recorder of events (device and server-side), shared with the
+    /// management API.
+    pub fn events(&self) -> &crate::events::EventRecorder {
+        &self.inner.events
+    }
+
     /// The certificate authority signing device certificates.
     pub fn ca(&self) -> &SharedCa {
         &self.inner.ca
+    }
+
+    /// The verifier of client certificates: the CA's chain, and the CAs a rotation
+    /// is retiring.
+    pub fn verifier(&self) -> &PeerVerifier {
+        &self.inner.verifier
     }
 
     /// The options the state was built with.
@@ -223,6 +325,19 @@ impl EdgeState {
             .unwrap_or(true)
     }
 
+    /// What the server serves device `device` of `namespace` now, from the in-memory
+    /// view (rendering it if needed); `None` when the view does not know the device.
+    pub(crate) fn served_config(
+        &self,
+        namespace: &str,
+        device: &str,
+    ) -> Option<Arc<configs::CachedConfig>> {
+        match self.inner.configs.config(namespace, device) {
+            configs::Lookup::Config(config) => Some(config),
+            configs::Lookup::NotLive | configs::Lookup::Unknown => None,
+        }
+    }
+
     /// Number of devices with a long-poll in progress.
     pub fn waiting_devices(&self) -> usize {
         self.inner.notifier.waiting_devices()
@@ -237,13 +352,19 @@ impl EdgeState {
     }
 
     /// Starts the background tasks: following store changes to wake long-polling
-    /// devices and revoke deleted devices' certificates. They run until
+    /// devices and revoke deleted devices' certificates, and the device-status sweep
+    /// (see [`EdgeOptions::status_sweep_period`]). They run until
     /// [`EdgeState::shutdown`].
     ///
     /// Returns once the change watches are established, so that no change made after
     /// this call is missed.
     pub async fn spawn_background(&self) -> Result<tokio::task::JoinHandle<()>, EdgeError> {
-        notifier::spawn_watcher(self.clone()).await
+        let watcher = notifier::spawn_watcher(self.clone()).await?;
+        let sweep = conditions::spawn(self.clone(), self.inner.options.status_sweep_period);
+        Ok(tokio::spawn(async move {
+            let _ = watcher.await;
+            let _ = sweep.await;
+        }))
     }
 
     /// Stops the background tasks started by [`EdgeState::spawn_background`] and ends
@@ -261,6 +382,19 @@ impl EdgeState {
         if let Ok(mut list) = self.inner.revocations.write() {
             for serial in serials {
                 list.revoke(serial);
+            }
+        }
+    }
+
+    /// Refuses `serials` from `at` on.
+    fn revoke_in_memory_from(
+        &self,
+        serials: impl IntoIterator<Item = Serial>,
+        at: time::OffsetDateTime,
+    ) {
+        if let Ok(mut list) = self.inner.revocations.write() {
+            for serial in serials {
+                list.revoke_from(serial, at);
             }
         }
     }

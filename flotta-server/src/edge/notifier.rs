@@ -4,8 +4,8 @@
 //! Each device with a long-poll in progress has a `tokio::sync::watch` channel; a
 //! [`Subscription`] holds one receiver and removes the channel when the last
 //! receiver goes, so the map only ever holds devices that are waiting. One
-//! background task follows the store's changes to workloads, device sets and
-//! devices, applies them to the [`ConfigCache`](super::configs::ConfigCache) view,
+//! background task follows the store's changes to workloads, device sets,
+//! devices, secrets and config maps, applies them to the [`ConfigCache`](super::configs::ConfigCache) view,
 //! which says exactly which devices' configuration inputs changed, and wakes those
 //! devices only. Bursts of changes are applied together and each device is woken
 //! once.
@@ -13,12 +13,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeWorkload};
+use flotta_core::model::{ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeWorkload, Secret};
 use flotta_core::reconcile::{RenderedConfig, render_device_config};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use super::{CERTIFICATE_SERIALS_ANNOTATION, EdgeError, EdgeState, serial_from_hex};
+use super::{EdgeError, EdgeState, certificate_serials, serial_from_hex};
 use crate::store::{
     ListOptions, ResourceKind, RevokedCertificate, Store, StoreError, StoredObject, WatchEvent,
     WatchEventType, WatchStream,
@@ -134,10 +134,6 @@ impl ConfigNotifier {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(object: &StoredObject) -> Option<T> {
-    serde_json::from_value(object.body.clone()).ok()
-}
-
 async fn list_all(
     store: &dyn Store,
     kind: ResourceKind,
@@ -163,23 +159,28 @@ pub(super) async fn current_config(
     else {
         return Ok(None);
     };
-    let Some(device) = parse::<EdgeDevice>(&stored) else {
-        return Err(StoreError::CorruptRecord {
-            key: format!("EdgeDevice {namespace}/{}", stored.name),
-            reason: "the stored body is not a valid EdgeDevice".into(),
-        });
-    };
+    let device: EdgeDevice = stored.to_resource()?;
     let workloads: Vec<EdgeWorkload> = list_all(store, ResourceKind::EdgeWorkload, Some(namespace))
         .await?
         .iter()
-        .filter_map(parse)
+        .filter_map(|stored| stored.to_resource().ok())
         .collect();
     let sets: Vec<EdgeDeviceSet> = list_all(store, ResourceKind::EdgeDeviceSet, Some(namespace))
         .await?
         .iter()
-        .filter_map(parse)
+        .filter_map(|stored| stored.to_resource().ok())
         .collect();
-    let rendered = render_device_config(&device, &sets, &workloads, &[], &[]);
+    let secrets: Vec<Secret> = list_all(store, ResourceKind::Secret, Some(namespace))
+        .await?
+        .iter()
+        .filter_map(|stored| stored.to_resource().ok())
+        .collect();
+    let config_maps: Vec<ConfigMap> = list_all(store, ResourceKind::ConfigMap, Some(namespace))
+        .await?
+        .iter()
+        .filter_map(|stored| stored.to_resource().ok())
+        .collect();
+    let rendered = render_device_config(&device, &sets, &workloads, &secrets, &config_maps);
     Ok(Some((device, rendered)))
 }
 
@@ -190,6 +191,8 @@ async fn load_view(state: &EdgeState) -> Result<(), StoreError> {
     let mut objects = Vec::new();
     for kind in [
         ResourceKind::EdgeDevice,
+        ResourceKind::Secret,
+        ResourceKind::ConfigMap,
         ResourceKind::EdgeWorkload,
         ResourceKind::EdgeDeviceSet,
     ] {
@@ -200,21 +203,50 @@ async fn load_view(state: &EdgeState) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Deletes the signed request of a deleted device, so that the device cannot
+/// register again on its old approval. Only the request the device registered on
+/// goes (created before the device): one made by a new enrolment after the
+/// deletion, which another replica may have served before this one saw the
+/// deletion, stays. Another replica may have deleted it already.
+async fn forget_approval(state: &EdgeState, device: &StoredObject) {
+    let namespace = &state.options().signed_request_namespace;
+    let store = state.store();
+    let request = match store
+        .get(
+            ResourceKind::EdgeDeviceSignedRequest,
+            namespace,
+            &device.name,
+        )
+        .await
+    {
+        Ok(Some(request)) if request.creation_timestamp <= device.creation_timestamp => request,
+        Ok(_) => return,
+        Err(error) => {
+            tracing::warn!(device = %device.name, %error, "could not read the signed request of a deleted device");
+            return;
+        }
+    };
+    match store
+        .delete(
+            ResourceKind::EdgeDeviceSignedRequest,
+            namespace,
+            &device.name,
+            Some(request.resource_version),
+        )
+        .await
+    {
+        Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => {}
+        Err(error) => tracing::warn!(
+            device = %device.name,
+            %error,
+            "could not delete the signed request of a deleted device"
+        ),
+    }
+}
+
 /// Revokes every certificate recorded on a deleted device.
 async fn revoke_device(state: &EdgeState, object: &StoredObject) -> Result<(), StoreError> {
-    let serials: Vec<String> = object
-        .body
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(CERTIFICATE_SERIALS_ANNOTATION))
-        .and_then(serde_json::Value::as_str)
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let serials = certificate_serials(object);
     let now = time::OffsetDateTime::now_utc();
     for serial in &serials {
         state
@@ -245,6 +277,8 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
         ResourceKind::EdgeWorkload,
         ResourceKind::EdgeDeviceSet,
         ResourceKind::EdgeDevice,
+        ResourceKind::Secret,
+        ResourceKind::ConfigMap,
     ] {
         streams.push(store.watch(kind, None, from).await?);
     }
@@ -256,9 +290,21 @@ async fn apply(state: &EdgeState, dirty: Dirty) {
         if event.object.kind == ResourceKind::EdgeDevice
             && event.event_type == WatchEventType::Deleted
         {
+            // The approval goes with the device, before its certificates are
+            // revoked: once the device sees the revocation, enrolling again asks
+            // for a new approval (given at once under auto-approval).
+            forget_approval(state, &event.object).await;
             // A failed revocation is retried by nothing: record it as best we can now
             // and keep serving; the device row is gone either way.
             let _ = revoke_device(state, &event.object).await;
+        } else if event.object.kind == ResourceKind::EdgeDevice {
+            // A renewal on another replica: the certificates it superseded stop
+            // working after the grace window here too (the replica that renewed
+            // also stored the revocation, for restarts).
+            let mut serials = certificate_serials(&event.object);
+            serials.pop();
+            let from = time::OffsetDateTime::now_utc() + state.options().superseded_grace;
+            state.revoke_in_memory_from(serials.iter().filter_map(|s| serial_from_hex(s)), from);
         }
     }
     let mut woken: BTreeSet<(&str, String)> = BTreeSet::new();

@@ -6,10 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use flotta_core::pki::tls::ChainOnlyClientVerifier;
-use flotta_core::pki::{
-    CertificateAuthority, IdentityError, PeerIdentity, PeerVerifier, Purpose, RevocationList,
-    VerifiedPeer,
-};
+use flotta_core::pki::{CertificateAuthority, IdentityError, PeerVerifier, VerifiedPeer};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -17,18 +14,30 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::EdgeError;
 use crate::limits::{BodyProblem, ConnectionLimits, buffer_body};
 
-/// The Edge API's error body (`{"code", "message"}`) for a body that was refused.
+/// The Edge API's error body (`{"code", "reason", "message"}`) for a body that was
+/// refused, with the status core gives the failure.
 fn body_problem_response(problem: &BodyProblem) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let status = problem.status();
-    let body = serde_json::json!({"code": status.as_u16(), "message": problem.to_string()});
+    use flotta_core::enrolment::Failure;
+    let failure = match problem {
+        BodyProblem::TooLarge { .. } => Failure::BodyTooLarge,
+        BodyProblem::TooSlow { .. } => Failure::BodyTooSlow,
+        BodyProblem::Read(_) => Failure::BadContent,
+    };
+    let code = failure.status().code();
+    let status = axum::http::StatusCode::from_u16(code)
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::json!({
+        "code": code,
+        "reason": failure.as_str(),
+        "message": problem.to_string(),
+    });
     (status, axum::Json(body)).into_response()
 }
 
@@ -69,24 +78,21 @@ impl PeerCertificates {
         &self.chain
     }
 
-    /// Who the peer is at `now` for `purpose`: the CA signature is checked once per
-    /// connection, revocation and time on every call.
-    pub(super) fn identify(
+    /// The time-independent verification of the chain (CA signature, subject),
+    /// done once per connection; revocation and time are the caller's to check.
+    pub(super) fn verified(
         &self,
         verifier: &PeerVerifier,
-        revoked: &RevocationList,
-        now: OffsetDateTime,
-        purpose: Purpose,
-    ) -> Result<PeerIdentity, IdentityError> {
+    ) -> Result<std::borrow::Cow<'_, VerifiedPeer>, IdentityError> {
         match self
             .verified
             .get_or_init(|| verifier.verify_peer(&self.chain).ok())
         {
-            Some(verified) => verified.check(revoked, now, purpose),
+            Some(verified) => Ok(std::borrow::Cow::Borrowed(verified)),
             // Failures are not cached with their reason; re-run to report it.
             None => verifier
                 .verify_peer(&self.chain)
-                .and_then(|verified| verified.check(revoked, now, purpose)),
+                .map(std::borrow::Cow::Owned),
         }
     }
 }
@@ -164,8 +170,18 @@ pub fn tls_server_config(
     server_certificate_pem: &str,
     server_key_pem: &str,
 ) -> Result<rustls::ServerConfig, EdgeError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = PeerVerifier::from_authority(ca).map_err(EdgeError::CaCertificate)?;
+    tls_server_config_with(verifier, server_certificate_pem, server_key_pem)
+}
+
+/// [`tls_server_config`] trusting the CAs of `verifier` (the active CA and those a
+/// rotation is retiring, see [`EdgeState::verifier`](super::EdgeState::verifier)).
+pub fn tls_server_config_with(
+    verifier: PeerVerifier,
+    server_certificate_pem: &str,
+    server_key_pem: &str,
+) -> Result<rustls::ServerConfig, EdgeError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let client_verifier = Arc::new(OptionalClientCertificate(ChainOnlyClientVerifier::new(
         verifier, &provider,
     )));

@@ -44,8 +44,10 @@ mod last_seen;
 mod object;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod sealed;
 mod sqlite;
 mod watch;
+mod write;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,66 +63,15 @@ pub use last_seen::LastSeenRecorder;
 pub use object::ContinueToken;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use sealed::{DEFAULT_KEY_FILE, SEALED_FIELD, SealedStore, SealingKeyError, SealingKeys};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The kinds of resource the server stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum ResourceKind {
-    /// `EdgeDevice`.
-    EdgeDevice,
-    /// `EdgeDeviceSet`.
-    EdgeDeviceSet,
-    /// `EdgeWorkload`.
-    EdgeWorkload,
-    /// `EdgeDeviceSignedRequest`.
-    EdgeDeviceSignedRequest,
-}
-
-impl ResourceKind {
-    /// Every kind, in a fixed order.
-    pub const ALL: [ResourceKind; 4] = [
-        ResourceKind::EdgeDevice,
-        ResourceKind::EdgeDeviceSet,
-        ResourceKind::EdgeWorkload,
-        ResourceKind::EdgeDeviceSignedRequest,
-    ];
-
-    /// The `kind` string of the resource, as written in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::EdgeDevice => "EdgeDevice",
-            ResourceKind::EdgeDeviceSet => "EdgeDeviceSet",
-            ResourceKind::EdgeWorkload => "EdgeWorkload",
-            ResourceKind::EdgeDeviceSignedRequest => "EdgeDeviceSignedRequest",
-        }
-    }
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A `kind` string that names no [`ResourceKind`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown resource kind {0:?}")]
-pub struct UnknownResourceKind(pub String);
-
-impl FromStr for ResourceKind {
-    type Err = UnknownResourceKind;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ResourceKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| UnknownResourceKind(s.to_owned()))
-    }
-}
+/// The kinds of resource the server stores: core's kind table
+/// ([`flotta_core::kind`]), whose `as_str` is the `kind` written in the database.
+pub use flotta_core::kind::{ResourceKind, UnknownResourceKind};
 
 /// One stored resource: the server-managed metadata plus the full JSON body.
 ///
@@ -148,6 +99,21 @@ pub struct StoredObject {
     pub deletion_timestamp: Option<OffsetDateTime>,
     /// The whole resource as JSON (`apiVersion`, `kind`, `metadata`, `spec`, `status`).
     pub body: Value,
+}
+
+impl StoredObject {
+    /// The body as the typed resource `T` (`EdgeDevice`, `EdgeWorkload`, ...), read
+    /// in place without copying the body.
+    ///
+    /// A body that does not match `T` is [`StoreError::CorruptRecord`]: the store
+    /// only holds bodies the API validated, so a mismatch means a damaged row or a
+    /// wrong `T`.
+    pub fn to_resource<T: serde::de::DeserializeOwned>(&self) -> StoreResult<T> {
+        T::deserialize(&self.body).map_err(|e| StoreError::CorruptRecord {
+            key: format!("{} {}/{}", self.kind, self.namespace, self.name),
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// How to page through a list.
@@ -255,7 +221,8 @@ pub struct RevokedCertificate {
     pub namespace: String,
     /// The device the certificate was issued to.
     pub device: String,
-    /// When it was revoked.
+    /// When it is refused from (ahead of now for a certificate a renewal
+    /// superseded, until the grace window ends).
     pub revoked_at: OffsetDateTime,
 }
 
@@ -269,15 +236,18 @@ pub enum TokenRole {
     Operator,
     /// Read resources.
     Viewer,
+    /// Read `/metrics` only: for a Prometheus scraper.
+    Metrics,
 }
 
 impl TokenRole {
-    /// The role's name as stored (`admin`, `operator`, `viewer`).
+    /// The role's name as stored (`admin`, `operator`, `viewer`, `metrics`).
     pub fn as_str(self) -> &'static str {
         match self {
             TokenRole::Admin => "admin",
             TokenRole::Operator => "operator",
             TokenRole::Viewer => "viewer",
+            TokenRole::Metrics => "metrics",
         }
     }
 }
@@ -290,7 +260,7 @@ impl fmt::Display for TokenRole {
 
 /// A string that names no [`TokenRole`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown token role {0:?} (expected admin, operator or viewer)")]
+#[error("unknown token role {0:?} (expected admin, operator, viewer or metrics)")]
 pub struct UnknownTokenRole(pub String);
 
 impl FromStr for TokenRole {
@@ -301,6 +271,7 @@ impl FromStr for TokenRole {
             "admin" => Ok(TokenRole::Admin),
             "operator" => Ok(TokenRole::Operator),
             "viewer" => Ok(TokenRole::Viewer),
+            "metrics" => Ok(TokenRole::Metrics),
             other => Err(UnknownTokenRole(other.to_owned())),
         }
     }
@@ -436,6 +407,17 @@ pub trait Store: Send + Sync + 'static {
         expected_resource_version: Option<u64>,
     ) -> StoreResult<Deletion>;
 
+    /// Records that an event happened `times` times now: creates its `Event`
+    /// object (named [`EventOccurrence::object_name`]) or, when one with that name
+    /// exists, raises its `count` and moves its `lastTimestamp`, in one write.
+    ///
+    /// [`EventOccurrence::object_name`]: flotta_core::events::EventOccurrence::object_name
+    async fn record_event(
+        &self,
+        occurrence: &flotta_core::events::EventOccurrence,
+        times: u32,
+    ) -> StoreResult<StoredObject>;
+
     /// The global resource version of the latest change.
     async fn current_resource_version(&self) -> StoreResult<u64>;
 
@@ -467,7 +449,9 @@ pub trait Store: Send + Sync + 'static {
     /// by (namespace, device).
     async fn last_seen_all(&self, namespace: Option<&str>) -> StoreResult<Vec<LastSeen>>;
 
-    /// Records a revoked certificate (idempotent on the serial).
+    /// Records a revoked certificate, refused from `revoked_at` on (which may be
+    /// ahead: a renewal's grace window). Idempotent on the serial; recording it
+    /// again keeps the earlier time.
     async fn revoke_certificate(&self, revoked: &RevokedCertificate) -> StoreResult<()>;
 
     /// Every revoked certificate, ordered by serial.
@@ -558,6 +542,37 @@ mod tests {
         assert_eq!(
             format!("{hash:?}"),
             "TokenHash(ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad)"
+        );
+    }
+
+    #[test]
+    fn stored_bodies_read_as_typed_resources() {
+        let mut object = StoredObject {
+            kind: ResourceKind::EdgeDevice,
+            namespace: "ns".into(),
+            name: "d1".into(),
+            uid: "u".into(),
+            resource_version: 3,
+            generation: 1,
+            labels: BTreeMap::new(),
+            creation_timestamp: OffsetDateTime::UNIX_EPOCH,
+            deletion_timestamp: None,
+            body: serde_json::json!({
+                "apiVersion": "management.project-flotta.io/v1alpha1",
+                "kind": "EdgeDevice",
+                "metadata": {"name": "d1", "namespace": "ns"},
+                "spec": {},
+            }),
+        };
+        let device: flotta_core::model::EdgeDevice = object.to_resource().expect("an EdgeDevice");
+        assert_eq!(device.metadata.name.as_deref(), Some("d1"));
+        object.body = serde_json::json!({"metadata": "not an object"});
+        let error = object
+            .to_resource::<flotta_core::model::EdgeDevice>()
+            .expect_err("a damaged body");
+        assert!(
+            matches!(&error, StoreError::CorruptRecord { key, .. } if key == "EdgeDevice ns/d1"),
+            "{error:?}"
         );
     }
 

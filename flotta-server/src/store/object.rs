@@ -57,7 +57,7 @@ pub(crate) struct ObjectKey<'a> {
 }
 
 impl ObjectKey<'_> {
-    fn invalid(&self, reason: impl Into<String>) -> StoreError {
+    pub(crate) fn invalid(&self, reason: impl Into<String>) -> StoreError {
         StoreError::InvalidObject {
             kind: self.kind,
             namespace: self.namespace.to_owned(),
@@ -96,12 +96,8 @@ impl ObjectKey<'_> {
     }
 }
 
-pub(crate) fn format_timestamp(t: OffsetDateTime) -> String {
-    // Whole seconds, as Kubernetes writes metadata timestamps.
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
+/// Whole seconds, as Kubernetes writes metadata timestamps.
+pub(crate) use flotta_core::timestamp::rfc3339_seconds as format_timestamp;
 
 fn take_metadata<'a>(
     key: &ObjectKey<'_>,

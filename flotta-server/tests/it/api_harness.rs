@@ -1,183 +1,41 @@
-//! Running the whole server in-process over real TLS, and a reqwest client that
-//! trusts its CA.
+//! The management API side of the shared test server: paths, JSON and `Status`
+//! checks. The server itself is `flotta_testing::TestServer`.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use flotta_server::app::{self, RunningServer};
-use flotta_server::config::ServerConfig;
-use flotta_server::store::TokenRole;
 use flotta_server::tokens::AdminConfig;
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+pub use flotta_testing::{Database, TestServer, client_trusting, test_config};
+use reqwest::{Response, StatusCode};
 use serde_json::Value;
-
-/// Where a test server keeps its state.
-pub enum Database {
-    /// SQLite in the data directory (the default).
-    Sqlite,
-    /// A PostgreSQL database of the test's own.
-    #[cfg(feature = "postgres")]
-    Postgres(String),
-}
-
-impl Database {
-    /// SQLite, or PostgreSQL for `postgres`; `None` (after a skip line) when
-    /// PostgreSQL is asked for and FLOTTA_TEST_POSTGRES_URL is not set.
-    pub async fn for_backend(postgres: bool) -> Option<Database> {
-        if !postgres {
-            return Some(Database::Sqlite);
-        }
-        #[cfg(feature = "postgres")]
-        {
-            match crate::store_harness::Backend::postgres().await? {
-                crate::store_harness::Backend::Postgres { url } => Some(Database::Postgres(url)),
-                crate::store_harness::Backend::Sqlite { .. } => None,
-            }
-        }
-        #[cfg(not(feature = "postgres"))]
-        {
-            println!("skipped: built without the postgres feature");
-            None
-        }
-    }
-}
-
-/// A server running in this process on loopback ports chosen by the OS.
-pub struct TestServer {
-    server: Option<RunningServer>,
-    config: ServerConfig,
-    /// Keeps the data directory alive.
-    _dir: Option<tempfile::TempDir>,
-    /// A client trusting the server's CA.
-    pub client: reqwest::Client,
-    /// `https://127.0.0.1:PORT`.
-    pub base: String,
-    /// The admin token from admin.yaml.
-    pub admin_token: String,
-}
-
-/// The server configuration tests use: loopback, port 0, data in `dir`.
-pub fn test_config(dir: &Path, database: &Database) -> ServerConfig {
-    let mut config = ServerConfig::with_data_dir(dir);
-    config.api_listen = "127.0.0.1:0".parse().expect("addr");
-    config.edge_listen = "127.0.0.1:0".parse().expect("addr");
-    match database {
-        Database::Sqlite => {}
-        #[cfg(feature = "postgres")]
-        Database::Postgres(url) => {
-            config.database = flotta_server::config::DatabaseUrl::Postgres(url.clone());
-        }
-    }
-    config
-}
-
-impl TestServer {
-    /// A server over a fresh SQLite database.
-    pub async fn start() -> TestServer {
-        Self::start_on(Database::Sqlite).await
-    }
-
-    /// A server over a fresh database of the given backend.
-    pub async fn start_on(database: Database) -> TestServer {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let config = test_config(dir.path(), &database);
-        let mut server = Self::start_with(config).await;
-        server._dir = Some(dir);
-        server
-    }
-
-    /// A server with this configuration.
-    pub async fn start_with(config: ServerConfig) -> TestServer {
-        let running = app::start(config.clone()).await.expect("server starts");
-        let admin = running.admin_config().clone();
-        TestServer {
-            client: client_trusting(&admin.certificate_authority),
-            base: admin.server.clone(),
-            admin_token: admin.token.clone(),
-            server: Some(running),
-            config,
-            _dir: None,
-        }
-    }
-
-    /// The running server.
-    pub fn running(&self) -> &RunningServer {
-        self.server.as_ref().expect("server running")
-    }
-
-    /// Stops the server and starts it again over the same data (new ports).
-    pub async fn restart(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await;
-        }
-        let running = app::start(self.config.clone())
-            .await
-            .expect("server restarts");
-        let admin = running.admin_config().clone();
-        self.client = client_trusting(&admin.certificate_authority);
-        self.base = admin.server.clone();
-        self.admin_token = admin.token.clone();
-        self.server = Some(running);
-    }
-
-    /// Stops the server.
-    pub async fn stop(mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await;
-        }
-    }
-
-    /// A new token with `role`.
-    pub async fn token(&self, role: TokenRole) -> String {
-        self.running()
-            .store()
-            .create_token(role, "test")
-            .await
-            .expect("token")
-            .secret
-    }
-
-    /// A request to `path` with the admin token.
-    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
-        self.with_token(method, path, &self.admin_token)
-    }
-
-    /// A request to `path` with `token`.
-    pub fn with_token(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-    }
-}
-
-/// A reqwest client whose only trust anchor is `ca_pem`.
-pub fn client_trusting(ca_pem: &str) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(certificate.expect("CA PEM"))
-            .expect("CA certificate accepted");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .build()
-        .expect("client")
-}
 
 /// A client configured only from an admin.yaml file, as the CLI does.
 pub fn client_from_admin_yaml(path: &Path) -> (reqwest::Client, AdminConfig) {
     let text = std::fs::read_to_string(path).expect("admin.yaml readable");
     let config: AdminConfig = serde_yaml_ng::from_str(&text).expect("admin.yaml parses");
     (client_trusting(&config.certificate_authority), config)
+}
+
+/// Waits until the server (a child process) writing `data_dir/admin.yaml` answers
+/// `/readyz` at a URL other than `previous` (the last run's, still in the file until
+/// rewritten); returns a client configured from that file.
+pub async fn wait_ready(data_dir: &Path, previous: Option<&str>) -> (reqwest::Client, AdminConfig) {
+    let admin_yaml = data_dir.join("admin.yaml");
+    flotta_testing::eventually("the server to be ready", || async {
+        if !admin_yaml.exists() {
+            return None;
+        }
+        let (client, admin) = client_from_admin_yaml(&admin_yaml);
+        if previous == Some(admin.server.as_str()) {
+            return None;
+        }
+        let response = client
+            .get(format!("{}/readyz", admin.server))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == StatusCode::OK).then_some((client, admin))
+    })
+    .await
 }
 
 /// The collection path of a kind in a namespace.
@@ -222,6 +80,29 @@ pub async fn list_names(
         .expect("items")
         .iter()
         .map(|item| item["metadata"]["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+/// The names in `acknowledged` (workloads whose creation the server acknowledged)
+/// that the server at `admin` does not list in `namespace`.
+pub async fn lost_workloads(
+    client: &reqwest::Client,
+    admin: &AdminConfig,
+    namespace: &str,
+    acknowledged: &[String],
+) -> Vec<String> {
+    let stored = list_names(
+        client,
+        &admin.server,
+        &admin.token,
+        namespace,
+        "edgeworkloads",
+    )
+    .await;
+    acknowledged
+        .iter()
+        .filter(|name| !stored.contains(name.as_str()))
+        .cloned()
         .collect()
 }
 

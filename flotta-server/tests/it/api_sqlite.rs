@@ -1,3 +1,3 @@
 //! The management API suite over embedded SQLite.
 
-crate::api_suite::api_tests!(postgres = false);
+crate::api_suite::api_tests!(sqlite);

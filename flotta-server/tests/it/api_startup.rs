@@ -108,8 +108,7 @@ async fn unknown_paths_and_methods_answer_with_status_objects() {
     )
     .await;
     let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
+        .admin(Method::GET, "/metrics")
         .send()
         .await
         .expect("metrics")
@@ -229,21 +228,7 @@ async fn binary_serves_prints_tokens_and_stops_on_sigterm() {
         .spawn()
         .expect("server starts");
 
-    let admin_yaml = dir.path().join("admin.yaml");
-    let mut ready = None;
-    for _ in 0..100 {
-        if admin_yaml.exists() {
-            let (client, admin) = client_from_admin_yaml(&admin_yaml);
-            if let Ok(response) = client.get(format!("{}/readyz", admin.server)).send().await
-                && response.status() == StatusCode::OK
-            {
-                ready = Some((client, admin));
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (client, admin) = ready.expect("server became ready");
+    let (client, admin) = crate::api_harness::wait_ready(dir.path(), None).await;
 
     let (code, stdout, stderr) =
         run_binary(&["token", "create", "--role", "viewer", "--data-dir", &data]);

@@ -14,32 +14,38 @@ use flotta_server::store::TokenRole;
 
 const MERGE_PATCH: &str = "application/merge-patch+json";
 
-/// Expands to one test per case for a backend: `api_tests!(postgres = bool)`.
+/// Expands to one test per case for a backend: `api_tests!(sqlite)`, or
+/// `api_tests!(postgres)` whose tests are ignored unless asked for (they need the
+/// PostgreSQL test cluster, see `flotta_testing::postgres`).
 macro_rules! api_tests {
-    (postgres = $postgres:expr) => {
-        $crate::api_suite::api_tests!(@cases $postgres;
-            crud_for_every_kind,
-            stale_resource_version_is_refused_with_409,
-            merge_patch_changes_only_what_it_names,
-            list_filters_by_label_and_field_selectors_and_pages,
-            watch_streams_changes_and_resumes_from_a_resource_version,
-            role_matrix_is_enforced,
-            yaml_bodies_are_accepted,
-            invalid_objects_get_422_naming_the_field,
-            data_survives_a_restart,
-        );
+    (@case [$($attr:tt)*] $database:expr; $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
+        async fn $case() {
+            let server = flotta_testing::TestServer::start_on($database).await;
+            crate::api_suite::$case(server).await;
+        }
     };
-    (@cases $postgres:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(database) = crate::api_harness::Database::for_backend($postgres).await else {
-                    return;
-                };
-                let server = crate::api_harness::TestServer::start_on(database).await;
-                crate::api_suite::$case(server).await;
-            }
-        )*
+    (@cases $attrs:tt $database:expr) => {
+        $crate::api_suite::api_tests!(@case $attrs $database; crud_for_every_kind);
+        $crate::api_suite::api_tests!(@case $attrs $database; stale_resource_version_is_refused_with_409);
+        $crate::api_suite::api_tests!(@case $attrs $database; merge_patch_changes_only_what_it_names);
+        $crate::api_suite::api_tests!(@case $attrs $database; list_filters_by_label_and_field_selectors_and_pages);
+        $crate::api_suite::api_tests!(@case $attrs $database; watch_streams_changes_and_resumes_from_a_resource_version);
+        $crate::api_suite::api_tests!(@case $attrs $database; role_matrix_is_enforced);
+        $crate::api_suite::api_tests!(@case $attrs $database; yaml_bodies_are_accepted);
+        $crate::api_suite::api_tests!(@case $attrs $database; invalid_objects_get_422_naming_the_field);
+        $crate::api_suite::api_tests!(@case $attrs $database; data_survives_a_restart);
+        $crate::api_suite::api_tests!(@case $attrs $database; approval_decides_an_enrolment_in_one_call);
+    };
+    (sqlite) => {
+        $crate::api_suite::api_tests!(@cases [] flotta_testing::Database::Sqlite);
+    };
+    (postgres) => {
+        $crate::api_suite::api_tests!(
+            @cases [#[ignore = "needs PostgreSQL: FLOTTA_TEST_POSTGRES_URL (scripts/test.sh runs it)"]]
+            flotta_testing::Database::fresh_postgres().await
+        );
     };
 }
 pub(crate) use api_tests;
@@ -403,23 +409,46 @@ pub async fn list_filters_by_label_and_field_selectors_and_pages(server: TestSer
 
 /// Reads watch lines until `count` events arrived (or 10 s passed).
 async fn read_events(response: reqwest::Response, count: usize) -> Vec<Value> {
-    let mut stream = response.bytes_stream();
-    let mut buffer = Vec::new();
-    let mut events = Vec::new();
+    next_events(&mut watch_events(response), count).await
+}
+
+/// The events of a watch response, read line by line in a task as they arrive.
+pub(crate) fn watch_events(
+    response: reqwest::Response,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = response.bytes_stream();
+        let mut buffer = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let event = serde_json::from_slice(&line).expect("event line is JSON");
+                if sender.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// The next `count` events, within 10 s.
+pub(crate) async fn next_events(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    count: usize,
+) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while events.len() < count {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
+    let mut received = Vec::new();
+    while received.len() < count {
+        let event = tokio::time::timeout_at(deadline, events.recv())
             .await
             .expect("events arrive in time")
-            .expect("stream open")
-            .expect("chunk");
-        buffer.extend_from_slice(&chunk);
-        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            events.push(serde_json::from_slice(&line).expect("event line is JSON"));
-        }
+            .expect("stream open");
+        received.push(event);
     }
-    events
+    received
 }
 
 pub async fn watch_streams_changes_and_resumes_from_a_resource_version(server: TestServer) {
@@ -441,9 +470,10 @@ pub async fn watch_streams_changes_and_resumes_from_a_resource_version(server: T
         .await
         .expect("watch");
     assert_eq!(watch.status(), StatusCode::OK);
-    let watching = tokio::spawn(read_events(watch, 4));
-    // The stream starts with the existing object, then sees each change.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The stream starts with the existing object; once that has arrived, the
+    // stream is live and sees each change.
+    let mut watching = watch_events(watch);
+    let mut events = next_events(&mut watching, 1).await;
     let second = expect_json(create("w-b").await.expect("create"), StatusCode::CREATED).await;
     expect_json(
         server
@@ -465,7 +495,7 @@ pub async fn watch_streams_changes_and_resumes_from_a_resource_version(server: T
         StatusCode::OK,
     )
     .await;
-    let events = watching.await.expect("watch task");
+    events.extend(next_events(&mut watching, 3).await);
     let summary: Vec<(String, String)> = events
         .iter()
         .map(|e| {
@@ -597,8 +627,8 @@ pub async fn role_matrix_is_enforced(server: TestServer) {
         .expect("revoked token");
     expect_status(after, StatusCode::UNAUTHORIZED, "Unauthorized").await;
 
-    // Health, readiness, metrics and the OpenAPI document need no token.
-    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+    // Health, readiness and the OpenAPI document need no token.
+    for open in ["/healthz", "/readyz", "/openapi.json"] {
         let response = server
             .client
             .get(format!("{}{open}", server.base))
@@ -607,6 +637,34 @@ pub async fn role_matrix_is_enforced(server: TestServer) {
             .expect("open endpoint");
         assert_eq!(response.status(), StatusCode::OK, "{open}");
     }
+    // Metrics need a token: any role, or the `metrics` role, which reads nothing else.
+    let anonymous = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("metrics without a token");
+    expect_status(anonymous, StatusCode::UNAUTHORIZED, "Unauthorized").await;
+    let scraper = server.token(TokenRole::Metrics).await;
+    let scraped = server
+        .with_token(Method::GET, "/metrics", &scraper)
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(
+        scraped
+            .text()
+            .await
+            .expect("text")
+            .contains("# TYPE flotta_devices gauge")
+    );
+    let elsewhere = server
+        .with_token(Method::GET, &collection("fleet", "edgedevices"), &scraper)
+        .send()
+        .await
+        .expect("list with the metrics token");
+    expect_status(elsewhere, StatusCode::FORBIDDEN, "Forbidden").await;
     server.stop().await;
 }
 
@@ -733,4 +791,149 @@ pub async fn data_survives_a_restart(mut server: TestServer) {
     .await;
     assert_eq!(read, created);
     server.stop().await;
+}
+
+pub async fn approval_decides_an_enrolment_in_one_call(server: TestServer) {
+    let request = sample_objects("edge-a")
+        .into_iter()
+        .find(|(plural, _)| *plural == "edgedevicesignedrequests")
+        .expect("a sample request")
+        .1;
+    expect_json(
+        server
+            .admin(
+                Method::POST,
+                &collection("fleet", "edgedevicesignedrequests"),
+            )
+            .json(&request)
+            .send()
+            .await
+            .expect("create"),
+        StatusCode::CREATED,
+    )
+    .await;
+    let approval = format!(
+        "{}/approval",
+        object_path("fleet", "edgedevicesignedrequests", "edge-a")
+    );
+    let operator = server.token(TokenRole::Operator).await;
+    let decided = |body: &Value| {
+        let conditions = body["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        conditions
+            .into_iter()
+            .filter(|c| {
+                ["approved", "declined", "pending"].contains(&c["type"].as_str().unwrap_or(""))
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Deny, with the operator's words, signed by the token.
+    let denied = expect_json(
+        server
+            .with_token(Method::POST, &approval, &operator)
+            .json(&json!({"approved": false, "message": "unknown hardware"}))
+            .send()
+            .await
+            .expect("deny"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(denied["spec"]["approved"], false);
+    let conditions = decided(&denied);
+    assert_eq!(conditions.len(), 1, "{denied}");
+    assert_eq!(conditions[0]["type"], "declined");
+    assert_eq!(conditions[0]["status"], "True");
+    let message = conditions[0]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("unknown hardware (by token "),
+        "{message}"
+    );
+    assert!(conditions[0]["lastTransitionTime"].is_string());
+
+    // Approve: the declined condition is replaced, the default words used.
+    let approved = expect_json(
+        server
+            .with_token(Method::POST, &approval, &operator)
+            .json(&json!({"approved": true}))
+            .send()
+            .await
+            .expect("approve"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(approved["spec"]["approved"], true);
+    let conditions = decided(&approved);
+    assert_eq!(conditions.len(), 1, "{approved}");
+    assert_eq!(conditions[0]["type"], "approved");
+    assert!(
+        conditions[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("approved through the management API (by token ")),
+        "{approved}"
+    );
+
+    // Refusals: a viewer, a body that is not a decision, another kind, no object.
+    let viewer = server.token(TokenRole::Viewer).await;
+    expect_status(
+        server
+            .with_token(Method::POST, &approval, &viewer)
+            .json(&json!({"approved": true}))
+            .send()
+            .await
+            .expect("viewer"),
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+    )
+    .await;
+    let invalid = expect_status(
+        server
+            .admin(Method::POST, &approval)
+            .json(&json!({"approved": "yes"}))
+            .send()
+            .await
+            .expect("bad body"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+    )
+    .await;
+    assert!(
+        invalid["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("approved")),
+        "{invalid}"
+    );
+    expect_status(
+        server
+            .admin(
+                Method::POST,
+                &format!("{}/approval", object_path("fleet", "edgedevices", "edge-a")),
+            )
+            .json(&json!({"approved": true}))
+            .send()
+            .await
+            .expect("other kind"),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    )
+    .await;
+    expect_status(
+        server
+            .admin(
+                Method::POST,
+                &format!(
+                    "{}/approval",
+                    object_path("fleet", "edgedevicesignedrequests", "nobody")
+                ),
+            )
+            .json(&json!({"approved": true}))
+            .send()
+            .await
+            .expect("missing"),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    )
+    .await;
 }

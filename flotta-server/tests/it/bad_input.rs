@@ -194,6 +194,7 @@ async fn slow_listener(limits: ConnectionLimits) -> (std::net::SocketAddr, EdgeS
         time::OffsetDateTime::now_utc(),
         time::Duration::days(1),
     )
+    .await
     .expect("server certificate");
     let tls = edge::tls_server_config(server.ca.as_ref(), &pair.certificate.pem(), pair.key_pem())
         .expect("tls");

@@ -121,7 +121,11 @@ async fn long_poll_wakes_on_a_change_for_the_device_only() {
                 .expect("request")
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The poll is parked before the unrelated change lands.
+    flotta_testing::eventually("the long-poll parked", || async {
+        (server.state.waiting_devices() == 1).then_some(())
+    })
+    .await;
     server
         .store
         .create(

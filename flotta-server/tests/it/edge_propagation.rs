@@ -8,7 +8,9 @@ use flotta_server::edge::{ConfigCacheStats, EdgeOptions};
 use flotta_server::store::ResourceKind;
 use serde_json::{Value, json};
 
-use crate::edge_support::{EdgeServer, NAMESPACE};
+use flotta_testing::eventually;
+
+use crate::edge_support::{EdgeServer, NAMESPACE, etag};
 
 const API_VERSION: &str = "management.project-flotta.io/v1alpha1";
 
@@ -19,17 +21,7 @@ struct Device {
 }
 
 async fn add_device(server: &EdgeServer, id: &str, site: &str) -> Device {
-    let body = json!({
-        "apiVersion": API_VERSION,
-        "kind": "EdgeDevice",
-        "metadata": {"name": id, "namespace": NAMESPACE, "labels": {"site": site}},
-        "spec": {},
-    });
-    server
-        .store
-        .create(ResourceKind::EdgeDevice, NAMESPACE, id, body)
-        .await
-        .expect("create device");
+    server.create_device(id, json!({"site": site})).await;
     Device {
         id: id.to_owned(),
         client: server.client(Some(&server.device_identity(id, NAMESPACE))),
@@ -53,38 +45,49 @@ fn stats(server: &EdgeServer) -> ConfigCacheStats {
 
 /// Waits until the view knows `devices` devices.
 async fn view_holds(server: &EdgeServer, devices: u64) {
-    for _ in 0..500 {
-        if stats(server).devices == devices {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "the view holds {} devices, not {devices}",
-        stats(server).devices
-    );
+    eventually(&format!("the view to hold {devices} devices"), || async {
+        (stats(server).devices == devices).then_some(())
+    })
+    .await;
 }
 
+/// Waits until `devices` devices wait in a long-poll.
 async fn waiting(server: &EdgeServer, devices: usize) {
-    for _ in 0..500 {
-        if server.state.waiting_devices() == devices {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "{} devices waiting, not {devices}",
-        server.state.waiting_devices()
-    );
+    eventually(&format!("{devices} devices waiting"), || async {
+        (server.state.waiting_devices() == devices).then_some(())
+    })
+    .await;
 }
 
-fn etag(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .expect("ETag header")
-        .to_owned()
+/// A long-poll that is parked on the server: when a change the test did not make
+/// (the view settling after the previous one) answers it first, polls again with
+/// the tag it got.
+async fn parked_poll(
+    server: &EdgeServer,
+    device: &Device,
+    mut tag: String,
+) -> tokio::task::JoinHandle<(u16, String, Value)> {
+    for _ in 0..3 {
+        let pending = long_poll(device, &tag, 30);
+        let parked = eventually("the long-poll parked or answered", || async {
+            if server.state.waiting_devices() == 1 {
+                Some(true)
+            } else if pending.is_finished() {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .await;
+        if parked {
+            return pending;
+        }
+        let (status, next, body) = pending.await.expect("task");
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(next, tag, "an unchanged configuration answered a long-poll");
+        tag = next;
+    }
+    panic!("the configuration kept changing without a change to it");
 }
 
 /// A plain poll: the current version tag.
@@ -148,14 +151,19 @@ async fn a_workload_change_wakes_and_renders_exactly_the_selected_devices() {
     for device in &devices {
         tags.push(poll(device).await);
     }
+    let hits = stats(&server).hits;
     let polls: Vec<_> = devices
         .iter()
         .zip(&tags)
         .map(|(device, tag)| long_poll(device, tag, 3))
         .collect();
     waiting(&server, devices.len()).await;
-    // Let every long-poll finish its first look-up.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A long-poll waits before its first look-up (so that no change slips between
+    // the two): wait for those look-ups too, answered from the cache.
+    eventually("every long-poll's first look-up", || async {
+        (stats(&server).hits >= hits + devices.len() as u64).then_some(())
+    })
+    .await;
     let before = stats(&server);
     let started = Instant::now();
     server
@@ -303,8 +311,7 @@ async fn deletions_propagate() {
     assert!(workload_names(&body).is_empty(), "{body}");
 
     // The device goes: its long-poll ends with 404.
-    let waiting_poll = long_poll(&device, &new_tag, 30);
-    waiting(&server, 1).await;
+    let waiting_poll = parked_poll(&server, &device, new_tag).await;
     server
         .store
         .delete(ResourceKind::EdgeDevice, NAMESPACE, "doomed", None)

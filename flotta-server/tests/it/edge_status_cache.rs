@@ -16,17 +16,7 @@ fn out_path(id: &str) -> String {
 /// A device created the way the management API does (no certificate serials, so
 /// deleting it revokes nothing) and an identity for it.
 async fn api_created_device(server: &EdgeServer, id: &str) -> ClientIdentity {
-    let body = json!({
-        "apiVersion": "management.project-flotta.io/v1alpha1",
-        "kind": "EdgeDevice",
-        "metadata": {"name": id, "namespace": NAMESPACE},
-        "spec": {},
-    });
-    server
-        .store
-        .create(ResourceKind::EdgeDevice, NAMESPACE, id, body)
-        .await
-        .expect("create device");
+    server.create_device(id, json!({})).await;
     server.device_identity(id, NAMESPACE)
 }
 
@@ -172,6 +162,38 @@ async fn a_malformed_heartbeat_after_cached_ones_changes_nothing() {
     assert_eq!(
         server.device(id).await.expect("device").resource_version,
         version
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_version_a_device_runs_is_stored_once_per_change() {
+    let server = EdgeServer::start(EdgeOptions::default()).await;
+    let id = "cache-version";
+    let device = api_created_device(&server, id).await;
+    // heartbeat_message reports version "1": stored, then left alone.
+    let written = beat_twice(&server, &device, id).await;
+    let stored = server.device(id).await.expect("device");
+    assert_eq!(stored.body["status"]["lastSyncedResourceVersion"], "1");
+    assert_eq!(stored.resource_version, written);
+
+    // A new version is a change: stored once.
+    let mut message = heartbeat_message("up");
+    message["content"]["version"] = json!("2");
+    let mut versions = Vec::new();
+    for _ in 0..2 {
+        let response = server.post(Some(&device), &out_path(id), &message).await;
+        assert_eq!(response.status(), 200);
+        versions.push(server.device(id).await.expect("device"));
+    }
+    assert_eq!(versions[0].body["status"]["lastSyncedResourceVersion"], "2");
+    assert!(
+        versions[0].resource_version > written,
+        "the new version is written"
+    );
+    assert_eq!(
+        versions[1].resource_version, versions[0].resource_version,
+        "and only once"
     );
     server.stop().await;
 }

@@ -5,22 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flotta_agent_lib::{
-    Agent, AgentHandle, AgentPhase, AgentTiming, HeartbeatResult, MemoryRuntime,
-};
-use flotta_core::enrolment::{AgentConfig, Backoff};
-use flotta_server::app::pki_files;
+use flotta_agent_lib::{AgentHandle, AgentPhase, AgentTiming, HeartbeatResult, MemoryRuntime};
+use flotta_testing::agent::RunningAgent;
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// One agent of the fleet.
 pub struct Member {
     pub device_id: String,
     pub runtime: Arc<MemoryRuntime>,
     pub handle: AgentHandle,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), flotta_agent_lib::AgentError>>,
+    agent: RunningAgent,
 }
 
 /// Agents sharing one temporary directory for their state.
@@ -35,7 +29,7 @@ pub fn timing(period: Duration, retry_max: Duration, config_wait: Duration) -> A
     AgentTiming::default()
         .with_heartbeat_period(period)
         .with_config_wait(config_wait)
-        .with_retry(Duration::from_millis(50), retry_max)
+        .with_retry(flotta_testing::quick::RETRY_INITIAL, retry_max)
 }
 
 impl Fleet {
@@ -51,52 +45,31 @@ impl Fleet {
         count: usize,
         timing: AgentTiming,
     ) -> Fleet {
-        let pki = |name: &str| {
-            std::fs::read_to_string(data_dir.join("pki").join(name)).expect("PKI file")
-        };
-        let (register_cert, register_key) =
-            (pki(pki_files::REGISTER_CERT), pki(pki_files::REGISTER_KEY));
+        let registration = flotta_testing::identity::registration_identity_in(data_dir);
         let state = tempfile::tempdir().expect("state directory");
         let members = (0..count)
             .map(|i| {
                 let device_id = format!("{prefix}-{i:03}");
                 let runtime = Arc::new(MemoryRuntime::new());
-                let agent = Agent::builder()
-                    .server(edge_server)
-                    .ca_pem(ca_pem)
-                    .registration_identity(register_cert.clone(), register_key.clone())
-                    .device_id(device_id.clone())
-                    .namespace("default")
-                    .label("site", "lab")
-                    .label("fleet", prefix)
-                    .runtime(runtime.clone())
-                    .state_dir(state.path().join(&device_id))
-                    .timing(timing)
-                    .enrolment_config(AgentConfig {
-                        backoff: Backoff {
-                            initial: time::Duration::milliseconds(50),
-                            max: time::Duration::try_from(timing.retry_max)
-                                .expect("retry cap in range"),
-                        },
-                        ..AgentConfig::default()
-                    })
-                    .build()
-                    .expect("agent builds");
-                let handle = agent.handle();
-                let (stop, stopped) = oneshot::channel::<()>();
-                let task = tokio::spawn(async move {
-                    agent
-                        .run(async move {
-                            let _ = stopped.await;
-                        })
-                        .await
-                });
+                let agent = flotta_testing::agent::agent_builder(
+                    edge_server,
+                    ca_pem,
+                    &registration,
+                    &device_id,
+                    runtime.clone(),
+                )
+                .label("fleet", prefix)
+                .state_dir(state.path().join(&device_id))
+                .timing(timing)
+                .enrolment_config(flotta_testing::quick::enrolment_config(timing.retry.max))
+                .build()
+                .expect("agent builds");
+                let agent = RunningAgent::spawn(agent);
                 Member {
                     device_id,
                     runtime,
-                    handle,
-                    stop: Some(stop),
-                    task,
+                    handle: agent.handle.clone(),
+                    agent,
                 }
             })
             .collect();
@@ -242,15 +215,10 @@ impl Fleet {
     /// Stops every agent and checks none failed.
     pub async fn stop(mut self) {
         for member in &mut self.members {
-            if let Some(stop) = member.stop.take() {
-                let _ = stop.send(());
-            }
+            member.agent.request_stop();
         }
         for member in self.members {
-            let result = tokio::time::timeout(Duration::from_secs(30), member.task)
-                .await
-                .expect("agent stops")
-                .expect("agent task");
+            let result = member.agent.stopped().await;
             assert!(
                 result.is_ok(),
                 "agent {} ended with {result:?}",

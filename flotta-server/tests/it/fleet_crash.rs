@@ -13,7 +13,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::api_harness::{collection, expect_json, list_names};
+use crate::api_harness::{collection, expect_json, lost_workloads};
 use crate::fleet::{Fleet, timing};
 use crate::server_crash::{spawn_server_with, wait_ready};
 
@@ -130,18 +130,7 @@ async fn a_fleet_heartbeats_again_after_a_sigkill_of_the_server() {
             .await
         }
     };
-    let stored = list_names(
-        &client,
-        &admin.server,
-        &admin.token,
-        NAMESPACE,
-        "edgeworkloads",
-    )
-    .await;
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|name| !stored.contains(name.as_str()))
-        .collect();
+    let lost = lost_workloads(&client, &admin, NAMESPACE, &acknowledged).await;
     // The server's own record agrees: every device's last-seen time is after the
     // restart.
     let devices = list("edgedevices", "default").await;

@@ -10,22 +10,13 @@ use serde_json::{Value, json};
 
 use crate::api_harness::{Database, TestServer, collection, expect_json, test_config};
 use crate::app_edge_client::{device_client, enrol_and_register};
-use crate::edge_support::NAMESPACE;
+use crate::edge_support::{NAMESPACE, etag};
 
 const DEVICE: &str = "replicated-device";
 
 /// The URL of an Edge API path on a running server.
 fn edge_url(server: &TestServer, path: &str) -> String {
     crate::app_edge_client::edge_url(&server.running().admin_config().edge_server, path)
-}
-
-fn etag(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .expect("ETag header")
-        .to_owned()
 }
 
 /// Copies the `pki` directory of one data directory into another.
@@ -39,10 +30,9 @@ fn copy_pki(from: &Path, to: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: FLOTTA_TEST_POSTGRES_URL (scripts/test.sh runs it)"]
 async fn a_workload_created_on_one_instance_wakes_a_long_poll_on_the_other_within_a_second() {
-    let Some(database) = Database::for_backend(true).await else {
-        return;
-    };
+    let database = Database::fresh_postgres().await;
     let dir_a = tempfile::tempdir().expect("tempdir");
     let dir_b = tempfile::tempdir().expect("tempdir");
     let a = TestServer::start_with(test_config(dir_a.path(), &database)).await;
@@ -88,8 +78,12 @@ async fn a_workload_created_on_one_instance_wakes_a_long_poll_on_the_other_withi
             (response, Instant::now())
         }
     });
-    // Let the long-poll reach its wait; it must still be waiting when the change lands.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the long-poll waits on B; it must still be waiting when the change
+    // lands.
+    flotta_testing::eventually("the long-poll to wait on B", || async {
+        (b.edge().waiting_devices() == 1).then_some(())
+    })
+    .await;
     assert!(!waiting.is_finished(), "long-poll ended before any change");
 
     let workload = json!({

@@ -1,15 +1,14 @@
 //! Secrets and keys never reach the logs: the real binary runs at `FLOTTA_LOG=trace`
 //! through a whole flow (enrolment, registration, a device configuration holding a
-//! secret, config fetches, heartbeats, token creation, refused tokens), and its
+//! secret, a Secret object sent to the device, config fetches, heartbeats, token creation, refused tokens), and its
 //! output is searched for every secret it handled.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::api_harness::{client_from_admin_yaml, object_path};
+use crate::api_harness::object_path;
 use crate::app_edge_client::{device_client, edge_url, enrol_and_register};
 use crate::edge_support::{NAMESPACE, heartbeat_message};
 
@@ -17,6 +16,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_flotta-server");
 const DEVICE: &str = "log-device";
 const CONFIG_SECRET: &str = "config-secret-value-7f3a9c2e";
 const REFUSED_TOKEN: &str = "refused-token-value-41b8d0";
+const SECRET_VALUE: &str = "secret-object-value-9c04e7";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_run_at_trace_level_logs_no_secret() {
@@ -41,20 +41,7 @@ async fn a_full_run_at_trace_level_logs_no_secret() {
         .spawn()
         .expect("server starts");
 
-    let admin_yaml = data_dir.join("admin.yaml");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (client, admin) = loop {
-        assert!(Instant::now() < deadline, "server not ready");
-        if admin_yaml.exists() {
-            let (client, admin) = client_from_admin_yaml(&admin_yaml);
-            if let Ok(response) = client.get(format!("{}/readyz", admin.server)).send().await
-                && response.status() == StatusCode::OK
-            {
-                break (client, admin);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (client, admin) = crate::api_harness::wait_ready(&data_dir, None).await;
 
     let identity = enrol_and_register(
         &admin.edge_server,
@@ -83,23 +70,71 @@ async fn a_full_run_at_trace_level_logs_no_secret() {
         .expect("patch device");
     assert_eq!(patched.status(), StatusCode::OK);
 
+    // A Secret object, and a workload that sends it to the device.
+    let secret = client
+        .post(format!(
+            "{}/api/v1/namespaces/{NAMESPACE}/secrets",
+            admin.server
+        ))
+        .bearer_auth(&admin.token)
+        .json(&json!({"metadata": {"name": "api"}, "stringData": {"token": SECRET_VALUE}}))
+        .send()
+        .await
+        .expect("create secret");
+    assert_eq!(secret.status(), StatusCode::CREATED);
+    let workload = client
+        .post(format!(
+            "{}/apis/management.project-flotta.io/v1alpha1/namespaces/{NAMESPACE}/edgeworkloads",
+            admin.server
+        ))
+        .bearer_auth(&admin.token)
+        .json(&json!({"metadata": {"name": "uses-secret"}, "spec": {"type": "pod", "device": DEVICE,
+            "pod": {"spec": {"containers": [{"name": "app", "image": "app:1",
+                "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}]}]}}}}))
+        .send()
+        .await
+        .expect("create workload");
+    assert_eq!(workload.status(), StatusCode::CREATED);
+    let encoded_value = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(SECRET_VALUE)
+    };
+
     let device = device_client(&admin.certificate_authority, &identity);
     // Config polls are answered from a view the store's watch keeps current, so the
     // patch shows up a moment after it was acknowledged: poll as a device does.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let config_text = loop {
-        let config = device
-            .get(edge_url(&admin.edge_server, &format!("/data/{DEVICE}/in")))
+    let config_url = edge_url(&admin.edge_server, &format!("/data/{DEVICE}/in"));
+    let config = device.get(&config_url).send().await.expect("config");
+    assert_eq!(config.status(), StatusCode::OK);
+    let tag = config
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("ETag header")
+        .to_owned();
+    let mut config_text = config.text().await.expect("config body");
+    let mut tag = tag;
+    while !(config_text.contains(CONFIG_SECRET) && config_text.contains(&encoded_value)) {
+        // Not in the view yet: long-poll, as a device does, until the change lands.
+        let changed = device
+            .get(format!("{config_url}?wait=10"))
+            .header("if-none-match", &tag)
             .send()
             .await
-            .expect("config");
-        assert_eq!(config.status(), StatusCode::OK);
-        let text = config.text().await.expect("config body");
-        if text.contains(CONFIG_SECRET) || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+            .expect("config long-poll");
+        assert_eq!(
+            changed.status(),
+            StatusCode::OK,
+            "the patch and the workload change the config"
+        );
+        tag = changed
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .expect("ETag header")
+            .to_owned();
+        config_text = changed.text().await.expect("config body");
+    }
     assert!(
         config_text.contains(CONFIG_SECRET),
         "the device receives its secret"
@@ -166,6 +201,15 @@ async fn a_full_run_at_trace_level_logs_no_secret() {
         ("created token".into(), token_secret),
         ("refused token".into(), REFUSED_TOKEN.into()),
         ("config secret".into(), CONFIG_SECRET.into()),
+        ("Secret object value".into(), SECRET_VALUE.into()),
+        ("Secret object value, base64".into(), encoded_value.clone()),
+        (
+            "secret sealing key".into(),
+            std::fs::read_to_string(data_dir.join("secret-key"))
+                .expect("sealing key created at first start")
+                .trim()
+                .to_owned(),
+        ),
     ];
     for file in ["ca.key", "server.key", "register.key"] {
         for line in key_lines(file) {

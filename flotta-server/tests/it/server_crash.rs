@@ -13,9 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::api_harness::{
-    client_from_admin_yaml, collection, expect_json, list_names, object_path,
-};
+use crate::api_harness::{collection, expect_json, list_names, object_path};
 use crate::app_edge_client::{device_client, edge_url, enrol_and_register};
 use crate::edge_support::envelope;
 
@@ -73,28 +71,7 @@ pub fn spawn_server_with(data_dir: &Path, edge_listen: &str, extra: &[&str]) -> 
     ServerProcess(child)
 }
 
-/// Waits until the server writing `data_dir/admin.yaml` answers `/readyz` at a URL
-/// other than `previous` (the last run's, still in the file until rewritten).
-pub async fn wait_ready(
-    data_dir: &Path,
-    previous: Option<&str>,
-) -> (reqwest::Client, flotta_server::tokens::AdminConfig) {
-    let admin_yaml = data_dir.join("admin.yaml");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if admin_yaml.exists() {
-            let (client, admin) = client_from_admin_yaml(&admin_yaml);
-            if previous != Some(admin.server.as_str())
-                && let Ok(response) = client.get(format!("{}/readyz", admin.server)).send().await
-                && response.status() == StatusCode::OK
-            {
-                return (client, admin);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server not ready within 30 s");
-}
+pub use crate::api_harness::wait_ready;
 
 /// A heartbeat whose one workload is named after its sequence number, so the
 /// stored device status tells which heartbeat was written last.

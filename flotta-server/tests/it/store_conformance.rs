@@ -742,35 +742,37 @@ pub async fn data_survives_reopening(backend: Backend) {
     assert_eq!(next_event(&mut history).await.object, created);
 }
 
-/// Instantiates every conformance case as a `#[tokio::test]` for one backend.
-/// `$open` is an async expression giving `Option<Backend>` (`None` = skipped).
+/// Instantiates every conformance case as a `#[tokio::test]` for one backend:
+/// `conformance_tests!(OPEN)`, or `conformance_tests!(attrs [#[...]] OPEN)` to give
+/// each test attributes (`#[ignore = ...]` for a backend that needs a service).
+/// `OPEN` is an async expression giving the `Backend`.
 macro_rules! conformance_tests {
-    ($open:expr) => {
-        conformance_tests!(@cases $open;
-            crud_round_trip,
-            create_existing_is_already_exists,
-            stale_resource_version_conflicts,
-            resource_version_is_global_and_increasing,
-            status_update_keeps_generation,
-            finalizers_defer_deletion,
-            pagination_with_concurrent_inserts,
-            watch_replays_then_streams_live,
-            watch_from_compacted_version_is_gone,
-            slow_watcher_catches_up_from_the_log,
-            last_seen_batches,
-            tokens,
-            revocations_and_settings,
-            data_survives_reopening,
-        );
+    (@case [$($attr:tt)*] $open:expr; $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
+        async fn $case() {
+            let backend = $open;
+            crate::store_conformance::$case(backend).await;
+        }
     };
-    (@cases $open:expr; $($case:ident,)*) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(backend) = $open else { return };
-                crate::store_conformance::$case(backend).await;
-            }
-        )*
+    (attrs $attrs:tt $open:expr) => {
+        conformance_tests!(@case $attrs $open; crud_round_trip);
+        conformance_tests!(@case $attrs $open; create_existing_is_already_exists);
+        conformance_tests!(@case $attrs $open; stale_resource_version_conflicts);
+        conformance_tests!(@case $attrs $open; resource_version_is_global_and_increasing);
+        conformance_tests!(@case $attrs $open; status_update_keeps_generation);
+        conformance_tests!(@case $attrs $open; finalizers_defer_deletion);
+        conformance_tests!(@case $attrs $open; pagination_with_concurrent_inserts);
+        conformance_tests!(@case $attrs $open; watch_replays_then_streams_live);
+        conformance_tests!(@case $attrs $open; watch_from_compacted_version_is_gone);
+        conformance_tests!(@case $attrs $open; slow_watcher_catches_up_from_the_log);
+        conformance_tests!(@case $attrs $open; last_seen_batches);
+        conformance_tests!(@case $attrs $open; tokens);
+        conformance_tests!(@case $attrs $open; revocations_and_settings);
+        conformance_tests!(@case $attrs $open; data_survives_reopening);
+    };
+    ($open:expr) => {
+        conformance_tests!(attrs [] $open);
     };
 }
 pub(crate) use conformance_tests;

@@ -1,6 +1,6 @@
 //! Opening stores for the conformance suite: a fresh SQLite file in a temporary
 //! directory, or a fresh database in the PostgreSQL cluster named by
-//! `FLOTTA_TEST_POSTGRES_URL`.
+//! `FLOTTA_TEST_POSTGRES_URL` (`flotta_testing::postgres`).
 
 use std::sync::Arc;
 
@@ -23,28 +23,14 @@ impl Backend {
         }
     }
 
-    /// A fresh PostgreSQL database, or `None` (after saying so) when no test
-    /// cluster is configured.
+    /// A fresh database in the PostgreSQL test cluster; panics (saying how to start
+    /// one) when none is configured. Callers are `#[ignore]`d tests, see
+    /// `flotta_testing::postgres`.
     #[cfg(feature = "postgres")]
-    pub async fn postgres() -> Option<Backend> {
-        let Some(base) = postgres_url() else {
-            println!("skipped: FLOTTA_TEST_POSTGRES_URL not set");
-            return None;
-        };
-        let db = format!("flotta_test_{}", uuid::Uuid::new_v4().simple());
-        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-            .await
-            .expect("connect to FLOTTA_TEST_POSTGRES_URL");
-        let driver = tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .expect("create test database");
-        drop(client);
-        let _ = driver.await;
-        Some(Backend::Postgres {
-            url: with_database(&base, &db),
-        })
+    pub async fn postgres() -> Backend {
+        Backend::Postgres {
+            url: flotta_testing::postgres::fresh_database().await,
+        }
     }
 
     /// Opens a store over this backend's data.
@@ -88,29 +74,4 @@ pub async fn open_locator(locator: &str) -> Arc<dyn Store> {
         );
     }
     panic!("unknown store locator {locator}");
-}
-
-#[cfg(feature = "postgres")]
-pub fn postgres_url() -> Option<String> {
-    std::env::var("FLOTTA_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// Replaces the database name of a `postgres://user@host:port/db` URL.
-#[cfg(feature = "postgres")]
-fn with_database(url: &str, db: &str) -> String {
-    let (main, query) = match url.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = main.find("://").map_or(0, |i| i + 3);
-    let base = match main[authority_start..].find('/') {
-        Some(slash) => &main[..authority_start + slash],
-        None => main,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
 }

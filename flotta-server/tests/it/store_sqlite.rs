@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::store_conformance::conformance_tests;
 use crate::store_harness::Backend;
 
-conformance_tests!(Some(Backend::sqlite()));
+conformance_tests!(Backend::sqlite());
 
 #[tokio::test]
 async fn journal_is_wal_with_full_sync() {

@@ -2,7 +2,8 @@
 
 - :class:`Selector`: Kubernetes label selectors.
 - :func:`load_manifests` and the resource classes (:class:`EdgeDevice`,
-  :class:`EdgeDeviceSet`, :class:`EdgeWorkload`, :class:`EdgeDeviceSignedRequest`).
+  :class:`EdgeDeviceSet`, :class:`EdgeWorkload`, :class:`EdgeDeviceSignedRequest`,
+  :class:`Secret`, :class:`ConfigMap`).
 - :class:`Client` / :class:`AsyncClient`: the management API.
 - :class:`Agent`: the device agent with a workload runtime written in Python.
 - :mod:`flotta.pki`: device keys and certificate requests.
@@ -49,11 +50,14 @@ from .errors import (
 from .resources import (
     API_VERSION,
     AttrView,
+    ConfigMap,
     EdgeDevice,
     EdgeDeviceSet,
     EdgeDeviceSignedRequest,
     EdgeWorkload,
+    Event,
     Resource,
+    Secret,
     dump_manifests,
     load_manifests,
 )
@@ -73,11 +77,13 @@ __all__ = [
     "BadRequest",
     "Client",
     "ConfigError",
+    "ConfigMap",
     "Conflict",
     "EdgeDevice",
     "EdgeDeviceSet",
     "EdgeDeviceSignedRequest",
     "EdgeWorkload",
+    "Event",
     "FlottaError",
     "Forbidden",
     "Gone",
@@ -89,6 +95,7 @@ __all__ = [
     "RequestTimeout",
     "Resource",
     "Resources",
+    "Secret",
     "Selector",
     "SelectorError",
     "ServerError",

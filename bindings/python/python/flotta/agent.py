@@ -15,6 +15,13 @@ The workload runtime contract (any object with these three methods):
     it is started; raise to refuse it: the agent then rolls the device back to the
     last good configuration and reports the failure, and does not retry that
     version.
+``apply_with(workload: dict, inputs: dict) -> None`` (optional)
+    Called instead of ``apply`` when the runtime has it: ``inputs`` is what the
+    workload's containers are given, resolved from its ConfigMaps and the Secrets
+    sent with the configuration: ``containers`` (``[{"name", "env": {NAME:
+    value}}]``), ``volumes`` (``[{"name", "secret": bool, "files": [{"path",
+    "content": bytes, "mode": int}]}]``) and ``auth_file`` (registry credentials
+    text, or ``None``). Values may be secrets: do not log them.
 ``remove(name: str) -> None``
     Stop and delete the workload. Removing an unknown name must succeed.
 ``list() -> iterable``
@@ -160,7 +167,7 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         """A snapshot: ``phase`` (``enrolling``, ``registering``,
-        ``awaiting-approval``, ``running``, ``renewing`` or ``None``),
+        ``awaiting-approval``, ``denied``, ``running``, ``renewing`` or ``None``),
         ``config_version``, ``failed_version`` and ``last_heartbeat``."""
         status: dict[str, Any] = self._native.status()
         return status

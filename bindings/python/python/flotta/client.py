@@ -16,13 +16,16 @@ from typing import Any, Generic, TypeVar
 from . import _flotta
 from .errors import ApplyError, FlottaError
 from .resources import (
-    API_VERSION,
+    ConfigMap,
+    Event,
     EdgeDevice,
     EdgeDeviceSet,
     EdgeDeviceSignedRequest,
     EdgeWorkload,
     Resource,
+    Secret,
     _unwrap,
+    api_version_of,
 )
 
 T = TypeVar("T", bound=Resource)
@@ -280,7 +283,7 @@ def _data_of(cls: type[Resource], resource: Resource | Mapping[str, Any]) -> dic
             raise TypeError(f"expected {cls.kind}, got {resource.kind}")
         return resource.to_dict()
     data = dict(resource)
-    data.setdefault("apiVersion", API_VERSION)
+    data.setdefault("apiVersion", api_version_of(cls.kind))
     data.setdefault("kind", cls.kind)
     return cls.from_dict(data).to_dict()
 
@@ -321,6 +324,11 @@ class Client(_ClientBase):
         self.device_sets: Resources[EdgeDeviceSet] = Resources(self._native, EdgeDeviceSet)
         self.workloads: Resources[EdgeWorkload] = Resources(self._native, EdgeWorkload)
         self.signed_requests: Resources[EdgeDeviceSignedRequest] = Resources(self._native, EdgeDeviceSignedRequest)
+        self.secrets: Resources[Secret] = Resources(self._native, Secret)
+        self.config_maps: Resources[ConfigMap] = Resources(self._native, ConfigMap)
+        self.events: Resources[Event] = Resources(self._native, Event)
+        """Events (read-only): list and watch with field selectors on
+        ``involvedObject.name``, ``involvedObject.kind``, ``reason``, ``type``."""
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None) -> Client:
@@ -350,8 +358,51 @@ class Client(_ClientBase):
 
     def approve(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeDeviceSignedRequest:
         """Approves a device's enrolment request (its ``EdgeDeviceSignedRequest``,
-        named after the device id) so the device can register."""
-        return self.signed_requests.patch(name, {"spec": {"approved": True}}, namespace)
+        named after the device id) so the device can register; its status gets an
+        ``approved`` condition."""
+        return EdgeDeviceSignedRequest._adopt(self._native.decide_enrolment(namespace, name, True))
+
+    def deny(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeDeviceSignedRequest:
+        """Denies a device's enrolment request: ``spec.approved`` false and a
+        ``declined`` condition. The device is refused (403 ``EnrolmentDenied``)
+        until :meth:`approve`."""
+        return EdgeDeviceSignedRequest._adopt(self._native.decide_enrolment(namespace, name, False))
+
+    def events_for(self, resource: Resource, namespace: str | None = None) -> builtins.list[Event]:
+        """The events about ``resource`` (e.g. a device's ``ApplyFailed`` and
+        ``RolledBack``), least recently seen first."""
+        found = self.events.list(namespace or resource.namespace or DEFAULT_NAMESPACE, field_selector=_about(resource))
+        return sorted(found, key=_last_seen)
+
+    def rollout_status(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any] | None:
+        """The rollout record of workload ``name`` (its ``status.rollout``: current
+        and previous revision, batches, paused and why), or ``None`` before the
+        server recorded one."""
+        record: dict[str, Any] | None = self._native.rollout(namespace, name, "status")
+        return record
+
+    def rollout_history(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
+        """The revisions the server keeps of workload ``name``, oldest first."""
+        revisions: list[dict[str, Any]] = self._native.rollout(namespace, name, "history")
+        return revisions
+
+    def pause_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+        """Pauses the workload's rollout: nothing more is given or released."""
+        return EdgeWorkload._adopt(self._native.rollout(namespace, name, "pause"))
+
+    def resume_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+        """Resumes a rollout paused with :meth:`pause_rollout`."""
+        return EdgeWorkload._adopt(self._native.rollout(namespace, name, "resume"))
+
+    def approve_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+        """Approves the next batch (policy ``manualApproval: true``); raises
+        :class:`flotta.errors.RolloutError` when no rollout is in progress."""
+        return EdgeWorkload._adopt(self._native.rollout(namespace, name, "approve"))
+
+    def undo_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+        """Rolls the workload back to its previous revision, itself a rollout; raises
+        :class:`flotta.errors.RolloutError` when there is none."""
+        return EdgeWorkload._adopt(self._native.rollout(namespace, name, "undo"))
 
 
 class AsyncClient(_ClientBase):
@@ -375,6 +426,9 @@ class AsyncClient(_ClientBase):
         self.signed_requests: AsyncResources[EdgeDeviceSignedRequest] = AsyncResources(
             self._native, EdgeDeviceSignedRequest
         )
+        self.secrets: AsyncResources[Secret] = AsyncResources(self._native, Secret)
+        self.config_maps: AsyncResources[ConfigMap] = AsyncResources(self._native, ConfigMap)
+        self.events: AsyncResources[Event] = AsyncResources(self._native, Event)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None) -> AsyncClient:
@@ -397,7 +451,54 @@ class AsyncClient(_ClientBase):
 
     async def approve(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeDeviceSignedRequest:
         """See :meth:`Client.approve`."""
-        return await self.signed_requests.patch(name, {"spec": {"approved": True}}, namespace)
+        return EdgeDeviceSignedRequest._adopt(await self._native.decide_enrolment_async(namespace, name, True))
+
+    async def deny(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeDeviceSignedRequest:
+        """See :meth:`Client.deny`."""
+        return EdgeDeviceSignedRequest._adopt(await self._native.decide_enrolment_async(namespace, name, False))
+
+    async def events_for(self, resource: Resource, namespace: str | None = None) -> builtins.list[Event]:
+        """See :meth:`Client.events_for`."""
+        found = await self.events.list(
+            namespace or resource.namespace or DEFAULT_NAMESPACE, field_selector=_about(resource)
+        )
+        return sorted(found, key=_last_seen)
+
+
+def _about(resource: Resource) -> str:
+    """The field selector of the events about ``resource``."""
+    return f"involvedObject.kind={resource.kind},involvedObject.name={resource.name}"
+
+
+def _last_seen(event: Event) -> str:
+    # RFC 3339 in UTC: sorts as time does.
+    return str(event.to_dict().get("lastTimestamp") or "")
+
+    async def rollout_status(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any] | None:
+        """See :meth:`Client.rollout_status`."""
+        record: dict[str, Any] | None = await self._native.rollout_async(namespace, name, "status")
+        return record
+
+    async def rollout_history(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
+        """See :meth:`Client.rollout_history`."""
+        revisions: list[dict[str, Any]] = await self._native.rollout_async(namespace, name, "history")
+        return revisions
+
+    async def pause_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+        """See :meth:`Client.pause_rollout`."""
+        return EdgeWorkload._adopt(await self._native.rollout_async(namespace, name, "pause"))
+
+    async def resume_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+        """See :meth:`Client.resume_rollout`."""
+        return EdgeWorkload._adopt(await self._native.rollout_async(namespace, name, "resume"))
+
+    async def approve_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+        """See :meth:`Client.approve_rollout`."""
+        return EdgeWorkload._adopt(await self._native.rollout_async(namespace, name, "approve"))
+
+    async def undo_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+        """See :meth:`Client.undo_rollout`."""
+        return EdgeWorkload._adopt(await self._native.rollout_async(namespace, name, "undo"))
 
 
 __all__ = [

@@ -177,6 +177,11 @@ class ApplyError(FlottaError):
         return [o for o in self.outcomes if o.error is not None]
 
 
+class RolloutError(FlottaError):
+    """A rollout operation had nothing to act on: no rollout in progress to approve,
+    no previous revision to undo to."""
+
+
 class AgentError(FlottaError):
     """The agent could not be set up, or stopped on an error."""
 
@@ -186,6 +191,7 @@ class PkiError(FlottaError, ValueError):
 
 
 __all__ = [
+    "RolloutError",
     "AgentError",
     "AlreadyExists",
     "ApiError",

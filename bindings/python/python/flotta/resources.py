@@ -1,6 +1,7 @@
 """Resources: ``EdgeDevice``, ``EdgeDeviceSet``, ``EdgeWorkload`` and
 ``EdgeDeviceSignedRequest``, Kubernetes-shaped objects of the group
-``management.project-flotta.io/v1alpha1``.
+``management.project-flotta.io/v1alpha1``, and the Kubernetes ``v1`` ``Secret`` and
+``ConfigMap``.
 
 A resource is a thin object over its JSON form (a ``dict``), with attribute access
 that accepts the wire's camelCase names or their snake_case spelling::
@@ -15,6 +16,7 @@ the resource.
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
@@ -23,7 +25,15 @@ from typing import Any, ClassVar, TypeVar
 from . import _flotta
 from .errors import ValidationError
 
-API_VERSION = "management.project-flotta.io/v1alpha1"
+_KINDS: dict[str, dict[str, Any]] = {info["kind"]: info for info in _flotta.kinds()}
+"""Core's kind table (names, plurals, short names), keyed by ``kind``."""
+
+API_VERSION: str = _KINDS["EdgeDevice"]["api_version"]
+
+
+def api_version_of(kind: str) -> str:
+    """The ``apiVersion`` of objects of ``kind`` (``v1`` for Secret and ConfigMap)."""
+    return str(_KINDS[kind]["api_version"]) if kind in _KINDS else API_VERSION
 
 _SNAKE = re.compile(r"_([a-z0-9])")
 
@@ -128,10 +138,24 @@ class Resource:
     kind: ClassVar[str] = ""
     """The resource's ``kind``."""
     plural: ClassVar[str] = ""
-    """The resource's plural name in API paths."""
+    """The resource's plural name in API paths (from core's kind table)."""
+    singular: ClassVar[str] = ""
+    """The resource's singular name, e.g. ``edgedevice`` (from core's kind table)."""
+    short_names: ClassVar[tuple[str, ...]] = ()
+    """The resource's short names, e.g. ``("edsr",)`` (from core's kind table)."""
 
     __slots__ = ("_data",)
     _data: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass names its kind; every other name comes from the native table so
+        # Python cannot drift from Rust.
+        info = _KINDS.get(cls.kind)
+        if info is not None:
+            cls.plural = info["plural"]
+            cls.singular = info["singular"]
+            cls.short_names = tuple(info["short_names"])
 
     def __init__(
         self,
@@ -275,7 +299,6 @@ class EdgeDevice(Resource):
     """A device of the fleet (created by the server when a device registers)."""
 
     kind: ClassVar[str] = "EdgeDevice"
-    plural: ClassVar[str] = "edgedevices"
     __slots__ = ()
 
 
@@ -283,7 +306,6 @@ class EdgeDeviceSet(Resource):
     """A set of devices sharing configuration, chosen by ``spec.selector``."""
 
     kind: ClassVar[str] = "EdgeDeviceSet"
-    plural: ClassVar[str] = "edgedevicesets"
     __slots__ = ()
 
 
@@ -292,7 +314,6 @@ class EdgeWorkload(Resource):
     chooses, with an optional ``spec.rolloutPolicy``."""
 
     kind: ClassVar[str] = "EdgeWorkload"
-    plural: ClassVar[str] = "edgeworkloads"
     __slots__ = ()
 
 
@@ -300,12 +321,131 @@ class EdgeDeviceSignedRequest(Resource):
     """A device's enrolment request; setting ``spec.approved`` lets it register."""
 
     kind: ClassVar[str] = "EdgeDeviceSignedRequest"
-    plural: ClassVar[str] = "edgedevicesignedrequests"
     __slots__ = ()
 
 
+def _core_object(
+    kind: str,
+    name: str | None,
+    namespace: str | None,
+    labels: Mapping[str, str] | None,
+    annotations: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    if name is not None:
+        metadata["name"] = name
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    if labels is not None:
+        metadata["labels"] = dict(labels)
+    if annotations is not None:
+        metadata["annotations"] = dict(annotations)
+    return {"apiVersion": _KINDS[kind]["api_version"], "kind": kind, "metadata": metadata}
+
+
+class Secret(Resource):
+    """A Kubernetes ``v1`` Secret, sent only to the devices whose workloads use it.
+
+    ``data`` takes bytes (base64-encoded here), ``string_data`` text; on the server
+    both end up in ``data``, sealed at rest. ``repr`` never shows a value.
+    """
+
+    kind: ClassVar[str] = "Secret"
+    __slots__ = ()
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        data: Mapping[str, bytes] | None = None,
+        string_data: Mapping[str, str] | None = None,
+        type: str = "Opaque",
+    ) -> None:
+        body = _core_object(self.kind, name, namespace, labels, annotations)
+        body["type"] = type
+        if data is not None:
+            body["data"] = {key: base64.b64encode(value).decode("ascii") for key, value in data.items()}
+        if string_data is not None:
+            body["stringData"] = dict(string_data)
+        object.__setattr__(self, "_data", _flotta.parse_resource(body))
+
+    def value(self, key: str) -> bytes | None:
+        """The decoded value of ``key``, if the secret has it."""
+        encoded = self._data.get("data", {}).get(key)
+        return base64.b64decode(encoded) if encoded is not None else None
+
+
+class ConfigMap(Resource):
+    """A Kubernetes ``v1`` ConfigMap: text ``data`` and bytes ``binary_data``."""
+
+    kind: ClassVar[str] = "ConfigMap"
+    __slots__ = ()
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        binary_data: Mapping[str, bytes] | None = None,
+    ) -> None:
+        body = _core_object(self.kind, name, namespace, labels, annotations)
+        if data is not None:
+            body["data"] = dict(data)
+        if binary_data is not None:
+            body["binaryData"] = {key: base64.b64encode(value).decode("ascii") for key, value in binary_data.items()}
+        object.__setattr__(self, "_data", _flotta.parse_resource(body))
+
+
+class Event(Resource):
+    """A Kubernetes ``v1`` Event the server recorded: something that happened to an
+    object (``involved_object``), with ``reason``, ``message``, ``type``
+    (``Normal`` or ``Warning``), ``count`` and first/last timestamps. Device events
+    (a failed apply, a rollback) and the server's own (an enrolment approved, a
+    device registered) are both events. Read-only: the server records them, so
+    there is no constructor and writes are refused."""
+
+    kind: ClassVar[str] = "Event"
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("events are recorded by the server; read them with client.events")
+
+    @property
+    def reason(self) -> str:
+        """The short reason, e.g. ``ApplyFailed``."""
+        return str(self._data.get("reason") or "")
+
+    @property
+    def message(self) -> str:
+        """What happened."""
+        return str(self._data.get("message") or "")
+
+    @property
+    def type(self) -> str:
+        """``Normal`` or ``Warning``."""
+        return str(self._data.get("type") or "")
+
+    @property
+    def count(self) -> int:
+        """How many times it happened."""
+        return int(self._data.get("count") or 1)
+
+    @property
+    def involved(self) -> tuple[str, str]:
+        """``(kind, name)`` of the object the event is about."""
+        involved = self._data.get("involvedObject") or {}
+        return (str(involved.get("kind") or ""), str(involved.get("name") or ""))
+
+
 _CLASSES: dict[str, type[Resource]] = {
-    cls.kind: cls for cls in (EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest)
+    cls.kind: cls
+    for cls in (EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest, Secret, ConfigMap, Event)
 }
 
 
@@ -327,11 +467,15 @@ def dump_manifests(resources: Iterable[Resource | Mapping[str, Any]]) -> str:
 __all__ = [
     "API_VERSION",
     "AttrView",
+    "ConfigMap",
+    "api_version_of",
     "EdgeDevice",
     "EdgeDeviceSet",
     "EdgeDeviceSignedRequest",
     "EdgeWorkload",
+    "Event",
     "Resource",
+    "Secret",
     "dump_manifests",
     "load_manifests",
 ]

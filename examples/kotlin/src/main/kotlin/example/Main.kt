@@ -36,7 +36,7 @@ class LoggingRuntime : WorkloadRuntime {
     }
 
     override suspend fun list(): List<RuntimeWorkload> =
-        workloads.values.map { RuntimeWorkload(it.name, it.fingerprint, WorkloadPhase.RUNNING) }
+        workloads.values.map { RuntimeWorkload(it.name, WorkloadPhase.RUNNING) }
 }
 
 fun main(args: Array<String>) {

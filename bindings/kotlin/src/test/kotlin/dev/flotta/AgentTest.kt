@@ -4,6 +4,7 @@ import dev.flotta.ffi.Agent
 import dev.flotta.ffi.AgentEvent
 import dev.flotta.ffi.AgentSettings
 import dev.flotta.ffi.ApplyAction
+import dev.flotta.ffi.EnvVar
 import dev.flotta.ffi.FlottaException
 import dev.flotta.ffi.ManagementClient
 import dev.flotta.ffi.ResourceKind
@@ -53,7 +54,7 @@ class RecordingRuntime(
     }
 
     override suspend fun list(): List<RuntimeWorkload> =
-        running.values.map { RuntimeWorkload(it.name, it.fingerprint, WorkloadPhase.RUNNING) }
+        running.values.map { RuntimeWorkload(it.name, WorkloadPhase.RUNNING) }
 }
 
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
@@ -125,13 +126,30 @@ class AgentTest {
             }
             assertEquals("kotlin-device-1", device.name())
 
-            val outcome = client.apply("default", workload("camera", "kotlin-device-1", "quay.io/org/camera:1"))
-            assertEquals(ApplyAction.CREATED, outcome.single().action, "outcome: $outcome")
+            // The workload reads a Secret: the runtime gets the resolved value.
+            val secret = """
+                apiVersion: v1
+                kind: Secret
+                metadata:
+                  name: camera-token
+                stringData:
+                  token: t-1
+            """.trimIndent() + "\n---\n"
+            val withEnv = workload("camera", "kotlin-device-1", "quay.io/org/camera:1") + "\n" + """
+                env:
+                - name: TOKEN
+                  valueFrom:
+                    secretKeyRef:
+                      name: camera-token
+                      key: token
+            """.trimIndent().prependIndent("        ") + "\n"
+            val outcome = client.apply("default", secret + withEnv)
+            assertEquals(listOf(ApplyAction.CREATED, ApplyAction.CREATED), outcome.map { it.action }, "outcome: $outcome")
 
             val applied = runtime.applied.await()
             assertEquals("camera", applied.name)
             assertContains(applied.specification, "quay.io/org/camera:1")
-            assertTrue(applied.fingerprint.isNotEmpty())
+            assertEquals(listOf(EnvVar("TOKEN", "t-1")), applied.containers.single().env)
 
             // The heartbeat carries the runtime's report to the device status.
             val status = eventually("the workload in the device status") {

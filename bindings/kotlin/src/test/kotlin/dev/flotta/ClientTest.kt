@@ -7,6 +7,7 @@ import dev.flotta.ffi.ResourceKind
 import dev.flotta.ffi.WatchEventType
 import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.async
+import kotlinx.coroutines.flow.filter
 import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.flow.onEach
 import kotlinx.coroutines.flow.take
@@ -60,6 +61,69 @@ class ClientTest {
     }
 
     @Test
+    fun `deny and approve say so in the request's spec and status`() = runBlocking {
+        client.apply(
+            "default",
+            """
+            apiVersion: management.project-flotta.io/v1alpha1
+            kind: EdgeDeviceSignedRequest
+            metadata:
+              name: kotlin-denied
+            spec:
+              targetNamespace: default
+            """.trimIndent(),
+        )
+        val denied = client.deny("default", "kotlin-denied").toYaml()
+        assertContains(denied, "approved: false")
+        assertContains(denied, "type: declined")
+        val approved = client.approve("default", "kotlin-denied").toYaml()
+        assertContains(approved, "approved: true")
+        assertContains(approved, "type: approved")
+        assertTrue("declined" !in approved, approved)
+    }
+
+    @Test
+    fun `enrolment decisions are events, listed and watched`() = runBlocking {
+        client.apply(
+            "default",
+            """
+            apiVersion: management.project-flotta.io/v1alpha1
+            kind: EdgeDeviceSignedRequest
+            metadata:
+              name: kotlin-events
+            spec:
+              targetNamespace: default
+            """.trimIndent(),
+        )
+        val about = "involvedObject.kind=EdgeDeviceSignedRequest,involvedObject.name=kotlin-events"
+        withTimeout(30_000) {
+            val connected = CompletableDeferred<Unit>()
+            val seen = async {
+                client.watchFlow(ResourceKind.EVENT, namespace = "default", fieldSelector = about)
+                    .onEach { connected.complete(Unit) }
+                    .first { event -> event.events.any { it.reason == "EnrolmentApproved" } }
+            }
+            client.deny("default", "kotlin-events")
+            // The denial's event opens the watch's stream; the approval follows it.
+            connected.await()
+            client.approve("default", "kotlin-events")
+            val approved = seen.await().events.single { it.reason == "EnrolmentApproved" }
+            assertEquals("EdgeDeviceSignedRequest", approved.involvedKind)
+            assertEquals("Normal", approved.eventType)
+            assertEquals("flotta-server", approved.source)
+        }
+        val listed = client.eventsFor("default", ResourceKind.EDGE_DEVICE_SIGNED_REQUEST, "kotlin-events")
+        // Both happened within the same second: their order is not defined.
+        assertEquals(listOf("EnrolmentApproved", "EnrolmentDenied"), listed.map { it.reason }.sorted(), "events: $listed")
+        assertEquals("Warning", listed.single { it.reason == "EnrolmentDenied" }.eventType)
+        val warnings = client.listEvents("default", "$about,type=Warning")
+        assertEquals(listOf("EnrolmentDenied"), warnings.map { it.reason })
+        assertFailsWith<FlottaException.InvalidConfig> { client.list(ResourceKind.EVENT, "default", null, null) }
+        assertFailsWith<FlottaException> { client.listEvents("default", "involvedObject.colour=red") }
+        Unit
+    }
+
+    @Test
     fun `a bad document fails alone`() = runBlocking {
         val outcomes = client.apply("lab", "kind: Pod\nmetadata:\n  name: p\n---\n" + FLEET.replace("name: cameras", "name: lone-cameras").substringBefore("---"))
         assertEquals(2, outcomes.size, "outcomes: $outcomes")
@@ -90,6 +154,34 @@ class ClientTest {
         assertEquals(listOf("set-3"), named.map { it.name() })
         assertFailsWith<FlottaException> { client.list(ResourceKind.EDGE_DEVICE_SET, "listing", "tier in (", null) }
         Unit
+    }
+
+    @Test
+    fun `secrets and config maps are applied and listed`() = runBlocking {
+        val manifest = """
+            apiVersion: v1
+            kind: Secret
+            metadata:
+              name: api
+              labels:
+                app: reader
+            stringData:
+              token: t-1
+            ---
+            apiVersion: v1
+            kind: ConfigMap
+            metadata:
+              name: settings
+            data:
+              MODE: fast
+        """.trimIndent() + "\n"
+        val outcomes = client.apply("secrets", manifest)
+        assertEquals(listOf(ApplyAction.CREATED, ApplyAction.CREATED), outcomes.map { it.action }, "outcomes: $outcomes")
+        val secrets = client.list(ResourceKind.SECRET, "secrets", "app=reader", null)
+        assertEquals(listOf("api"), secrets.map { it.name() })
+        assertEquals(ResourceKind.SECRET, secrets.single().kind())
+        val maps = client.list(ResourceKind.CONFIG_MAP, "secrets", null, "metadata.name=settings")
+        assertEquals(listOf("settings"), maps.map { it.name() })
     }
 
     @Test
@@ -130,6 +222,9 @@ class ClientTest {
             val seen = async {
                 client.watchFlow(ResourceKind.EDGE_DEVICE_SET, namespace = "watched")
                     .onEach { connected.complete(Unit) }
+                    // The server writes a set's status (its device counts) soon after
+                    // the set is created; those MODIFIED events are not this test's.
+                    .filter { it.eventType != WatchEventType.MODIFIED }
                     .take(3)
                     .toList()
             }

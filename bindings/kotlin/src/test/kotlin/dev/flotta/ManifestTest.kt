@@ -5,6 +5,8 @@ import dev.flotta.ffi.Resource
 import dev.flotta.ffi.ResourceKind
 import dev.flotta.ffi.manifestsToYaml
 import dev.flotta.ffi.parseManifests
+import dev.flotta.ffi.resourceKindNamed
+import dev.flotta.ffi.resourceKinds
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
 import kotlin.test.assertContains
@@ -127,5 +129,21 @@ class ManifestTest {
         assertEquals("up", status.phase)
         assertEquals("2026-03-02T10:00:00Z", status.lastSeen)
         assertEquals(listOf("grabber" to "Running"), status.workloads.map { it.name to it.phase })
+    }
+}
+
+class ResourceKindTest {
+    @Test
+    fun `the kind table gives every kind its names`() {
+        val kinds = resourceKinds()
+        assertEquals(ResourceKind.values().toList(), kinds.map { it.kind })
+        val requests = kinds.single { it.kind == ResourceKind.EDGE_DEVICE_SIGNED_REQUEST }
+        assertEquals("EdgeDeviceSignedRequest", requests.name)
+        assertEquals(listOf("edsr"), requests.shortNames)
+        assertEquals("edgedevicesignedrequest", requests.crdPlural)
+        assertEquals("management.project-flotta.io/v1alpha1", requests.apiVersion)
+        assertEquals(ResourceKind.EDGE_WORKLOAD, resourceKindNamed("EW"))
+        assertEquals(ResourceKind.EDGE_DEVICE, resourceKindNamed("devices"))
+        assertNull(resourceKindNamed("pods"))
     }
 }

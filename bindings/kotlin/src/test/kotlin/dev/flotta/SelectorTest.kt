@@ -17,7 +17,7 @@ class SelectorTest {
     @Test
     fun `canonical form sorts requirements by key and values`() {
         val selector = labelSelector("zone notin (b,a), app==web, !legacy, tier")
-        assertEquals("app=web,!legacy,tier,zone notin (a,b)", selector.toString())
+        assertEquals("app==web,!legacy,tier,zone notin (a,b)", selector.toString())
         assertEquals(listOf("legacy", "app", "tier", "zone").sorted(), selector.keys().sorted())
         assertEquals(selector, Selector.parse(selector.toString()))
         assertNotEquals(selector, Selector.parse("app=web"))

@@ -1,0 +1,372 @@
+//! [`AgentBuilder`]: the agent's settings, checked by [`AgentBuilder::build`].
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use flotta_client::{EdgeClient, Identity, RetryPolicy};
+use flotta_core::enrolment::AgentConfig;
+use tokio::sync::{Notify, broadcast};
+
+use super::Agent;
+use super::status::{AgentStatus, AgentTiming, Shared};
+use crate::clock::{Clock, SystemClock};
+use crate::error::AgentError;
+use crate::hardware::{HardwareProbe, ProcHardwareProbe};
+use crate::offline::{DEFAULT_OFFLINE_QUEUE_CAPACITY, OfflineQueue};
+use crate::os::{HealthChecks, NoOsUpdater, OsUpdater};
+use crate::runtime::WorkloadRuntime;
+use crate::state::{FileStateStore, StateStore};
+
+/// Builds an [`Agent`]; see [`Agent::builder`].
+pub struct AgentBuilder {
+    server: Option<String>,
+    ca_pem: Option<String>,
+    registration: Option<(String, String)>,
+    device_id: Option<String>,
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    state: Option<Arc<dyn StateStore>>,
+    runtime: Option<Arc<dyn WorkloadRuntime>>,
+    os_updater: Arc<dyn OsUpdater>,
+    health_checks: HealthChecks,
+    prefetch_min_free: Option<(PathBuf, u64)>,
+    hardware: Arc<dyn HardwareProbe>,
+    timing: AgentTiming,
+    enrolment: AgentConfig,
+    offline_queue_capacity: usize,
+    local_address: Option<IpAddr>,
+    clock: Arc<dyn Clock>,
+    file_roots: Vec<String>,
+}
+
+impl std::fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("server", &self.server)
+            .field("device_id", &self.device_id)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentBuilder {
+    /// Base URL of the Edge API, `https://host:port` (required).
+    pub fn server(mut self, url: impl Into<String>) -> Self {
+        self.server = Some(url.into());
+        self
+    }
+
+    /// PEM of the CA that signs the server's certificate (required).
+    pub fn ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// The fleet-wide registration certificate and its key, PEM (required): used to
+    /// enrol and register only.
+    pub fn registration_identity(
+        mut self,
+        certificate_pem: impl Into<String>,
+        key_pem: impl Into<String>,
+    ) -> Self {
+        self.registration = Some((certificate_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// The device id (required): the `EdgeDevice` name and certificate CN.
+    pub fn device_id(mut self, id: impl Into<String>) -> Self {
+        self.device_id = Some(id.into());
+        self
+    }
+
+    /// Namespace the device asks to join (default `default`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Adds a label the device asks for at enrolment (the enrolment info's
+    /// `labels`). The reference server keeps them in the signed request, where an
+    /// approver may change them, and gives them to the device it creates.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Keeps state in files under `dir` ([`FileStateStore`]).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state = Some(Arc::new(FileStateStore::new(dir)));
+        self
+    }
+
+    /// Keeps state in `store` (instead of [`state_dir`](Self::state_dir)).
+    pub fn state_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.state = Some(store);
+        self
+    }
+
+    /// Runs workloads with `runtime` (required).
+    pub fn runtime(mut self, runtime: Arc<dyn WorkloadRuntime>) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Updates the OS with `updater` (default [`NoOsUpdater`]).
+    pub fn os_updater(mut self, updater: Arc<dyn OsUpdater>) -> Self {
+        self.os_updater = updater;
+        self
+    }
+
+    /// Reads the hardware with `probe` (default [`ProcHardwareProbe`]).
+    pub fn hardware_probe(mut self, probe: Arc<dyn HardwareProbe>) -> Self {
+        self.hardware = probe;
+        self
+    }
+
+    /// Run-loop timers (default [`AgentTiming::default`]).
+    pub fn timing(mut self, timing: AgentTiming) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Enrolment backoff, approval wait and renewal policy.
+    pub fn enrolment_config(mut self, config: AgentConfig) -> Self {
+        self.enrolment = config;
+        self
+    }
+
+    /// Most events kept while the server is unreachable (default 100, at least 1);
+    /// when full, the oldest are dropped and counted.
+    pub fn offline_queue_capacity(mut self, capacity: usize) -> Self {
+        self.offline_queue_capacity = capacity;
+        self
+    }
+
+    /// Binds the agent's connections to this local (source) address (default:
+    /// chosen by the operating system). A simulator running many agents on one
+    /// host spreads them over several loopback addresses this way.
+    pub fn local_address(mut self, address: IpAddr) -> Self {
+        self.local_address = Some(address);
+        self
+    }
+
+    /// Reads the time and waits with `clock` (default [`SystemClock`]); tests pass a
+    /// [`ManualClock`](crate::clock::ManualClock) to move time on at will.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Directories the `spec.files` overlay may write under (absolute paths);
+    /// [`DEFAULT_FILE_ROOTS`](flotta_core::reconcile::DEFAULT_FILE_ROOTS) by default.
+    /// A configuration naming a file elsewhere is refused whole.
+    pub fn file_roots<I, S>(mut self, roots: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.file_roots = roots.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The health checks run after a boot into a new OS deployment (default:
+    /// greenboot's directories, no user checks).
+    pub fn health_checks(mut self, checks: HealthChecks) -> Self {
+        self.health_checks = checks;
+        self
+    }
+
+    /// Before prefetching a new version, require `bytes` free on the file system
+    /// holding `path` (where images and OS deployments are downloaded); a version
+    /// that does not fit fails its prefetch with the numbers. Unchecked by default.
+    pub fn prefetch_min_free(mut self, path: impl Into<PathBuf>, bytes: u64) -> Self {
+        self.prefetch_min_free = Some((path.into(), bytes));
+        self
+    }
+
+    /// Checks the settings and builds the agent.
+    pub fn build(self) -> Result<Agent, AgentError> {
+        let missing = |field: &'static str| AgentError::InvalidSetting {
+            field,
+            reason: "required and not set".into(),
+        };
+        let server = self.server.ok_or_else(|| missing("server"))?;
+        let ca_pem = self.ca_pem.ok_or_else(|| missing("ca_pem"))?;
+        let (cert, key) = self
+            .registration
+            .ok_or_else(|| missing("registration_identity"))?;
+        let device_id = self.device_id.ok_or_else(|| missing("device_id"))?;
+        if device_id.is_empty() || device_id.contains(['/', '?', '#', '%']) {
+            return Err(AgentError::InvalidSetting {
+                field: "device_id",
+                reason: format!("{device_id:?} is not a usable device id"),
+            });
+        }
+        if let Some(root) = self.file_roots.iter().find(|r| !r.starts_with('/')) {
+            return Err(AgentError::InvalidSetting {
+                field: "file_roots",
+                reason: format!("{root:?} is not an absolute path"),
+            });
+        }
+        if self.namespace.is_empty() {
+            return Err(AgentError::InvalidSetting {
+                field: "namespace",
+                reason: "empty".into(),
+            });
+        }
+        let state = self
+            .state
+            .ok_or_else(|| missing("state_dir or state_store"))?;
+        let runtime = self.runtime.ok_or_else(|| missing("runtime"))?;
+        let registration =
+            Identity::from_pem(&cert, &key).map_err(|source| AgentError::Client {
+                what: "registration identity",
+                source,
+            })?;
+        let client = edge_client(
+            &server,
+            &ca_pem,
+            registration.clone(),
+            &self.timing,
+            self.local_address,
+        )
+        .map_err(|source| AgentError::Client {
+            what: "Edge API client",
+            source,
+        })?;
+        let (events, _) = broadcast::channel(256);
+        Ok(Agent {
+            device_id,
+            namespace: self.namespace,
+            labels: self.labels,
+            server,
+            ca_pem: Mutex::new(ca_pem),
+            offered_trust: Mutex::new(None),
+            registration,
+            client,
+            apply_lock: tokio::sync::Mutex::new(()),
+            state,
+            runtime,
+            os_updater: self.os_updater,
+            health_checks: self.health_checks,
+            prefetch_min_free: self.prefetch_min_free,
+            hardware: self.hardware,
+            timing: self.timing,
+            enrolment: self.enrolment,
+            local_address: self.local_address,
+            clock: self.clock,
+            applied: Default::default(),
+            file_roots: self.file_roots,
+            written: Default::default(),
+            settings: Default::default(),
+            shared: Arc::new(Shared {
+                status: Mutex::new(AgentStatus::default()),
+                events,
+                pending: Mutex::new(OfflineQueue::new(self.offline_queue_capacity)),
+                queue_changed: Notify::new(),
+                heartbeat_period: Mutex::new(self.timing.heartbeat_period),
+                heartbeat_hardware: Mutex::new(false),
+                heartbeat_now: Notify::new(),
+                poll_version: Mutex::new(None),
+                renewal_requested: AtomicBool::new(false),
+                renew_now: Notify::new(),
+                control_check: Notify::new(),
+                last_upgrade: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+impl AgentBuilder {
+    /// The defaults; see [`Agent::builder`].
+    pub(super) fn new() -> Self {
+        Self {
+            server: None,
+            ca_pem: None,
+            registration: None,
+            device_id: None,
+            namespace: "default".into(),
+            labels: BTreeMap::new(),
+            state: None,
+            runtime: None,
+            os_updater: Arc::new(NoOsUpdater),
+            health_checks: HealthChecks::default(),
+            prefetch_min_free: None,
+            hardware: Arc::new(ProcHardwareProbe::default()),
+            timing: AgentTiming::default(),
+            enrolment: AgentConfig::default(),
+            offline_queue_capacity: DEFAULT_OFFLINE_QUEUE_CAPACITY,
+            local_address: None,
+            clock: Arc::new(SystemClock),
+            file_roots: flotta_core::reconcile::DEFAULT_FILE_ROOTS
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// An Edge API client as the agent uses them: no retries of its own (the loops
+/// back off), the agent's request timeout.
+pub(super) fn edge_client(
+    server: &str,
+    ca_pem: &str,
+    identity: Identity,
+    timing: &AgentTiming,
+    local_address: Option<IpAddr>,
+) -> Result<EdgeClient, flotta_client::ClientError> {
+    let mut builder = EdgeClient::builder(server)
+        .ca_pem(ca_pem)
+        .identity(identity)
+        .timeout(timing.request_timeout)
+        .connect_timeout(
+            timing
+                .request_timeout
+                .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
+        )
+        .retry_policy(RetryPolicy::never());
+    if let Some(address) = local_address {
+        builder = builder.local_address(address);
+    }
+    builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_names_the_missing_setting() {
+        let error = Agent::builder().build().expect_err("nothing set");
+        assert!(
+            matches!(
+                error,
+                AgentError::InvalidSetting {
+                    field: "server",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let error = Agent::builder()
+            .server("https://x")
+            .ca_pem("pem")
+            .registration_identity("c", "k")
+            .device_id("a/b")
+            .build()
+            .expect_err("bad id");
+        assert!(
+            matches!(
+                error,
+                AgentError::InvalidSetting {
+                    field: "device_id",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+}

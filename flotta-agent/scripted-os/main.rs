@@ -1,0 +1,439 @@
+//! `flotta-scripted-os`: a test stand-in for `rpm-ostree`, `bootc` and `systemctl`,
+//! installed in a test's `PATH` under those names (symbolic links). It keeps the
+//! deployments in a JSON state file (`FLOTTA_SCRIPTED_OS_STATE`), answers
+//! `status --json` in the real tools' format, stages, finalizes, rolls back, and
+//! its reboot boots the next deployment and ends the process that asked for it
+//! (SIGTERM to its parent, as systemd stops the agent). A test then starts the agent
+//! again, as systemd would after the boot.
+//!
+//! Called as `flotta-scripted-os boot`, it performs a reboot that was held back
+//! (`"reboot": "ignore"`) without signalling anyone.
+//!
+//! Not shipped: it exists for `cargo test -p flotta-agent --test it os_update`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::{Deserialize, Serialize};
+
+/// One deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Deployment {
+    checksum: String,
+    #[serde(default)]
+    image: Option<String>,
+    /// Staged with `--lock-finalization`: an unrelated reboot leaves it staged.
+    #[serde(default)]
+    locked: bool,
+}
+
+/// The state file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct State {
+    booted: Deployment,
+    #[serde(default)]
+    staged: Option<Deployment>,
+    #[serde(default)]
+    rollback: Option<Deployment>,
+    /// The rollback deployment boots next.
+    #[serde(default)]
+    rollback_queued: bool,
+    /// `"now"`: a reboot boots at once and ends the caller; `"ignore"`: the
+    /// request is recorded and nothing happens.
+    #[serde(default = "reboot_now")]
+    reboot: String,
+    #[serde(default)]
+    reboot_pending: bool,
+    #[serde(default)]
+    boots: u32,
+    /// `systemctl is-system-running`.
+    #[serde(default = "running")]
+    system_state: String,
+    /// Units `systemctl is-active` reports active.
+    #[serde(default)]
+    active_units: Vec<String>,
+    /// When set, staging fails with this message.
+    #[serde(default)]
+    fail_stage: Option<String>,
+    /// Every call, program name first.
+    #[serde(default)]
+    calls: Vec<Vec<String>>,
+}
+
+fn reboot_now() -> String {
+    "now".into()
+}
+
+fn running() -> String {
+    "running".into()
+}
+
+/// A failure: the message goes to stderr, the exit code is 1.
+struct Failure(String);
+
+fn fail<T>(message: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure(message.into()))
+}
+
+fn state_path() -> Result<PathBuf, Failure> {
+    std::env::var_os("FLOTTA_SCRIPTED_OS_STATE")
+        .map(PathBuf::from)
+        .ok_or_else(|| Failure("FLOTTA_SCRIPTED_OS_STATE is not set".into()))
+}
+
+/// An exclusive lock on `<state>.lock`, held until the returned file is dropped.
+fn lock(path: &Path) -> Result<std::fs::File, Failure> {
+    let lock_path = path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Failure(format!("cannot open {}: {e}", lock_path.display())))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Failure(format!("cannot lock {}: {e}", lock_path.display())))?;
+    Ok(file)
+}
+
+fn load(path: &Path) -> Result<State, Failure> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Failure(format!(
+            "{} is not a scripted OS state: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn save(path: &Path, state: &State) -> Result<(), Failure> {
+    let temp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|e| Failure(format!("cannot encode the state: {e}")))?;
+    std::fs::write(&temp, bytes)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A checksum for an image (the real tools pull it; here it only has to be stable).
+fn checksum_of(image: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in image.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}{hash:016x}")
+}
+
+/// Boots the next deployment: a finalized staged one, else a queued rollback.
+fn boot(state: &mut State) {
+    if let Some(staged) = state.staged.take_if(|s| !s.locked) {
+        state.rollback = Some(std::mem::replace(&mut state.booted, staged));
+    } else if state.rollback_queued
+        && let Some(rollback) = state.rollback.take()
+    {
+        state.rollback = Some(std::mem::replace(&mut state.booted, rollback));
+    }
+    state.rollback_queued = false;
+    state.reboot_pending = false;
+    state.boots += 1;
+}
+
+/// `systemctl reboot`, or a tool's `--reboot`.
+fn reboot(path: &Path, state: &mut State) -> Result<String, Failure> {
+    if state.reboot == "ignore" {
+        state.reboot_pending = true;
+        save(path, state)?;
+        return Ok(String::new());
+    }
+    boot(state);
+    save(path, state)?;
+    // systemd stops the services: the agent gets SIGTERM.
+    let parent = std::os::unix::process::parent_id();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &parent.to_string()])
+        .status();
+    Ok(String::new())
+}
+
+fn rpm_ostree_deployment(d: &Deployment, booted: bool, staged: bool) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "id": format!("fedora-iot-{}.0", d.checksum),
+        "osname": "fedora-iot",
+        "origin": "fedora-iot:fedora/stable/x86_64/iot",
+        "checksum": d.checksum,
+        "version": "40",
+        "timestamp": 1_722_500_000,
+        "serial": 0,
+        "booted": booted,
+        "staged": staged,
+        "pinned": false,
+        "unlocked": "none",
+        "packages": [],
+        "requested-packages": [],
+        "base-commit-meta": {"ostree.bootable": true},
+        "layered-commit-meta": null
+    });
+    if staged {
+        value["finalization-locked"] = d.locked.into();
+    }
+    if let Some(image) = &d.image {
+        value["container-image-reference"] = format!("ostree-unverified-registry:{image}").into();
+    }
+    value
+}
+
+fn rpm_ostree(path: &Path, state: &mut State, args: &[String]) -> Result<String, Failure> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["status", "--json"] => {
+            let mut deployments = Vec::new();
+            if let Some(staged) = &state.staged {
+                deployments.push(rpm_ostree_deployment(staged, false, true));
+            }
+            let booted = rpm_ostree_deployment(&state.booted, true, false);
+            let rollback = state
+                .rollback
+                .as_ref()
+                .map(|r| rpm_ostree_deployment(r, false, false));
+            if state.rollback_queued {
+                deployments.extend(rollback);
+                deployments.push(booted);
+            } else {
+                deployments.push(booted);
+                deployments.extend(rollback);
+            }
+            let status = serde_json::json!({
+                "deployments": deployments,
+                "transaction": null,
+                "cached-update": null,
+                "update-driver": null
+            });
+            Ok(status.to_string())
+        }
+        ["deploy", "--lock-finalization", commit] => {
+            if let Some(message) = &state.fail_stage {
+                return fail(format!("error: {message}"));
+            }
+            state.staged = Some(Deployment {
+                checksum: (*commit).to_owned(),
+                image: None,
+                locked: true,
+            });
+            save(path, state)?;
+            Ok(String::new())
+        }
+        ["rebase", "--lock-finalization", reference] => {
+            if let Some(message) = &state.fail_stage {
+                return fail(format!("error: {message}"));
+            }
+            let Some(image) = reference.strip_prefix("ostree-unverified-registry:") else {
+                return fail(format!("error: unsupported reference {reference}"));
+            };
+            state.staged = Some(Deployment {
+                checksum: checksum_of(image),
+                image: Some(image.to_owned()),
+                locked: true,
+            });
+            save(path, state)?;
+            Ok(String::new())
+        }
+        ["finalize-deployment", checksum] => {
+            match &mut state.staged {
+                Some(staged) if staged.checksum == *checksum => staged.locked = false,
+                Some(staged) => {
+                    return fail(format!(
+                        "error: Expected staged base checksum {}, but found {checksum}",
+                        staged.checksum
+                    ));
+                }
+                None => return fail("error: No staged deployment found"),
+            }
+            reboot(path, state)
+        }
+        ["cleanup", "-p"] => {
+            state.staged = None;
+            save(path, state)?;
+            Ok(String::new())
+        }
+        ["rollback", rest @ ..] if rest.is_empty() || rest == ["--reboot"] => {
+            if state.rollback.is_none() {
+                return fail("error: No rollback deployment found");
+            }
+            state.staged = None;
+            state.rollback_queued = !state.rollback_queued;
+            save(path, state)?;
+            if rest == ["--reboot"] {
+                reboot(path, state)
+            } else {
+                Ok("Moving the rollback deployment to be the default for the next boot\n".into())
+            }
+        }
+        _ => fail(format!(
+            "error: unknown rpm-ostree command: {}",
+            args.join(" ")
+        )),
+    }
+}
+
+fn bootc_entry(d: &Deployment) -> serde_json::Value {
+    let image = d.image.as_ref().map(|image| {
+        serde_json::json!({
+            "image": {"image": image, "transport": "registry"},
+            "version": null,
+            "timestamp": null,
+            "imageDigest": format!("sha256:{}", d.checksum)
+        })
+    });
+    serde_json::json!({
+        "image": image,
+        "cachedUpdate": null,
+        "incompatible": false,
+        "pinned": false,
+        "store": "ostreeContainer",
+        "ostree": {"checksum": d.checksum, "deploySerial": 0}
+    })
+}
+
+fn bootc(path: &Path, state: &mut State, args: &[String]) -> Result<String, Failure> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["status", "--json"] => {
+            let status = serde_json::json!({
+                "apiVersion": "org.containers.bootc/v1",
+                "kind": "BootcHost",
+                "metadata": {"name": "host"},
+                "spec": {
+                    "image": state.booted.image.as_ref().map(|i| serde_json::json!({"image": i, "transport": "registry"})),
+                    "bootOrder": if state.rollback_queued { "rollback" } else { "default" }
+                },
+                "status": {
+                    "staged": state.staged.as_ref().map(bootc_entry),
+                    "booted": bootc_entry(&state.booted),
+                    "rollback": state.rollback.as_ref().map(bootc_entry),
+                    "rollbackQueued": state.rollback_queued,
+                    "type": "bootcHost"
+                }
+            });
+            Ok(status.to_string())
+        }
+        ["switch", image] => {
+            if let Some(message) = &state.fail_stage {
+                return fail(format!("error: {message}"));
+            }
+            state.staged = if state.booted.image.as_deref() == Some(*image) {
+                None
+            } else {
+                Some(Deployment {
+                    checksum: checksum_of(image),
+                    image: Some((*image).to_owned()),
+                    locked: false,
+                })
+            };
+            save(path, state)?;
+            Ok(String::new())
+        }
+        ["rollback"] => {
+            if state.rollback.is_none() {
+                return fail("error: No rollback available");
+            }
+            state.staged = None;
+            state.rollback_queued = !state.rollback_queued;
+            save(path, state)?;
+            Ok(String::new())
+        }
+        _ => fail(format!("error: unknown bootc command: {}", args.join(" "))),
+    }
+}
+
+/// `systemctl`: `reboot`, `is-system-running`, `is-active UNIT...`.
+fn systemctl(path: &Path, state: &mut State, args: &[String]) -> Result<String, Failure> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["reboot"] => reboot(path, state),
+        ["is-system-running"] => {
+            println!("{}", state.system_state);
+            if state.system_state == "running" {
+                Ok(String::new())
+            } else {
+                fail("")
+            }
+        }
+        ["is-active", units @ ..] if !units.is_empty() => {
+            let inactive: Vec<&&str> = units
+                .iter()
+                .filter(|u| !state.active_units.iter().any(|a| a == **u))
+                .collect();
+            for unit in units.iter() {
+                println!(
+                    "{}",
+                    if inactive.contains(&unit) {
+                        "inactive"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+            if inactive.is_empty() {
+                Ok(String::new())
+            } else {
+                fail("")
+            }
+        }
+        _ => fail(format!("unknown systemctl command: {}", args.join(" "))),
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .as_deref()
+        .map(|p| {
+            Path::new(p)
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let args: Vec<String> = args.collect();
+    let result = (|| {
+        let path = state_path()?;
+        // Calls overlap (the agent's heartbeat reads the status while it stages):
+        // each holds the lock from load to save.
+        let _lock = lock(&path)?;
+        let mut state = load(&path)?;
+        let mut call = vec![program.clone()];
+        call.extend(args.iter().cloned());
+        state.calls.push(call);
+        save(&path, &state)?;
+        match program.as_str() {
+            "rpm-ostree" => rpm_ostree(&path, &mut state, &args),
+            "bootc" => bootc(&path, &mut state, &args),
+            "systemctl" => systemctl(&path, &mut state, &args),
+            _ => match args.as_slice() {
+                [command] if command == "boot" => {
+                    boot(&mut state);
+                    save(&path, &state)?;
+                    Ok(String::new())
+                }
+                _ => fail(format!(
+                    "usage: link this program as rpm-ostree, bootc or systemctl, or run `{program} boot`"
+                )),
+            },
+        }
+    })();
+    match result {
+        Ok(stdout) => {
+            print!("{stdout}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure(message)) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Lists and watches: label and field selectors, pages, and the watch stream.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use flotta_core::selector::{FieldSelector, Selector};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::super::ApiState;
+use super::super::last_seen::{LastSeenIndex, index_last_seen, overlay_last_seen};
+use super::super::object::{SelectableObject, parse_field_selector};
+use super::super::status::{ApiError, error_chain};
+use super::{
+    ApiResult, FILTER_PAGE, kind_for, namespace_ok, path_params, query_params, with_last_seen,
+};
+use crate::store::{
+    ContinueToken, ListOptions, ResourceKind, StoreError, StoredObject, WatchEventType,
+};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListParams {
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    limit: Option<String>,
+    #[serde(rename = "continue")]
+    continue_token: Option<String>,
+    watch: Option<String>,
+    resource_version: Option<String>,
+    timeout_seconds: Option<String>,
+}
+
+/// A parsed list or watch request.
+struct ListRequest {
+    kind: ResourceKind,
+    namespace: Option<String>,
+    labels: Selector,
+    fields: FieldSelector,
+    limit: Option<usize>,
+    continue_token: Option<String>,
+    resource_version: Option<u64>,
+    timeout: Option<Duration>,
+}
+
+impl ListRequest {
+    fn parse(kind: ResourceKind, namespace: Option<String>, params: ListParams) -> ApiResult<Self> {
+        let labels = match params.label_selector.as_deref() {
+            None => Selector::everything(),
+            Some(text) => text
+                .parse::<Selector>()
+                .map_err(|e| ApiError::bad_request(format!("invalid labelSelector: {e}")))?,
+        };
+        let fields = match params.field_selector.as_deref() {
+            None => FieldSelector::everything(),
+            Some(text) => parse_field_selector(kind, text)?,
+        };
+        let limit = match params.limit.as_deref() {
+            None | Some("") => None,
+            Some(text) => match text.parse::<u64>() {
+                Ok(0) => None,
+                Ok(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                Err(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid limit {text:?}: expected a non-negative integer"
+                    )));
+                }
+            },
+        };
+        let resource_version =
+            match params.resource_version.as_deref() {
+                None | Some("") | Some("0") => None,
+                Some(text) => Some(text.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {text:?}"))
+                })?),
+            };
+        let timeout = match params.timeout_seconds.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(Duration::from_secs(text.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid timeoutSeconds {text:?}"))
+            })?)),
+        };
+        Ok(Self {
+            kind,
+            namespace,
+            labels,
+            fields,
+            limit,
+            continue_token: params.continue_token.filter(|t| !t.is_empty()),
+            resource_version,
+            timeout,
+        })
+    }
+
+    fn matches(&self, object: &StoredObject) -> bool {
+        self.labels.matches(&object.labels)
+            && self.fields.matches(&SelectableObject {
+                kind: self.kind,
+                body: &object.body,
+            })
+    }
+}
+
+fn is_watch(params: &ListParams) -> ApiResult<bool> {
+    match params.watch.as_deref() {
+        None | Some("") | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "invalid watch {other:?}: expected true or false"
+        ))),
+    }
+}
+
+pub(super) async fn list_all(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult {
+    let plural = path_params(path)?;
+    let kind = kind_for(&plural)?;
+    list_or_watch(state, kind, None, query_params(query)?).await
+}
+
+pub(super) async fn list_namespaced(
+    State(state): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult {
+    let (namespace, plural) = path_params(path)?;
+    let kind = kind_for(&plural)?;
+    namespace_ok(&namespace)?;
+    list_or_watch(state, kind, Some(namespace), query_params(query)?).await
+}
+
+async fn list_or_watch(
+    state: ApiState,
+    kind: ResourceKind,
+    namespace: Option<String>,
+    params: ListParams,
+) -> ApiResult {
+    let watch = is_watch(&params)?;
+    let request = ListRequest::parse(kind, namespace, params)?;
+    if watch {
+        watch_response(state, request).await
+    } else {
+        let (items, resource_version, continue_token) = list_matching(&state, &request).await?;
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "resourceVersion".into(),
+            json!(resource_version.to_string()),
+        );
+        if let Some(token) = continue_token {
+            metadata.insert("continue".into(), json!(token));
+        }
+        let items: Vec<&Value> = items.iter().map(|o| &o.body).collect();
+        Ok(Json(json!({
+            "apiVersion": kind.api_version(),
+            "kind": format!("{}List", kind.as_str()),
+            "metadata": metadata,
+            "items": items,
+        }))
+        .into_response())
+    }
+}
+
+/// Reads pages from the store until `limit` matching objects are found; the
+/// continue token then points just after the last one returned.
+async fn list_matching(
+    state: &ApiState,
+    request: &ListRequest,
+) -> ApiResult<(Vec<StoredObject>, u64, Option<String>)> {
+    let filtering = !request.labels.is_everything() || !request.fields.is_everything();
+    let page_size = match (filtering, request.limit) {
+        (false, limit) => limit,
+        (true, Some(limit)) => Some(limit.clamp(1, FILTER_PAGE)),
+        (true, None) => Some(FILTER_PAGE),
+    };
+    // One read of the last-seen table per request, joined by name below.
+    let last_seen = if request.kind == ResourceKind::EdgeDevice {
+        index_last_seen(
+            state
+                .store
+                .last_seen_all(request.namespace.as_deref())
+                .await?,
+        )
+    } else {
+        LastSeenIndex::new()
+    };
+    let mut cursor = request.continue_token.clone();
+    let mut found = Vec::new();
+    let mut list_version = None;
+    loop {
+        let page = state
+            .store
+            .list(
+                request.kind,
+                request.namespace.as_deref(),
+                &ListOptions {
+                    limit: page_size,
+                    continue_token: cursor.clone(),
+                },
+            )
+            .await?;
+        let resource_version = *list_version.get_or_insert(page.resource_version);
+        let scanned = page.items.len();
+        for (index, mut object) in page.items.into_iter().enumerate() {
+            let seen_at = last_seen
+                .get(&(object.namespace.clone(), object.name.clone()))
+                .copied();
+            overlay_last_seen(&mut object, seen_at);
+            if !request.matches(&object) {
+                continue;
+            }
+            found.push(object);
+            if request.limit.is_some_and(|limit| found.len() >= limit) {
+                let more = index + 1 < scanned || page.continue_token.is_some();
+                let token = more.then(|| {
+                    found.last().map(|last| {
+                        ContinueToken {
+                            resource_version,
+                            namespace: last.namespace.clone(),
+                            name: last.name.clone(),
+                        }
+                        .encode()
+                    })
+                });
+                return Ok((found, resource_version, token.flatten()));
+            }
+        }
+        match page.continue_token {
+            Some(token) => cursor = Some(token),
+            None => return Ok((found, resource_version, None)),
+        }
+    }
+}
+
+fn watch_line(event_type: &str, object: &Value) -> Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Streams `{"type", "object"}` JSON lines: without a resource version first the
+/// current objects as `ADDED`, then every change; ends on `timeoutSeconds`, client
+/// disconnect or server shutdown. A resource version older than the change log
+/// gives 410 at once, or an `ERROR` event carrying the 410 `Status` later.
+async fn watch_response(state: ApiState, request: ListRequest) -> ApiResult {
+    let (initial, from) = match request.resource_version {
+        Some(rv) => (Vec::new(), rv),
+        None => {
+            let unpaged = ListRequest {
+                limit: None,
+                continue_token: None,
+                ..request
+            };
+            let (items, rv, _) = list_matching(&state, &unpaged).await?;
+            return start_watch(state, unpaged, items, rv).await;
+        }
+    };
+    start_watch(state, request, initial, from).await
+}
+
+async fn start_watch(
+    state: ApiState,
+    request: ListRequest,
+    initial: Vec<StoredObject>,
+    from: u64,
+) -> ApiResult {
+    let mut events = state
+        .store
+        .watch(request.kind, request.namespace.as_deref(), from)
+        .await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let mut shutdown = state.shutdown.clone();
+    let metrics = state.metrics.clone();
+    tokio::spawn(async move {
+        let _active = metrics.watch_started();
+        for object in &initial {
+            if sender
+                .send(watch_line("ADDED", &object.body))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let next = tokio::select! {
+                next = events.next() => next,
+                () = crate::shutdown::stopping(&mut shutdown) => break,
+                _ = sender.closed() => break,
+                _ = sleep_until(deadline) => break,
+            };
+            let line = match next {
+                None => break,
+                Some(Ok(mut event)) => {
+                    if let Err(error) = with_last_seen(&state.store, &mut event.object).await {
+                        tracing::warn!(error = %error_chain(&error), "watch: last-seen lookup failed");
+                        let status = ApiError::from(error).to_status();
+                        let _ = sender.send(watch_line("ERROR", &status)).await;
+                        break;
+                    }
+                    if !request.matches(&event.object) {
+                        continue;
+                    }
+                    let event_type = match event.event_type {
+                        WatchEventType::Added => "ADDED",
+                        WatchEventType::Modified => "MODIFIED",
+                        WatchEventType::Deleted => "DELETED",
+                    };
+                    watch_line(event_type, &event.object.body)
+                }
+                Some(Err(error)) => {
+                    if !matches!(error, StoreError::Gone { .. }) {
+                        tracing::warn!(error = %error_chain(&error), "watch stream failed");
+                    }
+                    let status = ApiError::from(error).to_status();
+                    let _ = sender.send(watch_line("ERROR", &status)).await;
+                    break;
+                }
+            };
+            if sender.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let body = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|line| (Ok::<_, Infallible>(line), receiver))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,719 @@
+//! Handlers of the resource paths: list, watch, get, create, replace, merge patch,
+//! delete, the status subresource ([`list`]: list and watch; [`tokens`]: API tokens).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use flotta_core::enrolment::DeviceRecord;
+use flotta_core::events::{InvolvedObject, ServerEvent};
+use flotta_core::model::{API_VERSION, GROUP, VERSION};
+use serde_json::{Value, json};
+
+use super::auth::Caller;
+use super::last_seen::overlay_last_seen;
+use super::object::{
+    BodyFormat, Target, admit, body_format, check_namespace_name, check_object_name, decode_body,
+    expected_resource_version, merge_patch,
+};
+use super::status::ApiError;
+use super::{API_PREFIX, ApiState, kind_of_plural, plural_of};
+use crate::edge::enrolment_decision;
+use crate::store::{ResourceKind, Store, StoreError, StoredObject};
+
+mod approval;
+mod list;
+mod tokens;
+
+use list::{list_all, list_namespaced};
+use tokens::{create_token, delete_token, list_tokens};
+
+/// How many times a merge patch without a resource version is retried when a
+/// concurrent writer wins.
+const PATCH_ATTEMPTS: usize = 5;
+/// Objects fetched per store page while filtering a list by selectors.
+const FILTER_PAGE: usize = 200;
+
+pub(super) fn routes() -> Router<ApiState> {
+    let core = flotta_core::paths::CORE_PREFIX;
+    Router::new()
+        .route(API_PREFIX, get(discovery))
+        .route("/api", get(core_versions))
+        .route(core, get(core_discovery))
+        .route(&format!("{core}/{{plural}}"), get(list_all))
+        .route(
+            &format!("{core}/namespaces/{{namespace}}/{{plural}}"),
+            get(list_namespaced).post(create),
+        )
+        .route(
+            &format!("{core}/namespaces/{{namespace}}/{{plural}}/{{name}}"),
+            get(read).put(replace).patch(patch).delete(remove),
+        )
+        .route(
+            &format!("{API_PREFIX}/tokens"),
+            get(list_tokens).post(create_token),
+        )
+        .route(&format!("{API_PREFIX}/tokens/{{id}}"), delete(delete_token))
+        .route(&format!("{API_PREFIX}/{{plural}}"), get(list_all))
+        .route(
+            &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}"),
+            get(list_namespaced).post(create),
+        )
+        .route(
+            &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}/{{name}}"),
+            get(read).put(replace).patch(patch).delete(remove),
+        )
+        .route(
+            &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}/{{name}}/status"),
+            get(read_status).put(replace_status).patch(patch_status),
+        )
+        .route(
+            &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}/{{name}}/approval"),
+            axum::routing::post(approval::approve_or_deny),
+        )
+        .route_layer(axum::middleware::from_fn(kind_in_its_group))
+}
+
+/// Refuses (404) a kind named under another group's prefix, e.g. `secrets` under
+/// the flotta group or `edgedevices` under `/api/v1`: each kind lives at its
+/// [`ResourceKind::api_prefix`] only.
+async fn kind_in_its_group(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    for prefix in [API_PREFIX, flotta_core::paths::CORE_PREFIX] {
+        let Some(rest) = path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else {
+            continue;
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        let plural = match segments.as_slice() {
+            ["namespaces", _, plural, ..] => plural,
+            [plural, ..] => plural,
+            [] => break,
+        };
+        if let Some(kind) = kind_of_plural(plural)
+            && kind.api_prefix() != prefix
+        {
+            return ApiError::not_found(format!(
+                "the server could not find the requested resource: {plural} live under {}",
+                kind.api_prefix()
+            ))
+            .into_response();
+        }
+        break;
+    }
+    next.run(request).await
+}
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+fn path_params<T>(path: Result<Path<T>, PathRejection>) -> ApiResult<T> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request(format!("invalid path: {e}")))
+}
+
+fn query_params<T>(query: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|e| {
+        let code = e.status();
+        if code == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                code,
+                "RequestEntityTooLarge",
+                format!(
+                    "the request body is larger than {} bytes",
+                    super::MAX_BODY_BYTES
+                ),
+            )
+        } else {
+            ApiError::new(
+                code,
+                "BadRequest",
+                format!("cannot read the request body: {e}"),
+            )
+        }
+    })
+}
+
+fn kind_for(plural: &str) -> ApiResult<ResourceKind> {
+    kind_of_plural(plural).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "the server could not find the requested resource: no resource type {plural:?} in {GROUP}/{VERSION}"
+        ))
+    })
+}
+
+/// Refuses (405) a user's write to a kind only the server writes (`events`).
+fn writable(kind: ResourceKind) -> ApiResult<()> {
+    if kind.server_written() {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} are recorded by the server from device heartbeats and its own actions; \
+             they are read-only ({})",
+            kind.plural(),
+            kind.verbs().join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn namespace_ok(namespace: &str) -> ApiResult<()> {
+    check_namespace_name(namespace).map_err(|problem| {
+        ApiError::bad_request(format!("invalid namespace {namespace:?}: {problem}"))
+    })
+}
+
+/// A name in a path that cannot exist is simply not found.
+fn existing_name(kind: ResourceKind, namespace: &str, name: &str) -> ApiResult<()> {
+    check_object_name(name).map_err(|_| {
+        ApiError::from(StoreError::NotFound {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    })
+}
+
+fn object_response(code: StatusCode, object: &StoredObject) -> Response {
+    (code, Json(&object.body)).into_response()
+}
+
+// ---------------------------------------------------------------- discovery
+
+/// `/api`: the versions of the Kubernetes core group, as kubectl's discovery asks.
+async fn core_versions() -> Json<Value> {
+    Json(json!({
+        "kind": "APIVersions",
+        "versions": [flotta_core::kind::CORE_VERSION],
+    }))
+}
+
+/// `/api/v1`: the Kubernetes core kinds this server serves.
+async fn core_discovery() -> Json<Value> {
+    let resources: Vec<Value> = ResourceKind::ALL
+        .iter()
+        .filter(|kind| !kind.is_flotta())
+        .map(|kind| {
+            json!({
+                "name": kind.plural(),
+                "singularName": kind.singular(),
+                "shortNames": kind.short_names(),
+                "namespaced": kind.namespaced(),
+                "kind": kind.as_str(),
+                "verbs": kind.verbs(),
+            })
+        })
+        .collect();
+    Json(json!({
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": resources,
+    }))
+}
+
+async fn discovery() -> Json<Value> {
+    let resources: Vec<Value> = ResourceKind::FLOTTA
+        .iter()
+        .flat_map(|kind| {
+            let plural = plural_of(*kind);
+            [
+                json!({
+                    "name": plural,
+                    "singularName": kind.singular(),
+                    "shortNames": kind.short_names(),
+                    "namespaced": kind.namespaced(),
+                    "kind": kind.as_str(),
+                    "verbs": kind.verbs(),
+                }),
+                json!({
+                    "name": format!("{plural}/status"),
+                    "singularName": "",
+                    "namespaced": kind.namespaced(),
+                    "kind": kind.as_str(),
+                    "verbs": ["get", "patch", "update"],
+                }),
+            ]
+        })
+        .collect();
+    Json(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": API_VERSION,
+        "resources": resources,
+    }))
+}
+
+// ---------------------------------------------------------------- single objects
+
+type ObjectPath = (String, String, String);
+
+fn resolve(
+    path: Result<Path<ObjectPath>, PathRejection>,
+) -> ApiResult<(ResourceKind, String, String)> {
+    let (namespace, plural, name) = path_params(path)?;
+    let kind = kind_for(&plural)?;
+    namespace_ok(&namespace)?;
+    Ok((kind, namespace, name))
+}
+
+async fn fetch(
+    state: &ApiState,
+    kind: ResourceKind,
+    namespace: &str,
+    name: &str,
+) -> ApiResult<StoredObject> {
+    existing_name(kind, namespace, name)?;
+    state
+        .store
+        .get(kind, namespace, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::from(StoreError::NotFound {
+                kind,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+        })
+}
+
+async fn read(
+    State(state): State<ApiState>,
+    path: Result<Path<ObjectPath>, PathRejection>,
+) -> ApiResult {
+    let (kind, namespace, name) = resolve(path)?;
+    let mut object = fetch(&state, kind, &namespace, &name).await?;
+    with_last_seen(&state.store, &mut object).await?;
+    Ok(object_response(StatusCode::OK, &object))
+}
+
+/// Overlays one device's stored last-seen time (a single store read; none for
+/// other kinds).
+async fn with_last_seen(
+    store: &Arc<dyn Store>,
+    object: &mut StoredObject,
+) -> Result<(), StoreError> {
+    if object.kind != ResourceKind::EdgeDevice {
+        return Ok(());
+    }
+    let seen_at = store.last_seen(&object.namespace, &object.name).await?;
+    overlay_last_seen(object, seen_at);
+    Ok(())
+}
+
+async fn read_status(
+    state: State<ApiState>,
+    path: Result<Path<ObjectPath>, PathRejection>,
+) -> ApiResult {
+    read(state, path).await
+}
+
+fn request_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
+    let format = body_format(headers)?;
+    if format == BodyFormat::MergePatch {
+        return Err(ApiError::unsupported_media_type(
+            "application/merge-patch+json is only accepted by PATCH",
+        ));
+    }
+    decode_body(format, &body_bytes(body)?)
+}
+
+fn request_patch(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
+    match body_format(headers)? {
+        BodyFormat::MergePatch => {
+            let patch = decode_body(BodyFormat::MergePatch, &body_bytes(body)?)?;
+            if patch.is_object() {
+                Ok(patch)
+            } else {
+                Err(ApiError::bad_request("a merge patch must be a JSON object"))
+            }
+        }
+        _ => Err(ApiError::unsupported_media_type(
+            "PATCH needs Content-Type application/merge-patch+json",
+        )),
+    }
+}
+
+/// Server-managed metadata a client may not set on creation.
+fn strip_server_fields(body: &mut Value) {
+    if let Some(object) = body.as_object_mut() {
+        object.remove("status");
+        if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
+            for field in [
+                "uid",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "managedFields",
+                "selfLink",
+            ] {
+                metadata.remove(field);
+            }
+        }
+    }
+}
+
+async fn create(
+    State(state): State<ApiState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let (namespace, plural) = path_params(path)?;
+    let kind = kind_for(&plural)?;
+    writable(kind)?;
+    namespace_ok(&namespace)?;
+    let mut object = request_object(&headers, body)?;
+    strip_server_fields(&mut object);
+    let target = Target {
+        kind,
+        namespace: &namespace,
+        name: None,
+    };
+    let name = admit(&target, &mut object)?;
+    let created = state.store.create(kind, &namespace, &name, object).await?;
+    Ok(object_response(StatusCode::CREATED, &created))
+}
+
+/// The enrolment decision (approved, denied, pending) of a signed request before a
+/// write: read only for that kind.
+async fn decision_before(
+    state: &ApiState,
+    kind: ResourceKind,
+    namespace: &str,
+    name: &str,
+) -> Option<DeviceRecord> {
+    if kind != ResourceKind::EdgeDeviceSignedRequest || check_object_name(name).is_err() {
+        return None;
+    }
+    match state.store.get(kind, namespace, name).await {
+        Ok(Some(object)) => enrolment_decision(&object),
+        _ => None,
+    }
+}
+
+/// Records an enrolment decision a write made (a signed request turned approved
+/// or denied) as an event naming the token that made it.
+fn record_decision_event(
+    state: &ApiState,
+    caller: Option<&Caller>,
+    before: Option<DeviceRecord>,
+    after: &StoredObject,
+) {
+    if after.kind != ResourceKind::EdgeDeviceSignedRequest {
+        return;
+    }
+    let decided = enrolment_decision(after);
+    if decided == before {
+        return;
+    }
+    let by = match caller {
+        Some(Caller(token)) if token.description.is_empty() => format!("token {}", token.id),
+        Some(Caller(token)) => format!("token {} ({})", token.id, token.description),
+        None => "an unknown caller".to_owned(),
+    };
+    let request = InvolvedObject {
+        uid: Some(after.uid.clone()),
+        ..InvolvedObject::new(after.kind, after.namespace.as_str(), after.name.as_str())
+    };
+    let event = match decided {
+        Some(DeviceRecord::Approved) => ServerEvent::EnrolmentApproved { request, by: &by },
+        Some(DeviceRecord::Denied) => ServerEvent::EnrolmentDenied { request, by: &by },
+        _ => return,
+    };
+    state.events.spawn_server_event(event);
+}
+
+async fn replace(
+    State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
+    path: Result<Path<ObjectPath>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let (kind, namespace, name) = resolve(path)?;
+    writable(kind)?;
+    let before = decision_before(&state, kind, &namespace, &name).await;
+    let mut object = request_object(&headers, body)?;
+    let target = Target {
+        kind,
+        namespace: &namespace,
+        name: Some(&name),
+    };
+    admit(&target, &mut object)?;
+    let expected = expected_resource_version(&object);
+    let updated = state
+        .store
+        .update(kind, &namespace, &name, expected, object)
+        .await?;
+    record_decision_event(&state, caller.as_deref(), before, &updated);
+    Ok(object_response(StatusCode::OK, &updated))
+}
+
+async fn replace_status(
+    State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
+    path: Result<Path<ObjectPath>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let (kind, namespace, name) = resolve(path)?;
+    writable(kind)?;
+    let before = decision_before(&state, kind, &namespace, &name).await;
+    let mut object = request_object(&headers, body)?;
+    if let Some(status) = object.get_mut("status") {
+        sign_enrolment_decisions(kind, status, caller.as_deref());
+    }
+    let target = Target {
+        kind,
+        namespace: &namespace,
+        name: Some(&name),
+    };
+    admit(&target, &mut object)?;
+    let expected = expected_resource_version(&object);
+    let status = object.get("status").cloned().unwrap_or(Value::Null);
+    existing_name(kind, &namespace, &name)?;
+    let updated = state
+        .store
+        .update_status(kind, &namespace, &name, expected, status)
+        .await?;
+    record_decision_event(&state, caller.as_deref(), before, &updated);
+    Ok(object_response(StatusCode::OK, &updated))
+}
+
+/// Which part of an object a patch writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PatchTarget {
+    Object,
+    Status,
+}
+
+async fn patch(
+    State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
+    path: Result<Path<ObjectPath>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let (kind, namespace, name) = resolve(path)?;
+    writable(kind)?;
+    let patch = request_patch(&headers, body)?;
+    apply_patch(
+        &state,
+        caller.as_deref(),
+        kind,
+        &namespace,
+        &name,
+        &patch,
+        PatchTarget::Object,
+    )
+    .await
+}
+
+async fn patch_status(
+    State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
+    path: Result<Path<ObjectPath>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let (kind, namespace, name) = resolve(path)?;
+    writable(kind)?;
+    let mut patch = request_patch(&headers, body)?;
+    if let Some(status) = patch.get_mut("status") {
+        sign_enrolment_decisions(kind, status, caller.as_deref());
+    }
+    apply_patch(
+        &state,
+        caller.as_deref(),
+        kind,
+        &namespace,
+        &name,
+        &patch,
+        PatchTarget::Status,
+    )
+    .await
+}
+
+/// Says who decided, in each `approved` or `declined` condition a status write to
+/// an EdgeDeviceSignedRequest carries: the message ends with `(by token ID:
+/// DESCRIPTION)`, the token that made the write. The client's words before it are
+/// kept; a signature the client wrote itself is replaced.
+fn sign_enrolment_decisions(kind: ResourceKind, status: &mut Value, caller: Option<&Caller>) {
+    let Some(Caller(token)) = caller else {
+        return;
+    };
+    if kind != ResourceKind::EdgeDeviceSignedRequest {
+        return;
+    }
+    let Some(conditions) = status.get_mut("conditions").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let signature = token_signature(token);
+    for condition in conditions.iter_mut() {
+        let decision = matches!(
+            condition.get("type").and_then(Value::as_str),
+            Some("approved" | "declined")
+        );
+        let Some(condition) = condition.as_object_mut().filter(|_| decision) else {
+            continue;
+        };
+        let words = condition
+            .get("message")
+            .and_then(Value::as_str)
+            .map(|m| m.split(" (by token ").next().unwrap_or(m).trim().to_owned())
+            .filter(|m| !m.is_empty());
+        let message = match words {
+            Some(words) => format!("{words} {signature}"),
+            None => signature.clone(),
+        };
+        condition.insert("message".into(), Value::String(message));
+    }
+}
+
+/// How a decision names the token that made it: `(by token ID: DESCRIPTION)`, or
+/// `(by token ID)` for a token without a description.
+fn token_signature(token: &crate::store::ApiToken) -> String {
+    if token.description.is_empty() {
+        format!("(by token {})", token.id)
+    } else {
+        format!("(by token {}: {})", token.id, token.description)
+    }
+}
+
+/// Applies a merge patch to the stored object. A patch naming
+/// `metadata.resourceVersion` is a precondition (409 when stale); without one the
+/// patch is re-applied on the newest version when a concurrent writer wins.
+async fn apply_patch(
+    state: &ApiState,
+    caller: Option<&Caller>,
+    kind: ResourceKind,
+    namespace: &str,
+    name: &str,
+    patch: &Value,
+    target: PatchTarget,
+) -> ApiResult {
+    let precondition = match patch.pointer("/metadata/resourceVersion") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(rv)) => Some(rv.parse::<u64>().map_err(|_| {
+            ApiError::invalid(
+                kind,
+                name,
+                vec![super::StatusCause::invalid(
+                    "metadata.resourceVersion",
+                    format!("{rv:?} is not a resource version issued by this server"),
+                )],
+            )
+        })?),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                kind,
+                name,
+                vec![super::StatusCause::invalid(
+                    "metadata.resourceVersion",
+                    format!("must be a string, not {other}"),
+                )],
+            ));
+        }
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = fetch(state, kind, namespace, name).await?;
+        let before = if kind == ResourceKind::EdgeDeviceSignedRequest {
+            enrolment_decision(&current)
+        } else {
+            None
+        };
+        let mut merged = current.body.clone();
+        merge_patch(&mut merged, patch);
+        let admission = Target {
+            kind,
+            namespace,
+            name: Some(name),
+        };
+        admit(&admission, &mut merged)?;
+        let expected = precondition.unwrap_or(current.resource_version);
+        let result = match target {
+            PatchTarget::Object => {
+                state
+                    .store
+                    .update(kind, namespace, name, Some(expected), merged)
+                    .await
+            }
+            PatchTarget::Status => {
+                let status = merged.get("status").cloned().unwrap_or(Value::Null);
+                state
+                    .store
+                    .update_status(kind, namespace, name, Some(expected), status)
+                    .await
+            }
+        };
+        match result {
+            Ok(updated) => {
+                record_decision_event(state, caller, before, &updated);
+                return Ok(object_response(StatusCode::OK, &updated));
+            }
+            Err(StoreError::Conflict { .. })
+                if precondition.is_none() && attempt < PATCH_ATTEMPTS =>
+            {
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+async fn remove(
+    State(state): State<ApiState>,
+    path: Result<Path<ObjectPath>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let (kind, namespace, name) = resolve(path)?;
+    writable(kind)?;
+    existing_name(kind, &namespace, &name)?;
+    // Optional DeleteOptions: `preconditions.resourceVersion`.
+    let bytes = body_bytes(body)?;
+    let expected = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let options = request_object(&headers, Ok(bytes))?;
+        match options.pointer("/preconditions/resourceVersion") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(rv)) => Some(rv.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid preconditions.resourceVersion {rv:?}"))
+            })?),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "preconditions.resourceVersion must be a string, not {other}"
+                )));
+            }
+        }
+    };
+    let deletion = state
+        .store
+        .delete(kind, &namespace, &name, expected)
+        .await?;
+    let deleted = deletion.object();
+    if kind == ResourceKind::EdgeDevice {
+        state.events.spawn_server_event(ServerEvent::Deleted {
+            device: InvolvedObject {
+                uid: Some(deleted.uid.clone()),
+                ..InvolvedObject::new(kind, namespace.as_str(), name.as_str())
+            },
+        });
+    }
+    Ok(object_response(StatusCode::OK, deletion.object()))
+}

@@ -1,0 +1,113 @@
+//! What Flotta's own device agent (yggdrasil plus `flotta-device-worker`) relies on,
+//! asserted on the real server: each case is a behaviour of that agent that a
+//! difference from Flotta's operator broke (docs/edge-api.md, "Compatibility with
+//! Flotta's agent").
+
+use std::process::Command;
+
+use flotta_server::app::pki_files;
+use flotta_server::edge::EdgeOptions;
+use serde_json::Value;
+
+use crate::edge_support::{EdgeServer, NAMESPACE};
+
+/// The worker reads `heartbeat.hardware_profile` on its first heartbeat without
+/// checking that it is there: every configuration carries one, as Flotta's
+/// operator sends it.
+#[tokio::test]
+async fn every_configuration_carries_a_hardware_profile() {
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let identity = server.enrol_and_register("flotta-worker").await;
+    let response = server.get(Some(&identity), "/data/flotta-worker/in").await;
+    assert_eq!(response.status(), 200);
+    let message: Value = response.json().await.expect("json");
+    let heartbeat = &message["content"]["configuration"]["heartbeat"];
+    assert!(
+        heartbeat["hardware_profile"].is_object(),
+        "no hardware_profile in {heartbeat}"
+    );
+    assert!(heartbeat["period_seconds"].is_i64(), "{heartbeat}");
+    server.stop().await;
+}
+
+/// The worker loads the registration key only in SEC1 form (`EC PRIVATE KEY`), as
+/// Go's `x509.ParseECPrivateKey` reads it, with the curve named; checked with
+/// openssl, which reads it as an outsider would.
+#[tokio::test]
+async fn the_registration_key_is_sec1_with_the_curve_named() {
+    let server = EdgeServer::start(EdgeOptions::default()).await;
+    let path = server.data_dir().join("pki").join(pki_files::REGISTER_KEY);
+    let pem = std::fs::read_to_string(&path).expect("register.key");
+    assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{pem}");
+    let output = Command::new("openssl")
+        .args(["ec", "-noout", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .expect("openssl runs (the test command installs it)");
+    assert!(
+        output.status.success(),
+        "openssl ec refused the key: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ASN1 OID: prime256v1"), "{text}");
+    // Our own clients read it too: the registration identity enrols.
+    let registration = server.registration_identity();
+    let response = server
+        .post(
+            Some(&registration),
+            "/data/sec1-device/out",
+            &crate::edge_support::enrolment_message(NAMESPACE),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    server.stop().await;
+}
+
+/// yggdrasil polls the control channel and cannot parse a command message
+/// without content: with nothing to do the answer is an empty 200, as Flotta's.
+#[tokio::test]
+async fn an_idle_control_poll_is_an_empty_200() {
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let identity = server.enrol_and_register("idle-worker").await;
+    let response = server.get(Some(&identity), "/control/idle-worker/in").await;
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.expect("body");
+    assert!(body.is_empty(), "{}", String::from_utf8_lossy(&body));
+    server.stop().await;
+}
+
+/// yggdrasil reads any body of a `GET /data/{id}/in` answer as a message: a refusal
+/// there has none, as Flotta's, and carries its reason and message in headers for
+/// our own clients.
+#[tokio::test]
+async fn a_refused_configuration_poll_has_no_body() {
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let identity = server.enrol_and_register("polling-worker").await;
+    // Another device's configuration: forbidden.
+    let response = server.get(Some(&identity), "/data/someone-else/in").await;
+    assert_eq!(response.status(), 403);
+    let reason = response
+        .headers()
+        .get(flotta_core::wire::REASON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let message = response
+        .headers()
+        .get(flotta_core::wire::MESSAGE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let body = response.bytes().await.expect("body");
+    assert!(body.is_empty(), "{}", String::from_utf8_lossy(&body));
+    assert_eq!(reason.as_deref(), Some("OtherDevice"));
+    assert!(message.contains("someone-else"), "{message}");
+    // A bad query parameter is refused the same way.
+    let response = server
+        .get(Some(&identity), "/data/polling-worker/in?wait=soon")
+        .await;
+    assert_eq!(response.status(), 400);
+    let body = response.bytes().await.expect("body");
+    assert!(body.is_empty(), "{}", String::from_utf8_lossy(&body));
+    server.stop().await;
+}

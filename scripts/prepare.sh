@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the test suites need besides Rust, so that scripts/test.sh can do it in
+# the background while cargo compiles (downloads wait on the network, not the CPU).
+# Every step is idempotent and each suite script still checks its own installs, so a
+# suite run on its own needs nothing from here.
+#
+#   scripts/prepare.sh          # Debian packages, Python venvs, npm and Maven caches
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+step() { printf '\n==> prepare: %s\n' "$*"; }
+
+# Debian packages first, in one apt-get call (dpkg takes one lock at a time).
+step "Debian packages"
+debs=(chromium binutils)
+scripts/postgres.sh tools 2>/dev/null || debs+=(postgresql)
+command -v java >/dev/null || debs+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || debs+=(maven)
+python3 -c 'import ensurepip' 2>/dev/null || debs+=(python3-venv)
+apt_install "${debs[@]}"
+
+# The Python packages of the bindings' suite and of schemathesis, pinned there.
+step "Python venvs"
+FLOTTA_PREPARE_ONLY=1 scripts/test-python.sh
+FLOTTA_PREPARE_ONLY=1 scripts/schemathesis.sh
+
+step "npm packages of the console tests"
+(cd flotta-server/ui/e2e && npm ci --no-audit --no-fund --loglevel=error)
+
+# Maven's plugins and dependencies; the Kotlin suite runs offline-capable after this.
+# A failure here is not fatal: the suite itself downloads what is still missing.
+step "Maven dependencies"
+(cd bindings/kotlin && mvn -q -B dependency:go-offline >/dev/null) ||
+    echo "prepare: mvn dependency:go-offline failed; the Kotlin suite will fetch what it needs" >&2
+echo "prepare: done"
