@@ -4,7 +4,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use flotta_core::enrolment::Reason;
 use flotta_core::wire::{
     self, EnrolmentInfo, Heartbeat, Message, MessageResponse, RegistrationInfo,
     RegistrationResponse,
@@ -349,14 +348,13 @@ impl EdgeClient {
 
     /// Reads the pending control command; `None` when there is none.
     ///
-    /// A deleted device is told `disconnect`: in a command while its certificate is
-    /// still valid, and after the server revoked it, by a 401 whose reason is
-    /// [`Reason::CertificateRevoked`], which this reports as the same `disconnect`
-    /// command, since a revoked certificate can do nothing else.
+    /// A deleted device is told `disconnect` in a command, whether its certificate is
+    /// still valid or revoked already. A 401 with reason
+    /// [`flotta_core::enrolment::Reason::CertificateRevoked`] is an error: the certificate was superseded by
+    /// a renewal while its device lives on, which is no reason to remove anything.
     pub async fn control_in(&self, device_id: &str) -> ClientResult<Option<Message>> {
         let path = format!("{EDGE_BASE_PATH}/control/{}/in", segment(device_id)?);
-        let answer = self
-            .inner
+        self.inner
             .retry
             .run(|| async {
                 let request = self.http().get(self.url(&path)).timeout(self.inner.timeout);
@@ -372,11 +370,7 @@ impl EdgeClient {
                 // The server answers "nothing to do" with an empty command.
                 Ok(Some(message).filter(|m| m.directive.as_deref().is_some_and(|d| !d.is_empty())))
             })
-            .await;
-        match answer {
-            Err(error) if is_revoked(&error) => Ok(Some(disconnect_command())),
-            other => other,
-        }
+            .await
     }
 
     /// Sends a control message from the device (`POST /control/{id}/out`).
@@ -466,16 +460,6 @@ impl EdgeClient {
             message: e.to_string(),
         })
     }
-}
-
-/// Whether the server refused the certificate as revoked (its device was deleted).
-fn is_revoked(error: &ClientError) -> bool {
-    error.status() == Some(401) && error.reason() == Some(Reason::CertificateRevoked.as_str())
-}
-
-/// The `disconnect` command, as the server sends it to a device that is gone.
-fn disconnect_command() -> Message {
-    Message::disconnect(uuid::Uuid::new_v4().hyphenated().to_string())
 }
 
 fn quoted(etag: &str) -> String {

@@ -1,6 +1,12 @@
 //! Update schedules (`spec.updatePolicy`, as Flight Control has them): a cron
 //! expression marks the times an update may start, `startGraceDuration` how long
-//! after such a time it still may. Pure: the agent passes the time.
+//! after such a time it still may, both read in the schedule's `timeZone`. Pure but
+//! for the time zone database: the agent passes the time, and an IANA zone is read
+//! from the host's zoneinfo (`/usr/share/zoneinfo`, or `TZDIR`).
+//!
+//! Wall times are matched in the zone: across a daylight-saving change, a time
+//! that does not exist that day (skipped forward) opens no window, and one that
+//! happens twice (set back) opens a window at each.
 
 use std::time::Duration;
 
@@ -26,9 +32,9 @@ pub enum ScheduleError {
         /// What is wrong.
         reason: String,
     },
-    /// The time zone is not one this implementation evaluates.
+    /// The time zone is not in this host's time zone database.
     #[error(
-        "time zone {0:?} is not supported: use UTC or GMT (the agent carries no time zone database)"
+        "time zone {0:?} is not known here: use an IANA name found in the host's zoneinfo database (e.g. Europe/Paris), \"UTC\", \"GMT\" or \"Local\""
     )]
     TimeZone(String),
 }
@@ -121,13 +127,69 @@ impl Cron {
     }
 }
 
-/// A parsed `UpdateSchedule`: `at`, `startGraceDuration`, and the time zone (UTC).
+/// The time zone a schedule is read in: `UTC`/`GMT`, `Local` (the host's own, as
+/// Flight Control's default), or an IANA name.
+#[derive(Debug, Clone)]
+pub struct ScheduleZone {
+    name: String,
+    zone: jiff::tz::TimeZone,
+}
+
+impl PartialEq for ScheduleZone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ScheduleZone {}
+
+/// The zone name an absent `timeZone` means, as in Flight Control.
+pub const DEFAULT_TIME_ZONE: &str = "Local";
+
+impl ScheduleZone {
+    /// The zone called `name`; `None` is [`DEFAULT_TIME_ZONE`]. `Local` is the
+    /// host's zone, UTC when the host names none.
+    pub fn named(name: Option<&str>) -> Result<Self, ScheduleError> {
+        let name = name.unwrap_or(DEFAULT_TIME_ZONE);
+        let zone = match name {
+            "UTC" | "GMT" | "Etc/UTC" => jiff::tz::TimeZone::UTC,
+            "Local" => jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
+            // Only AREA/LOCATION names: three-letter abbreviations are ambiguous.
+            other if other.contains('/') => jiff::tz::TimeZone::get(other)
+                .map_err(|_| ScheduleError::TimeZone(other.to_owned()))?,
+            other => return Err(ScheduleError::TimeZone(other.to_owned())),
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            zone,
+        })
+    }
+
+    /// The zone's name as written.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `at` as a wall time in this zone.
+    pub fn wall_time(&self, at: OffsetDateTime) -> OffsetDateTime {
+        let offset = jiff::Timestamp::from_second(at.unix_timestamp())
+            .ok()
+            .map(|instant| self.zone.to_offset(instant).seconds())
+            .and_then(|seconds| time::UtcOffset::from_whole_seconds(seconds).ok())
+            .unwrap_or(time::UtcOffset::UTC);
+        at.to_offset(offset)
+    }
+}
+
+/// A parsed `UpdateSchedule`: `at`, `startGraceDuration`, and the time zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     /// When a window opens.
     pub at: Cron,
     /// How long it stays open.
     pub grace: Duration,
+    /// The zone `at` is read in.
+    pub zone: ScheduleZone,
 }
 
 /// The longest `startGraceDuration` accepted.
@@ -140,10 +202,7 @@ impl Schedule {
         time_zone: Option<&str>,
         start_grace_duration: &str,
     ) -> Result<Self, ScheduleError> {
-        match time_zone {
-            None | Some("UTC" | "GMT" | "Etc/UTC") => {}
-            Some(other) => return Err(ScheduleError::TimeZone(other.to_owned())),
-        }
+        let zone = ScheduleZone::named(time_zone)?;
         let grace = parse_duration(start_grace_duration)?;
         if grace > MAX_GRACE {
             return Err(ScheduleError::Duration {
@@ -154,17 +213,17 @@ impl Schedule {
         Ok(Self {
             at: Cron::parse(at)?,
             grace,
+            zone,
         })
     }
 
     /// Whether `now` is in a window: a matching minute at most `grace` before it
     /// (the matching minute itself is always open).
     pub fn is_open(&self, now: OffsetDateTime) -> bool {
-        let now = now.to_offset(time::UtcOffset::UTC);
         let minutes = self.grace.as_secs() / 60;
         (0..=minutes).any(|back| {
             let at = now - time::Duration::minutes(i64::try_from(back).unwrap_or(i64::MAX));
-            self.at.matches(at)
+            self.at.matches(self.zone.wall_time(at))
         })
     }
 
@@ -174,7 +233,7 @@ impl Schedule {
         let start = now.replace_second(0).ok()?.replace_nanosecond(0).ok()?;
         (1..=8 * 24 * 60)
             .map(|m| start + time::Duration::minutes(m))
-            .find(|at| self.at.matches(*at))
+            .find(|at| self.at.matches(self.zone.wall_time(*at)))
     }
 }
 
@@ -248,16 +307,75 @@ mod tests {
             schedule.next_opening(datetime!(2026-12-03 04:01 UTC)),
             Some(datetime!(2026-12-04 03:00 UTC))
         );
-        assert_eq!(
-            Schedule::parse("0 3 * * *", Some("Europe/Paris"), "1h").expect_err("zone"),
-            ScheduleError::TimeZone("Europe/Paris".into())
-        );
         for bad in ["", "1x", "5", "h", "200h"] {
             assert!(Schedule::parse("* * * * *", None, bad).is_err(), "{bad}");
         }
         assert_eq!(
             parse_duration("1h30m5s").expect("parses"),
             Duration::from_secs(5405)
+        );
+    }
+
+    /// Reads the host's zoneinfo; says so and passes where it has none (a device
+    /// image without tzdata), since then no IANA zone can be evaluated at all.
+    fn paris() -> Option<ScheduleZone> {
+        let zone = ScheduleZone::named(Some("Europe/Paris")).ok();
+        if zone.is_none() {
+            eprintln!("SKIPPED: no zoneinfo database on this host (install tzdata)");
+        }
+        zone
+    }
+
+    #[test]
+    fn windows_are_read_in_their_zone_across_daylight_saving() {
+        let Some(_) = paris() else { return };
+        let schedule = Schedule::parse("0 3 * * *", Some("Europe/Paris"), "30m").expect("parses");
+        // Winter: Paris is UTC+1, so 03:00 there is 02:00 UTC.
+        assert!(schedule.is_open(datetime!(2026-12-03 02:00 UTC)));
+        assert!(!schedule.is_open(datetime!(2026-12-03 03:00 UTC)));
+        // Summer: UTC+2, 01:00 UTC.
+        assert!(schedule.is_open(datetime!(2026-07-03 01:10 UTC)));
+        assert!(!schedule.is_open(datetime!(2026-07-03 02:00 UTC)));
+        assert_eq!(
+            schedule.next_opening(datetime!(2026-12-03 04:00 UTC)),
+            Some(datetime!(2026-12-04 02:00 UTC))
+        );
+        // 2026-03-29 02:30 does not exist in Paris (clocks go from 02:00 to 03:00):
+        // no window that day; 2026-10-25 02:30 happens twice: two windows.
+        let skipped = Schedule::parse("30 2 * * *", Some("Europe/Paris"), "0s").expect("parses");
+        assert_eq!(
+            skipped.next_opening(datetime!(2026-03-28 12:00 UTC)),
+            Some(datetime!(2026-03-30 00:30 UTC))
+        );
+        assert_eq!(
+            skipped.next_opening(datetime!(2026-10-24 12:00 UTC)),
+            Some(datetime!(2026-10-25 00:30 UTC))
+        );
+        assert_eq!(
+            skipped.next_opening(datetime!(2026-10-25 00:31 UTC)),
+            Some(datetime!(2026-10-25 01:30 UTC))
+        );
+    }
+
+    #[test]
+    fn unknown_and_ambiguous_zones_are_refused_by_name() {
+        for bad in ["Mars/Olympus_Mons", "CET5", "EST", ""] {
+            assert_eq!(
+                Schedule::parse("0 3 * * *", Some(bad), "1h").expect_err(bad),
+                ScheduleError::TimeZone(bad.into()),
+                "{bad}"
+            );
+        }
+        for good in ["UTC", "GMT", "Local"] {
+            let schedule = Schedule::parse("0 3 * * *", Some(good), "1h").expect(good);
+            assert_eq!(schedule.zone.name(), good);
+        }
+        assert_eq!(
+            Schedule::parse("0 3 * * *", None, "1h")
+                .expect("default")
+                .zone
+                .name(),
+            DEFAULT_TIME_ZONE
         );
     }
 }

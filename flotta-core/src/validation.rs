@@ -937,7 +937,7 @@ mod tests {
         assert!(device.validate().is_empty(), "{:?}", device.validate());
         device.spec.update_policy = Some(crate::model::UpdatePolicy {
             download_schedule: Some(schedule("0 25 * * *", None, "1h")),
-            update_schedule: Some(schedule("0 2 * * *", Some("America/New_York"), "2h")),
+            update_schedule: Some(schedule("0 2 * * *", Some("America/Atlantis"), "2h")),
             ..Default::default()
         });
         let errors: Vec<String> = device.validate().iter().map(ToString::to_string).collect();
@@ -949,7 +949,7 @@ mod tests {
         assert!(errors[0].contains("hour: \"25\""), "{errors:?}");
         assert!(
             errors[1].starts_with(
-                "spec.updatePolicy.updateSchedule: time zone \"America/New_York\" is not supported"
+                "spec.updatePolicy.updateSchedule: time zone \"America/Atlantis\" is not known here"
             ),
             "{errors:?}"
         );

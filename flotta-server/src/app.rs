@@ -129,6 +129,7 @@ pub struct RunningServer {
     edge_background: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    leadership: crate::leader::Leadership,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -170,6 +171,22 @@ impl RunningServer {
     /// The server's store.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    /// This replica's view of the leader lease ([`crate::leader`]).
+    pub fn leadership(&self) -> &crate::leader::Leadership {
+        &self.leadership
+    }
+
+    /// Ends every task of the server at once, as a crash would: open requests are
+    /// cut, and nothing is handed over (the leader lease runs out on its own).
+    /// For tests of what other replicas do when one dies.
+    pub fn abort(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.edge_background.abort();
+        self.edge.shutdown();
     }
 
     /// Stops accepting connections, ends watch streams, lets open requests finish
@@ -310,9 +327,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let api_tls = server_tls_config(&pki, "management API")?;
     let event_pruning = edge_state.events().spawn_pruning(shutdown_watch.clone());
     let edge_background = edge_state.spawn_background().await?;
+    let (leadership, leader_lease) = crate::leader::Leadership::spawn(
+        store.clone(),
+        config.leader_lease,
+        shutdown_watch.clone(),
+    );
+    metrics.set_leadership(leadership.clone());
     let workload_status = crate::workload_status::spawn(
         store.clone(),
         edge_state.events().clone(),
+        leadership.clone(),
         shutdown_watch.clone(),
     )
     .await
@@ -352,6 +376,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         workload_status,
         event_pruning,
         member_metadata,
+        leader_lease,
     ];
 
     let pki_dir = config.pki_dir();
@@ -383,6 +408,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         edge_background,
         shutdown,
         tasks,
+        leadership,
     })
 }
 

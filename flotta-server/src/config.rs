@@ -58,7 +58,18 @@ pub enum ConfigError {
         /// What is wrong with the value.
         reason: String,
     },
+    /// The leader lease is too short to be renewed reliably.
+    #[error(
+        "leader lease of {given:?} is too short: it is renewed every third of it, and must be at least {MIN_LEADER_LEASE:?}"
+    )]
+    LeaderLeaseTooShort {
+        /// The configured time to live.
+        given: Duration,
+    },
 }
+
+/// The shortest leader lease accepted.
+pub const MIN_LEADER_LEASE: Duration = Duration::from_secs(1);
 
 /// A database location: `sqlite://PATH` or `postgres://...`.
 #[derive(Clone, PartialEq, Eq)]
@@ -307,6 +318,11 @@ pub struct ServerOptions {
     /// `metrics` role].
     #[arg(long, env = "FLOTTA_METRICS_OPEN", value_name = "true|false")]
     pub metrics_open: Option<bool>,
+    /// Time to live of the leader lease replicas on one database elect the
+    /// fleet's decision-taker with (rollout steps), e.g. 15s: how long a killed
+    /// leader's work waits for another replica [default: 15s].
+    #[arg(long, env = "FLOTTA_LEADER_LEASE", value_name = "DURATION")]
+    pub leader_lease: Option<Lifetime>,
 }
 
 /// The audit log's settings, flags over the file; `None` when no log is named.
@@ -367,6 +383,7 @@ struct FileConfig {
     audit_log_keep: Option<u32>,
     audit_secret_reads: Option<bool>,
     metrics_open: Option<bool>,
+    leader_lease: Option<String>,
 }
 
 /// The complete, resolved server configuration.
@@ -405,6 +422,8 @@ pub struct ServerConfig {
     pub audit: Option<crate::api::audit::AuditConfig>,
     /// Whether `/metrics` is served without a token.
     pub metrics_open: bool,
+    /// Time to live of the leader lease ([`crate::leader`]).
+    pub leader_lease: Duration,
 }
 
 impl ServerConfig {
@@ -426,6 +445,7 @@ impl ServerConfig {
             status_sweep_period: crate::edge::DEFAULT_STATUS_SWEEP_PERIOD,
             audit: None,
             metrics_open: false,
+            leader_lease: crate::leader::DEFAULT_LEASE_TTL,
         }
     }
 
@@ -529,6 +549,23 @@ impl ServerConfig {
         config.audit = audit;
         if let Some(open) = options.metrics_open.or(file.metrics_open) {
             config.metrics_open = open;
+        }
+        if let Some(Lifetime(ttl)) = options.leader_lease {
+            config.leader_lease = ttl;
+        } else if let Some(text) = file.leader_lease {
+            let Lifetime(ttl) =
+                text.parse()
+                    .map_err(|e: InvalidLifetime| ConfigError::InvalidFileValue {
+                        path: file_path.clone(),
+                        key: "leader-lease",
+                        reason: e.to_string(),
+                    })?;
+            config.leader_lease = ttl;
+        }
+        if config.leader_lease < MIN_LEADER_LEASE {
+            return Err(ConfigError::LeaderLeaseTooShort {
+                given: config.leader_lease,
+            });
         }
         Ok(config)
     }

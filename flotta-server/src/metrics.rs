@@ -28,6 +28,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<RequestKey, RequestStats>>,
     latency: Mutex<BTreeMap<(&'static str, String), Histogram>>,
     active_watches: AtomicI64,
+    leadership: std::sync::OnceLock<crate::leader::Leadership>,
 }
 
 /// A latency histogram: counts per bucket of [`LATENCY_BUCKETS`] (not cumulative
@@ -115,6 +116,12 @@ impl Metrics {
         WatchGuard(self)
     }
 
+    /// Reports this replica's leadership ([`crate::leader`]) as
+    /// `flotta_server_leader`; set once, at start.
+    pub fn set_leadership(&self, leadership: crate::leader::Leadership) {
+        let _ = self.leadership.set(leadership);
+    }
+
     /// Number of watch streams currently open.
     pub fn active_watches(&self) -> i64 {
         self.active_watches.load(Ordering::Relaxed)
@@ -168,6 +175,13 @@ impl Metrics {
             "# HELP flotta_api_active_watches Watch streams currently open.\n# TYPE flotta_api_active_watches gauge\nflotta_api_active_watches {}",
             self.active_watches()
         );
+        if let Some(leadership) = self.leadership.get() {
+            let _ = writeln!(
+                out,
+                "# HELP flotta_server_leader 1 while this replica holds the leader lease and takes the rollout decisions.\n# TYPE flotta_server_leader gauge\nflotta_server_leader {}",
+                u8::from(leadership.is_leader())
+            );
+        }
         out
     }
 }

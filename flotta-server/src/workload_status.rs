@@ -15,6 +15,9 @@
 //! when it changed, so the task's own writes settle at once, and not at all for a
 //! workload that has never had a target device.
 //!
+//! Only the replica holding the leader lease recomputes ([`crate::leader`]); the
+//! others render from the record it writes.
+//!
 //! The record is what the configuration view renders from: a device is sent the
 //! revision [`flotta_core::reconcile::assigned_revision`] gives it, so writing the
 //! record is what releases a batch. A write that loses a race (another replica, a
@@ -39,6 +42,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::events::EventRecorder;
+use crate::leader::Leadership;
 use crate::store::{ListOptions, ResourceKind, Store, StoreError, StoredObject, WatchStream};
 
 /// How often every namespace's workloads are recomputed without a change, so that
@@ -330,10 +334,12 @@ async fn refresh_all(store: &dyn Store, events: &EventRecorder, namespaces: &BTr
 }
 
 /// Starts the task; it ends when `shutdown` turns true. Missing references are
-/// recorded as events through `events`.
+/// recorded as events through `events`. It recomputes only while `leadership`
+/// says this replica leads, and everything at once when it takes the lead.
 pub async fn spawn(
     store: Arc<dyn Store>,
     events: EventRecorder,
+    mut leadership: Leadership,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, StoreError> {
     let mut stream = open_watches(store.as_ref()).await?;
@@ -350,6 +356,7 @@ pub async fn spawn(
                     Some(Err(_)) | None => everything = true,
                 },
                 _ = recheck.tick() => everything = true,
+                () = leadership.taken() => everything = true,
                 () = crate::shutdown::stopping(&mut shutdown) => return,
             }
             if !everything {
@@ -367,10 +374,15 @@ pub async fn spawn(
                     None => break,
                 }
             }
+            if everything && let Ok(reopened) = open_watches(store.as_ref()).await {
+                stream = reopened;
+            }
+            if !leadership.is_leader() {
+                // The leader recomputes; it sees the same changes through the
+                // store, and this replica recomputes everything if it takes over.
+                continue;
+            }
             if everything {
-                if let Ok(reopened) = open_watches(store.as_ref()).await {
-                    stream = reopened;
-                }
                 match all_namespaces(store.as_ref()).await {
                     Ok(namespaces) => dirty = namespaces,
                     Err(error) => {
@@ -431,7 +443,9 @@ mod tests {
             Arc::new(SqliteStore::open(dir.path().join("db.sqlite")).expect("store"));
         let (stop, stopped) = watch::channel(false);
         let events = EventRecorder::new(store.clone(), Default::default());
-        let task = spawn(store.clone(), events, stopped).await.expect("spawn");
+        let task = spawn(store.clone(), events, Leadership::sole(), stopped)
+            .await
+            .expect("spawn");
         let workload_body = serde_json::to_value(workload()).expect("json");
         store
             .create(ResourceKind::EdgeWorkload, "default", "web", workload_body)

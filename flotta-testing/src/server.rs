@@ -56,6 +56,7 @@ pub struct TestServerBuilder {
     cert_lifetime: Option<Duration>,
     superseded_grace: Option<Duration>,
     event_retention: Option<flotta_core::events::EventRetention>,
+    leader_lease: Option<Duration>,
 }
 
 impl TestServerBuilder {
@@ -101,6 +102,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Time to live of the leader lease (15 s by default).
+    pub fn leader_lease(mut self, ttl: Duration) -> Self {
+        self.leader_lease = Some(ttl);
+        self
+    }
+
     /// Starts the server.
     pub async fn start(self) -> TestServer {
         let (dir, path) = match self.data_dir {
@@ -121,6 +128,9 @@ impl TestServerBuilder {
         }
         if let Some(retention) = self.event_retention {
             config.event_retention = retention;
+        }
+        if let Some(ttl) = self.leader_lease {
+            config.leader_lease = ttl;
         }
         let mut server = TestServer::start_with(config).await;
         server._dir = dir;
@@ -164,6 +174,7 @@ impl TestServer {
             cert_lifetime: None,
             superseded_grace: None,
             event_retention: None,
+            leader_lease: None,
         }
     }
 
@@ -421,6 +432,38 @@ impl TestServer {
         self.server = Some(running);
         // A CA rotation between the stop and the start changes the CA.
         self.ca = Arc::new(server_ca(&self.config));
+    }
+
+    /// Starts another replica of this server: the same database, settings and
+    /// PKI (copied into a data directory of its own), on new loopback ports.
+    /// Replicas share a PostgreSQL database; an SQLite file has one server.
+    pub async fn replica(&self) -> TestServer {
+        assert!(
+            matches!(self.config.database, DatabaseUrl::Postgres(_)),
+            "replicas share a PostgreSQL database"
+        );
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let pki = dir.path().join("pki");
+        std::fs::create_dir_all(&pki).expect("pki directory");
+        for entry in std::fs::read_dir(self.config.pki_dir()).expect("read pki") {
+            let entry = entry.expect("pki entry");
+            std::fs::copy(entry.path(), pki.join(entry.file_name())).expect("copy PKI file");
+        }
+        let mut config = self.config.clone();
+        config.data_dir = dir.path().to_owned();
+        config.api_listen = "127.0.0.1:0".parse().expect("address");
+        config.edge_listen = "127.0.0.1:0".parse().expect("address");
+        let mut replica = TestServer::start_with(config).await;
+        replica._dir = Some(dir);
+        replica
+    }
+
+    /// Ends the server as a crash would ([`RunningServer::abort`]): nothing is
+    /// handed over, its leader lease runs out on its own.
+    pub fn kill(mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
     }
 
     /// Stops the server.

@@ -276,7 +276,8 @@ impl Agent {
             Err(error) => Err(error),
         };
         if let Ok(actions) = &actions {
-            let refused = self.refusals(actions, secrets_of(&desired_rendered));
+            let mut refused = self.refusals(actions, secrets_of(&desired_rendered));
+            refused.extend(unusable_schedules(&desired_rendered));
             if !refused.is_empty() {
                 // Nothing of the version is applied: the device stays as it is.
                 for reason in &refused {
@@ -488,14 +489,9 @@ impl Agent {
             return Ok(());
         };
         let now = self.clock.now();
-        let parsed = match schedule.parse() {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                // The server validates schedules; one it let through is ignored
-                // rather than holding the device back for ever.
-                tracing::warn!(%error, which, "ignoring an unusable update schedule");
-                return Ok(());
-            }
+        // A version whose schedule does not parse here was refused before this.
+        let Ok(parsed) = schedule.parse() else {
+            return Ok(());
         };
         if parsed.is_open(now) {
             return Ok(());
@@ -729,9 +725,60 @@ fn includes_hardware(heartbeat: Option<&flotta_core::wire::HeartbeatConfiguratio
         .unwrap_or(false)
 }
 
+/// The update schedules of `rendered` this device cannot evaluate (a time zone its
+/// zoneinfo database lacks, though the server's has it): the version is refused
+/// with why, rather than applied outside the windows its author set.
+fn unusable_schedules(rendered: &RenderedConfig) -> Vec<String> {
+    let Some(policy) = rendered
+        .message
+        .configuration
+        .as_ref()
+        .and_then(|c| c.update_policy.as_ref())
+    else {
+        return Vec::new();
+    };
+    [
+        ("downloadSchedule", policy.download_schedule.as_ref()),
+        ("updateSchedule", policy.update_schedule.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, schedule)| {
+        let error = schedule?.parse().err()?;
+        Some(format!("updatePolicy.{name}: {error}"))
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_in_a_zone_this_device_does_not_know_refuses_the_version() {
+        let schedule = |zone: &str| flotta_core::wire::UpdateSchedule {
+            at: "0 3 * * *".into(),
+            time_zone: Some(zone.into()),
+            start_grace_duration: "1h".into(),
+            ..Default::default()
+        };
+        let message = DeviceConfigurationMessage {
+            configuration: Some(flotta_core::wire::DeviceConfiguration {
+                update_policy: Some(flotta_core::wire::UpdatePolicy {
+                    download_schedule: Some(schedule("UTC")),
+                    update_schedule: Some(schedule("Mars/Olympus_Mons")),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let refused = unusable_schedules(&RenderedConfig::from_message(message));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].starts_with("updatePolicy.updateSchedule: time zone \"Mars/Olympus_Mons\""),
+            "{refused:?}"
+        );
+    }
 
     #[test]
     fn heartbeat_period_comes_from_the_configuration_when_positive() {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use flotta_agent_lib::AgentEvent;
+use flotta_client::ResourceType;
 use flotta_core::model::{EdgeDevice, EdgeWorkload};
 use flotta_core::reconcile::{RolloutRecord, WorkloadRevision};
 use serde_json::json;
@@ -412,5 +413,123 @@ async fn the_next_batch_waits_for_approval() {
         .await
         .expect_err("nothing to approve");
     assert_eq!(error.kind(), flotta_client::ErrorKind::Rollout, "{error}");
+
+    // The revisions subresource lists what the server keeps, oldest first.
+    let prefix = "/apis/management.project-flotta.io/v1alpha1/namespaces/default";
+    let response = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("{prefix}/edgeworkloads/marker/revisions"),
+        )
+        .send()
+        .await
+        .expect("revisions");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let list: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(list["kind"], "WorkloadRevisionList", "{list}");
+    let items: Vec<(String, String)> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            (
+                item["revision"].as_str().unwrap_or_default().to_owned(),
+                item["role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [
+            (revision_of(&v1), "previous".to_owned()),
+            (revision_of(&v2), "current".to_owned())
+        ]
+    );
+    let response = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("{prefix}/edgedevices/dev-00/revisions"),
+        )
+        .send()
+        .await
+        .expect("revisions of a device");
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
     fleet.stop().await;
+}
+
+/// Two replicas on one PostgreSQL database, the devices talking to the second. The
+/// first took the leader lease at start: it releases batch 1 and is killed while
+/// batch 2 waits for approval. Once its lease ran out the second takes it and
+/// releases batch 2 on approval; every batch is released once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs FLOTTA_TEST_POSTGRES_URL (scripts/postgres.sh)"]
+async fn a_killed_leader_hands_the_rollout_over_and_no_batch_is_released_twice() {
+    let first = TestServer::builder()
+        .database(Database::fresh_postgres().await)
+        .leader_lease(std::time::Duration::from_secs(2))
+        .start()
+        .await;
+    eventually("the first replica leads", || async {
+        first.running().leadership().is_leader().then_some(())
+    })
+    .await;
+    let second = first.replica().await;
+    assert!(
+        !second.running().leadership().is_leader(),
+        "one leader at a time"
+    );
+    let fleet = Fleet::start(&second, 3).await;
+    let client = second.management_client();
+    let policy = json!({"batches": [{"limit": 1}], "manualApproval": true});
+    let v1 = marker_workload("v1", false, policy.clone());
+    client.create("default", &v1).await.expect("created");
+    settled(&second, &fleet, "v1", &revision_of(&v1)).await;
+
+    let v2 = marker_workload("v2", false, policy);
+    update(&second, &v2).await;
+    let waiting = eventually("batch 1 done, batch 2 awaiting approval", || async {
+        let record = record(&second).await?;
+        (record.reason.as_deref() == Some("AwaitingApproval")).then_some(record)
+    })
+    .await;
+    assert_eq!(waiting.released_batches, 1);
+    assert!(
+        !second.running().leadership().is_leader(),
+        "the first replica still leads"
+    );
+
+    first.kill();
+    client
+        .approve_rollout("default", "marker")
+        .await
+        .expect("approved");
+    settled(&second, &fleet, "v2", &revision_of(&v2)).await;
+    assert!(second.running().leadership().is_leader(), "took over");
+    let markers = fleet.markers();
+    assert!(
+        markers.values().all(|m| m.as_deref() == Some("v2")),
+        "{markers:?}"
+    );
+
+    let events = client
+        .events_for("default", ResourceType::EdgeWorkload, "marker")
+        .await
+        .expect("events");
+    let released: Vec<(String, i32)> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("RolloutBatchReleased"))
+        .filter(|e| {
+            e.message
+                .as_deref()
+                .is_some_and(|m| m.contains(&revision_of(&v2)))
+        })
+        .map(|e| (e.message.clone().unwrap_or_default(), e.count.unwrap_or(1)))
+        .collect();
+    assert_eq!(released.len(), 2, "one event per batch: {released:?}");
+    assert!(
+        released.iter().all(|(_, count)| *count == 1),
+        "a batch released twice: {released:?}"
+    );
+    fleet.stop().await;
+    second.stop().await;
 }

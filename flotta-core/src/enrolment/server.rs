@@ -169,8 +169,8 @@ pub enum Reason {
     /// The certificate was refused (no certificate, unknown issuer, malformed,
     /// expired, not yet valid).
     CertificateRefused,
-    /// The certificate is revoked: its device was deleted. The device should remove
-    /// itself, as for the `disconnect` command.
+    /// The certificate is revoked: a renewal superseded it (a deleted device's
+    /// revoked certificate is told the device does not exist instead).
     CertificateRevoked,
     /// The registration certificate may only enrol and register.
     RegistrationCertificateScope,
@@ -304,7 +304,9 @@ impl fmt::Display for Reason {
             Self::AlreadyApproved => "the device is already approved",
             Self::AwaitingApproval => "the enrolment waits for approval",
             Self::CertificateRefused => "certificate refused",
-            Self::CertificateRevoked => "certificate revoked: the device was deleted",
+            Self::CertificateRevoked => {
+                "certificate revoked: a newer certificate of the device replaced it"
+            }
             Self::RegistrationCertificateScope => {
                 "the registration certificate may only be used for enrolment and registration"
             }
@@ -430,13 +432,24 @@ pub enum Caller<'a> {
         /// The namespace its certificate names.
         namespace: &'a str,
     },
+    /// The device of the path, with one of its certificates that is revoked: the
+    /// answer depends on whether the device still exists (a renewal superseded
+    /// the certificate) or not (the device was deleted).
+    Revoked {
+        /// What it asks for.
+        directive: Directive,
+        /// The namespace its certificate names.
+        namespace: &'a str,
+    },
 }
 
 impl Caller<'_> {
     /// What the caller asks for.
     pub fn directive(&self) -> Directive {
         match self {
-            Self::Register { directive } | Self::Device { directive, .. } => *directive,
+            Self::Register { directive }
+            | Self::Device { directive, .. }
+            | Self::Revoked { directive, .. } => *directive,
         }
     }
 }
@@ -449,23 +462,32 @@ impl Caller<'_> {
 /// names a directive we do not serve or its envelope is malformed; `path_device_id`
 /// is the `{device_id}` of the URL.
 pub fn authorise<'a>(
-    peer: Result<&'a PeerIdentity, &IdentityError>,
+    peer: Result<&'a PeerIdentity, &'a IdentityError>,
     directive: Option<Directive>,
     path_device_id: &str,
 ) -> Result<Caller<'a>, Decision> {
     let peer = match peer {
         Ok(peer) => peer,
-        Err(IdentityError::Revoked { .. }) => {
-            return Err(Decision::refuse(
-                EdgeStatus::Unauthorized,
-                Reason::CertificateRevoked,
-            ));
-        }
-        Err(_) => {
-            return Err(Decision::refuse(
-                EdgeStatus::Unauthorized,
-                Reason::CertificateRefused,
-            ));
+        Err(error) => {
+            // The path's device with a revoked certificate of its own, asking for
+            // a directive we serve: whether it still exists says the answer.
+            if let IdentityError::Revoked {
+                identity: PeerIdentity::Device { id, namespace },
+                ..
+            } = error
+                && id == path_device_id
+                && let Some(directive) = directive
+            {
+                return Ok(Caller::Revoked {
+                    directive,
+                    namespace,
+                });
+            }
+            let reason = match error {
+                IdentityError::Revoked { .. } => Reason::CertificateRevoked,
+                _ => Reason::CertificateRefused,
+            };
+            return Err(Decision::refuse(EdgeStatus::Unauthorized, reason));
         }
     };
     let caller = match peer {
@@ -579,6 +601,25 @@ pub fn answer(caller: Caller<'_>, record: DeviceRecord, approval: Approval) -> D
                 Decision::allow(Effect::AcceptControlReply)
             }
             (_, record) => not_there(record),
+        },
+        Caller::Revoked { directive, .. } => match (directive, record) {
+            // The device lives on with a newer certificate: this one was
+            // superseded by a renewal and is refused like any revoked one.
+            (D::Control, R::Registered) => {
+                Decision::refuse(EdgeStatus::Unauthorized, Reason::CertificateRevoked)
+            }
+            // The device is gone or going: keep telling it to remove itself (our
+            // agent and Flotta's both act on `disconnect`; Flotta's takes a 401
+            // as "register again").
+            (D::Control, _) => Decision::allow(Effect::Disconnect),
+            // The device still exists (being deleted included): nothing is
+            // recorded or served for a revoked certificate.
+            (_, R::Registered | R::Deleted) => {
+                Decision::refuse(EdgeStatus::Unauthorized, Reason::CertificateRevoked)
+            }
+            // The device was deleted: answer as Flotta does for a device it does
+            // not know.
+            _ => Decision::refuse(EdgeStatus::NotFound, Reason::NoSuchDevice),
         },
     }
 }

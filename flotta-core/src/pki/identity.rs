@@ -133,6 +133,9 @@ pub enum IdentityError {
     Revoked {
         /// The revoked serial.
         serial: Serial,
+        /// Whom the certificate names: the Edge API answers a deleted device's
+        /// revoked certificate as Flotta does, a superseded one with 401.
+        identity: PeerIdentity,
     },
     /// The certificate expired.
     #[error("the peer certificate expired at {not_after} (now {now})")]
@@ -616,6 +619,7 @@ impl VerifiedPeer {
         if revoked.is_revoked_at(&self.serial, now) {
             return Err(IdentityError::Revoked {
                 serial: self.serial.clone(),
+                identity: self.identity.clone(),
             });
         }
         if now.saturating_add(self.clock_skew) < self.not_before {

@@ -134,7 +134,7 @@ fn revoked_serial_is_refused_for_every_purpose() {
     let revoked: RevocationList = [dev.serial().clone()].into_iter().collect();
     for purpose in [Purpose::Request, Purpose::Registration] {
         match f.verifier.identify(&[dev.der()], &revoked, T0, purpose) {
-            Err(IdentityError::Revoked { serial }) => assert_eq!(&serial, dev.serial()),
+            Err(IdentityError::Revoked { serial, .. }) => assert_eq!(&serial, dev.serial()),
             other => panic!("expected Revoked, got {other:?}"),
         }
     }

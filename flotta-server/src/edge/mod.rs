@@ -316,6 +316,27 @@ impl EdgeState {
         &self.inner.options
     }
 
+    /// Revokes one certificate now: recorded in the store, refused by this
+    /// replica at once (other replicas at their next start).
+    pub async fn revoke_certificate(
+        &self,
+        serial: &Serial,
+        namespace: &str,
+        device: &str,
+    ) -> Result<(), StoreError> {
+        let now = time::OffsetDateTime::now_utc();
+        self.store()
+            .revoke_certificate(&crate::store::RevokedCertificate {
+                serial: serial.to_string(),
+                namespace: namespace.to_owned(),
+                device: device.to_owned(),
+                revoked_at: now,
+            })
+            .await?;
+        self.revoke_in_memory_from([serial.clone()], now);
+        Ok(())
+    }
+
     /// Whether `serial` is revoked.
     pub fn is_revoked(&self, serial: &Serial) -> bool {
         self.inner

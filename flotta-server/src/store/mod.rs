@@ -52,6 +52,7 @@ mod write;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -474,6 +475,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a server setting.
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// Takes or renews the lease `name` for `holder` until `ttl` from now, by the
+    /// database's clock: granted when nobody holds it, when `holder` already holds
+    /// it, or when its holder let it run out. Returns whether `holder` holds it.
+    /// Replicas sharing one database elect their leader with it
+    /// ([`crate::leader`]).
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool>;
+
+    /// Gives up the lease `name` when `holder` holds it, so that another replica can
+    /// take it at once rather than when it runs out.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
 }
 
 pub(crate) fn new_token_secret() -> StoreResult<(String, String)> {

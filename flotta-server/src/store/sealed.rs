@@ -16,6 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -538,6 +539,14 @@ impl Store for SealedStore {
 
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
         self.inner.put_setting(key, value).await
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        self.inner.acquire_lease(name, holder, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        self.inner.release_lease(name, holder).await
     }
 }
 

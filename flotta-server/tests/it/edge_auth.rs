@@ -48,8 +48,8 @@ async fn setup() -> (EdgeServer, Identities) {
 #[tokio::test]
 async fn revoked_certificate_is_refused_and_told_why_and_a_gone_device_to_disconnect() {
     let (server, ids) = setup().await;
-    // Revoked is refused everywhere, the control channel included; the reason
-    // tells the agent its device was deleted.
+    // A revoked certificate of a device registered again was superseded: refused
+    // everywhere, the control channel included, and told why.
     let response = server
         .get(ids.revoked.as_ref(), &format!("/control/{DEVICE}/in"))
         .await;

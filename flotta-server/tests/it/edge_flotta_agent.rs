@@ -111,3 +111,57 @@ async fn a_refused_configuration_poll_has_no_body() {
     assert!(body.is_empty(), "{}", String::from_utf8_lossy(&body));
     server.stop().await;
 }
+
+/// A deleted device's certificates are revoked; Flotta's worker takes a 401 as
+/// "register again" and crashes in that branch while unregistering. So a revoked
+/// certificate whose device is gone is answered as Flotta answers a device it does
+/// not know: 404 on the data routes, and `disconnect` on the control channel.
+#[tokio::test]
+async fn a_deleted_device_is_told_it_does_not_exist_and_to_disconnect() {
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let identity = server.enrol_and_register("deleted-worker").await;
+    server
+        .store
+        .delete(
+            flotta_server::store::ResourceKind::EdgeDevice,
+            NAMESPACE,
+            "deleted-worker",
+            None,
+        )
+        .await
+        .expect("delete");
+    let serial = flotta_core::pki::PeerCertificate::parse(identity.certificate_pem.as_bytes())
+        .expect("parse")
+        .serial;
+    flotta_testing::eventually("deletion to revoke the certificate", || async {
+        server.state.is_revoked(&serial).then_some(())
+    })
+    .await;
+
+    let heartbeat = server
+        .post(
+            Some(&identity),
+            "/data/deleted-worker/out",
+            &flotta_testing::messages::heartbeat_message("up"),
+        )
+        .await;
+    assert_eq!(heartbeat.status(), 404);
+    let config = server.get(Some(&identity), "/data/deleted-worker/in").await;
+    assert_eq!(config.status(), 404);
+    let reason = config
+        .headers()
+        .get(flotta_core::wire::REASON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(reason.as_deref(), Some("NoSuchDevice"));
+    let body = config.bytes().await.expect("body");
+    assert!(body.is_empty(), "{}", String::from_utf8_lossy(&body));
+
+    let control = server
+        .get(Some(&identity), "/control/deleted-worker/in")
+        .await;
+    assert_eq!(control.status(), 200);
+    let command: Value = control.json().await.expect("json");
+    assert_eq!(command["directive"], "disconnect", "{command}");
+    server.stop().await;
+}

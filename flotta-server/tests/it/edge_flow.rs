@@ -407,14 +407,19 @@ async fn a_deleted_device_comes_back_only_with_a_new_approval() {
         .delete(ResourceKind::EdgeDevice, NAMESPACE, id, None)
         .await
         .expect("delete device");
-    flotta_testing::eventually("the old certificate refused", || async {
-        let status = server
-            .get(Some(&old), &format!("/data/{id}/in"))
-            .await
-            .status();
-        (status == 401).then_some(())
+    let old_serial = PeerCertificate::parse(old.certificate_pem.as_bytes())
+        .expect("parse")
+        .serial;
+    flotta_testing::eventually("the old certificate revoked", || async {
+        server.state.is_revoked(&old_serial).then_some(())
     })
     .await;
+    // Told, as Flotta tells a device it does not know, that it is gone.
+    let status = server
+        .get(Some(&old), &format!("/data/{id}/in"))
+        .await
+        .status();
+    assert_eq!(status, 404);
     assert!(
         server
             .store
@@ -586,10 +591,14 @@ async fn revocations_and_denials_survive_a_restart_on_postgresql() {
         .await
         .expect("delete device");
     let deleted_config = format!("/data/{deleted}/in");
-    flotta_testing::eventually("the deleted device's certificate refused", || async {
-        (edge_get(&server, &gone, &deleted_config).await == 401).then_some(())
+    let gone_serial = PeerCertificate::parse(gone.certificate_pem.as_bytes())
+        .expect("parse")
+        .serial;
+    flotta_testing::eventually("the deleted device's certificate revoked", || async {
+        server.edge().is_revoked(&gone_serial).then_some(())
     })
     .await;
+    assert_eq!(edge_get(&server, &gone, &deleted_config).await, 404);
 
     // A denied device.
     let denied = "pg-denied";
@@ -605,7 +614,8 @@ async fn revocations_and_denials_survive_a_restart_on_postgresql() {
     server.restart().await;
     assert_eq!(edge_get(&server, &first, &renewed_config).await, 401);
     assert_eq!(edge_get(&server, &second, &renewed_config).await, 200);
-    assert_eq!(edge_get(&server, &gone, &deleted_config).await, 401);
+    assert!(server.edge().is_revoked(&gone_serial), "revocation stored");
+    assert_eq!(edge_get(&server, &gone, &deleted_config).await, 404);
     let key = DeviceKey::generate().expect("key");
     let response = edge_post(
         &server,

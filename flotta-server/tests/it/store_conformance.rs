@@ -695,6 +695,57 @@ pub async fn revocations_and_settings(backend: Backend) {
     );
 }
 
+pub async fn leases_have_one_holder_until_given_up_or_run_out(backend: Backend) {
+    let store = backend.open().await;
+    let long = Duration::from_secs(60);
+    assert!(
+        store
+            .acquire_lease("leader", "a", long)
+            .await
+            .expect("take")
+    );
+    assert!(
+        !store.acquire_lease("leader", "b", long).await.expect("try"),
+        "a live lease has one holder"
+    );
+    assert!(
+        store
+            .acquire_lease("leader", "a", long)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        store.acquire_lease("other", "b", long).await.expect("take"),
+        "leases are independent"
+    );
+    store.release_lease("leader", "b").await.expect("release");
+    assert!(
+        !store.acquire_lease("leader", "b", long).await.expect("try"),
+        "only the holder gives a lease up"
+    );
+    store.release_lease("leader", "a").await.expect("release");
+    assert!(
+        store
+            .acquire_lease("leader", "b", long)
+            .await
+            .expect("take over")
+    );
+    // A lease renewed for no time has run out at once: the next holder takes it.
+    assert!(
+        store
+            .acquire_lease("leader", "b", Duration::ZERO)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        store
+            .acquire_lease("leader", "a", long)
+            .await
+            .expect("take over")
+    );
+    assert!(!store.acquire_lease("leader", "b", long).await.expect("try"));
+}
+
 pub async fn data_survives_reopening(backend: Backend) {
     let (created, token, rv) = {
         let store = backend.open().await;
@@ -769,6 +820,7 @@ macro_rules! conformance_tests {
         conformance_tests!(@case $attrs $open; last_seen_batches);
         conformance_tests!(@case $attrs $open; tokens);
         conformance_tests!(@case $attrs $open; revocations_and_settings);
+        conformance_tests!(@case $attrs $open; leases_have_one_holder_until_given_up_or_run_out);
         conformance_tests!(@case $attrs $open; data_survives_reopening);
     };
     ($open:expr) => {

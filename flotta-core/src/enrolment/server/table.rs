@@ -179,52 +179,59 @@ const CONTROL_OUT: Option<Directive> = Some(Directive::ControlReply);
 /// pending): it keeps reporting and reading its configuration, is told to
 /// `disconnect` and may reply, but gets no new certificate, and its id cannot be
 /// enrolled again until it is gone.
+///
+/// A revoked certificate of the path's device is refused (401) while the device
+/// exists: a renewal superseded it, or the device is being deleted. The control
+/// channel tells it `disconnect` as soon as the device is going; once the device
+/// is gone the data routes answer 404, as Flotta answers a device it does not
+/// know, so that Flotta's agent, which takes a 401 as "register again", removes
+/// itself instead.
 #[rustfmt::skip]
 pub const EDGE_TABLE: &[EdgeRow] = &[
     //                                        none foreign register expired revoked other device
-    row(ENROLMENT, Unknown, Some(Manual),    [U, U, ENROL,          U,    U, F, NF]),
-    row(ENROLMENT, Unknown, Some(Automatic), [U, U, ENROL_APPROVED, U,    U, F, NF]),
-    row(ENROLMENT, Pending, None,            [U, U, WAIT,           U,    U, F, WAIT]),
-    row(ENROLMENT, Approved, None,           [U, U, DONE,           U,    U, F, DONE]),
-    row(ENROLMENT, Denied, None,             [U, U, DENY,           U,    U, F, NF]),
+    row(ENROLMENT, Unknown, Some(Manual),    [U, U, ENROL,          U,    NF, F, NF]),
+    row(ENROLMENT, Unknown, Some(Automatic), [U, U, ENROL_APPROVED, U,    NF, F, NF]),
+    row(ENROLMENT, Pending, None,            [U, U, WAIT,           U,    NF, F, WAIT]),
+    row(ENROLMENT, Approved, None,           [U, U, DONE,           U,    NF, F, DONE]),
+    row(ENROLMENT, Denied, None,             [U, U, DENY,           U,    NF, F, NF]),
     row(ENROLMENT, Registered, None,         [U, U, DONE,           U,    U, F, DONE]),
-    row(ENROLMENT, Deleted, None,            [U, U, NF,             U,    U, F, NF]),
-    row(REGISTRATION, Unknown, None,         [U, U, NF,             NF,   U, F, NF]),
-    row(REGISTRATION, Pending, None,         [U, U, NF,             NF,   U, F, NF]),
-    row(REGISTRATION, Approved, None,        [U, U, SIGN,           NF,   U, F, NF]),
-    row(REGISTRATION, Denied, None,          [U, U, DENY,           NF,   U, F, NF]),
+    row(ENROLMENT, Deleted, None,            [U, U, NF,             U,    U , F, NF]),
+    row(REGISTRATION, Unknown, None,         [U, U, NF,             NF,   NF, F, NF]),
+    row(REGISTRATION, Pending, None,         [U, U, NF,             NF,   NF, F, NF]),
+    row(REGISTRATION, Approved, None,        [U, U, SIGN,           NF,   NF, F, NF]),
+    row(REGISTRATION, Denied, None,          [U, U, DENY,           NF,   NF, F, NF]),
     row(REGISTRATION, Registered, None,      [U, U, F,              SIGN, U, F, SIGN]),
-    row(REGISTRATION, Deleted, None,         [U, U, NF,             NF,   U, F, NF]),
-    row(HEARTBEAT, Unknown, None,            [U, U, F,              U,    U, F, NF]),
-    row(HEARTBEAT, Pending, None,            [U, U, F,              U,    U, F, NF]),
-    row(HEARTBEAT, Approved, None,           [U, U, F,              U,    U, F, NF]),
-    row(HEARTBEAT, Denied, None,             [U, U, F,              U,    U, F, NF]),
+    row(REGISTRATION, Deleted, None,         [U, U, NF,             NF,   U , F, NF]),
+    row(HEARTBEAT, Unknown, None,            [U, U, F,              U,    NF, F, NF]),
+    row(HEARTBEAT, Pending, None,            [U, U, F,              U,    NF, F, NF]),
+    row(HEARTBEAT, Approved, None,           [U, U, F,              U,    NF, F, NF]),
+    row(HEARTBEAT, Denied, None,             [U, U, F,              U,    NF, F, NF]),
     row(HEARTBEAT, Registered, None,         [U, U, F,              U,    U, F, BEAT]),
-    row(HEARTBEAT, Deleted, None,            [U, U, F,              U,    U, F, BEAT]),
+    row(HEARTBEAT, Deleted, None,            [U, U, F,              U,    U , F, BEAT]),
     row(None, Unknown, None,                 [U, U, F,              U,    U, F, BAD]),
     row(None, Pending, None,                 [U, U, F,              U,    U, F, BAD]),
     row(None, Approved, None,                [U, U, F,              U,    U, F, BAD]),
     row(None, Denied, None,                  [U, U, F,              U,    U, F, BAD]),
     row(None, Registered, None,              [U, U, F,              U,    U, F, BAD]),
     row(None, Deleted, None,                 [U, U, F,              U,    U, F, BAD]),
-    row(DEVICE, Unknown, None,               [U, U, F,              U,    U, F, NF]),
-    row(DEVICE, Pending, None,               [U, U, F,              U,    U, F, NF]),
-    row(DEVICE, Approved, None,              [U, U, F,              U,    U, F, NF]),
-    row(DEVICE, Denied, None,                [U, U, F,              U,    U, F, NF]),
+    row(DEVICE, Unknown, None,               [U, U, F,              U,    NF, F, NF]),
+    row(DEVICE, Pending, None,               [U, U, F,              U,    NF, F, NF]),
+    row(DEVICE, Approved, None,              [U, U, F,              U,    NF, F, NF]),
+    row(DEVICE, Denied, None,                [U, U, F,              U,    NF, F, NF]),
     row(DEVICE, Registered, None,            [U, U, F,              U,    U, F, CONFIG]),
-    row(DEVICE, Deleted, None,               [U, U, F,              U,    U, F, CONFIG]),
-    row(CONTROL_IN, Unknown, None,           [U, U, F,              U,    U, F, GONE]),
-    row(CONTROL_IN, Pending, None,           [U, U, F,              U,    U, F, GONE]),
-    row(CONTROL_IN, Approved, None,          [U, U, F,              U,    U, F, GONE]),
-    row(CONTROL_IN, Denied, None,            [U, U, F,              U,    U, F, GONE]),
+    row(DEVICE, Deleted, None,               [U, U, F,              U,    U , F, CONFIG]),
+    row(CONTROL_IN, Unknown, None,           [U, U, F,              U,    GONE, F, GONE]),
+    row(CONTROL_IN, Pending, None,           [U, U, F,              U,    GONE, F, GONE]),
+    row(CONTROL_IN, Approved, None,          [U, U, F,              U,    GONE, F, GONE]),
+    row(CONTROL_IN, Denied, None,            [U, U, F,              U,    GONE, F, GONE]),
     row(CONTROL_IN, Registered, None,        [U, U, F,              U,    U, F, CONTROL]),
-    row(CONTROL_IN, Deleted, None,           [U, U, F,              U,    U, F, GONE]),
-    row(CONTROL_OUT, Unknown, None,          [U, U, F,              U,    U, F, NF]),
-    row(CONTROL_OUT, Pending, None,          [U, U, F,              U,    U, F, NF]),
-    row(CONTROL_OUT, Approved, None,         [U, U, F,              U,    U, F, NF]),
-    row(CONTROL_OUT, Denied, None,           [U, U, F,              U,    U, F, NF]),
+    row(CONTROL_IN, Deleted, None,           [U, U, F,              U,    GONE, F, GONE]),
+    row(CONTROL_OUT, Unknown, None,          [U, U, F,              U,    NF, F, NF]),
+    row(CONTROL_OUT, Pending, None,          [U, U, F,              U,    NF, F, NF]),
+    row(CONTROL_OUT, Approved, None,         [U, U, F,              U,    NF, F, NF]),
+    row(CONTROL_OUT, Denied, None,           [U, U, F,              U,    NF, F, NF]),
     row(CONTROL_OUT, Registered, None,       [U, U, F,              U,    U, F, ACK]),
-    row(CONTROL_OUT, Deleted, None,          [U, U, F,              U,    U, F, ACK]),
+    row(CONTROL_OUT, Deleted, None,          [U, U, F,              U,    U , F, ACK]),
 ];
 
 /// The rows that hold under `approval`.
@@ -408,17 +415,32 @@ mod tests {
             )
             .message(peer.as_ref(), path)
         };
-        assert!(message(PeerKind::RevokedDevice, CONTROL_IN, PATH_DEVICE).contains("revoked"));
+        assert!(message(PeerKind::RevokedDevice, None, PATH_DEVICE).contains("revoked"));
+        // A revoked certificate of a device that lives on was superseded: 401 with
+        // why; one of a deleted device is told it does not exist.
         let chain = &chains[4].1;
-        let peer = authenticate(&verifier, chain, &revoked, NOW, CONTROL_IN);
-        let decision = decide(
-            peer.as_ref(),
-            CONTROL_IN,
-            PATH_DEVICE,
-            DeviceRecord::Deleted,
-            Approval::Manual,
+        let revoked_decision = |directive: Option<Directive>, record: DeviceRecord| {
+            let peer = authenticate(&verifier, chain, &revoked, NOW, directive);
+            decide(
+                peer.as_ref(),
+                directive,
+                PATH_DEVICE,
+                record,
+                Approval::Manual,
+            )
+        };
+        assert_eq!(
+            revoked_decision(HEARTBEAT, DeviceRecord::Registered).reason,
+            super::super::Reason::CertificateRevoked
         );
-        assert_eq!(decision.reason, super::super::Reason::CertificateRevoked);
+        assert_eq!(
+            revoked_decision(HEARTBEAT, DeviceRecord::Unknown).reason,
+            super::super::Reason::NoSuchDevice
+        );
+        assert_eq!(
+            revoked_decision(CONTROL_IN, DeviceRecord::Deleted).effect,
+            Effect::Disconnect
+        );
         assert!(message(PeerKind::ExpiredDevice, HEARTBEAT, PATH_DEVICE).contains("expired"));
         assert!(
             message(PeerKind::OtherDevice, HEARTBEAT, PATH_DEVICE)
@@ -476,7 +498,7 @@ mod tests {
         let text = markdown(Approval::Automatic);
         assert_eq!(text.lines().count(), 2 + rows(Approval::Automatic).count());
         assert!(text.contains(
-            "| GET | `/control/{id}/in` | - | approved | 401 | 401 | 403 | 401 | 401 | 403 | 200 |"
+            "| GET | `/control/{id}/in` | - | approved | 401 | 401 | 403 | 401 | 200 | 403 | 200 |"
         ));
     }
 }

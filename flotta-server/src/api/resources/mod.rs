@@ -29,6 +29,7 @@ use crate::store::{ResourceKind, Store, StoreError, StoredObject};
 
 mod approval;
 mod list;
+mod revisions;
 mod tokens;
 
 use list::{list_all, list_namespaced};
@@ -76,6 +77,10 @@ pub(super) fn routes() -> Router<ApiState> {
         .route(
             &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}/{{name}}/approval"),
             axum::routing::post(approval::approve_or_deny),
+        )
+        .route(
+            &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}/{{name}}/revisions"),
+            get(revisions::list_revisions),
         )
         .route_layer(axum::middleware::from_fn(kind_in_its_group))
 }

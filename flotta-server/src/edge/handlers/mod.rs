@@ -211,8 +211,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 
 /// Who a request comes from, as far as authentication and authorisation went.
 struct Authorised {
-    /// What [`authenticate_verified`] found.
+    /// Whom the certificate names, as [`authenticate_verified`] found.
     identity: PeerIdentity,
+    /// Whether the certificate is revoked (core let it on to learn whether its
+    /// device still exists: [`Caller::Revoked`]).
+    revoked: bool,
     /// The path's device id.
     device_id: String,
     /// What core has pending for this peer on the control channel.
@@ -223,6 +226,10 @@ impl Authorised {
     /// The caller as core's [`authorise`] sees it (it was authorised already).
     fn caller(&self, directive: Directive) -> Caller<'_> {
         match &self.identity {
+            PeerIdentity::Device { namespace, .. } if self.revoked => Caller::Revoked {
+                directive,
+                namespace,
+            },
             PeerIdentity::Device { namespace, .. } => Caller::Device {
                 directive,
                 namespace,
@@ -285,14 +292,19 @@ impl EdgeState {
                 _ => ApiError::refused(decision, identity.as_ref(), device_id),
             });
         }
-        // `authorise` refuses every failed authentication, so this is an identity.
-        identity
-            .map(|identity| Authorised {
-                identity,
-                device_id: device_id.to_owned(),
-                command,
-            })
-            .map_err(|error| ApiError::failed(Failure::Internal, error.to_string()))
+        // `authorise` refuses every failed authentication but a revoked
+        // certificate of the path's device, so this is an identity.
+        let (identity, revoked) = match identity {
+            Ok(identity) => (identity, false),
+            Err(IdentityError::Revoked { identity, .. }) => (identity, true),
+            Err(error) => return Err(ApiError::failed(Failure::Internal, error.to_string())),
+        };
+        Ok(Authorised {
+            identity,
+            revoked,
+            device_id: device_id.to_owned(),
+            command: command.filter(|_| !revoked),
+        })
     }
 }
 

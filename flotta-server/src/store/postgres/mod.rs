@@ -644,4 +644,36 @@ impl Store for PostgresStore {
             .map_err(pg_error("put_setting"))?;
         Ok(())
     }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let client = self.client("acquire_lease").await?;
+        // The database's clock, so that replicas whose clocks differ agree on
+        // when a lease ran out; the conflict clause's WHERE leaves a live lease of
+        // another holder alone, and then no row comes back.
+        let granted = client
+            .query_opt(
+                "INSERT INTO leases (name, holder, expires_at) \
+                 VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) \
+                 ON CONFLICT (name) DO UPDATE \
+                 SET holder = excluded.holder, expires_at = excluded.expires_at \
+                 WHERE leases.holder = excluded.holder OR leases.expires_at <= clock_timestamp() \
+                 RETURNING holder",
+                &[&name, &holder, &ttl.as_secs_f64()],
+            )
+            .await
+            .map_err(pg_error("acquire_lease"))?;
+        Ok(granted.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let client = self.client("release_lease").await?;
+        client
+            .execute(
+                "DELETE FROM leases WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )
+            .await
+            .map_err(pg_error("release_lease"))?;
+        Ok(())
+    }
 }

@@ -7,9 +7,10 @@ use super::rows::{MIGRATION_LOCK, pg_error, pool_error};
 use crate::store::{StoreError, StoreResult};
 
 /// The schema version this code writes.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE SEQUENCE resource_version_seq;
 CREATE TABLE meta (
     key   text PRIMARY KEY,
@@ -58,7 +59,15 @@ CREATE TABLE settings (
     key   text PRIMARY KEY,
     value text NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE leases (
+    name       text PRIMARY KEY,
+    holder     text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#,
+];
 
 pub(super) async fn migrate(pool: &Pool) -> StoreResult<()> {
     let mut client = pool.get().await.map_err(pool_error("migrate"))?;

@@ -31,7 +31,7 @@ use super::write::{self, ObjectWriter, Plan, write_object};
 use super::{
     ApiToken, Deletion, IssuedToken, LastSeen, ListOptions, ObjectList, ResourceKind,
     RevokedCertificate, Store, StoreError, StoreResult, StoredObject, TokenHash, TokenRole,
-    WatchEvent, WatchStream, from_micros, to_micros,
+    WatchEvent, WatchStream, from_micros, now_micros, to_micros,
 };
 
 /// Tuning of a [`SqliteStore`].
@@ -663,6 +663,42 @@ impl Store for SqliteStore {
                     params![key, value],
                 )
                 .map_err(sql_error("put_setting"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let now = to_micros(now_micros());
+        let expires = now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
+        self.write("acquire_lease", move |batch| {
+            // The conflict clause's WHERE leaves a live lease of another holder alone.
+            let changed = batch
+                .conn
+                .execute(
+                    "INSERT INTO leases (name, holder, expires_at_us) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE \
+                     SET holder = excluded.holder, expires_at_us = excluded.expires_at_us \
+                     WHERE leases.holder = excluded.holder OR leases.expires_at_us <= ?4",
+                    params![name, holder, expires, now],
+                )
+                .map_err(sql_error("acquire_lease"))?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write("release_lease", move |batch| {
+            batch
+                .conn
+                .execute(
+                    "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                    params![name, holder],
+                )
+                .map_err(sql_error("release_lease"))?;
             Ok(())
         })
         .await

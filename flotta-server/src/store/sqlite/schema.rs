@@ -9,10 +9,11 @@ use super::rows::sql_error;
 use crate::store::{StoreError, StoreResult};
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -60,7 +61,15 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE leases (
+    name          TEXT PRIMARY KEY,
+    holder        TEXT NOT NULL,
+    expires_at_us INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+];
 
 pub(super) fn open_connection(
     path: &Path,
