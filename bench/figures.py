@@ -39,7 +39,7 @@ def main():
     cmd = commands(directory)
     r = {name: load(directory, name) for name in
          ["baseline-ecdsa", "baseline-mtls", "steady-sqlite", "steady-postgres",
-          "enrol", "propagate", "reconnect", "flotta-poll", "steady-agents"]}
+          "enrol", "propagate", "reconnect", "flotta-poll", "steady-agents", "rollout"]}
     rows = []
 
     def row(figure, measured, baseline, ratio, target, name):
@@ -132,6 +132,20 @@ def main():
             f"server RSS {a['server']['rss_end_mib']:.0f} MiB; descriptors open: simulator "
             f"{num(x['simulator_open_files'] or 0)}, server {num(x['server_open_files'] or 0)} (hard limit 20,000 each)",
             "–", "–", "10,000 agents", "steady-agents")
+
+    o = r["rollout"]
+    if o:
+        x = o["extra"]
+        lat = o["latency"]
+        sizes = "/".join(str(b["devices"]) for b in x["batches"])
+        durations = ", ".join(f"{b['duration_s']:.2f}" for b in x["batches"] if b["duration_s"] is not None)
+        row(f"enforced rollout to {num(o['devices'])} long-polling devices (light model, batches of "
+            f"{sizes}, success threshold 100 %, {len(o.get('violations', []))} deliveries outside a "
+            f"released batch, {o['errors']} errors)",
+            f"**{x['total_s']:.2f} s** change → rollout complete (per batch, release → last report: "
+            f"{durations} s; release → device has it p50/p99 {lat['p50_ms'] / 1000:.2f}/{lat['p99_ms'] / 1000:.2f} s)",
+            f"no policy, every device at once: {x['baseline_total_s']:.2f} s",
+            f"{x['ratio_to_baseline']:.1f}×", "–", "rollout")
 
     body = [
         BEGIN,

@@ -8,7 +8,7 @@
 # Knobs (environment): BENCH_OUT (reports, default $TARGET_DIR/bench),
 # BENCH_STEADY_DEVICES (200), BENCH_STEADY_SECONDS (20), BENCH_ENROL_DEVICES (2000),
 # BENCH_PROPAGATE_DEVICES (10000), BENCH_RECONNECT_DEVICES (2000),
-# BENCH_POLL_DEVICES (1000), BENCH_POLL_SECONDS (60), BENCH_AGENT_DEVICES (8000 real
+# BENCH_POLL_DEVICES (1000), BENCH_ROLLOUT_DEVICES (10000), BENCH_POLL_SECONDS (60), BENCH_AGENT_DEVICES (8000 real
 # agents in one process: 9,000 is at the edge of 20,000 descriptors; 0 skips it),
 # BENCH_POSTGRES (1; 0 skips it),
 # BENCH_NO_BUILD (1: use the release binaries as they are).
@@ -23,6 +23,7 @@ PROPAGATE_DEVICES="${BENCH_PROPAGATE_DEVICES:-10000}"
 RECONNECT_DEVICES="${BENCH_RECONNECT_DEVICES:-2000}"
 POLL_DEVICES="${BENCH_POLL_DEVICES:-1000}"
 POLL_SECONDS="${BENCH_POLL_SECONDS:-60}"
+ROLLOUT_DEVICES="${BENCH_ROLLOUT_DEVICES:-10000}"
 AGENT_DEVICES="${BENCH_AGENT_DEVICES:-8000}"
 OUT="${BENCH_OUT:-$TARGET_DIR/bench}"
 mkdir -p "$OUT"
@@ -57,6 +58,7 @@ fi
 run enrol enrol --allow-errors --no-progress --devices "$ENROL_DEVICES"
 run propagate propagate --allow-errors --no-progress --devices "$PROPAGATE_DEVICES" --model light --wait 60
 run reconnect reconnect --allow-errors --no-progress --devices "$RECONNECT_DEVICES" --period 10
+run rollout rollout --allow-errors --no-progress --devices "$ROLLOUT_DEVICES"
 run flotta-poll flotta-poll --allow-errors --no-progress --devices "$POLL_DEVICES" --duration "$POLL_SECONDS"
 # Real agents (heartbeat, long-poll and control loops each) in one process; fewer
 # enrolments in flight keep the descriptors of enrolment connections few.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Simulator smoke run: 100 devices through every scenario against a real
+# Simulator smoke run: 100 devices (200 for rollout) through every scenario against a real
 # flotta-server (SQLite) over mTLS, plus both baselines, so the harness cannot rot.
 # Reuses the dev binaries `cargo test --workspace` built (flotta-sim's integration
 # test makes cargo build them); builds them when missing. About a minute.
@@ -40,6 +40,27 @@ pass propagate-agent propagate "${common[@]}" --model agent
 pass propagate-light propagate "${common[@]}" --model light
 pass reconnect reconnect "${common[@]}" --period 2
 pass flotta-poll flotta-poll "${common[@]}" --duration 3
+# 200 devices: 20 / 80 / 100 per batch. The scenario itself exits 1 when a device
+# received the change outside a released batch or a batch never completed; the
+# report is checked for the three completed batches besides.
+failed_before=$failed
+pass rollout rollout --devices 200 --no-progress --server-bin "$SERVER"
+if [ "$failed" -eq "$failed_before" ]; then
+    if ! python3 - "$OUT/rollout.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+batches = report["extra"]["batches"]
+assert not report.get("violations"), report.get("violations")
+assert [b["devices"] for b in batches] == [20, 80, 100], batches
+assert all(b["all_reported_s"] is not None for b in batches), batches
+assert report["operations"] == 200 and report["errors"] == 0, report
+PY
+    then
+        passed=$((passed - 1))
+        failed=$((failed + 1))
+        printf 'FAIL rollout report\n'
+    fi
+fi
 pass baseline-mtls baseline-mtls "${common[@]}" --duration 3
 pass baseline-ecdsa baseline-ecdsa --duration 0.2
 

@@ -8,6 +8,7 @@
 //! flotta-sim propagate   --devices 10000 --model light  # one change to every device
 //! flotta-sim reconnect   --devices 1000                 # server restarted under load
 //! flotta-sim flotta-poll --devices 1000 --duration 60   # Flotta's 5 s polling vs ours
+//! flotta-sim rollout     --devices 10000                # a change in 3 enforced batches
 //! flotta-sim baseline-mtls  --devices 1000              # bare axum handler, same TLS
 //! flotta-sim baseline-ecdsa                             # raw P-256 rates
 //! ```
@@ -110,6 +111,11 @@ enum Command {
     Reconnect(RunArgs),
     /// Flotta's polling (full config every 5 s) against our long-poll, per device-hour.
     FlottaPoll(RunArgs),
+    /// One workload change rolled out in three enforced batches (10 %, 40 %, the
+    /// rest), then the next change with no policy (all at once) as the baseline;
+    /// fails if a device received the change outside a released batch.
+    #[command(mut_arg("devices", |arg| arg.default_value("10000")))]
+    Rollout(RunArgs),
     /// The `steady` load against a bare axum handler behind the same mTLS set-up.
     BaselineMtls(RunArgs),
     /// Raw ECDSA P-256 key generation, signing and verification rates.
@@ -361,6 +367,7 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
         "steady" | "baseline-mtls" => scenario::steady(&run, name).await,
         "propagate" => scenario::propagate(&run).await,
         "reconnect" => scenario::reconnect(&mut run).await,
+        "rollout" => scenario::rollout(&run).await,
         _ => scenario::flotta_poll(&run).await,
     };
     drop(run);
@@ -375,6 +382,16 @@ fn finish(report: &Report, json: Option<PathBuf>, allow_errors: bool) -> ExitCod
         return fail(&error);
     }
     println!("report written to {}", path.display());
+    if !report.violations.is_empty() {
+        for violation in report.violations.iter().take(20) {
+            eprintln!("violation: {violation}");
+        }
+        eprintln!(
+            "error: {} violation(s) of the scenario's guarantees",
+            report.violations.len()
+        );
+        return ExitCode::FAILURE;
+    }
     if report.errors > 0 && !allow_errors {
         eprintln!("error: {} operations failed", report.errors);
         return ExitCode::FAILURE;
@@ -424,6 +441,7 @@ fn main() -> ExitCode {
         Command::Propagate(args) => ("propagate", args),
         Command::Reconnect(args) => ("reconnect", args),
         Command::FlottaPoll(args) => ("flotta-poll", args),
+        Command::Rollout(args) => ("rollout", args),
         Command::BaselineMtls(args) => ("baseline-mtls", args),
     };
     let (json, allow_errors) = (args.json.clone(), args.allow_errors);
@@ -455,6 +473,7 @@ mod tests {
             "propagate",
             "reconnect",
             "flotta-poll",
+            "rollout",
             "baseline-mtls",
         ] {
             let cli =
@@ -466,6 +485,7 @@ mod tests {
                 | Command::Propagate(a)
                 | Command::Reconnect(a)
                 | Command::FlottaPoll(a)
+                | Command::Rollout(a)
                 | Command::BaselineMtls(a) => a,
                 other => panic!("{other:?}"),
             };
@@ -478,6 +498,15 @@ mod tests {
         assert_eq!(default_model("propagate", 2000), Model::Agent);
         assert_eq!(default_model("propagate", 2001), Model::Light);
         assert_eq!(default_model("steady", 10), Model::Light);
+        assert_eq!(default_model("rollout", 100), Model::Light);
+        // The rollout scenario's fleet is 10,000 devices unless told.
+        let Command::Rollout(args) = Cli::try_parse_from(["flotta-sim", "rollout"])
+            .expect("parses")
+            .command
+        else {
+            panic!("not the rollout scenario");
+        };
+        assert_eq!(args.devices, 10_000);
         // A running server needs its CA and registration identity.
         assert!(Cli::try_parse_from(["flotta-sim", "steady", "--server", "https://h:1"]).is_err());
     }

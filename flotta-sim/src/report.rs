@@ -67,6 +67,11 @@ pub struct Report {
     pub wire: Wire,
     /// Scenario-specific figures.
     pub extra: serde_json::Map<String, Value>,
+    /// Broken guarantees the scenario checks (e.g. a device given a revision
+    /// before its rollout batch was released); any fails the run, whatever
+    /// `--allow-errors` says.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<String>,
 }
 
 impl Report {
@@ -109,6 +114,9 @@ impl Report {
             ),
             ("errors".into(), self.errors.to_string()),
         ];
+        if !self.violations.is_empty() {
+            rows.push(("violations".into(), self.violations.len().to_string()));
+        }
         if let Some(server) = &self.server {
             rows.push((
                 "server CPU".into(),

@@ -39,6 +39,10 @@ pub enum FlottaError {
     /// The agent stopped on an error (unusable persisted state, storage failure).
     #[error("{0}")]
     Agent(String),
+    /// A rollout control does not apply now: no rollout in progress to approve,
+    /// no previous revision to undo to.
+    #[error("{0}")]
+    Rollout(String),
 }
 
 impl From<SelectorError> for FlottaError {
@@ -63,6 +67,7 @@ impl From<ClientError> for FlottaError {
             ErrorKind::Unreachable | ErrorKind::Timeout => Self::Unreachable(message),
             ErrorKind::Manifest => Self::InvalidManifest(message),
             ErrorKind::Config | ErrorKind::Encode => Self::InvalidConfig(message),
+            ErrorKind::Rollout => Self::Rollout(message),
             _ => Self::Api(message),
         }
     }

@@ -136,6 +136,9 @@ pub struct DeviceWorkload {
     pub name: String,
     /// Reported phase, e.g. `Running`.
     pub phase: Option<String>,
+    /// Revision of the workload definition the device runs (the content hash the
+    /// server's rollout compares with `currentRevision`), when it reported one.
+    pub revision: Option<String>,
 }
 
 /// The status an `EdgeDevice` carries: what the device last reported.
@@ -165,6 +168,7 @@ impl From<&flotta_core::model::EdgeDeviceStatus> for DeviceStatus {
                 .map(|w| DeviceWorkload {
                     name: w.name.clone(),
                     phase: w.phase.clone(),
+                    revision: w.revision.clone(),
                 })
                 .collect(),
         }

@@ -22,10 +22,12 @@ use crate::{Model, SimError};
 mod flotta_poll;
 mod propagate;
 mod reconnect;
+mod rollout;
 
 pub use flotta_poll::flotta_poll;
 pub use propagate::propagate;
 pub use reconnect::reconnect;
+pub use rollout::rollout;
 
 /// Name of the workload the propagation scenario rolls out.
 const WORKLOAD_NAME: &str = "sim-app";
