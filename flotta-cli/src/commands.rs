@@ -38,6 +38,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rollout(command) => crate::rollout::run(&global, command).await,
         Command::Crds => crds(),
         Command::Validate { files } => validate(&files),
+        Command::Token(command) => crate::access::token(&global, command).await,
+        Command::Auth(crate::AuthCommand::CanI(args)) => crate::access::can_i(&global, args).await,
         Command::Completion { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "flotta", &mut std::io::stdout());

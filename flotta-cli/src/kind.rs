@@ -25,6 +25,14 @@ pub enum Kind {
     ConfigMap,
     /// `Event` (Kubernetes core `v1`, read-only).
     Event,
+    /// RBAC `Role`.
+    Role,
+    /// RBAC `RoleBinding`.
+    RoleBinding,
+    /// RBAC `ClusterRole`.
+    ClusterRole,
+    /// RBAC `ClusterRoleBinding`.
+    ClusterRoleBinding,
 }
 
 impl From<ResourceKind> for Kind {
@@ -37,6 +45,10 @@ impl From<ResourceKind> for Kind {
             ResourceKind::Secret => Kind::Secret,
             ResourceKind::ConfigMap => Kind::ConfigMap,
             ResourceKind::Event => Kind::Event,
+            ResourceKind::Role => Kind::Role,
+            ResourceKind::RoleBinding => Kind::RoleBinding,
+            ResourceKind::ClusterRole => Kind::ClusterRole,
+            ResourceKind::ClusterRoleBinding => Kind::ClusterRoleBinding,
         }
     }
 }
@@ -52,6 +64,10 @@ impl Kind {
             Kind::Secret => ResourceKind::Secret,
             Kind::ConfigMap => ResourceKind::ConfigMap,
             Kind::Event => ResourceKind::Event,
+            Kind::Role => ResourceKind::Role,
+            Kind::RoleBinding => ResourceKind::RoleBinding,
+            Kind::ClusterRole => ResourceKind::ClusterRole,
+            Kind::ClusterRoleBinding => ResourceKind::ClusterRoleBinding,
         }
     }
 

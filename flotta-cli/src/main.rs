@@ -1,5 +1,6 @@
 //! `flotta`: the command line for flotta fleets, in the manner of kubectl.
 
+mod access;
 mod commands;
 mod describe;
 mod kind;
@@ -113,11 +114,70 @@ enum Command {
         )]
         files: Vec<String>,
     },
+    /// Create, list and delete API tokens (needs an admin token).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Ask what this client's token may do.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Print a shell completion script.
     Completion {
         /// The shell.
         shell: Shell,
     },
+}
+
+/// `flotta token ...`.
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (shown only once).
+    Create {
+        /// The token's name: the user name RoleBindings name.
+        #[arg(long)]
+        name: String,
+        /// A built-in role: admin, operator, viewer or metrics; without one the
+        /// token may do what RBAC bindings of its name and groups grant.
+        #[arg(long)]
+        role: Option<String>,
+        /// A group the token's user is in (repeatable), e.g. `team-a`.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Lifetime, e.g. `30d` or `12h`; refused (401) afterwards.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Who or what the token is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List tokens: id, name, role, groups, expiry.
+    List,
+    /// Delete a token by id.
+    Delete {
+        /// The token's id (from `token list`).
+        id: String,
+    },
+}
+
+/// `flotta auth ...`.
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Whether this token may do something: `auth can-i list edgeworkloads -n team-a`.
+    CanI(CanIArgs),
+}
+
+/// The question of `auth can-i`.
+#[derive(Debug, Args)]
+struct CanIArgs {
+    /// The verb: get, list, watch, create, update, patch, delete, deletecollection.
+    verb: String,
+    /// The resource (any of its names, `workloads/status` for a subresource), or a
+    /// path such as `/metrics`.
+    resource: String,
+    /// One object's name.
+    name: Option<String>,
+    /// Across every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
 }
 
 /// What `rollout` does to a workload's rollout.

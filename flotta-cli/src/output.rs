@@ -394,6 +394,42 @@ fn columns(kind: Kind) -> Vec<Column> {
             age_column,
             labels_column,
         ],
+        Kind::Role | Kind::ClusterRole => vec![
+            name,
+            Column {
+                header: "RULES",
+                cell: |o| {
+                    o.pointer("/rules")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                        .to_string()
+                },
+                wide_only: false,
+            },
+            age_column,
+        ],
+        Kind::RoleBinding | Kind::ClusterRoleBinding => vec![
+            name,
+            Column {
+                header: "ROLE",
+                cell: |o| format!("{}/{}", text(o, "/roleRef/kind"), text(o, "/roleRef/name")),
+                wide_only: false,
+            },
+            Column {
+                header: "SUBJECTS",
+                cell: |o| {
+                    o.pointer("/subjects")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|s| format!("{}/{}", text(s, "/kind"), text(s, "/name")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+                wide_only: false,
+            },
+            age_column,
+        ],
     }
 }
 

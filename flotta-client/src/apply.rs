@@ -153,11 +153,14 @@ impl ManagementClient {
             outcome.result = Err(manifest_error(match kind {
                 None => "no kind".into(),
                 Some(kind) => format!(
-                    "unknown kind {kind:?} (expected EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest, Secret or ConfigMap)"
+                    "unknown kind {kind:?} (expected EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest, Secret, ConfigMap, Role, RoleBinding, ClusterRole or ClusterRoleBinding)"
                 ),
             }));
             return outcome;
         };
+        if !resource.namespaced() {
+            outcome.namespace = None;
+        }
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             outcome.result = Err(manifest_error("no metadata.name".into()));
             return outcome;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flotta_core::kind::ResourceKind;
 use flotta_core::model::{EdgeDeviceSignedRequest, Event, Resource};
+use flotta_core::paths::MANAGEMENT_PREFIX;
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -465,6 +466,56 @@ impl ManagementClient {
         decode(value, &format!("{verb} EdgeDeviceSignedRequest"))
     }
 
+    // ------------------------------------------------------------ tokens and access
+
+    /// Creates an API token (needs a token allowed to create `tokens`, an admin's
+    /// by default). `request` is the body of `POST .../tokens`: `name`, `role`,
+    /// `groups`, `description`, `expiresIn` (`30d`) or `expiresAt`. The answer
+    /// carries the `secret`, shown this once.
+    pub async fn create_token(&self, request: &Value) -> ClientResult<Value> {
+        let path = format!("{MANAGEMENT_PREFIX}/tokens");
+        self.request(Method::POST, &path, &[], Body::Json(request))
+            .await
+    }
+
+    /// Lists the API tokens (`items`: id, name, role, groups, createdAt, expiresAt).
+    pub async fn list_tokens(&self) -> ClientResult<Value> {
+        let path = format!("{MANAGEMENT_PREFIX}/tokens");
+        self.request(Method::GET, &path, &[], Body::None).await
+    }
+
+    /// Deletes an API token by id.
+    pub async fn delete_token(&self, id: &str) -> ClientResult<()> {
+        let path = format!("{MANAGEMENT_PREFIX}/tokens/{}", path_segment("id", id)?);
+        self.send(
+            Method::DELETE,
+            &path,
+            &[],
+            &Body::None,
+            Some(self.inner.timeout),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Asks whether this client's token may do what `spec` says (a
+    /// `SelfSubjectAccessReview` spec: `resourceAttributes` or
+    /// `nonResourceAttributes`); the answer's `status.allowed` says.
+    pub async fn access_review(&self, spec: &Value) -> ClientResult<Value> {
+        let body = serde_json::json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": spec,
+        });
+        self.request(
+            Method::POST,
+            flotta_core::paths::SELF_SUBJECT_ACCESS_REVIEWS,
+            &[],
+            Body::Json(&body),
+        )
+        .await
+    }
+
     // ------------------------------------------------------------ untyped calls
 
     /// Reads one object as JSON.
@@ -549,6 +600,10 @@ impl ManagementClient {
         namespace: Option<&str>,
     ) -> ClientResult<String> {
         Ok(match namespace {
+            // Cluster-scoped kinds (ClusterRole...) live outside namespaces.
+            _ if !resource.namespaced() => {
+                format!("{}/{}", resource.api_prefix(), resource.plural())
+            }
             None => format!("{}/{}", resource.api_prefix(), resource.plural()),
             Some(ns) => format!(
                 "{}/namespaces/{}/{}",

@@ -1,7 +1,9 @@
 //! The resource-kind table: every fact about the kinds the API serves (names, plurals,
 //! short names, aliases, scope, API group and version) in one place: the four flotta
-//! kinds, and the Kubernetes core `v1` kinds `Secret`, `ConfigMap` and `Event`, served
-//! where kubectl expects them (`/api/v1`).
+//! kinds, the Kubernetes core `v1` kinds `Secret`, `ConfigMap` and `Event`, served
+//! where kubectl expects them (`/api/v1`), and the Kubernetes RBAC kinds `Role`,
+//! `RoleBinding`, `ClusterRole` and `ClusterRoleBinding`
+//! (`/apis/rbac.authorization.k8s.io/v1`).
 //!
 //! The model's [`Resource`](crate::model::Resource) constants, the generated CRDs,
 //! the client's URL paths, the server's routes and discovery, the command line's kind
@@ -36,6 +38,13 @@ pub const API_VERSION: &str = "management.project-flotta.io/v1alpha1";
 pub const CORE_GROUP: &str = "";
 /// Version of the Kubernetes core kinds.
 pub const CORE_VERSION: &str = "v1";
+/// Group of the Kubernetes RBAC kinds (`Role`, `RoleBinding`, `ClusterRole`,
+/// `ClusterRoleBinding`).
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+/// Version of the Kubernetes RBAC kinds.
+pub const RBAC_VERSION: &str = "v1";
+/// `apiVersion` of the Kubernetes RBAC kinds: `RBAC_GROUP/RBAC_VERSION`.
+pub const RBAC_API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 
 /// One of the flotta resource kinds; [`ResourceKind::info`] tells everything about it.
 ///
@@ -58,6 +67,17 @@ pub enum ResourceKind {
     /// Kubernetes `v1` `Event`: something that happened to an object, recorded by
     /// the server (read-only through the API).
     Event,
+    /// Kubernetes `rbac.authorization.k8s.io/v1` `Role`: rules in one namespace.
+    Role,
+    /// Kubernetes `rbac.authorization.k8s.io/v1` `RoleBinding`: grants a `Role` or a
+    /// `ClusterRole` to subjects within one namespace.
+    RoleBinding,
+    /// Kubernetes `rbac.authorization.k8s.io/v1` `ClusterRole`: rules usable in
+    /// every namespace and on cluster-scoped resources (cluster-scoped).
+    ClusterRole,
+    /// Kubernetes `rbac.authorization.k8s.io/v1` `ClusterRoleBinding`: grants a
+    /// `ClusterRole` to subjects everywhere (cluster-scoped).
+    ClusterRoleBinding,
 }
 
 /// What the API, the CRDs and the command line call one kind.
@@ -192,8 +212,64 @@ const EVENT: KindInfo = KindInfo {
     server_written: true,
 };
 
+const ROLE: KindInfo = KindInfo {
+    kind: ResourceKind::Role,
+    name: "Role",
+    plural: "roles",
+    crd_plural: "roles",
+    singular: "role",
+    short_names: &[],
+    aliases: &[],
+    namespaced: true,
+    group: RBAC_GROUP,
+    version: RBAC_VERSION,
+    server_written: false,
+};
+
+const ROLE_BINDING: KindInfo = KindInfo {
+    kind: ResourceKind::RoleBinding,
+    name: "RoleBinding",
+    plural: "rolebindings",
+    crd_plural: "rolebindings",
+    singular: "rolebinding",
+    short_names: &[],
+    aliases: &[],
+    namespaced: true,
+    group: RBAC_GROUP,
+    version: RBAC_VERSION,
+    server_written: false,
+};
+
+const CLUSTER_ROLE: KindInfo = KindInfo {
+    kind: ResourceKind::ClusterRole,
+    name: "ClusterRole",
+    plural: "clusterroles",
+    crd_plural: "clusterroles",
+    singular: "clusterrole",
+    short_names: &[],
+    aliases: &[],
+    namespaced: false,
+    group: RBAC_GROUP,
+    version: RBAC_VERSION,
+    server_written: false,
+};
+
+const CLUSTER_ROLE_BINDING: KindInfo = KindInfo {
+    kind: ResourceKind::ClusterRoleBinding,
+    name: "ClusterRoleBinding",
+    plural: "clusterrolebindings",
+    crd_plural: "clusterrolebindings",
+    singular: "clusterrolebinding",
+    short_names: &[],
+    aliases: &[],
+    namespaced: false,
+    group: RBAC_GROUP,
+    version: RBAC_VERSION,
+    server_written: false,
+};
+
 /// The table: one row per kind, in the order of [`ResourceKind::ALL`].
-pub static KINDS: [KindInfo; 7] = [
+pub static KINDS: [KindInfo; 11] = [
     EDGE_DEVICE,
     EDGE_DEVICE_SET,
     EDGE_WORKLOAD,
@@ -201,29 +277,62 @@ pub static KINDS: [KindInfo; 7] = [
     SECRET,
     CONFIG_MAP,
     EVENT,
+    ROLE,
+    ROLE_BINDING,
+    CLUSTER_ROLE,
+    CLUSTER_ROLE_BINDING,
 ];
 
 impl KindInfo {
     /// Whether the kind is one of flotta's own (group `management.project-flotta.io`,
     /// with a CRD), not a Kubernetes core kind.
     pub const fn is_flotta(&self) -> bool {
-        !self.group.is_empty()
+        matches!(self.kind.group_of(), KindGroup::Flotta)
     }
 
-    /// The `apiVersion` of objects of the kind: `GROUP/VERSION`, or `v1` for the
-    /// core kinds.
+    /// Whether the kind is a Kubernetes RBAC kind (group `rbac.authorization.k8s.io`).
+    pub const fn is_rbac(&self) -> bool {
+        matches!(self.kind.group_of(), KindGroup::Rbac)
+    }
+
+    /// The `apiVersion` of objects of the kind: `GROUP/VERSION`, `v1` for the core
+    /// kinds, `rbac.authorization.k8s.io/v1` for the RBAC kinds.
     pub const fn api_version(&self) -> &'static str {
-        if self.is_flotta() {
-            API_VERSION
-        } else {
-            CORE_VERSION
+        match self.kind.group_of() {
+            KindGroup::Flotta => API_VERSION,
+            KindGroup::Core => CORE_VERSION,
+            KindGroup::Rbac => RBAC_API_VERSION,
+        }
+    }
+}
+
+/// The API groups of the kind table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KindGroup {
+    Flotta,
+    Core,
+    Rbac,
+}
+
+impl ResourceKind {
+    const fn group_of(self) -> KindGroup {
+        match self {
+            ResourceKind::EdgeDevice
+            | ResourceKind::EdgeDeviceSet
+            | ResourceKind::EdgeWorkload
+            | ResourceKind::EdgeDeviceSignedRequest => KindGroup::Flotta,
+            ResourceKind::Secret | ResourceKind::ConfigMap | ResourceKind::Event => KindGroup::Core,
+            ResourceKind::Role
+            | ResourceKind::RoleBinding
+            | ResourceKind::ClusterRole
+            | ResourceKind::ClusterRoleBinding => KindGroup::Rbac,
         }
     }
 }
 
 impl ResourceKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [ResourceKind; 7] = [
+    pub const ALL: [ResourceKind; 11] = [
         ResourceKind::EdgeDevice,
         ResourceKind::EdgeDeviceSet,
         ResourceKind::EdgeWorkload,
@@ -231,6 +340,18 @@ impl ResourceKind {
         ResourceKind::Secret,
         ResourceKind::ConfigMap,
         ResourceKind::Event,
+        ResourceKind::Role,
+        ResourceKind::RoleBinding,
+        ResourceKind::ClusterRole,
+        ResourceKind::ClusterRoleBinding,
+    ];
+
+    /// The four Kubernetes RBAC kinds, in the order of [`ResourceKind::ALL`].
+    pub const RBAC: [ResourceKind; 4] = [
+        ResourceKind::Role,
+        ResourceKind::RoleBinding,
+        ResourceKind::ClusterRole,
+        ResourceKind::ClusterRoleBinding,
     ];
 
     /// The four flotta kinds (those with a CRD), in the order of [`ResourceKind::ALL`].
@@ -251,6 +372,10 @@ impl ResourceKind {
             ResourceKind::Secret => &SECRET,
             ResourceKind::ConfigMap => &CONFIG_MAP,
             ResourceKind::Event => &EVENT,
+            ResourceKind::Role => &ROLE,
+            ResourceKind::RoleBinding => &ROLE_BINDING,
+            ResourceKind::ClusterRole => &CLUSTER_ROLE,
+            ResourceKind::ClusterRoleBinding => &CLUSTER_ROLE_BINDING,
         }
     }
 
@@ -285,13 +410,23 @@ impl ResourceKind {
     }
 
     /// Every kind (the same as [`ResourceKind::ALL`]).
-    pub fn all() -> [ResourceKind; 7] {
+    pub fn all() -> [ResourceKind; 11] {
         Self::ALL
     }
 
     /// Whether this is one of flotta's own kinds (see [`KindInfo::is_flotta`]).
     pub const fn is_flotta(self) -> bool {
         self.info().is_flotta()
+    }
+
+    /// Whether this is a Kubernetes RBAC kind (see [`KindInfo::is_rbac`]).
+    pub const fn is_rbac(self) -> bool {
+        self.info().is_rbac()
+    }
+
+    /// Whether this is a Kubernetes core `v1` kind (`Secret`, `ConfigMap`, `Event`).
+    pub const fn is_core(self) -> bool {
+        matches!(self.group_of(), KindGroup::Core)
     }
 
     /// Whether only the server writes objects of the kind (see
@@ -426,7 +561,19 @@ mod tests {
             .into_iter()
             .map(ResourceKind::short_names)
             .collect();
-        let expected: [&[&str]; 7] = [&["ed"], &["eds"], &["ew"], &["edsr"], &[], &["cm"], &["ev"]];
+        let expected: [&[&str]; 11] = [
+            &["ed"],
+            &["eds"],
+            &["ew"],
+            &["edsr"],
+            &[],
+            &["cm"],
+            &["ev"],
+            &[],
+            &[],
+            &[],
+            &[],
+        ];
         assert_eq!(short, expected);
     }
 }

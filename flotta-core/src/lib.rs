@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod model;
 pub mod paths;
 pub mod pki;
+pub mod rbac;
 pub mod reconcile;
 pub mod schedule;
 pub mod secret_data;

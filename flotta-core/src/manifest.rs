@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use crate::kind::ResourceKind;
 use crate::model::{
-    ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, ObjectMeta,
-    Resource, Secret,
+    ClusterRole, ClusterRoleBinding, ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest,
+    EdgeWorkload, ObjectMeta, Resource, Role, RoleBinding, Secret,
 };
 use crate::secret_data;
 use crate::validation::{FieldError, Validate};
@@ -84,7 +84,7 @@ pub enum ManifestError {
     },
     /// A document's `kind` is not one of ours.
     #[error(
-        "document {index}: kind: unknown kind {kind:?}; expected EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest, Secret or ConfigMap"
+        "document {index}: kind: unknown kind {kind:?}; expected EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest, Secret, ConfigMap, Role, RoleBinding, ClusterRole or ClusterRoleBinding"
     )]
     UnknownKind {
         /// Index of the document (0-based).
@@ -111,6 +111,17 @@ pub enum ManifestError {
         /// Path of the field.
         path: String,
     },
+    /// A field of a `Role`, `RoleBinding`, `ClusterRole` or `ClusterRoleBinding` is
+    /// not valid (an unknown verb, a missing `roleRef`...).
+    #[error("document {index}: {path}: {message}")]
+    InvalidRbac {
+        /// Index of the document (0-based).
+        index: usize,
+        /// Path of the field, e.g. `rules[0].verbs[1]`.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A field of a `Secret` is not valid; the message never quotes the value.
     #[error("document {index}: {path}: {message}")]
     InvalidSecret {
@@ -136,6 +147,7 @@ impl ManifestError {
             | Self::UnknownKind { index, .. }
             | Self::InvalidField { index, .. }
             | Self::InvalidSecret { index, .. }
+            | Self::InvalidRbac { index, .. }
             | Self::UnknownField { index, .. } => Some(*index),
         }
     }
@@ -145,6 +157,7 @@ impl ManifestError {
         match self {
             Self::InvalidField { path, .. }
             | Self::InvalidSecret { path, .. }
+            | Self::InvalidRbac { path, .. }
             | Self::UnknownField { path, .. } => Some(path),
             Self::MissingKind { .. } | Self::UnknownKind { .. } => Some("kind"),
             _ => None,
@@ -170,6 +183,14 @@ pub enum AnyResource {
     Secret(Box<Secret>),
     /// A Kubernetes `v1` `ConfigMap`.
     ConfigMap(Box<ConfigMap>),
+    /// A Kubernetes `rbac.authorization.k8s.io/v1` `Role`.
+    Role(Box<Role>),
+    /// A Kubernetes `rbac.authorization.k8s.io/v1` `RoleBinding`.
+    RoleBinding(Box<RoleBinding>),
+    /// A Kubernetes `rbac.authorization.k8s.io/v1` `ClusterRole`.
+    ClusterRole(Box<ClusterRole>),
+    /// A Kubernetes `rbac.authorization.k8s.io/v1` `ClusterRoleBinding`.
+    ClusterRoleBinding(Box<ClusterRoleBinding>),
 }
 
 impl AnyResource {
@@ -182,6 +203,10 @@ impl AnyResource {
             Self::EdgeDeviceSignedRequest(_) => EdgeDeviceSignedRequest::KIND,
             Self::Secret(_) => ResourceKind::Secret.as_str(),
             Self::ConfigMap(_) => ResourceKind::ConfigMap.as_str(),
+            Self::Role(_) => ResourceKind::Role.as_str(),
+            Self::RoleBinding(_) => ResourceKind::RoleBinding.as_str(),
+            Self::ClusterRole(_) => ResourceKind::ClusterRole.as_str(),
+            Self::ClusterRoleBinding(_) => ResourceKind::ClusterRoleBinding.as_str(),
         }
     }
 
@@ -194,6 +219,10 @@ impl AnyResource {
             Self::EdgeDeviceSignedRequest(r) => r.metadata(),
             Self::Secret(r) => &r.metadata,
             Self::ConfigMap(r) => &r.metadata,
+            Self::Role(r) => &r.metadata,
+            Self::RoleBinding(r) => &r.metadata,
+            Self::ClusterRole(r) => &r.metadata,
+            Self::ClusterRoleBinding(r) => &r.metadata,
         }
     }
 
@@ -234,6 +263,26 @@ impl AnyResource {
                 return Ok(Self::Secret(Box::new(secret)));
             }
             "ConfigMap" => Self::ConfigMap(Box::new(typed(index, &value)?)),
+            "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
+                let rbac_kind = ResourceKind::from_kind(kind).unwrap_or(ResourceKind::Role);
+                // Checked first, on the JSON: each problem names its field, and a
+                // missing `roleRef` is reported as such rather than by serde.
+                if let Some(problem) = crate::rbac::validate(rbac_kind, &value).into_iter().next() {
+                    return Err(ManifestError::InvalidRbac {
+                        index,
+                        path: problem.path,
+                        message: problem.message,
+                    });
+                }
+                match rbac_kind {
+                    ResourceKind::RoleBinding => Self::RoleBinding(Box::new(typed(index, &value)?)),
+                    ResourceKind::ClusterRole => Self::ClusterRole(Box::new(typed(index, &value)?)),
+                    ResourceKind::ClusterRoleBinding => {
+                        Self::ClusterRoleBinding(Box::new(typed(index, &value)?))
+                    }
+                    _ => Self::Role(Box::new(typed(index, &value)?)),
+                }
+            }
             other => {
                 return Err(ManifestError::UnknownKind {
                     index,
@@ -279,6 +328,13 @@ impl Validate for AnyResource {
                     })
                 })
                 .collect(),
+            Self::Role(_)
+            | Self::RoleBinding(_)
+            | Self::ClusterRole(_)
+            | Self::ClusterRoleBinding(_) => {
+                let kind = ResourceKind::from_kind(self.kind()).unwrap_or(ResourceKind::Role);
+                crate::rbac::validate(kind, &serde_json::to_value(self).unwrap_or(Value::Null))
+            }
         }
     }
 }

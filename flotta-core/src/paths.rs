@@ -14,12 +14,26 @@ pub const MANAGEMENT_PREFIX: &str = "/apis/management.project-flotta.io/v1alpha1
 /// `configmaps`, `events`), where kubectl expects them.
 pub const CORE_PREFIX: &str = "/api/v1";
 
+/// Path prefix of the Kubernetes RBAC kinds (`roles`, `rolebindings`,
+/// `clusterroles`, `clusterrolebindings`).
+pub const RBAC_PREFIX: &str = "/apis/rbac.authorization.k8s.io/v1";
+
+/// Path of `SelfSubjectAccessReview`s: "may I do this?" (`kubectl auth can-i`).
+pub const SELF_SUBJECT_ACCESS_REVIEWS: &str =
+    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+
+/// Every prefix under which the management API serves kinds of the table.
+pub const KIND_PREFIXES: [&str; 3] = [MANAGEMENT_PREFIX, CORE_PREFIX, RBAC_PREFIX];
+
 impl ResourceKind {
     /// Path prefix of the kind's API group and version: [`MANAGEMENT_PREFIX`] for
-    /// flotta's kinds, [`CORE_PREFIX`] for the Kubernetes core kinds.
+    /// flotta's kinds, [`CORE_PREFIX`] for the Kubernetes core kinds,
+    /// [`RBAC_PREFIX`] for the RBAC kinds.
     pub const fn api_prefix(self) -> &'static str {
         if self.is_flotta() {
             MANAGEMENT_PREFIX
+        } else if self.is_rbac() {
+            RBAC_PREFIX
         } else {
             CORE_PREFIX
         }
@@ -40,6 +54,25 @@ mod tests {
     #[test]
     fn the_management_prefix_names_the_group_and_version() {
         assert_eq!(MANAGEMENT_PREFIX, format!("/apis/{GROUP}/{VERSION}"));
+    }
+
+    #[test]
+    fn rbac_kinds_live_under_their_group() {
+        assert_eq!(
+            RBAC_PREFIX,
+            format!(
+                "/apis/{}/{}",
+                crate::kind::RBAC_GROUP,
+                crate::kind::RBAC_VERSION
+            )
+        );
+        for kind in ResourceKind::RBAC {
+            assert_eq!(kind.api_prefix(), RBAC_PREFIX);
+            assert_eq!(kind.api_version(), "rbac.authorization.k8s.io/v1");
+            assert!(!kind.is_flotta() && !kind.is_core());
+        }
+        assert!(!ResourceKind::ClusterRole.namespaced());
+        assert!(ResourceKind::RoleBinding.namespaced());
     }
 
     #[test]

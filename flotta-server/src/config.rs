@@ -231,14 +231,26 @@ pub enum CaCommand {
 pub enum TokenCommand {
     /// Creates a token and prints its secret (shown only once).
     Create {
-        /// What the token may do: viewer, operator, admin, or metrics (reads `/metrics`
-        /// only).
+        /// A built-in role: viewer, operator, admin, or metrics (reads `/metrics`
+        /// only). Without one the token may do what RBAC bindings of its name and
+        /// groups grant (docs/access-control.md).
         #[arg(long, value_parser = parse_role)]
-        role: TokenRole,
+        role: Option<TokenRole>,
+        /// The token's name: the user name RoleBindings name [default: token-ID].
+        #[arg(long)]
+        name: Option<String>,
+        /// A group the token's user is in (repeatable), e.g. `team-a`.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Lifetime, e.g. `30d`, `12h`; the token is refused (401) afterwards.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
         /// Who or what the token is for.
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Lists the tokens: id, name, role, groups, expiry.
+    List,
 }
 
 fn parse_role(s: &str) -> Result<TokenRole, String> {
@@ -774,7 +786,7 @@ mod tests {
             cli.command,
             Some(Command::Token {
                 action: TokenCommand::Create {
-                    role: TokenRole::Viewer,
+                    role: Some(TokenRole::Viewer),
                     ..
                 }
             })

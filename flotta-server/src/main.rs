@@ -50,19 +50,29 @@ async fn run(cli: Cli) -> ExitCode {
             }
             Err(error) => fail(&error),
         },
-        Some(Command::Token {
-            action: TokenCommand::Create { role, description },
-        }) => {
+        Some(Command::Token { action }) => {
             let store = match open_for_cli(&config).await {
                 Ok(store) => store,
                 Err(error) => return fail(&error),
             };
-            match store.create_token(role, &description).await {
-                Ok(issued) => {
-                    println!("{}", issued.secret);
-                    ExitCode::SUCCESS
+            match action {
+                TokenCommand::Create {
+                    role,
+                    name,
+                    groups,
+                    expires_in,
+                    description,
+                } => {
+                    create_token(store.as_ref(), role, name, groups, expires_in, description).await
                 }
-                Err(error) => fail(&error),
+                TokenCommand::List => match store.list_tokens().await {
+                    Ok(tokens) => {
+                        print!("{}", flotta_server::tokens::token_table(&tokens));
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => fail(&error),
+                },
+                _ => fail(&std::io::Error::other("unsupported token command")),
             }
         }
         Some(Command::Ca { action }) => {
@@ -89,6 +99,48 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         Some(_) => fail(&std::io::Error::other("unsupported command")),
+    }
+}
+
+async fn create_token(
+    store: &dyn flotta_server::store::Store,
+    role: Option<flotta_server::store::TokenRole>,
+    name: Option<String>,
+    groups: Vec<String>,
+    expires_in: Option<String>,
+    description: String,
+) -> ExitCode {
+    let name = name.unwrap_or_default();
+    if (!name.is_empty() || !groups.is_empty())
+        && let Err(problem) = flotta_core::rbac::check_token_subject(
+            if name.is_empty() { "token" } else { &name },
+            &groups,
+        )
+    {
+        eprintln!("error: {}: {}", problem.path, problem.message);
+        return ExitCode::FAILURE;
+    }
+    let expires_at = match expires_in.as_deref().map(flotta_core::rbac::parse_lifetime) {
+        None => None,
+        Some(Ok(lifetime)) => Some(time::OffsetDateTime::now_utc() + lifetime),
+        Some(Err(problem)) => {
+            eprintln!("error: --expires-in {problem}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let spec = flotta_server::store::TokenSpec {
+        name,
+        role,
+        groups,
+        description,
+        expires_at,
+    };
+    match store.issue_token(&spec).await {
+        Ok(issued) => {
+            println!("{}", issued.secret);
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
     }
 }
 

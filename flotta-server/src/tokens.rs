@@ -67,7 +67,8 @@ pub async fn ensure_admin_token(
 ) -> Result<String, TokenError> {
     if let Some(config) = existing
         && let Some(token) = store.find_token(&TokenHash::of(&config.token)).await?
-        && token.role == TokenRole::Admin
+        && token.role == Some(TokenRole::Admin)
+        && !token.expired_at(time::OffsetDateTime::now_utc())
     {
         return Ok(config.token.clone());
     }
@@ -75,6 +76,51 @@ pub async fn ensure_admin_token(
         .create_token(TokenRole::Admin, "admin.yaml bootstrap token")
         .await?;
     Ok(issued.secret)
+}
+
+/// The tokens as a text table: id, name, role, groups, expiry (`never`, or the
+/// time, marked `(expired)` once past).
+pub fn token_table(tokens: &[crate::store::ApiToken]) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "NAME".to_owned(),
+        "ROLE".to_owned(),
+        "GROUPS".to_owned(),
+        "EXPIRES".to_owned(),
+    ]];
+    for token in tokens {
+        let expires = match token.expires_at {
+            None => "never".to_owned(),
+            Some(at) if at <= now => format!("{} (expired)", flotta_core::timestamp::rfc3339(at)),
+            Some(at) => flotta_core::timestamp::rfc3339(at),
+        };
+        rows.push([
+            token.id.clone(),
+            token.name.clone(),
+            token.role.map_or("-", TokenRole::as_str).to_owned(),
+            if token.groups.is_empty() {
+                "-".to_owned()
+            } else {
+                token.groups.join(",")
+            },
+            expires,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

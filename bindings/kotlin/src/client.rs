@@ -328,6 +328,30 @@ impl ManagementClient {
                 client.list_all::<ConfigMap>(ns, &params).await?,
                 AnyResource::ConfigMap,
             )),
+            ResourceKind::Role => wrap(boxed(
+                client
+                    .list_all::<flotta_core::model::Role>(ns, &params)
+                    .await?,
+                AnyResource::Role,
+            )),
+            ResourceKind::RoleBinding => wrap(boxed(
+                client
+                    .list_all::<flotta_core::model::RoleBinding>(ns, &params)
+                    .await?,
+                AnyResource::RoleBinding,
+            )),
+            ResourceKind::ClusterRole => wrap(boxed(
+                client
+                    .list_all::<flotta_core::model::ClusterRole>(ns, &params)
+                    .await?,
+                AnyResource::ClusterRole,
+            )),
+            ResourceKind::ClusterRoleBinding => wrap(boxed(
+                client
+                    .list_all::<flotta_core::model::ClusterRoleBinding>(ns, &params)
+                    .await?,
+                AnyResource::ClusterRoleBinding,
+            )),
             ResourceKind::Event => {
                 return Err(FlottaError::InvalidConfig(
                     "events are not resources of a manifest: list them with listEvents".into(),

@@ -28,6 +28,14 @@ pub enum ResourceKind {
     /// `Event` (read-only, recorded by the server): listed with
     /// `ManagementClient.listEvents`, watched with `watch`.
     Event,
+    /// RBAC `Role` (`rbac.authorization.k8s.io/v1`).
+    Role,
+    /// RBAC `RoleBinding`.
+    RoleBinding,
+    /// RBAC `ClusterRole` (cluster-scoped).
+    ClusterRole,
+    /// RBAC `ClusterRoleBinding` (cluster-scoped).
+    ClusterRoleBinding,
 }
 
 impl From<ResourceKind> for CoreKind {
@@ -40,6 +48,10 @@ impl From<ResourceKind> for CoreKind {
             ResourceKind::Secret => CoreKind::Secret,
             ResourceKind::ConfigMap => CoreKind::ConfigMap,
             ResourceKind::Event => CoreKind::Event,
+            ResourceKind::Role => CoreKind::Role,
+            ResourceKind::RoleBinding => CoreKind::RoleBinding,
+            ResourceKind::ClusterRole => CoreKind::ClusterRole,
+            ResourceKind::ClusterRoleBinding => CoreKind::ClusterRoleBinding,
         }
     }
 }
@@ -54,6 +66,10 @@ impl From<CoreKind> for ResourceKind {
             CoreKind::Secret => ResourceKind::Secret,
             CoreKind::ConfigMap => ResourceKind::ConfigMap,
             CoreKind::Event => ResourceKind::Event,
+            CoreKind::Role => ResourceKind::Role,
+            CoreKind::RoleBinding => ResourceKind::RoleBinding,
+            CoreKind::ClusterRole => ResourceKind::ClusterRole,
+            CoreKind::ClusterRoleBinding => ResourceKind::ClusterRoleBinding,
         }
     }
 }

@@ -106,6 +106,18 @@ impl FieldSelector {
             ResourceKind::Event => {
                 selector::FieldSelector::parse_for::<flotta_core::model::Event>(&text)
             }
+            ResourceKind::Role => {
+                selector::FieldSelector::parse_for::<flotta_core::model::Role>(&text)
+            }
+            ResourceKind::RoleBinding => {
+                selector::FieldSelector::parse_for::<flotta_core::model::RoleBinding>(&text)
+            }
+            ResourceKind::ClusterRole => {
+                selector::FieldSelector::parse_for::<flotta_core::model::ClusterRole>(&text)
+            }
+            ResourceKind::ClusterRoleBinding => {
+                selector::FieldSelector::parse_for::<flotta_core::model::ClusterRoleBinding>(&text)
+            }
         }?;
         Ok(Arc::new(Self { kind, inner }))
     }
@@ -136,6 +148,18 @@ impl FieldSelector {
                 self.inner.matches(r.as_ref())
             }
             AnyResource::ConfigMap(r) if self.kind == ResourceKind::ConfigMap => {
+                self.inner.matches(r.as_ref())
+            }
+            AnyResource::Role(r) if self.kind == ResourceKind::Role => {
+                self.inner.matches(r.as_ref())
+            }
+            AnyResource::RoleBinding(r) if self.kind == ResourceKind::RoleBinding => {
+                self.inner.matches(r.as_ref())
+            }
+            AnyResource::ClusterRole(r) if self.kind == ResourceKind::ClusterRole => {
+                self.inner.matches(r.as_ref())
+            }
+            AnyResource::ClusterRoleBinding(r) if self.kind == ResourceKind::ClusterRoleBinding => {
                 self.inner.matches(r.as_ref())
             }
             _ => false,

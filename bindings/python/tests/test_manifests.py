@@ -210,6 +210,10 @@ def test_resource_classes_take_their_names_from_the_kind_table() -> None:
         "Secret",
         "ConfigMap",
         "Event",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
     ]
     classes = (
         flotta.EdgeDevice,

@@ -9,6 +9,10 @@
 use std::collections::BTreeMap;
 
 pub use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
+pub use k8s_openapi::api::rbac::v1::{
+    AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef,
+    Subject,
+};
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     Condition, LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,
 };
@@ -86,6 +90,10 @@ macro_rules! impl_core_resource {
 }
 impl_core_resource!(Secret);
 impl_core_resource!(ConfigMap);
+impl_core_resource!(Role);
+impl_core_resource!(RoleBinding);
+impl_core_resource!(ClusterRole);
+impl_core_resource!(ClusterRoleBinding);
 
 /// Implements [`Resource`] and a `new(name, spec)` constructor for a resource type
 /// whose [`ResourceKind`] variant has the type's name.

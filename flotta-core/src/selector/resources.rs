@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use super::field::{FieldKind, FieldSpec, FieldValue, Fields, metadata_field_value};
 use crate::kind::ResourceKind;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
 use crate::model::{EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Event, Time};
 
@@ -65,6 +66,10 @@ impl ResourceKind {
             ResourceKind::Secret => SECRET_FIELDS,
             ResourceKind::ConfigMap => CONFIG_MAP_FIELDS,
             ResourceKind::Event => EVENT_FIELDS,
+            ResourceKind::Role
+            | ResourceKind::RoleBinding
+            | ResourceKind::ClusterRole
+            | ResourceKind::ClusterRoleBinding => RBAC_FIELDS,
         }
     }
 }
@@ -241,6 +246,22 @@ impl Fields for ConfigMap {
         metadata_field_value(&self.metadata, path)
     }
 }
+
+/// The RBAC kinds select on their metadata only, as Kubernetes does.
+const RBAC_FIELDS: &[FieldSpec] = with_metadata![];
+
+macro_rules! metadata_only_fields {
+    ($($ty:ident),*) => {$(
+        impl Fields for $ty {
+            const FIELDS: &'static [FieldSpec] = ResourceKind::$ty.fields();
+
+            fn field_value(&self, path: &str) -> Option<FieldValue<'_>> {
+                metadata_field_value(&self.metadata, path)
+            }
+        }
+    )*};
+}
+metadata_only_fields!(Role, RoleBinding, ClusterRole, ClusterRoleBinding);
 
 #[cfg(test)]
 mod tests {

@@ -135,3 +135,58 @@ fn the_architecture_example_selects_devices_by_their_reported_hardware() {
         Ok(false)
     );
 }
+
+#[test]
+fn the_rbac_examples_validate_and_isolate_the_teams() {
+    use flotta_core::rbac::{Attributes, RbacSnapshot, UserInfo, authorize, request};
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests/rbac");
+    let (mut roles, mut bindings, mut cluster_roles, mut cluster_bindings) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for file in ["team-a.yaml", "team-b.yaml", "fleet-auditors.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("example");
+        for resource in parse_manifests(&text).expect("parses") {
+            assert!(
+                resource.validate().is_empty(),
+                "{file}: {}",
+                resource.kind()
+            );
+            match resource {
+                AnyResource::Role(r) => roles.push(*r),
+                AnyResource::RoleBinding(b) => bindings.push(*b),
+                AnyResource::ClusterRole(r) => cluster_roles.push(*r),
+                AnyResource::ClusterRoleBinding(b) => cluster_bindings.push(*b),
+                other => panic!("unexpected {}", other.kind()),
+            }
+        }
+    }
+    let snapshot = RbacSnapshot::new(&roles, &bindings, &cluster_roles, &cluster_bindings);
+    let may = |user: &UserInfo, method: &str, path: &str| {
+        let request = request::attributes(method, path, None);
+        authorize(
+            &Attributes {
+                user,
+                request: &request,
+            },
+            &snapshot,
+        )
+        .allowed
+    };
+    let flotta = "/apis/management.project-flotta.io/v1alpha1";
+    let alice = UserInfo::new("alice", ["team-a"]);
+    let carol = UserInfo::new("carol", ["auditors"]);
+    assert!(may(
+        &alice,
+        "POST",
+        &format!("{flotta}/namespaces/team-a/edgeworkloads")
+    ));
+    assert!(!may(
+        &alice,
+        "GET",
+        &format!("{flotta}/namespaces/team-b/edgeworkloads")
+    ));
+    assert!(!may(&alice, "GET", &format!("{flotta}/edgedevices")));
+    assert!(may(&carol, "GET", &format!("{flotta}/edgedevices")));
+    assert!(may(&carol, "GET", "/api/v1/namespaces/team-a/secrets/db"));
+    assert!(!may(&carol, "GET", "/api/v1/namespaces/team-b/secrets/db"));
+}

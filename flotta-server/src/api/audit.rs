@@ -23,6 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
+use flotta_core::rbac::{RequestAttributes, ResourceAttributes};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -77,6 +78,9 @@ pub struct AuditRecord {
     pub request_id: String,
     /// Token id of the caller; `None` when no valid token was presented.
     pub user: Option<String>,
+    /// The token's name: the user RBAC saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
     /// The token's description.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_description: Option<String>,
@@ -84,7 +88,7 @@ pub struct AuditRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Kubernetes verb: create, update, patch, delete, get, list, watch.
-    pub verb: &'static str,
+    pub verb: String,
     /// API group (`""` for the core group of `/api/v1`).
     pub api_group: String,
     /// Resource plural, with the subresource after a slash (`edgedevices/status`).
@@ -101,68 +105,13 @@ pub struct AuditRecord {
     pub outcome: &'static str,
 }
 
-/// What the path of a management API request names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    api_group: String,
-    resource: String,
-    namespace: Option<String>,
-    name: Option<String>,
-}
-
-/// Reads `/apis/{group}/{version}/[namespaces/{ns}/]{plural}[/{name}[/{sub}]]` and
-/// `/api/v1/...` alike; `None` for paths outside the resource API.
-fn target(path: &str) -> Option<Target> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (api_group, rest) = match segments.as_slice() {
-        ["apis", group, _version, rest @ ..] => ((*group).to_owned(), rest),
-        ["api", _version, rest @ ..] => (String::new(), rest),
-        _ => return None,
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", namespace, rest @ ..] if !rest.is_empty() => {
-            (Some((*namespace).to_owned()), rest)
-        }
-        // The namespace object itself.
-        ["namespaces", name] => {
-            return Some(Target {
-                api_group,
-                resource: "namespaces".into(),
-                namespace: None,
-                name: Some((*name).to_owned()),
-            });
-        }
-        rest => (None, rest),
-    };
-    let (resource, name) = match rest {
-        [plural] => ((*plural).to_owned(), None),
-        [plural, name] => ((*plural).to_owned(), Some((*name).to_owned())),
-        [plural, name, sub, ..] => (format!("{plural}/{sub}"), Some((*name).to_owned())),
-        [] => return None,
-    };
-    Some(Target {
-        api_group,
-        resource,
-        namespace,
-        name,
-    })
-}
-
-/// The Kubernetes verb of a request.
-fn verb(method: &Method, has_name: bool, query: Option<&str>) -> &'static str {
-    let watching = query.is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair == "watch=true" || pair == "watch=1" || pair == "watch")
-    });
-    match *method {
-        Method::POST => "create",
-        Method::PUT => "update",
-        Method::PATCH => "patch",
-        Method::DELETE if has_name => "delete",
-        Method::DELETE => "deletecollection",
-        _ if watching => "watch",
-        _ if has_name => "get",
-        _ => "list",
+/// What a request's path names, read by the same rules RBAC reads it with
+/// ([`flotta_core::rbac::request::attributes`]); `None` for paths outside the
+/// resource API.
+fn target(method: &Method, path: &str, query: Option<&str>) -> Option<ResourceAttributes> {
+    match flotta_core::rbac::request::attributes(method.as_str(), path, query) {
+        RequestAttributes::Resource(target) => Some(target),
+        RequestAttributes::NonResource { .. } => None,
     }
 }
 
@@ -301,13 +250,13 @@ pub(crate) async fn record(
     let Some(log) = state.audit.as_deref() else {
         return response;
     };
-    let Some(target) = target(&path) else {
+    let Some(target) = target(&method, &path, query.as_deref()) else {
         return response;
     };
     let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     let reads_secrets = !mutating
         && target.api_group.is_empty()
-        && target.resource.split('/').next() == Some(crate::store::ResourceKind::Secret.plural());
+        && target.resource == crate::store::ResourceKind::Secret.plural();
     if !(mutating || (log.config.secret_reads && reads_secrets)) {
         return response;
     }
@@ -317,13 +266,14 @@ pub(crate) async fn record(
         time: flotta_core::timestamp::rfc3339(OffsetDateTime::now_utc()),
         request_id,
         user: caller.map(|t| t.id.clone()),
+        user_name: caller.map(|t| t.name.clone()),
         user_description: caller.map(|t| t.description.clone()),
-        role: caller.map(|t| t.role.to_string()),
-        verb: verb(&method, target.name.is_some(), query.as_deref()),
+        role: caller.and_then(|t| t.role).map(|r| r.to_string()),
+        resource: target.combined_resource(),
+        verb: target.verb,
         api_group: target.api_group,
-        resource: target.resource,
-        namespace: target.namespace,
-        name: target.name,
+        namespace: Some(target.namespace).filter(|n| !n.is_empty()),
+        name: Some(target.name).filter(|n| !n.is_empty()),
         code,
         outcome: match code {
             401 | 403 => "denied",
@@ -342,31 +292,44 @@ mod tests {
     #[test]
     fn paths_name_group_resource_namespace_and_object() {
         let t = target(
+            &Method::PATCH,
             "/apis/management.project-flotta.io/v1alpha1/namespaces/lab/edgedevices/cam-1/status",
+            None,
         )
         .expect("target");
         assert_eq!(
-            t,
-            Target {
-                api_group: "management.project-flotta.io".into(),
-                resource: "edgedevices/status".into(),
-                namespace: Some("lab".into()),
-                name: Some("cam-1".into()),
-            }
+            (
+                t.api_group.as_str(),
+                t.combined_resource().as_str(),
+                t.namespace.as_str(),
+                t.name.as_str(),
+                t.verb.as_str()
+            ),
+            (
+                "management.project-flotta.io",
+                "edgedevices/status",
+                "lab",
+                "cam-1",
+                "patch"
+            )
         );
-        let t = target("/api/v1/secrets").expect("target");
+        let t = target(
+            &Method::GET,
+            "/api/v1/secrets",
+            Some("watch=true&labelSelector=a"),
+        )
+        .expect("target");
         assert_eq!(
-            (t.api_group.as_str(), t.resource.as_str(), t.name),
-            ("", "secrets", None)
+            (
+                t.api_group.as_str(),
+                t.resource.as_str(),
+                t.name.as_str(),
+                t.verb.as_str()
+            ),
+            ("", "secrets", "", "watch")
         );
-        assert_eq!(target("/healthz"), None);
-        assert_eq!(target("/ui/app.js"), None);
-        assert_eq!(
-            verb(&Method::GET, false, Some("watch=true&labelSelector=a")),
-            "watch"
-        );
-        assert_eq!(verb(&Method::DELETE, false, None), "deletecollection");
-        assert_eq!(verb(&Method::GET, true, None), "get");
+        assert_eq!(target(&Method::GET, "/healthz", None), None);
+        assert_eq!(target(&Method::GET, "/ui/app.js", None), None);
     }
 
     #[test]
@@ -387,9 +350,10 @@ mod tests {
                 time: "t".into(),
                 request_id: format!("r{n}"),
                 user: None,
+                user_name: None,
                 user_description: None,
                 role: None,
-                verb: "create",
+                verb: "create".into(),
                 api_group: String::new(),
                 resource: "secrets".into(),
                 namespace: None,

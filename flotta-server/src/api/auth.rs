@@ -1,132 +1,121 @@
-//! Bearer-token authentication and role checks of the management API.
+//! Authentication and authorization of the management API.
+//!
+//! Authentication establishes who the caller is: today a bearer token found in the
+//! store (refused with 401 when unknown or expired), which yields the token's
+//! [`UserInfo`] (its name, its groups, its role's group, `system:authenticated`).
+//! Another authenticator (OIDC) only has to yield a `UserInfo` too.
+//!
+//! Authorization is RBAC: the request's Kubernetes attributes
+//! ([`flotta_core::rbac::request::attributes`]) are checked against the current
+//! [`RbacSnapshot`](flotta_core::rbac::RbacSnapshot) by core's
+//! [`authorize`](flotta_core::rbac::authorize); a denial is 403 with Kubernetes'
+//! message.
 
 use axum::extract::{Request, State};
-use axum::http::{Method, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use flotta_core::rbac::{Attributes, RequestAttributes, UserInfo, authorize as decide, request};
+use time::OffsetDateTime;
 
 use super::ApiState;
 use super::status::ApiError;
-use crate::store::{ApiToken, ResourceKind, TokenHash, TokenRole};
-
-/// What a request needs to be allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    /// Reading resources.
-    Read,
-    /// Reading secrets, whose data viewers may not see.
-    ReadSecrets,
-    /// Creating, changing and deleting resources.
-    Write,
-    /// Managing API tokens.
-    ManageTokens,
-    /// Reading `/metrics`.
-    Metrics,
-}
-
-impl Permission {
-    /// The permission a request needs, from its method and path.
-    pub fn required(method: &Method, path: &str) -> Self {
-        if path == METRICS_PATH {
-            Permission::Metrics
-        } else if path.contains("/v1alpha1/tokens") {
-            Permission::ManageTokens
-        } else if method == Method::GET || method == Method::HEAD {
-            if names_secrets(path) {
-                Permission::ReadSecrets
-            } else {
-                Permission::Read
-            }
-        } else {
-            Permission::Write
-        }
-    }
-
-    /// Whether `role` grants this permission.
-    pub fn granted_to(self, role: TokenRole) -> bool {
-        matches!(
-            (self, role),
-            (_, TokenRole::Admin)
-                | (
-                    Permission::Metrics,
-                    TokenRole::Operator | TokenRole::Viewer | TokenRole::Metrics
-                )
-                | (
-                    Permission::Read | Permission::ReadSecrets | Permission::Write,
-                    TokenRole::Operator
-                )
-                | (Permission::Read, TokenRole::Viewer)
-        )
-    }
-}
+use crate::store::{ApiToken, ResourceKind, TokenHash};
 
 /// Path of the Prometheus metrics.
-pub const METRICS_PATH: &str = "/metrics";
-
-/// Whether a path reads secrets: `/api/v1/secrets` or
-/// `/api/v1/namespaces/{ns}/secrets[/...]`.
-fn names_secrets(path: &str) -> bool {
-    let plural = ResourceKind::Secret.plural();
-    let Some(rest) = path
-        .strip_prefix(ResourceKind::Secret.api_prefix())
-        .and_then(|r| r.strip_prefix('/'))
-    else {
-        return false;
-    };
-    let segments: Vec<&str> = rest.split('/').collect();
-    matches!(segments.as_slice(), [p, ..] if *p == plural)
-        || matches!(segments.as_slice(), ["namespaces", _, p, ..] if *p == plural)
-}
+pub const METRICS_PATH: &str = flotta_core::rbac::builtin::METRICS_PATH;
 
 /// The authenticated caller, available to handlers as a request extension.
 #[derive(Debug, Clone)]
 pub struct Caller(pub ApiToken);
 
-/// What [`check`] needs of a request, read before any await (a request is not
-/// shared across threads): the permission it needs and its token's hash.
-fn credentials(request: &Request) -> (Permission, Result<TokenHash, ApiError>) {
+impl Caller {
+    /// The user RBAC sees.
+    pub fn user(&self) -> UserInfo {
+        self.0.user_info()
+    }
+}
+
+/// What a check needs of a request, read before any await (a request is not
+/// shared across threads): its RBAC attributes and its token's hash.
+fn credentials(request: &Request) -> (RequestAttributes, Result<TokenHash, ApiError>) {
     (
-        Permission::required(request.method(), request.uri().path()),
+        request::attributes(
+            request.method().as_str(),
+            request.uri().path(),
+            request.uri().query(),
+        ),
         bearer_secret(request).map(TokenHash::of),
     )
 }
 
-/// The token if it grants `needed`; the refusal otherwise, with the refused token
-/// when there is one.
-async fn check(
-    state: &ApiState,
-    (needed, hash): (Permission, Result<TokenHash, ApiError>),
-) -> Result<ApiToken, (ApiError, Option<ApiToken>)> {
-    let hash = hash.map_err(|error| (error, None))?;
-    let token = match state.store.find_token(&hash).await {
-        Ok(Some(token)) => token,
-        Ok(None) => {
-            return Err((
-                ApiError::unauthorized("the bearer token is not valid"),
-                None,
-            ));
+/// The token a bearer secret names, if it is known and has not expired.
+async fn authenticate(state: &ApiState, hash: TokenHash) -> Result<ApiToken, ApiError> {
+    match state.store.find_token(&hash).await {
+        Ok(Some(token)) if token.expired_at(OffsetDateTime::now_utc()) => {
+            let at = token
+                .expires_at
+                .map(flotta_core::timestamp::rfc3339)
+                .unwrap_or_default();
+            Err(ApiError::unauthorized(format!(
+                "the bearer token {:?} expired at {at}",
+                token.name
+            )))
         }
-        Err(error) => return Err((ApiError::from(error), None)),
-    };
-    if !needed.granted_to(token.role) {
-        let what = match needed {
-            Permission::Read => "read resources",
-            Permission::ReadSecrets => "read secrets",
-            Permission::Write => "change resources",
-            Permission::ManageTokens => "manage tokens",
-            Permission::Metrics => "read metrics",
-        };
-        let refusal = ApiError::forbidden(format!(
-            "token {} has role {} and may not {what}",
-            token.id, token.role
-        ));
-        return Err((refusal, Some(token)));
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+        Err(error) => Err(ApiError::from(error)),
     }
-    Ok(token)
 }
 
-/// Middleware for `/metrics`: a token with the metrics permission unless the
-/// server was told to serve them openly.
+/// The token if RBAC allows its user the request; the refusal otherwise, with the
+/// refused token when there is one.
+async fn check(
+    state: &ApiState,
+    (attributes, hash): (RequestAttributes, Result<TokenHash, ApiError>),
+) -> Result<ApiToken, (ApiError, Option<ApiToken>)> {
+    let hash = hash.map_err(|error| (error, None))?;
+    let token = authenticate(state, hash)
+        .await
+        .map_err(|error| (error, None))?;
+    if !names_served_resource(&attributes) {
+        // Nothing to protect: routing answers 404, as it does for anyone.
+        return Ok(token);
+    }
+    let user = token.user_info();
+    let snapshot = match state.authorizer.snapshot().await {
+        Ok(snapshot) => snapshot,
+        Err(error) => return Err((ApiError::from(error), Some(token))),
+    };
+    let decision = decide(
+        &Attributes {
+            user: &user,
+            request: &attributes,
+        },
+        &snapshot,
+    );
+    if decision.allowed {
+        Ok(token)
+    } else {
+        Err((ApiError::forbidden(decision.reason), Some(token)))
+    }
+}
+
+/// Whether a resource request names a resource this server serves (a kind of the
+/// table, `tokens`, `selfsubjectaccessreviews`); non-resource requests always do.
+fn names_served_resource(attributes: &RequestAttributes) -> bool {
+    match attributes {
+        RequestAttributes::NonResource { .. } => true,
+        RequestAttributes::Resource(r) => {
+            ResourceKind::from_plural(&r.resource).is_some_and(|k| k.info().group == r.api_group)
+                || r.resource == flotta_core::rbac::builtin::TOKENS_RESOURCE
+                || r.resource == "selfsubjectaccessreviews"
+        }
+    }
+}
+
+/// Middleware for `/metrics`: RBAC's `get` on the path unless the server was told
+/// to serve them openly.
 pub(crate) async fn authorize_metrics(
     State(state): State<ApiState>,
     request: Request,
@@ -141,7 +130,8 @@ pub(crate) async fn authorize_metrics(
     }
 }
 
-/// Middleware: finds the bearer token, checks its role, and passes the [`Caller`] on.
+/// Middleware: authenticates the bearer token, authorizes the request, and passes
+/// the [`Caller`] on.
 pub(crate) async fn authorize(
     State(state): State<ApiState>,
     mut request: Request,
@@ -183,51 +173,4 @@ fn bearer_secret(request: &Request) -> Result<&str, ApiError> {
         ));
     }
     Ok(secret.trim())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_matrix() {
-        let path = "/apis/management.project-flotta.io/v1alpha1/namespaces/a/edgedevices";
-        let tokens = "/apis/management.project-flotta.io/v1alpha1/tokens";
-        let read = Permission::required(&Method::GET, path);
-        let write = Permission::required(&Method::POST, path);
-        let manage = Permission::required(&Method::GET, tokens);
-        assert_eq!(
-            (read, write, manage),
-            (
-                Permission::Read,
-                Permission::Write,
-                Permission::ManageTokens
-            )
-        );
-        assert!(read.granted_to(TokenRole::Viewer));
-        assert!(!write.granted_to(TokenRole::Viewer));
-        assert!(write.granted_to(TokenRole::Operator));
-        assert!(!manage.granted_to(TokenRole::Operator));
-        assert!(manage.granted_to(TokenRole::Admin));
-        let secret = Permission::required(&Method::GET, "/api/v1/namespaces/a/secrets/db");
-        assert_eq!(secret, Permission::ReadSecrets);
-        assert_eq!(
-            Permission::required(&Method::GET, "/api/v1/secrets"),
-            Permission::ReadSecrets
-        );
-        assert_eq!(
-            Permission::required(&Method::GET, "/api/v1/namespaces/a/configmaps"),
-            Permission::Read
-        );
-        assert!(!secret.granted_to(TokenRole::Viewer));
-        assert!(secret.granted_to(TokenRole::Operator));
-        let metrics = Permission::required(&Method::GET, METRICS_PATH);
-        assert_eq!(metrics, Permission::Metrics);
-        assert!(metrics.granted_to(TokenRole::Metrics));
-        assert!(metrics.granted_to(TokenRole::Viewer));
-        assert!(
-            !read.granted_to(TokenRole::Metrics),
-            "a scraper reads nothing else"
-        );
-    }
 }

@@ -9,17 +9,23 @@
 //! - `.../{name}/status`: the status subresource;
 //! - `/apis/{group}/{version}/tokens[/{id}]`: API tokens (admin only);
 //! - `/api/v1/events`, `/api/v1/namespaces/{ns}/events[/{name}]`: Kubernetes
-//!   `Event`s the server recorded, read-only (list, watch, get).
+//!   `Event`s the server recorded, read-only (list, watch, get);
+//! - `/apis/rbac.authorization.k8s.io/v1/...`: `roles` and `rolebindings`
+//!   (namespaced), `clusterroles` and `clusterrolebindings` (cluster-scoped), the
+//!   built-in ClusterRoles among them;
+//! - `/apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: "may I?".
 //!
 //! Plus `/healthz`, `/readyz` and `/openapi.json`, which need no token, and
-//! `/metrics`, which needs one with the metrics permission unless configured open.
-//! Every error is a Kubernetes `Status` object ([`ApiError`]).
+//! `/metrics`, which needs one allowed `get` on it unless configured open. Every
+//! other request is authorized by RBAC ([`auth`], [`rbac`]). Every error is a
+//! Kubernetes `Status` object ([`ApiError`]).
 
 pub mod audit;
 mod auth;
 mod last_seen;
 mod object;
 mod openapi;
+pub mod rbac;
 mod resources;
 mod status;
 
@@ -34,7 +40,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
-pub use auth::{Caller, Permission};
+pub use auth::Caller;
 pub use openapi::openapi_document;
 pub use status::{ApiError, StatusCause, error_chain};
 
@@ -68,6 +74,7 @@ pub struct ApiState {
     audit: Option<Arc<audit::AuditLog>>,
     events: crate::events::EventRecorder,
     metrics_open: bool,
+    authorizer: Arc<rbac::Authorizer>,
 }
 
 impl ApiState {
@@ -84,6 +91,7 @@ impl ApiState {
         );
         Self {
             events,
+            authorizer: Arc::new(rbac::Authorizer::new(store.clone(), shutdown.clone())),
             store,
             metrics,
             shutdown,

@@ -6,7 +6,8 @@ use std::borrow::Cow;
 
 use axum::http::{HeaderMap, header};
 use flotta_core::model::{
-    ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload,
+    ClusterRole, ClusterRoleBinding, ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest,
+    EdgeWorkload, Role, RoleBinding,
 };
 use flotta_core::secret_data;
 use flotta_core::selector::{
@@ -71,6 +72,24 @@ pub(crate) fn decode_body(format: BodyFormat, bytes: &[u8]) -> Result<Value, Api
 /// Checks that `name` is a DNS-1123 subdomain (what Kubernetes requires of names).
 pub(crate) fn check_object_name(name: &str) -> Result<(), String> {
     validation::dns1123_subdomain(name)
+}
+
+/// Checks a name of `kind`: RBAC objects take any path segment name, as in
+/// Kubernetes (`flotta:admin`, `system:viewers`); every other kind a DNS-1123
+/// subdomain.
+pub(crate) fn check_kind_name(kind: ResourceKind, name: &str) -> Result<(), String> {
+    if !kind.is_rbac() {
+        return check_object_name(name);
+    }
+    if name.is_empty() || name.len() > 253 {
+        Err("must be 1 to 253 characters".into())
+    } else if name == "." || name == ".." {
+        Err(format!("may not be {name:?}"))
+    } else if name.contains(['/', '%']) {
+        Err("may not contain '/' or '%'".into())
+    } else {
+        Ok(())
+    }
 }
 
 /// Checks that `namespace` is a DNS-1123 label.
@@ -161,15 +180,25 @@ pub(crate) fn admit(target: &Target<'_>, body: &mut Value) -> Result<String, Api
         }
     };
     if !name.is_empty()
-        && let Err(problem) = check_object_name(&name)
+        && let Err(problem) = check_kind_name(kind, &name)
     {
         causes.push(StatusCause::invalid("metadata.name", problem));
     }
     match metadata.get("namespace") {
+        None | Some(Value::Null) if target.namespace.is_empty() => {}
         None | Some(Value::Null) => {
             metadata.insert("namespace".into(), Value::String(target.namespace.into()));
         }
         Some(Value::String(ns)) if ns == target.namespace => {}
+        Some(Value::String(ns)) if target.namespace.is_empty() => {
+            causes.push(StatusCause::invalid(
+                "metadata.namespace",
+                format!(
+                    "{} is cluster-scoped: no namespace, not {ns:?}",
+                    kind.as_str()
+                ),
+            ))
+        }
         Some(other) => causes.push(StatusCause::invalid(
             "metadata.namespace",
             format!(
@@ -272,6 +301,37 @@ fn check_typed(kind: ResourceKind, body: &Value) -> Result<(), Vec<StatusCause>>
                     .map(|problem| StatusCause::invalid(problem.path, problem.message))
                     .collect())
             }
+        }
+        ResourceKind::Role
+        | ResourceKind::RoleBinding
+        | ResourceKind::ClusterRole
+        | ResourceKind::ClusterRoleBinding => {
+            let problems = flotta_core::rbac::validate(kind, body);
+            if !problems.is_empty() {
+                return Err(problems
+                    .into_iter()
+                    .map(|problem| StatusCause::invalid(problem.path, problem.message))
+                    .collect());
+            }
+            let typed = match kind {
+                ResourceKind::Role => {
+                    serde_path_to_error::deserialize::<_, Role>(body.clone()).map(|_| ())
+                }
+                ResourceKind::RoleBinding => {
+                    serde_path_to_error::deserialize::<_, RoleBinding>(body.clone()).map(|_| ())
+                }
+                ResourceKind::ClusterRole => {
+                    serde_path_to_error::deserialize::<_, ClusterRole>(body.clone()).map(|_| ())
+                }
+                _ => serde_path_to_error::deserialize::<_, ClusterRoleBinding>(body.clone())
+                    .map(|_| ()),
+            };
+            typed.map_err(|error| {
+                vec![StatusCause::invalid(
+                    error.path().to_string(),
+                    error.into_inner().to_string(),
+                )]
+            })
         }
         ResourceKind::ConfigMap => serde_path_to_error::deserialize::<_, ConfigMap>(body.clone())
             .map(|_| ())

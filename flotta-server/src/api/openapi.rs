@@ -178,17 +178,32 @@ fn status_schema() -> Value {
 /// The paths of one kind under its prefix. A kind only the server writes
 /// (`events`) gets the read operations only; the server answers writes with 405.
 fn kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
-    if !kind.server_written() {
-        all_kind_paths(kind, paths);
-        return;
-    }
     let mut all = Map::new();
     all_kind_paths(kind, &mut all);
     for (path, mut operations) in all {
-        if let Some(operations) = operations.as_object_mut() {
-            operations.retain(|method, _| method == "get");
+        let Some(methods) = operations.as_object_mut() else {
+            continue;
+        };
+        if kind.server_written() {
+            methods.retain(|method, _| method == "get");
         }
-        paths.insert(path, operations);
+        if kind.namespaced() {
+            paths.insert(path, operations);
+            continue;
+        }
+        // A cluster-scoped kind: the same operations without the namespace.
+        for operation in methods.values_mut() {
+            if let Some(Value::Array(params)) = operation.get_mut("parameters") {
+                params.retain(|p| p.get("name") != Some(&json!("namespace")));
+            }
+        }
+        let path = path.replace("/namespaces/{namespace}", "");
+        match paths.get_mut(&path).and_then(Value::as_object_mut) {
+            Some(existing) => existing.extend(methods.clone()),
+            None => {
+                paths.insert(path, operations);
+            }
+        }
     }
 }
 
@@ -458,6 +473,14 @@ pub fn openapi_document() -> Value {
     add_schema::<flotta_core::model::Secret>(&mut generator, &mut aliases, "Secret");
     add_schema::<flotta_core::model::ConfigMap>(&mut generator, &mut aliases, "ConfigMap");
     add_schema::<flotta_core::model::Event>(&mut generator, &mut aliases, "Event");
+    add_schema::<flotta_core::model::Role>(&mut generator, &mut aliases, "Role");
+    add_schema::<flotta_core::model::RoleBinding>(&mut generator, &mut aliases, "RoleBinding");
+    add_schema::<flotta_core::model::ClusterRole>(&mut generator, &mut aliases, "ClusterRole");
+    add_schema::<flotta_core::model::ClusterRoleBinding>(
+        &mut generator,
+        &mut aliases,
+        "ClusterRoleBinding",
+    );
     let mut schemas = generator.take_definitions(true);
     for (name, schema) in aliases {
         schemas.entry(name).or_insert(schema);
@@ -476,12 +499,25 @@ pub fn openapi_document() -> Value {
         kind_paths(kind, &mut paths);
     }
     token_paths(&mut paths);
+    paths.insert(
+        flotta_core::paths::SELF_SUBJECT_ACCESS_REVIEWS.to_owned(),
+        json!({"post": {
+            "operationId": "createSelfSubjectAccessReview",
+            "tags": ["SelfSubjectAccessReview"],
+            "summary": "May the caller do this? spec.resourceAttributes or spec.nonResourceAttributes in, status.allowed and status.reason out (kubectl auth can-i)",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "201": {"description": "The review with its status", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "422": {"description": "The review is invalid", "content": {"application/json": {"schema": {"$ref": format!("{SCHEMAS}Status")}}}},
+            },
+        }}),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "flotta management API",
             "version": API_VERSION,
-            "description": "Kubernetes-style REST API over flotta's EdgeDevice, EdgeDeviceSet, EdgeWorkload and EdgeDeviceSignedRequest resources, and Kubernetes v1 Secrets, ConfigMaps and Events (read-only, recorded by the server) under /api/v1. Errors are Kubernetes Status objects.",
+            "description": "Kubernetes-style REST API over flotta's EdgeDevice, EdgeDeviceSet, EdgeWorkload and EdgeDeviceSignedRequest resources, and Kubernetes v1 Secrets, ConfigMaps and Events (read-only, recorded by the server) under /api/v1, Kubernetes RBAC (Roles, RoleBindings, ClusterRoles, ClusterRoleBindings) under /apis/rbac.authorization.k8s.io/v1, and SelfSubjectAccessReviews. Errors are Kubernetes Status objects.",
         },
         "security": [{"bearerToken": []}],
         "paths": paths,
@@ -536,7 +572,11 @@ mod tests {
         {
             let plural = plural_of(kind);
             let prefix = kind.api_prefix();
-            let path = format!("{prefix}/namespaces/{{namespace}}/{plural}/{{name}}");
+            let path = if kind.namespaced() {
+                format!("{prefix}/namespaces/{{namespace}}/{plural}/{{name}}")
+            } else {
+                format!("{prefix}/{plural}/{{name}}")
+            };
             for method in ["get", "put", "patch", "delete"] {
                 assert!(
                     document["paths"][&path].get(method).is_some(),

@@ -133,7 +133,7 @@ impl ApiError {
         let mut details = serde_json::Map::new();
         if let Some((kind, name)) = &self.object {
             details.insert("name".into(), json!(name));
-            details.insert("group".into(), json!(flotta_core::model::GROUP));
+            details.insert("group".into(), json!(kind.info().group));
             details.insert("kind".into(), json!(crate::api::plural_of(*kind)));
         }
         if !self.causes.is_empty() {

@@ -305,12 +305,65 @@ impl fmt::Debug for TokenHash {
 pub struct ApiToken {
     /// Identifier of the token, safe to show and log.
     pub id: String,
-    /// What the token may do.
-    pub role: TokenRole,
+    /// The token's name: the user name RBAC bindings name (`User` subjects).
+    pub name: String,
+    /// The built-in role the token holds, if any: membership of the group the
+    /// built-in ClusterRoleBinding `flotta:ROLE` binds (see
+    /// [`flotta_core::rbac::builtin`]).
+    pub role: Option<TokenRole>,
+    /// Further groups the token's user is in (`Group` subjects).
+    pub groups: Vec<String>,
     /// Free text saying who or what the token is for.
     pub description: String,
     /// When the token was created.
     pub created_at: OffsetDateTime,
+    /// When the token stops being accepted; never when `None`.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl ApiToken {
+    /// Whether the token has expired at `now`.
+    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The user the token authenticates: its name, its groups, its role's group
+    /// and `system:authenticated`.
+    pub fn user_info(&self) -> flotta_core::rbac::UserInfo {
+        let role_group = self
+            .role
+            .map(|role| flotta_core::rbac::builtin::role_group(role.as_str()));
+        flotta_core::rbac::UserInfo::new(
+            self.name.clone(),
+            self.groups.iter().cloned().chain(role_group),
+        )
+    }
+}
+
+/// What a new token is: its name, role, groups, description and expiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSpec {
+    /// The user name; empty gives `token-` and the first 8 characters of the id.
+    pub name: String,
+    /// The built-in role, if any.
+    pub role: Option<TokenRole>,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Free text.
+    pub description: String,
+    /// Expiry; never when `None`.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl TokenSpec {
+    /// A token with `role`, no name of its own, no groups, never expiring.
+    pub fn with_role(role: TokenRole, description: &str) -> Self {
+        Self {
+            role: Some(role),
+            description: description.to_owned(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A newly created token: the secret is shown once and never stored.
@@ -458,8 +511,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every revoked certificate, ordered by serial.
     async fn revoked_certificates(&self) -> StoreResult<Vec<RevokedCertificate>>;
 
-    /// Creates an API token with a fresh random secret.
-    async fn create_token(&self, role: TokenRole, description: &str) -> StoreResult<IssuedToken>;
+    /// Creates an API token as `spec` says, with a fresh random secret.
+    async fn issue_token(&self, spec: &TokenSpec) -> StoreResult<IssuedToken>;
+
+    /// Creates an API token with `role` and a fresh random secret (named after its
+    /// id, never expiring).
+    async fn create_token(&self, role: TokenRole, description: &str) -> StoreResult<IssuedToken> {
+        self.issue_token(&TokenSpec::with_role(role, description))
+            .await
+    }
 
     /// Finds the token whose secret hashes to `hash`.
     async fn find_token(&self, hash: &TokenHash) -> StoreResult<Option<ApiToken>>;
@@ -488,7 +548,8 @@ pub trait Store: Send + Sync + 'static {
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
 }
 
-pub(crate) fn new_token_secret() -> StoreResult<(String, String)> {
+/// A new token record for `spec` and its secret, for a backend to store.
+pub(crate) fn new_token(spec: &TokenSpec) -> StoreResult<(ApiToken, String)> {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
@@ -498,8 +559,75 @@ pub(crate) fn new_token_secret() -> StoreResult<(String, String)> {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     let id = uuid::Uuid::new_v4().simple().to_string();
-    Ok((id, secret))
+    let name = if spec.name.is_empty() {
+        format!("token-{}", id.get(..8).unwrap_or(&id))
+    } else {
+        spec.name.clone()
+    };
+    let token = ApiToken {
+        id,
+        name,
+        role: spec.role,
+        groups: spec.groups.clone(),
+        description: spec.description.clone(),
+        created_at: now_micros(),
+        expires_at: spec.expires_at,
+    };
+    Ok((token, secret))
 }
+
+/// The `role` column: the role's name, or empty for none.
+pub(crate) fn role_column(role: Option<TokenRole>) -> &'static str {
+    role.map_or("", TokenRole::as_str)
+}
+
+/// The `groups` column: a JSON array.
+pub(crate) fn groups_column(groups: &[String]) -> String {
+    serde_json::to_string(groups).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// A token from its columns: id, name, role, groups, description, created and
+/// expiry (microseconds).
+pub(crate) fn token_from_columns(
+    id: String,
+    name: String,
+    role: &str,
+    groups: &str,
+    description: String,
+    created_at_us: i64,
+    expires_at_us: Option<i64>,
+) -> StoreResult<ApiToken> {
+    let corrupt = |reason: String| StoreError::CorruptRecord {
+        key: format!("api_tokens {id}"),
+        reason,
+    };
+    let role = match role {
+        "" => None,
+        text => Some(
+            text.parse::<TokenRole>()
+                .map_err(|e| corrupt(e.to_string()))?,
+        ),
+    };
+    let groups: Vec<String> =
+        serde_json::from_str(groups).map_err(|e| corrupt(format!("groups: {e}")))?;
+    let created_at = from_micros(created_at_us, || format!("api_tokens {id}"))?;
+    let expires_at = expires_at_us
+        .map(|us| from_micros(us, || format!("api_tokens {id}")))
+        .transpose()?;
+    Ok(ApiToken {
+        id,
+        name,
+        role,
+        groups,
+        description,
+        created_at,
+        expires_at,
+    })
+}
+
+/// The columns every token query selects, in [`token_from_columns`]' order.
+pub(crate) const TOKEN_COLUMNS: &str =
+    "id, name, role, groups, description, created_at_us, expires_at_us";
 
 /// Every how many object writes a store compacts its change log automatically:
 /// often enough that the log stays within twice the retention.

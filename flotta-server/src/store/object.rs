@@ -124,7 +124,12 @@ fn take_metadata<'a>(
         }
     }
     meta.insert("name".into(), Value::String(key.name.to_owned()));
-    meta.insert("namespace".into(), Value::String(key.namespace.to_owned()));
+    // Cluster-scoped objects (stored under the empty namespace) have none.
+    if key.namespace.is_empty() {
+        meta.remove("namespace");
+    } else {
+        meta.insert("namespace".into(), Value::String(key.namespace.to_owned()));
+    }
     if let Some(labels) = meta.get("labels") {
         let ok = match labels {
             Value::Null => true,
@@ -297,7 +302,11 @@ pub(crate) fn decode(kind: ResourceKind, body: Value) -> StoreResult<StoredObjec
             .map(str::to_owned)
             .ok_or_else(|| corrupt(kind, &body, format!("metadata.{field} missing")))
     };
-    let namespace = text("namespace")?;
+    let namespace = if meta.contains_key("namespace") {
+        text("namespace")?
+    } else {
+        String::new()
+    };
     let name = text("name")?;
     let uid = text("uid")?;
     let resource_version = text("resourceVersion")?

@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 
 use super::{
     ApiToken, Deletion, IssuedToken, LastSeen, ListOptions, ObjectList, ResourceKind,
-    RevokedCertificate, Store, StoreError, StoreResult, StoredObject, TokenHash, TokenRole,
+    RevokedCertificate, Store, StoreError, StoreResult, StoredObject, TokenHash, TokenSpec,
     WatchStream,
 };
 
@@ -517,8 +517,8 @@ impl Store for SealedStore {
         self.inner.revoked_certificates().await
     }
 
-    async fn create_token(&self, role: TokenRole, description: &str) -> StoreResult<IssuedToken> {
-        self.inner.create_token(role, description).await
+    async fn issue_token(&self, spec: &TokenSpec) -> StoreResult<IssuedToken> {
+        self.inner.issue_token(spec).await
     }
 
     async fn find_token(&self, hash: &TokenHash) -> StoreResult<Option<ApiToken>> {

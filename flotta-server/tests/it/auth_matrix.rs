@@ -675,3 +675,261 @@ async fn every_endpoint_answers_every_identity_as_documented() {
         std::fs::write(&path, doc).expect("write docs/security.md");
     }
 }
+
+const RBAC_BEGIN: &str = "<!-- auth-matrix:rbac:begin -->";
+const RBAC_END: &str = "<!-- auth-matrix:rbac:end -->";
+
+/// The callers of the RBAC matrix: the four built-in roles, and a token of group
+/// `team-a` bound to the team Role of `rbac.rs` in namespace `team-a`, asked about
+/// `team-a` and about `team-b`.
+const RBAC_CALLERS: [&str; 6] = [
+    "viewer",
+    "operator",
+    "admin",
+    "metrics",
+    "team-a role, in team-a",
+    "team-a role, in team-b",
+];
+
+/// (API group, resource, subresource) of every row of the RBAC matrix.
+const RBAC_RESOURCES: [(&str, &str, &str); 17] = [
+    ("management.project-flotta.io", "edgedevices", ""),
+    ("management.project-flotta.io", "edgedevices", "status"),
+    ("management.project-flotta.io", "edgedevicesets", ""),
+    ("management.project-flotta.io", "edgedevicesets", "status"),
+    ("management.project-flotta.io", "edgeworkloads", ""),
+    ("management.project-flotta.io", "edgeworkloads", "status"),
+    (
+        "management.project-flotta.io",
+        "edgedevicesignedrequests",
+        "",
+    ),
+    (
+        "management.project-flotta.io",
+        "edgedevicesignedrequests",
+        "approval",
+    ),
+    ("management.project-flotta.io", "tokens", ""),
+    ("", "secrets", ""),
+    ("", "configmaps", ""),
+    ("", "events", ""),
+    ("rbac.authorization.k8s.io", "roles", ""),
+    ("rbac.authorization.k8s.io", "rolebindings", ""),
+    ("rbac.authorization.k8s.io", "clusterroles", ""),
+    ("rbac.authorization.k8s.io", "clusterrolebindings", ""),
+    ("authorization.k8s.io", "selfsubjectaccessreviews", ""),
+];
+
+fn api_prefix_of(group: &str) -> String {
+    match group {
+        "" => "/api/v1".to_owned(),
+        "management.project-flotta.io" => API_PREFIX.to_owned(),
+        other => format!("/apis/{other}/v1"),
+    }
+}
+
+/// The verbs that apply to a row: a subresource has no collection, and a review
+/// is only ever created.
+fn row_verbs(resource: &str, subresource: &str) -> Vec<&'static str> {
+    if resource == "selfsubjectaccessreviews" {
+        return vec!["create"];
+    }
+    flotta_core::rbac::VERBS
+        .into_iter()
+        .filter(|v| subresource.is_empty() || !matches!(*v, "list" | "watch" | "deletecollection"))
+        .collect()
+}
+
+/// The real request for `verb` on a row in `namespace`: (method, path, body).
+fn rbac_request(
+    group: &str,
+    resource: &str,
+    subresource: &str,
+    namespace: &str,
+    verb: &str,
+) -> (Method, String, Option<Value>) {
+    let cluster_scoped = matches!(
+        resource,
+        "tokens" | "clusterroles" | "clusterrolebindings" | "selfsubjectaccessreviews"
+    );
+    let collection = if cluster_scoped {
+        format!("{}/{resource}", api_prefix_of(group))
+    } else {
+        format!("{}/namespaces/{namespace}/{resource}", api_prefix_of(group))
+    };
+    let object = format!("{collection}/matrix-absent");
+    let target = if subresource.is_empty() {
+        object.clone()
+    } else {
+        format!("{object}/{subresource}")
+    };
+    // Bodies that no handler accepts: an allowed write fails validation or finds
+    // nothing, so the matrix changes nothing.
+    let junk = Some(json!({"matrix": true}));
+    match verb {
+        "get" => (Method::GET, target, None),
+        "list" => (Method::GET, collection, None),
+        "watch" => (Method::GET, format!("{collection}?watch=true"), None),
+        "create" if subresource.is_empty() => (Method::POST, collection, junk),
+        "create" => (Method::POST, target, junk),
+        "update" => (Method::PUT, target, junk),
+        "patch" => (Method::PATCH, target, junk),
+        "delete" => (Method::DELETE, target, None),
+        _ => (Method::DELETE, collection, None),
+    }
+}
+
+/// `allowed` per verb as one table cell: `all`, `-`, or the verbs allowed.
+fn rbac_cell(verbs: &[&str], allowed: &[bool]) -> String {
+    if allowed.iter().all(|a| *a) {
+        "all".to_owned()
+    } else if !allowed.iter().any(|a| *a) {
+        "-".to_owned()
+    } else {
+        verbs
+            .iter()
+            .zip(allowed)
+            .filter(|(_, a)| **a)
+            .map(|(v, _)| *v)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+async fn review_allows(server: &TestServer, token: &str, spec: Value) -> bool {
+    let response = server
+        .with_token(
+            Method::POST,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            token,
+        )
+        .json(&json!({"spec": spec}))
+        .send()
+        .await
+        .expect("review");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let review: Value = response.json().await.expect("review JSON");
+    review["status"]["allowed"]
+        .as_bool()
+        .expect("status.allowed")
+}
+
+/// The RBAC matrix: every verb on every resource (subresources, secrets, tokens
+/// and the RBAC kinds included) for each built-in role and a namespaced custom Role.
+/// Each cell is the SelfSubjectAccessReview's answer, and the same request made for
+/// real must agree: refused with 403 when denied (or 405 where the server serves no
+/// such verb), never 401 or 403 when allowed. The table must appear verbatim in
+/// docs/security.md (rewritten with `FLOTTA_WRITE_SECURITY_TABLE=1`).
+#[tokio::test]
+async fn the_rbac_matrix_answers_as_documented() {
+    let server = TestServer::start().await;
+    crate::rbac::grant_team(&server, "team-a", "team-a").await;
+    let team = crate::rbac::team_token(&server, "alice", &["team-a"]).await;
+    let viewer = server.token(TokenRole::Viewer).await;
+    let operator = server.token(TokenRole::Operator).await;
+    let metrics = server.token(TokenRole::Metrics).await;
+    let callers: [(&str, &str); 6] = [
+        (&viewer, "team-a"),
+        (&operator, "team-a"),
+        (&server.admin_token, "team-a"),
+        (&metrics, "team-a"),
+        (&team, "team-a"),
+        (&team, "team-b"),
+    ];
+    let mut header = vec!["resource".to_owned()];
+    header.extend(RBAC_CALLERS.iter().map(|s| (*s).to_owned()));
+    let mut lines = vec![
+        markdown_row(&header),
+        markdown_row(&vec!["---".to_owned(); header.len()]),
+    ];
+    let mut disagreements = Vec::new();
+    for (group, resource, subresource) in RBAC_RESOURCES {
+        let verbs = row_verbs(resource, subresource);
+        let combined = if subresource.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}/{subresource}")
+        };
+        let label = if group.is_empty() {
+            format!("`{combined}`")
+        } else {
+            format!("`{combined}` ({group})")
+        };
+        let mut cells = vec![label];
+        for (token, namespace) in callers {
+            let cluster_scoped = matches!(
+                resource,
+                "tokens" | "clusterroles" | "clusterrolebindings" | "selfsubjectaccessreviews"
+            );
+            let mut allowed = Vec::new();
+            for verb in &verbs {
+                let spec = json!({"resourceAttributes": {
+                    "verb": verb, "group": group, "resource": resource,
+                    "subresource": subresource,
+                    "namespace": if cluster_scoped { "" } else { namespace },
+                    "name": if matches!(*verb, "list" | "watch" | "deletecollection") || (*verb == "create" && subresource.is_empty()) { "" } else { "matrix-absent" },
+                }});
+                let answer = review_allows(&server, token, spec).await;
+                let (method, path, body) =
+                    rbac_request(group, resource, subresource, namespace, verb);
+                let mut request = server.with_token(method.clone(), &path, token);
+                if let Some(body) = body {
+                    let content_type = if method == Method::PATCH {
+                        "application/merge-patch+json"
+                    } else {
+                        "application/json"
+                    };
+                    request = request
+                        .header("content-type", content_type)
+                        .body(serde_json::to_vec(&body).expect("body"));
+                }
+                let status = request.send().await.expect("request").status().as_u16();
+                let agrees = if answer {
+                    status != 401 && status != 403
+                } else {
+                    status == 403 || status == 405
+                };
+                if !agrees {
+                    disagreements.push(format!(
+                        "{method} {path} as {namespace} caller: review says allowed={answer}, the server {status}"
+                    ));
+                }
+                allowed.push(answer);
+            }
+            cells.push(rbac_cell(&verbs, &allowed));
+        }
+        lines.push(markdown_row(&cells));
+    }
+    let mut metrics_row = vec!["`GET /metrics` (non-resource)".to_owned()];
+    for (token, _) in callers {
+        let answer = review_allows(
+            &server,
+            token,
+            json!({"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}),
+        )
+        .await;
+        let status = server
+            .with_token(Method::GET, "/metrics", token)
+            .send()
+            .await
+            .expect("metrics")
+            .status();
+        if answer != (status == StatusCode::OK) {
+            disagreements.push(format!("GET /metrics: review {answer}, server {status}"));
+        }
+        metrics_row.push(if answer { "get" } else { "-" }.to_owned());
+    }
+    lines.push(markdown_row(&metrics_row));
+    server.stop().await;
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+
+    let table = lines.join("\n");
+    println!("{table}");
+    let write = std::env::var_os("FLOTTA_WRITE_SECURITY_TABLE").is_some_and(|v| v == "1");
+    let path = security_doc();
+    let doc = std::fs::read_to_string(&path).expect("docs/security.md");
+    let doc = sync_doc_block(&doc, RBAC_BEGIN, RBAC_END, &table, write);
+    if write {
+        std::fs::write(&path, doc).expect("write docs/security.md");
+    }
+}

@@ -28,6 +28,7 @@ mod lossy_link;
 mod member_metadata;
 #[cfg(feature = "postgres")]
 mod postgres_restart;
+mod rbac;
 mod replicas;
 mod secrets;
 mod secrets_in_logs;

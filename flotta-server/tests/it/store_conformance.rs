@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flotta_server::store::{
     Deletion, LastSeen, ListOptions, ResourceKind, RevokedCertificate, StoreError, TokenHash,
-    TokenRole, WatchEvent, WatchEventType, WatchStream,
+    TokenRole, TokenSpec, WatchEvent, WatchEventType, WatchStream,
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -635,8 +635,30 @@ pub async fn tokens(backend: Backend) {
         .expect("find")
         .expect("known token");
     assert_eq!(found.id, admin.token.id);
-    assert_eq!(found.role, TokenRole::Admin);
+    assert_eq!(found.role, Some(TokenRole::Admin));
     assert_eq!(found.description, "bootstrap");
+    assert_eq!(found.name, format!("token-{}", &admin.token.id[..8]));
+    // A named token with groups, no role and an expiry reads back whole.
+    let expires_at = t(2_000_000_000);
+    let named = store
+        .issue_token(&TokenSpec {
+            name: "alice".into(),
+            role: None,
+            groups: vec!["team-a".into(), "auditors".into()],
+            description: "Alice".into(),
+            expires_at: Some(expires_at),
+        })
+        .await
+        .expect("create named");
+    let read = store
+        .find_token(&TokenHash::of(&named.secret))
+        .await
+        .expect("find")
+        .expect("known token");
+    assert_eq!(read, named.token);
+    assert_eq!(read.expires_at, Some(expires_at));
+    assert_eq!(read.groups, ["team-a", "auditors"]);
+    assert!(store.delete_token(&named.token.id).await.expect("delete"));
     assert_eq!(
         store
             .find_token(&TokenHash::of("flt_wrong"))

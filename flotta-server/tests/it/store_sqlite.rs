@@ -28,7 +28,7 @@ async fn journal_is_wal_with_full_sync() {
     let version: i64 = conn
         .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
         .expect("schema version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[tokio::test]
@@ -282,4 +282,40 @@ async fn cached_resource_version_follows_every_write() {
         .expect("get")
         .expect("device");
     assert_eq!(version(&reopened), Some(again.resource_version));
+}
+
+/// A database written before tokens had names, groups and expiry (schema version
+/// 1) is upgraded in place: its tokens keep working, named after their ids.
+#[tokio::test]
+async fn tokens_of_a_version_1_database_survive_the_upgrade() {
+    use flotta_server::store::{TokenHash, TokenRole};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("flotta.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let issued = store
+        .create_token(TokenRole::Operator, "old")
+        .await
+        .expect("token");
+    drop(store);
+    // Back to version 1: what the version 2 and 3 migrations add, removed.
+    let conn = rusqlite::Connection::open(&path).expect("inspect");
+    conn.execute_batch(
+        "ALTER TABLE api_tokens DROP COLUMN name;
+         ALTER TABLE api_tokens DROP COLUMN groups;
+         ALTER TABLE api_tokens DROP COLUMN expires_at_us;
+         DROP TABLE leases;
+         DELETE FROM schema_version WHERE version > 1;",
+    )
+    .expect("downgrade");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("reopen and migrate");
+    let found = store
+        .find_token(&TokenHash::of(&issued.secret))
+        .await
+        .expect("find")
+        .expect("the old token is still there");
+    assert_eq!(found.role, Some(TokenRole::Operator));
+    assert_eq!(found.name, format!("token-{}", &issued.token.id[..8]));
+    assert!(found.groups.is_empty());
+    assert_eq!(found.expires_at, None);
 }

@@ -19,7 +19,8 @@ use super::super::last_seen::{LastSeenIndex, index_last_seen, overlay_last_seen}
 use super::super::object::{SelectableObject, parse_field_selector};
 use super::super::status::{ApiError, error_chain};
 use super::{
-    ApiResult, FILTER_PAGE, kind_for, namespace_ok, path_params, query_params, with_last_seen,
+    ApiResult, FILTER_PAGE, kind_for, namespace_ok, path_params, query_params, scope_ok,
+    with_last_seen,
 };
 use crate::store::{
     ContinueToken, ListOptions, ResourceKind, StoreError, StoredObject, WatchEventType,
@@ -136,6 +137,7 @@ pub(super) async fn list_namespaced(
     let (namespace, plural) = path_params(path)?;
     let kind = kind_for(&plural)?;
     namespace_ok(&namespace)?;
+    scope_ok(kind, &namespace)?;
     list_or_watch(state, kind, Some(namespace), query_params(query)?).await
 }
 
@@ -194,7 +196,15 @@ async fn list_matching(
         LastSeenIndex::new()
     };
     let mut cursor = request.continue_token.clone();
-    let mut found = Vec::new();
+    // The built-in ClusterRoles and bindings lead the first page.
+    let mut found: Vec<StoredObject> = if cursor.is_none() {
+        super::super::rbac::builtin_objects(request.kind)
+            .into_iter()
+            .filter(|o| request.matches(o))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut list_version = None;
     loop {
         let page = state

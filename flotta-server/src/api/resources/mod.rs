@@ -19,14 +19,15 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::last_seen::overlay_last_seen;
 use super::object::{
-    BodyFormat, Target, admit, body_format, check_namespace_name, check_object_name, decode_body,
-    expected_resource_version, merge_patch,
+    BodyFormat, Target, admit, body_format, check_kind_name, check_namespace_name,
+    check_object_name, decode_body, expected_resource_version, merge_patch,
 };
 use super::status::ApiError;
 use super::{API_PREFIX, ApiState, kind_of_plural, plural_of};
 use crate::edge::enrolment_decision;
 use crate::store::{ResourceKind, Store, StoreError, StoredObject};
 
+mod access_review;
 mod approval;
 mod list;
 mod revisions;
@@ -43,33 +44,44 @@ const FILTER_PAGE: usize = 200;
 
 pub(super) fn routes() -> Router<ApiState> {
     let core = flotta_core::paths::CORE_PREFIX;
-    Router::new()
+    let rbac = flotta_core::paths::RBAC_PREFIX;
+    let mut router = Router::new()
         .route(API_PREFIX, get(discovery))
         .route("/api", get(core_versions))
         .route(core, get(core_discovery))
-        .route(&format!("{core}/{{plural}}"), get(list_all))
+        .route("/apis", get(api_groups))
+        .route(rbac, get(rbac_discovery))
         .route(
-            &format!("{core}/namespaces/{{namespace}}/{{plural}}"),
-            get(list_namespaced).post(create),
+            "/apis/authorization.k8s.io/v1",
+            get(access_review::discovery),
         )
         .route(
-            &format!("{core}/namespaces/{{namespace}}/{{plural}}/{{name}}"),
-            get(read).put(replace).patch(patch).delete(remove),
+            flotta_core::paths::SELF_SUBJECT_ACCESS_REVIEWS,
+            axum::routing::post(access_review::self_subject_access_review),
         )
         .route(
             &format!("{API_PREFIX}/tokens"),
             get(list_tokens).post(create_token),
         )
-        .route(&format!("{API_PREFIX}/tokens/{{id}}"), delete(delete_token))
-        .route(&format!("{API_PREFIX}/{{plural}}"), get(list_all))
-        .route(
-            &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}"),
-            get(list_namespaced).post(create),
-        )
-        .route(
-            &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}/{{name}}"),
-            get(read).put(replace).patch(patch).delete(remove),
-        )
+        .route(&format!("{API_PREFIX}/tokens/{{id}}"), delete(delete_token));
+    for prefix in flotta_core::paths::KIND_PREFIXES {
+        router = router
+            // A list across namespaces, or a cluster-scoped kind's collection.
+            .route(&format!("{prefix}/{{plural}}"), get(list_all).post(create))
+            .route(
+                &format!("{prefix}/{{plural}}/{{name}}"),
+                get(read).put(replace).patch(patch).delete(remove),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{namespace}}/{{plural}}"),
+                get(list_namespaced).post(create),
+            )
+            .route(
+                &format!("{prefix}/namespaces/{{namespace}}/{{plural}}/{{name}}"),
+                get(read).put(replace).patch(patch).delete(remove),
+            );
+    }
+    router
         .route(
             &format!("{API_PREFIX}/namespaces/{{namespace}}/{{plural}}/{{name}}/status"),
             get(read_status).put(replace_status).patch(patch_status),
@@ -93,7 +105,7 @@ async fn kind_in_its_group(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path();
-    for prefix in [API_PREFIX, flotta_core::paths::CORE_PREFIX] {
+    for prefix in flotta_core::paths::KIND_PREFIXES {
         let Some(rest) = path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else {
             continue;
         };
@@ -181,7 +193,7 @@ fn namespace_ok(namespace: &str) -> ApiResult<()> {
 
 /// A name in a path that cannot exist is simply not found.
 fn existing_name(kind: ResourceKind, namespace: &str, name: &str) -> ApiResult<()> {
-    check_object_name(name).map_err(|_| {
+    check_kind_name(kind, name).map_err(|_| {
         ApiError::from(StoreError::NotFound {
             kind,
             namespace: namespace.to_owned(),
@@ -206,9 +218,15 @@ async fn core_versions() -> Json<Value> {
 
 /// `/api/v1`: the Kubernetes core kinds this server serves.
 async fn core_discovery() -> Json<Value> {
-    let resources: Vec<Value> = ResourceKind::ALL
-        .iter()
-        .filter(|kind| !kind.is_flotta())
+    Json(resource_list(
+        "v1",
+        ResourceKind::ALL.iter().filter(|kind| kind.is_core()),
+    ))
+}
+
+/// An `APIResourceList` of `kinds` in `group_version`.
+fn resource_list<'a>(group_version: &str, kinds: impl Iterator<Item = &'a ResourceKind>) -> Value {
+    let resources: Vec<Value> = kinds
         .map(|kind| {
             json!({
                 "name": kind.plural(),
@@ -220,10 +238,40 @@ async fn core_discovery() -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({
+    json!({
         "kind": "APIResourceList",
-        "groupVersion": "v1",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
         "resources": resources,
+    })
+}
+
+/// `/apis/rbac.authorization.k8s.io/v1`: the RBAC kinds.
+async fn rbac_discovery() -> Json<Value> {
+    Json(resource_list(
+        flotta_core::kind::RBAC_API_VERSION,
+        ResourceKind::RBAC.iter(),
+    ))
+}
+
+/// `/apis`: the API groups this server serves, as kubectl's discovery asks.
+async fn api_groups() -> Json<Value> {
+    let group = |name: &str, version: &str| {
+        let group_version = format!("{name}/{version}");
+        json!({
+            "name": name,
+            "versions": [{"groupVersion": group_version, "version": version}],
+            "preferredVersion": {"groupVersion": group_version, "version": version},
+        })
+    };
+    Json(json!({
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            group(GROUP, VERSION),
+            group(flotta_core::kind::RBAC_GROUP, flotta_core::kind::RBAC_VERSION),
+            group("authorization.k8s.io", "v1"),
+        ],
     }))
 }
 
@@ -269,7 +317,110 @@ fn resolve(
     let (namespace, plural, name) = path_params(path)?;
     let kind = kind_for(&plural)?;
     namespace_ok(&namespace)?;
+    scope_ok(kind, &namespace)?;
     Ok((kind, namespace, name))
+}
+
+/// Refuses (404) a namespaced kind addressed without a namespace, or a
+/// cluster-scoped one with a namespace.
+fn scope_ok(kind: ResourceKind, namespace: &str) -> ApiResult<()> {
+    match (kind.namespaced(), namespace.is_empty()) {
+        (true, true) => Err(ApiError::not_found(format!(
+            "{} are namespaced: use {}/namespaces/{{namespace}}/{}",
+            kind.plural(),
+            kind.api_prefix(),
+            kind.plural()
+        ))),
+        (false, false) => Err(ApiError::not_found(format!(
+            "{} are cluster-scoped: use {}/{}",
+            kind.plural(),
+            kind.api_prefix(),
+            kind.plural()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// An object's place, from a namespaced path (`.../namespaces/{namespace}/{plural}/{name}`)
+/// or a cluster-scoped one (`.../{plural}/{name}`, namespace empty).
+pub(super) struct ObjectAt {
+    kind: ResourceKind,
+    namespace: String,
+    name: String,
+}
+
+/// A collection's place: a namespaced kind in a namespace, or a cluster-scoped
+/// kind (namespace empty).
+pub(super) struct CollectionAt {
+    kind: ResourceKind,
+    namespace: String,
+}
+
+async fn path_map(
+    parts: &mut axum::http::request::Parts,
+) -> ApiResult<std::collections::HashMap<String, String>> {
+    use axum::extract::FromRequestParts as _;
+    let path =
+        Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, &()).await;
+    path_params(path)
+}
+
+fn collection_at(params: &std::collections::HashMap<String, String>) -> ApiResult<CollectionAt> {
+    let plural = params.get("plural").map(String::as_str).unwrap_or_default();
+    let kind = kind_for(plural)?;
+    let namespace = params.get("namespace").cloned().unwrap_or_default();
+    if !namespace.is_empty() {
+        namespace_ok(&namespace)?;
+    }
+    scope_ok(kind, &namespace)?;
+    Ok(CollectionAt { kind, namespace })
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ObjectAt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let params = path_map(parts).await?;
+        let CollectionAt { kind, namespace } = collection_at(&params)?;
+        let name = params.get("name").cloned().unwrap_or_default();
+        Ok(Self {
+            kind,
+            namespace,
+            name,
+        })
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CollectionAt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        collection_at(&path_map(parts).await?)
+    }
+}
+
+/// Refuses (405) writes to the built-in ClusterRoles and ClusterRoleBindings.
+fn not_builtin(kind: ResourceKind, name: &str) -> ApiResult<()> {
+    if super::rbac::builtin_object(kind, name).is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} {name:?} is built in and read-only",
+            kind.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// After a write to an RBAC kind, the next request is authorized against it.
+fn after_write(state: &ApiState, kind: ResourceKind) {
+    if kind.is_rbac() {
+        state.authorizer.invalidate();
+    }
 }
 
 async fn fetch(
@@ -294,9 +445,15 @@ async fn fetch(
 
 async fn read(
     State(state): State<ApiState>,
-    path: Result<Path<ObjectPath>, PathRejection>,
+    ObjectAt {
+        kind,
+        namespace,
+        name,
+    }: ObjectAt,
 ) -> ApiResult {
-    let (kind, namespace, name) = resolve(path)?;
+    if let Some(builtin) = super::rbac::builtin_object(kind, &name) {
+        return Ok(object_response(StatusCode::OK, &builtin));
+    }
     let mut object = fetch(&state, kind, &namespace, &name).await?;
     with_last_seen(&state.store, &mut object).await?;
     Ok(object_response(StatusCode::OK, &object))
@@ -316,11 +473,8 @@ async fn with_last_seen(
     Ok(())
 }
 
-async fn read_status(
-    state: State<ApiState>,
-    path: Result<Path<ObjectPath>, PathRejection>,
-) -> ApiResult {
-    read(state, path).await
+async fn read_status(state: State<ApiState>, at: ObjectAt) -> ApiResult {
+    read(state, at).await
 }
 
 fn request_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
@@ -371,14 +525,11 @@ fn strip_server_fields(body: &mut Value) {
 
 async fn create(
     State(state): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    CollectionAt { kind, namespace }: CollectionAt,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (namespace, plural) = path_params(path)?;
-    let kind = kind_for(&plural)?;
     writable(kind)?;
-    namespace_ok(&namespace)?;
     let mut object = request_object(&headers, body)?;
     strip_server_fields(&mut object);
     let target = Target {
@@ -388,6 +539,7 @@ async fn create(
     };
     let name = admit(&target, &mut object)?;
     let created = state.store.create(kind, &namespace, &name, object).await?;
+    after_write(&state, kind);
     Ok(object_response(StatusCode::CREATED, &created))
 }
 
@@ -443,12 +595,16 @@ fn record_decision_event(
 async fn replace(
     State(state): State<ApiState>,
     caller: Option<Extension<Caller>>,
-    path: Result<Path<ObjectPath>, PathRejection>,
+    ObjectAt {
+        kind,
+        namespace,
+        name,
+    }: ObjectAt,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
+    not_builtin(kind, &name)?;
     let before = decision_before(&state, kind, &namespace, &name).await;
     let mut object = request_object(&headers, body)?;
     let target = Target {
@@ -462,6 +618,7 @@ async fn replace(
         .store
         .update(kind, &namespace, &name, expected, object)
         .await?;
+    after_write(&state, kind);
     record_decision_event(&state, caller.as_deref(), before, &updated);
     Ok(object_response(StatusCode::OK, &updated))
 }
@@ -469,11 +626,14 @@ async fn replace(
 async fn replace_status(
     State(state): State<ApiState>,
     caller: Option<Extension<Caller>>,
-    path: Result<Path<ObjectPath>, PathRejection>,
+    ObjectAt {
+        kind,
+        namespace,
+        name,
+    }: ObjectAt,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
     let before = decision_before(&state, kind, &namespace, &name).await;
     let mut object = request_object(&headers, body)?;
@@ -507,12 +667,16 @@ enum PatchTarget {
 async fn patch(
     State(state): State<ApiState>,
     caller: Option<Extension<Caller>>,
-    path: Result<Path<ObjectPath>, PathRejection>,
+    ObjectAt {
+        kind,
+        namespace,
+        name,
+    }: ObjectAt,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
+    not_builtin(kind, &name)?;
     let patch = request_patch(&headers, body)?;
     apply_patch(
         &state,
@@ -529,11 +693,14 @@ async fn patch(
 async fn patch_status(
     State(state): State<ApiState>,
     caller: Option<Extension<Caller>>,
-    path: Result<Path<ObjectPath>, PathRejection>,
+    ObjectAt {
+        kind,
+        namespace,
+        name,
+    }: ObjectAt,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
     let mut patch = request_patch(&headers, body)?;
     if let Some(status) = patch.get_mut("status") {
@@ -667,6 +834,7 @@ async fn apply_patch(
         };
         match result {
             Ok(updated) => {
+                after_write(state, kind);
                 record_decision_event(state, caller, before, &updated);
                 return Ok(object_response(StatusCode::OK, &updated));
             }
@@ -682,12 +850,16 @@ async fn apply_patch(
 
 async fn remove(
     State(state): State<ApiState>,
-    path: Result<Path<ObjectPath>, PathRejection>,
+    ObjectAt {
+        kind,
+        namespace,
+        name,
+    }: ObjectAt,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
+    not_builtin(kind, &name)?;
     existing_name(kind, &namespace, &name)?;
     // Optional DeleteOptions: `preconditions.resourceVersion`.
     let bytes = body_bytes(body)?;
@@ -711,6 +883,7 @@ async fn remove(
         .store
         .delete(kind, &namespace, &name, expected)
         .await?;
+    after_write(&state, kind);
     let deleted = deletion.object();
     if kind == ResourceKind::EdgeDevice {
         state.events.spawn_server_event(ServerEvent::Deleted {

@@ -34,7 +34,7 @@ use super::watch::{self, ChangelogReader, FEED_CAPACITY};
 use super::write::{self, ObjectWriter, Plan, write_object};
 use super::{
     ApiToken, Deletion, IssuedToken, LastSeen, ListOptions, ObjectList, ResourceKind,
-    RevokedCertificate, Store, StoreError, StoreResult, StoredObject, TokenHash, TokenRole,
+    RevokedCertificate, Store, StoreError, StoreResult, StoredObject, TokenHash, TokenSpec,
     WatchEvent, WatchStream, from_micros, to_micros,
 };
 
@@ -562,26 +562,23 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn create_token(&self, role: TokenRole, description: &str) -> StoreResult<IssuedToken> {
-        let (id, secret) = super::new_token_secret()?;
+    async fn issue_token(&self, spec: &TokenSpec) -> StoreResult<IssuedToken> {
+        let (token, secret) = super::new_token(spec)?;
         let hash = TokenHash::of(&secret);
-        let token = ApiToken {
-            id,
-            role,
-            description: description.to_owned(),
-            created_at: super::now_micros(),
-        };
         let client = self.client("create_token").await?;
         client
             .execute(
-                "INSERT INTO api_tokens (id, token_hash, role, description, created_at_us) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO api_tokens (id, token_hash, role, description, created_at_us, \
+                 name, groups, expires_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
                     &token.id,
                     &&hash.0[..],
-                    &token.role.as_str(),
+                    &super::role_column(token.role),
                     &token.description,
                     &to_micros(token.created_at),
+                    &token.name,
+                    &super::groups_column(&token.groups),
+                    &token.expires_at.map(to_micros),
                 ],
             )
             .await
@@ -593,7 +590,10 @@ impl Store for PostgresStore {
         let client = self.client("find_token").await?;
         client
             .query_opt(
-                "SELECT id, role, description, created_at_us FROM api_tokens WHERE token_hash = $1",
+                &format!(
+                    "SELECT {} FROM api_tokens WHERE token_hash = $1",
+                    super::TOKEN_COLUMNS
+                ),
                 &[&&hash.0[..]],
             )
             .await
@@ -606,7 +606,10 @@ impl Store for PostgresStore {
         let client = self.client("list_tokens").await?;
         let rows = client
             .query(
-                "SELECT id, role, description, created_at_us FROM api_tokens ORDER BY id",
+                &format!(
+                    "SELECT {} FROM api_tokens ORDER BY id",
+                    super::TOKEN_COLUMNS
+                ),
                 &[],
             )
             .await

@@ -4,8 +4,7 @@
 use crate::store::object;
 use crate::store::write::WriteTransaction;
 use crate::store::{
-    ApiToken, ResourceKind, StoreError, StoreResult, StoredObject, TokenRole, WatchEvent,
-    WatchEventType, from_micros,
+    ApiToken, ResourceKind, StoreError, StoreResult, StoredObject, WatchEvent, WatchEventType,
 };
 
 /// The notification channel announcing committed changes.
@@ -78,22 +77,19 @@ pub(super) fn parse_event(
     })
 }
 
+/// A token from a row selected with [`crate::store::TOKEN_COLUMNS`].
 pub(super) fn token_from_row(row: &tokio_postgres::Row) -> StoreResult<ApiToken> {
-    let id: String = row.get(0);
-    let role: &str = row.get(1);
-    let role = role
-        .parse::<TokenRole>()
-        .map_err(|e| StoreError::CorruptRecord {
-            key: format!("api_tokens {id}"),
-            reason: e.to_string(),
-        })?;
-    let created_at = from_micros(row.get(3), || format!("api_tokens {id}"))?;
-    Ok(ApiToken {
+    let role: &str = row.get(2);
+    let groups: &str = row.get(3);
+    crate::store::token_from_columns(
+        row.get(0),
+        row.get(1),
         role,
-        description: row.get(2),
-        created_at,
-        id,
-    })
+        groups,
+        row.get(4),
+        row.get(5),
+        row.get(6),
+    )
 }
 
 /// One object write's primitives over a PostgreSQL transaction.

@@ -7,9 +7,9 @@ use super::rows::{MIGRATION_LOCK, pg_error, pool_error};
 use crate::store::{StoreError, StoreResult};
 
 /// The schema version this code writes.
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE SEQUENCE resource_version_seq;
 CREATE TABLE meta (
@@ -60,12 +60,17 @@ CREATE TABLE settings (
     value text NOT NULL
 );
 "#,
+    // 2: the leader lease of fleet-wide work.
     r#"
-CREATE TABLE leases (
-    name       text PRIMARY KEY,
-    holder     text NOT NULL,
-    expires_at timestamptz NOT NULL
-);
+CREATE TABLE leases (name text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL);
+"#,
+    // 3: named tokens (the user name RBAC binds), groups, expiry; a token's role
+    // becomes optional ('' for none).
+    r#"
+ALTER TABLE api_tokens ADD COLUMN name text NOT NULL DEFAULT '';
+ALTER TABLE api_tokens ADD COLUMN groups text NOT NULL DEFAULT '[]';
+ALTER TABLE api_tokens ADD COLUMN expires_at_us bigint;
+UPDATE api_tokens SET name = 'token-' || substr(id, 1, 8);
 "#,
 ];
 

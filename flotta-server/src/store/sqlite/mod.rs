@@ -30,7 +30,7 @@ use super::watch::{self, ChangelogReader, FEED_CAPACITY};
 use super::write::{self, ObjectWriter, Plan, write_object};
 use super::{
     ApiToken, Deletion, IssuedToken, LastSeen, ListOptions, ObjectList, ResourceKind,
-    RevokedCertificate, Store, StoreError, StoreResult, StoredObject, TokenHash, TokenRole,
+    RevokedCertificate, Store, StoreError, StoreResult, StoredObject, TokenHash, TokenSpec,
     WatchEvent, WatchStream, from_micros, now_micros, to_micros,
 };
 
@@ -562,28 +562,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_token(&self, role: TokenRole, description: &str) -> StoreResult<IssuedToken> {
-        let (id, secret) = super::new_token_secret()?;
+    async fn issue_token(&self, spec: &TokenSpec) -> StoreResult<IssuedToken> {
+        let (token, secret) = super::new_token(spec)?;
         let hash = TokenHash::of(&secret);
-        let token = ApiToken {
-            id,
-            role,
-            description: description.to_owned(),
-            created_at: super::now_micros(),
-        };
         let record = token.clone();
         self.write("create_token", move |batch| {
             batch
                 .conn
                 .execute(
-                    "INSERT INTO api_tokens (id, token_hash, role, description, created_at_us) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO api_tokens (id, token_hash, role, description, created_at_us, \
+                     name, groups, expires_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         record.id,
                         &hash.0[..],
-                        record.role.as_str(),
+                        super::role_column(record.role),
                         record.description,
-                        to_micros(record.created_at)
+                        to_micros(record.created_at),
+                        record.name,
+                        super::groups_column(&record.groups),
+                        record.expires_at.map(to_micros),
                     ],
                 )
                 .map_err(sql_error("create_token"))?;
@@ -597,7 +594,10 @@ impl Store for SqliteStore {
         let hash = *hash;
         self.read("find_token", move |c| {
             c.query_row(
-                "SELECT id, role, description, created_at_us FROM api_tokens WHERE token_hash = ?1",
+                &format!(
+                    "SELECT {} FROM api_tokens WHERE token_hash = ?1",
+                    super::TOKEN_COLUMNS
+                ),
                 params![&hash.0[..]],
                 decode_token_row,
             )
@@ -612,9 +612,10 @@ impl Store for SqliteStore {
     async fn list_tokens(&self) -> StoreResult<Vec<ApiToken>> {
         self.read("list_tokens", |c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, role, description, created_at_us FROM api_tokens ORDER BY id",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {} FROM api_tokens ORDER BY id",
+                    super::TOKEN_COLUMNS
+                ))
                 .map_err(sql_error("list_tokens"))?;
             let rows = stmt
                 .query_map([], decode_token_row)

@@ -6,8 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::store::object;
 use crate::store::write::WriteTransaction;
 use crate::store::{
-    ApiToken, ResourceKind, StoreError, StoreResult, StoredObject, TokenRole, WatchEvent,
-    WatchEventType, from_micros,
+    ApiToken, ResourceKind, StoreError, StoreResult, StoredObject, WatchEvent, WatchEventType,
 };
 
 pub(super) fn sql_error(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -106,28 +105,25 @@ pub(super) fn compact_through(conn: &Connection, through: u64) -> StoreResult<()
     Ok(())
 }
 
-pub(super) fn decode_token_row(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(String, String, String, i64)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+/// One token row's columns, as selected by [`crate::store::TOKEN_COLUMNS`].
+pub(super) type TokenRow = (String, String, String, String, String, i64, Option<i64>);
+
+pub(super) fn decode_token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
 }
 
 pub(super) fn token_from_row(
-    (id, role, description, created): (String, String, String, i64),
+    (id, name, role, groups, description, created, expires): TokenRow,
 ) -> StoreResult<ApiToken> {
-    let role = role
-        .parse::<TokenRole>()
-        .map_err(|e| StoreError::CorruptRecord {
-            key: format!("api_tokens {id}"),
-            reason: e.to_string(),
-        })?;
-    let created_at = from_micros(created, || format!("api_tokens {id}"))?;
-    Ok(ApiToken {
-        id,
-        role,
-        description,
-        created_at,
-    })
+    crate::store::token_from_columns(id, name, &role, &groups, description, created, expires)
 }
 
 /// One object write's primitives over the writer thread's connection, inside the

@@ -9,10 +9,10 @@ use super::rows::sql_error;
 use crate::store::{StoreError, StoreResult};
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations in order; entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -62,12 +62,17 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 2: the leader lease of fleet-wide work.
     r#"
-CREATE TABLE leases (
-    name          TEXT PRIMARY KEY,
-    holder        TEXT NOT NULL,
-    expires_at_us INTEGER NOT NULL
-) WITHOUT ROWID;
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at_us INTEGER NOT NULL) WITHOUT ROWID;
+"#,
+    // 3: named tokens (the user name RBAC binds), groups, expiry; a token's role
+    // becomes optional ('' for none).
+    r#"
+ALTER TABLE api_tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_tokens ADD COLUMN groups TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE api_tokens ADD COLUMN expires_at_us INTEGER;
+UPDATE api_tokens SET name = 'token-' || substr(id, 1, 8);
 "#,
 ];
 
