@@ -1,5 +1,6 @@
-//! Handlers of the resource paths: list, watch, get, create, replace, merge patch,
-//! delete, the status subresource ([`list`]: list and watch; [`tokens`]: API tokens).
+//! Handlers of the resource paths: list, watch, get, create, replace, patch,
+//! delete (each write with `dryRun=All`), the status subresource ([`list`]: list
+//! and watch; [`namespaces`]: derived namespaces; [`tokens`]: API tokens).
 
 use std::sync::Arc;
 
@@ -13,25 +14,29 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use flotta_core::enrolment::DeviceRecord;
 use flotta_core::events::{InvolvedObject, ServerEvent};
-use flotta_core::model::{API_VERSION, GROUP, VERSION};
-use serde_json::{Value, json};
+use flotta_core::model::{GROUP, VERSION};
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::last_seen::overlay_last_seen;
 use super::object::{
     BodyFormat, Target, admit, body_format, check_namespace_name, check_object_name, decode_body,
-    expected_resource_version, merge_patch,
+    expected_resource_version,
 };
+use super::patch::{Patch, PatchError};
 use super::status::ApiError;
-use super::{API_PREFIX, ApiState, kind_of_plural, plural_of};
+use super::table::{IncludeObject, table, wants_table};
+use super::{API_PREFIX, ApiState, kind_of_plural};
 use crate::edge::enrolment_decision;
-use crate::store::{ResourceKind, Store, StoreError, StoredObject};
+use crate::store::{DryRunWrite, ResourceKind, Store, StoreError, StoredObject, dry_run};
 
 mod approval;
 mod list;
+mod namespaces;
 mod tokens;
 
 use list::{list_all, list_namespaced};
+use namespaces::{create_namespace, delete_namespace, list_namespaces, read_namespace};
 use tokens::{create_token, delete_token, list_tokens};
 
 /// How many times a merge patch without a resource version is retried when a
@@ -42,10 +47,15 @@ const FILTER_PAGE: usize = 200;
 
 pub(super) fn routes() -> Router<ApiState> {
     let core = flotta_core::paths::CORE_PREFIX;
-    Router::new()
-        .route(API_PREFIX, get(discovery))
-        .route("/api", get(core_versions))
-        .route(core, get(core_discovery))
+    super::discovery::routes()
+        .route(
+            &format!("{core}/namespaces"),
+            get(list_namespaces).post(create_namespace),
+        )
+        .route(
+            &format!("{core}/namespaces/{{namespace}}"),
+            get(read_namespace).delete(delete_namespace),
+        )
         .route(&format!("{core}/{{plural}}"), get(list_all))
         .route(
             &format!("{core}/namespaces/{{namespace}}/{{plural}}"),
@@ -189,71 +199,6 @@ fn object_response(code: StatusCode, object: &StoredObject) -> Response {
     (code, Json(&object.body)).into_response()
 }
 
-// ---------------------------------------------------------------- discovery
-
-/// `/api`: the versions of the Kubernetes core group, as kubectl's discovery asks.
-async fn core_versions() -> Json<Value> {
-    Json(json!({
-        "kind": "APIVersions",
-        "versions": [flotta_core::kind::CORE_VERSION],
-    }))
-}
-
-/// `/api/v1`: the Kubernetes core kinds this server serves.
-async fn core_discovery() -> Json<Value> {
-    let resources: Vec<Value> = ResourceKind::ALL
-        .iter()
-        .filter(|kind| !kind.is_flotta())
-        .map(|kind| {
-            json!({
-                "name": kind.plural(),
-                "singularName": kind.singular(),
-                "shortNames": kind.short_names(),
-                "namespaced": kind.namespaced(),
-                "kind": kind.as_str(),
-                "verbs": kind.verbs(),
-            })
-        })
-        .collect();
-    Json(json!({
-        "kind": "APIResourceList",
-        "groupVersion": "v1",
-        "resources": resources,
-    }))
-}
-
-async fn discovery() -> Json<Value> {
-    let resources: Vec<Value> = ResourceKind::FLOTTA
-        .iter()
-        .flat_map(|kind| {
-            let plural = plural_of(*kind);
-            [
-                json!({
-                    "name": plural,
-                    "singularName": kind.singular(),
-                    "shortNames": kind.short_names(),
-                    "namespaced": kind.namespaced(),
-                    "kind": kind.as_str(),
-                    "verbs": kind.verbs(),
-                }),
-                json!({
-                    "name": format!("{plural}/status"),
-                    "singularName": "",
-                    "namespaced": kind.namespaced(),
-                    "kind": kind.as_str(),
-                    "verbs": ["get", "patch", "update"],
-                }),
-            ]
-        })
-        .collect();
-    Json(json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": API_VERSION,
-        "resources": resources,
-    }))
-}
-
 // ---------------------------------------------------------------- single objects
 
 type ObjectPath = (String, String, String);
@@ -287,13 +232,54 @@ async fn fetch(
         })
 }
 
+/// Query parameters of a single-object read.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadParams {
+    include_object: Option<String>,
+}
+
+/// Query parameters of a write: `dryRun=All` validates and answers without
+/// storing. kubectl's `fieldManager` and `fieldValidation` are accepted and
+/// ignored (bodies are always checked strictly against the model).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WriteParams {
+    dry_run: Option<String>,
+}
+
+impl WriteParams {
+    /// Whether the write is a dry run; any value other than `All` is refused.
+    fn dry_run(query: Result<Query<WriteParams>, QueryRejection>) -> ApiResult<bool> {
+        match query_params(query)?.dry_run.as_deref() {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid dryRun {other:?}: the only supported value is All"
+            ))),
+        }
+    }
+}
+
 async fn read(
     State(state): State<ApiState>,
     path: Result<Path<ObjectPath>, PathRejection>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+    headers: HeaderMap,
 ) -> ApiResult {
     let (kind, namespace, name) = resolve(path)?;
+    let include = IncludeObject::parse(query_params(query)?.include_object.as_deref())?;
     let mut object = fetch(&state, kind, &namespace, &name).await?;
     with_last_seen(&state.store, &mut object).await?;
+    if wants_table(&headers) {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "resourceVersion".into(),
+            Value::String(object.resource_version.to_string()),
+        );
+        let now = time::OffsetDateTime::now_utc();
+        return Ok(Json(table(kind, [&object.body], include, metadata, now)).into_response());
+    }
     Ok(object_response(StatusCode::OK, &object))
 }
 
@@ -312,36 +298,69 @@ async fn with_last_seen(
 }
 
 async fn read_status(
-    state: State<ApiState>,
+    State(state): State<ApiState>,
     path: Result<Path<ObjectPath>, PathRejection>,
 ) -> ApiResult {
-    read(state, path).await
+    let (kind, namespace, name) = resolve(path)?;
+    let mut object = fetch(&state, kind, &namespace, &name).await?;
+    with_last_seen(&state.store, &mut object).await?;
+    Ok(object_response(StatusCode::OK, &object))
 }
 
 fn request_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
     let format = body_format(headers)?;
-    if format == BodyFormat::MergePatch {
+    if format.is_patch() {
         return Err(ApiError::unsupported_media_type(
-            "application/merge-patch+json is only accepted by PATCH",
+            "the patch content types are only accepted by PATCH",
         ));
     }
     decode_body(format, &body_bytes(body)?)
 }
 
-fn request_patch(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
-    match body_format(headers)? {
-        BodyFormat::MergePatch => {
-            let patch = decode_body(BodyFormat::MergePatch, &body_bytes(body)?)?;
-            if patch.is_object() {
-                Ok(patch)
-            } else {
-                Err(ApiError::bad_request("a merge patch must be a JSON object"))
-            }
-        }
-        _ => Err(ApiError::unsupported_media_type(
-            "PATCH needs Content-Type application/merge-patch+json",
-        )),
+fn request_patch(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Patch> {
+    let format = body_format(headers)?;
+    if !format.is_patch() {
+        return Err(ApiError::unsupported_media_type(
+            "PATCH needs Content-Type application/merge-patch+json, \
+             application/json-patch+json or application/strategic-merge-patch+json",
+        ));
     }
+    let document = decode_body(format, &body_bytes(body)?)?;
+    match (format, document) {
+        (BodyFormat::JsonPatch, Value::Array(operations)) => Ok(Patch::Json(operations)),
+        (BodyFormat::JsonPatch, _) => Err(ApiError::bad_request(
+            "a JSON patch must be a JSON array of operations",
+        )),
+        (BodyFormat::StrategicMergePatch, patch @ Value::Object(_)) => Ok(Patch::Strategic(patch)),
+        (_, patch @ Value::Object(_)) => Ok(Patch::Merge(patch)),
+        _ => Err(ApiError::bad_request("a merge patch must be a JSON object")),
+    }
+}
+
+/// A patch that cannot be applied: 400 for a malformed patch, 422 naming the
+/// operation for one that does not fit the object.
+fn patch_failed(kind: ResourceKind, name: &str, error: PatchError) -> ApiError {
+    match error {
+        PatchError::Operation { ref path, .. } => ApiError::invalid(
+            kind,
+            name,
+            vec![super::StatusCause::invalid(path.clone(), error.to_string())],
+        ),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// Answers a dry run: the body the write would store, with the write's code.
+async fn dry_run_response(
+    state: &ApiState,
+    code: StatusCode,
+    kind: ResourceKind,
+    namespace: &str,
+    name: &str,
+    write: DryRunWrite,
+) -> ApiResult {
+    let body = dry_run(state.store.as_ref(), kind, namespace, name, write).await?;
+    Ok((code, Json(body)).into_response())
 }
 
 /// Server-managed metadata a client may not set on creation.
@@ -367,6 +386,7 @@ fn strip_server_fields(body: &mut Value) {
 async fn create(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -374,6 +394,7 @@ async fn create(
     let kind = kind_for(&plural)?;
     writable(kind)?;
     namespace_ok(&namespace)?;
+    let dry = WriteParams::dry_run(query)?;
     let mut object = request_object(&headers, body)?;
     strip_server_fields(&mut object);
     let target = Target {
@@ -382,6 +403,10 @@ async fn create(
         name: None,
     };
     let name = admit(&target, &mut object)?;
+    if dry {
+        let write = DryRunWrite::Create(object);
+        return dry_run_response(&state, StatusCode::CREATED, kind, &namespace, &name, write).await;
+    }
     let created = state.store.create(kind, &namespace, &name, object).await?;
     Ok(object_response(StatusCode::CREATED, &created))
 }
@@ -439,11 +464,13 @@ async fn replace(
     State(state): State<ApiState>,
     caller: Option<Extension<Caller>>,
     path: Result<Path<ObjectPath>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
+    let dry = WriteParams::dry_run(query)?;
     let before = decision_before(&state, kind, &namespace, &name).await;
     let mut object = request_object(&headers, body)?;
     let target = Target {
@@ -453,6 +480,11 @@ async fn replace(
     };
     admit(&target, &mut object)?;
     let expected = expected_resource_version(&object);
+    if dry {
+        existing_name(kind, &namespace, &name)?;
+        let write = DryRunWrite::Update(expected, object);
+        return dry_run_response(&state, StatusCode::OK, kind, &namespace, &name, write).await;
+    }
     let updated = state
         .store
         .update(kind, &namespace, &name, expected, object)
@@ -465,11 +497,13 @@ async fn replace_status(
     State(state): State<ApiState>,
     caller: Option<Extension<Caller>>,
     path: Result<Path<ObjectPath>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
+    let dry = WriteParams::dry_run(query)?;
     let before = decision_before(&state, kind, &namespace, &name).await;
     let mut object = request_object(&headers, body)?;
     if let Some(status) = object.get_mut("status") {
@@ -484,6 +518,10 @@ async fn replace_status(
     let expected = expected_resource_version(&object);
     let status = object.get("status").cloned().unwrap_or(Value::Null);
     existing_name(kind, &namespace, &name)?;
+    if dry {
+        let write = DryRunWrite::UpdateStatus(expected, status);
+        return dry_run_response(&state, StatusCode::OK, kind, &namespace, &name, write).await;
+    }
     let updated = state
         .store
         .update_status(kind, &namespace, &name, expected, status)
@@ -503,47 +541,63 @@ async fn patch(
     State(state): State<ApiState>,
     caller: Option<Extension<Caller>>,
     path: Result<Path<ObjectPath>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
+    let dry = WriteParams::dry_run(query)?;
     let patch = request_patch(&headers, body)?;
-    apply_patch(
-        &state,
-        caller.as_deref(),
+    let request = PatchRequest {
         kind,
-        &namespace,
-        &name,
-        &patch,
-        PatchTarget::Object,
-    )
-    .await
+        namespace: &namespace,
+        name: &name,
+        target: PatchTarget::Object,
+        dry_run: dry,
+    };
+    apply_patch(&state, caller.as_deref(), &request, &patch).await
 }
 
 async fn patch_status(
     State(state): State<ApiState>,
     caller: Option<Extension<Caller>>,
     path: Result<Path<ObjectPath>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
+    let dry = WriteParams::dry_run(query)?;
     let mut patch = request_patch(&headers, body)?;
-    if let Some(status) = patch.get_mut("status") {
+    if kind == ResourceKind::EdgeDeviceSignedRequest && matches!(patch, Patch::Json(_)) {
+        // A decision written in the status is signed with the calling token, which
+        // needs the conditions the patch writes: a merge patch names them.
+        return Err(ApiError::unsupported_media_type(
+            "the status of an EdgeDeviceSignedRequest takes a merge patch, so that decisions are signed",
+        ));
+    }
+    if let Some(status) = patch.field_mut("status") {
         sign_enrolment_decisions(kind, status, caller.as_deref());
     }
-    apply_patch(
-        &state,
-        caller.as_deref(),
+    let request = PatchRequest {
         kind,
-        &namespace,
-        &name,
-        &patch,
-        PatchTarget::Status,
-    )
-    .await
+        namespace: &namespace,
+        name: &name,
+        target: PatchTarget::Status,
+        dry_run: dry,
+    };
+    apply_patch(&state, caller.as_deref(), &request, &patch).await
+}
+
+/// Where a patch goes and whether it is only tried.
+struct PatchRequest<'a> {
+    kind: ResourceKind,
+    namespace: &'a str,
+    name: &'a str,
+    target: PatchTarget,
+    dry_run: bool,
 }
 
 /// Says who decided, in each `approved` or `declined` condition a status write to
@@ -592,19 +646,24 @@ fn token_signature(token: &crate::store::ApiToken) -> String {
     }
 }
 
-/// Applies a merge patch to the stored object. A patch naming
-/// `metadata.resourceVersion` is a precondition (409 when stale); without one the
-/// patch is re-applied on the newest version when a concurrent writer wins.
+/// Applies a patch to the stored object. A merge patch naming
+/// `metadata.resourceVersion` is a precondition (409 when stale), as is a JSON
+/// patch that `test`s it; without one the patch is re-applied on the newest
+/// version when a concurrent writer wins.
 async fn apply_patch(
     state: &ApiState,
     caller: Option<&Caller>,
-    kind: ResourceKind,
-    namespace: &str,
-    name: &str,
-    patch: &Value,
-    target: PatchTarget,
+    request: &PatchRequest<'_>,
+    patch: &Patch,
 ) -> ApiResult {
-    let precondition = match patch.pointer("/metadata/resourceVersion") {
+    let PatchRequest {
+        kind,
+        namespace,
+        name,
+        target,
+        dry_run: dry,
+    } = *request;
+    let precondition = match patch.resource_version() {
         None | Some(Value::Null) => None,
         Some(Value::String(rv)) => Some(rv.parse::<u64>().map_err(|_| {
             ApiError::invalid(
@@ -637,14 +696,34 @@ async fn apply_patch(
             None
         };
         let mut merged = current.body.clone();
-        merge_patch(&mut merged, patch);
+        patch
+            .apply(&mut merged)
+            .map_err(|error| patch_failed(kind, name, error))?;
         let admission = Target {
             kind,
             namespace,
             name: Some(name),
         };
         admit(&admission, &mut merged)?;
-        let expected = precondition.unwrap_or(current.resource_version);
+        // A JSON patch that changes `metadata.resourceVersion` states the version it
+        // was made from; one that leaves it alone has no precondition.
+        let carried = match patch {
+            Patch::Json(_) => {
+                expected_resource_version(&merged).filter(|rv| *rv != current.resource_version)
+            }
+            _ => None,
+        };
+        let expected = precondition.or(carried).unwrap_or(current.resource_version);
+        if dry {
+            let write = match target {
+                PatchTarget::Object => DryRunWrite::Update(Some(expected), merged),
+                PatchTarget::Status => DryRunWrite::UpdateStatus(
+                    Some(expected),
+                    merged.get("status").cloned().unwrap_or(Value::Null),
+                ),
+            };
+            return dry_run_response(state, StatusCode::OK, kind, namespace, name, write).await;
+        }
         let result = match target {
             PatchTarget::Object => {
                 state
@@ -666,7 +745,7 @@ async fn apply_patch(
                 return Ok(object_response(StatusCode::OK, &updated));
             }
             Err(StoreError::Conflict { .. })
-                if precondition.is_none() && attempt < PATCH_ATTEMPTS =>
+                if precondition.is_none() && carried.is_none() && attempt < PATCH_ATTEMPTS =>
             {
                 continue;
             }
@@ -678,18 +757,31 @@ async fn apply_patch(
 async fn remove(
     State(state): State<ApiState>,
     path: Result<Path<ObjectPath>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let (kind, namespace, name) = resolve(path)?;
     writable(kind)?;
     existing_name(kind, &namespace, &name)?;
-    // Optional DeleteOptions: `preconditions.resourceVersion`.
+    let mut dry = WriteParams::dry_run(query)?;
+    // Optional DeleteOptions: `preconditions.resourceVersion`, `dryRun: ["All"]`.
     let bytes = body_bytes(body)?;
     let expected = if bytes.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         let options = request_object(&headers, Ok(bytes))?;
+        match options.get("dryRun") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(values)) if values.iter().all(|v| v == "All") => {
+                dry |= !values.is_empty();
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid dryRun {other}: the only supported value is [\"All\"]"
+                )));
+            }
+        }
         match options.pointer("/preconditions/resourceVersion") {
             None | Some(Value::Null) => None,
             Some(Value::String(rv)) => Some(rv.parse::<u64>().map_err(|_| {
@@ -702,6 +794,10 @@ async fn remove(
             }
         }
     };
+    if dry {
+        let write = DryRunWrite::Delete(expected);
+        return dry_run_response(&state, StatusCode::OK, kind, &namespace, &name, write).await;
+    }
     let deletion = state
         .store
         .delete(kind, &namespace, &name, expected)
