@@ -8,7 +8,7 @@
 # One cargo build (dev profile, all features, tests included) serves every suite.
 # After it, two lanes run side by side, one per core: the cargo test binaries, and the
 # suites that drive the binaries from outside (simulator, quick start, custom agent,
-# Python, Kotlin, console, docs, schemathesis). Each suite's output goes to its own log,
+# Python, Kotlin, console, kubectl, docs, schemathesis). Each suite's output goes to its own log,
 # printed when the suite ends; the closing lines give each step's time and the counts.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -111,11 +111,12 @@ outside_suites() {
     suite quickstart scripts/test-quickstart.sh
     suite custom-agent scripts/test-custom-agent.sh
     suite console scripts/test-console.sh
+    suite kubectl scripts/test-kubectl.sh
     suite cargo-doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
     suite schemathesis env ST_MAX_EXAMPLES="${ST_MAX_EXAMPLES:-5}" scripts/schemathesis.sh
 }
 
-step "two lanes: cargo test | Python, Kotlin, simulator, quick start, custom agent, console, docs, schemathesis"
+step "two lanes: cargo test | Python, Kotlin, simulator, quick start, custom agent, console, kubectl, docs, schemathesis"
 LANES_STARTED=$(date +%s)
 outside_suites &
 OUTSIDE_PID=$!

@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Create(what) => create(&global, what).await,
         Command::Rollout(command) => crate::rollout::run(&global, command).await,
         Command::Crds => crds(),
+        Command::Kubeconfig { token, output } => kubeconfig(&global, token, output),
         Command::Validate { files } => validate(&files),
         Command::Token(command) => crate::access::token(&global, command).await,
         Command::Auth(crate::AuthCommand::CanI(args)) => crate::access::can_i(&global, args).await,
@@ -396,7 +397,7 @@ async fn decide(
                 .list_raw(resource, Some(&global.namespace), &params)
                 .await?;
             for item in page.items {
-                let decided = enrolment_state(&item) != "Pending";
+                let decided = flotta_core::columns::enrolment_state(&item) != "Pending";
                 if let (false, Some(name)) = (
                     decided,
                     item.pointer("/metadata/name").and_then(Value::as_str),
@@ -443,28 +444,6 @@ async fn decide(
         writeln!(stdout, "{}/{name} {done}", Kind::SignedRequest.singular())?;
     }
     Ok(())
-}
-
-/// `Approved`, `Denied` or `Pending`: what an EdgeDeviceSignedRequest (as JSON)
-/// says of its device, as the Edge API reads it.
-pub(crate) fn enrolment_state(request: &Value) -> &'static str {
-    let approved = request.pointer("/spec/approved").and_then(Value::as_bool) == Some(true);
-    let declined = request
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|conditions| {
-            conditions.iter().any(|c| {
-                c.get("type").and_then(Value::as_str) == Some("declined")
-                    && c.get("status").and_then(Value::as_str) == Some("True")
-            })
-        });
-    if approved {
-        "Approved"
-    } else if declined {
-        "Denied"
-    } else {
-        "Pending"
-    }
 }
 
 /// A parsed label change: set `key` to a value, or remove it.
@@ -664,6 +643,56 @@ async fn create(global: &GlobalArgs, what: CreateCommand) -> Result<(), CliError
         source.name
     )?;
     Ok(())
+}
+
+/// `flotta kubeconfig`: the client configuration as a kubeconfig for kubectl.
+fn kubeconfig(
+    global: &GlobalArgs,
+    token: Option<String>,
+    output: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let path = global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let text = std::fs::read_to_string(&path).map_err(|source| CliError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut config = flotta_core::client_config::ClientConfig::from_yaml(&text, &path)
+        .map_err(|error| CliError::Usage(error.to_string()))?;
+    if let Some(token) = token {
+        config.token = token;
+    }
+    let yaml = serde_yaml_ng::to_string(&config.kubeconfig(&global.namespace))
+        .map_err(std::io::Error::other)?;
+    match output {
+        None => std::io::stdout().lock().write_all(yaml.as_bytes())?,
+        Some(file) => write_private(&file, yaml.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` readable by its owner only: a kubeconfig holds a token.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        options.mode(0o600);
+        let mut file = options.open(path)?;
+        // An existing file keeps its mode on open: narrow it too.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = options.open(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    }
 }
 
 fn crds() -> Result<(), CliError> {

@@ -103,6 +103,16 @@ enum Command {
     Create(CreateCommand),
     /// Print the CustomResourceDefinitions of the flotta resources as YAML.
     Crds,
+    /// Write a kubeconfig for kubectl: the server and CA of the client
+    /// configuration, its token (or --token), working in --namespace.
+    Kubeconfig {
+        /// Bearer token to put in the kubeconfig instead of the configuration's.
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// File to write (mode 0600) instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Check manifests offline and list every problem.
     Validate {
         /// A YAML or JSON file, a directory of them, or `-` for standard input.

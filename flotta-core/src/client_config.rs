@@ -84,7 +84,46 @@ impl ClientConfig {
     pub fn to_yaml(&self) -> Result<String, serde_yaml_ng::Error> {
         serde_yaml_ng::to_string(self)
     }
+
+    /// A kubeconfig (`apiVersion: v1`, `kind: Config`) for kubectl with the same
+    /// server, CA (`certificate-authority-data`) and token, its one context named
+    /// [`KUBECONFIG_NAME`] and working in `namespace`.
+    ///
+    /// ```
+    /// # use flotta_core::client_config::ClientConfig;
+    /// # let config = ClientConfig::from_yaml(
+    /// #     "server: https://localhost:8443\ncertificateAuthority: PEM\ntoken: t\n",
+    /// #     std::path::Path::new("admin.yaml"),
+    /// # ).unwrap();
+    /// let kubeconfig = config.kubeconfig("fleet");
+    /// assert_eq!(kubeconfig["current-context"], "flotta");
+    /// assert_eq!(kubeconfig["clusters"][0]["cluster"]["server"], "https://localhost:8443");
+    /// assert_eq!(kubeconfig["contexts"][0]["context"]["namespace"], "fleet");
+    /// ```
+    pub fn kubeconfig(&self, namespace: &str) -> serde_json::Value {
+        use base64::Engine as _;
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.certificate_authority);
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{
+                "name": KUBECONFIG_NAME,
+                "cluster": {"server": self.server, "certificate-authority-data": ca},
+            }],
+            "users": [{"name": KUBECONFIG_NAME, "user": {"token": self.token}}],
+            "contexts": [{
+                "name": KUBECONFIG_NAME,
+                "context": {"cluster": KUBECONFIG_NAME, "user": KUBECONFIG_NAME, "namespace": namespace},
+            }],
+            "current-context": KUBECONFIG_NAME,
+            "preferences": {},
+        })
+    }
 }
+
+/// Name of the cluster, user and context of a kubeconfig written by
+/// [`ClientConfig::kubeconfig`].
+pub const KUBECONFIG_NAME: &str = "flotta";
 
 #[cfg(test)]
 mod tests {
@@ -107,6 +146,29 @@ mod tests {
         assert_eq!(
             ClientConfig::from_yaml(&written, Path::new("again.yaml")),
             Ok(config)
+        );
+    }
+
+    #[test]
+    fn the_kubeconfig_carries_the_ca_as_base64_and_the_token() {
+        use base64::Engine as _;
+        let config = ClientConfig::from_yaml(
+            "server: https://h:1\ncertificateAuthority: \"-----BEGIN CERTIFICATE-----\"\ntoken: flt_t\n",
+            Path::new("a.yaml"),
+        )
+        .expect("parses");
+        let kubeconfig = config.kubeconfig("default");
+        let data = kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .expect("data");
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("base64");
+        assert_eq!(pem, b"-----BEGIN CERTIFICATE-----");
+        assert_eq!(kubeconfig["users"][0]["user"]["token"], "flt_t");
+        assert_eq!(
+            kubeconfig["contexts"][0]["context"]["cluster"],
+            KUBECONFIG_NAME
         );
     }
 

@@ -100,6 +100,9 @@ pub struct KindInfo {
     pub short_names: &'static [&'static str],
     /// Further names the command line accepts (not in the CRD), e.g. `devices`.
     pub aliases: &'static [&'static str],
+    /// Categories of discovery (`kubectl get flotta` lists every kind in the
+    /// `flotta` category).
+    pub categories: &'static [&'static str],
     /// Whether objects of the kind live in a namespace.
     pub namespaced: bool,
     /// API group, e.g. `management.project-flotta.io`.
@@ -119,6 +122,7 @@ const EDGE_DEVICE: KindInfo = KindInfo {
     singular: "edgedevice",
     short_names: &["ed"],
     aliases: &["devices", "device"],
+    categories: &["flotta"],
     namespaced: true,
     group: GROUP,
     version: VERSION,
@@ -133,6 +137,7 @@ const EDGE_DEVICE_SET: KindInfo = KindInfo {
     singular: "edgedeviceset",
     short_names: &["eds"],
     aliases: &["sets", "set"],
+    categories: &["flotta"],
     namespaced: true,
     group: GROUP,
     version: VERSION,
@@ -147,6 +152,7 @@ const EDGE_WORKLOAD: KindInfo = KindInfo {
     singular: "edgeworkload",
     short_names: &["ew"],
     aliases: &["workloads", "workload"],
+    categories: &["flotta"],
     namespaced: true,
     group: GROUP,
     version: VERSION,
@@ -162,6 +168,7 @@ const EDGE_DEVICE_SIGNED_REQUEST: KindInfo = KindInfo {
     // As in Flotta's CRD.
     short_names: &["edsr"],
     aliases: &["signedrequests", "signedrequest"],
+    categories: &["flotta"],
     namespaced: true,
     group: GROUP,
     version: VERSION,
@@ -176,6 +183,7 @@ const SECRET: KindInfo = KindInfo {
     singular: "secret",
     short_names: &[],
     aliases: &[],
+    categories: &[],
     namespaced: true,
     group: CORE_GROUP,
     version: CORE_VERSION,
@@ -191,6 +199,7 @@ const CONFIG_MAP: KindInfo = KindInfo {
     // As kubectl.
     short_names: &["cm"],
     aliases: &[],
+    categories: &[],
     namespaced: true,
     group: CORE_GROUP,
     version: CORE_VERSION,
@@ -206,6 +215,7 @@ const EVENT: KindInfo = KindInfo {
     // As kubectl.
     short_names: &["ev"],
     aliases: &[],
+    categories: &[],
     namespaced: true,
     group: CORE_GROUP,
     version: CORE_VERSION,
@@ -282,6 +292,37 @@ pub static KINDS: [KindInfo; 11] = [
     CLUSTER_ROLE,
     CLUSTER_ROLE_BINDING,
 ];
+
+/// A Kubernetes kind the API serves without storing it: its objects are derived
+/// from the stored ones (see [`NAMESPACE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DerivedKind {
+    /// The `kind` field, e.g. `Namespace`.
+    pub name: &'static str,
+    /// The plural of URL paths and discovery, e.g. `namespaces`.
+    pub plural: &'static str,
+    /// The singular, e.g. `namespace`.
+    pub singular: &'static str,
+    /// Short names, as kubectl's.
+    pub short_names: &'static [&'static str],
+    /// Whether objects of the kind live in a namespace.
+    pub namespaced: bool,
+    /// The API verbs served, as discovery lists them.
+    pub verbs: &'static [&'static str],
+}
+
+/// Kubernetes `v1` `Namespace`, served under `/api/v1/namespaces`: a namespace
+/// exists while objects live in it (`default` always does). It is never stored,
+/// so it cannot be created; deleting one that still holds objects is refused.
+pub const NAMESPACE: DerivedKind = DerivedKind {
+    name: "Namespace",
+    plural: "namespaces",
+    singular: "namespace",
+    short_names: &["ns"],
+    namespaced: false,
+    verbs: &["delete", "get", "list"],
+};
 
 impl KindInfo {
     /// Whether the kind is one of flotta's own (group `management.project-flotta.io`,
@@ -402,6 +443,11 @@ impl ResourceKind {
     /// Short names, e.g. `["edsr"]`.
     pub const fn short_names(self) -> &'static [&'static str] {
         self.info().short_names
+    }
+
+    /// Discovery categories, e.g. `["flotta"]`.
+    pub const fn categories(self) -> &'static [&'static str] {
+        self.info().categories
     }
 
     /// Whether objects of the kind live in a namespace.

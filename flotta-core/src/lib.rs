@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod client_config;
+pub mod columns;
 pub mod crd;
 pub mod enrolment;
 pub mod error_chain;

@@ -1,11 +1,12 @@
-//! The management API: Kubernetes-style REST over the four flotta resources.
+//! The management API: Kubernetes-style REST over the flotta resources and the
+//! Kubernetes core kinds served beside them.
 //!
 //! Paths (group `management.project-flotta.io`, version `v1alpha1`):
 //!
 //! - `/apis/{group}/{version}/{plural}`: list or watch across namespaces;
 //! - `/apis/{group}/{version}/namespaces/{ns}/{plural}`: list, watch, create;
 //! - `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}`: get, replace (`PUT`,
-//!   409 on a stale `metadata.resourceVersion`), merge patch, delete;
+//!   409 on a stale `metadata.resourceVersion`), patch, delete;
 //! - `.../{name}/status`: the status subresource;
 //! - `/apis/{group}/{version}/tokens[/{id}]`: API tokens (admin only);
 //! - `/api/v1/events`, `/api/v1/namespaces/{ns}/events[/{name}]`: Kubernetes
@@ -15,19 +16,28 @@
 //!   built-in ClusterRoles among them;
 //! - `/apis/authorization.k8s.io/v1/selfsubjectaccessreviews`: "may I?".
 //!
-//! Plus `/healthz`, `/readyz` and `/openapi.json`, which need no token, and
-//! `/metrics`, which needs one allowed `get` on it unless configured open. Every
-//! other request is authorized by RBAC ([`auth`], [`rbac`]). Every error is a
-//! Kubernetes `Status` object ([`ApiError`]).
+//! Discovery as kubectl reads it (`/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]`),
+//! `Namespace`s derived from the objects stored (`/api/v1/namespaces[/{name}]`),
+//! `meta.k8s.io/v1` Tables for `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`,
+//! JSON, merge and strategic merge patches, and `dryRun=All` on every write.
+//!
+//! Plus `/healthz`, `/readyz`, `/version`, `/openapi.json`, `/openapi/v2` and
+//! `/openapi/v3[/...]`, which need no token, and `/metrics`, which needs one
+//! allowed `get` on it unless configured open. Every other request is authorized
+//! by RBAC ([`auth`], [`rbac`]). Every error is a Kubernetes `Status` object
+//! ([`ApiError`]).
 
 pub mod audit;
 mod auth;
+mod discovery;
 mod last_seen;
 mod object;
 mod openapi;
+mod patch;
 pub mod rbac;
 mod resources;
 mod status;
+mod table;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,7 +51,7 @@ use axum::routing::get;
 use tokio::sync::watch;
 
 pub use auth::Caller;
-pub use openapi::openapi_document;
+pub use openapi::{KubeOpenApi, openapi_document};
 pub use status::{ApiError, StatusCause, error_chain};
 
 use crate::metrics::Metrics;
@@ -71,6 +81,7 @@ pub struct ApiState {
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     openapi: Arc<Vec<u8>>,
+    kube_openapi: Arc<KubeOpenApi>,
     audit: Option<Arc<audit::AuditLog>>,
     events: crate::events::EventRecorder,
     metrics_open: bool,
@@ -84,7 +95,9 @@ impl ApiState {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let openapi = serde_json::to_vec(&openapi_document()).unwrap_or_default();
+        let document = openapi_document();
+        let kube_openapi = Arc::new(KubeOpenApi::from_document(&document));
+        let openapi = serde_json::to_vec(&document).unwrap_or_default();
         let events = crate::events::EventRecorder::new(
             store.clone(),
             flotta_core::events::EventRetention::default(),
@@ -96,6 +109,7 @@ impl ApiState {
             metrics,
             shutdown,
             openapi: Arc::new(openapi),
+            kube_openapi,
             audit: None,
             metrics_open: false,
         }
@@ -144,6 +158,10 @@ pub fn router(state: ApiState) -> Router {
             )),
         )
         .route("/openapi.json", get(openapi_json))
+        .route(discovery::VERSION_PATH, get(discovery::version))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3_index))
+        .route("/openapi/v3/{*path}", get(openapi_v3))
         .with_state(state.clone())
         .merge(resources)
         .merge(console_routes())
@@ -243,6 +261,48 @@ async fn openapi_json(State(state): State<ApiState>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// `/openapi/v2`: gnostic's protobuf when the client asks for it (kubectl does,
+/// and reads no other form), JSON otherwise.
+async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains(openapi::V2_PROTOBUF));
+    let (body, content_type) = if protobuf {
+        (state.kube_openapi.v2_protobuf(), openapi::V2_PROTOBUF)
+    } else {
+        (state.kube_openapi.v2_json(), "application/json")
+    };
+    let mut response = body.to_vec().into_response();
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// `/openapi/v3`: the index of the group-version documents.
+async fn openapi_v3_index(State(state): State<ApiState>) -> Response {
+    axum::Json(state.kube_openapi.v3_index()).into_response()
+}
+
+/// `/openapi/v3/{group-version path}`: one group-version's OpenAPI 3.0 document.
+async fn openapi_v3(
+    State(state): State<ApiState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+) -> Response {
+    match state.kube_openapi.v3_document(&path) {
+        Some(document) => {
+            let mut response = document.to_vec().into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        None => ApiError::not_found(format!("no OpenAPI v3 document for {path:?}")).into_response(),
+    }
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -1,6 +1,6 @@
 //! What the management API does to resource bodies before the store sees them:
 //! decoding JSON or YAML, checking them against the typed model, field selectors
-//! over stored JSON, and JSON merge patches.
+//! over stored JSON (patches: [`super::patch`]).
 
 use std::borrow::Cow;
 
@@ -27,6 +27,18 @@ pub(crate) enum BodyFormat {
     Json,
     Yaml,
     MergePatch,
+    JsonPatch,
+    StrategicMergePatch,
+}
+
+impl BodyFormat {
+    /// Whether the format is one of the patch formats, which only PATCH accepts.
+    pub(crate) fn is_patch(self) -> bool {
+        matches!(
+            self,
+            BodyFormat::MergePatch | BodyFormat::JsonPatch | BodyFormat::StrategicMergePatch
+        )
+    }
 }
 
 /// Reads the `Content-Type` of a request; a missing one means JSON.
@@ -49,8 +61,15 @@ pub(crate) fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
             Ok(BodyFormat::Yaml)
         }
         "application/merge-patch+json" => Ok(BodyFormat::MergePatch),
+        "application/json-patch+json" => Ok(BodyFormat::JsonPatch),
+        "application/strategic-merge-patch+json" => Ok(BodyFormat::StrategicMergePatch),
+        "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
+            "server-side apply (application/apply-patch+yaml) is not supported: use client-side kubectl apply",
+        )),
         other => Err(ApiError::unsupported_media_type(format!(
-            "unsupported Content-Type {other:?}: use application/json, application/yaml or (for PATCH) application/merge-patch+json"
+            "unsupported Content-Type {other:?}: use application/json, application/yaml or (for PATCH) \
+             application/merge-patch+json, application/json-patch+json or \
+             application/strategic-merge-patch+json"
         ))),
     }
 }
@@ -62,7 +81,10 @@ pub(crate) fn decode_body(format: BodyFormat, bytes: &[u8]) -> Result<Value, Api
     }
     match format {
         // Strict first: serde_json alone would keep the last of two equal keys.
-        BodyFormat::Json | BodyFormat::MergePatch => strict_json::from_slice(bytes)
+        BodyFormat::Json
+        | BodyFormat::MergePatch
+        | BodyFormat::JsonPatch
+        | BodyFormat::StrategicMergePatch => strict_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
         BodyFormat::Yaml => serde_yaml_ng::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
@@ -351,29 +373,6 @@ pub(crate) fn expected_resource_version(body: &Value) -> Option<u64> {
         .and_then(|rv| rv.parse().ok())
 }
 
-/// Applies an RFC 7386 JSON merge patch to `target`.
-pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch_fields) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    if let Value::Object(target_fields) = target {
-        for (key, value) in patch_fields {
-            if value.is_null() {
-                target_fields.remove(key);
-            } else {
-                merge_patch(
-                    target_fields.entry(key.clone()).or_insert(Value::Null),
-                    value,
-                );
-            }
-        }
-    }
-}
-
 /// The fields a `fieldSelector` may name for `kind`: core's whitelist, the one the
 /// typed model's selectors use too.
 pub(crate) fn selectable_fields(kind: ResourceKind) -> &'static [FieldSpec] {
@@ -426,19 +425,6 @@ mod tests {
     use super::*;
     use flotta_core::model::API_VERSION;
     use serde_json::json;
-
-    #[test]
-    fn merge_patch_follows_rfc_7386_examples() {
-        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
-        merge_patch(&mut target, &json!({"a": "z", "c": {"f": null}}));
-        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}}));
-        let mut target = json!({"a": [{"b": "c"}]});
-        merge_patch(&mut target, &json!({"a": [1]}));
-        assert_eq!(target, json!({"a": [1]}));
-        let mut target = json!(["a"]);
-        merge_patch(&mut target, &json!({"a": {"bb": {"ccc": null}}}));
-        assert_eq!(target, json!({"a": {"bb": {}}}));
-    }
 
     #[test]
     fn admit_fills_defaults_and_names_bad_fields() {

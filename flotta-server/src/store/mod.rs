@@ -39,6 +39,7 @@
 //! # }
 //! ```
 
+mod dry_run;
 mod error;
 mod last_seen;
 mod object;
@@ -59,6 +60,7 @@ use futures::stream::BoxStream;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+pub use dry_run::{DryRunWrite, dry_run};
 pub use error::{BackendCause, StoreError};
 pub use last_seen::LastSeenRecorder;
 pub use object::ContinueToken;

@@ -24,6 +24,7 @@ mod fault_proxy;
 mod fleet;
 mod fleet_crash;
 mod hardware_labels;
+mod kubectl_api;
 mod lossy_link;
 mod member_metadata;
 #[cfg(feature = "postgres")]

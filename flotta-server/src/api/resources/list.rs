@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
 use flotta_core::selector::{FieldSelector, Selector};
 use futures::StreamExt;
@@ -18,6 +18,7 @@ use super::super::ApiState;
 use super::super::last_seen::{LastSeenIndex, index_last_seen, overlay_last_seen};
 use super::super::object::{SelectableObject, parse_field_selector};
 use super::super::status::{ApiError, error_chain};
+use super::super::table::{IncludeObject, table, wants_table};
 use super::{
     ApiResult, FILTER_PAGE, kind_for, namespace_ok, path_params, query_params, scope_ok,
     with_last_seen,
@@ -37,6 +38,7 @@ pub(super) struct ListParams {
     watch: Option<String>,
     resource_version: Option<String>,
     timeout_seconds: Option<String>,
+    include_object: Option<String>,
 }
 
 /// A parsed list or watch request.
@@ -49,10 +51,22 @@ struct ListRequest {
     continue_token: Option<String>,
     resource_version: Option<u64>,
     timeout: Option<Duration>,
+    /// Answer `meta.k8s.io/v1` Tables (list) or Table-wrapped events (watch).
+    table: Option<IncludeObject>,
 }
 
 impl ListRequest {
-    fn parse(kind: ResourceKind, namespace: Option<String>, params: ListParams) -> ApiResult<Self> {
+    fn parse(
+        kind: ResourceKind,
+        namespace: Option<String>,
+        params: ListParams,
+        headers: &HeaderMap,
+    ) -> ApiResult<Self> {
+        let table = if wants_table(headers) {
+            Some(IncludeObject::parse(params.include_object.as_deref())?)
+        } else {
+            None
+        };
         let labels = match params.label_selector.as_deref() {
             None => Selector::everything(),
             Some(text) => text
@@ -97,6 +111,7 @@ impl ListRequest {
             continue_token: params.continue_token.filter(|t| !t.is_empty()),
             resource_version,
             timeout,
+            table,
         })
     }
 
@@ -123,22 +138,24 @@ pub(super) async fn list_all(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ListParams>, QueryRejection>,
+    headers: HeaderMap,
 ) -> ApiResult {
     let plural = path_params(path)?;
     let kind = kind_for(&plural)?;
-    list_or_watch(state, kind, None, query_params(query)?).await
+    list_or_watch(state, kind, None, query_params(query)?, &headers).await
 }
 
 pub(super) async fn list_namespaced(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<ListParams>, QueryRejection>,
+    headers: HeaderMap,
 ) -> ApiResult {
     let (namespace, plural) = path_params(path)?;
     let kind = kind_for(&plural)?;
     namespace_ok(&namespace)?;
     scope_ok(kind, &namespace)?;
-    list_or_watch(state, kind, Some(namespace), query_params(query)?).await
+    list_or_watch(state, kind, Some(namespace), query_params(query)?, &headers).await
 }
 
 async fn list_or_watch(
@@ -146,9 +163,10 @@ async fn list_or_watch(
     kind: ResourceKind,
     namespace: Option<String>,
     params: ListParams,
+    headers: &HeaderMap,
 ) -> ApiResult {
     let watch = is_watch(&params)?;
-    let request = ListRequest::parse(kind, namespace, params)?;
+    let request = ListRequest::parse(kind, namespace, params, headers)?;
     if watch {
         watch_response(state, request).await
     } else {
@@ -160,6 +178,11 @@ async fn list_or_watch(
         );
         if let Some(token) = continue_token {
             metadata.insert("continue".into(), json!(token));
+        }
+        if let Some(include) = request.table {
+            let now = time::OffsetDateTime::now_utc();
+            let rows = items.iter().map(|o| &o.body);
+            return Ok(Json(table(kind, rows, include, metadata, now)).into_response());
         }
         let items: Vec<&Value> = items.iter().map(|o| &o.body).collect();
         Ok(Json(json!({
@@ -251,7 +274,24 @@ async fn list_matching(
     }
 }
 
-fn watch_line(event_type: &str, object: &Value) -> Bytes {
+/// One line of a watch stream; with `table`, the object is a one-row Table, as
+/// kubectl's `get --watch` asks.
+fn watch_line(
+    event_type: &str,
+    object: &Value,
+    table_of: Option<(ResourceKind, IncludeObject)>,
+) -> Bytes {
+    let object = match table_of {
+        Some((kind, include)) if event_type != "ERROR" => {
+            let mut metadata = serde_json::Map::new();
+            if let Some(rv) = object.pointer("/metadata/resourceVersion") {
+                metadata.insert("resourceVersion".into(), rv.clone());
+            }
+            let now = time::OffsetDateTime::now_utc();
+            table(kind, [object], include, metadata, now)
+        }
+        _ => object.clone(),
+    };
     let mut line =
         serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
     line.push(b'\n');
@@ -291,11 +331,12 @@ async fn start_watch(
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(64);
     let mut shutdown = state.shutdown.clone();
     let metrics = state.metrics.clone();
+    let table_of = request.table.map(|include| (request.kind, include));
     tokio::spawn(async move {
         let _active = metrics.watch_started();
         for object in &initial {
             if sender
-                .send(watch_line("ADDED", &object.body))
+                .send(watch_line("ADDED", &object.body, table_of))
                 .await
                 .is_err()
             {
@@ -316,7 +357,7 @@ async fn start_watch(
                     if let Err(error) = with_last_seen(&state.store, &mut event.object).await {
                         tracing::warn!(error = %error_chain(&error), "watch: last-seen lookup failed");
                         let status = ApiError::from(error).to_status();
-                        let _ = sender.send(watch_line("ERROR", &status)).await;
+                        let _ = sender.send(watch_line("ERROR", &status, None)).await;
                         break;
                     }
                     if !request.matches(&event.object) {
@@ -327,14 +368,14 @@ async fn start_watch(
                         WatchEventType::Modified => "MODIFIED",
                         WatchEventType::Deleted => "DELETED",
                     };
-                    watch_line(event_type, &event.object.body)
+                    watch_line(event_type, &event.object.body, table_of)
                 }
                 Some(Err(error)) => {
                     if !matches!(error, StoreError::Gone { .. }) {
                         tracing::warn!(error = %error_chain(&error), "watch stream failed");
                     }
                     let status = ApiError::from(error).to_status();
-                    let _ = sender.send(watch_line("ERROR", &status)).await;
+                    let _ = sender.send(watch_line("ERROR", &status, None)).await;
                     break;
                 }
             };

@@ -1,5 +1,6 @@
-//! Handlers of the resource paths: list, watch, get, create, replace, merge patch,
-//! delete, the status subresource ([`list`]: list and watch; [`tokens`]: API tokens).
+//! Handlers of the resource paths: list, watch, get, create, replace, patch,
+//! delete (each write with `dryRun=All`), the status subresource ([`list`]: list
+//! and watch; [`namespaces`]: derived namespaces; [`tokens`]: API tokens).
 
 use std::sync::Arc;
 
@@ -13,27 +14,31 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use flotta_core::enrolment::DeviceRecord;
 use flotta_core::events::{InvolvedObject, ServerEvent};
-use flotta_core::model::{API_VERSION, GROUP, VERSION};
-use serde_json::{Value, json};
+use flotta_core::model::{GROUP, VERSION};
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::last_seen::overlay_last_seen;
 use super::object::{
     BodyFormat, Target, admit, body_format, check_kind_name, check_namespace_name,
-    check_object_name, decode_body, expected_resource_version, merge_patch,
+    check_object_name, decode_body, expected_resource_version,
 };
+use super::patch::{Patch, PatchError};
 use super::status::ApiError;
-use super::{API_PREFIX, ApiState, kind_of_plural, plural_of};
+use super::table::{IncludeObject, table, wants_table};
+use super::{API_PREFIX, ApiState, kind_of_plural};
 use crate::edge::enrolment_decision;
-use crate::store::{ResourceKind, Store, StoreError, StoredObject};
+use crate::store::{DryRunWrite, ResourceKind, Store, StoreError, StoredObject, dry_run};
 
 mod access_review;
 mod approval;
 mod list;
+mod namespaces;
 mod revisions;
 mod tokens;
 
 use list::{list_all, list_namespaced};
+use namespaces::{create_namespace, delete_namespace, list_namespaces, read_namespace};
 use tokens::{create_token, delete_token, list_tokens};
 
 /// How many times a merge patch without a resource version is retried when a
@@ -44,13 +49,15 @@ const FILTER_PAGE: usize = 200;
 
 pub(super) fn routes() -> Router<ApiState> {
     let core = flotta_core::paths::CORE_PREFIX;
-    let rbac = flotta_core::paths::RBAC_PREFIX;
-    let mut router = Router::new()
-        .route(API_PREFIX, get(discovery))
-        .route("/api", get(core_versions))
-        .route(core, get(core_discovery))
-        .route("/apis", get(api_groups))
-        .route(rbac, get(rbac_discovery))
+    let mut router = super::discovery::routes()
+        .route(
+            &format!("{core}/namespaces"),
+            get(list_namespaces).post(create_namespace),
+        )
+        .route(
+            &format!("{core}/namespaces/{{namespace}}"),
+            get(read_namespace).delete(delete_namespace),
+        )
         .route(
             "/apis/authorization.k8s.io/v1",
             get(access_review::discovery),
@@ -206,107 +213,6 @@ fn object_response(code: StatusCode, object: &StoredObject) -> Response {
     (code, Json(&object.body)).into_response()
 }
 
-// ---------------------------------------------------------------- discovery
-
-/// `/api`: the versions of the Kubernetes core group, as kubectl's discovery asks.
-async fn core_versions() -> Json<Value> {
-    Json(json!({
-        "kind": "APIVersions",
-        "versions": [flotta_core::kind::CORE_VERSION],
-    }))
-}
-
-/// `/api/v1`: the Kubernetes core kinds this server serves.
-async fn core_discovery() -> Json<Value> {
-    Json(resource_list(
-        "v1",
-        ResourceKind::ALL.iter().filter(|kind| kind.is_core()),
-    ))
-}
-
-/// An `APIResourceList` of `kinds` in `group_version`.
-fn resource_list<'a>(group_version: &str, kinds: impl Iterator<Item = &'a ResourceKind>) -> Value {
-    let resources: Vec<Value> = kinds
-        .map(|kind| {
-            json!({
-                "name": kind.plural(),
-                "singularName": kind.singular(),
-                "shortNames": kind.short_names(),
-                "namespaced": kind.namespaced(),
-                "kind": kind.as_str(),
-                "verbs": kind.verbs(),
-            })
-        })
-        .collect();
-    json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": resources,
-    })
-}
-
-/// `/apis/rbac.authorization.k8s.io/v1`: the RBAC kinds.
-async fn rbac_discovery() -> Json<Value> {
-    Json(resource_list(
-        flotta_core::kind::RBAC_API_VERSION,
-        ResourceKind::RBAC.iter(),
-    ))
-}
-
-/// `/apis`: the API groups this server serves, as kubectl's discovery asks.
-async fn api_groups() -> Json<Value> {
-    let group = |name: &str, version: &str| {
-        let group_version = format!("{name}/{version}");
-        json!({
-            "name": name,
-            "versions": [{"groupVersion": group_version, "version": version}],
-            "preferredVersion": {"groupVersion": group_version, "version": version},
-        })
-    };
-    Json(json!({
-        "kind": "APIGroupList",
-        "apiVersion": "v1",
-        "groups": [
-            group(GROUP, VERSION),
-            group(flotta_core::kind::RBAC_GROUP, flotta_core::kind::RBAC_VERSION),
-            group("authorization.k8s.io", "v1"),
-        ],
-    }))
-}
-
-async fn discovery() -> Json<Value> {
-    let resources: Vec<Value> = ResourceKind::FLOTTA
-        .iter()
-        .flat_map(|kind| {
-            let plural = plural_of(*kind);
-            [
-                json!({
-                    "name": plural,
-                    "singularName": kind.singular(),
-                    "shortNames": kind.short_names(),
-                    "namespaced": kind.namespaced(),
-                    "kind": kind.as_str(),
-                    "verbs": kind.verbs(),
-                }),
-                json!({
-                    "name": format!("{plural}/status"),
-                    "singularName": "",
-                    "namespaced": kind.namespaced(),
-                    "kind": kind.as_str(),
-                    "verbs": ["get", "patch", "update"],
-                }),
-            ]
-        })
-        .collect();
-    Json(json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": API_VERSION,
-        "resources": resources,
-    }))
-}
-
 // ---------------------------------------------------------------- single objects
 
 type ObjectPath = (String, String, String);
@@ -443,6 +349,35 @@ async fn fetch(
         })
 }
 
+/// Query parameters of a single-object read.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadParams {
+    include_object: Option<String>,
+}
+
+/// Query parameters of a write: `dryRun=All` validates and answers without
+/// storing. kubectl's `fieldManager` and `fieldValidation` are accepted and
+/// ignored (bodies are always checked strictly against the model).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WriteParams {
+    dry_run: Option<String>,
+}
+
+impl WriteParams {
+    /// Whether the write is a dry run; any value other than `All` is refused.
+    fn dry_run(query: Result<Query<WriteParams>, QueryRejection>) -> ApiResult<bool> {
+        match query_params(query)?.dry_run.as_deref() {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid dryRun {other:?}: the only supported value is All"
+            ))),
+        }
+    }
+}
+
 async fn read(
     State(state): State<ApiState>,
     ObjectAt {
@@ -450,12 +385,24 @@ async fn read(
         namespace,
         name,
     }: ObjectAt,
+    query: Result<Query<ReadParams>, QueryRejection>,
+    headers: HeaderMap,
 ) -> ApiResult {
+    let include = IncludeObject::parse(query_params(query)?.include_object.as_deref())?;
     if let Some(builtin) = super::rbac::builtin_object(kind, &name) {
         return Ok(object_response(StatusCode::OK, &builtin));
     }
     let mut object = fetch(&state, kind, &namespace, &name).await?;
     with_last_seen(&state.store, &mut object).await?;
+    if wants_table(&headers) {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "resourceVersion".into(),
+            Value::String(object.resource_version.to_string()),
+        );
+        let now = time::OffsetDateTime::now_utc();
+        return Ok(Json(table(kind, [&object.body], include, metadata, now)).into_response());
+    }
     Ok(object_response(StatusCode::OK, &object))
 }
 
@@ -473,34 +420,73 @@ async fn with_last_seen(
     Ok(())
 }
 
-async fn read_status(state: State<ApiState>, at: ObjectAt) -> ApiResult {
-    read(state, at).await
+async fn read_status(
+    State(state): State<ApiState>,
+    ObjectAt {
+        kind,
+        namespace,
+        name,
+    }: ObjectAt,
+) -> ApiResult {
+    let mut object = fetch(&state, kind, &namespace, &name).await?;
+    with_last_seen(&state.store, &mut object).await?;
+    Ok(object_response(StatusCode::OK, &object))
 }
 
 fn request_object(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
     let format = body_format(headers)?;
-    if format == BodyFormat::MergePatch {
+    if format.is_patch() {
         return Err(ApiError::unsupported_media_type(
-            "application/merge-patch+json is only accepted by PATCH",
+            "the patch content types are only accepted by PATCH",
         ));
     }
     decode_body(format, &body_bytes(body)?)
 }
 
-fn request_patch(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
-    match body_format(headers)? {
-        BodyFormat::MergePatch => {
-            let patch = decode_body(BodyFormat::MergePatch, &body_bytes(body)?)?;
-            if patch.is_object() {
-                Ok(patch)
-            } else {
-                Err(ApiError::bad_request("a merge patch must be a JSON object"))
-            }
-        }
-        _ => Err(ApiError::unsupported_media_type(
-            "PATCH needs Content-Type application/merge-patch+json",
-        )),
+fn request_patch(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> ApiResult<Patch> {
+    let format = body_format(headers)?;
+    if !format.is_patch() {
+        return Err(ApiError::unsupported_media_type(
+            "PATCH needs Content-Type application/merge-patch+json, \
+             application/json-patch+json or application/strategic-merge-patch+json",
+        ));
     }
+    let document = decode_body(format, &body_bytes(body)?)?;
+    match (format, document) {
+        (BodyFormat::JsonPatch, Value::Array(operations)) => Ok(Patch::Json(operations)),
+        (BodyFormat::JsonPatch, _) => Err(ApiError::bad_request(
+            "a JSON patch must be a JSON array of operations",
+        )),
+        (BodyFormat::StrategicMergePatch, patch @ Value::Object(_)) => Ok(Patch::Strategic(patch)),
+        (_, patch @ Value::Object(_)) => Ok(Patch::Merge(patch)),
+        _ => Err(ApiError::bad_request("a merge patch must be a JSON object")),
+    }
+}
+
+/// A patch that cannot be applied: 400 for a malformed patch, 422 naming the
+/// operation for one that does not fit the object.
+fn patch_failed(kind: ResourceKind, name: &str, error: PatchError) -> ApiError {
+    match error {
+        PatchError::Operation { ref path, .. } => ApiError::invalid(
+            kind,
+            name,
+            vec![super::StatusCause::invalid(path.clone(), error.to_string())],
+        ),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// Answers a dry run: the body the write would store, with the write's code.
+async fn dry_run_response(
+    state: &ApiState,
+    code: StatusCode,
+    kind: ResourceKind,
+    namespace: &str,
+    name: &str,
+    write: DryRunWrite,
+) -> ApiResult {
+    let body = dry_run(state.store.as_ref(), kind, namespace, name, write).await?;
+    Ok((code, Json(body)).into_response())
 }
 
 /// Server-managed metadata a client may not set on creation.
@@ -526,10 +512,12 @@ fn strip_server_fields(body: &mut Value) {
 async fn create(
     State(state): State<ApiState>,
     CollectionAt { kind, namespace }: CollectionAt,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     writable(kind)?;
+    let dry = WriteParams::dry_run(query)?;
     let mut object = request_object(&headers, body)?;
     strip_server_fields(&mut object);
     let target = Target {
@@ -538,6 +526,10 @@ async fn create(
         name: None,
     };
     let name = admit(&target, &mut object)?;
+    if dry {
+        let write = DryRunWrite::Create(object);
+        return dry_run_response(&state, StatusCode::CREATED, kind, &namespace, &name, write).await;
+    }
     let created = state.store.create(kind, &namespace, &name, object).await?;
     after_write(&state, kind);
     Ok(object_response(StatusCode::CREATED, &created))
@@ -600,11 +592,13 @@ async fn replace(
         namespace,
         name,
     }: ObjectAt,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     writable(kind)?;
     not_builtin(kind, &name)?;
+    let dry = WriteParams::dry_run(query)?;
     let before = decision_before(&state, kind, &namespace, &name).await;
     let mut object = request_object(&headers, body)?;
     let target = Target {
@@ -614,6 +608,11 @@ async fn replace(
     };
     admit(&target, &mut object)?;
     let expected = expected_resource_version(&object);
+    if dry {
+        existing_name(kind, &namespace, &name)?;
+        let write = DryRunWrite::Update(expected, object);
+        return dry_run_response(&state, StatusCode::OK, kind, &namespace, &name, write).await;
+    }
     let updated = state
         .store
         .update(kind, &namespace, &name, expected, object)
@@ -631,10 +630,12 @@ async fn replace_status(
         namespace,
         name,
     }: ObjectAt,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     writable(kind)?;
+    let dry = WriteParams::dry_run(query)?;
     let before = decision_before(&state, kind, &namespace, &name).await;
     let mut object = request_object(&headers, body)?;
     if let Some(status) = object.get_mut("status") {
@@ -649,6 +650,10 @@ async fn replace_status(
     let expected = expected_resource_version(&object);
     let status = object.get("status").cloned().unwrap_or(Value::Null);
     existing_name(kind, &namespace, &name)?;
+    if dry {
+        let write = DryRunWrite::UpdateStatus(expected, status);
+        return dry_run_response(&state, StatusCode::OK, kind, &namespace, &name, write).await;
+    }
     let updated = state
         .store
         .update_status(kind, &namespace, &name, expected, status)
@@ -672,22 +677,22 @@ async fn patch(
         namespace,
         name,
     }: ObjectAt,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     writable(kind)?;
     not_builtin(kind, &name)?;
+    let dry = WriteParams::dry_run(query)?;
     let patch = request_patch(&headers, body)?;
-    apply_patch(
-        &state,
-        caller.as_deref(),
+    let request = PatchRequest {
         kind,
-        &namespace,
-        &name,
-        &patch,
-        PatchTarget::Object,
-    )
-    .await
+        namespace: &namespace,
+        name: &name,
+        target: PatchTarget::Object,
+        dry_run: dry,
+    };
+    apply_patch(&state, caller.as_deref(), &request, &patch).await
 }
 
 async fn patch_status(
@@ -698,24 +703,40 @@ async fn patch_status(
         namespace,
         name,
     }: ObjectAt,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     writable(kind)?;
+    let dry = WriteParams::dry_run(query)?;
     let mut patch = request_patch(&headers, body)?;
-    if let Some(status) = patch.get_mut("status") {
+    if kind == ResourceKind::EdgeDeviceSignedRequest && matches!(patch, Patch::Json(_)) {
+        // A decision written in the status is signed with the calling token, which
+        // needs the conditions the patch writes: a merge patch names them.
+        return Err(ApiError::unsupported_media_type(
+            "the status of an EdgeDeviceSignedRequest takes a merge patch, so that decisions are signed",
+        ));
+    }
+    if let Some(status) = patch.field_mut("status") {
         sign_enrolment_decisions(kind, status, caller.as_deref());
     }
-    apply_patch(
-        &state,
-        caller.as_deref(),
+    let request = PatchRequest {
         kind,
-        &namespace,
-        &name,
-        &patch,
-        PatchTarget::Status,
-    )
-    .await
+        namespace: &namespace,
+        name: &name,
+        target: PatchTarget::Status,
+        dry_run: dry,
+    };
+    apply_patch(&state, caller.as_deref(), &request, &patch).await
+}
+
+/// Where a patch goes and whether it is only tried.
+struct PatchRequest<'a> {
+    kind: ResourceKind,
+    namespace: &'a str,
+    name: &'a str,
+    target: PatchTarget,
+    dry_run: bool,
 }
 
 /// Says who decided, in each `approved` or `declined` condition a status write to
@@ -764,19 +785,24 @@ fn token_signature(token: &crate::store::ApiToken) -> String {
     }
 }
 
-/// Applies a merge patch to the stored object. A patch naming
-/// `metadata.resourceVersion` is a precondition (409 when stale); without one the
-/// patch is re-applied on the newest version when a concurrent writer wins.
+/// Applies a patch to the stored object. A merge patch naming
+/// `metadata.resourceVersion` is a precondition (409 when stale), as is a JSON
+/// patch that `test`s it; without one the patch is re-applied on the newest
+/// version when a concurrent writer wins.
 async fn apply_patch(
     state: &ApiState,
     caller: Option<&Caller>,
-    kind: ResourceKind,
-    namespace: &str,
-    name: &str,
-    patch: &Value,
-    target: PatchTarget,
+    request: &PatchRequest<'_>,
+    patch: &Patch,
 ) -> ApiResult {
-    let precondition = match patch.pointer("/metadata/resourceVersion") {
+    let PatchRequest {
+        kind,
+        namespace,
+        name,
+        target,
+        dry_run: dry,
+    } = *request;
+    let precondition = match patch.resource_version() {
         None | Some(Value::Null) => None,
         Some(Value::String(rv)) => Some(rv.parse::<u64>().map_err(|_| {
             ApiError::invalid(
@@ -809,14 +835,34 @@ async fn apply_patch(
             None
         };
         let mut merged = current.body.clone();
-        merge_patch(&mut merged, patch);
+        patch
+            .apply(&mut merged)
+            .map_err(|error| patch_failed(kind, name, error))?;
         let admission = Target {
             kind,
             namespace,
             name: Some(name),
         };
         admit(&admission, &mut merged)?;
-        let expected = precondition.unwrap_or(current.resource_version);
+        // A JSON patch that changes `metadata.resourceVersion` states the version it
+        // was made from; one that leaves it alone has no precondition.
+        let carried = match patch {
+            Patch::Json(_) => {
+                expected_resource_version(&merged).filter(|rv| *rv != current.resource_version)
+            }
+            _ => None,
+        };
+        let expected = precondition.or(carried).unwrap_or(current.resource_version);
+        if dry {
+            let write = match target {
+                PatchTarget::Object => DryRunWrite::Update(Some(expected), merged),
+                PatchTarget::Status => DryRunWrite::UpdateStatus(
+                    Some(expected),
+                    merged.get("status").cloned().unwrap_or(Value::Null),
+                ),
+            };
+            return dry_run_response(state, StatusCode::OK, kind, namespace, name, write).await;
+        }
         let result = match target {
             PatchTarget::Object => {
                 state
@@ -839,7 +885,7 @@ async fn apply_patch(
                 return Ok(object_response(StatusCode::OK, &updated));
             }
             Err(StoreError::Conflict { .. })
-                if precondition.is_none() && attempt < PATCH_ATTEMPTS =>
+                if precondition.is_none() && carried.is_none() && attempt < PATCH_ATTEMPTS =>
             {
                 continue;
             }
@@ -855,18 +901,31 @@ async fn remove(
         namespace,
         name,
     }: ObjectAt,
+    query: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     writable(kind)?;
     not_builtin(kind, &name)?;
     existing_name(kind, &namespace, &name)?;
-    // Optional DeleteOptions: `preconditions.resourceVersion`.
+    let mut dry = WriteParams::dry_run(query)?;
+    // Optional DeleteOptions: `preconditions.resourceVersion`, `dryRun: ["All"]`.
     let bytes = body_bytes(body)?;
     let expected = if bytes.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         let options = request_object(&headers, Ok(bytes))?;
+        match options.get("dryRun") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(values)) if values.iter().all(|v| v == "All") => {
+                dry |= !values.is_empty();
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid dryRun {other}: the only supported value is [\"All\"]"
+                )));
+            }
+        }
         match options.pointer("/preconditions/resourceVersion") {
             None | Some(Value::Null) => None,
             Some(Value::String(rv)) => Some(rv.parse::<u64>().map_err(|_| {
@@ -879,6 +938,10 @@ async fn remove(
             }
         }
     };
+    if dry {
+        let write = DryRunWrite::Delete(expected);
+        return dry_run_response(&state, StatusCode::OK, kind, &namespace, &name, write).await;
+    }
     let deletion = state
         .store
         .delete(kind, &namespace, &name, expected)

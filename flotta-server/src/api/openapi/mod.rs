@@ -1,5 +1,6 @@
-//! The OpenAPI 3.1 document of the management API: resource schemas from the model
-//! (schemars, JSON Schema 2020-12 as OpenAPI 3.1 uses) and paths assembled here.
+//! The OpenAPI 3.1 document of the management API (`/openapi.json`): resource
+//! schemas from the model (schemars, JSON Schema 2020-12 as OpenAPI 3.1 uses) and
+//! paths assembled here; [`kube`] derives the v2 and v3 documents kubectl reads.
 
 use flotta_core::model::{
     API_VERSION, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload,
@@ -10,6 +11,12 @@ use serde_json::{Map, Value, json};
 
 use super::{API_PREFIX, plural_of};
 use crate::store::ResourceKind;
+
+mod kube;
+mod proto;
+
+pub use kube::KubeOpenApi;
+pub(crate) use kube::V2_PROTOBUF;
 
 const SCHEMAS: &str = "#/components/schemas/";
 
@@ -66,7 +73,20 @@ fn body_of(kind: &str) -> Value {
 fn merge_patch_body() -> Value {
     json!({
         "required": true,
-        "content": {"application/merge-patch+json": {"schema": {"type": "object"}}},
+        "content": {
+            "application/merge-patch+json": {"schema": {"type": "object"}},
+            "application/strategic-merge-patch+json": {"schema": {"type": "object"}},
+            "application/json-patch+json": {"schema": {"type": "array", "items": {
+                "type": "object",
+                "required": ["op", "path"],
+                "properties": {
+                    "op": {"type": "string", "enum": ["add", "remove", "replace", "move", "copy", "test"]},
+                    "path": {"type": "string"},
+                    "from": {"type": "string"},
+                    "value": {},
+                },
+            }}},
+        },
     })
 }
 
@@ -284,7 +304,7 @@ fn all_kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
             "patch": {
                 "operationId": format!("patch{name}"),
                 "tags": tag,
-                "summary": "Apply a JSON merge patch (RFC 7386)",
+                "summary": "Apply a JSON merge patch (RFC 7386), a JSON patch (RFC 6902) or a strategic merge patch (lists replaced whole)",
                 "parameters": params,
                 "requestBody": merge_patch_body(),
                 "responses": object_responses("200", name, write_errors),

@@ -1,0 +1,686 @@
+//! What stock kubectl needs of the management API: version and discovery, the
+//! OpenAPI v2 (protobuf) and v3 documents, Tables, JSON and strategic merge
+//! patches, dry runs and namespaces. `scripts/test-kubectl.sh` drives a real
+//! kubectl against a real server; these tests pin each piece, bad input included.
+
+use flotta_core::kind::ResourceKind;
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::api_harness::{
+    TestServer, collection, expect_json, expect_status, object_path, sample_objects,
+};
+use crate::api_suite::{next_events, watch_events};
+
+const GROUP_VERSION: &str = "/apis/management.project-flotta.io/v1alpha1";
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+const JSON_PATCH: &str = "application/json-patch+json";
+const STRATEGIC: &str = "application/strategic-merge-patch+json";
+
+/// The workload of the shared samples, created as `name` in `fleet`.
+async fn create_workload(server: &TestServer, name: &str) -> Value {
+    let (plural, body) = sample_objects(name).swap_remove(2);
+    expect_json(
+        server
+            .admin(Method::POST, &collection("fleet", plural))
+            .json(&body)
+            .send()
+            .await
+            .expect("create"),
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovery_serves_version_groups_and_the_kind_table() {
+    let server = TestServer::start().await;
+    let version = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(server.ca_pem().as_bytes()).expect("CA"),
+        )
+        .build()
+        .expect("client")
+        .get(format!("{}/version", server.admin_config().server))
+        .send()
+        .await
+        .expect("version without a token");
+    let version = expect_json(version, StatusCode::OK).await;
+    assert_eq!(version["major"], "1");
+    assert!(
+        version["gitVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1.") && v.contains("+flotta-")),
+        "{version}"
+    );
+
+    // kubectl asks for aggregated discovery first; a plain application/json answer
+    // tells it to read the plain documents.
+    let groups = server
+        .admin(Method::GET, "/apis")
+        .header(header::ACCEPT, AGGREGATED)
+        .send()
+        .await
+        .expect("groups");
+    assert_eq!(content_type(&groups), "application/json");
+    let groups = expect_json(groups, StatusCode::OK).await;
+    assert_eq!(groups["kind"], "APIGroupList");
+    assert_eq!(groups["groups"][0]["name"], "management.project-flotta.io");
+    assert_eq!(
+        groups["groups"][0]["preferredVersion"]["groupVersion"],
+        "management.project-flotta.io/v1alpha1"
+    );
+    let api = expect_json(
+        server.admin(Method::GET, "/api").send().await.expect("api"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(api["versions"], json!(["v1"]));
+
+    let flotta = expect_json(
+        server
+            .admin(Method::GET, GROUP_VERSION)
+            .send()
+            .await
+            .expect("resources"),
+        StatusCode::OK,
+    )
+    .await;
+    let core = expect_json(
+        server
+            .admin(Method::GET, "/api/v1")
+            .send()
+            .await
+            .expect("core"),
+        StatusCode::OK,
+    )
+    .await;
+    for kind in ResourceKind::ALL {
+        let list = if kind.is_flotta() { &flotta } else { &core };
+        let entry = list["resources"]
+            .as_array()
+            .and_then(|r| r.iter().find(|e| e["name"] == kind.plural()))
+            .unwrap_or_else(|| panic!("{kind} discovered"));
+        assert_eq!(entry["shortNames"], json!(kind.short_names()), "{kind}");
+        assert_eq!(entry["categories"], json!(kind.categories()), "{kind}");
+        assert_eq!(entry["singularName"], kind.singular(), "{kind}");
+        assert_eq!(entry["namespaced"], true, "{kind}");
+    }
+    let namespaces = core["resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|e| e["name"] == "namespaces"))
+        .expect("namespaces discovered");
+    assert_eq!(namespaces["namespaced"], false);
+    assert_eq!(namespaces["shortNames"], json!(["ns"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_openapi_v2_is_protobuf_on_request_and_v3_carries_group_version_kinds() {
+    let server = TestServer::start().await;
+    let protobuf = server
+        .admin(Method::GET, "/openapi/v2")
+        .header(header::ACCEPT, PROTOBUF_V2)
+        .send()
+        .await
+        .expect("v2 protobuf");
+    assert_eq!(protobuf.status(), StatusCode::OK);
+    assert_eq!(content_type(&protobuf), PROTOBUF_V2);
+    let bytes = protobuf.bytes().await.expect("body");
+    // Document.swagger (field 1) = "2.0".
+    assert_eq!(&bytes[..5], &[0x0a, 3, b'2', b'.', b'0']);
+
+    let v2 = server
+        .admin(Method::GET, "/openapi/v2")
+        .send()
+        .await
+        .expect("v2 JSON");
+    assert_eq!(content_type(&v2), "application/json");
+    let v2 = expect_json(v2, StatusCode::OK).await;
+    assert_eq!(v2["swagger"], "2.0");
+    assert_eq!(
+        v2["definitions"]["EdgeDevice"]["x-kubernetes-group-version-kind"][0]["kind"],
+        "EdgeDevice"
+    );
+
+    let index = expect_json(
+        server
+            .admin(Method::GET, "/openapi/v3")
+            .send()
+            .await
+            .expect("index"),
+        StatusCode::OK,
+    )
+    .await;
+    let url = index["paths"]["apis/management.project-flotta.io/v1alpha1"]["serverRelativeURL"]
+        .as_str()
+        .expect("the group's document");
+    assert!(url.contains("?hash="), "{url}");
+    assert!(index["paths"]["api/v1"].is_object(), "{index}");
+    let document = expect_json(
+        server.admin(Method::GET, url).send().await.expect("v3"),
+        StatusCode::OK,
+    )
+    .await;
+    let workload = &document["components"]["schemas"]["EdgeWorkload"];
+    assert_eq!(
+        workload["x-kubernetes-group-version-kind"],
+        json!([{"group": "management.project-flotta.io", "version": "v1alpha1", "kind": "EdgeWorkload"}])
+    );
+    assert!(workload["properties"]["spec"].is_object(), "{workload}");
+    let patch = &document["paths"]["/apis/management.project-flotta.io/v1alpha1/namespaces/{namespace}/edgeworkloads/{name}"]
+        ["patch"];
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"]["kind"],
+        "EdgeWorkload"
+    );
+    expect_status(
+        server
+            .admin(Method::GET, "/openapi/v3/apis/example.com/v1")
+            .send()
+            .await
+            .expect("unknown"),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_tables_carry_the_cli_columns_on_list_get_and_watch() {
+    let server = TestServer::start().await;
+    create_workload(&server, "web").await;
+    let table = expect_json(
+        server
+            .admin(Method::GET, &collection("fleet", "edgeworkloads"))
+            .header(header::ACCEPT, TABLE)
+            .send()
+            .await
+            .expect("table"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["apiVersion"], "meta.k8s.io/v1");
+    let headers: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    let expected: Vec<&str> = ResourceKind::EdgeWorkload
+        .columns()
+        .iter()
+        .map(|c| c.header)
+        .collect();
+    assert_eq!(headers, expected);
+    assert_eq!(table["columnDefinitions"][0]["format"], "name");
+    let wide = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .find(|c| c["name"] == "FAILED")
+        .expect("a wide column");
+    assert_eq!(wide["priority"], 1);
+    let row = &table["rows"][0];
+    assert_eq!(row["cells"][0], "web");
+    assert_eq!(row["cells"][1], "pod");
+    assert_eq!(row["cells"][2], "site=lab");
+    assert_eq!(row["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(row["object"]["metadata"]["name"], "web");
+    assert!(row["object"].get("spec").is_none());
+
+    let full = expect_json(
+        server
+            .admin(
+                Method::GET,
+                &format!(
+                    "{}?includeObject=Object",
+                    collection("fleet", "edgeworkloads")
+                ),
+            )
+            .header(header::ACCEPT, TABLE)
+            .send()
+            .await
+            .expect("table"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(full["rows"][0]["object"]["spec"]["type"], "pod");
+    expect_status(
+        server
+            .admin(
+                Method::GET,
+                &format!("{}?includeObject=All", collection("fleet", "edgeworkloads")),
+            )
+            .header(header::ACCEPT, TABLE)
+            .send()
+            .await
+            .expect("bad includeObject"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    )
+    .await;
+
+    let one = expect_json(
+        server
+            .admin(Method::GET, &object_path("fleet", "edgeworkloads", "web"))
+            .header(header::ACCEPT, TABLE)
+            .send()
+            .await
+            .expect("one"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(one["kind"], "Table");
+    assert_eq!(one["rows"].as_array().map(Vec::len), Some(1));
+    // Without the Table media type, the object itself.
+    let plain = expect_json(
+        server
+            .admin(Method::GET, &object_path("fleet", "edgeworkloads", "web"))
+            .send()
+            .await
+            .expect("plain"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(plain["kind"], "EdgeWorkload");
+
+    let watch = server
+        .admin(
+            Method::GET,
+            &format!("{}?watch=true", collection("fleet", "edgeworkloads")),
+        )
+        .header(header::ACCEPT, TABLE)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(watch.status(), StatusCode::OK);
+    let mut events = watch_events(watch);
+    let added = next_events(&mut events, 1).await;
+    assert_eq!(added[0]["type"], "ADDED");
+    assert_eq!(added[0]["object"]["kind"], "Table");
+    assert_eq!(added[0]["object"]["rows"][0]["cells"][0], "web");
+    create_workload(&server, "api").await;
+    let next = next_events(&mut events, 1).await;
+    assert_eq!(next[0]["object"]["rows"][0]["cells"][0], "api");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_json_patches_and_strategic_merge_patches_apply_and_bad_ones_are_named() {
+    let server = TestServer::start().await;
+    create_workload(&server, "web").await;
+    let path = object_path("fleet", "edgeworkloads", "web");
+    let patch = |content_type: &'static str, body: Value| {
+        server
+            .admin(Method::PATCH, &path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.to_string())
+            .send()
+    };
+
+    let patched = expect_json(
+        patch(
+            JSON_PATCH,
+            json!([
+                {"op": "add", "path": "/metadata/labels", "value": {"tier": "front"}},
+                {"op": "test", "path": "/spec/type", "value": "pod"},
+                {"op": "replace", "path": "/spec/deviceSelector/matchLabels/site", "value": "lab-2"},
+            ]),
+        )
+        .await
+        .expect("json patch"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(patched["metadata"]["labels"]["tier"], "front");
+    assert_eq!(
+        patched["spec"]["deviceSelector"]["matchLabels"]["site"],
+        "lab-2"
+    );
+
+    let failed_test = expect_status(
+        patch(
+            JSON_PATCH,
+            json!([
+                {"op": "add", "path": "/metadata/labels/x", "value": "y"},
+                {"op": "test", "path": "/spec/type", "value": "ansible"},
+            ]),
+        )
+        .await
+        .expect("failing test"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+    )
+    .await;
+    let message = failed_test["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("operation 1 (test /spec/type)"),
+        "{message}"
+    );
+
+    let unknown_op = expect_status(
+        patch(JSON_PATCH, json!([{"op": "frobnicate", "path": "/spec"}]))
+            .await
+            .expect("unknown op"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    )
+    .await;
+    let message = unknown_op["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("operation 0") && message.contains("frobnicate"),
+        "{message}"
+    );
+    expect_status(
+        patch(JSON_PATCH, json!({"op": "add"}))
+            .await
+            .expect("not a list"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    )
+    .await;
+    // A patch that leaves an invalid object is refused like any other write.
+    expect_status(
+        patch(
+            JSON_PATCH,
+            json!([{"op": "replace", "path": "/spec/type", "value": 7}]),
+        )
+        .await
+        .expect("invalid result"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+    )
+    .await;
+
+    let strategic = expect_json(
+        patch(
+            STRATEGIC,
+            json!({"metadata": {"labels": {"tier": null, "app": "web"}},
+                   "spec": {"deviceSelector": {"$patch": "replace", "matchLabels": {"zone": "a"}}}}),
+        )
+        .await
+        .expect("strategic"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(strategic["metadata"]["labels"], json!({"app": "web"}));
+    assert_eq!(
+        strategic["spec"]["deviceSelector"],
+        json!({"matchLabels": {"zone": "a"}})
+    );
+    expect_status(
+        patch(
+            STRATEGIC,
+            json!({"spec": {"$setElementOrder/containers": []}}),
+        )
+        .await
+        .expect("list directive"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    )
+    .await;
+
+    for refused in [
+        "text/plain",
+        "application/apply-patch+yaml",
+        "application/json",
+    ] {
+        let status = expect_status(
+            patch(refused, json!({})).await.expect("refused type"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+        )
+        .await;
+        assert!(status["message"].is_string(), "{refused}");
+    }
+    // Patch types are refused outside PATCH.
+    expect_status(
+        server
+            .admin(Method::POST, &collection("fleet", "edgeworkloads"))
+            .header(header::CONTENT_TYPE, JSON_PATCH)
+            .body("[]")
+            .send()
+            .await
+            .expect("post"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UnsupportedMediaType",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_dry_runs_validate_and_answer_without_storing() {
+    let server = TestServer::start().await;
+    let (plural, body) = sample_objects("dry").swap_remove(2);
+    let created = expect_json(
+        server
+            .admin(
+                Method::POST,
+                &format!("{}?dryRun=All", collection("fleet", plural)),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("dry create"),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["metadata"]["name"], "dry");
+    assert_eq!(created["metadata"]["generation"], 1);
+    let path = object_path("fleet", plural, "dry");
+    expect_status(
+        server.admin(Method::GET, &path).send().await.expect("get"),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    )
+    .await;
+    let mut invalid = body.clone();
+    invalid["spec"]["type"] = json!(7);
+    expect_status(
+        server
+            .admin(
+                Method::POST,
+                &format!("{}?dryRun=All", collection("fleet", plural)),
+            )
+            .json(&invalid)
+            .send()
+            .await
+            .expect("dry invalid"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+    )
+    .await;
+
+    let stored = create_workload(&server, "dry").await;
+    let version = stored["metadata"]["resourceVersion"].clone();
+    let patched = expect_json(
+        server
+            .admin(Method::PATCH, &format!("{path}?dryRun=All"))
+            .header(header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(json!({"metadata": {"labels": {"dry": "run"}}}).to_string())
+            .send()
+            .await
+            .expect("dry patch"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(patched["metadata"]["labels"]["dry"], "run");
+    assert_eq!(patched["metadata"]["resourceVersion"], version);
+
+    let mut replacement = stored.clone();
+    replacement["spec"]["type"] = json!("pod");
+    replacement["metadata"]["labels"] = json!({"replaced": "yes"});
+    let replaced = expect_json(
+        server
+            .admin(Method::PUT, &format!("{path}?dryRun=All"))
+            .json(&replacement)
+            .send()
+            .await
+            .expect("dry replace"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(replaced["metadata"]["labels"]["replaced"], "yes");
+    expect_json(
+        server
+            .admin(Method::DELETE, &format!("{path}?dryRun=All"))
+            .send()
+            .await
+            .expect("dry delete"),
+        StatusCode::OK,
+    )
+    .await;
+    let after = expect_json(
+        server.admin(Method::GET, &path).send().await.expect("get"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        after["metadata"]["resourceVersion"], version,
+        "nothing written"
+    );
+    assert!(after["metadata"].get("labels").is_none_or(Value::is_null));
+
+    // A dry run still gives the errors the write would.
+    let mut stale = replacement.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    expect_status(
+        server
+            .admin(Method::PUT, &format!("{path}?dryRun=All"))
+            .json(&stale)
+            .send()
+            .await
+            .expect("stale"),
+        StatusCode::CONFLICT,
+        "Conflict",
+    )
+    .await;
+    expect_status(
+        server
+            .admin(Method::DELETE, &format!("{path}?dryRun=Some"))
+            .send()
+            .await
+            .expect("bad dry run"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_namespaces_are_derived_from_the_objects_stored() {
+    let server = TestServer::start().await;
+    create_workload(&server, "web").await;
+    let list = expect_json(
+        server
+            .admin(Method::GET, "/api/v1/namespaces")
+            .send()
+            .await
+            .expect("list"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["kind"], "NamespaceList");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["default", "fleet"]);
+    assert_eq!(list["items"][1]["status"]["phase"], "Active");
+    assert!(list["items"][1]["metadata"]["creationTimestamp"].is_string());
+
+    let table = expect_json(
+        server
+            .admin(Method::GET, "/api/v1/namespaces/fleet")
+            .header(header::ACCEPT, TABLE)
+            .send()
+            .await
+            .expect("table"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(table["rows"][0]["cells"][0], "fleet");
+    assert_eq!(table["rows"][0]["cells"][1], "Active");
+
+    expect_status(
+        server
+            .admin(Method::GET, "/api/v1/namespaces/empty")
+            .send()
+            .await
+            .expect("empty"),
+        StatusCode::NOT_FOUND,
+        "NotFound",
+    )
+    .await;
+    let refused = expect_status(
+        server
+            .admin(Method::DELETE, "/api/v1/namespaces/fleet")
+            .send()
+            .await
+            .expect("delete"),
+        StatusCode::CONFLICT,
+        "Conflict",
+    )
+    .await;
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("1 edgeworkloads"), "{message}");
+    expect_status(
+        server
+            .admin(Method::DELETE, "/api/v1/namespaces/default")
+            .send()
+            .await
+            .expect("delete default"),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+    )
+    .await;
+    expect_status(
+        server
+            .admin(Method::POST, "/api/v1/namespaces")
+            .json(&json!({"metadata": {"name": "new"}}))
+            .send()
+            .await
+            .expect("create"),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+    )
+    .await;
+    expect_json(
+        server
+            .admin(
+                Method::DELETE,
+                &object_path("fleet", "edgeworkloads", "web"),
+            )
+            .send()
+            .await
+            .expect("delete the workload"),
+        StatusCode::OK,
+    )
+    .await;
+    // Emptied, the namespace no longer exists.
+    for method in [Method::GET, Method::DELETE] {
+        expect_status(
+            server
+                .admin(method, "/api/v1/namespaces/fleet")
+                .send()
+                .await
+                .expect("emptied"),
+            StatusCode::NOT_FOUND,
+            "NotFound",
+        )
+        .await;
+    }
+}
