@@ -17,6 +17,9 @@
 #                                                 # flotta-agent, dev flotta-server/flotta
 #   IDLE_SECONDS=60 HEARTBEAT_SECONDS=10 bench/agent-footprint.sh
 #   AGENT_PROFILE=release bench/agent-footprint.sh   # the plain release build
+#   METRICS=1 bench/agent-footprint.sh            # with system metrics every 60 s,
+#       pushed to a local Prometheus when `prometheus` is installed (buffered
+#       otherwise); see docs/observability.md
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$ROOT"
@@ -36,7 +39,7 @@ WORK="$(mktemp -d)"
 SERVER_PID=""
 AGENT_PID=""
 cleanup() {
-    for pid in "$AGENT_PID" "$SERVER_PID"; do
+    for pid in "$AGENT_PID" "$SERVER_PID" "${PROM_PID:-}"; do
         [ -n "$pid" ] && { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
     done
     rm -rf "$WORK"
@@ -67,6 +70,34 @@ RUST_LOG=info "$AGENT" --config agent.toml >agent.log 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 1 100); do grep -q "registered" agent.log 2>/dev/null && break; sleep 0.2; done
 grep -q "registered" agent.log || { echo "the agent did not register" >&2; cat agent.log >&2; exit 1; }
+if [ -n "${METRICS:-}" ]; then
+    # System metrics every 60 s through a device set the device joins.
+    receiver=""
+    if command -v prometheus >/dev/null; then
+        PROM_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        printf 'global:\n  scrape_interval: 1m\n' >prometheus.yml
+        prometheus --config.file=prometheus.yml --storage.tsdb.path=prom \
+            --web.listen-address="127.0.0.1:$PROM_PORT" --web.enable-remote-write-receiver \
+            >prometheus.log 2>&1 &
+        PROM_PID=$!
+        receiver="    receiverConfiguration: {url: \"http://127.0.0.1:$PROM_PORT/api/v1/write\"}"
+    fi
+    {
+        echo "apiVersion: management.project-flotta.io/v1alpha1"
+        echo "kind: EdgeDeviceSet"
+        echo "metadata: {name: footprint-metrics, namespace: default}"
+        echo "spec:"
+        echo "  metrics:"
+        echo "    system: {interval: 60}"
+        if [ -n "$receiver" ]; then echo "$receiver"; fi
+    } >metrics-set.yaml
+    FLOTTA_CONFIG="$WORK/data/admin.yaml" "$TARGET_DIR/debug/flotta" apply -f metrics-set.yaml >/dev/null
+    FLOTTA_CONFIG="$WORK/data/admin.yaml" "$TARGET_DIR/debug/flotta" label device/footprint \
+        flotta/member-of=footprint-metrics >/dev/null
+    for _ in $(seq 1 100); do [ -d state/metrics ] && break; sleep 0.2; done
+    [ -d state/metrics ] || { echo "metrics did not start" >&2; exit 1; }
+    echo "metrics: system every 60 s, receiver: ${receiver:+a local Prometheus}${receiver:-none (buffered)}"
+fi
 sleep 5 # settle: first config applied, first heartbeats sent
 
 # The agent's tokio runtime is single-threaded and runs on the main thread; tokio's

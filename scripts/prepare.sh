@@ -14,6 +14,8 @@ step() { printf '\n==> prepare: %s\n' "$*"; }
 # Debian packages first, in one apt-get call (dpkg takes one lock at a time).
 step "Debian packages"
 debs=(chromium binutils)
+# The metrics tests push to a real Prometheus (remote-write receiver).
+command -v prometheus >/dev/null || debs+=(prometheus)
 scripts/postgres.sh tools 2>/dev/null || debs+=(postgresql)
 command -v java >/dev/null || debs+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || debs+=(maven)

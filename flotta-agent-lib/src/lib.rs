@@ -6,14 +6,15 @@ mod command;
 mod error;
 pub mod files;
 pub mod hardware;
+pub mod metrics;
 mod offline;
 pub mod os;
 pub mod runtime;
 pub mod state;
 
 pub use agent::{
-    Agent, AgentBuilder, AgentEvent, AgentHandle, AgentStatus, AgentTiming, HeartbeatResult,
-    OsUpdateStatus,
+    Agent, AgentBuilder, AgentCounters, AgentEvent, AgentHandle, AgentStatus, AgentTiming,
+    HeartbeatResult, MetricsStatus, OsUpdateStatus,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AgentError;

@@ -22,5 +22,5 @@ pub use management::{
     ManagementClientBuilder, ObjectList, ResourceType,
 };
 pub use retry::{Backoff, RetryPolicy};
-pub use tls::Identity;
+pub use tls::{Identity, client_config as tls_client_config};
 pub use watch::WatchEvent;

@@ -59,9 +59,10 @@ fn parse_certificates(pem: &str, what: &str) -> ClientResult<Vec<CertificateDer<
     Ok(certificates)
 }
 
-/// A rustls client configuration trusting the CAs in `ca_pem`, presenting
-/// `identity` when given.
-pub(crate) fn client_config(
+/// A rustls client configuration (aws-lc-rs, safe default protocol versions)
+/// trusting the CAs in `ca_pem`, presenting `identity` when given: for HTTP
+/// clients of the device beyond the flotta APIs, such as the metrics receiver.
+pub fn client_config(
     ca_pem: &str,
     identity: Option<&Identity>,
 ) -> ClientResult<rustls::ClientConfig> {

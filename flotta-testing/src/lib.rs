@@ -6,7 +6,7 @@
 //! fresh PostgreSQL database ([`Database`]). Around it: identities minted from that CA
 //! ([`identity`]), the Edge API's JSON messages ([`messages`]), agents and clients with
 //! timers quick enough for tests ([`quick`]) and run in tasks ([`agent`]), the PostgreSQL test cluster
-//! ([`postgres`]) and one polling helper for conditions that have no signal
+//! ([`postgres`]), a real Prometheus for the metrics tests ([`prometheus`]) and one polling helper for conditions that have no signal
 //! ([`eventually`]).
 //!
 //! The crate sits above every other crate of the workspace and is only ever a
@@ -16,6 +16,7 @@ pub mod agent;
 pub mod identity;
 pub mod messages;
 pub mod postgres;
+pub mod prometheus;
 pub mod quick;
 mod server;
 mod wait;

@@ -40,6 +40,9 @@ pub struct AgentBuilder {
     local_address: Option<IpAddr>,
     clock: Arc<dyn Clock>,
     file_roots: Vec<String>,
+    metrics_dir: Option<PathBuf>,
+    state_dir_metrics: Option<PathBuf>,
+    proc_root: PathBuf,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -96,9 +99,30 @@ impl AgentBuilder {
         self
     }
 
-    /// Keeps state in files under `dir` ([`FileStateStore`]).
+    /// Keeps state in files under `dir` ([`FileStateStore`]), and the metrics
+    /// buffer in `dir/metrics` unless [`metrics_dir`](Self::metrics_dir) says
+    /// otherwise.
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        self.state_dir_metrics = Some(dir.join("metrics"));
         self.state = Some(Arc::new(FileStateStore::new(dir)));
+        self
+    }
+
+    /// Keeps the metrics buffer (segment files, bounded by the configuration's
+    /// `retention`) in `dir`. Without it, and without a
+    /// [`state_dir`](Self::state_dir), a configuration with metrics is reported
+    /// (`MetricsUnavailable`) and nothing is collected. Nothing is written there
+    /// while the configuration has no `metrics` section.
+    pub fn metrics_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.metrics_dir = Some(dir.into());
+        self
+    }
+
+    /// Reads system metrics from the `/proc`-like tree at `dir` (`/proc` by
+    /// default): for a containerised agent given the host's, and for tests.
+    pub fn proc_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.proc_root = dir.into();
         self
     }
 
@@ -262,6 +286,9 @@ impl AgentBuilder {
             file_roots: self.file_roots,
             written: Default::default(),
             settings: Default::default(),
+            metrics_plan: tokio::sync::watch::Sender::new(None),
+            metrics_dir: self.metrics_dir.or(self.state_dir_metrics),
+            system_metrics: crate::metrics::SystemCollector::new(self.proc_root),
             shared: Arc::new(Shared {
                 status: Mutex::new(AgentStatus::default()),
                 events,
@@ -305,6 +332,9 @@ impl AgentBuilder {
                 .iter()
                 .map(|r| (*r).to_owned())
                 .collect(),
+            metrics_dir: None,
+            state_dir_metrics: None,
+            proc_root: PathBuf::from("/proc"),
         }
     }
 }

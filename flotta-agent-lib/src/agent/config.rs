@@ -46,6 +46,7 @@ impl Agent {
                 .as_ref()
                 .and_then(|c| c.heartbeat.as_ref()),
         );
+        self.follow_metrics(&current.message);
         let config = RenderedConfig::from_message(current.message.clone());
         self.clean_file_leftovers(&config);
         match self.observe(&config, &config).await {
@@ -173,6 +174,7 @@ impl Agent {
             true,
         );
         self.remember_failed(&version).await;
+        self.shared.update(|s| s.counters.applies_failed += 1);
         self.shared
             .emit(AgentEvent::ApplyFailed { version, reason });
     }
@@ -352,10 +354,12 @@ impl Agent {
                     tracing::warn!(%error, "could not clear the failed version");
                 }
                 *lock(&self.shared.poll_version) = Some(desired.version.clone());
+                self.follow_metrics(&desired.message);
                 self.shared.update(|s| {
                     s.config_version = Some(desired.version.clone());
                     s.failed_version = None;
                     s.state_error = None;
+                    s.counters.applies_succeeded += 1;
                 });
                 tracing::info!(version = %desired.version, "configuration applied");
                 self.shared.report(
@@ -383,6 +387,7 @@ impl Agent {
         reason: String,
     ) {
         tracing::warn!(version = %failed.version, %reason, "apply failed; rolling back");
+        self.shared.update(|s| s.counters.applies_failed += 1);
         self.shared.report(
             "ApplyFailed",
             format!("version {}: {reason}", failed.version),
@@ -415,6 +420,7 @@ impl Agent {
         };
         // Failures are reported by save_config; the rollback itself stands.
         let _ = self.save_config(StateItem::CurrentConfig, &last_good).await;
+        self.follow_metrics(&last_good.message);
         self.remember_failed(&failed.version).await;
         self.shared.update(|s| {
             s.config_version = Some(last_good.version.clone()).filter(|v| !v.is_empty());

@@ -80,6 +80,14 @@ impl Agent {
                 state_error.get_or_insert(error);
             }
         }
+        // The buffered metrics of a deleted device have nowhere to go.
+        if let Some(dir) = &self.metrics_dir
+            && let Err(error) = tokio::fs::remove_dir_all(dir).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(%error, "could not remove the metrics buffer");
+            complete = false;
+        }
         self.shared.update(|s| {
             s.disconnected = true;
             s.config_version = None;

@@ -99,7 +99,8 @@ impl Agent {
                     }
                     self.shared.queue_changed.notify_one();
                     self.shared.update(|s| {
-                        s.last_heartbeat = Some(HeartbeatResult::Delivered { at: now })
+                        s.last_heartbeat = Some(HeartbeatResult::Delivered { at: now });
+                        s.counters.heartbeats_sent += 1;
                     });
                     self.shared.emit(AgentEvent::HeartbeatDelivered);
                     if after_outage || batch.dropped > 0 {
@@ -131,6 +132,7 @@ impl Agent {
                             reason: reason.clone(),
                             consecutive_failures: failures,
                         });
+                        s.counters.heartbeats_failed += 1;
                     });
                     self.shared.emit(AgentEvent::HeartbeatFailed { reason });
                 }

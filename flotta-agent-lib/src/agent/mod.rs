@@ -5,7 +5,8 @@
 //! [`identity`] (enrolment, registration, renewal), [`config`] (long-poll, apply,
 //! rollback, the record of applied workloads), [`os_update`] (the OS update across
 //! the reboot), [`heartbeat`], [`control`] (commands,
-//! disconnect) and [`status`] (what the agent shows of itself). Time is read and
+//! disconnect), [`metrics`] (collection and remote-write push) and [`status`] (what
+//! the agent shows of itself). Time is read and
 //! waited on only through the agent's [`Clock`].
 
 mod builder;
@@ -14,6 +15,7 @@ mod control;
 mod event_queue;
 mod heartbeat;
 mod identity;
+mod metrics;
 mod os_update;
 mod status;
 #[cfg(test)]
@@ -30,7 +32,8 @@ use flotta_core::enrolment::{AgentConfig, AgentPhase};
 
 pub use builder::AgentBuilder;
 pub use status::{
-    AgentEvent, AgentHandle, AgentStatus, AgentTiming, HeartbeatResult, OsUpdateStatus,
+    AgentCounters, AgentEvent, AgentHandle, AgentStatus, AgentTiming, HeartbeatResult,
+    MetricsStatus, OsUpdateStatus,
 };
 
 use crate::clock::Clock;
@@ -104,6 +107,12 @@ pub struct Agent {
     /// The device settings last applied (metrics, storage, log collection, mounts),
     /// kept for the subsystems that act on them.
     settings: Mutex<Option<flotta_core::wire::DeviceConfiguration>>,
+    /// What the metrics loop does, from the configuration in force (`None`: nothing).
+    metrics_plan: tokio::sync::watch::Sender<Option<Arc<crate::metrics::MetricsPlan>>>,
+    /// Where the metrics buffer lives (`metrics/` in the state directory).
+    metrics_dir: Option<std::path::PathBuf>,
+    /// Reads the system metrics.
+    system_metrics: crate::metrics::SystemCollector,
     shared: Arc<Shared>,
 }
 
@@ -165,6 +174,7 @@ impl Agent {
                     () = self.config_loop() => Ok(()),
                     () = self.heartbeat_loop() => Ok(()),
                     () = self.os_update_loop() => Ok(()),
+                    () = self.metrics_loop() => Ok(()),
                 }
             };
             // From the start: events queued while enrolling are kept too.

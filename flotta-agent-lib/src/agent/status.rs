@@ -124,6 +124,52 @@ pub struct AgentStatus {
     /// Set while a new version waits for its download or update window
     /// (`updatePolicy`): "version V: waiting for the update window (...)".
     pub waiting_for_window: Option<String>,
+    /// What the agent counted since it started (also pushed as `flotta_agent_*`
+    /// metrics).
+    pub counters: AgentCounters,
+    /// The metrics subsystem, while the configuration has a `metrics` section.
+    pub metrics: Option<MetricsStatus>,
+}
+
+/// Counts since the agent started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct AgentCounters {
+    /// Heartbeats the server accepted.
+    pub heartbeats_sent: u64,
+    /// Heartbeats that could not be delivered.
+    pub heartbeats_failed: u64,
+    /// Configurations applied completely.
+    pub applies_succeeded: u64,
+    /// Configurations refused, undecodable or rolled back.
+    pub applies_failed: u64,
+    /// Collections of the system and agent metrics.
+    pub metrics_collections: u64,
+    /// Samples the metrics receiver acknowledged.
+    pub metrics_pushed_samples: u64,
+    /// Samples the metrics receiver refused for good (a 4xx other than 429).
+    pub metrics_rejected_samples: u64,
+}
+
+/// Where metrics collection and pushing stand.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MetricsStatus {
+    /// The remote-write endpoint, if the configuration names one.
+    pub receiver: Option<String>,
+    /// Samples in the on-disk buffer, not yet acknowledged.
+    pub buffered_samples: u64,
+    /// Samples dropped unsent (buffer full or past the age bound, oldest first),
+    /// since the buffer was created.
+    pub dropped_samples: u64,
+    /// Pushes failed in a row (receiver unreachable, 429, 5xx); retried with backoff.
+    pub consecutive_push_failures: u32,
+    /// The last failure of a push or of the settings, until a push succeeds.
+    pub last_error: Option<String>,
+    /// Why the last append to the buffer failed (a full disk), until one succeeds.
+    pub buffer_error: Option<String>,
+    /// When the receiver last acknowledged a batch.
+    pub last_push: Option<OffsetDateTime>,
 }
 
 /// Where an OS update stands ([`AgentStatus::os_update`], [`AgentEvent::OsUpdate`],
@@ -222,6 +268,35 @@ pub enum AgentEvent {
         version: String,
         /// Why (the image and the registry's answer, the disk space).
         reason: String,
+    },
+    /// The metrics receiver acknowledged a batch of samples.
+    MetricsPushed {
+        /// Samples in the batch.
+        samples: u64,
+    },
+    /// A metrics push failed in a way worth retrying (unreachable, 429, 5xx); the
+    /// samples stay buffered and the push is retried with backoff.
+    MetricsPushFailed {
+        /// Why.
+        reason: String,
+        /// Failures in a row, this one included.
+        consecutive_failures: u32,
+    },
+    /// The metrics receiver refused a batch for good (a 4xx other than 429): its
+    /// samples are dropped so later ones are not blocked.
+    MetricsRejected {
+        /// The HTTP status (0 when the receiver's settings are unusable).
+        status: u16,
+        /// Samples dropped.
+        samples: u64,
+        /// The receiver's answer.
+        reason: String,
+    },
+    /// The metrics buffer was full (or samples outlived `retention.max_hours`): the
+    /// oldest unsent samples were dropped.
+    MetricsDropped {
+        /// Samples dropped now.
+        samples: u64,
     },
     /// The server disconnected the device (it was deleted): its workloads and the
     /// agent's state were removed and the agent stopped.

@@ -6,6 +6,7 @@ mod config_inputs;
 mod events;
 mod harness;
 mod lifecycle;
+mod metrics;
 mod podman_runtime;
 mod prefetch;
 mod process_runtime;

@@ -190,3 +190,58 @@ fn the_rbac_examples_validate_and_isolate_the_teams() {
     assert!(may(&carol, "GET", "/api/v1/namespaces/team-a/secrets/db"));
     assert!(!may(&carol, "GET", "/api/v1/namespaces/team-b/secrets/db"));
 }
+
+#[test]
+fn the_observability_example_renders_metrics_for_its_devices() {
+    use flotta_core::model::{ConfigMap, EdgeDevice};
+    use flotta_core::reconcile::render_device_config;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/manifests/observability/metrics.yaml");
+    let text = std::fs::read_to_string(&path).expect("example");
+    let mut maps: Vec<ConfigMap> = Vec::new();
+    let mut workloads = Vec::new();
+    let mut sets = Vec::new();
+    for resource in parse_manifests(&text).expect("parses") {
+        assert!(resource.validate().is_empty(), "{}", resource.kind());
+        match resource {
+            AnyResource::ConfigMap(c) => maps.push(*c),
+            AnyResource::EdgeWorkload(w) => workloads.push(*w),
+            AnyResource::EdgeDeviceSet(s) => sets.push(*s),
+            other => panic!("unexpected {}", other.kind()),
+        }
+    }
+    let device: EdgeDevice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1", "kind": "EdgeDevice",
+        "metadata": {"name": "cam-1", "namespace": "plant-north",
+                     "labels": {"device-class": "camera"}},
+        "spec": {}
+    }))
+    .expect("device");
+    let rendered = render_device_config(&device, &sets, &workloads, &[], &maps);
+    assert!(!rendered.has_errors(), "{:?}", rendered.problems);
+    let metrics = rendered
+        .message
+        .configuration
+        .and_then(|c| c.metrics)
+        .expect("metrics");
+    let receiver = metrics.receiver.expect("receiver");
+    assert_eq!(
+        receiver.url.as_deref(),
+        Some("http://prometheus.plant-north.example:9090/api/v1/write")
+    );
+    assert_eq!(receiver.request_num_samples, Some(1000));
+    let system = metrics.system.expect("system");
+    assert_eq!(system.interval, Some(60));
+    let names = system.allow_list.and_then(|l| l.names).expect("names");
+    assert!(names.contains(&"node_load1".to_owned()), "{names:?}");
+    assert_eq!(metrics.retention.and_then(|r| r.max_mib), Some(32));
+    let workload_metrics = rendered
+        .message
+        .workloads
+        .into_iter()
+        .flatten()
+        .find(|w| w.name.as_deref() == Some("frame-counter"))
+        .and_then(|w| w.metrics)
+        .expect("workload metrics");
+    assert_eq!(workload_metrics.port, Some(9102));
+}
