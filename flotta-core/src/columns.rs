@@ -317,15 +317,20 @@ static ROLE_BINDING: &[Column] = &[
     column("ROLE", "The role bound, KIND/NAME", false, |o, _| {
         format!("{}/{}", text(o, "/roleRef/kind"), text(o, "/roleRef/name"))
     }),
-    column("SUBJECTS", "Who the role is bound to, KIND/NAME", false, |o, _| {
-        o.pointer("/subjects")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|s| format!("{}/{}", text(s, "/kind"), text(s, "/name")))
-            .collect::<Vec<_>>()
-            .join(",")
-    }),
+    column(
+        "SUBJECTS",
+        "Who the role is bound to, KIND/NAME",
+        false,
+        |o, _| {
+            o.pointer("/subjects")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|s| format!("{}/{}", text(s, "/kind"), text(s, "/name")))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    ),
     AGE,
 ];
 

@@ -149,10 +149,12 @@ impl Prometheus {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
+        if let Some(pid) = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         let ended = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
         if ended.is_err() {
