@@ -808,7 +808,11 @@ mod tests {
             buffer
                 .append(&collection(0, 3, NOW - 2 * hour), NOW - 2 * hour)
                 .expect("append");
-            buffer.append(&collection(3, 3, NOW), NOW).expect("append");
+            // Appended while the old samples are still young (samples carrying
+            // newer timestamps of their own), so both records share one segment.
+            buffer
+                .append(&collection(3, 3, NOW), NOW - 2 * hour)
+                .expect("append");
             // Within one segment: the old samples are passed over, and counted once
             // acknowledged.
             let batch = buffer.peek(100, NOW).expect("peek").expect("batch");

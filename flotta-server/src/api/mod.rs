@@ -24,7 +24,7 @@
 //! Plus `/healthz`, `/readyz`, `/version`, `/openapi.json`, `/openapi/v2` and
 //! `/openapi/v3[/...]`, which need no token, and `/metrics`, which needs one
 //! allowed `get` on it unless configured open. Every other request is authorized
-//! by RBAC ([`auth`], [`rbac`]). Every error is a Kubernetes `Status` object
+//! by RBAC (`auth`, [`rbac`]). Every error is a Kubernetes `Status` object
 //! ([`ApiError`]).
 
 pub mod audit;
@@ -269,7 +269,9 @@ async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Respon
     let protobuf = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains(openapi::V2_PROTOBUF));
+        .is_some_and(|accept| {
+            accept.contains(openapi::V2_PROTOBUF) || accept.contains(openapi::V2_PROTOBUF_OLD)
+        });
     let (body, content_type) = if protobuf {
         (state.kube_openapi.v2_protobuf(), openapi::V2_PROTOBUF)
     } else {

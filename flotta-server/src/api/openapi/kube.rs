@@ -16,8 +16,13 @@ use sha2::{Digest, Sha256};
 
 use crate::store::ResourceKind;
 
-/// Media type of the protobuf-encoded v2 document.
-pub(crate) const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// Media type of the protobuf-encoded v2 document, as answered: Go's
+/// `mime.ParseMediaType` (which kubectl applies to every answer) refuses the `@`
+/// of the older spelling.
+pub(crate) const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+/// The older spelling clients may still ask for in `Accept`.
+pub(crate) const V2_PROTOBUF_OLD: &str =
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
 /// Where 3.1 schemas refer to each other.
 const COMPONENTS: &str = "#/components/schemas/";

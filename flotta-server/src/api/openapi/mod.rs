@@ -16,7 +16,7 @@ mod kube;
 mod proto;
 
 pub use kube::KubeOpenApi;
-pub(crate) use kube::V2_PROTOBUF;
+pub(crate) use kube::{V2_PROTOBUF, V2_PROTOBUF_OLD};
 
 const SCHEMAS: &str = "#/components/schemas/";
 

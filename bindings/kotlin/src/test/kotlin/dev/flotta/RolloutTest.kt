@@ -133,7 +133,7 @@ class RolloutTest {
                 assertEquals(revision1, waiting.string("previousRevision"))
                 assertEquals(1, waiting.int("releasedBatches"))
                 assertContains(image(runtimes, 0), "ro:2")
-                assertContains(image(runtimes, 1), "ro:1", "batch 1 keeps the old revision until approved")
+                assertContains(image(runtimes, 1), "ro:1", message = "batch 1 keeps the old revision until approved")
                 assertEquals(revision2, eventually("batch 0 reporting revision 2") {
                     reportedRevision(devices[0])?.takeIf { it == revision2 }
                 })
@@ -146,7 +146,7 @@ class RolloutTest {
                 }
                 assertEquals(true, paused.bool("paused"))
                 assertEquals(1, paused.int("releasedBatches"))
-                assertContains(image(runtimes, 1), "ro:1", "a paused rollout releases nothing")
+                assertContains(image(runtimes, 1), "ro:1", message = "a paused rollout releases nothing")
                 client.resumeRollout("default", WORKLOAD)
                 eventually("awaiting approval again after resume") {
                     record()?.takeIf { it.string("reason") == "AwaitingApproval" }
