@@ -16,6 +16,8 @@ step "Debian packages"
 debs=(chromium binutils)
 # The metrics tests push to a real Prometheus (remote-write receiver).
 command -v prometheus >/dev/null || debs+=(prometheus)
+# The log forwarding tests send to a real syslog server (rsyslogd, in /usr/sbin).
+[ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || debs+=(rsyslog)
 scripts/postgres.sh tools 2>/dev/null || debs+=(postgresql)
 command -v java >/dev/null || debs+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || debs+=(maven)

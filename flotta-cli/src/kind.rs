@@ -111,7 +111,11 @@ fn accepted_names() -> String {
                 .chain(info.aliases)
                 .copied()
                 .collect();
-            format!("{} ({})", info.plural, others.join(", "))
+            if others.is_empty() {
+                info.plural.to_owned()
+            } else {
+                format!("{} ({})", info.plural, others.join(", "))
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -189,8 +193,9 @@ mod tests {
             UnknownKind("pods".into()).to_string(),
             "unknown resource kind \"pods\" (expected edgedevices (ed, devices, device), \
              edgedevicesets (eds, sets, set), edgeworkloads (ew, workloads, workload), \
-             edgedevicesignedrequests (edsr, signedrequests, signedrequest), secrets (), \
-             configmaps (cm), events (ev))"
+             edgedevicesignedrequests (edsr, signedrequests, signedrequest), secrets, \
+             configmaps (cm), events (ev), roles, rolebindings, clusterroles, \
+             clusterrolebindings)"
         );
         assert_eq!("secrets".parse::<Kind>(), Ok(Kind::Secret));
         assert_eq!("cm".parse::<Kind>(), Ok(Kind::ConfigMap));

@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod prometheus;
 pub mod quick;
 mod server;
+pub mod syslog;
 mod wait;
 
 pub use identity::ClientIdentity;

@@ -42,6 +42,7 @@ pub struct AgentBuilder {
     file_roots: Vec<String>,
     metrics_dir: Option<PathBuf>,
     state_dir_metrics: Option<PathBuf>,
+    logs_dir: Option<PathBuf>,
     proc_root: PathBuf,
 }
 
@@ -99,12 +100,14 @@ impl AgentBuilder {
         self
     }
 
-    /// Keeps state in files under `dir` ([`FileStateStore`]), and the metrics
+    /// Keeps state in files under `dir` ([`FileStateStore`]), the metrics
     /// buffer in `dir/metrics` unless [`metrics_dir`](Self::metrics_dir) says
-    /// otherwise.
+    /// otherwise, and the log forwarding cursors in `dir/logs`. Without a state
+    /// directory, a version asking to forward workload logs is refused.
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         self.state_dir_metrics = Some(dir.join("metrics"));
+        self.logs_dir = Some(dir.join("logs"));
         self.state = Some(Arc::new(FileStateStore::new(dir)));
         self
     }
@@ -289,6 +292,8 @@ impl AgentBuilder {
             metrics_plan: tokio::sync::watch::Sender::new(None),
             metrics_dir: self.metrics_dir.or(self.state_dir_metrics),
             system_metrics: crate::metrics::SystemCollector::new(self.proc_root),
+            logs_plan: tokio::sync::watch::Sender::new(None),
+            logs_dir: self.logs_dir,
             shared: Arc::new(Shared {
                 status: Mutex::new(AgentStatus::default()),
                 events,
@@ -334,6 +339,7 @@ impl AgentBuilder {
                 .collect(),
             metrics_dir: None,
             state_dir_metrics: None,
+            logs_dir: None,
             proc_root: PathBuf::from("/proc"),
         }
     }

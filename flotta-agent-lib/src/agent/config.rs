@@ -47,6 +47,7 @@ impl Agent {
                 .and_then(|c| c.heartbeat.as_ref()),
         );
         self.follow_metrics(&current.message);
+        self.follow_logs(&current.message);
         let config = RenderedConfig::from_message(current.message.clone());
         self.clean_file_leftovers(&config);
         match self.observe(&config, &config).await {
@@ -280,6 +281,7 @@ impl Agent {
         if let Ok(actions) = &actions {
             let mut refused = self.refusals(actions, secrets_of(&desired_rendered));
             refused.extend(unusable_schedules(&desired_rendered));
+            refused.extend(self.unforwardable_logs(&desired_rendered.message));
             if !refused.is_empty() {
                 // Nothing of the version is applied: the device stays as it is.
                 for reason in &refused {
@@ -355,6 +357,7 @@ impl Agent {
                 }
                 *lock(&self.shared.poll_version) = Some(desired.version.clone());
                 self.follow_metrics(&desired.message);
+                self.follow_logs(&desired.message);
                 self.shared.update(|s| {
                     s.config_version = Some(desired.version.clone());
                     s.failed_version = None;
@@ -421,6 +424,7 @@ impl Agent {
         // Failures are reported by save_config; the rollback itself stands.
         let _ = self.save_config(StateItem::CurrentConfig, &last_good).await;
         self.follow_metrics(&last_good.message);
+        self.follow_logs(&last_good.message);
         self.remember_failed(&failed.version).await;
         self.shared.update(|s| {
             s.config_version = Some(last_good.version.clone()).filter(|v| !v.is_empty());

@@ -15,6 +15,7 @@ mod control;
 mod event_queue;
 mod heartbeat;
 mod identity;
+mod logs;
 mod metrics;
 mod os_update;
 mod status;
@@ -32,7 +33,7 @@ use flotta_core::enrolment::{AgentConfig, AgentPhase};
 
 pub use builder::AgentBuilder;
 pub use status::{
-    AgentCounters, AgentEvent, AgentHandle, AgentStatus, AgentTiming, HeartbeatResult,
+    AgentCounters, AgentEvent, AgentHandle, AgentStatus, AgentTiming, HeartbeatResult, LogsStatus,
     MetricsStatus, OsUpdateStatus,
 };
 
@@ -113,6 +114,11 @@ pub struct Agent {
     metrics_dir: Option<std::path::PathBuf>,
     /// Reads the system metrics.
     system_metrics: crate::metrics::SystemCollector,
+    /// Which workloads' logs go where, from the configuration in force (`None`:
+    /// nothing).
+    logs_plan: tokio::sync::watch::Sender<Option<Arc<crate::logs::LogsPlan>>>,
+    /// Where the log cursors live (`logs/` in the state directory).
+    logs_dir: Option<std::path::PathBuf>,
     shared: Arc<Shared>,
 }
 
@@ -175,6 +181,7 @@ impl Agent {
                     () = self.heartbeat_loop() => Ok(()),
                     () = self.os_update_loop() => Ok(()),
                     () = self.metrics_loop() => Ok(()),
+                    () = self.logs_loop() => Ok(()),
                 }
             };
             // From the start: events queued while enrolling are kept too.

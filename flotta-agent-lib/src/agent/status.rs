@@ -129,6 +129,8 @@ pub struct AgentStatus {
     pub counters: AgentCounters,
     /// The metrics subsystem, while the configuration has a `metrics` section.
     pub metrics: Option<MetricsStatus>,
+    /// Log forwarding, while a workload's logs are forwarded (`logCollection`).
+    pub logs: Option<LogsStatus>,
 }
 
 /// Counts since the agent started.
@@ -170,6 +172,18 @@ pub struct MetricsStatus {
     pub buffer_error: Option<String>,
     /// When the receiver last acknowledged a batch.
     pub last_push: Option<OffsetDateTime>,
+}
+
+/// Where log forwarding stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LogsStatus {
+    /// Lines sent to syslog servers since the agent started.
+    pub forwarded_lines: u64,
+    /// Bytes of log skipped unsent because a backlog exceeded its buffer size.
+    pub skipped_bytes: u64,
+    /// The last failure to send, until a send succeeds.
+    pub last_error: Option<String>,
 }
 
 /// Where an OS update stands ([`AgentStatus::os_update`], [`AgentEvent::OsUpdate`],

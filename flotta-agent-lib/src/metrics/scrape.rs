@@ -1,5 +1,5 @@
 //! One scrape of a workload's metrics endpoint (plain HTTP on the loopback, where
-//! the workload's port is published), parsed with [`exposition`](super::exposition).
+//! the workload's port is published), parsed with [`super::exposition`].
 
 use std::sync::Arc;
 use std::time::Duration;

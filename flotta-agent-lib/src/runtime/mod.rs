@@ -146,6 +146,19 @@ pub trait WorkloadRuntime: Send + Sync {
     }
     /// Stops and removes the workload `name`.
     async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Whether [`log_files`](Self::log_files) gives the logs of the workloads
+    /// this runtime runs. The agent refuses a version asking to forward the logs
+    /// of a workload when it does not. The default: no.
+    fn collects_logs(&self) -> bool {
+        false
+    }
+    /// The log file of each container of workload `name`, as `(container, path)`:
+    /// one line per line of output, appended to as the workload runs. Empty for a
+    /// workload the runtime does not run.
+    fn log_files(&self, name: &str) -> Vec<(String, std::path::PathBuf)> {
+        let _ = name;
+        Vec::new()
+    }
     /// Every workload the runtime has, sorted by name.
     async fn list(&self) -> Result<Vec<WorkloadState>, RuntimeError>;
 }

@@ -123,6 +123,8 @@ impl RestartPolicy {
 #[derive(Debug)]
 struct Supervised {
     containers: Vec<Arc<Mutex<ContainerStatus>>>,
+    /// Each container's name and log file.
+    log_files: Vec<(String, PathBuf)>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -343,6 +345,17 @@ impl Drop for ProcessRuntime {
 
 #[async_trait]
 impl WorkloadRuntime for ProcessRuntime {
+    fn collects_logs(&self) -> bool {
+        true
+    }
+
+    fn log_files(&self, name: &str) -> Vec<(String, PathBuf)> {
+        lock(&self.workloads)
+            .get(name)
+            .map(|w| w.log_files.clone())
+            .unwrap_or_default()
+    }
+
     async fn apply(&self, workload: &Workload) -> Result<(), RuntimeError> {
         let name = workload
             .name
@@ -418,6 +431,10 @@ impl WorkloadRuntime for ProcessRuntime {
         }
 
         let (stop, stop_rx) = watch::channel(false);
+        let log_files = specs
+            .iter()
+            .map(|spec| (spec.container.clone(), spec.log_file.clone()))
+            .collect();
         let mut containers = Vec::with_capacity(specs.len());
         let mut tasks = Vec::with_capacity(specs.len());
         for (spec, child) in specs.into_iter().zip(started) {
@@ -439,6 +456,7 @@ impl WorkloadRuntime for ProcessRuntime {
             name,
             Supervised {
                 containers,
+                log_files,
                 stop,
                 tasks,
             },

@@ -6,6 +6,7 @@ mod config_inputs;
 mod events;
 mod harness;
 mod lifecycle;
+mod logs;
 mod metrics;
 mod podman_runtime;
 mod prefetch;

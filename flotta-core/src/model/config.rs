@@ -57,14 +57,17 @@ impl HardwareProfileConfiguration {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogCollectionConfig {
-    /// Number of log lines buffered on the device, at least 1 (Flotta's default: 12).
+    /// MiB of unsent log the device keeps per workload container while the
+    /// server is unreachable, at least 1 (default 12, as Flotta's); older lines
+    /// beyond it are dropped and counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub buffer_size: Option<i32>,
     /// Kind of log collection; only `syslog` exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// ConfigMap holding the syslog server configuration.
+    /// ConfigMap holding the syslog server configuration: `Address`
+    /// (`host:port`) and `Protocol` (`tcp`, the default, or `udp`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog_config: Option<ObjectRef>,
     /// Fields this model does not know, kept verbatim.

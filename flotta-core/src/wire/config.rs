@@ -264,7 +264,7 @@ pub struct LogsCollectionInformation {
     /// Kind, e.g. `syslog`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// Lines buffered on the device.
+    /// MiB of unsent log kept per workload container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buffer_size: Option<i32>,
     /// Syslog server.

@@ -245,3 +245,53 @@ fn the_observability_example_renders_metrics_for_its_devices() {
         .expect("workload metrics");
     assert_eq!(workload_metrics.port, Some(9102));
 }
+
+#[test]
+fn the_logs_example_sends_its_workload_to_the_syslog_target() {
+    use flotta_core::model::{ConfigMap, EdgeDevice};
+    use flotta_core::reconcile::render_device_config;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/manifests/observability/logs.yaml");
+    let text = std::fs::read_to_string(&path).expect("example");
+    let mut maps: Vec<ConfigMap> = Vec::new();
+    let mut workloads = Vec::new();
+    let mut sets = Vec::new();
+    for resource in parse_manifests(&text).expect("parses") {
+        assert!(resource.validate().is_empty(), "{}", resource.kind());
+        match resource {
+            AnyResource::ConfigMap(c) => maps.push(*c),
+            AnyResource::EdgeWorkload(w) => workloads.push(*w),
+            AnyResource::EdgeDeviceSet(s) => sets.push(*s),
+            other => panic!("unexpected {}", other.kind()),
+        }
+    }
+    let device: EdgeDevice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1", "kind": "EdgeDevice",
+        "metadata": {"name": "cam-1", "namespace": "plant-north",
+                     "labels": {"device-class": "camera"}},
+        "spec": {}
+    }))
+    .expect("device");
+    let rendered = render_device_config(&device, &sets, &workloads, &[], &maps);
+    assert!(!rendered.has_errors(), "{:?}", rendered.problems);
+    let targets = rendered
+        .message
+        .configuration
+        .and_then(|c| c.log_collection)
+        .expect("log collection");
+    let syslog = targets["central"].syslog_config.as_ref().expect("syslog");
+    assert_eq!(
+        syslog.address.as_deref(),
+        Some("logs.plant-north.example:601")
+    );
+    assert_eq!(syslog.protocol.as_deref(), Some("tcp"));
+    assert_eq!(targets["central"].buffer_size, Some(12));
+    let workload = rendered
+        .message
+        .workloads
+        .into_iter()
+        .flatten()
+        .find(|w| w.name.as_deref() == Some("frame-logger"))
+        .expect("workload");
+    assert_eq!(workload.log_collection.as_deref(), Some("central"));
+}

@@ -49,12 +49,7 @@ fn content_type(response: &reqwest::Response) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_discovery_serves_version_groups_and_the_kind_table() {
     let server = TestServer::start().await;
-    let version = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(server.ca_pem().as_bytes()).expect("CA"),
-        )
-        .build()
-        .expect("client")
+    let version = flotta_testing::client_trusting(&server.ca_pem())
         .get(format!("{}/version", server.admin_config().server))
         .send()
         .await
@@ -109,8 +104,35 @@ async fn kubectl_discovery_serves_version_groups_and_the_kind_table() {
         StatusCode::OK,
     )
     .await;
+    let rbac = expect_json(
+        server
+            .admin(Method::GET, "/apis/rbac.authorization.k8s.io/v1")
+            .send()
+            .await
+            .expect("rbac"),
+        StatusCode::OK,
+    )
+    .await;
+    let group_names: Vec<&Value> = groups["groups"]
+        .as_array()
+        .map(|g| g.iter().map(|g| &g["name"]).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        group_names,
+        [
+            "management.project-flotta.io",
+            "rbac.authorization.k8s.io",
+            "authorization.k8s.io"
+        ]
+    );
     for kind in ResourceKind::ALL {
-        let list = if kind.is_flotta() { &flotta } else { &core };
+        let list = if kind.is_flotta() {
+            &flotta
+        } else if kind.is_core() {
+            &core
+        } else {
+            &rbac
+        };
         let entry = list["resources"]
             .as_array()
             .and_then(|r| r.iter().find(|e| e["name"] == kind.plural()))
@@ -118,7 +140,7 @@ async fn kubectl_discovery_serves_version_groups_and_the_kind_table() {
         assert_eq!(entry["shortNames"], json!(kind.short_names()), "{kind}");
         assert_eq!(entry["categories"], json!(kind.categories()), "{kind}");
         assert_eq!(entry["singularName"], kind.singular(), "{kind}");
-        assert_eq!(entry["namespaced"], true, "{kind}");
+        assert_eq!(entry["namespaced"], kind.namespaced(), "{kind}");
     }
     let namespaces = core["resources"]
         .as_array()
@@ -557,7 +579,8 @@ async fn kubectl_dry_runs_validate_and_answer_without_storing() {
 
     // A dry run still gives the errors the write would.
     let mut stale = replacement.clone();
-    stale["metadata"]["resourceVersion"] = json!("1");
+    // Any version but the stored one is stale.
+    stale["metadata"]["resourceVersion"] = json!("987654321");
     expect_status(
         server
             .admin(Method::PUT, &format!("{path}?dryRun=All"))

@@ -279,7 +279,7 @@ pub async fn rollout(run: &Run) -> Result<Report, SimError> {
         .collect();
     let analysis = analyse(&names, &staged.batches, staged.phase.changed, base_unix);
 
-    let mut report = run.report("rollout", "light", "delivery");
+    let mut report = run.report("rollout", "light", "device update");
     let received = names.iter().filter(|(_, t)| t.received.is_some()).count() as u64;
     report.window_s = staged.phase.total.as_secs_f64();
     report.operations = received;
