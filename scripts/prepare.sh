@@ -28,6 +28,15 @@ apt_install "${debs[@]}"
 step "Python venvs"
 FLOTTA_PREPARE_ONLY=1 scripts/test-python.sh
 FLOTTA_PREPARE_ONLY=1 scripts/schemathesis.sh
+# The data upload tests send to a real S3-compatible server: moto's server mode
+# (flotta-testing/src/s3.rs says why moto).
+S3_VENV="$HOME/.cache/flotta-rs/venv-s3"
+MOTO="moto[server]==5.1.22"
+if [ ! -x "$S3_VENV/bin/moto_server" ] || [ "$(cat "$S3_VENV/.flotta-packages" 2>/dev/null)" != "$MOTO" ]; then
+    python3 -m venv "$S3_VENV"
+    "$S3_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$MOTO"
+    printf '%s' "$MOTO" >"$S3_VENV/.flotta-packages"
+fi
 
 step "npm packages of the console tests"
 (cd flotta-server/ui/e2e && npm ci --no-audit --no-fund --loglevel=error)

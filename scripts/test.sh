@@ -91,11 +91,11 @@ export FLOTTA_TEST_POSTGRES_URL
 echo "using $FLOTTA_TEST_POSTGRES_URL"
 
 cargo_tests() {
-    # The tests that need PostgreSQL, Prometheus or rsyslog are #[ignore]d, so that
-    # without them a plain `cargo test` reports them ignored, never passed
-    # (flotta-testing/src/postgres.rs, prometheus.rs, syslog.rs); they are the
+    # The tests that need PostgreSQL, Prometheus, rsyslog or moto are #[ignore]d, so
+    # that without them a plain `cargo test` reports them ignored, never passed
+    # (flotta-testing/src/postgres.rs, prometheus.rs, syslog.rs, s3.rs); they are the
     # workspace's only ignored tests, the cluster is up and prepare.sh installed
-    # Prometheus and rsyslog: run them too.
+    # Prometheus, rsyslog and moto: run them too.
     cargo test --workspace --all-features -- --include-ignored 2>&1 | tee "$LOGS/cargo-test.out"
     local status=${PIPESTATUS[0]}
     awk '/^test result:/ { p += $4; f += $6; s += $8 } END { print p+0, f+0, s+0 }' \

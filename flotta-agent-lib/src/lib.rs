@@ -3,6 +3,7 @@
 mod agent;
 pub mod clock;
 mod command;
+pub mod data;
 mod error;
 pub mod files;
 pub mod hardware;
@@ -15,7 +16,7 @@ pub mod state;
 
 pub use agent::{
     Agent, AgentBuilder, AgentCounters, AgentEvent, AgentHandle, AgentStatus, AgentTiming,
-    HeartbeatResult, LogsStatus, MetricsStatus, OsUpdateStatus,
+    DataStatus, HeartbeatResult, LogsStatus, MetricsStatus, OsUpdateStatus,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::AgentError;

@@ -18,6 +18,7 @@ pub mod messages;
 pub mod postgres;
 pub mod prometheus;
 pub mod quick;
+pub mod s3;
 mod server;
 pub mod syslog;
 mod wait;

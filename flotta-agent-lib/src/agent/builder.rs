@@ -43,6 +43,7 @@ pub struct AgentBuilder {
     metrics_dir: Option<PathBuf>,
     state_dir_metrics: Option<PathBuf>,
     logs_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
     proc_root: PathBuf,
 }
 
@@ -102,12 +103,14 @@ impl AgentBuilder {
 
     /// Keeps state in files under `dir` ([`FileStateStore`]), the metrics
     /// buffer in `dir/metrics` unless [`metrics_dir`](Self::metrics_dir) says
-    /// otherwise, and the log forwarding cursors in `dir/logs`. Without a state
-    /// directory, a version asking to forward workload logs is refused.
+    /// otherwise, the log forwarding cursors in `dir/logs` and the data upload
+    /// states in `dir/data`. Without a state directory, a version asking to
+    /// forward workload logs or upload their data is refused.
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         self.state_dir_metrics = Some(dir.join("metrics"));
         self.logs_dir = Some(dir.join("logs"));
+        self.data_dir = Some(dir.join("data"));
         self.state = Some(Arc::new(FileStateStore::new(dir)));
         self
     }
@@ -294,6 +297,9 @@ impl AgentBuilder {
             system_metrics: crate::metrics::SystemCollector::new(self.proc_root),
             logs_plan: tokio::sync::watch::Sender::new(None),
             logs_dir: self.logs_dir,
+            data_plan: tokio::sync::watch::Sender::new(None),
+            data_dir: self.data_dir,
+            last_data_upload: Default::default(),
             shared: Arc::new(Shared {
                 status: Mutex::new(AgentStatus::default()),
                 events,
@@ -340,6 +346,7 @@ impl AgentBuilder {
             metrics_dir: None,
             state_dir_metrics: None,
             logs_dir: None,
+            data_dir: None,
             proc_root: PathBuf::from("/proc"),
         }
     }

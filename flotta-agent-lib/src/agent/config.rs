@@ -48,6 +48,7 @@ impl Agent {
         );
         self.follow_metrics(&current.message);
         self.follow_logs(&current.message);
+        self.follow_data(&current.message);
         let config = RenderedConfig::from_message(current.message.clone());
         self.clean_file_leftovers(&config);
         match self.observe(&config, &config).await {
@@ -282,6 +283,7 @@ impl Agent {
             let mut refused = self.refusals(actions, secrets_of(&desired_rendered));
             refused.extend(unusable_schedules(&desired_rendered));
             refused.extend(self.unforwardable_logs(&desired_rendered.message));
+            refused.extend(self.unuploadable_data(&desired_rendered.message));
             if !refused.is_empty() {
                 // Nothing of the version is applied: the device stays as it is.
                 for reason in &refused {
@@ -358,6 +360,7 @@ impl Agent {
                 *lock(&self.shared.poll_version) = Some(desired.version.clone());
                 self.follow_metrics(&desired.message);
                 self.follow_logs(&desired.message);
+                self.follow_data(&desired.message);
                 self.shared.update(|s| {
                     s.config_version = Some(desired.version.clone());
                     s.failed_version = None;
@@ -425,6 +428,7 @@ impl Agent {
         let _ = self.save_config(StateItem::CurrentConfig, &last_good).await;
         self.follow_metrics(&last_good.message);
         self.follow_logs(&last_good.message);
+        self.follow_data(&last_good.message);
         self.remember_failed(&failed.version).await;
         self.shared.update(|s| {
             s.config_version = Some(last_good.version.clone()).filter(|v| !v.is_empty());

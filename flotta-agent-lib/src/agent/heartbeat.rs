@@ -19,10 +19,14 @@ impl Agent {
                 // The revision is the fingerprint of the definition the agent applied
                 // (empty while an apply is under way: no revision then).
                 let applied = lock(&self.applied).0.clone();
+                let uploads = lock(&self.last_data_upload).clone();
                 let statuses = list
                     .into_iter()
                     .map(|w| WorkloadStatus {
                         revision: applied.get(&w.name).filter(|r| !r.is_empty()).cloned(),
+                        last_data_upload: uploads
+                            .get(&w.name)
+                            .map(|at| flotta_core::timestamp::rfc3339(*at)),
                         name: Some(w.name),
                         status: Some(w.phase.as_str().to_owned()),
                         ..Default::default()

@@ -12,6 +12,7 @@
 mod builder;
 mod config;
 mod control;
+mod data;
 mod event_queue;
 mod heartbeat;
 mod identity;
@@ -33,8 +34,8 @@ use flotta_core::enrolment::{AgentConfig, AgentPhase};
 
 pub use builder::AgentBuilder;
 pub use status::{
-    AgentCounters, AgentEvent, AgentHandle, AgentStatus, AgentTiming, HeartbeatResult, LogsStatus,
-    MetricsStatus, OsUpdateStatus,
+    AgentCounters, AgentEvent, AgentHandle, AgentStatus, AgentTiming, DataStatus, HeartbeatResult,
+    LogsStatus, MetricsStatus, OsUpdateStatus,
 };
 
 use crate::clock::Clock;
@@ -119,6 +120,13 @@ pub struct Agent {
     logs_plan: tokio::sync::watch::Sender<Option<Arc<crate::logs::LogsPlan>>>,
     /// Where the log cursors live (`logs/` in the state directory).
     logs_dir: Option<std::path::PathBuf>,
+    /// Which workloads' files go to which bucket, from the configuration in force
+    /// (`None`: nothing).
+    data_plan: tokio::sync::watch::Sender<Option<Arc<crate::data::DataPlan>>>,
+    /// Where the upload states live (`data/` in the state directory).
+    data_dir: Option<std::path::PathBuf>,
+    /// When each workload's last complete upload pass started.
+    last_data_upload: Mutex<BTreeMap<String, time::OffsetDateTime>>,
     shared: Arc<Shared>,
 }
 
@@ -182,6 +190,7 @@ impl Agent {
                     () = self.os_update_loop() => Ok(()),
                     () = self.metrics_loop() => Ok(()),
                     () = self.logs_loop() => Ok(()),
+                    () = self.data_loop() => Ok(()),
                 }
             };
             // From the start: events queued while enrolling are kept too.

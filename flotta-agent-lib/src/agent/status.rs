@@ -31,6 +31,8 @@ pub struct AgentTiming {
     /// counts as failed, e.g. against a server that accepts connections but does
     /// not answer.
     pub request_timeout: Duration,
+    /// Time between two passes of the data upload (`data.egress` to S3).
+    pub data_sync_period: Duration,
 }
 
 impl Default for AgentTiming {
@@ -40,6 +42,7 @@ impl Default for AgentTiming {
             config_wait: Duration::from_secs(60),
             retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             request_timeout: flotta_client::DEFAULT_TIMEOUT,
+            data_sync_period: Duration::from_secs(15),
         }
     }
 }
@@ -54,6 +57,12 @@ impl AgentTiming {
     /// These timers with another long-poll wait.
     pub fn with_config_wait(mut self, wait: Duration) -> Self {
         self.config_wait = wait;
+        self
+    }
+
+    /// These timers with another period of the data upload.
+    pub fn with_data_sync_period(mut self, period: Duration) -> Self {
+        self.data_sync_period = period;
         self
     }
 
@@ -131,6 +140,8 @@ pub struct AgentStatus {
     pub metrics: Option<MetricsStatus>,
     /// Log forwarding, while a workload's logs are forwarded (`logCollection`).
     pub logs: Option<LogsStatus>,
+    /// The data upload, while a workload has `data.egress` paths.
+    pub data: Option<DataStatus>,
 }
 
 /// Counts since the agent started.
@@ -183,6 +194,20 @@ pub struct LogsStatus {
     /// Bytes of log skipped unsent because a backlog exceeded its buffer size.
     pub skipped_bytes: u64,
     /// The last failure to send, until a send succeeds.
+    pub last_error: Option<String>,
+}
+
+/// Where the data upload stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DataStatus {
+    /// Objects uploaded since the agent started.
+    pub uploaded_files: u64,
+    /// Parts of multipart uploads sent since the agent started.
+    pub uploaded_parts: u64,
+    /// Bytes sent since the agent started.
+    pub uploaded_bytes: u64,
+    /// The last failure, until a pass succeeds.
     pub last_error: Option<String>,
 }
 

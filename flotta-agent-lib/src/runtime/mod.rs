@@ -152,6 +152,18 @@ pub trait WorkloadRuntime: Send + Sync {
     fn collects_logs(&self) -> bool {
         false
     }
+    /// Whether [`export_dir`](Self::export_dir) gives the directory of the
+    /// workloads' exported data (`/export` in the workload). The agent refuses a
+    /// version with `data.egress` paths when it does not. The default: no.
+    fn exports_data(&self) -> bool {
+        false
+    }
+    /// The host directory workload `name` exports data to, whose files the data
+    /// upload sends; `None` while the runtime does not run it.
+    fn export_dir(&self, name: &str) -> Option<std::path::PathBuf> {
+        let _ = name;
+        None
+    }
     /// The log file of each container of workload `name`, as `(container, path)`:
     /// one line per line of output, appended to as the workload runs. Empty for a
     /// workload the runtime does not run.

@@ -9,8 +9,9 @@
 //! args and values expands as in Kubernetes. The files of `configMap` and `secret`
 //! volumes are written under `<log_dir>/<workload>/volumes/<volume>/` (secrets 0600
 //! unless the volume says otherwise), the working directory of containers that set
-//! none. Processes start with an empty environment plus `PATH` (the agent's)
-//! and the container's variables, stdin closed, stdout and stderr appended to
+//! none. Processes start with an empty environment plus `PATH` (the agent's),
+//! `FLOTTA_EXPORT_DIR` (`<log_dir>/<workload>/export`, the directory the data
+//! upload sends, a container's `/export`) and the container's variables, stdin closed, stdout and stderr appended to
 //! `<log_dir>/<workload>/<container>.log`, in a process group of their own so that
 //! stopping one stops everything it started.
 
@@ -35,6 +36,13 @@ use super::{RuntimeError, WorkloadRuntime, WorkloadState};
 
 /// `PATH` for workload processes when the agent has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The directory, in a workload's directory, whose files the data upload sends
+/// (`data.egress` sources are paths in it; a container sees it as `/export`).
+pub const EXPORT_DIR: &str = "export";
+/// The variable naming a process its export directory (processes have no
+/// `/export`).
+pub const EXPORT_VARIABLE: &str = "FLOTTA_EXPORT_DIR";
 
 /// Settings of a [`ProcessRuntime`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,10 +307,14 @@ impl ProcessRuntime {
                         container.name
                     ));
                 }
-                let env = inputs
+                let mut env = inputs
                     .container(&container.name)
                     .map(|c| c.env.clone())
                     .unwrap_or_default();
+                env.push((
+                    EXPORT_VARIABLE.to_owned(),
+                    directory.join(EXPORT_DIR).display().to_string(),
+                ));
                 let argv: Vec<String> = container
                     .command
                     .iter()
@@ -347,6 +359,16 @@ impl Drop for ProcessRuntime {
 impl WorkloadRuntime for ProcessRuntime {
     fn collects_logs(&self) -> bool {
         true
+    }
+
+    fn exports_data(&self) -> bool {
+        true
+    }
+
+    fn export_dir(&self, name: &str) -> Option<PathBuf> {
+        lock(&self.workloads)
+            .contains_key(name)
+            .then(|| self.options.log_dir.join(name).join(EXPORT_DIR))
     }
 
     fn log_files(&self, name: &str) -> Vec<(String, PathBuf)> {
@@ -404,6 +426,10 @@ impl WorkloadRuntime for ProcessRuntime {
         write_volumes(&directory.join("volumes"), inputs)
             .await
             .map_err(|(what, e)| failed(what, Some(e)))?;
+        let export = directory.join(EXPORT_DIR);
+        tokio::fs::create_dir_all(&export)
+            .await
+            .map_err(|e| failed(format!("cannot create {}", export.display()), Some(e)))?;
 
         // Start every process first, so that a container that cannot start leaves
         // nothing of the new definition running.

@@ -3,6 +3,7 @@
 
 mod ca_rotation;
 mod config_inputs;
+mod data_upload;
 mod events;
 mod harness;
 mod lifecycle;

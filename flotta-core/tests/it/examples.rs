@@ -295,3 +295,52 @@ fn the_logs_example_sends_its_workload_to_the_syslog_target() {
         .expect("workload");
     assert_eq!(workload.log_collection.as_deref(), Some("central"));
 }
+
+#[test]
+fn the_data_example_resolves_the_bucket_and_the_egress_paths() {
+    use flotta_core::model::{ConfigMap, EdgeDevice, Secret};
+    use flotta_core::reconcile::render_device_config;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/manifests/observability/data.yaml");
+    let text = std::fs::read_to_string(&path).expect("example");
+    let (mut maps, mut secrets, mut workloads, mut sets): (Vec<ConfigMap>, Vec<Secret>, _, _) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for resource in parse_manifests(&text).expect("parses") {
+        assert!(resource.validate().is_empty(), "{}", resource.kind());
+        match resource {
+            AnyResource::ConfigMap(c) => maps.push(*c),
+            AnyResource::Secret(s) => secrets.push(*s),
+            AnyResource::EdgeWorkload(w) => workloads.push(*w),
+            AnyResource::EdgeDeviceSet(s) => sets.push(*s),
+            other => panic!("unexpected {}", other.kind()),
+        }
+    }
+    let device: EdgeDevice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1", "kind": "EdgeDevice",
+        "metadata": {"name": "cam-1", "namespace": "plant-north",
+                     "labels": {"device-class": "camera"}},
+        "spec": {}
+    }))
+    .expect("device");
+    let rendered = render_device_config(&device, &sets, &workloads, &secrets, &maps);
+    assert!(!rendered.has_errors(), "{:?}", rendered.problems);
+    let s3 = rendered
+        .message
+        .configuration
+        .and_then(|c| c.storage)
+        .and_then(|s| s.s3)
+        .expect("storage.s3");
+    assert_eq!(s3.bucket_host.as_deref(), Some("s3.plant-north.example"));
+    assert_eq!(s3.bucket_port, Some(9000));
+    assert_eq!(s3.aws_access_key_id.as_deref(), Some("camera-uploader"));
+    let workload = rendered
+        .message
+        .workloads
+        .into_iter()
+        .flatten()
+        .find(|w| w.name.as_deref() == Some("frame-grabber"))
+        .expect("workload");
+    let egress = workload.data.and_then(|d| d.egress).expect("egress");
+    assert_eq!(egress[0].source.as_deref(), Some("/export/frames"));
+    assert_eq!(egress[0].target.as_deref(), Some("camera-frames"));
+}
