@@ -8,12 +8,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use flotta_agent_lib::data::UploadState;
-use flotta_agent_lib::{AgentEvent, AgentTiming, MemoryRuntime};
+use flotta_agent_lib::{AgentTiming, MemoryRuntime};
 use flotta_core::model::{ConfigMap, EdgeDevice, EdgeWorkload, ObjectMeta, Secret};
 use flotta_testing::eventually_within;
 use flotta_testing::s3::{self, CutProxy, S3Server};
 
-use crate::harness::{RunningAgent, TestServer, process_runtime, quick_heartbeats};
+use crate::harness::{
+    RunningAgent, TestServer, process_runtime, quick_heartbeats, refusal, spawn_registered,
+};
 
 const DEVICE: &str = "data-cam";
 const BUCKET: &str = "camera-frames";
@@ -129,10 +131,7 @@ async fn workload_files_reach_the_bucket_and_a_cut_upload_resumes_under_a_new_ag
         .state_dir(&state)
         .build()
         .expect("agent builds");
-    let mut agent = RunningAgent::spawn(agent);
-    agent
-        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
-        .await;
+    let agent = spawn_registered(agent).await;
     storage(&server, DEVICE, proxy.port()).await;
 
     // The workload writes two small files into its export directory.
@@ -243,24 +242,14 @@ async fn a_runtime_without_export_directories_refuses_the_version() {
         .state_dir(state.path())
         .build()
         .expect("agent builds");
-    let mut agent = RunningAgent::spawn(agent);
-    agent
-        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
-        .await;
+    let mut agent = spawn_registered(agent).await;
     storage(&server, "data-memory", 9).await;
     server
         .management_client()
         .create("default", &workload("data-memory", "true"))
         .await
         .expect("workload created");
-    let seen = agent
-        .wait_for("the refusal", |e| {
-            matches!(e, AgentEvent::ApplyFailed { .. })
-        })
-        .await;
-    let Some(AgentEvent::ApplyFailed { reason, .. }) = seen.last() else {
-        panic!("no ApplyFailed in {seen:?}");
-    };
+    let reason = refusal(&mut agent).await;
     assert!(
         reason.contains("data.egress of workloads grabber")
             && reason.contains("no export directory"),
@@ -284,23 +273,13 @@ async fn egress_without_storage_refuses_the_version_and_says_why() {
         .state_dir(dir.path().join("state"))
         .build()
         .expect("agent builds");
-    let mut agent = RunningAgent::spawn(agent);
-    agent
-        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
-        .await;
+    let mut agent = spawn_registered(agent).await;
     server
         .management_client()
         .create("default", &workload("data-nostore", "exec sleep 3600"))
         .await
         .expect("workload created");
-    let seen = agent
-        .wait_for("the refusal", |e| {
-            matches!(e, AgentEvent::ApplyFailed { .. })
-        })
-        .await;
-    let Some(AgentEvent::ApplyFailed { reason, .. }) = seen.last() else {
-        panic!("no ApplyFailed in {seen:?}");
-    };
+    let reason = refusal(&mut agent).await;
     assert!(
         reason
             .contains("workloads grabber have data.egress paths but the device has no storage.s3"),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotta_agent_lib::{PersistedConfig, StateItem};
+use flotta_agent_lib::{Agent, AgentEvent, PersistedConfig, StateItem};
 use flotta_core::backoff::Backoff;
 use flotta_core::model::EdgeDevice;
 
@@ -97,4 +97,26 @@ pub async fn one_second_heartbeats(server: &TestServer, device: &str, state: &Pa
         (period == 1).then_some(())
     })
     .await;
+}
+
+/// Spawns `agent` and waits until it holds its device certificate.
+pub async fn spawn_registered(agent: Agent) -> RunningAgent {
+    let mut running = RunningAgent::spawn(agent);
+    running
+        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
+        .await;
+    running
+}
+
+/// Why the agent refused the next version it was given (`ApplyFailed`).
+pub async fn refusal(agent: &mut RunningAgent) -> String {
+    let seen = agent
+        .wait_for("the refusal", |e| {
+            matches!(e, AgentEvent::ApplyFailed { .. })
+        })
+        .await;
+    match seen.last() {
+        Some(AgentEvent::ApplyFailed { reason, .. }) => reason.clone(),
+        _ => panic!("no ApplyFailed in {seen:?}"),
+    }
 }

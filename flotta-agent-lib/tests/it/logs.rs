@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use flotta_agent_lib::{AgentEvent, MemoryRuntime};
+use flotta_agent_lib::MemoryRuntime;
 use flotta_core::model::{ConfigMap, EdgeDevice, EdgeWorkload, ObjectMeta};
 use flotta_testing::eventually_within;
 use flotta_testing::syslog::{self, Syslog};
 
-use crate::harness::{RunningAgent, TestServer, process_runtime, quick_heartbeats};
+use crate::harness::{TestServer, process_runtime, quick_heartbeats, refusal, spawn_registered};
 
 const DEVICE: &str = "logs-cam";
 
@@ -97,10 +97,7 @@ async fn workload_lines_reach_syslog_in_order_and_survive_its_outage() {
         .state_dir(&state)
         .build()
         .expect("agent builds");
-    let mut agent = RunningAgent::spawn(agent);
-    agent
-        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
-        .await;
+    let agent = spawn_registered(agent).await;
     log_collection(&server, DEVICE, &syslog.address(), "tcp").await;
 
     // Twenty lines, then twenty more once the file `go` exists.
@@ -193,24 +190,14 @@ async fn a_runtime_without_logs_refuses_the_version_that_asks_for_them() {
         .state_dir(state.path())
         .build()
         .expect("agent builds");
-    let mut agent = RunningAgent::spawn(agent);
-    agent
-        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
-        .await;
+    let mut agent = spawn_registered(agent).await;
     log_collection(&server, "logs-memory", "127.0.0.1:514", "tcp").await;
     server
         .management_client()
         .create("default", &workload("logs-memory", "true"))
         .await
         .expect("workload created");
-    let seen = agent
-        .wait_for("the refusal", |e| {
-            matches!(e, AgentEvent::ApplyFailed { .. })
-        })
-        .await;
-    let Some(AgentEvent::ApplyFailed { reason, .. }) = seen.last() else {
-        panic!("no ApplyFailed in {seen:?}");
-    };
+    let reason = refusal(&mut agent).await;
     assert!(
         reason.contains("logCollection of workloads counter")
             && reason.contains("runtime cannot give their logs"),
@@ -232,19 +219,9 @@ async fn an_unknown_protocol_refuses_the_version_and_says_where() {
         .state_dir(dir.path().join("state"))
         .build()
         .expect("agent builds");
-    let mut agent = RunningAgent::spawn(agent);
-    agent
-        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
-        .await;
+    let mut agent = spawn_registered(agent).await;
     log_collection(&server, "logs-relp", "127.0.0.1:2514", "relp").await;
-    let seen = agent
-        .wait_for("the refusal", |e| {
-            matches!(e, AgentEvent::ApplyFailed { .. })
-        })
-        .await;
-    let Some(AgentEvent::ApplyFailed { reason, .. }) = seen.last() else {
-        panic!("no ApplyFailed in {seen:?}");
-    };
+    let reason = refusal(&mut agent).await;
     assert!(
         reason.contains("logCollection.central: syslogConfig protocol \"relp\" is not supported"),
         "{reason}"

@@ -191,23 +191,29 @@ fn the_rbac_examples_validate_and_isolate_the_teams() {
     assert!(!may(&carol, "GET", "/api/v1/namespaces/team-b/secrets/db"));
 }
 
-#[test]
-fn the_observability_example_renders_metrics_for_its_devices() {
-    use flotta_core::model::{ConfigMap, EdgeDevice};
+/// The configuration `examples/manifests/observability/FILE` renders for a camera
+/// of plant-north (`device-class: camera`), after checking every object validates.
+fn render_observability_example(file: &str) -> flotta_core::wire::DeviceConfigurationMessage {
+    use flotta_core::model::EdgeDevice;
     use flotta_core::reconcile::render_device_config;
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/manifests/observability/metrics.yaml");
+        .join("../examples/manifests/observability")
+        .join(file);
     let text = std::fs::read_to_string(&path).expect("example");
-    let mut maps: Vec<ConfigMap> = Vec::new();
-    let mut workloads = Vec::new();
-    let mut sets = Vec::new();
+    let (mut maps, mut secrets, mut workloads, mut sets) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for resource in parse_manifests(&text).expect("parses") {
-        assert!(resource.validate().is_empty(), "{}", resource.kind());
+        assert!(
+            resource.validate().is_empty(),
+            "{file}: {}",
+            resource.kind()
+        );
         match resource {
             AnyResource::ConfigMap(c) => maps.push(*c),
+            AnyResource::Secret(s) => secrets.push(*s),
             AnyResource::EdgeWorkload(w) => workloads.push(*w),
             AnyResource::EdgeDeviceSet(s) => sets.push(*s),
-            other => panic!("unexpected {}", other.kind()),
+            other => panic!("{file}: unexpected {}", other.kind()),
         }
     }
     let device: EdgeDevice = serde_json::from_value(serde_json::json!({
@@ -217,12 +223,32 @@ fn the_observability_example_renders_metrics_for_its_devices() {
         "spec": {}
     }))
     .expect("device");
-    let rendered = render_device_config(&device, &sets, &workloads, &[], &maps);
-    assert!(!rendered.has_errors(), "{:?}", rendered.problems);
-    let metrics = rendered
-        .message
+    let rendered = render_device_config(&device, &sets, &workloads, &secrets, &maps);
+    assert!(!rendered.has_errors(), "{file}: {:?}", rendered.problems);
+    rendered.message
+}
+
+/// The rendered workload `name`.
+fn rendered_workload(
+    message: &flotta_core::wire::DeviceConfigurationMessage,
+    name: &str,
+) -> flotta_core::wire::Workload {
+    message
+        .workloads
+        .iter()
+        .flatten()
+        .find(|w| w.name.as_deref() == Some(name))
+        .cloned()
+        .unwrap_or_else(|| panic!("workload {name} rendered"))
+}
+
+#[test]
+fn the_observability_example_renders_metrics_for_its_devices() {
+    let message = render_observability_example("metrics.yaml");
+    let metrics = message
         .configuration
-        .and_then(|c| c.metrics)
+        .as_ref()
+        .and_then(|c| c.metrics.clone())
         .expect("metrics");
     let receiver = metrics.receiver.expect("receiver");
     assert_eq!(
@@ -235,49 +261,19 @@ fn the_observability_example_renders_metrics_for_its_devices() {
     let names = system.allow_list.and_then(|l| l.names).expect("names");
     assert!(names.contains(&"node_load1".to_owned()), "{names:?}");
     assert_eq!(metrics.retention.and_then(|r| r.max_mib), Some(32));
-    let workload_metrics = rendered
-        .message
-        .workloads
-        .into_iter()
-        .flatten()
-        .find(|w| w.name.as_deref() == Some("frame-counter"))
-        .and_then(|w| w.metrics)
+    let workload_metrics = rendered_workload(&message, "frame-counter")
+        .metrics
         .expect("workload metrics");
     assert_eq!(workload_metrics.port, Some(9102));
 }
 
 #[test]
 fn the_logs_example_sends_its_workload_to_the_syslog_target() {
-    use flotta_core::model::{ConfigMap, EdgeDevice};
-    use flotta_core::reconcile::render_device_config;
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/manifests/observability/logs.yaml");
-    let text = std::fs::read_to_string(&path).expect("example");
-    let mut maps: Vec<ConfigMap> = Vec::new();
-    let mut workloads = Vec::new();
-    let mut sets = Vec::new();
-    for resource in parse_manifests(&text).expect("parses") {
-        assert!(resource.validate().is_empty(), "{}", resource.kind());
-        match resource {
-            AnyResource::ConfigMap(c) => maps.push(*c),
-            AnyResource::EdgeWorkload(w) => workloads.push(*w),
-            AnyResource::EdgeDeviceSet(s) => sets.push(*s),
-            other => panic!("unexpected {}", other.kind()),
-        }
-    }
-    let device: EdgeDevice = serde_json::from_value(serde_json::json!({
-        "apiVersion": "management.project-flotta.io/v1alpha1", "kind": "EdgeDevice",
-        "metadata": {"name": "cam-1", "namespace": "plant-north",
-                     "labels": {"device-class": "camera"}},
-        "spec": {}
-    }))
-    .expect("device");
-    let rendered = render_device_config(&device, &sets, &workloads, &[], &maps);
-    assert!(!rendered.has_errors(), "{:?}", rendered.problems);
-    let targets = rendered
-        .message
+    let message = render_observability_example("logs.yaml");
+    let targets = message
         .configuration
-        .and_then(|c| c.log_collection)
+        .as_ref()
+        .and_then(|c| c.log_collection.clone())
         .expect("log collection");
     let syslog = targets["central"].syslog_config.as_ref().expect("syslog");
     assert_eq!(
@@ -286,61 +282,30 @@ fn the_logs_example_sends_its_workload_to_the_syslog_target() {
     );
     assert_eq!(syslog.protocol.as_deref(), Some("tcp"));
     assert_eq!(targets["central"].buffer_size, Some(12));
-    let workload = rendered
-        .message
-        .workloads
-        .into_iter()
-        .flatten()
-        .find(|w| w.name.as_deref() == Some("frame-logger"))
-        .expect("workload");
-    assert_eq!(workload.log_collection.as_deref(), Some("central"));
+    assert_eq!(
+        rendered_workload(&message, "frame-logger")
+            .log_collection
+            .as_deref(),
+        Some("central")
+    );
 }
 
 #[test]
 fn the_data_example_resolves_the_bucket_and_the_egress_paths() {
-    use flotta_core::model::{ConfigMap, EdgeDevice, Secret};
-    use flotta_core::reconcile::render_device_config;
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/manifests/observability/data.yaml");
-    let text = std::fs::read_to_string(&path).expect("example");
-    let (mut maps, mut secrets, mut workloads, mut sets): (Vec<ConfigMap>, Vec<Secret>, _, _) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for resource in parse_manifests(&text).expect("parses") {
-        assert!(resource.validate().is_empty(), "{}", resource.kind());
-        match resource {
-            AnyResource::ConfigMap(c) => maps.push(*c),
-            AnyResource::Secret(s) => secrets.push(*s),
-            AnyResource::EdgeWorkload(w) => workloads.push(*w),
-            AnyResource::EdgeDeviceSet(s) => sets.push(*s),
-            other => panic!("unexpected {}", other.kind()),
-        }
-    }
-    let device: EdgeDevice = serde_json::from_value(serde_json::json!({
-        "apiVersion": "management.project-flotta.io/v1alpha1", "kind": "EdgeDevice",
-        "metadata": {"name": "cam-1", "namespace": "plant-north",
-                     "labels": {"device-class": "camera"}},
-        "spec": {}
-    }))
-    .expect("device");
-    let rendered = render_device_config(&device, &sets, &workloads, &secrets, &maps);
-    assert!(!rendered.has_errors(), "{:?}", rendered.problems);
-    let s3 = rendered
-        .message
+    let message = render_observability_example("data.yaml");
+    let s3 = message
         .configuration
-        .and_then(|c| c.storage)
-        .and_then(|s| s.s3)
+        .as_ref()
+        .and_then(|c| c.storage.as_ref())
+        .and_then(|s| s.s3.clone())
         .expect("storage.s3");
     assert_eq!(s3.bucket_host.as_deref(), Some("s3.plant-north.example"));
     assert_eq!(s3.bucket_port, Some(9000));
     assert_eq!(s3.aws_access_key_id.as_deref(), Some("camera-uploader"));
-    let workload = rendered
-        .message
-        .workloads
-        .into_iter()
-        .flatten()
-        .find(|w| w.name.as_deref() == Some("frame-grabber"))
-        .expect("workload");
-    let egress = workload.data.and_then(|d| d.egress).expect("egress");
+    let egress = rendered_workload(&message, "frame-grabber")
+        .data
+        .and_then(|d| d.egress)
+        .expect("egress");
     assert_eq!(egress[0].source.as_deref(), Some("/export/frames"));
     assert_eq!(egress[0].target.as_deref(), Some("camera-frames"));
 }
