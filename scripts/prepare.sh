@@ -18,6 +18,7 @@ debs=(chromium binutils)
 command -v prometheus >/dev/null || debs+=(prometheus)
 # The log forwarding tests send to a real syslog server (rsyslogd, in /usr/sbin).
 [ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || debs+=(rsyslog)
+dpkg -s rsyslog-openssl >/dev/null 2>&1 || debs+=(rsyslog-openssl)
 scripts/postgres.sh tools 2>/dev/null || debs+=(postgresql)
 command -v java >/dev/null || debs+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || debs+=(maven)

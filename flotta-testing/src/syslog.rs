@@ -2,6 +2,9 @@
 //! (`rsyslogd`, 8.2302 in bookworm) listening on a loopback TCP port (`imtcp`,
 //! which reads octet-counted frames) and writing each message to a file, one line
 //! per message: `HOSTNAME|APP-NAME|PROCID|STRUCTURED-DATA|MSG`.
+//! [`Syslog::start_tls`] listens with TLS instead (RFC 5425, rsyslog's `ossl`
+//! network stream driver from Debian's `rsyslog-openssl`), with a certificate for
+//! 127.0.0.1 from a CA made for the test.
 //!
 //! Tests that need it are marked `#[ignore = "needs rsyslog ..."]`, so a plain
 //! `cargo test` reports them ignored, never passed; `scripts/test.sh` installs the
@@ -44,6 +47,19 @@ pub fn require_in_ci() {
             "CI=true but no rsyslogd binary: the log forwarding tests would be skipped; {HOW_TO}"
         );
     }
+    if on_ci() && !has_tls_driver() {
+        panic!(
+            "CI=true but rsyslog has no openssl driver (lmnsd_ossl.so): the TLS log forwarding \
+             test would fail; install rsyslog-openssl (scripts/prepare.sh does)"
+        );
+    }
+}
+
+/// Whether rsyslog's openssl network stream driver is installed.
+pub fn has_tls_driver() -> bool {
+    ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
+        .iter()
+        .any(|lib| std::path::Path::new(lib).join("rsyslog/lmnsd_ossl.so").is_file())
 }
 
 /// One message as the server wrote it.
@@ -67,6 +83,8 @@ pub struct Syslog {
     binary: PathBuf,
     port: Option<u16>,
     child: Option<Child>,
+    /// The CA of the server certificate, when it listens with TLS.
+    ca_pem: Option<String>,
 }
 
 impl Syslog {
@@ -81,9 +99,47 @@ impl Syslog {
             binary,
             port: None,
             child: None,
+            ca_pem: None,
         };
         syslog.start_again().await;
         syslog
+    }
+
+    /// Starts rsyslogd listening with TLS on a free loopback port, its certificate
+    /// (for 127.0.0.1) issued by a CA made for the test: see [`ca_pem`](Self::ca_pem).
+    pub async fn start_tls() -> Syslog {
+        let Some(binary) = binary() else {
+            panic!("no rsyslogd binary: this test needs rsyslog; {HOW_TO}");
+        };
+        let dir = tempfile::tempdir().expect("rsyslog directory");
+        let now = time::OffsetDateTime::now_utc();
+        let ca = flotta_core::pki::BuiltinCa::generate("syslog test CA", now).expect("CA");
+        let server = flotta_core::pki::issue_server_certificate(
+            &ca,
+            &["127.0.0.1"],
+            now,
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .expect("server certificate");
+        let (ca_pem, _) = ca.to_pem();
+        std::fs::write(dir.path().join("ca.pem"), &ca_pem).expect("CA file");
+        std::fs::write(dir.path().join("cert.pem"), server.certificate.pem()).expect("cert");
+        std::fs::write(dir.path().join("key.pem"), server.key_pem()).expect("key");
+        let mut syslog = Syslog {
+            dir,
+            binary,
+            port: None,
+            child: None,
+            ca_pem: Some(ca_pem),
+        };
+        syslog.start_again().await;
+        syslog
+    }
+
+    /// The CA of a TLS server's certificate ([`start_tls`](Self::start_tls)).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// `127.0.0.1:PORT`.
@@ -123,9 +179,20 @@ impl Syslog {
         let _ = std::fs::remove_file(&port_file);
         // The first start takes a free port (port 0) and writes it to the port
         // file; a restart listens on the same one again.
+        let (global_tls, module_tls) = if self.ca_pem.is_some() {
+            (
+                format!(
+                    r#" DefaultNetstreamDriver="ossl" DefaultNetstreamDriverCAFile="{dir}/ca.pem" DefaultNetstreamDriverCertFile="{dir}/cert.pem" DefaultNetstreamDriverKeyFile="{dir}/key.pem""#,
+                    dir = dir.display()
+                ),
+                r#" StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.AuthMode="anon""#,
+            )
+        } else {
+            (String::new(), "")
+        };
         let config = format!(
-            r#"global(workDirectory="{dir}")
-module(load="imtcp")
+            r#"global(workDirectory="{dir}"{global_tls})
+module(load="imtcp"{module_tls})
 template(name="flotta" type="string" string="%hostname%|%app-name%|%procid%|%structured-data%|%msg%\n")
 ruleset(name="received") {{ action(type="omfile" file="{dir}/messages.log" template="flotta") }}
 input(type="imtcp" address="127.0.0.1" port="{port}" listenPortFileName="{port_file}" ruleset="received")

@@ -125,14 +125,24 @@ impl Agent {
                     .is_some_and(|f| f.tail.path() == path);
                 if !same_file {
                     let cursor = cursor_file(&dir, &forward.workload, &container);
+                    let mut sender =
+                        SyslogSender::new(forward.target.address.clone(), forward.target.transport);
+                    if let Some(ca) = &forward.target.ca_pem {
+                        // Checked when the plan was made: the version was refused
+                        // otherwise.
+                        match sender.with_ca(ca) {
+                            Ok(with_ca) => sender = with_ca,
+                            Err(reason) => {
+                                tracing::error!(%reason, "syslog CA");
+                                return;
+                            }
+                        }
+                    }
                     followers.insert(
                         container.clone(),
                         Follower {
                             tail: Tail::open(path, cursor),
-                            sender: SyslogSender::new(
-                                forward.target.address.clone(),
-                                forward.target.transport,
-                            ),
+                            sender,
                             origin: Origin {
                                 device: self.device_id.clone(),
                                 namespace: self.namespace.clone(),

@@ -27,6 +27,9 @@ pub enum Transport {
     Tcp,
     /// One datagram per message (RFC 5426).
     Udp,
+    /// Octet-counted frames over TLS (RFC 5425), the server's certificate checked
+    /// against the target's CA.
+    Tls,
 }
 
 impl Transport {
@@ -34,8 +37,9 @@ impl Transport {
         match protocol.map(str::to_ascii_lowercase).as_deref() {
             None | Some("") | Some("tcp") => Ok(Transport::Tcp),
             Some("udp") => Ok(Transport::Udp),
+            Some("tls") => Ok(Transport::Tls),
             Some(other) => Err(format!(
-                "protocol {other:?} is not supported: use tcp or udp"
+                "protocol {other:?} is not supported: use tcp, udp or tls"
             )),
         }
     }
@@ -50,6 +54,8 @@ pub struct SyslogTarget {
     pub address: String,
     /// How lines travel.
     pub transport: Transport,
+    /// PEM CA certificates the server's certificate is checked with (`tls`).
+    pub ca_pem: Option<String>,
     /// Most bytes of unsent log kept per container; older lines are skipped
     /// (and counted) beyond it.
     pub buffer_bytes: u64,
@@ -145,6 +151,18 @@ fn target_of(name: &str, target: &LogsCollectionInformation) -> Result<SyslogTar
     }
     let transport =
         Transport::parse(config.protocol.as_deref()).map_err(|e| format!("syslogConfig {e}"))?;
+    let ca_pem = config.ca_cert.clone().filter(|c| !c.trim().is_empty());
+    if transport == Transport::Tls {
+        let Some(ca) = &ca_pem else {
+            return Err(
+                "syslogConfig protocol tls needs the server's CA certificates (ConfigMap key CA)"
+                    .into(),
+            );
+        };
+        if let Err(error) = flotta_client::tls_client_config(ca, None) {
+            return Err(format!("syslogConfig CA: {error}"));
+        }
+    }
     let mib = target
         .buffer_size
         .and_then(|s| u64::try_from(s).ok())
@@ -154,6 +172,7 @@ fn target_of(name: &str, target: &LogsCollectionInformation) -> Result<SyslogTar
         name: name.to_owned(),
         address: address.to_owned(),
         transport,
+        ca_pem,
         buffer_bytes: mib.saturating_mul(1024 * 1024),
     })
 }
@@ -250,6 +269,15 @@ mod tests {
             "{all}"
         );
         assert_eq!(problems.len(), 4, "{all}");
+        let problems = LogsPlan::from_message(&message(
+            &[("secure", None, Some("h:6514"), Some("tls"))],
+            &[],
+        ))
+        .expect_err("tls without a CA");
+        assert_eq!(
+            problems,
+            ["logCollection.secure: syslogConfig protocol tls needs the server's CA certificates (ConfigMap key CA)"]
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! RFC 5424 syslog messages and their transports: octet-counted frames over TCP
-//! (RFC 6587 §3.4.1, as RFC 5425 frames them over TLS) and one datagram per
-//! message over UDP (RFC 5426).
+//! (RFC 6587 §3.4.1) or TLS (RFC 5425), and one datagram per message over UDP
+//! (RFC 5426).
 //!
 //! Every message names its origin twice: in the header (`HOSTNAME` is the device,
 //! `APP-NAME` the workload, `PROCID` the container) and, unabridged, in a
@@ -8,12 +8,17 @@
 //! container=…]` (32473 is the private enterprise number RFC 5612 sets aside for
 //! documentation and examples).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::FutureExt as _;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use super::plan::Transport;
 
@@ -99,12 +104,14 @@ pub fn frame(message: &[u8]) -> Vec<u8> {
 pub struct SyslogSender {
     address: String,
     transport: Transport,
+    tls: Option<Arc<rustls::ClientConfig>>,
     connection: Option<Connection>,
 }
 
 #[derive(Debug)]
 enum Connection {
     Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
     Udp(UdpSocket),
 }
 
@@ -114,8 +121,17 @@ impl SyslogSender {
         Self {
             address: address.into(),
             transport,
+            tls: None,
             connection: None,
         }
+    }
+
+    /// This sender checking the server's TLS certificate against `ca_pem`
+    /// (transport [`Transport::Tls`]); an error when the PEM holds no usable CA.
+    pub fn with_ca(mut self, ca_pem: &str) -> Result<Self, String> {
+        let config = flotta_client::tls_client_config(ca_pem, None).map_err(|e| e.to_string())?;
+        self.tls = Some(Arc::new(config));
+        Ok(self)
     }
 
     async fn connect(&self) -> std::io::Result<Connection> {
@@ -133,6 +149,35 @@ impl SyslogSender {
                         .map_err(|_| timed_out())??;
                 stream.set_nodelay(true)?;
                 Ok(Connection::Tcp(stream))
+            }
+            Transport::Tls => {
+                let Some(config) = self.tls.clone() else {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "tls needs the server's CA certificates",
+                    ));
+                };
+                let host = self
+                    .address
+                    .rsplit_once(':')
+                    .map_or(self.address.as_str(), |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{host:?} is not a TLS server name: {e}"),
+                    )
+                })?;
+                let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+                    .await
+                    .map_err(|_| timed_out())??;
+                tcp.set_nodelay(true)?;
+                let connecting = TlsConnector::from(config).connect(name, tcp);
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                    .await
+                    .map_err(|_| timed_out())??;
+                Ok(Connection::Tls(Box::new(stream)))
             }
             Transport::Udp => {
                 let target =
@@ -163,9 +208,12 @@ impl SyslogSender {
     /// TCP a server may then see a message twice, never miss one the caller
     /// counted as sent.
     pub async fn send(&mut self, messages: &[Vec<u8>]) -> std::io::Result<()> {
-        if let Some(Connection::Tcp(stream)) = &self.connection
-            && !still_open(stream)
-        {
+        let closed = match self.connection.as_mut() {
+            Some(Connection::Tcp(stream)) => !still_open(stream),
+            Some(Connection::Tls(stream)) => !tls_still_open(stream),
+            _ => false,
+        };
+        if closed {
             // The server closed the connection (it stopped, or dropped an idle
             // client): writing to it would lose the first batch.
             self.connection = None;
@@ -173,19 +221,33 @@ impl SyslogSender {
         if self.connection.is_none() {
             self.connection = Some(self.connect().await?);
         }
+        let framed = || {
+            let mut bytes = Vec::with_capacity(messages.iter().map(|m| m.len() + 8).sum());
+            for message in messages {
+                bytes.extend_from_slice(&frame(message));
+            }
+            bytes
+        };
+        let write_timed_out = || {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("writing to {} timed out", self.address),
+            )
+        };
         let result = match self.connection.as_mut() {
             Some(Connection::Tcp(stream)) => {
-                let mut bytes = Vec::with_capacity(messages.iter().map(|m| m.len() + 8).sum());
-                for message in messages {
-                    bytes.extend_from_slice(&frame(message));
-                }
-                match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await {
-                    Ok(written) => written,
-                    Err(_) => Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("writing to {} timed out", self.address),
-                    )),
-                }
+                tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&framed()))
+                    .await
+                    .unwrap_or_else(|_| Err(write_timed_out()))
+            }
+            Some(Connection::Tls(stream)) => {
+                let bytes = framed();
+                tokio::time::timeout(WRITE_TIMEOUT, async {
+                    stream.write_all(&bytes).await?;
+                    stream.flush().await
+                })
+                .await
+                .unwrap_or_else(|_| Err(write_timed_out()))
             }
             Some(Connection::Udp(socket)) => {
                 let mut result = Ok(());
@@ -218,6 +280,19 @@ fn still_open(stream: &TcpStream) -> bool {
         Ok((0, _)) => false,
         Ok(_) => true,
         Err(error) => error == rustix::io::Errno::AGAIN,
+    }
+}
+
+/// Whether the server has not closed the TLS connection `stream`: a read that
+/// would wait means open; an end (close_notify or EOF) or an error means closed.
+/// Records a server sends without data (session tickets) are taken in by the
+/// read and change nothing.
+fn tls_still_open(stream: &mut TlsStream<TcpStream>) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte).now_or_never() {
+        None => true,
+        Some(Ok(0) | Err(_)) => false,
+        Some(Ok(_)) => true,
     }
 }
 

@@ -24,7 +24,13 @@ fn rsyslog_is_there_on_ci() {
 
 /// The ConfigMap naming the syslog server, and the device's `logCollection`
 /// target `central` pointing at it.
-async fn log_collection(server: &TestServer, device: &str, address: &str, protocol: &str) {
+async fn log_collection(
+    server: &TestServer,
+    device: &str,
+    address: &str,
+    protocol: &str,
+    ca: Option<&str>,
+) {
     let client = server.management_client();
     let map = ConfigMap {
         metadata: ObjectMeta {
@@ -36,7 +42,9 @@ async fn log_collection(server: &TestServer, device: &str, address: &str, protoc
                 ("Address".to_owned(), address.to_owned()),
                 ("Protocol".to_owned(), protocol.to_owned()),
             ]
-            .into(),
+            .into_iter()
+            .chain(ca.map(|ca| ("CA".to_owned(), ca.to_owned())))
+            .collect(),
         ),
         ..Default::default()
     };
@@ -98,7 +106,7 @@ async fn workload_lines_reach_syslog_in_order_and_survive_its_outage() {
         .build()
         .expect("agent builds");
     let agent = spawn_registered(agent).await;
-    log_collection(&server, DEVICE, &syslog.address(), "tcp").await;
+    log_collection(&server, DEVICE, &syslog.address(), "tcp", None).await;
 
     // Twenty lines, then twenty more once the file `go` exists.
     let go = dir.path().join("go");
@@ -195,7 +203,7 @@ async fn a_runtime_without_logs_refuses_the_version_that_asks_for_them() {
         .build()
         .expect("agent builds");
     let mut agent = spawn_registered(agent).await;
-    log_collection(&server, "logs-memory", "127.0.0.1:514", "tcp").await;
+    log_collection(&server, "logs-memory", "127.0.0.1:514", "tcp", None).await;
     server
         .management_client()
         .create("default", &workload("logs-memory", "true"))
@@ -224,12 +232,60 @@ async fn an_unknown_protocol_refuses_the_version_and_says_where() {
         .build()
         .expect("agent builds");
     let mut agent = spawn_registered(agent).await;
-    log_collection(&server, "logs-relp", "127.0.0.1:2514", "relp").await;
+    log_collection(&server, "logs-relp", "127.0.0.1:2514", "relp", None).await;
     let reason = refusal(&mut agent).await;
     assert!(
         reason.contains("logCollection.central: syslogConfig protocol \"relp\" is not supported"),
         "{reason}"
     );
+    agent.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rsyslog and its openssl driver (Debian packages rsyslog, rsyslog-openssl); scripts/test.sh runs it"]
+async fn workload_lines_reach_syslog_over_tls_checked_against_the_configured_ca() {
+    let syslog = Syslog::start_tls().await;
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let agent = server
+        .agent_builder("logs-tls", process_runtime(&dir.path().join("runtime")).await)
+        .timing(quick_heartbeats())
+        .state_dir(dir.path().join("state"))
+        .build()
+        .expect("agent builds");
+    let agent = spawn_registered(agent).await;
+    log_collection(
+        &server,
+        "logs-tls",
+        &syslog.address(),
+        "tls",
+        Some(syslog.ca_pem().expect("TLS server")),
+    )
+    .await;
+    let script = "for i in 1 2 3 4 5; do echo \"secure $i\"; done; exec sleep 3600";
+    server
+        .management_client()
+        .create("default", &workload("logs-tls", script))
+        .await
+        .expect("workload created");
+    let lines = eventually_within("five lines over TLS", Duration::from_secs(60), || async {
+        let received = syslog.received();
+        let lines: Vec<String> = workload_lines(&received)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        (lines.len() >= 5).then_some(lines)
+    })
+    .await;
+    assert_eq!(lines, ["secure 1", "secure 2", "secure 3", "secure 4", "secure 5"]);
+    assert!(
+        syslog.received().iter().all(|r| r.hostname == "logs-tls"),
+        "{}",
+        syslog.log()
+    );
+    let status = agent.handle.status().logs.expect("logs status");
+    assert!(status.last_error.is_none(), "{status:?}");
     agent.stop().await;
     server.stop().await;
 }

@@ -67,7 +67,8 @@ pub struct LogCollectionConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// ConfigMap holding the syslog server configuration: `Address`
-    /// (`host:port`) and `Protocol` (`tcp`, the default, or `udp`).
+    /// (`host:port`), `Protocol` (`tcp`, the default, `udp`, or `tls`) and, for
+    /// `tls`, `CA` (PEM certificates the server's certificate is checked with).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog_config: Option<ObjectRef>,
     /// Fields this model does not know, kept verbatim.

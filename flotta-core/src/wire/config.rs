@@ -281,9 +281,13 @@ pub struct SyslogConfig {
     /// Server address, `host:port`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// `tcp` or `udp`.
+    /// `tcp`, `udp` or `tls`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+    /// PEM CA certificates the server's TLS certificate is checked with
+    /// (protocol `tls`; beyond Flotta, from the ConfigMap key `CA`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

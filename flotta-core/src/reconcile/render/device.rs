@@ -164,6 +164,9 @@ pub(super) fn device_configuration(
                             protocol: config_map_value(config_map, "Protocol")
                                 .or_else(|| config_map_value(config_map, "protocol"))
                                 .map(str::to_owned),
+                            ca_cert: config_map_value(config_map, "CA")
+                                .or_else(|| config_map_value(config_map, "ca.crt"))
+                                .map(str::to_owned),
                             extra: Default::default(),
                         }),
                         None => {
