@@ -57,9 +57,17 @@ pub fn require_in_ci() {
 
 /// Whether rsyslog's openssl network stream driver is installed.
 pub fn has_tls_driver() -> bool {
-    ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
-        .iter()
-        .any(|lib| std::path::Path::new(lib).join("rsyslog/lmnsd_ossl.so").is_file())
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .any(|lib| {
+        std::path::Path::new(lib)
+            .join("rsyslog/lmnsd_ossl.so")
+            .is_file()
+    })
 }
 
 /// One message as the server wrote it.
@@ -118,7 +126,7 @@ impl Syslog {
             &ca,
             &["127.0.0.1"],
             now,
-            std::time::Duration::from_secs(3600),
+            time::Duration::hours(1),
         )
         .await
         .expect("server certificate");

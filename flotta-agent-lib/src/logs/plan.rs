@@ -276,7 +276,9 @@ mod tests {
         .expect_err("tls without a CA");
         assert_eq!(
             problems,
-            ["logCollection.secure: syslogConfig protocol tls needs the server's CA certificates (ConfigMap key CA)"]
+            [
+                "logCollection.secure: syslogConfig protocol tls needs the server's CA certificates (ConfigMap key CA)"
+            ]
         );
     }
 

@@ -163,12 +163,13 @@ impl SyslogSender {
                     .map_or(self.address.as_str(), |(host, _)| host)
                     .trim_start_matches('[')
                     .trim_end_matches(']');
-                let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("{host:?} is not a TLS server name: {e}"),
-                    )
-                })?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!("{host:?} is not a TLS server name: {e}"),
+                        )
+                    })?;
                 let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
                     .await
                     .map_err(|_| timed_out())??;

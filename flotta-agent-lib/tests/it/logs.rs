@@ -249,7 +249,10 @@ async fn workload_lines_reach_syslog_over_tls_checked_against_the_configured_ca(
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let agent = server
-        .agent_builder("logs-tls", process_runtime(&dir.path().join("runtime")).await)
+        .agent_builder(
+            "logs-tls",
+            process_runtime(&dir.path().join("runtime")).await,
+        )
         .timing(quick_heartbeats())
         .state_dir(dir.path().join("state"))
         .build()
@@ -278,7 +281,10 @@ async fn workload_lines_reach_syslog_over_tls_checked_against_the_configured_ca(
         (lines.len() >= 5).then_some(lines)
     })
     .await;
-    assert_eq!(lines, ["secure 1", "secure 2", "secure 3", "secure 4", "secure 5"]);
+    assert_eq!(
+        lines,
+        ["secure 1", "secure 2", "secure 3", "secure 4", "secure 5"]
+    );
     assert!(
         syslog.received().iter().all(|r| r.hostname == "logs-tls"),
         "{}",
