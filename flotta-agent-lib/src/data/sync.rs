@@ -6,7 +6,9 @@
 //! upload under way with the ETags of its parts so far. It is written after every
 //! object and every part: an agent stopped, killed or cut off mid-upload resumes
 //! with the next part of the same upload. A file that changed since its upload
-//! started is uploaded again from its start (the stale upload is aborted).
+//! started is uploaded again from its start (the stale upload is aborted). Files
+//! deleted from the export directory are forgotten by the state; their objects
+//! stay in the bucket.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -141,6 +143,17 @@ impl WorkloadUpload {
             tokio::task::spawn_blocking(move || candidates(&export, &device_owned, &paths_owned))
                 .await
                 .map_err(|e| format!("listing the export directory: {e}"))??;
+        // Forget files that are gone (their objects stay in the bucket), so the
+        // state holds what the export directory holds, not every file ever seen.
+        let before = self.state.uploaded.len();
+        self.state.uploaded.retain(|key, _| {
+            candidates
+                .binary_search_by(|c| c.key.as_str().cmp(key))
+                .is_ok()
+        });
+        if self.state.uploaded.len() != before {
+            self.save()?;
+        }
         let mut report = PassReport::default();
         for candidate in candidates {
             if self.state.uploaded.get(&candidate.key) == Some(&candidate.stamp) {
