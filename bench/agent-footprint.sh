@@ -15,7 +15,9 @@
 #
 #   bench/agent-footprint.sh                      # builds the release-agent
 #                                                 # flotta-agent, dev flotta-server/flotta
-#   IDLE_SECONDS=60 HEARTBEAT_SECONDS=10 bench/agent-footprint.sh
+#   IDLE_SECONDS=120 bench/agent-footprint.sh
+#   HEARTBEAT_SECONDS=10 ...   # agent.toml's period, used only until the first
+#                              # configuration arrives (the server's period wins)
 #   AGENT_PROFILE=release bench/agent-footprint.sh   # the plain release build
 #   METRICS=1 bench/agent-footprint.sh            # with system metrics every 60 s,
 #       pushed to a local Prometheus when `prometheus` is installed (buffered
@@ -96,7 +98,11 @@ if [ -n "${METRICS:-}" ]; then
         flotta/member-of=footprint-metrics >/dev/null
     for _ in $(seq 1 100); do [ -d state/metrics ] && break; sleep 0.2; done
     [ -d state/metrics ] || { echo "metrics did not start" >&2; exit 1; }
-    echo "metrics: system every 60 s, receiver: ${receiver:+a local Prometheus}${receiver:-none (buffered)}"
+    if [ -n "$receiver" ]; then
+        echo "metrics: system every 60 s, pushed to a local Prometheus"
+    else
+        echo "metrics: system every 60 s, no receiver (buffered on disk)"
+    fi
 fi
 sleep 5 # settle: first config applied, first heartbeats sent
 
@@ -124,12 +130,17 @@ wire_bytes() {
         awk -F: '{ n += $2 } END { print n + 0 }'
 }
 
+# CPU time of the whole process (every thread), user + system, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' /proc/"$AGENT_PID"/stat
+}
+
 threads=$(ls /proc/"$AGENT_PID"/task | wc -l)
 seen_poller &
 POLLER_PID=$!
-s0=$(switches); w0=$(wire_bytes); t0=$SECONDS
+s0=$(switches); w0=$(wire_bytes); c0=$(cpu_ticks); t0=$SECONDS
 sleep "$IDLE_SECONDS"
-s1=$(switches); w1=$(wire_bytes); elapsed=$((SECONDS - t0))
+s1=$(switches); w1=$(wire_bytes); c1=$(cpu_ticks); elapsed=$((SECONDS - t0))
 kill "$POLLER_PID" 2>/dev/null || true
 wait "$POLLER_PID" 2>/dev/null || true
 # Distinct lastSeen values minus the one current at the start of the window.
@@ -137,7 +148,9 @@ beats=$(($(sort -u "$WORK/seen.txt" | grep -c . || true) - 1))
 rss=$(awk '/^VmRSS/ { print $2 }' /proc/"$AGENT_PID"/status)
 hwm=$(awk '/^VmHWM/ { print $2 }' /proc/"$AGENT_PID"/status)
 echo "idle RSS: ${rss} KiB (peak ${hwm} KiB), ${threads} threads"
-echo "main-thread context switches over ${elapsed} s idle: $((s1 - s0)) (${beats} heartbeats seen by the server, period set to ${HEARTBEAT_SECONDS} s)"
+ticks=$(getconf CLK_TCK)
+echo "CPU over ${elapsed} s idle: $(( (c1 - c0) * 1000 / ticks )) ms (user + system, all threads)"
+echo "main-thread context switches over ${elapsed} s idle: $((s1 - s0)) (${beats} heartbeats seen by the server; the period is the server configuration's, 60 s by default)"
 if [ "$beats" -gt 0 ]; then
     echo "wire bytes over ${elapsed} s: $((w1 - w0)); per heartbeat: $(((w1 - w0) / beats))"
 fi

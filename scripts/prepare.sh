@@ -19,6 +19,13 @@ command -v prometheus >/dev/null || debs+=(prometheus)
 # The log forwarding tests send to a real syslog server (rsyslogd, in /usr/sbin).
 [ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || debs+=(rsyslog)
 dpkg -s rsyslog-openssl >/dev/null 2>&1 || debs+=(rsyslog-openssl)
+# The podman runtime tests run real podman as root in namespaces of their own
+# (flotta-testing/src/podman.rs): runc (crun cannot do the hybrid cgroup v1 of
+# these machines), catatonit (the pods' pause process) and a static busybox to
+# build the test image from (no image can be pulled).
+for p in podman runc catatonit busybox-static; do
+    dpkg -s "$p" >/dev/null 2>&1 || debs+=("$p")
+done
 scripts/postgres.sh tools 2>/dev/null || debs+=(postgresql)
 command -v java >/dev/null || debs+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || debs+=(maven)
@@ -38,6 +45,10 @@ if [ ! -x "$S3_VENV/bin/moto_server" ] || [ "$(cat "$S3_VENV/.flotta-packages" 2
     "$S3_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$MOTO"
     printf '%s' "$MOTO" >"$S3_VENV/.flotta-packages"
 fi
+
+# The OIDC tests sign in at a real Keycloak (scripts/keycloak.sh says why Keycloak).
+step "Keycloak"
+scripts/keycloak.sh install
 
 step "npm packages of the console tests"
 (cd flotta-server/ui/e2e && npm ci --no-audit --no-fund --loglevel=error)

@@ -23,7 +23,7 @@ export FLOTTA_BIN_DIR="$TARGET_DIR/debug"
 export UI_SCREENSHOTS="${UI_SCREENSHOTS:-$TARGET_DIR/ui-screenshots}"
 LOG="$(mktemp)"
 status=0
-(cd "$E2E" && node --test --test-concurrency=1 --test-reporter=spec console.test.mjs) 2>&1 | tee "$LOG" || status=$?
+(cd "$E2E" && node --test --test-concurrency=1 --test-reporter=spec console.test.mjs console-oidc.test.mjs) 2>&1 | tee "$LOG" || status=$?
 
 # node's spec reporter ends with "ℹ pass N", "ℹ fail N", "ℹ skipped N", "ℹ todo N".
 count() { awk -v key="$1" '$1 == "ℹ" && $2 == key { n = $3 } END { print n + 0 }' "$LOG"; }

@@ -2,7 +2,8 @@
 # Drives a stock kubectl against a real flotta-server: the server from the cargo
 # build on loopback with SQLite in a temporary directory, a kubeconfig written by
 # `flotta kubeconfig`, and a kubectl session whose every command's output is checked
-# (docs/kubectl.md walks through the same commands).
+# (docs/kubectl.md walks through the same commands); then the kube-rs example
+# (examples/kube-rs) lists, labels and watches through the same kubeconfig.
 #
 # kubectl is not installed by this script (Debian has no package for it): without it
 # the suite is reported skipped, and under CI (CI set) it fails.
@@ -34,7 +35,7 @@ if [ -z "${FLOTTA_BIN_DIR:-}" ]; then
     cargo build --workspace --all-features --bins --tests --quiet
     FLOTTA_BIN_DIR="$TARGET_DIR/debug"
 fi
-for binary in flotta-server flotta; do
+for binary in flotta-server flotta flotta-example-kube-rs; do
     [ -x "$FLOTTA_BIN_DIR/$binary" ] || { echo "kubectl: $FLOTTA_BIN_DIR/$binary not found" >&2; exit 1; }
 done
 PATH="$FLOTTA_BIN_DIR:$PATH"
@@ -221,6 +222,71 @@ check patch-dry-run run_and_has patch-dry-run patch eds cameras --type merge --d
     -p '{"spec":{"heartbeat":{"periodSeconds":5}}}' -- 'cameras patched( \(server dry run\))?$'
 check patch-dry-run-stored-nothing run_and_has patch-dry-run-stored-nothing get eds cameras -o 'jsonpath={.spec.heartbeat.periodSeconds}' -- '^45$'
 
+echo "==> server-side apply: field managers, conflicts, --force-conflicts"
+cat >ssa.yaml <<'EOF'
+apiVersion: management.project-flotta.io/v1alpha1
+kind: EdgeWorkload
+metadata:
+  name: telemetry
+  labels:
+    app: telemetry
+    stage: beta
+spec:
+  type: pod
+  deviceSelector:
+    matchLabels:
+      device-class: camera
+  pod:
+    spec:
+      containers:
+        - name: main
+          image: registry.example.com/telemetry:1
+EOF
+check ssa-create run_and_has ssa-create apply --server-side -f ssa.yaml -- \
+    '^edgeworkload\.management\.project-flotta\.io/telemetry serverside-applied$'
+check ssa-owner run_and_has ssa-owner get ew telemetry --show-managed-fields -o yaml -- \
+    'manager: kubectl$' 'operation: Apply$' 'f:containers: \{\}'
+# The same configuration again writes nothing: the resource version stays.
+ssa_again_unchanged() {
+    k ssa-rv-before get ew telemetry -o 'jsonpath={.metadata.resourceVersion}' &&
+        k ssa-again apply --server-side -f ssa.yaml && has ssa-again 'telemetry serverside-applied$' &&
+        k ssa-rv-after get ew telemetry -o 'jsonpath={.metadata.resourceVersion}' &&
+        cmp -s out/ssa-rv-before out/ssa-rv-after
+}
+check ssa-again-unchanged ssa_again_unchanged
+# Another manager changing the image conflicts with kubectl's ownership, and the
+# stored object is untouched.
+sed 's/telemetry:1$/telemetry:2/' ssa.yaml >ssa-2.yaml
+ssa_conflict() {
+    ! k ssa-conflict apply --server-side --field-manager=rollout-bot -f ssa-2.yaml &&
+        has ssa-conflict 'Apply failed with 1 conflict' 'conflict with "kubectl"' '\.spec\.pod\.spec\.containers' &&
+        k ssa-conflict-stored get ew telemetry -o 'jsonpath={.spec.pod.spec.containers[0].image}' &&
+        has ssa-conflict-stored 'telemetry:1$'
+}
+check ssa-conflict ssa_conflict
+check ssa-force run_and_has ssa-force apply --server-side --field-manager=rollout-bot --force-conflicts \
+    -f ssa-2.yaml -- 'telemetry serverside-applied$'
+check ssa-force-visible run_and_has ssa-force-visible get ew telemetry \
+    -o 'jsonpath={.spec.pod.spec.containers[0].image}' -- 'telemetry:2$'
+# A label both appliers own stays until the last of them leaves it out; a label
+# set by hand (kubectl label: an update by another manager) is never theirs to drop.
+ssa_prune_owned_field() {
+    k ssa-label label ew telemetry owner=ops &&
+        grep -v 'stage: beta' ssa-2.yaml >ssa-3.yaml &&
+        k ssa-drop-kubectl apply --server-side -f ssa-3.yaml &&
+        k ssa-labels-shared get ew telemetry -o 'jsonpath={.metadata.labels}' &&
+        has ssa-labels-shared '"stage":"beta"' &&
+        k ssa-drop-bot apply --server-side --field-manager=rollout-bot -f ssa-3.yaml &&
+        k ssa-labels get ew telemetry -o 'jsonpath={.metadata.labels}' &&
+        has ssa-labels '"owner":"ops"' '"app":"telemetry"' && lacks ssa-labels 'stage'
+}
+check ssa-prune-owned-field ssa_prune_owned_field
+check ssa-dry-run run_and_has ssa-dry-run apply --server-side --dry-run=server --field-manager=rollout-bot \
+    --force-conflicts -f ssa.yaml -- 'telemetry serverside-applied \(server dry run\)$'
+check ssa-dry-run-stored-nothing run_and_has ssa-dry-run-stored-nothing get ew telemetry \
+    -o 'jsonpath={.spec.pod.spec.containers[0].image}' -- 'telemetry:2$'
+check ssa-delete run_and_has ssa-delete delete ew telemetry -- '"telemetry" deleted$'
+
 echo "==> edit (KUBE_EDITOR is sed)"
 edit_with_sed() {
     KUBE_EDITOR="sed -i -e 's/periodSeconds: 45/periodSeconds: 50/'" k edit edit eds cameras &&
@@ -262,6 +328,22 @@ watch_sees_change() {
     [ "$seen" -eq 1 ] && has watch '^NAME +TYPE +TARGET'
 }
 check watch watch_sees_change
+
+echo "==> kube-rs: Api<DynamicObject> (examples/kube-rs)"
+# The example lists the devices the selector picks, labels the first, and watches
+# EdgeWorkloads from resource version "0": frame-grabber and watched come as ADDED,
+# and the watch ends on its second event.
+kube_rs_example() {
+    flotta-example-kube-rs --kubeconfig "$KUBECONFIG" --selector line=assembly-3 \
+        --label managed-by=kube-rs --max-events 2 --watch-seconds 30 >out/kube-rs 2>&1
+}
+check kube-rs kube_rs_example
+check kube-rs-list has kube-rs '^EdgeDevices in plant-north \(selector "line=assembly-3"\): 1$' \
+    "^device $DEVICE phase=[^ ]+ labels=.*line=assembly-3"
+check kube-rs-label has kube-rs "^labelled $DEVICE managed-by=kube-rs: labels=.*managed-by=kube-rs"
+check kube-rs-label-visible run_and_has kube-rs-label-visible get ed -l managed-by=kube-rs -o name -- \
+    "^edgedevice\.management\.project-flotta\.io/$DEVICE$"
+check kube-rs-watch has kube-rs '^ADDED frame-grabber$' '^ADDED watched$' '^watch ended$'
 
 echo "==> namespaces"
 check get-namespaces run_and_has get-namespaces get namespaces -- '^NAME +STATUS +AGE$' '^default +Active' '^plant-north +Active '

@@ -3,8 +3,8 @@
 # the shared cargo target dir, so only the binding crate and pyo3 compile on top of
 # the workspace build), installs it into a venv under ~/.cache/flotta-rs, checks the
 # type stubs with mypy.stubtest, and runs pytest (selectors, manifests, PKI, the
-# blocking and asyncio clients, flotta.Agent and examples/python against a real
-# flotta-server process).
+# blocking and asyncio clients, flotta.Agent, examples/python and the official
+# `kubernetes` client's dynamic client against a real flotta-server process).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -12,7 +12,7 @@ ensure_rust
 
 VENV="${FLOTTA_PY_VENV:-$HOME/.cache/flotta-rs/venv-py}"
 # Pinned tool versions; bump together.
-PY_PACKAGES=(maturin==1.16.0 pytest==9.2.0 pytest-asyncio==1.5.0 mypy==2.4.1 cryptography==50.0.2)
+PY_PACKAGES=(maturin==1.16.0 pytest==9.2.0 pytest-asyncio==1.5.0 mypy==2.4.1 cryptography==50.0.2 kubernetes==37.0.2)
 
 step() { printf '\n==> %s\n' "$*"; }
 

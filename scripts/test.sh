@@ -26,7 +26,7 @@ TIMINGS="$LOGS/timings"
 : >"$FLOTTA_TEST_COUNTS"
 : >"$TIMINGS"
 export FLOTTA_TEST_COUNTS
-trap 'scripts/postgres.sh stop >/dev/null 2>&1 || true; rm -rf "$LOGS"' EXIT
+trap 'scripts/postgres.sh stop >/dev/null 2>&1 || true; scripts/keycloak.sh stop >/dev/null 2>&1 || true; rm -rf "$LOGS"' EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -85,17 +85,29 @@ if [ "$prepare_status" -ne 0 ]; then
     exit 1
 fi
 
-step "PostgreSQL for the storage and API suites"
+step "PostgreSQL for the storage and API suites, Keycloak for the OIDC tests"
+# Keycloak (a JVM) takes tens of seconds to start: it starts while PostgreSQL does.
+scripts/keycloak.sh start >"$LOGS/keycloak.env" 2>"$LOGS/keycloak.err" &
+KEYCLOAK_PID=$!
 eval "$(scripts/postgres.sh start)"
 export FLOTTA_TEST_POSTGRES_URL
 echo "using $FLOTTA_TEST_POSTGRES_URL"
+if ! timed keycloak-start wait "$KEYCLOAK_PID"; then
+    cat "$LOGS/keycloak.err" >&2
+    echo "scripts/keycloak.sh start failed" >&2
+    exit 1
+fi
+eval "$(cat "$LOGS/keycloak.env")"
+export FLOTTA_TEST_KEYCLOAK_URL FLOTTA_TEST_KEYCLOAK_CA FLOTTA_TEST_KEYCLOAK_ADMIN_PASSWORD
+echo "using Keycloak at $FLOTTA_TEST_KEYCLOAK_URL"
 
 cargo_tests() {
-    # The tests that need PostgreSQL, Prometheus, rsyslog or moto are #[ignore]d, so
-    # that without them a plain `cargo test` reports them ignored, never passed
-    # (flotta-testing/src/postgres.rs, prometheus.rs, syslog.rs, s3.rs); they are the
-    # workspace's only ignored tests, the cluster is up and prepare.sh installed
-    # Prometheus, rsyslog and moto: run them too.
+    # The tests that need PostgreSQL, Keycloak, Prometheus, rsyslog, moto or podman
+    # are #[ignore]d, so that without them a plain `cargo test` reports them
+    # ignored, never passed (flotta-testing/src/postgres.rs, keycloak.rs,
+    # prometheus.rs, syslog.rs, s3.rs, podman.rs); they are the workspace's only
+    # ignored tests, PostgreSQL and Keycloak are up and prepare.sh installed
+    # Prometheus, rsyslog, moto and podman: run them too.
     cargo test --workspace --all-features -- --include-ignored 2>&1 | tee "$LOGS/cargo-test.out"
     local status=${PIPESTATUS[0]}
     awk '/^test result:/ { p += $4; f += $6; s += $8 } END { print p+0, f+0, s+0 }' \

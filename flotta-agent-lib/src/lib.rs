@@ -27,8 +27,8 @@ pub use os::{
     OsUpdatePhase, OsUpdateRecord, OsUpdater, RpmOstreeUpdater,
 };
 pub use runtime::{
-    MemoryRuntime, PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime, RuntimeError,
-    WorkloadRuntime, WorkloadState,
+    LogFormat, MemoryRuntime, PodmanOptions, PodmanRuntime, ProcessOptions, ProcessRuntime,
+    RuntimeError, WorkloadRuntime, WorkloadState,
 };
 pub use state::{
     AppliedWorkloads, FileStateStore, PersistedConfig, PersistedIdentity, StateError, StateItem,

@@ -1,31 +1,42 @@
 //! The subcommands.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use flotta_client::{ApplyAction, ListParams, ManagementClient, WatchEvent};
+use flotta_client::{
+    ApplyOutcome, DryRun, ListParams, ManagementClient, ServerSideApply, WatchEvent,
+};
+use flotta_core::selector::Selector;
 use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::kind::{Kind, parse_reference};
 use crate::output::{self, Format};
 use crate::{
-    Cli, CliError, Command, CreateCommand, DEFAULT_CONFIG, DataSource, EnrolmentRequests, GetArgs,
-    GlobalArgs, SecretKind,
+    ApplyArgs, Cli, CliError, Command, CreateCommand, DEFAULT_CONFIG, DataSource, DryRunMode,
+    EnrolmentRequests, GetArgs, GlobalArgs, SecretKind,
 };
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let global = cli.global;
+    if !matches!(
+        cli.command,
+        Command::Login(_) | Command::Crds | Command::Validate { .. } | Command::Completion { .. }
+    ) {
+        crate::login::renew_if_due(&global).await;
+    }
     match cli.command {
+        Command::Login(args) => crate::login::login(&global, args).await,
         Command::Get(args) => get(&global, args).await,
         Command::Describe { kind, name } => {
             let (kind, name) = kind_and_name(&kind, name)?;
             let client = client(&global)?;
             crate::describe::describe(&client, &global.namespace, kind, &name).await
         }
-        Command::Apply { files } => apply(&global, &files).await,
+        Command::Apply(args) => apply(&global, args).await,
         Command::Delete { kind, names } => delete(&global, &kind, names).await,
         Command::Approve(requests) => decide(&global, requests, true).await,
         Command::Deny(requests) => decide(&global, requests, false).await,
@@ -38,7 +49,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rollout(command) => crate::rollout::run(&global, command).await,
         Command::Crds => crds(),
         Command::Kubeconfig { token, output } => kubeconfig(&global, token, output),
-        Command::Validate { files } => validate(&files),
+        Command::Validate { files, recursive } => validate(&files, recursive),
         Command::Token(command) => crate::access::token(&global, command).await,
         Command::Auth(crate::AuthCommand::CanI(args)) => crate::access::can_i(&global, args).await,
         Command::Completion { shell } => {
@@ -288,27 +299,118 @@ fn print_padded(
     Ok(())
 }
 
-async fn apply(global: &GlobalArgs, files: &[String]) -> Result<(), CliError> {
-    let sources = crate::manifest::read_sources(files)?;
+/// The `kind/name` the command line prints for an object of `kind` (a manifest's
+/// `kind` field).
+fn printed_object(kind: Option<&str>, name: Option<&str>) -> String {
+    match (kind, name) {
+        (Some(kind), Some(name)) => format!(
+            "{}/{name}",
+            Kind::from_kind_field(kind)
+                .map_or_else(|| kind.to_lowercase(), |k| k.singular().to_owned())
+        ),
+        _ => "object".into(),
+    }
+}
+
+/// What kubectl appends to a line of a dry run.
+fn dry_run_suffix(mode: DryRunMode) -> &'static str {
+    match mode {
+        DryRunMode::None => "",
+        DryRunMode::Client => " (dry run)",
+        DryRunMode::Server => " (server dry run)",
+    }
+}
+
+/// `apply`: every document of every source, in order; a failed document does not
+/// stop the others. With `-l` only the documents the selector selects are applied
+/// (as kubectl). With `--prune`, once every document applied, the objects the
+/// selector selects that the input does not hold are deleted; after any failure
+/// nothing is pruned, since an object whose document failed would be taken for
+/// one the input dropped.
+async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<(), CliError> {
+    let selector: Option<Selector> = args
+        .selector
+        .as_deref()
+        .map(|text| {
+            text.parse()
+                .map_err(|error: flotta_core::selector::SelectorError| {
+                    CliError::Usage(format!("invalid selector {text:?}: {error}"))
+                })
+        })
+        .transpose()?;
+    if args.prune && selector.as_ref().is_none_or(Selector::is_everything) {
+        return Err(CliError::Usage(
+            "--prune needs a label selector (-l/--selector) that the objects this apply manages carry: \
+             without one every object of the input's kinds that the input does not name would be deleted"
+                .into(),
+        ));
+    }
+    let sources = crate::manifest::read_sources(&args.files, args.recursive)?;
     let client = client(global)?;
+    let dry_run = match args.dry_run {
+        DryRunMode::None => DryRun::None,
+        DryRunMode::Client => DryRun::Client,
+        DryRunMode::Server => DryRun::Server,
+    };
+    let suffix = dry_run_suffix(args.dry_run);
+    let server_side = match (args.server_side, dry_run) {
+        (false, _) if args.force_conflicts => {
+            return Err(CliError::Usage(
+                "--force-conflicts only applies to --server-side".into(),
+            ));
+        }
+        (false, _) => None,
+        (true, DryRun::Client) => {
+            return Err(CliError::Usage(
+                "--dry-run=client cannot tell what a server-side apply would do: use --dry-run=server"
+                    .into(),
+            ));
+        }
+        (true, _) => {
+            let mut options = ServerSideApply::new(args.field_manager.clone());
+            if args.force_conflicts {
+                options = options.force();
+            }
+            if dry_run == DryRun::Server {
+                options = options.dry_run();
+            }
+            Some(options)
+        }
+    };
     let mut failed = 0;
     let mut total = 0;
+    let mut applied = BTreeSet::new();
     let mut stdout = std::io::stdout().lock();
     for source in sources {
-        for outcome in client.apply(&global.namespace, &source.text).await {
-            total += 1;
-            let object = match (&outcome.kind, &outcome.name) {
-                (Some(kind), Some(name)) => format!(
-                    "{}/{name}",
-                    Kind::from_kind_field(kind)
-                        .map_or_else(|| kind.to_lowercase(), |k| k.singular().to_owned())
-                ),
-                _ => "object".into(),
+        for (index, document) in flotta_client::parse_documents(&source.text) {
+            let outcome = match document {
+                Ok(document)
+                    if selector
+                        .as_ref()
+                        .is_some_and(|s| !flotta_client::selects(s, &document)) =>
+                {
+                    continue;
+                }
+                Ok(document) => match &server_side {
+                    Some(options) => {
+                        client
+                            .server_side_apply_document(index, &global.namespace, document, options)
+                            .await
+                    }
+                    None => {
+                        client
+                            .apply_document_with(index, &global.namespace, document, dry_run)
+                            .await
+                    }
+                },
+                Err(error) => ApplyOutcome::unread(index, error),
             };
+            total += 1;
+            let object = printed_object(outcome.kind.as_deref(), outcome.name.as_deref());
+            applied.extend(outcome.applied());
             match outcome.result {
                 Ok(action) => {
-                    let action: ApplyAction = action;
-                    writeln!(stdout, "{object} {}", action.as_str())?;
+                    writeln!(stdout, "{object} {}{suffix}", action.as_str())?;
                 }
                 Err(error) => {
                     failed += 1;
@@ -326,14 +428,40 @@ async fn apply(global: &GlobalArgs, files: &[String]) -> Result<(), CliError> {
     }
     stdout.flush()?;
     if total == 0 {
-        return Err(CliError::Usage(
-            "no objects found in the given manifests".into(),
-        ));
+        return Err(CliError::Usage(match &args.selector {
+            Some(text) => format!("no objects in the given manifests match the selector {text:?}"),
+            None => "no objects found in the given manifests".into(),
+        }));
     }
     if failed > 0 {
+        let pruned = if args.prune {
+            "; nothing was pruned"
+        } else {
+            ""
+        };
         return Err(CliError::Failed(format!(
-            "{failed} of {total} documents failed to apply"
+            "{failed} of {total} documents failed to apply{pruned}"
         )));
+    }
+    if let (true, Some(selector)) = (args.prune, &selector) {
+        let mut failed = 0;
+        for outcome in client.prune(selector, &applied, dry_run).await? {
+            let key = &outcome.object;
+            let object = format!("{}/{}", key.kind.singular(), key.name);
+            match outcome.result {
+                Ok(()) => writeln!(stdout, "{object} pruned{suffix}")?,
+                Err(error) => {
+                    failed += 1;
+                    eprintln!("error: pruning {object}: {}", crate::one_line(&error));
+                }
+            }
+        }
+        stdout.flush()?;
+        if failed > 0 {
+            return Err(CliError::Failed(format!(
+                "{failed} object(s) could not be pruned"
+            )));
+        }
     }
     Ok(())
 }
@@ -674,7 +802,7 @@ fn kubeconfig(
 }
 
 /// Writes `bytes` to `path` readable by its owner only: a kubeconfig holds a token.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -705,8 +833,8 @@ fn crds() -> Result<(), CliError> {
     Ok(())
 }
 
-fn validate(files: &[String]) -> Result<(), CliError> {
-    let sources = crate::manifest::read_sources(files)?;
+fn validate(files: &[String], recursive: bool) -> Result<(), CliError> {
+    let sources = crate::manifest::read_sources(files, recursive)?;
     let mut problems = 0;
     let mut documents = 0;
     for source in &sources {

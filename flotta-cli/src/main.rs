@@ -4,6 +4,7 @@ mod access;
 mod commands;
 mod describe;
 mod kind;
+mod login;
 mod manifest;
 mod output;
 mod rollout;
@@ -62,16 +63,7 @@ enum Command {
         name: Option<String>,
     },
     /// Create or update objects from manifests.
-    Apply {
-        /// A YAML or JSON file, a directory of them, or `-` for standard input.
-        #[arg(
-            short = 'f',
-            long = "filename",
-            required = true,
-            value_name = "FILE|DIR|-"
-        )]
-        files: Vec<String>,
-    },
+    Apply(ApplyArgs),
     /// Delete objects.
     Delete {
         /// Kind: devices, sets, workloads or edsr (or KIND/NAME).
@@ -123,6 +115,9 @@ enum Command {
             value_name = "FILE|DIR|-"
         )]
         files: Vec<String>,
+        /// Read the directories of -f and every directory below them.
+        #[arg(short = 'R', long)]
+        recursive: bool,
     },
     /// Create, list and delete API tokens (needs an admin token).
     #[command(subcommand)]
@@ -130,11 +125,73 @@ enum Command {
     /// Ask what this client's token may do.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Sign in with the OIDC issuer the server trusts (in a browser, or with
+    /// --device on a machine without one) and keep the token in the client
+    /// configuration; later commands renew it before it expires.
+    Login(crate::login::LoginArgs),
     /// Print a shell completion script.
     Completion {
         /// The shell.
         shell: Shell,
     },
+}
+
+/// What `apply` applies, and how.
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    /// A YAML or JSON file, a directory of them, or `-` for standard input.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required = true,
+        value_name = "FILE|DIR|-"
+    )]
+    files: Vec<String>,
+    /// Read the directories of -f and every directory below them.
+    #[arg(short = 'R', long)]
+    recursive: bool,
+    /// Apply only the objects of the input this label selector selects; with
+    /// --prune, also the objects that may be deleted.
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+    selector: Option<String>,
+    /// After applying, delete the objects selected by -l, of the kinds of the input
+    /// and in its namespaces, that the input does not hold.
+    #[arg(long)]
+    prune: bool,
+    /// Send each object as a server-side apply: the server records who owns each
+    /// field it sets (--field-manager) and refuses to change fields another
+    /// manager owns, naming them, unless --force-conflicts.
+    #[arg(long)]
+    server_side: bool,
+    /// The field manager of --server-side.
+    #[arg(long, value_name = "NAME", default_value = "flotta")]
+    field_manager: String,
+    /// With --server-side, take over the fields other managers own.
+    #[arg(long)]
+    force_conflicts: bool,
+    /// `client`: print what would be done and change nothing; `server`: send every
+    /// write as a server-side dry run (`dryRun=All`), which stores nothing.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "none",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client",
+        value_name = "MODE"
+    )]
+    dry_run: DryRunMode,
+}
+
+/// The values of `--dry-run`, as kubectl's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DryRunMode {
+    /// Apply for real.
+    None,
+    /// Change nothing: read the objects and say what would be done.
+    Client,
+    /// Send the writes with `dryRun=All`: checked by the server, stored nowhere.
+    Server,
 }
 
 /// `flotta token ...`.

@@ -2,7 +2,7 @@
 //! offline.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flotta_core::manifest::{self, AnyResource, ManifestError};
 use flotta_core::model::API_VERSION;
@@ -27,9 +27,40 @@ fn is_manifest_file(path: &Path) -> bool {
     )
 }
 
+/// The manifest files of `dir`: its `.yaml`, `.yml` and `.json` files and, with
+/// `recursive`, those of every directory below it. They come in path order,
+/// component by component: a directory's entries by name, a subdirectory's files
+/// where its name falls (as kubectl walks a tree), so every run reads them alike.
+/// Symbolic links to directories are not followed (no loop can be walked).
+fn manifest_files(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>, CliError> {
+    let read_error = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| CliError::Read { path, source }
+    };
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(read_error(&dir))? {
+            let entry = entry.map_err(read_error(&dir))?;
+            let path = entry.path();
+            let is_dir = entry.file_type().map_err(read_error(&path))?.is_dir();
+            if is_dir {
+                if recursive {
+                    pending.push(path);
+                }
+            } else if path.is_file() && is_manifest_file(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Reads every argument of `-f`: a file, a directory (its `.yaml`, `.yml` and
-/// `.json` files, in name order), or `-` for standard input.
-pub fn read_sources(arguments: &[String]) -> Result<Vec<Source>, CliError> {
+/// `.json` files in name order; with `recursive`, those below it too), or `-` for
+/// standard input.
+pub fn read_sources(arguments: &[String], recursive: bool) -> Result<Vec<Source>, CliError> {
     let mut sources = Vec::new();
     for argument in arguments {
         if argument == "-" {
@@ -47,20 +78,12 @@ pub fn read_sources(arguments: &[String]) -> Result<Vec<Source>, CliError> {
             continue;
         }
         let path = Path::new(argument);
-        let read_error = |source| CliError::Read {
-            path: argument.clone(),
-            source,
-        };
         if path.is_dir() {
-            let mut files: Vec<_> = std::fs::read_dir(path)
-                .map_err(read_error)?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_manifest_file(p))
-                .collect();
-            files.sort();
+            let files = manifest_files(path, recursive)?;
             if files.is_empty() {
+                let below = if recursive { " or below it" } else { "" };
                 return Err(CliError::Usage(format!(
-                    "{argument}: no .yaml, .yml or .json files in this directory"
+                    "{argument}: no .yaml, .yml or .json files in this directory{below}"
                 )));
             }
             for file in files {
@@ -72,7 +95,10 @@ pub fn read_sources(arguments: &[String]) -> Result<Vec<Source>, CliError> {
                 sources.push(Source { name, text });
             }
         } else {
-            let text = std::fs::read_to_string(path).map_err(read_error)?;
+            let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+                path: argument.clone(),
+                source,
+            })?;
             sources.push(Source {
                 name: argument.clone(),
                 text,
@@ -199,6 +225,29 @@ mod tests {
     use super::*;
 
     const GOOD: &str = "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeDeviceSet\nmetadata:\n  name: lab\nspec:\n  selector:\n    matchLabels:\n      site: lab\n";
+
+    #[test]
+    fn directories_are_read_in_path_order_and_only_below_with_recursive() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let root = dir.path();
+        for path in ["b.yaml", "a/z.yml", "a/deep/c.json", "a.yaml", "notes.txt"] {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("directory");
+            std::fs::write(&path, "{}").expect("file");
+        }
+        let names = |recursive| -> Vec<String> {
+            manifest_files(root, recursive)
+                .expect("read")
+                .iter()
+                .map(|p| p.strip_prefix(root).expect("below").display().to_string())
+                .collect()
+        };
+        assert_eq!(names(false), vec!["a.yaml", "b.yaml"]);
+        assert_eq!(
+            names(true),
+            vec!["a/deep/c.json", "a/z.yml", "a.yaml", "b.yaml"]
+        );
+    }
 
     #[test]
     fn a_good_manifest_has_no_problem() {

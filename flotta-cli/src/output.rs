@@ -102,8 +102,12 @@ pub fn write_aligned(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<(
     Ok(())
 }
 
-/// Writes one object as YAML (a document) or JSON.
+/// Writes one object as YAML (a document) or JSON, without its
+/// `metadata.managedFields` (the server's record of field managers, which kubectl
+/// too leaves out unless asked).
 pub fn write_object(out: &mut impl Write, format: Format, object: &Value) -> io::Result<()> {
+    let object = shown(object);
+    let object = object.as_ref();
     match format {
         Format::Json => {
             let text = serde_json::to_string_pretty(object).map_err(io::Error::other)?;
@@ -114,6 +118,18 @@ pub fn write_object(out: &mut impl Write, format: Format, object: &Value) -> io:
             write!(out, "{text}")
         }
     }
+}
+
+/// `object` without `metadata.managedFields`.
+fn shown(object: &Value) -> std::borrow::Cow<'_, Value> {
+    if object.pointer("/metadata/managedFields").is_none() {
+        return std::borrow::Cow::Borrowed(object);
+    }
+    let mut copy = object.clone();
+    if let Some(metadata) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    std::borrow::Cow::Owned(copy)
 }
 
 /// Writes objects in a non-table format: YAML documents separated by `---`, a JSON
@@ -137,7 +153,11 @@ pub fn write_objects(
         Format::Json => write_object(
             out,
             format,
-            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+            &serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": objects.iter().map(|o| shown(o).into_owned()).collect::<Vec<_>>(),
+            }),
         ),
         Format::Name => {
             for object in objects {

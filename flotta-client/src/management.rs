@@ -117,6 +117,36 @@ impl ListParams {
     }
 }
 
+/// Options of a write (create, replace, delete).
+///
+/// ```
+/// use flotta_client::WriteParams;
+///
+/// assert!(WriteParams::dry_run().dry_run);
+/// assert!(!WriteParams::default().dry_run);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteParams {
+    /// Send the write with `dryRun=All`: the server checks and admits it as it
+    /// would, answers with the object it would store, and stores nothing.
+    pub dry_run: bool,
+}
+
+impl WriteParams {
+    /// A server-side dry run (`dryRun=All`).
+    pub fn dry_run() -> Self {
+        WriteParams { dry_run: true }
+    }
+
+    fn query(&self) -> Vec<(&'static str, String)> {
+        if self.dry_run {
+            vec![("dryRun", "All".into())]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectList<T> {
@@ -252,6 +282,8 @@ pub(crate) enum Body<'a> {
     None,
     Json(&'a Value),
     MergePatch(&'a Value),
+    /// A server-side apply configuration (JSON is YAML).
+    Apply(&'a Value),
 }
 
 impl ManagementClient {
@@ -550,8 +582,21 @@ impl ManagementClient {
         namespace: &str,
         object: &Value,
     ) -> ClientResult<Value> {
+        self.create_raw_with(resource, namespace, object, WriteParams::default())
+            .await
+    }
+
+    /// Creates an object given as JSON, or with [`WriteParams::dry_run`] answers
+    /// what the server would store.
+    pub async fn create_raw_with(
+        &self,
+        resource: ResourceType,
+        namespace: &str,
+        object: &Value,
+        params: WriteParams,
+    ) -> ClientResult<Value> {
         let path = self.collection_path(resource, Some(namespace))?;
-        self.request(Method::POST, &path, &[], Body::Json(object))
+        self.request(Method::POST, &path, &params.query(), Body::Json(object))
             .await
     }
 
@@ -563,8 +608,22 @@ impl ManagementClient {
         name: &str,
         object: &Value,
     ) -> ClientResult<Value> {
+        self.replace_raw_with(resource, namespace, name, object, WriteParams::default())
+            .await
+    }
+
+    /// Replaces an object given as JSON, or with [`WriteParams::dry_run`] answers
+    /// what the server would store.
+    pub async fn replace_raw_with(
+        &self,
+        resource: ResourceType,
+        namespace: &str,
+        name: &str,
+        object: &Value,
+        params: WriteParams,
+    ) -> ClientResult<Value> {
         let path = self.object_path(resource, namespace, name)?;
-        self.request(Method::PUT, &path, &[], Body::Json(object))
+        self.request(Method::PUT, &path, &params.query(), Body::Json(object))
             .await
     }
 
@@ -581,6 +640,23 @@ impl ManagementClient {
             .await
     }
 
+    /// Server-side apply of `object` (JSON) to the object `name`: the fields it sets
+    /// become `options.field_manager`'s; the object is created when missing. A
+    /// conflict with another manager's fields is a 409 whose causes name them
+    /// ([`ClientError::is_conflict`]), unless `options.force`.
+    pub async fn server_side_apply_raw(
+        &self,
+        resource: ResourceType,
+        namespace: &str,
+        name: &str,
+        object: &Value,
+        options: &crate::ServerSideApply,
+    ) -> ClientResult<Value> {
+        let path = self.object_path(resource, namespace, name)?;
+        self.request(Method::PATCH, &path, &options.query(), Body::Apply(object))
+            .await
+    }
+
     /// Deletes an object.
     pub async fn delete_raw(
         &self,
@@ -588,8 +664,22 @@ impl ManagementClient {
         namespace: &str,
         name: &str,
     ) -> ClientResult<Value> {
+        self.delete_raw_with(resource, namespace, name, WriteParams::default())
+            .await
+    }
+
+    /// Deletes an object, or with [`WriteParams::dry_run`] only checks that it
+    /// could be deleted.
+    pub async fn delete_raw_with(
+        &self,
+        resource: ResourceType,
+        namespace: &str,
+        name: &str,
+        params: WriteParams,
+    ) -> ClientResult<Value> {
         let path = self.object_path(resource, namespace, name)?;
-        self.request(Method::DELETE, &path, &[], Body::None).await
+        self.request(Method::DELETE, &path, &params.query(), Body::None)
+            .await
     }
 
     // ------------------------------------------------------------ plumbing
@@ -700,6 +790,17 @@ impl ManagementClient {
                 .body(
                     serde_json::to_vec(value).map_err(|source| ClientError::Encode {
                         what: format!("{method} {path} patch"),
+                        source,
+                    })?,
+                ),
+            Body::Apply(value) => request
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/apply-patch+yaml",
+                )
+                .body(
+                    serde_json::to_vec(value).map_err(|source| ClientError::Encode {
+                        what: format!("{method} {path} apply configuration"),
                         source,
                     })?,
                 ),

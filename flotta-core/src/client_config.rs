@@ -37,6 +37,38 @@ pub struct ClientConfig {
     pub certificate_authority: String,
     /// Bearer token of the management API.
     pub token: String,
+    /// Where `token` came from when `flotta login` signed in with OIDC: the issuer
+    /// and client to renew it with, and the refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcLogin>,
+}
+
+/// How a client configuration's token was obtained from an OIDC issuer, so that it
+/// can be renewed before it expires.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcLogin {
+    /// The issuer URL.
+    pub issuer: String,
+    /// The public client signed in with.
+    pub client_id: String,
+    /// The refresh token, when the issuer gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// PEM of the CA of the issuer's TLS certificate; the system's trust store when
+    /// empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub issuer_certificate_authority: String,
+}
+
+impl std::fmt::Debug for OidcLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The refresh token is a secret: never printed.
+        f.debug_struct("OidcLogin")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_kind() -> String {

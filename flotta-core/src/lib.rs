@@ -10,6 +10,7 @@ pub mod events;
 pub mod kind;
 pub mod manifest;
 pub mod model;
+pub mod oidc;
 pub mod paths;
 pub mod pki;
 pub mod rbac;

@@ -303,6 +303,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         ),
         certificate_authority: pki.ca_pem.clone(),
         token,
+        oidc: None,
     };
     if existing.as_ref() != Some(&admin_config) {
         save_admin_config(&admin_config, &admin_config_path)?;
@@ -322,6 +323,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             }
         })?;
         api_state = api_state.with_audit(Arc::new(log));
+    }
+    if !config.oidc.is_empty() {
+        let oidc = crate::oidc::OidcAuthenticator::new(&config.oidc)?;
+        for issuer in &config.oidc {
+            tracing::info!(issuer = %issuer.policy.issuer, client_id = %issuer.policy.client_id, "trusting OIDC issuer");
+        }
+        api_state = api_state.with_oidc(Arc::new(oidc));
     }
     let api_router = api::router(api_state);
     let api_tls = server_tls_config(&pki, "management API")?;

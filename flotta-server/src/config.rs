@@ -66,6 +66,14 @@ pub enum ConfigError {
         /// The configured time to live.
         given: Duration,
     },
+    /// An OIDC issuer's settings could not be used.
+    #[error("invalid OIDC issuer settings ({place}): {reason}")]
+    Oidc {
+        /// Where the settings came from: `--oidc-issuer` or `FILE [[oidc]] #N`.
+        place: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The shortest leader lease accepted.
@@ -335,6 +343,159 @@ pub struct ServerOptions {
     /// leader's work waits for another replica [default: 15s].
     #[arg(long, env = "FLOTTA_LEADER_LEASE", value_name = "DURATION")]
     pub leader_lease: Option<Lifetime>,
+    /// Trust the JWTs of this OpenID Connect issuer (an https URL, exactly as its
+    /// tokens' `iss`); more issuers and settings in the file's `[[oidc]]` tables.
+    #[arg(
+        long,
+        env = "FLOTTA_OIDC_ISSUER",
+        value_name = "URL",
+        requires = "oidc_client_id"
+    )]
+    pub oidc_issuer: Option<String>,
+    /// The OAuth client id of `--oidc-issuer`: the audience its tokens must carry,
+    /// and the client `flotta login` and the console sign in with.
+    #[arg(
+        long,
+        env = "FLOTTA_OIDC_CLIENT_ID",
+        value_name = "ID",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_client_id: Option<String>,
+    /// The claim naming the user [default: sub].
+    #[arg(
+        long,
+        env = "FLOTTA_OIDC_USERNAME_CLAIM",
+        value_name = "CLAIM",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_username_claim: Option<String>,
+    /// The claim listing the user's groups [default: groups].
+    #[arg(
+        long,
+        env = "FLOTTA_OIDC_GROUPS_CLAIM",
+        value_name = "CLAIM",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_groups_claim: Option<String>,
+    /// PEM file of the CA of the issuer's TLS certificate [default: the system's].
+    #[arg(
+        long,
+        env = "FLOTTA_OIDC_CA_FILE",
+        value_name = "FILE",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_ca_file: Option<PathBuf>,
+}
+
+/// One `[[oidc]]` table of the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct OidcFileConfig {
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    username_claim: Option<String>,
+    #[serde(default)]
+    username_prefix: String,
+    groups_claim: Option<String>,
+    #[serde(default)]
+    groups_prefix: String,
+    algorithms: Option<Vec<String>>,
+    clock_skew: Option<String>,
+    certificate_authority: Option<PathBuf>,
+    scopes: Option<Vec<String>>,
+    keys_min_refresh: Option<String>,
+}
+
+impl OidcFileConfig {
+    fn resolve(self) -> Result<crate::oidc::OidcIssuerConfig, String> {
+        let mut config = crate::oidc::OidcIssuerConfig::new(self.issuer, self.client_id);
+        let policy = &mut config.policy;
+        policy.extra_audiences = self.audiences;
+        if let Some(claim) = self.username_claim {
+            policy.username_claim = claim;
+        }
+        policy.username_prefix = self.username_prefix;
+        if let Some(claim) = self.groups_claim {
+            policy.groups_claim = claim;
+        }
+        policy.groups_prefix = self.groups_prefix;
+        if let Some(names) = self.algorithms {
+            policy.algorithms = names
+                .iter()
+                .map(|name| flotta_core::oidc::parse_algorithm(name))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("algorithms: {e}"))?;
+        }
+        if let Some(text) = self.clock_skew {
+            let Lifetime(skew) = text
+                .parse()
+                .map_err(|e: InvalidLifetime| format!("clock-skew: {e}"))?;
+            policy.clock_skew = skew;
+        }
+        if let Some(text) = self.keys_min_refresh {
+            let Lifetime(every) = text
+                .parse()
+                .map_err(|e: InvalidLifetime| format!("keys-min-refresh: {e}"))?;
+            config.keys_min_refresh = every;
+        }
+        config.certificate_authority = self.certificate_authority;
+        if let Some(scopes) = self.scopes {
+            if !scopes.iter().any(|s| s == "openid") {
+                return Err("scopes: must include \"openid\"".into());
+            }
+            config.scopes = scopes;
+        }
+        config.policy.validate()?;
+        Ok(config)
+    }
+}
+
+/// The OIDC issuers: the file's `[[oidc]]` tables, then the one the flags name.
+fn oidc_config(
+    options: &ServerOptions,
+    file: &mut FileConfig,
+    path: &Path,
+) -> Result<Vec<crate::oidc::OidcIssuerConfig>, ConfigError> {
+    let mut issuers = Vec::new();
+    for (index, table) in std::mem::take(&mut file.oidc).into_iter().enumerate() {
+        let place = format!(
+            "{} [[oidc]] #{} ({})",
+            path.display(),
+            index + 1,
+            table.issuer
+        );
+        issuers.push(
+            table
+                .resolve()
+                .map_err(|reason| ConfigError::Oidc { place, reason })?,
+        );
+    }
+    if let (Some(issuer), Some(client_id)) = (&options.oidc_issuer, &options.oidc_client_id) {
+        let table = OidcFileConfig {
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
+            username_claim: options.oidc_username_claim.clone(),
+            groups_claim: options.oidc_groups_claim.clone(),
+            certificate_authority: options.oidc_ca_file.clone(),
+            ..OidcFileConfig::default()
+        };
+        issuers.push(table.resolve().map_err(|reason| ConfigError::Oidc {
+            place: "--oidc-issuer".into(),
+            reason,
+        })?);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for issuer in &issuers {
+        if !seen.insert(issuer.policy.issuer.clone()) {
+            return Err(ConfigError::Oidc {
+                place: issuer.policy.issuer.clone(),
+                reason: "the issuer is configured twice".into(),
+            });
+        }
+    }
+    Ok(issuers)
 }
 
 /// The audit log's settings, flags over the file; `None` when no log is named.
@@ -396,6 +557,8 @@ struct FileConfig {
     audit_secret_reads: Option<bool>,
     metrics_open: Option<bool>,
     leader_lease: Option<String>,
+    #[serde(default)]
+    oidc: Vec<OidcFileConfig>,
 }
 
 /// The complete, resolved server configuration.
@@ -436,6 +599,8 @@ pub struct ServerConfig {
     pub metrics_open: bool,
     /// Time to live of the leader lease ([`crate::leader`]).
     pub leader_lease: Duration,
+    /// The OIDC issuers whose JWTs the management API accepts ([`crate::oidc`]).
+    pub oidc: Vec<crate::oidc::OidcIssuerConfig>,
 }
 
 impl ServerConfig {
@@ -458,18 +623,20 @@ impl ServerConfig {
             audit: None,
             metrics_open: false,
             leader_lease: crate::leader::DEFAULT_LEASE_TTL,
+            oidc: Vec::new(),
         }
     }
 
     /// Resolves flags and environment (already in `options`) over the TOML file named
     /// by `options.config`, over the defaults.
     pub fn resolve(options: &ServerOptions) -> Result<Self, ConfigError> {
-        let file = match &options.config {
+        let mut file = match &options.config {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
         let file_path = options.config.clone().unwrap_or_default();
         let audit = audit_config(options, &file);
+        let oidc = oidc_config(options, &mut file, &file_path)?;
         let data_dir = options
             .data_dir
             .clone()
@@ -559,6 +726,7 @@ impl ServerConfig {
             config.status_sweep_period = period;
         }
         config.audit = audit;
+        config.oidc = oidc;
         if let Some(open) = options.metrics_open.or(file.metrics_open) {
             config.metrics_open = open;
         }
@@ -696,6 +864,60 @@ mod tests {
         std::fs::write(&file, "database = \"mysql://x\"\n").expect("write");
         let err = ServerConfig::resolve(&options).expect_err("bad database");
         assert!(err.to_string().contains("`database`"), "{err}");
+    }
+
+    #[test]
+    fn oidc_issuers_come_from_file_tables_and_flags_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "[[oidc]]\nissuer = \"https://id.example.com/realms/a\"\nclient-id = \"flotta\"\n\
+             username-claim = \"email\"\ngroups-prefix = \"oidc:\"\nalgorithms = [\"ES256\"]\n\
+             clock-skew = \"5s\"\n",
+        )
+        .expect("write");
+        let options = ServerOptions {
+            config: Some(file.clone()),
+            oidc_issuer: Some("https://other.example.com".into()),
+            oidc_client_id: Some("fleet".into()),
+            ..Default::default()
+        };
+        let config = ServerConfig::resolve(&options).expect("resolved");
+        assert_eq!(config.oidc.len(), 2);
+        let first = &config.oidc[0].policy;
+        assert_eq!(first.username_claim, "email");
+        assert_eq!(first.groups_prefix, "oidc:");
+        assert_eq!(first.algorithms, vec![flotta_core::oidc::Algorithm::ES256]);
+        assert_eq!(first.clock_skew, Duration::from_secs(5));
+        assert_eq!(config.oidc[1].policy.client_id, "fleet");
+        assert_eq!(config.oidc[1].policy.username_claim, "sub");
+
+        for (table, expected) in [
+            (
+                "issuer = \"http://id.example.com\"\nclient-id = \"f\"",
+                "https",
+            ),
+            (
+                "issuer = \"https://id.example.com\"\nclient-id = \"f\"\nalgorithms = [\"HS256\"]",
+                "HS256",
+            ),
+            (
+                "issuer = \"https://id.example.com\"\nclient-id = \"f\"\nscopes = [\"profile\"]",
+                "openid",
+            ),
+            ("issuer = \"https://id.example.com\"", "client-id"),
+        ] {
+            std::fs::write(&file, format!("[[oidc]]\n{table}\n")).expect("write");
+            let options = ServerOptions {
+                config: Some(file.clone()),
+                ..Default::default()
+            };
+            let error = ServerConfig::resolve(&options)
+                .expect_err(table)
+                .to_string();
+            assert!(error.contains(expected), "{table}: {error}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod limits;
 mod listener;
 pub mod member_metadata;
 pub mod metrics;
+pub mod oidc;
 pub mod references;
 mod server_pki;
 mod shutdown;

@@ -49,6 +49,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// An OIDC issuer cannot be trusted as configured (its CA file, its policy).
+    #[error(transparent)]
+    Oidc(#[from] crate::oidc::OidcSetupError),
     /// A CA rotation step cannot be done.
     #[error("CA rotation: {reason}")]
     CaRotation {

@@ -139,6 +139,7 @@ mod tests {
             edge_server: "https://localhost:8043".into(),
             certificate_authority: "pem".into(),
             token: first.clone(),
+            oidc: None,
         };
         let again = ensure_admin_token(&store, Some(&config))
             .await

@@ -54,6 +54,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("icon.svg", "image/svg+xml"),
     asset!("app.js", JS),
     asset!("api.js", JS),
+    asset!("oidc.js", JS),
     asset!("store.js", JS),
     asset!("dom.js", JS),
     asset!("views.js", JS),

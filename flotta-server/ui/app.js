@@ -2,6 +2,7 @@
 
 import { API_PREFIX, ApiFailure, request, setToken, token } from "./api.js";
 import { enrolmentState, fill, h } from "./dom.js";
+import * as oidc from "./oidc.js";
 import { FleetStore } from "./store.js";
 import { deviceDetail, devices, enrolments, overview, workloads } from "./views.js";
 
@@ -90,6 +91,7 @@ function signOut(message) {
   view = null;
   clearInterval(ticker);
   setToken(null);
+  oidc.forget();
   nav.hidden = true;
   signOutButton.hidden = true;
   connection.textContent = "";
@@ -97,6 +99,9 @@ function signOut(message) {
 }
 
 function start() {
+  // A token from an OIDC issuer is renewed before it expires; the live streams
+  // pick the new one up on their next request.
+  oidc.keepFresh(token(), setToken, (reason) => signOut(`Signed out: the session could not be renewed (${reason})`));
   store = new FleetStore();
   store.subscribe(() => {
     showStatus();
@@ -141,6 +146,14 @@ function showSignIn(message) {
   );
   fill(main, form);
   input.focus();
+  // The issuers the server trusts, as buttons above the token form.
+  oidc.providers().then((providers) => {
+    if (!providers.length || !form.isConnected) return;
+    const buttons = providers.map((provider) =>
+      h("button", { type: "button", class: "oidc", onclick: () => oidc.signInWith(provider) }, `Sign in with ${new URL(provider.issuer).host}${new URL(provider.issuer).pathname.replace(/\/$/, "")}`),
+    );
+    form.insertBefore(h("div", { class: "oidc-providers" }, ...buttons, h("p", { class: "hint" }, "or paste an API token:")), form.children[1]);
+  });
 }
 
 signOutButton.addEventListener("click", () => signOut("You have signed out."));
@@ -153,5 +166,21 @@ window.addEventListener("hashchange", () => {
   if (store) navigate(false);
 });
 
-if (token()) start();
-else showSignIn();
+oidc
+  .completeSignIn()
+  .then(async (idToken) => {
+    if (idToken) {
+      setToken(idToken);
+      try {
+        await request("GET", API_PREFIX);
+      } catch (failure) {
+        setToken(null);
+        oidc.forget();
+        showSignIn(`Sign-in failed: ${failure.message}`);
+        return;
+      }
+    }
+    if (token()) start();
+    else showSignIn();
+  })
+  .catch((error) => showSignIn(`Sign-in failed: ${error.message}`));

@@ -6,7 +6,8 @@
 //! fresh PostgreSQL database ([`Database`]). Around it: identities minted from that CA
 //! ([`identity`]), the Edge API's JSON messages ([`messages`]), agents and clients with
 //! timers quick enough for tests ([`quick`]) and run in tasks ([`agent`]), the PostgreSQL test cluster
-//! ([`postgres`]), a real Prometheus for the metrics tests ([`prometheus`]) and one polling helper for conditions that have no signal
+//! ([`postgres`]), a real Prometheus for the metrics tests ([`prometheus`]), real podman in namespaces of
+//! the test ([`podman`]) and one polling helper for conditions that have no signal
 //! ([`eventually`]).
 //!
 //! The crate sits above every other crate of the workspace and is only ever a
@@ -14,7 +15,9 @@
 
 pub mod agent;
 pub mod identity;
+pub mod keycloak;
 pub mod messages;
+pub mod podman;
 pub mod postgres;
 pub mod prometheus;
 pub mod quick;

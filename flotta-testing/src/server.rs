@@ -57,6 +57,7 @@ pub struct TestServerBuilder {
     superseded_grace: Option<Duration>,
     event_retention: Option<flotta_core::events::EventRetention>,
     leader_lease: Option<Duration>,
+    oidc: Vec<flotta_server::oidc::OidcIssuerConfig>,
 }
 
 impl TestServerBuilder {
@@ -108,6 +109,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Trusts the JWTs of `issuer` besides the server's own tokens.
+    pub fn oidc(mut self, issuer: flotta_server::oidc::OidcIssuerConfig) -> Self {
+        self.oidc.push(issuer);
+        self
+    }
+
     /// Starts the server.
     pub async fn start(self) -> TestServer {
         let (dir, path) = match self.data_dir {
@@ -132,6 +139,7 @@ impl TestServerBuilder {
         if let Some(ttl) = self.leader_lease {
             config.leader_lease = ttl;
         }
+        config.oidc = self.oidc;
         let mut server = TestServer::start_with(config).await;
         server._dir = dir;
         server
@@ -175,6 +183,7 @@ impl TestServer {
             superseded_grace: None,
             event_retention: None,
             leader_lease: None,
+            oidc: Vec::new(),
         }
     }
 

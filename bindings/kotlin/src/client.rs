@@ -23,6 +23,8 @@ pub enum ApplyAction {
     Configured,
     /// The object existed unchanged: nothing was sent.
     Unchanged,
+    /// Sent as a server-side apply for a field manager.
+    ServerSideApplied,
 }
 
 impl From<flotta_client::ApplyAction> for ApplyAction {
@@ -31,6 +33,7 @@ impl From<flotta_client::ApplyAction> for ApplyAction {
             flotta_client::ApplyAction::Created => Self::Created,
             flotta_client::ApplyAction::Configured => Self::Configured,
             flotta_client::ApplyAction::Unchanged => Self::Unchanged,
+            flotta_client::ApplyAction::ServerSideApplied => Self::ServerSideApplied,
         }
     }
 }
@@ -410,6 +413,30 @@ impl ManagementClient {
     pub async fn apply(&self, namespace: String, manifest: String) -> Vec<ApplyOutcome> {
         self.inner
             .apply(&namespace, &manifest)
+            .await
+            .into_iter()
+            .map(ApplyOutcome::from)
+            .collect()
+    }
+
+    /// Sends every object of a YAML manifest as a server-side apply for
+    /// `field_manager`: the server records it as the owner of each field the
+    /// objects set and refuses (an outcome with an error naming the fields) to
+    /// change fields another manager owns, unless `force`. Objects without a
+    /// namespace go to `namespace`. One outcome per document.
+    pub async fn server_side_apply(
+        &self,
+        namespace: String,
+        manifest: String,
+        field_manager: String,
+        force: bool,
+    ) -> Vec<ApplyOutcome> {
+        let mut options = flotta_client::ServerSideApply::new(field_manager);
+        if force {
+            options = options.force();
+        }
+        self.inner
+            .server_side_apply(&namespace, &manifest, &options)
             .await
             .into_iter()
             .map(ApplyOutcome::from)

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotta_client::{
-    ApplyOutcome, ClientResult, ListParams, ManagementClient, ResourceType, WatchEvent,
+    ApplyOutcome, ClientResult, ListParams, ManagementClient, ResourceType, ServerSideApply,
+    WatchEvent,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -111,12 +112,40 @@ async fn apply_objects(
     client: ManagementClient,
     namespace: String,
     documents: Vec<Value>,
+    server_side: Option<ServerSideApply>,
 ) -> Vec<ApplyOutcome> {
     let mut outcomes = Vec::with_capacity(documents.len());
     for (index, document) in documents.into_iter().enumerate() {
-        outcomes.push(client.apply_document(index, &namespace, document).await);
+        outcomes.push(match &server_side {
+            Some(options) => {
+                client
+                    .server_side_apply_document(index, &namespace, document, options)
+                    .await
+            }
+            None => client.apply_document(index, &namespace, document).await,
+        });
     }
     outcomes
+}
+
+async fn apply_text(
+    client: ManagementClient,
+    namespace: String,
+    text: String,
+    server_side: Option<ServerSideApply>,
+) -> Vec<ApplyOutcome> {
+    match &server_side {
+        Some(options) => client.server_side_apply(&namespace, &text, options).await,
+        None => client.apply(&namespace, &text).await,
+    }
+}
+
+/// The server-side apply options of an apply call: none without a field manager.
+fn server_side_options(field_manager: Option<String>, force: bool) -> Option<ServerSideApply> {
+    field_manager.map(|manager| {
+        let options = ServerSideApply::new(manager);
+        if force { options.force() } else { options }
+    })
 }
 
 fn object_name(object: &Value) -> PyResult<String> {
@@ -388,51 +417,76 @@ impl NativeClient {
         spawn_awaitable(py, self.delete_future(kind, namespace, name)?, value_result)
     }
 
-    /// Creates or updates every document of a YAML/JSON manifest text.
-    fn apply_text(&self, py: Python<'_>, namespace: String, text: String) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
-        let outcomes = block_on(py, async move { client.apply(&namespace, &text).await })?;
+    /// Creates or updates every document of a YAML/JSON manifest text; with a
+    /// `field_manager`, as a server-side apply for it (`force` takes over
+    /// conflicting fields).
+    #[pyo3(signature = (namespace, text, field_manager=None, force=false))]
+    fn apply_text(
+        &self,
+        py: Python<'_>,
+        namespace: String,
+        text: String,
+        field_manager: Option<String>,
+        force: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let options = server_side_options(field_manager, force);
+        let outcomes = block_on(py, apply_text(self.inner.clone(), namespace, text, options))?;
         outcomes_result(py, outcomes)
     }
 
     /// Awaitable form of `apply_text`.
+    #[pyo3(signature = (namespace, text, field_manager=None, force=false))]
     fn apply_text_async<'py>(
         &self,
         py: Python<'py>,
         namespace: String,
         text: String,
+        field_manager: Option<String>,
+        force: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let client = self.inner.clone();
+        let options = server_side_options(field_manager, force);
         spawn_awaitable(
             py,
-            async move { client.apply(&namespace, &text).await },
+            apply_text(self.inner.clone(), namespace, text, options),
             outcomes_result,
         )
     }
 
-    /// Creates or updates every object of a list of dicts.
+    /// Creates or updates every object of a list of dicts; with a `field_manager`,
+    /// as a server-side apply.
+    #[pyo3(signature = (namespace, objects, field_manager=None, force=false))]
     fn apply_objects(
         &self,
         py: Python<'_>,
         namespace: String,
         objects: Vec<Bound<'_, PyAny>>,
+        field_manager: Option<String>,
+        force: bool,
     ) -> PyResult<Py<PyAny>> {
         let documents = objects.iter().map(from_py).collect::<PyResult<Vec<_>>>()?;
-        let outcomes = block_on(py, apply_objects(self.inner.clone(), namespace, documents))?;
+        let options = server_side_options(field_manager, force);
+        let outcomes = block_on(
+            py,
+            apply_objects(self.inner.clone(), namespace, documents, options),
+        )?;
         outcomes_result(py, outcomes)
     }
 
     /// Awaitable form of `apply_objects`.
+    #[pyo3(signature = (namespace, objects, field_manager=None, force=false))]
     fn apply_objects_async<'py>(
         &self,
         py: Python<'py>,
         namespace: String,
         objects: Vec<Bound<'py, PyAny>>,
+        field_manager: Option<String>,
+        force: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let documents = objects.iter().map(from_py).collect::<PyResult<Vec<_>>>()?;
+        let options = server_side_options(field_manager, force);
         spawn_awaitable(
             py,
-            apply_objects(self.inner.clone(), namespace, documents),
+            apply_objects(self.inner.clone(), namespace, documents, options),
             outcomes_result,
         )
     }

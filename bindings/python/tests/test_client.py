@@ -267,3 +267,38 @@ def test_secrets_and_config_maps(client: flotta.Client, unique: str) -> None:
     assert client.config_maps.get(config.name).data["MODE"] == "fast"
     client.secrets.delete(name)
     client.config_maps.delete(config.name)
+
+
+def test_server_side_apply_owns_fields_and_names_conflicts(client: flotta.Client, unique: str) -> None:
+    manifest = f"""\
+apiVersion: management.project-flotta.io/v1alpha1
+kind: EdgeWorkload
+metadata:
+  name: ssa-{unique}
+spec:
+  type: pod
+  deviceSelector:
+    matchLabels:
+      site: "{unique}"
+  pod:
+    spec:
+      containers:
+      - name: app
+        image: app:1
+"""
+    first = client.apply(manifest, server_side=True, field_manager="fleet-ci")
+    assert [o.action for o in first] == ["serverside-applied"]
+
+    # Another manager may not change fleet-ci's image: the outcome names the field
+    # and its owner, and the stored image stays; force_conflicts takes it over.
+    with pytest.raises(flotta.ApplyError) as caught:
+        client.apply(manifest.replace("app:1", "app:2"), server_side=True, field_manager="hotfix")
+    error = caught.value.outcomes[0].error
+    assert isinstance(error, flotta.Conflict), error
+    assert 'conflict with "fleet-ci"' in str(error) and ".spec.pod.spec.containers" in str(error)
+    assert client.workloads.get(f"ssa-{unique}").spec.pod.spec.containers[0].image == "app:1"
+    forced = client.apply(
+        manifest.replace("app:1", "app:2"), server_side=True, field_manager="hotfix", force_conflicts=True
+    )
+    assert [o.action for o in forced] == ["serverside-applied"]
+    assert client.workloads.get(f"ssa-{unique}").spec.pod.spec.containers[0].image == "app:2"

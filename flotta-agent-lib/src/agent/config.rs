@@ -429,7 +429,6 @@ impl Agent {
         self.follow_metrics(&last_good.message);
         self.follow_logs(&last_good.message);
         self.follow_data(&last_good.message);
-        self.remember_failed(&failed.version).await;
         self.shared.update(|s| {
             s.config_version = Some(last_good.version.clone()).filter(|v| !v.is_empty());
         });
@@ -444,10 +443,13 @@ impl Agent {
             !complete,
         );
         self.shared.emit(AgentEvent::RolledBack {
-            failed_version: failed.version,
+            failed_version: failed.version.clone(),
             to_version: last_good.version,
             complete,
         });
+        // Last: a status naming the failed version tells that the rollback is over
+        // and its event out.
+        self.remember_failed(&failed.version).await;
     }
 
     /// What of `actions` this agent cannot do, one line per action naming it and

@@ -12,7 +12,8 @@ use flotta_core::wire::DeviceConfigurationMessage;
 
 use super::Agent;
 use crate::logs::syslog::{self, Origin};
-use crate::logs::{LogForward, LogsPlan, SyslogSender, Tail};
+use crate::logs::{LogForward, LogsPlan, SyslogSender, Tail, cri_message};
+use crate::runtime::LogFormat;
 
 /// Time between two reads of the log files.
 const POLL: Duration = Duration::from_millis(500);
@@ -238,10 +239,17 @@ impl Agent {
         }
         if !lines.lines.is_empty() {
             let now = self.clock.now();
+            let format = self.runtime.log_format();
             let messages: Vec<Vec<u8>> = lines
                 .lines
                 .iter()
-                .map(|line| syslog::message(&follower.origin, now, line))
+                .map(|line| {
+                    let text = match format {
+                        LogFormat::Cri => cri_message(line),
+                        LogFormat::Plain => line.as_slice(),
+                    };
+                    syslog::message(&follower.origin, now, text)
+                })
                 .collect();
             follower
                 .sender

@@ -91,6 +91,21 @@ pub(crate) fn check_file_name(name: &str) -> Result<(), InvalidName> {
     }
 }
 
+/// How the lines of a runtime's log files ([`WorkloadRuntime::log_files`]) are
+/// written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Each line is a line of the workload's output, as it wrote it.
+    #[default]
+    Plain,
+    /// The CRI log format of Kubernetes' kubelet and podman's `k8s-file` driver:
+    /// `TIMESTAMP STREAM TAG MESSAGE`, `STREAM` `stdout` or `stderr`, `TAG` `F` for
+    /// a whole line or `P` for a part of a longer one
+    /// ([`crate::logs::cri_message`] takes the message out).
+    Cri,
+}
+
 /// One workload as a runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadState {
@@ -170,6 +185,11 @@ pub trait WorkloadRuntime: Send + Sync {
     fn log_files(&self, name: &str) -> Vec<(String, std::path::PathBuf)> {
         let _ = name;
         Vec::new()
+    }
+    /// How the lines of [`log_files`](Self::log_files) are written. The default:
+    /// [`LogFormat::Plain`].
+    fn log_format(&self) -> LogFormat {
+        LogFormat::Plain
     }
     /// Every workload the runtime has, sorted by name.
     async fn list(&self) -> Result<Vec<WorkloadState>, RuntimeError>;

@@ -295,3 +295,66 @@ async fn workload_lines_reach_syslog_over_tls_checked_against_the_configured_ca(
     agent.stop().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rsyslog and podman (Debian packages rsyslog, podman, runc, catatonit, busybox-static) and root; scripts/test.sh runs it"]
+async fn a_podman_workload_s_lines_reach_syslog_without_the_cri_prefix() {
+    const IMAGE: &str = "localhost/flotta-rs-test-busybox:latest";
+    let podman = flotta_testing::podman::Podman::start().await;
+    podman.import_busybox(IMAGE).await;
+    let syslog = Syslog::start().await;
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let runtime = std::sync::Arc::new(
+        flotta_agent_lib::PodmanRuntime::open(podman.options(dir.path().join("podman")))
+            .await
+            .expect("podman runtime"),
+    );
+    let agent = server
+        .agent_builder("logs-podman", runtime)
+        .timing(quick_heartbeats())
+        .state_dir(dir.path().join("state"))
+        .build()
+        .expect("agent builds");
+    let agent = spawn_registered(agent).await;
+    log_collection(&server, "logs-podman", &syslog.address(), "tcp", None).await;
+    let mut counter = workload(
+        "logs-podman",
+        "i=0; while [ $i -lt 5 ]; do i=$((i+1)); echo \"line $i\"; done; \
+         echo 'to stderr' >&2; exec sleep 3600",
+    );
+    let container = &mut counter.spec.pod.spec.containers[0];
+    container.image = Some(IMAGE.into());
+    if let Some(program) = container.command.as_mut().and_then(|c| c.first_mut()) {
+        *program = "/bin/sh".into();
+    }
+    server
+        .management_client()
+        .create("default", &counter)
+        .await
+        .expect("workload created");
+
+    let received = eventually_within("six lines in syslog", Duration::from_secs(120), || async {
+        let received = syslog.received();
+        (received.len() >= 6).then_some(received)
+    })
+    .await;
+    let mut texts: Vec<&str> = received.iter().map(|r| r.message.as_str()).collect();
+    // stdout and stderr are read by conmon apart: their order between them is not kept.
+    texts.sort_unstable();
+    assert_eq!(
+        texts,
+        [
+            "line 1",
+            "line 2",
+            "line 3",
+            "line 4",
+            "line 5",
+            "to stderr"
+        ],
+        "each line once, without the timestamp, stream and tag"
+    );
+    assert_eq!(received[0].app_name, "counter");
+    assert_eq!(received[0].proc_id, "main");
+    drop(agent);
+}

@@ -13,7 +13,7 @@ use flotta_testing::{TestServer, eventually_within};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::killed_mid_apply::{AgentProcess, processes_with, wait_until};
+use crate::killed_mid_apply::{AgentProcess, processes_with, wait_until, workloads_with};
 
 fn write_config(dir: &Path, server: &TestServer, device: &str, file_roots: &[&Path]) -> PathBuf {
     let admin = server.admin_config();
@@ -177,7 +177,7 @@ async fn a_process_workload_reads_its_secret_and_config_map_and_restarts_when_th
     })
     .await
     .expect("wait task");
-    assert_eq!(processes_with(&marker.0).len(), 1, "one process, restarted");
+    assert_eq!(workloads_with(&marker.0).len(), 1, "one process, restarted");
     tokio::task::spawn_blocking(move || agent.terminate())
         .await
         .expect("terminate task");

@@ -85,6 +85,25 @@ pub(crate) fn processes_with(marker: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The workload processes carrying `marker`, without the short-lived forks of
+/// their shells (a command substitution, or a command between fork and exec,
+/// carries its shell's command line too): those whose parent carries the marker.
+pub(crate) fn workloads_with(marker: &str) -> Vec<u32> {
+    let all = processes_with(marker);
+    all.iter()
+        .copied()
+        .filter(|pid| parent_of(*pid).is_none_or(|parent| !all.contains(&parent)))
+        .collect()
+}
+
+/// The parent of `pid`, from `/proc/PID/stat` (the field after the command name
+/// in parentheses, which may itself hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The workload processes started by this run, ended at the end of the test
 /// whatever happened.
 struct Markers(String);
@@ -230,7 +249,7 @@ async fn the_agent_binary_killed_mid_apply_converges_after_a_restart() {
         move || {
             wait_until("the first configuration", Duration::from_secs(60), || {
                 // Applied completely: current catches up with desired at the end.
-                processes_with(&v1).len() == WORKLOADS
+                workloads_with(&v1).len() == WORKLOADS
                     && version_in(&state_dir, "current.json").is_some()
                     && version_in(&state_dir, "current.json")
                         == version_in(&state_dir, "desired.json")
@@ -255,13 +274,13 @@ async fn the_agent_binary_killed_mid_apply_converges_after_a_restart() {
         let (state_dir, v1) = (state_dir.clone(), v1.clone());
         move || {
             wait_until("the apply under way", Duration::from_secs(60), || {
-                (1..WORKLOADS).contains(&processes_with(&v1).len())
+                (1..WORKLOADS).contains(&workloads_with(&v1).len())
             });
             agent.kill();
             (
                 version_in(&state_dir, "desired.json"),
                 version_in(&state_dir, "current.json"),
-                processes_with(&v1).len(),
+                workloads_with(&v1).len(),
             )
         }
     })
@@ -297,8 +316,8 @@ async fn the_agent_binary_killed_mid_apply_converges_after_a_restart() {
                 "convergence after the restart",
                 Duration::from_secs(60),
                 || {
-                    processes_with(&v2).len() == WORKLOADS
-                        && processes_with(&v1).is_empty()
+                    workloads_with(&v2).len() == WORKLOADS
+                        && workloads_with(&v1).is_empty()
                         && version_in(&state_dir, "current.json").as_deref()
                             == Some(desired.as_str())
                 },
@@ -312,7 +331,7 @@ async fn the_agent_binary_killed_mid_apply_converges_after_a_restart() {
     // restarts, nothing is started twice.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        processes_with(&v2).len(),
+        workloads_with(&v2).len(),
         WORKLOADS,
         "processes of the new version"
     );

@@ -29,6 +29,16 @@ fn validate_accepts_good_manifests_without_a_server() {
         .write_stdin(FLEET)
         .assert()
         .success();
+    // -R reads the directories below too.
+    let nested = dir.path().join("a").join("b");
+    std::fs::create_dir_all(&nested).expect("nested dir");
+    write(&nested, "deep.yaml", FLEET);
+    flotta()
+        .args(["validate", "-R", "-f"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(contains("9 document(s) in 3 file(s) are valid"));
 }
 
 #[test]

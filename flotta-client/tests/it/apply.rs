@@ -107,3 +107,57 @@ async fn every_document_gets_an_outcome_naming_its_index() {
     let missing = client.get::<EdgeDeviceSet>("fleet", "typo").await;
     assert!(missing.is_err_and(|e| e.is_not_found()));
 }
+
+#[tokio::test]
+async fn server_side_apply_records_the_manager_and_names_conflicts() {
+    use flotta_client::ServerSideApply;
+
+    let server = TestServer::start().await;
+    let client = server.management_client();
+    let ci = ServerSideApply::new("ci");
+    let first = client.server_side_apply("fleet", MANIFEST, &ci).await;
+    assert_eq!(
+        actions(&first),
+        vec![
+            Some(ApplyAction::ServerSideApplied),
+            Some(ApplyAction::ServerSideApplied)
+        ]
+    );
+    let stored = client
+        .get_raw(flotta_client::ResourceType::EdgeWorkload, "apps", "web")
+        .await
+        .expect("workload");
+    assert_eq!(
+        stored["metadata"]["managedFields"][0]["manager"], "ci",
+        "{stored}"
+    );
+    assert_eq!(stored["metadata"]["managedFields"][0]["operation"], "Apply");
+
+    // Another manager changing ci's image: a conflict naming the field and owner,
+    // and the stored image unchanged; with force, taken over.
+    let changed = MANIFEST.replace("quay.io/org/web:1", "quay.io/org/web:2");
+    let ops = ServerSideApply::new("ops");
+    let refused = client.server_side_apply("fleet", &changed, &ops).await;
+    assert_eq!(actions(&refused)[0], Some(ApplyAction::ServerSideApplied));
+    let error = refused[1].result.as_ref().expect_err("conflict");
+    assert!(error.is_conflict(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("conflict with \"ci\"") && text.contains(".spec.pod.spec.containers"),
+        "{text}"
+    );
+    let workload: EdgeWorkload = client.get("apps", "web").await.expect("workload");
+    assert_eq!(
+        workload.spec.pod.spec.containers[0].image.as_deref(),
+        Some("quay.io/org/web:1")
+    );
+    let forced = client
+        .server_side_apply("fleet", &changed, &ops.clone().force())
+        .await;
+    assert!(forced.iter().all(|o| o.result.is_ok()), "{forced:?}");
+    let workload: EdgeWorkload = client.get("apps", "web").await.expect("workload");
+    assert_eq!(
+        workload.spec.pod.spec.containers[0].image.as_deref(),
+        Some("quay.io/org/web:2")
+    );
+}

@@ -28,7 +28,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{Caller, Identity};
 
 /// Header carrying the request id: taken from the request when it is a sensible
 /// one, else generated; always echoed on the response.
@@ -76,11 +76,15 @@ pub struct AuditRecord {
     pub time: String,
     /// The request id (also in the response's `x-request-id`).
     pub request_id: String,
-    /// Token id of the caller; `None` when no valid token was presented.
+    /// Token id of the caller, or `ISSUER#SUBJECT` for an OIDC user; `None` when no
+    /// valid token was presented.
     pub user: Option<String>,
-    /// The token's name: the user RBAC saw.
+    /// The user RBAC saw: the token's name, or the OIDC user name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
+    /// The groups RBAC saw.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// The token's description.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_description: Option<String>,
@@ -260,15 +264,21 @@ pub(crate) async fn record(
     if !(mutating || (log.config.secret_reads && reads_secrets)) {
         return response;
     }
-    let caller = response.extensions().get::<Caller>().map(|c| &c.0);
+    let caller = response.extensions().get::<Caller>();
+    let token = caller.and_then(Caller::api_token);
+    let user = caller.map(Caller::user);
     let code = response.status().as_u16();
     let record = AuditRecord {
         time: flotta_core::timestamp::rfc3339(OffsetDateTime::now_utc()),
         request_id,
-        user: caller.map(|t| t.id.clone()),
-        user_name: caller.map(|t| t.name.clone()),
-        user_description: caller.map(|t| t.description.clone()),
-        role: caller.and_then(|t| t.role).map(|r| r.to_string()),
+        user: caller.map(|c| match c.identity() {
+            Identity::Token(token) => token.id.clone(),
+            Identity::Oidc(verified) => format!("{}#{}", verified.issuer, verified.subject),
+        }),
+        user_name: user.as_ref().map(|u| u.name.clone()),
+        groups: user.map(|u| u.groups).unwrap_or_default(),
+        user_description: token.map(|t| t.description.clone()),
+        role: token.and_then(|t| t.role).map(|r| r.to_string()),
         resource: target.combined_resource(),
         verb: target.verb,
         api_group: target.api_group,
@@ -351,6 +361,7 @@ mod tests {
                 request_id: format!("r{n}"),
                 user: None,
                 user_name: None,
+                groups: Vec::new(),
                 user_description: None,
                 role: None,
                 verb: "create".into(),

@@ -1,9 +1,12 @@
 //! Authentication and authorization of the management API.
 //!
-//! Authentication establishes who the caller is: today a bearer token found in the
-//! store (refused with 401 when unknown or expired), which yields the token's
-//! [`UserInfo`] (its name, its groups, its role's group, `system:authenticated`).
-//! Another authenticator (OIDC) only has to yield a `UserInfo` too.
+//! Authentication establishes who the caller is, from the bearer token:
+//! - a JWT from a configured OIDC issuer ([`crate::oidc`]), verified by core's rules
+//!   ([`flotta_core::oidc::verify`]): its username and groups claims are the user;
+//! - otherwise one of the server's own tokens, found in the store: its name, its
+//!   groups and its role's group are the user.
+//!
+//! An unknown, expired or unverifiable token is refused with 401, saying why.
 //!
 //! Authorization is RBAC: the request's Kubernetes attributes
 //! ([`flotta_core::rbac::request::attributes`]) are checked against the current
@@ -15,6 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use flotta_core::oidc::VerifiedToken;
 use flotta_core::rbac::{Attributes, RequestAttributes, UserInfo, authorize as decide, request};
 use time::OffsetDateTime;
 
@@ -27,31 +31,96 @@ pub const METRICS_PATH: &str = flotta_core::rbac::builtin::METRICS_PATH;
 
 /// The authenticated caller, available to handlers as a request extension.
 #[derive(Debug, Clone)]
-pub struct Caller(pub ApiToken);
+pub struct Caller {
+    user: UserInfo,
+    identity: Identity,
+}
+
+/// What vouched for a caller.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Identity {
+    /// One of the server's own tokens.
+    Token(ApiToken),
+    /// A JWT of a configured OIDC issuer.
+    Oidc(VerifiedToken),
+}
 
 impl Caller {
+    /// A caller holding one of the server's own tokens.
+    pub fn token(token: ApiToken) -> Self {
+        Self {
+            user: token.user_info(),
+            identity: Identity::Token(token),
+        }
+    }
+
+    /// A caller an OIDC issuer vouched for.
+    pub fn oidc(verified: VerifiedToken) -> Self {
+        Self {
+            user: verified.user.clone(),
+            identity: Identity::Oidc(verified),
+        }
+    }
+
     /// The user RBAC sees.
     pub fn user(&self) -> UserInfo {
-        self.0.user_info()
+        self.user.clone()
+    }
+
+    /// What vouched for the caller.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The server token, when the caller used one.
+    pub fn api_token(&self) -> Option<&ApiToken> {
+        match &self.identity {
+            Identity::Token(token) => Some(token),
+            Identity::Oidc(_) => None,
+        }
+    }
+
+    /// How a decision names whoever made it: `(by token ID: DESCRIPTION)`,
+    /// `(by token ID)` for a token without a description, `(by user NAME)` for an
+    /// OIDC user.
+    pub fn signature(&self) -> String {
+        match &self.identity {
+            Identity::Token(token) if token.description.is_empty() => {
+                format!("(by token {})", token.id)
+            }
+            Identity::Token(token) => format!("(by token {}: {})", token.id, token.description),
+            Identity::Oidc(_) => format!("(by user {})", self.user.name),
+        }
     }
 }
 
 /// What a check needs of a request, read before any await (a request is not
-/// shared across threads): its RBAC attributes and its token's hash.
-fn credentials(request: &Request) -> (RequestAttributes, Result<TokenHash, ApiError>) {
+/// shared across threads): its RBAC attributes and its bearer secret.
+fn credentials(request: &Request) -> (RequestAttributes, Result<String, ApiError>) {
     (
         request::attributes(
             request.method().as_str(),
             request.uri().path(),
             request.uri().query(),
         ),
-        bearer_secret(request).map(TokenHash::of),
+        bearer_secret(request).map(str::to_owned),
     )
 }
 
-/// The token a bearer secret names, if it is known and has not expired.
-async fn authenticate(state: &ApiState, hash: TokenHash) -> Result<ApiToken, ApiError> {
-    match state.store.find_token(&hash).await {
+/// Who a bearer secret names: an OIDC user for a JWT when issuers are configured,
+/// else the server token it is, if known and not expired.
+async fn authenticate(state: &ApiState, secret: &str) -> Result<Caller, ApiError> {
+    if !state.oidc.is_empty() && flotta_core::oidc::looks_like_jwt(secret) {
+        return match state.oidc.authenticate(secret).await {
+            Ok(verified) => Ok(Caller::oidc(verified)),
+            Err(error) => {
+                tracing::debug!(%error, "OIDC token refused");
+                Err(ApiError::unauthorized(error.to_string()))
+            }
+        };
+    }
+    match state.store.find_token(&TokenHash::of(secret)).await {
         Ok(Some(token)) if token.expired_at(OffsetDateTime::now_utc()) => {
             let at = token
                 .expires_at
@@ -62,43 +131,52 @@ async fn authenticate(state: &ApiState, hash: TokenHash) -> Result<ApiToken, Api
                 token.name
             )))
         }
-        Ok(Some(token)) => Ok(token),
+        Ok(Some(token)) => Ok(Caller::token(token)),
         Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
         Err(error) => Err(ApiError::from(error)),
     }
 }
 
-/// The token if RBAC allows its user the request; the refusal otherwise, with the
-/// refused token when there is one.
+/// The caller if RBAC allows it the request; the refusal otherwise, with the
+/// refused caller when it was authenticated.
 async fn check(
     state: &ApiState,
-    (attributes, hash): (RequestAttributes, Result<TokenHash, ApiError>),
-) -> Result<ApiToken, (ApiError, Option<ApiToken>)> {
-    let hash = hash.map_err(|error| (error, None))?;
-    let token = authenticate(state, hash)
+    (attributes, secret): (RequestAttributes, Result<String, ApiError>),
+) -> Result<Caller, (ApiError, Option<Caller>)> {
+    let secret = secret.map_err(|error| (error, None))?;
+    let caller = authenticate(state, &secret)
         .await
         .map_err(|error| (error, None))?;
     if !names_served_resource(&attributes) {
         // Nothing to protect: routing answers 404, as it does for anyone.
-        return Ok(token);
+        return Ok(caller);
     }
-    let user = token.user_info();
-    let snapshot = match state.authorizer.snapshot().await {
-        Ok(snapshot) => snapshot,
-        Err(error) => return Err((ApiError::from(error), Some(token))),
+    let decision = match rbac_decision(state, &caller, &attributes).await {
+        Ok(decision) => decision,
+        Err(error) => return Err((ApiError::from(error), Some(caller))),
     };
-    let decision = decide(
+    if decision.allowed {
+        Ok(caller)
+    } else {
+        Err((ApiError::forbidden(decision.reason), Some(caller)))
+    }
+}
+
+/// RBAC's decision on `request` for `caller`, from the current snapshot of the
+/// roles and bindings (core decides: [`flotta_core::rbac::authorize`]).
+pub(crate) async fn rbac_decision(
+    state: &ApiState,
+    caller: &Caller,
+    request: &RequestAttributes,
+) -> Result<flotta_core::rbac::Decision, crate::store::StoreError> {
+    let snapshot = state.authorizer.snapshot().await?;
+    Ok(decide(
         &Attributes {
-            user: &user,
-            request: &attributes,
+            user: &caller.user,
+            request,
         },
         &snapshot,
-    );
-    if decision.allowed {
-        Ok(token)
-    } else {
-        Err((ApiError::forbidden(decision.reason), Some(token)))
-    }
+    ))
 }
 
 /// Whether a resource request names a resource this server serves (a kind of the
@@ -137,18 +215,17 @@ pub(crate) async fn authorize(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let token = match check(&state, credentials(&request)).await {
-        Ok(token) => token,
+    let caller = match check(&state, credentials(&request)).await {
+        Ok(caller) => caller,
         Err((refusal, refused)) => {
             let mut response = refusal.into_response();
             // The audit log says who was refused.
-            if let Some(token) = refused {
-                response.extensions_mut().insert(Caller(token));
+            if let Some(caller) = refused {
+                response.extensions_mut().insert(caller);
             }
             return response;
         }
     };
-    let caller = Caller(token);
     request.extensions_mut().insert(caller.clone());
     let mut response = next.run(request).await;
     // The audit log, outside this layer, reads the caller from the answer.

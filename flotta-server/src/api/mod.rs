@@ -27,6 +27,7 @@
 //! by RBAC (`auth`, [`rbac`]). Every error is a Kubernetes `Status` object
 //! ([`ApiError`]).
 
+mod apply;
 pub mod audit;
 mod auth;
 mod discovery;
@@ -86,6 +87,7 @@ pub struct ApiState {
     events: crate::events::EventRecorder,
     metrics_open: bool,
     authorizer: Arc<rbac::Authorizer>,
+    oidc: Arc<crate::oidc::OidcAuthenticator>,
 }
 
 impl ApiState {
@@ -112,6 +114,7 @@ impl ApiState {
             kube_openapi,
             audit: None,
             metrics_open: false,
+            oidc: Arc::new(crate::oidc::OidcAuthenticator::empty()),
         }
     }
 
@@ -119,6 +122,13 @@ impl ApiState {
     /// permission is needed: any role, the `metrics` role for a scraper).
     pub fn with_open_metrics(mut self, open: bool) -> Self {
         self.metrics_open = open;
+        self
+    }
+
+    /// Accepts the JWTs of the issuers `oidc` trusts besides the server's own tokens,
+    /// and tells clients about them at [`flotta_core::oidc::AUTH_CONFIG_PATH`].
+    pub fn with_oidc(mut self, oidc: Arc<crate::oidc::OidcAuthenticator>) -> Self {
+        self.oidc = oidc;
         self
     }
 
@@ -158,19 +168,54 @@ pub fn router(state: ApiState) -> Router {
             )),
         )
         .route("/openapi.json", get(openapi_json))
+        .route(flotta_core::oidc::AUTH_CONFIG_PATH, get(auth_config))
         .route(discovery::VERSION_PATH, get(discovery::version))
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v3/{*path}", get(openapi_v3))
         .with_state(state.clone())
         .merge(resources)
-        .merge(console_routes())
+        .merge(console_routes().route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            console_connects_to_issuers,
+        )))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(read_body_within_limits))
         .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(middleware::from_fn_with_state(state, record_metrics))
+}
+
+/// How clients sign in: the OIDC issuers and their client ids (no secret; open, so
+/// that `flotta login` and the console can ask before they hold a token).
+async fn auth_config(State(state): State<ApiState>) -> Response {
+    axum::Json(state.oidc.auth_config().await).into_response()
+}
+
+/// Lets the console's scripts reach the OIDC issuers' token endpoints (the
+/// authorization-code exchange and refreshes): their origins join `connect-src` in
+/// the console's Content-Security-Policy. Nothing else is widened.
+async fn console_connects_to_issuers(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let origins = state.oidc.issuer_origins();
+    if origins.is_empty() {
+        return response;
+    }
+    let policy = crate::ui::CONTENT_SECURITY_POLICY.replace(
+        "connect-src 'self'",
+        &format!("connect-src 'self' {}", origins.join(" ")),
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
 }
 
 /// The console's routes: `/ui` (redirects to `/ui/`), `/ui/` and `/ui/{file}`; a

@@ -29,6 +29,8 @@ pub(crate) enum BodyFormat {
     MergePatch,
     JsonPatch,
     StrategicMergePatch,
+    /// `application/apply-patch+yaml`: a server-side apply configuration.
+    Apply,
 }
 
 impl BodyFormat {
@@ -36,7 +38,10 @@ impl BodyFormat {
     pub(crate) fn is_patch(self) -> bool {
         matches!(
             self,
-            BodyFormat::MergePatch | BodyFormat::JsonPatch | BodyFormat::StrategicMergePatch
+            BodyFormat::MergePatch
+                | BodyFormat::JsonPatch
+                | BodyFormat::StrategicMergePatch
+                | BodyFormat::Apply
         )
     }
 }
@@ -63,13 +68,11 @@ pub(crate) fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         "application/merge-patch+json" => Ok(BodyFormat::MergePatch),
         "application/json-patch+json" => Ok(BodyFormat::JsonPatch),
         "application/strategic-merge-patch+json" => Ok(BodyFormat::StrategicMergePatch),
-        "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
-            "server-side apply (application/apply-patch+yaml) is not supported: use client-side kubectl apply",
-        )),
+        "application/apply-patch+yaml" => Ok(BodyFormat::Apply),
         other => Err(ApiError::unsupported_media_type(format!(
             "unsupported Content-Type {other:?}: use application/json, application/yaml or (for PATCH) \
-             application/merge-patch+json, application/json-patch+json or \
-             application/strategic-merge-patch+json"
+             application/merge-patch+json, application/json-patch+json, \
+             application/strategic-merge-patch+json or application/apply-patch+yaml"
         ))),
     }
 }
@@ -86,7 +89,7 @@ pub(crate) fn decode_body(format: BodyFormat, bytes: &[u8]) -> Result<Value, Api
         | BodyFormat::JsonPatch
         | BodyFormat::StrategicMergePatch => strict_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
-        BodyFormat::Yaml => serde_yaml_ng::from_slice(bytes)
+        BodyFormat::Yaml | BodyFormat::Apply => serde_yaml_ng::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
     }
 }

@@ -21,6 +21,7 @@ const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2@v1.0+pro
 const PROTOBUF_V2_ANSWER: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 const JSON_PATCH: &str = "application/json-patch+json";
 const STRATEGIC: &str = "application/strategic-merge-patch+json";
+const APPLY: &str = "application/apply-patch+yaml";
 
 /// The workload of the shared samples, created as `name` in `fleet`.
 async fn create_workload(server: &TestServer, name: &str) -> Value {
@@ -456,11 +457,7 @@ async fn kubectl_json_patches_and_strategic_merge_patches_apply_and_bad_ones_are
     )
     .await;
 
-    for refused in [
-        "text/plain",
-        "application/apply-patch+yaml",
-        "application/json",
-    ] {
+    for refused in ["text/plain", "application/json"] {
         let status = expect_status(
             patch(refused, json!({})).await.expect("refused type"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -706,6 +703,352 @@ async fn kubectl_namespaces_are_derived_from_the_objects_stored() {
                 .expect("emptied"),
             StatusCode::NOT_FOUND,
             "NotFound",
+        )
+        .await;
+    }
+}
+
+/// An apply configuration of the workload `telemetry` with `image`.
+fn telemetry(image: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: management.project-flotta.io/v1alpha1
+kind: EdgeWorkload
+metadata:
+  name: telemetry
+  labels: {labels}
+spec:
+  type: pod
+  pod:
+    spec:
+      containers:
+        - name: main
+          image: {image}
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_tracks_field_managers_and_names_conflicts() {
+    let server = TestServer::start().await;
+    let path = object_path("fleet", "edgeworkloads", "telemetry");
+    let apply = |query: &str, body: String| {
+        server
+            .admin(Method::PATCH, &format!("{path}?{query}"))
+            .header(header::CONTENT_TYPE, APPLY)
+            .body(body)
+            .send()
+    };
+    let managers = |object: &Value| -> Vec<(String, String)> {
+        object["metadata"]["managedFields"]
+            .as_array()
+            .expect("managedFields")
+            .iter()
+            .map(|e| {
+                let text = |k: &str| e[k].as_str().expect(k).to_owned();
+                (text("manager"), text("operation"))
+            })
+            .collect()
+    };
+
+    let status = expect_status(
+        apply("", telemetry("r/t:1", "{app: t}"))
+            .await
+            .expect("no manager"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    )
+    .await;
+    assert!(
+        status["message"]
+            .as_str()
+            .expect("message")
+            .contains("fieldManager is required")
+    );
+
+    // The first apply creates; the same configuration again writes nothing.
+    let created = expect_json(
+        apply(
+            "fieldManager=ci",
+            telemetry("r/t:1", "{app: t, stage: beta}"),
+        )
+        .await
+        .expect("create"),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(managers(&created), [("ci".to_owned(), "Apply".to_owned())]);
+    let fields = &created["metadata"]["managedFields"][0];
+    assert_eq!(fields["fieldsType"], "FieldsV1");
+    assert_eq!(
+        fields["fieldsV1"]["f:metadata"]["f:labels"]["f:stage"],
+        json!({})
+    );
+    let again = expect_json(
+        apply(
+            "fieldManager=ci",
+            telemetry("r/t:1", "{app: t, stage: beta}"),
+        )
+        .await
+        .expect("again"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+
+    // Another manager changing ci's image conflicts, naming the field and owner.
+    let conflict = expect_status(
+        apply("fieldManager=ops", telemetry("r/t:2", "{app: t}"))
+            .await
+            .expect("conflict"),
+        StatusCode::CONFLICT,
+        "Conflict",
+    )
+    .await;
+    assert_eq!(
+        conflict["details"]["causes"][0]["reason"],
+        "FieldManagerConflict"
+    );
+    assert_eq!(
+        conflict["details"]["causes"][0]["field"],
+        ".spec.pod.spec.containers"
+    );
+    assert!(
+        conflict["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("Apply failed with 1 conflict: conflict with \"ci\""),
+        "{conflict}"
+    );
+    // force=true takes it over; ci keeps what it shares.
+    let forced = expect_json(
+        apply(
+            "fieldManager=ops&force=true",
+            telemetry("r/t:2", "{app: t}"),
+        )
+        .await
+        .expect("forced"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        forced["spec"]["pod"]["spec"]["containers"][0]["image"],
+        "r/t:2"
+    );
+    assert_eq!(
+        forced["metadata"]["labels"],
+        json!({"app": "t", "stage": "beta"})
+    );
+
+    // A merge patch is an update by its manager: it takes the field from ops.
+    expect_json(
+        server
+            .admin(Method::PATCH, &format!("{path}?fieldManager=hand"))
+            .header(header::CONTENT_TYPE, "application/merge-patch+json")
+            .body(r#"{"spec":{"pod":{"spec":{"containers":[{"name":"main","image":"r/t:3"}]}}}}"#)
+            .send()
+            .await
+            .expect("merge patch"),
+        StatusCode::OK,
+    )
+    .await;
+    let conflict = expect_status(
+        apply("fieldManager=ops", telemetry("r/t:2", "{app: t}"))
+            .await
+            .expect("conflict"),
+        StatusCode::CONFLICT,
+        "Conflict",
+    )
+    .await;
+    assert!(
+        conflict["message"]
+            .as_str()
+            .expect("message")
+            .contains("conflict with \"hand\""),
+        "{conflict}"
+    );
+
+    // Dry run: answered, not stored.
+    let dry = expect_json(
+        apply(
+            "fieldManager=ops&force=true&dryRun=All",
+            telemetry("r/t:4", "{app: t}"),
+        )
+        .await
+        .expect("dry run"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        dry["spec"]["pod"]["spec"]["containers"][0]["image"],
+        "r/t:4"
+    );
+    let stored = expect_json(
+        server.admin(Method::GET, &path).send().await.expect("get"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        stored["spec"]["pod"]["spec"]["containers"][0]["image"],
+        "r/t:3"
+    );
+
+    // Bad applies are named.
+    expect_status(
+        apply(
+            "fieldManager=ops",
+            telemetry("r/t:2", "{app: t}").replace("name: telemetry", "name: other"),
+        )
+        .await
+        .expect("other name"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+    )
+    .await;
+    expect_status(
+        apply("fieldManager=ops", "spec: [".to_owned())
+            .await
+            .expect("bad YAML"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    )
+    .await;
+    expect_status(
+        server
+            .admin(Method::PATCH, &format!("{path}/status?fieldManager=ops"))
+            .header(header::CONTENT_TYPE, APPLY)
+            .body(telemetry("r/t:2", "{}"))
+            .send()
+            .await
+            .expect("status apply"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UnsupportedMediaType",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_watch_bookmarks_pass_filtered_changes_and_lists_honour_resource_version_match() {
+    let server = TestServer::start().await;
+    let first = create_workload(&server, "shown").await;
+    let list = expect_json(
+        server
+            .admin(Method::GET, &collection("fleet", "edgeworkloads"))
+            .send()
+            .await
+            .expect("list"),
+        StatusCode::OK,
+    )
+    .await;
+    let listed = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    assert!(first["metadata"]["resourceVersion"].is_string());
+
+    // A watch for a label nobody has: the change it filters out still moves the
+    // bookmark it sends as its timeout ends.
+    let watch = server
+        .admin(
+            Method::GET,
+            &format!(
+                "{}?watch=true&resourceVersion={listed}&labelSelector=app%3Dnone&allowWatchBookmarks=true&timeoutSeconds=2",
+                collection("fleet", "edgeworkloads")
+            ),
+        )
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(watch.status(), StatusCode::OK);
+    let mut events = watch_events(watch);
+    let hidden = create_workload(&server, "hidden").await;
+    let hidden_rv: u64 = hidden["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .expect("rv");
+    let received = next_events(&mut events, 1).await;
+    assert_eq!(received[0]["type"], "BOOKMARK", "{received:?}");
+    assert_eq!(received[0]["object"]["kind"], "EdgeWorkload");
+    let bookmarked: u64 = received[0]["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .expect("bookmark rv");
+    assert!(
+        bookmarked >= hidden_rv,
+        "bookmark {bookmarked} before the change {hidden_rv}"
+    );
+    assert!(
+        events.recv().await.is_none(),
+        "the watch ends after its bookmark"
+    );
+
+    // resourceVersionMatch: the latest version lists exactly; an older one is gone;
+    // a future one is too large; bad combinations are named.
+    let list_with = |query: String| {
+        server
+            .admin(
+                Method::GET,
+                &format!("{}?{query}", collection("fleet", "edgeworkloads")),
+            )
+            .send()
+    };
+    let now = expect_json(
+        list_with(String::new()).await.expect("list"),
+        StatusCode::OK,
+    )
+    .await;
+    let latest = now["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    expect_json(
+        list_with(format!(
+            "resourceVersion={latest}&resourceVersionMatch=Exact"
+        ))
+        .await
+        .expect("exact"),
+        StatusCode::OK,
+    )
+    .await;
+    expect_json(
+        list_with(format!(
+            "resourceVersion={listed}&resourceVersionMatch=NotOlderThan"
+        ))
+        .await
+        .expect("not older"),
+        StatusCode::OK,
+    )
+    .await;
+    expect_status(
+        list_with(format!(
+            "resourceVersion={listed}&resourceVersionMatch=Exact"
+        ))
+        .await
+        .expect("exact old"),
+        StatusCode::GONE,
+        "Expired",
+    )
+    .await;
+    expect_status(
+        list_with("resourceVersion=999999999&resourceVersionMatch=NotOlderThan".into())
+            .await
+            .expect("future"),
+        StatusCode::GATEWAY_TIMEOUT,
+        "Timeout",
+    )
+    .await;
+    for bad in [
+        "resourceVersionMatch=Exact",
+        "resourceVersion=1&resourceVersionMatch=Newest",
+        "watch=true&resourceVersion=1&resourceVersionMatch=NotOlderThan",
+        "allowWatchBookmarks=maybe&watch=true",
+    ] {
+        expect_status(
+            list_with(bad.to_owned()).await.expect("bad"),
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
         )
         .await;
     }

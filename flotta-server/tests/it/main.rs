@@ -27,6 +27,7 @@ mod hardware_labels;
 mod kubectl_api;
 mod lossy_link;
 mod member_metadata;
+mod oidc;
 #[cfg(feature = "postgres")]
 mod postgres_restart;
 mod rbac;

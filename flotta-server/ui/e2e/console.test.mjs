@@ -14,13 +14,13 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import https from "node:https";
 import { chromium } from "playwright-core";
+import { until } from "./support.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "../../..");
 const binDir = process.env.FLOTTA_BIN_DIR || join(process.env.CARGO_TARGET_DIR || join(repo, "target"), "debug");
 const screenshots = process.env.UI_SCREENSHOTS || join(binDir, "..", "ui-screenshots");
 const GROUP = "/apis/management.project-flotta.io/v1alpha1";
-const STEP_TIMEOUT = 30_000;
 
 const work = mkdtempSync(join(tmpdir(), "flotta-console-"));
 const children = [];
@@ -30,22 +30,6 @@ let page;
 
 // ---------------------------------------------------------------- helpers
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, check, timeout = STEP_TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await sleep(200);
-  }
-}
 
 function start(name, command, args, env) {
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
@@ -193,7 +177,20 @@ after(async () => {
   for (const child of children.reverse()) {
     if (child.exitCode === null) child.kill("SIGTERM");
   }
-  await sleep(300);
+  // Each process gets up to 5 s to end on SIGTERM before SIGKILL.
+  await Promise.all(
+    children.map(
+      (child) =>
+        child.exitCode === null &&
+        new Promise((resolve) => {
+          const timer = setTimeout(resolve, 5000);
+          child.once("exit", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        }),
+    ),
+  );
   for (const child of children) {
     if (child.exitCode === null) child.kill("SIGKILL");
   }

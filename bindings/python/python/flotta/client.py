@@ -67,8 +67,9 @@ class WatchEvent(Generic[T]):
 class ApplyOutcome:
     """What ``apply`` did with one document.
 
-    ``action`` is ``created``, ``configured`` or ``unchanged``, or ``None`` when it
-    failed, with the exception in ``error``.
+    ``action`` is ``created``, ``configured``, ``unchanged`` or, for a
+    server-side apply, ``serverside-applied``; ``None`` when it failed, with the
+    exception in ``error``.
     """
 
     index: int
@@ -343,18 +344,29 @@ class Client(_ClientBase):
         self,
         manifest: str | Resource | Iterable[Resource | Mapping[str, Any]],
         namespace: str = DEFAULT_NAMESPACE,
+        *,
+        server_side: bool = False,
+        field_manager: str = "flotta-python",
+        force_conflicts: bool = False,
     ) -> list[ApplyOutcome]:
         """Creates or updates every document of a YAML/JSON manifest text, or every
         given resource, in order (objects without a namespace go to ``namespace``).
+
+        With ``server_side=True`` each object is sent as a server-side apply: the
+        server records ``field_manager`` as the owner of every field it sets, and a
+        field another manager owns with a different value fails that document with
+        a conflict naming it, unless ``force_conflicts``; the outcome's action is
+        ``serverside-applied``.
 
         Returns one :class:`ApplyOutcome` per document. If any failed, the others
         are still applied and :class:`flotta.ApplyError` is raised with all
         outcomes.
         """
+        manager = field_manager if server_side else None
         documents = _documents(manifest)
         if isinstance(documents, str):
-            return _outcomes(self._native.apply_text(namespace, documents))
-        return _outcomes(self._native.apply_objects(namespace, documents))
+            return _outcomes(self._native.apply_text(namespace, documents, manager, force_conflicts))
+        return _outcomes(self._native.apply_objects(namespace, documents, manager, force_conflicts))
 
     def approve(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeDeviceSignedRequest:
         """Approves a device's enrolment request (its ``EdgeDeviceSignedRequest``,
@@ -442,12 +454,17 @@ class AsyncClient(_ClientBase):
         self,
         manifest: str | Resource | Iterable[Resource | Mapping[str, Any]],
         namespace: str = DEFAULT_NAMESPACE,
+        *,
+        server_side: bool = False,
+        field_manager: str = "flotta-python",
+        force_conflicts: bool = False,
     ) -> list[ApplyOutcome]:
         """See :meth:`Client.apply`."""
+        manager = field_manager if server_side else None
         documents = _documents(manifest)
         if isinstance(documents, str):
-            return _outcomes(await self._native.apply_text_async(namespace, documents))
-        return _outcomes(await self._native.apply_objects_async(namespace, documents))
+            return _outcomes(await self._native.apply_text_async(namespace, documents, manager, force_conflicts))
+        return _outcomes(await self._native.apply_objects_async(namespace, documents, manager, force_conflicts))
 
     async def approve(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeDeviceSignedRequest:
         """See :meth:`Client.approve`."""

@@ -70,6 +70,14 @@ fn body_of(kind: &str) -> Value {
     })
 }
 
+/// The body of a PATCH of the object: the three patch formats and a server-side
+/// apply configuration.
+fn object_patch_body(kind: &str) -> Value {
+    let mut body = merge_patch_body();
+    body["content"]["application/apply-patch+yaml"] = json!({"schema": schema_ref(kind)});
+    body
+}
+
 fn merge_patch_body() -> Value {
     json!({
         "required": true,
@@ -304,9 +312,9 @@ fn all_kind_paths(kind: ResourceKind, paths: &mut Map<String, Value>) {
             "patch": {
                 "operationId": format!("patch{name}"),
                 "tags": tag,
-                "summary": "Apply a JSON merge patch (RFC 7386), a JSON patch (RFC 6902) or a strategic merge patch (lists replaced whole)",
+                "summary": "Apply a JSON merge patch (RFC 7386), a JSON patch (RFC 6902), a strategic merge patch (lists replaced whole) or a server-side apply configuration (fieldManager required; 409 names the fields other managers own unless force=true; creates the object when missing)",
                 "parameters": params,
-                "requestBody": merge_patch_body(),
+                "requestBody": object_patch_body(name),
                 "responses": object_responses("200", name, write_errors),
             },
             "delete": {

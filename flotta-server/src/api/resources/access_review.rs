@@ -9,11 +9,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use flotta_core::rbac::{Attributes, RequestAttributes, ResourceAttributes, authorize};
+use flotta_core::rbac::{RequestAttributes, ResourceAttributes};
 use serde_json::{Map, Value, json};
 
 use super::super::ApiState;
-use super::super::auth::Caller;
+use super::super::auth::{Caller, rbac_decision};
 use super::super::status::{ApiError, StatusCause};
 use super::{ApiResult, request_object};
 
@@ -102,15 +102,7 @@ pub(super) async fn self_subject_access_review(
     }
     let spec = review.get("spec").cloned().unwrap_or(Value::Null);
     let request = reviewed(&spec)?;
-    let user = caller.user();
-    let snapshot = state.authorizer.snapshot().await?;
-    let decision = authorize(
-        &Attributes {
-            user: &user,
-            request: &request,
-        },
-        &snapshot,
-    );
+    let decision = rbac_decision(&state, &caller, &request).await?;
     let mut status = json!({"allowed": decision.allowed, "reason": decision.reason});
     if !decision.allowed
         && let Some(map) = status.as_object_mut()

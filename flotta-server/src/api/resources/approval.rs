@@ -15,7 +15,6 @@ use time::OffsetDateTime;
 
 use super::{
     ApiResult, ObjectPath, fetch, object_response, record_decision_event, request_object, resolve,
-    token_signature,
 };
 use crate::api::auth::Caller;
 use crate::api::status::{ApiError, StatusCause};
@@ -75,7 +74,7 @@ pub(super) async fn approve_or_deny(
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| format!("{} through the management API", decision.verb()));
     let message = match caller.as_deref() {
-        Some(Caller(token)) => format!("{words} {}", token_signature(token)),
+        Some(caller) => format!("{words} {}", caller.signature()),
         None => words,
     };
 

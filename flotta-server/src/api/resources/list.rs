@@ -39,7 +39,24 @@ pub(super) struct ListParams {
     resource_version: Option<String>,
     timeout_seconds: Option<String>,
     include_object: Option<String>,
+    allow_watch_bookmarks: Option<String>,
+    resource_version_match: Option<String>,
 }
+
+/// `resourceVersionMatch` of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VersionMatch {
+    /// The list is at least as new as the resource version (the latest always is,
+    /// unless the version was never issued).
+    NotOlderThan(u64),
+    /// The list is exactly at the resource version: served only while it is the
+    /// latest (the store keeps no snapshots of the past).
+    Exact(u64),
+}
+
+/// How often a watch that allows bookmarks sends one while nothing it shows
+/// changes (and once more as `timeoutSeconds` ends it).
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 
 /// A parsed list or watch request.
 struct ListRequest {
@@ -53,6 +70,10 @@ struct ListRequest {
     timeout: Option<Duration>,
     /// Answer `meta.k8s.io/v1` Tables (list) or Table-wrapped events (watch).
     table: Option<IncludeObject>,
+    /// `allowWatchBookmarks=true`: the watch sends `BOOKMARK` events.
+    bookmarks: bool,
+    /// `resourceVersionMatch` of a list.
+    version_match: Option<VersionMatch>,
 }
 
 impl ListRequest {
@@ -61,6 +82,7 @@ impl ListRequest {
         namespace: Option<String>,
         params: ListParams,
         headers: &HeaderMap,
+        watch: bool,
     ) -> ApiResult<Self> {
         let table = if wants_table(headers) {
             Some(IncludeObject::parse(params.include_object.as_deref())?)
@@ -102,16 +124,66 @@ impl ListRequest {
                 ApiError::bad_request(format!("invalid timeoutSeconds {text:?}"))
             })?)),
         };
+        let bookmarks = match params.allow_watch_bookmarks.as_deref() {
+            None | Some("" | "false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid allowWatchBookmarks {other:?}: expected true or false"
+                )));
+            }
+        };
+        let continue_token = params.continue_token.filter(|t| !t.is_empty());
+        let version_match = match params.resource_version_match.as_deref() {
+            None | Some("") => None,
+            Some(_) if watch => {
+                return Err(ApiError::bad_request(
+                    "resourceVersionMatch is for lists, not watches",
+                ));
+            }
+            Some(_) if continue_token.is_some() => {
+                return Err(ApiError::bad_request(
+                    "resourceVersionMatch cannot be given with continue: the token carries its version",
+                ));
+            }
+            Some(wanted) => {
+                let Some(text) = params.resource_version.as_deref().filter(|t| !t.is_empty())
+                else {
+                    return Err(ApiError::bad_request(
+                        "resourceVersionMatch needs a resourceVersion",
+                    ));
+                };
+                let version = text.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {text:?}"))
+                })?;
+                match wanted {
+                    "NotOlderThan" => Some(VersionMatch::NotOlderThan(version)),
+                    "Exact" if version == 0 => {
+                        return Err(ApiError::bad_request(
+                            "resourceVersionMatch=Exact needs a resourceVersion other than 0",
+                        ));
+                    }
+                    "Exact" => Some(VersionMatch::Exact(version)),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid resourceVersionMatch {other:?}: expected NotOlderThan or Exact"
+                        )));
+                    }
+                }
+            }
+        };
         Ok(Self {
             kind,
             namespace,
             labels,
             fields,
             limit,
-            continue_token: params.continue_token.filter(|t| !t.is_empty()),
+            continue_token,
             resource_version,
             timeout,
             table,
+            bookmarks,
+            version_match,
         })
     }
 
@@ -166,11 +238,12 @@ async fn list_or_watch(
     headers: &HeaderMap,
 ) -> ApiResult {
     let watch = is_watch(&params)?;
-    let request = ListRequest::parse(kind, namespace, params, headers)?;
+    let request = ListRequest::parse(kind, namespace, params, headers, watch)?;
     if watch {
         watch_response(state, request).await
     } else {
         let (items, resource_version, continue_token) = list_matching(&state, &request).await?;
+        check_version_match(request.version_match, resource_version)?;
         let mut metadata = serde_json::Map::new();
         metadata.insert(
             "resourceVersion".into(),
@@ -192,6 +265,26 @@ async fn list_or_watch(
             "items": items,
         }))
         .into_response())
+    }
+}
+
+/// Checks a list read at `listed` against its `resourceVersionMatch`.
+fn check_version_match(wanted: Option<VersionMatch>, listed: u64) -> ApiResult<()> {
+    match wanted {
+        Some(VersionMatch::NotOlderThan(version)) if version > listed => Err(ApiError::new(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("Too large resource version: {version}, current: {listed}"),
+        )),
+        Some(VersionMatch::Exact(version)) if version != listed => Err(ApiError::new(
+            axum::http::StatusCode::GONE,
+            "Expired",
+            format!(
+                "resource version {version} cannot be listed exactly: the latest is {listed}, \
+                 and only the latest is kept; list without resourceVersionMatch=Exact"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -344,16 +437,33 @@ async fn start_watch(
             }
         }
         let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
+        // The newest version the watch has passed, shown or filtered out: what a
+        // bookmark tells the client it may resume from.
+        let mut passed = from;
+        let mut bookmark_timer =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
         loop {
             let next = tokio::select! {
                 next = events.next() => next,
                 () = crate::shutdown::stopping(&mut shutdown) => break,
                 _ = sender.closed() => break,
-                _ = sleep_until(deadline) => break,
+                _ = sleep_until(deadline) => {
+                    if request.bookmarks {
+                        let _ = sender.send(bookmark(request.kind, passed)).await;
+                    }
+                    break;
+                }
+                _ = bookmark_timer.tick(), if request.bookmarks => {
+                    if sender.send(bookmark(request.kind, passed)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
             };
             let line = match next {
                 None => break,
                 Some(Ok(mut event)) => {
+                    passed = passed.max(event.object.resource_version);
                     if let Err(error) = with_last_seen(&state.store, &mut event.object).await {
                         tracing::warn!(error = %error_chain(&error), "watch: last-seen lookup failed");
                         let status = ApiError::from(error).to_status();
@@ -396,6 +506,16 @@ async fn start_watch(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// A `BOOKMARK` event: an object of the kind carrying only the resource version.
+fn bookmark(kind: ResourceKind, resource_version: u64) -> Bytes {
+    let object = json!({
+        "apiVersion": kind.api_version(),
+        "kind": kind.as_str(),
+        "metadata": {"resourceVersion": resource_version.to_string()},
+    });
+    watch_line("BOOKMARK", &object, None)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use flotta_core::enrolment::DeviceRecord;
@@ -17,7 +17,8 @@ use flotta_core::events::{InvolvedObject, ServerEvent};
 use flotta_core::model::{GROUP, VERSION};
 use serde_json::Value;
 
-use super::auth::Caller;
+use super::apply::{self, Writer};
+use super::auth::{Caller, Identity};
 use super::last_seen::overlay_last_seen;
 use super::object::{
     BodyFormat, Target, admit, body_format, check_kind_name, check_namespace_name,
@@ -35,6 +36,7 @@ mod approval;
 mod list;
 mod namespaces;
 mod revisions;
+mod server_side_apply;
 mod tokens;
 
 use list::{list_all, list_namespaced};
@@ -329,6 +331,16 @@ fn after_write(state: &ApiState, kind: ResourceKind) {
     }
 }
 
+/// The stored object, if there is one.
+async fn fetch_optional(
+    state: &ApiState,
+    kind: ResourceKind,
+    namespace: &str,
+    name: &str,
+) -> ApiResult<Option<StoredObject>> {
+    Ok(state.store.get(kind, namespace, name).await?)
+}
+
 async fn fetch(
     state: &ApiState,
     kind: ResourceKind,
@@ -357,18 +369,32 @@ struct ReadParams {
 }
 
 /// Query parameters of a write: `dryRun=All` validates and answers without
-/// storing. kubectl's `fieldManager` and `fieldValidation` are accepted and
-/// ignored (bodies are always checked strictly against the model).
+/// storing; `fieldManager` names who writes (the owner of the fields in
+/// `managedFields`); `force` lets a server-side apply take fields other managers
+/// own. kubectl's `fieldValidation` is accepted and ignored (bodies are always
+/// checked strictly against the model).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WriteParams {
     dry_run: Option<String>,
+    field_manager: Option<String>,
+    force: Option<bool>,
 }
 
 impl WriteParams {
+    /// Reads and checks the parameters.
+    fn read(query: Result<Query<WriteParams>, QueryRejection>) -> ApiResult<WriteParams> {
+        let params = query_params(query)?;
+        params.is_dry_run()?;
+        if let Some(manager) = &params.field_manager {
+            apply::check_field_manager(manager).map_err(ApiError::bad_request)?;
+        }
+        Ok(params)
+    }
+
     /// Whether the write is a dry run; any value other than `All` is refused.
-    fn dry_run(query: Result<Query<WriteParams>, QueryRejection>) -> ApiResult<bool> {
-        match query_params(query)?.dry_run.as_deref() {
+    fn is_dry_run(&self) -> ApiResult<bool> {
+        match self.dry_run.as_deref() {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
             Some(other) => Err(ApiError::bad_request(format!(
@@ -376,6 +402,32 @@ impl WriteParams {
             ))),
         }
     }
+
+    /// Whether the write is a dry run, from the raw query.
+    fn dry_run(query: Result<Query<WriteParams>, QueryRejection>) -> ApiResult<bool> {
+        WriteParams::read(query)?.is_dry_run()
+    }
+
+    /// The field manager of an update (not an apply): `fieldManager`, else the
+    /// client's `User-Agent` product.
+    fn update_manager(&self, headers: &HeaderMap) -> String {
+        let agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        apply::update_manager(self.field_manager.as_deref(), agent)
+    }
+}
+
+/// Records who changed which fields of `current` (none: a creation) into
+/// `updated`'s `managedFields`.
+fn record_update(kind: ResourceKind, current: Option<&Value>, updated: &mut Value, manager: &str) {
+    let now = flotta_core::timestamp::rfc3339_seconds(time::OffsetDateTime::now_utc());
+    let writer = Writer {
+        manager,
+        api_version: kind.info().api_version(),
+        now: &now,
+    };
+    apply::record_update(current, updated, writer);
 }
 
 async fn read(
@@ -448,7 +500,14 @@ fn request_patch(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Ap
     if !format.is_patch() {
         return Err(ApiError::unsupported_media_type(
             "PATCH needs Content-Type application/merge-patch+json, \
-             application/json-patch+json or application/strategic-merge-patch+json",
+             application/json-patch+json, application/strategic-merge-patch+json or \
+             application/apply-patch+yaml",
+        ));
+    }
+    if format == BodyFormat::Apply {
+        return Err(ApiError::unsupported_media_type(
+            "server-side apply (application/apply-patch+yaml) is served on the object's path, \
+             not on its status subresource",
         ));
     }
     let document = decode_body(format, &body_bytes(body)?)?;
@@ -517,7 +576,8 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     writable(kind)?;
-    let dry = WriteParams::dry_run(query)?;
+    let params = WriteParams::read(query)?;
+    let dry = params.is_dry_run()?;
     let mut object = request_object(&headers, body)?;
     strip_server_fields(&mut object);
     let target = Target {
@@ -526,6 +586,7 @@ async fn create(
         name: None,
     };
     let name = admit(&target, &mut object)?;
+    record_update(kind, None, &mut object, &params.update_manager(&headers));
     if dry {
         let write = DryRunWrite::Create(object);
         return dry_run_response(&state, StatusCode::CREATED, kind, &namespace, &name, write).await;
@@ -567,9 +628,12 @@ fn record_decision_event(
     if decided == before {
         return;
     }
-    let by = match caller {
-        Some(Caller(token)) if token.description.is_empty() => format!("token {}", token.id),
-        Some(Caller(token)) => format!("token {} ({})", token.id, token.description),
+    let by = match caller.map(Caller::identity) {
+        Some(Identity::Token(token)) if token.description.is_empty() => {
+            format!("token {}", token.id)
+        }
+        Some(Identity::Token(token)) => format!("token {} ({})", token.id, token.description),
+        Some(Identity::Oidc(verified)) => format!("user {}", verified.user.name),
         None => "an unknown caller".to_owned(),
     };
     let request = InvolvedObject {
@@ -598,7 +662,8 @@ async fn replace(
 ) -> ApiResult {
     writable(kind)?;
     not_builtin(kind, &name)?;
-    let dry = WriteParams::dry_run(query)?;
+    let params = WriteParams::read(query)?;
+    let dry = params.is_dry_run()?;
     let before = decision_before(&state, kind, &namespace, &name).await;
     let mut object = request_object(&headers, body)?;
     let target = Target {
@@ -607,6 +672,9 @@ async fn replace(
         name: Some(&name),
     };
     admit(&target, &mut object)?;
+    let current = fetch_optional(&state, kind, &namespace, &name).await?;
+    let current = current.as_ref().map(|c| &c.body);
+    record_update(kind, current, &mut object, &params.update_manager(&headers));
     let expected = expected_resource_version(&object);
     if dry {
         existing_name(kind, &namespace, &name)?;
@@ -683,14 +751,32 @@ async fn patch(
 ) -> ApiResult {
     writable(kind)?;
     not_builtin(kind, &name)?;
-    let dry = WriteParams::dry_run(query)?;
+    let params = WriteParams::read(query)?;
+    if body_format(&headers)? == BodyFormat::Apply {
+        let config = decode_body(BodyFormat::Apply, &body_bytes(body)?)?;
+        let target = Target {
+            kind,
+            namespace: &namespace,
+            name: Some(&name),
+        };
+        return server_side_apply::server_side_apply(
+            &state,
+            caller.as_deref(),
+            &target,
+            &params,
+            config,
+        )
+        .await;
+    }
     let patch = request_patch(&headers, body)?;
+    let manager = params.update_manager(&headers);
     let request = PatchRequest {
         kind,
         namespace: &namespace,
         name: &name,
         target: PatchTarget::Object,
-        dry_run: dry,
+        dry_run: params.is_dry_run()?,
+        manager: &manager,
     };
     apply_patch(&state, caller.as_deref(), &request, &patch).await
 }
@@ -726,6 +812,7 @@ async fn patch_status(
         name: &name,
         target: PatchTarget::Status,
         dry_run: dry,
+        manager: "",
     };
     apply_patch(&state, caller.as_deref(), &request, &patch).await
 }
@@ -737,6 +824,8 @@ struct PatchRequest<'a> {
     name: &'a str,
     target: PatchTarget,
     dry_run: bool,
+    /// The field manager of an object patch (unused for the status).
+    manager: &'a str,
 }
 
 /// Says who decided, in each `approved` or `declined` condition a status write to
@@ -744,7 +833,7 @@ struct PatchRequest<'a> {
 /// DESCRIPTION)`, the token that made the write. The client's words before it are
 /// kept; a signature the client wrote itself is replaced.
 fn sign_enrolment_decisions(kind: ResourceKind, status: &mut Value, caller: Option<&Caller>) {
-    let Some(Caller(token)) = caller else {
+    let Some(caller) = caller else {
         return;
     };
     if kind != ResourceKind::EdgeDeviceSignedRequest {
@@ -753,7 +842,7 @@ fn sign_enrolment_decisions(kind: ResourceKind, status: &mut Value, caller: Opti
     let Some(conditions) = status.get_mut("conditions").and_then(Value::as_array_mut) else {
         return;
     };
-    let signature = token_signature(token);
+    let signature = caller.signature();
     for condition in conditions.iter_mut() {
         let decision = matches!(
             condition.get("type").and_then(Value::as_str),
@@ -765,23 +854,20 @@ fn sign_enrolment_decisions(kind: ResourceKind, status: &mut Value, caller: Opti
         let words = condition
             .get("message")
             .and_then(Value::as_str)
-            .map(|m| m.split(" (by token ").next().unwrap_or(m).trim().to_owned())
+            .map(|m| {
+                m.split(" (by token ")
+                    .next()
+                    .and_then(|m| m.split(" (by user ").next())
+                    .unwrap_or(m)
+                    .trim()
+                    .to_owned()
+            })
             .filter(|m| !m.is_empty());
         let message = match words {
             Some(words) => format!("{words} {signature}"),
             None => signature.clone(),
         };
         condition.insert("message".into(), Value::String(message));
-    }
-}
-
-/// How a decision names the token that made it: `(by token ID: DESCRIPTION)`, or
-/// `(by token ID)` for a token without a description.
-fn token_signature(token: &crate::store::ApiToken) -> String {
-    if token.description.is_empty() {
-        format!("(by token {})", token.id)
-    } else {
-        format!("(by token {}: {})", token.id, token.description)
     }
 }
 
@@ -801,6 +887,7 @@ async fn apply_patch(
         name,
         target,
         dry_run: dry,
+        manager,
     } = *request;
     let precondition = match patch.resource_version() {
         None | Some(Value::Null) => None,
@@ -838,6 +925,9 @@ async fn apply_patch(
         patch
             .apply(&mut merged)
             .map_err(|error| patch_failed(kind, name, error))?;
+        if target == PatchTarget::Object {
+            record_update(kind, Some(&current.body), &mut merged, manager);
+        }
         let admission = Target {
             kind,
             namespace,

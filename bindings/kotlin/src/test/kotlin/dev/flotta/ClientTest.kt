@@ -61,6 +61,22 @@ class ClientTest {
     }
 
     @Test
+    fun `server-side apply owns fields and names another manager's conflicts`() = runBlocking {
+        val fleet = FLEET.replace("name: grabber", "name: ssa-grabber").replace("name: cameras", "name: ssa-cameras")
+        val first = client.serverSideApply("lab", fleet, "firmware-ci", false)
+        assertEquals(listOf(ApplyAction.SERVER_SIDE_APPLIED, ApplyAction.SERVER_SIDE_APPLIED), first.map { it.action }, "outcomes: $first")
+        val changed = fleet.replace("grabber:1.0", "grabber:2.0")
+        val refused = client.serverSideApply("lab", changed, "vendor-tool", false)
+        assertNull(refused[1].action, "outcomes: $refused")
+        val error = assertNotNull(refused[1].error)
+        assertContains(error, "conflict with \"firmware-ci\"")
+        assertContains(client.get(ResourceKind.EDGE_WORKLOAD, "lab", "ssa-grabber").toYaml(), "grabber:1.0")
+        val forced = client.serverSideApply("lab", changed, "vendor-tool", true)
+        assertTrue(forced.all { it.action == ApplyAction.SERVER_SIDE_APPLIED }, "outcomes: $forced")
+        assertContains(client.get(ResourceKind.EDGE_WORKLOAD, "lab", "ssa-grabber").toYaml(), "grabber:2.0")
+    }
+
+    @Test
     fun `deny and approve say so in the request's spec and status`() = runBlocking {
         client.apply(
             "default",
