@@ -19,6 +19,10 @@ pub enum Kind {
     Workload,
     /// `EdgeDeviceSignedRequest`.
     SignedRequest,
+    /// `Repository` (a git repository that `ResourceSync`s read).
+    Repository,
+    /// `ResourceSync` (objects applied from a path of a repository).
+    ResourceSync,
     /// Kubernetes `v1` `Secret`.
     Secret,
     /// Kubernetes `v1` `ConfigMap`.
@@ -42,6 +46,8 @@ impl From<ResourceKind> for Kind {
             ResourceKind::EdgeDeviceSet => Kind::Set,
             ResourceKind::EdgeWorkload => Kind::Workload,
             ResourceKind::EdgeDeviceSignedRequest => Kind::SignedRequest,
+            ResourceKind::Repository => Kind::Repository,
+            ResourceKind::ResourceSync => Kind::ResourceSync,
             ResourceKind::Secret => Kind::Secret,
             ResourceKind::ConfigMap => Kind::ConfigMap,
             ResourceKind::Event => Kind::Event,
@@ -61,6 +67,8 @@ impl Kind {
             Kind::Set => ResourceKind::EdgeDeviceSet,
             Kind::Workload => ResourceKind::EdgeWorkload,
             Kind::SignedRequest => ResourceKind::EdgeDeviceSignedRequest,
+            Kind::Repository => ResourceKind::Repository,
+            Kind::ResourceSync => ResourceKind::ResourceSync,
             Kind::Secret => ResourceKind::Secret,
             Kind::ConfigMap => ResourceKind::ConfigMap,
             Kind::Event => ResourceKind::Event,

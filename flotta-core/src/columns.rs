@@ -47,6 +47,8 @@ impl ResourceKind {
             ResourceKind::EdgeDeviceSet => DEVICE_SET,
             ResourceKind::EdgeWorkload => WORKLOAD,
             ResourceKind::EdgeDeviceSignedRequest => SIGNED_REQUEST,
+            ResourceKind::Repository => REPOSITORY,
+            ResourceKind::ResourceSync => RESOURCE_SYNC,
             ResourceKind::Secret => SECRET,
             ResourceKind::ConfigMap => CONFIG_MAP,
             ResourceKind::Event => EVENT,
@@ -301,6 +303,46 @@ static EVENT: &[Column] = &[
     },
 ];
 
+static REPOSITORY: &[Column] = &[
+    NAME,
+    column("TYPE", "spec.type", false, |o, _| text(o, "/spec/type")),
+    column("URL", "spec.url", false, |o, _| text(o, "/spec/url")),
+    column(
+        "ACCESSIBLE",
+        "Whether the last fetch succeeded (condition Accessible)",
+        false,
+        |o, _| condition_status(o, "Accessible"),
+    ),
+    AGE,
+];
+
+static RESOURCE_SYNC: &[Column] = &[
+    NAME,
+    column("REPOSITORY", "spec.repository", false, |o, _| {
+        text(o, "/spec/repository")
+    }),
+    column("REVISION", "spec.targetRevision", false, |o, _| {
+        text(o, "/spec/targetRevision")
+    }),
+    column("PATH", "spec.path", true, |o, _| text(o, "/spec/path")),
+    column(
+        "COMMIT",
+        "The commit applied (status.observedCommit), shortened",
+        false,
+        |o, _| {
+            let commit = text(o, "/status/observedCommit");
+            or_none(commit.chars().take(12).collect())
+        },
+    ),
+    column(
+        "SYNCED",
+        "Whether the last sync applied everything (condition Synced)",
+        false,
+        |o, _| condition_status(o, "Synced"),
+    ),
+    AGE,
+];
+
 static ROLE: &[Column] = &[
     NAME,
     column("RULES", "Number of policy rules", false, |o, _| {
@@ -354,6 +396,17 @@ fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+}
+
+/// The status (`True`, `False`, `Unknown`) of condition `type_`, `<none>` without it.
+fn condition_status(object: &Value, type_: &str) -> String {
+    or_none(
+        condition(object, type_)
+            .and_then(|c| c.get("status"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 /// `online`, `offline` or `unknown` from the device's `Online` condition.

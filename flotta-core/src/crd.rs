@@ -18,8 +18,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
 use crate::model::{
-    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, GROUP, ObjectMeta, Resource,
-    VERSION,
+    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, GROUP, ObjectMeta,
+    Repository, Resource, ResourceSync, VERSION,
 };
 
 /// Failure to build or write a CRD.
@@ -178,8 +178,8 @@ fn column(name: &str, json_path: &str, description: &str) -> CustomResourceColum
     }
 }
 
-/// The CRDs of all four resources, in the order EdgeDevice, EdgeDeviceSet,
-/// EdgeWorkload, EdgeDeviceSignedRequest.
+/// The CRDs of all flotta resources, in the order EdgeDevice, EdgeDeviceSet,
+/// EdgeWorkload, EdgeDeviceSignedRequest, Repository, ResourceSync.
 pub fn all() -> Result<Vec<CustomResourceDefinition>, CrdError> {
     Ok(vec![
         definition::<EdgeDevice>(vec![])?,
@@ -198,6 +198,15 @@ pub fn all() -> Result<Vec<CustomResourceDefinition>, CrdError> {
                 "Whether enrolment is approved",
             ),
         ])?,
+        definition::<Repository>(vec![
+            column("Type", ".spec.type", "Repository type"),
+            column("URL", ".spec.url", "Where the repository is"),
+        ])?,
+        definition::<ResourceSync>(vec![
+            column("Repository", ".spec.repository", "Repository read"),
+            column("Revision", ".spec.targetRevision", "Branch, tag or commit"),
+            column("Commit", ".status.observedCommit", "Commit applied"),
+        ])?,
     ])
 }
 
@@ -211,6 +220,8 @@ pub fn schemas() -> BTreeMap<&'static str, Value> {
             EdgeDeviceSignedRequest::KIND,
             schema::<EdgeDeviceSignedRequest>(),
         ),
+        (Repository::KIND, schema::<Repository>()),
+        (ResourceSync::KIND, schema::<ResourceSync>()),
     ])
 }
 

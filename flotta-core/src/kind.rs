@@ -1,6 +1,6 @@
 //! The resource-kind table: every fact about the kinds the API serves (names, plurals,
 //! short names, aliases, scope, API group and version) in one place: the four flotta
-//! kinds, the Kubernetes core `v1` kinds `Secret`, `ConfigMap` and `Event`, served
+//! kinds and the GitOps kinds `Repository` and `ResourceSync`, the Kubernetes core `v1` kinds `Secret`, `ConfigMap` and `Event`, served
 //! where kubectl expects them (`/api/v1`), and the Kubernetes RBAC kinds `Role`,
 //! `RoleBinding`, `ClusterRole` and `ClusterRoleBinding`
 //! (`/apis/rbac.authorization.k8s.io/v1`).
@@ -60,6 +60,10 @@ pub enum ResourceKind {
     EdgeWorkload,
     /// `EdgeDeviceSignedRequest`.
     EdgeDeviceSignedRequest,
+    /// `Repository`: a git repository that `ResourceSync`s read.
+    Repository,
+    /// `ResourceSync`: manifests in a repository kept applied (GitOps).
+    ResourceSync,
     /// Kubernetes `v1` `Secret`, encrypted at rest by the server.
     Secret,
     /// Kubernetes `v1` `ConfigMap`.
@@ -175,6 +179,37 @@ const EDGE_DEVICE_SIGNED_REQUEST: KindInfo = KindInfo {
     server_written: false,
 };
 
+const REPOSITORY: KindInfo = KindInfo {
+    kind: ResourceKind::Repository,
+    name: "Repository",
+    plural: "repositories",
+    crd_plural: "repositories",
+    singular: "repository",
+    short_names: &["repo"],
+    aliases: &["repos"],
+    categories: &["flotta"],
+    namespaced: true,
+    group: GROUP,
+    version: VERSION,
+    server_written: false,
+};
+
+const RESOURCE_SYNC: KindInfo = KindInfo {
+    kind: ResourceKind::ResourceSync,
+    name: "ResourceSync",
+    plural: "resourcesyncs",
+    crd_plural: "resourcesyncs",
+    singular: "resourcesync",
+    // Not `rs`: kubectl users read that as ReplicaSets.
+    short_names: &[],
+    aliases: &["syncs", "sync"],
+    categories: &["flotta"],
+    namespaced: true,
+    group: GROUP,
+    version: VERSION,
+    server_written: false,
+};
+
 const SECRET: KindInfo = KindInfo {
     kind: ResourceKind::Secret,
     name: "Secret",
@@ -283,11 +318,13 @@ const CLUSTER_ROLE_BINDING: KindInfo = KindInfo {
 };
 
 /// The table: one row per kind, in the order of [`ResourceKind::ALL`].
-pub static KINDS: [KindInfo; 11] = [
+pub static KINDS: [KindInfo; 13] = [
     EDGE_DEVICE,
     EDGE_DEVICE_SET,
     EDGE_WORKLOAD,
     EDGE_DEVICE_SIGNED_REQUEST,
+    REPOSITORY,
+    RESOURCE_SYNC,
     SECRET,
     CONFIG_MAP,
     EVENT,
@@ -365,7 +402,9 @@ impl ResourceKind {
             ResourceKind::EdgeDevice
             | ResourceKind::EdgeDeviceSet
             | ResourceKind::EdgeWorkload
-            | ResourceKind::EdgeDeviceSignedRequest => KindGroup::Flotta,
+            | ResourceKind::EdgeDeviceSignedRequest
+            | ResourceKind::Repository
+            | ResourceKind::ResourceSync => KindGroup::Flotta,
             ResourceKind::Secret | ResourceKind::ConfigMap | ResourceKind::Event => KindGroup::Core,
             ResourceKind::Role
             | ResourceKind::RoleBinding
@@ -377,11 +416,13 @@ impl ResourceKind {
 
 impl ResourceKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [ResourceKind; 11] = [
+    pub const ALL: [ResourceKind; 13] = [
         ResourceKind::EdgeDevice,
         ResourceKind::EdgeDeviceSet,
         ResourceKind::EdgeWorkload,
         ResourceKind::EdgeDeviceSignedRequest,
+        ResourceKind::Repository,
+        ResourceKind::ResourceSync,
         ResourceKind::Secret,
         ResourceKind::ConfigMap,
         ResourceKind::Event,
@@ -399,12 +440,15 @@ impl ResourceKind {
         ResourceKind::ClusterRoleBinding,
     ];
 
-    /// The four flotta kinds (those with a CRD), in the order of [`ResourceKind::ALL`].
-    pub const FLOTTA: [ResourceKind; 4] = [
+    /// The flotta kinds (those with a CRD), in the order of [`ResourceKind::ALL`]:
+    /// Flotta's four, then the GitOps kinds `Repository` and `ResourceSync`.
+    pub const FLOTTA: [ResourceKind; 6] = [
         ResourceKind::EdgeDevice,
         ResourceKind::EdgeDeviceSet,
         ResourceKind::EdgeWorkload,
         ResourceKind::EdgeDeviceSignedRequest,
+        ResourceKind::Repository,
+        ResourceKind::ResourceSync,
     ];
 
     /// The kind's row of the table.
@@ -414,6 +458,8 @@ impl ResourceKind {
             ResourceKind::EdgeDeviceSet => &EDGE_DEVICE_SET,
             ResourceKind::EdgeWorkload => &EDGE_WORKLOAD,
             ResourceKind::EdgeDeviceSignedRequest => &EDGE_DEVICE_SIGNED_REQUEST,
+            ResourceKind::Repository => &REPOSITORY,
+            ResourceKind::ResourceSync => &RESOURCE_SYNC,
             ResourceKind::Secret => &SECRET,
             ResourceKind::ConfigMap => &CONFIG_MAP,
             ResourceKind::Event => &EVENT,
@@ -460,7 +506,7 @@ impl ResourceKind {
     }
 
     /// Every kind (the same as [`ResourceKind::ALL`]).
-    pub fn all() -> [ResourceKind; 11] {
+    pub fn all() -> [ResourceKind; 13] {
         Self::ALL
     }
 
@@ -611,11 +657,13 @@ mod tests {
             .into_iter()
             .map(ResourceKind::short_names)
             .collect();
-        let expected: [&[&str]; 11] = [
+        let expected: [&[&str]; 13] = [
             &["ed"],
             &["eds"],
             &["ew"],
             &["edsr"],
+            &["repo"],
+            &[],
             &[],
             &["cm"],
             &["ev"],

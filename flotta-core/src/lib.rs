@@ -7,6 +7,7 @@ pub mod crd;
 pub mod enrolment;
 pub mod error_chain;
 pub mod events;
+pub mod gitops;
 pub mod kind;
 pub mod manifest;
 pub mod model;

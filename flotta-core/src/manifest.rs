@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::kind::ResourceKind;
 use crate::model::{
     ClusterRole, ClusterRoleBinding, ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest,
-    EdgeWorkload, ObjectMeta, Resource, Role, RoleBinding, Secret,
+    EdgeWorkload, ObjectMeta, Repository, Resource, ResourceSync, Role, RoleBinding, Secret,
 };
 use crate::secret_data;
 use crate::validation::{FieldError, Validate};
@@ -179,6 +179,10 @@ pub enum AnyResource {
     EdgeWorkload(Box<EdgeWorkload>),
     /// An `EdgeDeviceSignedRequest`.
     EdgeDeviceSignedRequest(Box<EdgeDeviceSignedRequest>),
+    /// A `Repository`.
+    Repository(Box<Repository>),
+    /// A `ResourceSync`.
+    ResourceSync(Box<ResourceSync>),
     /// A Kubernetes `v1` `Secret`.
     Secret(Box<Secret>),
     /// A Kubernetes `v1` `ConfigMap`.
@@ -201,6 +205,8 @@ impl AnyResource {
             Self::EdgeDeviceSet(_) => EdgeDeviceSet::KIND,
             Self::EdgeWorkload(_) => EdgeWorkload::KIND,
             Self::EdgeDeviceSignedRequest(_) => EdgeDeviceSignedRequest::KIND,
+            Self::Repository(_) => Repository::KIND,
+            Self::ResourceSync(_) => ResourceSync::KIND,
             Self::Secret(_) => ResourceKind::Secret.as_str(),
             Self::ConfigMap(_) => ResourceKind::ConfigMap.as_str(),
             Self::Role(_) => ResourceKind::Role.as_str(),
@@ -217,6 +223,8 @@ impl AnyResource {
             Self::EdgeDeviceSet(r) => r.metadata(),
             Self::EdgeWorkload(r) => r.metadata(),
             Self::EdgeDeviceSignedRequest(r) => r.metadata(),
+            Self::Repository(r) => r.metadata(),
+            Self::ResourceSync(r) => r.metadata(),
             Self::Secret(r) => &r.metadata,
             Self::ConfigMap(r) => &r.metadata,
             Self::Role(r) => &r.metadata,
@@ -241,6 +249,8 @@ impl AnyResource {
             EdgeDeviceSignedRequest::KIND => {
                 Self::EdgeDeviceSignedRequest(Box::new(typed(index, &value)?))
             }
+            Repository::KIND => Self::Repository(Box::new(typed(index, &value)?)),
+            ResourceSync::KIND => Self::ResourceSync(Box::new(typed(index, &value)?)),
             "Secret" => {
                 // Checked first: serde's messages may quote a value.
                 if let Some(problem) = secret_data::check_secret(&value).into_iter().next() {
@@ -305,6 +315,8 @@ impl Validate for AnyResource {
             Self::EdgeDeviceSet(r) => r.validate(),
             Self::EdgeWorkload(r) => r.validate(),
             Self::EdgeDeviceSignedRequest(r) => r.validate(),
+            Self::Repository(r) => r.validate(),
+            Self::ResourceSync(r) => r.validate(),
             Self::Secret(r) => {
                 let value = serde_json::to_value(r).unwrap_or(Value::Null);
                 secret_data::check_secret(&value)

@@ -323,6 +323,18 @@ impl ManagementClient {
                     .await?,
                 AnyResource::EdgeDeviceSignedRequest,
             )),
+            ResourceKind::Repository => wrap(boxed(
+                client
+                    .list_all::<flotta_core::model::Repository>(ns, &params)
+                    .await?,
+                AnyResource::Repository,
+            )),
+            ResourceKind::ResourceSync => wrap(boxed(
+                client
+                    .list_all::<flotta_core::model::ResourceSync>(ns, &params)
+                    .await?,
+                AnyResource::ResourceSync,
+            )),
             ResourceKind::Secret => wrap(boxed(
                 client.list_all::<Secret>(ns, &params).await?,
                 AnyResource::Secret,

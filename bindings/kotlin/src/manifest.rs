@@ -21,6 +21,10 @@ pub enum ResourceKind {
     EdgeWorkload,
     /// `EdgeDeviceSignedRequest`.
     EdgeDeviceSignedRequest,
+    /// `Repository`: a git repository that `ResourceSync`s read.
+    Repository,
+    /// `ResourceSync`: objects applied from a path of a repository.
+    ResourceSync,
     /// Kubernetes `v1` `Secret`.
     Secret,
     /// Kubernetes `v1` `ConfigMap`.
@@ -45,6 +49,8 @@ impl From<ResourceKind> for CoreKind {
             ResourceKind::EdgeDeviceSet => CoreKind::EdgeDeviceSet,
             ResourceKind::EdgeWorkload => CoreKind::EdgeWorkload,
             ResourceKind::EdgeDeviceSignedRequest => CoreKind::EdgeDeviceSignedRequest,
+            ResourceKind::Repository => CoreKind::Repository,
+            ResourceKind::ResourceSync => CoreKind::ResourceSync,
             ResourceKind::Secret => CoreKind::Secret,
             ResourceKind::ConfigMap => CoreKind::ConfigMap,
             ResourceKind::Event => CoreKind::Event,
@@ -63,6 +69,8 @@ impl From<CoreKind> for ResourceKind {
             CoreKind::EdgeDeviceSet => ResourceKind::EdgeDeviceSet,
             CoreKind::EdgeWorkload => ResourceKind::EdgeWorkload,
             CoreKind::EdgeDeviceSignedRequest => ResourceKind::EdgeDeviceSignedRequest,
+            CoreKind::Repository => ResourceKind::Repository,
+            CoreKind::ResourceSync => ResourceKind::ResourceSync,
             CoreKind::Secret => ResourceKind::Secret,
             CoreKind::ConfigMap => ResourceKind::ConfigMap,
             CoreKind::Event => ResourceKind::Event,

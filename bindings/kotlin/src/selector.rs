@@ -101,6 +101,12 @@ impl FieldSelector {
             ResourceKind::EdgeDeviceSignedRequest => {
                 selector::FieldSelector::parse_for::<EdgeDeviceSignedRequest>(&text)
             }
+            ResourceKind::Repository => {
+                selector::FieldSelector::parse_for::<flotta_core::model::Repository>(&text)
+            }
+            ResourceKind::ResourceSync => {
+                selector::FieldSelector::parse_for::<flotta_core::model::ResourceSync>(&text)
+            }
             ResourceKind::Secret => selector::FieldSelector::parse_for::<Secret>(&text),
             ResourceKind::ConfigMap => selector::FieldSelector::parse_for::<ConfigMap>(&text),
             ResourceKind::Event => {

@@ -8,7 +8,10 @@ use crate::kind::ResourceKind;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
-use crate::model::{EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Event, Time};
+use crate::model::{
+    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Event, Repository,
+    ResourceSync, Time,
+};
 
 const fn string(path: &'static str) -> FieldSpec {
     FieldSpec::new(path, FieldKind::String)
@@ -63,6 +66,7 @@ impl ResourceKind {
             ResourceKind::EdgeDeviceSet => EDGE_DEVICE_SET_FIELDS,
             ResourceKind::EdgeWorkload => EDGE_WORKLOAD_FIELDS,
             ResourceKind::EdgeDeviceSignedRequest => EDGE_DEVICE_SIGNED_REQUEST_FIELDS,
+            ResourceKind::Repository | ResourceKind::ResourceSync => GITOPS_FIELDS,
             ResourceKind::Secret => SECRET_FIELDS,
             ResourceKind::ConfigMap => CONFIG_MAP_FIELDS,
             ResourceKind::Event => EVENT_FIELDS,
@@ -247,6 +251,9 @@ impl Fields for ConfigMap {
     }
 }
 
+/// The GitOps kinds select on their metadata only.
+const GITOPS_FIELDS: &[FieldSpec] = with_metadata![];
+
 /// The RBAC kinds select on their metadata only, as Kubernetes does.
 const RBAC_FIELDS: &[FieldSpec] = with_metadata![];
 
@@ -261,7 +268,14 @@ macro_rules! metadata_only_fields {
         }
     )*};
 }
-metadata_only_fields!(Role, RoleBinding, ClusterRole, ClusterRoleBinding);
+metadata_only_fields!(
+    Role,
+    RoleBinding,
+    ClusterRole,
+    ClusterRoleBinding,
+    Repository,
+    ResourceSync
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use axum::http::{HeaderMap, header};
 use flotta_core::model::{
     ClusterRole, ClusterRoleBinding, ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest,
-    EdgeWorkload, Role, RoleBinding,
+    EdgeWorkload, Repository, ResourceSync, Role, RoleBinding,
 };
 use flotta_core::secret_data;
 use flotta_core::selector::{
@@ -310,6 +310,8 @@ fn check_typed(kind: ResourceKind, body: &Value) -> Result<(), Vec<StatusCause>>
         ResourceKind::EdgeDeviceSet => parse::<EdgeDeviceSet>(body),
         ResourceKind::EdgeWorkload => parse::<EdgeWorkload>(body),
         ResourceKind::EdgeDeviceSignedRequest => parse::<EdgeDeviceSignedRequest>(body),
+        ResourceKind::Repository => parse::<Repository>(body),
+        ResourceKind::ResourceSync => parse::<ResourceSync>(body),
         // The API never admits events: the server records them (see crate::events).
         ResourceKind::Event => Err(vec![StatusCause::invalid(
             "",
