@@ -40,6 +40,38 @@ use crate::validation::{FieldError, Validate, dns1123_label, dns1123_subdomain};
 /// only the objects carrying its name here.
 pub const OWNER_LABEL: &str = "management.project-flotta.io/resourcesync";
 
+/// Annotation a webhook call sets on a `ResourceSync` (a fresh value each time): the
+/// replica running syncs sees the change and syncs at once.
+pub const SYNC_REQUESTED_ANNOTATION: &str = "management.project-flotta.io/sync-requested";
+
+/// Key of the webhook's shared secret in the Secret `spec.webhookSecretRef` names.
+pub const WEBHOOK_TOKEN_KEY: &str = "token";
+
+/// Keys of a repository's credentials in the Secret `spec.secretRef` names: a bearer
+/// token, or a user name and password (HTTP basic), or an SSH private key with the
+/// server's known hosts; `ca.crt` adds a CA for HTTPS.
+pub mod credential_keys {
+    /// Bearer token for HTTPS (`Authorization: Bearer`).
+    pub const TOKEN: &str = "token";
+    /// User name for HTTP basic authentication.
+    pub const USERNAME: &str = "username";
+    /// Password (or personal access token) for HTTP basic authentication.
+    pub const PASSWORD: &str = "password";
+    /// PEM CA certificate(s) the HTTPS server is checked against.
+    pub const CA: &str = "ca.crt";
+    /// OpenSSH private key (unencrypted) for `ssh://` URLs.
+    pub const SSH_PRIVATE_KEY: &str = "ssh-privatekey";
+    /// `known_hosts` lines the SSH server's key must match.
+    pub const KNOWN_HOSTS: &str = "known_hosts";
+}
+
+/// Whether `url` uses the `file` scheme (repositories on the server's own
+/// filesystem, which a server accepts only when configured to).
+pub fn is_file_url(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("file://"))
+}
+
 /// Poll interval when a sync names none.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -118,6 +150,17 @@ pub fn poll_interval(text: Option<&str>) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// Whether the URL's authority holds `user:password@`.
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
 /// The schemes a repository URL may use.
 const URL_SCHEMES: [&str; 5] = ["https://", "http://", "ssh://", "git://", "file://"];
 
@@ -142,6 +185,11 @@ impl Validate for Repository {
             push(
                 "spec.url",
                 "must not contain spaces or control characters".into(),
+            );
+        } else if url_has_password(url) {
+            push(
+                "spec.url",
+                "must not carry a password: put credentials in a Secret and name it in spec.secretRef".into(),
             );
         }
         if self.spec.repo_type != "git" {
@@ -304,6 +352,18 @@ impl std::fmt::Display for CommitProblem {
     }
 }
 
+/// A manifest error's message without its `document N: ` prefix: the problem
+/// names the document itself.
+fn without_index(error: &crate::manifest::ManifestError) -> String {
+    let text = error.to_string();
+    match error.document_index() {
+        Some(index) => text
+            .strip_prefix(&format!("document {index}: "))
+            .map_or_else(|| text.clone(), str::to_owned),
+        None => text,
+    }
+}
+
 /// Reads every object the `files` (path and text) define for the sync `sync` in
 /// `namespace`, or every problem found. Each object must be of a kind in
 /// [`SYNCABLE`], valid, named, in `namespace` (or name none) and defined once.
@@ -343,16 +403,7 @@ pub fn read_commit(
         let docs = match documents(text) {
             Ok(docs) => docs,
             Err(error) => {
-                // The problem names the document itself: keep the message only.
-                let text = error.to_string();
-                let message = match error.document_index() {
-                    Some(index) => text
-                        .strip_prefix(&format!("document {index}: "))
-                        .unwrap_or(&text)
-                        .to_owned(),
-                    None => text.clone(),
-                };
-                problem(error.document_index(), message);
+                problem(error.document_index(), without_index(&error));
                 continue;
             }
         };
@@ -391,7 +442,7 @@ fn desired_object(
     index: usize,
     mut value: Value,
 ) -> Result<DesiredObject, String> {
-    let resource = AnyResource::from_value(index, value.clone()).map_err(|e| e.to_string())?;
+    let resource = AnyResource::from_value(index, value.clone()).map_err(|e| without_index(&e))?;
     let kind = ResourceKind::from_kind(resource.kind())
         .filter(|kind| SYNCABLE.contains(kind))
         .ok_or_else(|| {
@@ -504,6 +555,33 @@ pub fn owned_by(existing: &Value, sync: &str) -> bool {
         .and_then(|labels| labels.get(OWNER_LABEL))
         .and_then(Value::as_str)
         == Some(sync)
+}
+
+/// The body a sync writes over `existing`: what git defines, with the labels and
+/// annotations of `existing` that git does not name kept (an operator's rollout
+/// annotations, a label set by hand), so that only git's fields are enforced.
+pub fn merged_over(desired: &Value, existing: &Value) -> Value {
+    let mut merged = desired.clone();
+    for field in ["labels", "annotations"] {
+        let Some(kept) = existing
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let Some(metadata) = merged.get_mut("metadata").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let entry = metadata
+            .entry(field)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(map) = entry.as_object_mut() {
+            for (key, value) in kept {
+                map.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+    merged
 }
 
 /// Whether `desired` would change `existing`: compares what git defines (every

@@ -352,6 +352,20 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         database: config.database.to_string(),
         source,
     })?;
+    let gitops = crate::gitops::spawn(
+        store.clone(),
+        crate::gitops::GitOpsConfig {
+            mirrors: config.data_dir.join(crate::gitops::MIRRORS_DIR),
+            allow_file_repositories: config.gitops_file_repositories,
+        },
+        leadership.clone(),
+        shutdown_watch.clone(),
+    )
+    .await
+    .map_err(|source| StartError::Database {
+        database: config.database.to_string(),
+        source,
+    })?;
     let member_metadata = crate::member_metadata::spawn(store.clone(), shutdown_watch.clone())
         .await
         .map_err(|source| StartError::Database {
@@ -382,6 +396,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             }
         }),
         workload_status,
+        gitops,
         event_pruning,
         member_metadata,
         leader_lease,

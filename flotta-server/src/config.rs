@@ -338,6 +338,14 @@ pub struct ServerOptions {
     /// `metrics` role].
     #[arg(long, env = "FLOTTA_METRICS_OPEN", value_name = "true|false")]
     pub metrics_open: Option<bool>,
+    /// Let `Repository` objects name `file://` URLs: git repositories on the
+    /// server's own filesystem [default: false: only https, http, ssh and git].
+    #[arg(
+        long,
+        env = "FLOTTA_GITOPS_FILE_REPOSITORIES",
+        value_name = "true|false"
+    )]
+    pub gitops_file_repositories: Option<bool>,
     /// Time to live of the leader lease replicas on one database elect the
     /// fleet's decision-taker with (rollout steps), e.g. 15s: how long a killed
     /// leader's work waits for another replica [default: 15s].
@@ -556,6 +564,7 @@ struct FileConfig {
     audit_log_keep: Option<u32>,
     audit_secret_reads: Option<bool>,
     metrics_open: Option<bool>,
+    gitops_file_repositories: Option<bool>,
     leader_lease: Option<String>,
     #[serde(default)]
     oidc: Vec<OidcFileConfig>,
@@ -597,6 +606,8 @@ pub struct ServerConfig {
     pub audit: Option<crate::api::audit::AuditConfig>,
     /// Whether `/metrics` is served without a token.
     pub metrics_open: bool,
+    /// Whether `Repository` objects may name `file://` URLs ([`crate::gitops`]).
+    pub gitops_file_repositories: bool,
     /// Time to live of the leader lease ([`crate::leader`]).
     pub leader_lease: Duration,
     /// The OIDC issuers whose JWTs the management API accepts ([`crate::oidc`]).
@@ -622,6 +633,7 @@ impl ServerConfig {
             status_sweep_period: crate::edge::DEFAULT_STATUS_SWEEP_PERIOD,
             audit: None,
             metrics_open: false,
+            gitops_file_repositories: false,
             leader_lease: crate::leader::DEFAULT_LEASE_TTL,
             oidc: Vec::new(),
         }
@@ -729,6 +741,12 @@ impl ServerConfig {
         config.oidc = oidc;
         if let Some(open) = options.metrics_open.or(file.metrics_open) {
             config.metrics_open = open;
+        }
+        if let Some(allow) = options
+            .gitops_file_repositories
+            .or(file.gitops_file_repositories)
+        {
+            config.gitops_file_repositories = allow;
         }
         if let Some(Lifetime(ttl)) = options.leader_lease {
             config.leader_lease = ttl;

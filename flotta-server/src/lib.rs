@@ -6,6 +6,7 @@ pub mod config;
 pub mod edge;
 pub mod events;
 mod fs;
+pub mod gitops;
 pub mod leader;
 pub mod limits;
 mod listener;

@@ -58,6 +58,7 @@ pub struct TestServerBuilder {
     event_retention: Option<flotta_core::events::EventRetention>,
     leader_lease: Option<Duration>,
     oidc: Vec<flotta_server::oidc::OidcIssuerConfig>,
+    gitops_file_repositories: bool,
 }
 
 impl TestServerBuilder {
@@ -109,6 +110,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Lets `Repository` objects name `file://` URLs (off by default, as in the
+    /// server).
+    pub fn gitops_file_repositories(mut self, allow: bool) -> Self {
+        self.gitops_file_repositories = allow;
+        self
+    }
+
     /// Trusts the JWTs of `issuer` besides the server's own tokens.
     pub fn oidc(mut self, issuer: flotta_server::oidc::OidcIssuerConfig) -> Self {
         self.oidc.push(issuer);
@@ -140,6 +148,7 @@ impl TestServerBuilder {
             config.leader_lease = ttl;
         }
         config.oidc = self.oidc;
+        config.gitops_file_repositories = self.gitops_file_repositories;
         let mut server = TestServer::start_with(config).await;
         server._dir = dir;
         server
@@ -184,6 +193,7 @@ impl TestServer {
             event_retention: None,
             leader_lease: None,
             oidc: Vec::new(),
+            gitops_file_repositories: false,
         }
     }
 

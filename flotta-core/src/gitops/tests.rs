@@ -315,3 +315,45 @@ fn webhooks_need_the_token_or_the_body_signature() {
     assert!(!webhook_authorized(secret, None, None, body));
     assert!(!webhook_authorized(b"", Some(""), None, b""));
 }
+
+#[test]
+fn a_repository_url_never_carries_a_password() {
+    assert!(super::url_has_password(
+        "https://me:secret@example.com/fleet.git"
+    ));
+    assert!(!super::url_has_password("ssh://git@example.com/fleet.git"));
+    assert!(!super::url_has_password("https://example.com/a@b:c"));
+    assert!(super::is_file_url("FILE:///srv/git/fleet.git"));
+    assert!(!super::is_file_url("https://example.com/file://"));
+}
+
+#[test]
+fn labels_and_annotations_git_does_not_name_are_kept() {
+    let desired = serde_json::json!({
+        "kind": "EdgeWorkload",
+        "metadata": {"name": "web", "labels": {"app": "web", OWNER_LABEL: "fleet"}},
+        "spec": {"type": "pod"},
+    });
+    let existing = serde_json::json!({
+        "kind": "EdgeWorkload",
+        "metadata": {
+            "name": "web",
+            "labels": {"app": "old", OWNER_LABEL: "fleet", "team": "a"},
+            "annotations": {"rollout.example/paused": "true"},
+        },
+        "spec": {"type": "pod"},
+    });
+    let merged = merged_over(&desired, &existing);
+    assert_eq!(
+        merged["metadata"]["labels"]["app"], "web",
+        "git wins on its own keys"
+    );
+    assert_eq!(merged["metadata"]["labels"]["team"], "a");
+    assert_eq!(
+        merged["metadata"]["annotations"]["rollout.example/paused"],
+        "true"
+    );
+    assert!(differs(&merged, &existing), "the app label changed");
+    let again = merged_over(&desired, &merged);
+    assert!(!differs(&again, &merged), "a second sync changes nothing");
+}

@@ -39,6 +39,9 @@ pub mod rbac;
 mod resources;
 mod status;
 mod table;
+mod webhooks;
+
+pub(crate) use resources::prepare_write;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -173,6 +176,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v3/{*path}", get(openapi_v3))
+        .route(
+            webhooks::RESOURCE_SYNC_WEBHOOK_PATH,
+            axum::routing::post(webhooks::resource_sync),
+        )
         .with_state(state.clone())
         .merge(resources)
         .merge(console_routes().route_layer(middleware::from_fn_with_state(

@@ -23,6 +23,7 @@ mod events;
 mod fault_proxy;
 mod fleet;
 mod fleet_crash;
+mod gitops;
 mod hardware_labels;
 mod kubectl_api;
 mod lossy_link;

@@ -22,7 +22,9 @@ from .resources import (
     EdgeDeviceSet,
     EdgeDeviceSignedRequest,
     EdgeWorkload,
+    Repository,
     Resource,
+    ResourceSync,
     Secret,
     _unwrap,
     api_version_of,
@@ -325,6 +327,8 @@ class Client(_ClientBase):
         self.device_sets: Resources[EdgeDeviceSet] = Resources(self._native, EdgeDeviceSet)
         self.workloads: Resources[EdgeWorkload] = Resources(self._native, EdgeWorkload)
         self.signed_requests: Resources[EdgeDeviceSignedRequest] = Resources(self._native, EdgeDeviceSignedRequest)
+        self.repositories: Resources[Repository] = Resources(self._native, Repository)
+        self.resource_syncs: Resources[ResourceSync] = Resources(self._native, ResourceSync)
         self.secrets: Resources[Secret] = Resources(self._native, Secret)
         self.config_maps: Resources[ConfigMap] = Resources(self._native, ConfigMap)
         self.events: Resources[Event] = Resources(self._native, Event)
@@ -438,6 +442,8 @@ class AsyncClient(_ClientBase):
         self.signed_requests: AsyncResources[EdgeDeviceSignedRequest] = AsyncResources(
             self._native, EdgeDeviceSignedRequest
         )
+        self.repositories: AsyncResources[Repository] = AsyncResources(self._native, Repository)
+        self.resource_syncs: AsyncResources[ResourceSync] = AsyncResources(self._native, ResourceSync)
         self.secrets: AsyncResources[Secret] = AsyncResources(self._native, Secret)
         self.config_maps: AsyncResources[ConfigMap] = AsyncResources(self._native, ConfigMap)
         self.events: AsyncResources[Event] = AsyncResources(self._native, Event)

@@ -324,6 +324,23 @@ class EdgeDeviceSignedRequest(Resource):
     __slots__ = ()
 
 
+class Repository(Resource):
+    """A git repository that ``ResourceSync``s read: ``spec.url``, ``spec.type``
+    (``git``) and ``spec.secretRef`` naming a Secret with its credentials."""
+
+    kind: ClassVar[str] = "Repository"
+    __slots__ = ()
+
+
+class ResourceSync(Resource):
+    """Objects applied from a path of a ``Repository``: ``spec.repository``,
+    ``spec.targetRevision``, ``spec.path``, ``spec.pollInterval``; the status
+    holds ``observedCommit``, conditions and each object's outcome."""
+
+    kind: ClassVar[str] = "ResourceSync"
+    __slots__ = ()
+
+
 def _core_object(
     kind: str,
     name: str | None,
@@ -445,7 +462,17 @@ class Event(Resource):
 
 _CLASSES: dict[str, type[Resource]] = {
     cls.kind: cls
-    for cls in (EdgeDevice, EdgeDeviceSet, EdgeWorkload, EdgeDeviceSignedRequest, Secret, ConfigMap, Event)
+    for cls in (
+        EdgeDevice,
+        EdgeDeviceSet,
+        EdgeWorkload,
+        EdgeDeviceSignedRequest,
+        Repository,
+        ResourceSync,
+        Secret,
+        ConfigMap,
+        Event,
+    )
 }
 
 
@@ -474,7 +501,9 @@ __all__ = [
     "EdgeDeviceSignedRequest",
     "EdgeWorkload",
     "Event",
+    "Repository",
     "Resource",
+    "ResourceSync",
     "Secret",
     "dump_manifests",
     "load_manifests",

@@ -549,6 +549,29 @@ async fn dry_run_response(
 }
 
 /// Server-managed metadata a client may not set on creation.
+/// Prepares a write made by the server on a user's behalf (a GitOps sync): the
+/// checks and defaults of a `create` or `update` through the API, with `manager`
+/// recorded in `managedFields`. `current` is the stored body an update replaces.
+/// Returns the object's name, or the error the API would answer with.
+pub(crate) fn prepare_write(
+    kind: ResourceKind,
+    namespace: &str,
+    current: Option<&Value>,
+    object: &mut Value,
+    manager: &str,
+) -> ApiResult<String> {
+    writable(kind)?;
+    strip_server_fields(object);
+    let target = Target {
+        kind,
+        namespace,
+        name: None,
+    };
+    let name = admit(&target, object)?;
+    record_update(kind, current, object, manager);
+    Ok(name)
+}
+
 fn strip_server_fields(body: &mut Value) {
     if let Some(object) = body.as_object_mut() {
         object.remove("status");
