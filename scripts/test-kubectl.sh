@@ -132,7 +132,9 @@ check version run_and_has version version -- '^Server Version: v1\.32\.0\+flotta
 check api-resources run_and_has api-resources api-resources -- \
     '^edgedevices +ed +management\.project-flotta\.io/v1alpha1 +true +EdgeDevice' \
     '^edgedevicesignedrequests +edsr ' '^edgeworkloads +ew ' '^namespaces +ns +v1 +false +Namespace' \
-    '^configmaps +cm +v1 +true +ConfigMap'
+    '^configmaps +cm +v1 +true +ConfigMap' \
+    '^repositories +repo +management\.project-flotta\.io/v1alpha1 +true +Repository' \
+    '^resourcesyncs +management\.project-flotta\.io/v1alpha1 +true +ResourceSync'
 check api-resources-category run_and_has api-resources-category api-resources --categories flotta -o name -- \
     '^edgedevicesets\.management\.project-flotta\.io$'
 check explain run_and_has explain explain edgeworkload.spec -- \
@@ -157,6 +159,35 @@ diff_shows_change() {
 check diff diff_shows_change
 check diff-stored-nothing run_and_has diff-stored-nothing get ew frame-grabber \
     -o 'jsonpath={.spec.pod.spec.containers[0].image}' -- '^registry\.example\.com/edge/frame-grabber:1\.4\.0$'
+
+echo "==> GitOps kinds: a sync whose repository cannot be reached says so"
+# A loopback port nothing listens on: the fetch fails at once, and the columns
+# show it.
+cat > "$WORK/gitops.yaml" <<'YAML'
+apiVersion: management.project-flotta.io/v1alpha1
+kind: Repository
+metadata: {name: fleet, namespace: plant-north}
+spec: {type: git, url: "https://127.0.0.1:9/fleet.git"}
+---
+apiVersion: management.project-flotta.io/v1alpha1
+kind: ResourceSync
+metadata: {name: fleet, namespace: plant-north}
+spec: {repository: fleet, targetRevision: main, path: /fleet, pollInterval: 1h}
+YAML
+check apply-gitops run_and_has apply-gitops apply -f "$WORK/gitops.yaml" -- \
+    '^repository\.management\.project-flotta\.io/fleet created' \
+    '^resourcesync\.management\.project-flotta\.io/fleet created'
+for _ in $(seq 1 50); do
+    k gitops-wait get resourcesync fleet -o 'jsonpath={.status.conditions[?(@.type=="Synced")].status}' \
+        && grep -qx False out/gitops-wait && break
+    sleep 0.2
+done
+check get-resourcesyncs run_and_has get-resourcesyncs get resourcesyncs -- \
+    '^NAME +REPOSITORY +REVISION +COMMIT +SYNCED +AGE$' '^fleet +fleet +main +<none> +False '
+check get-repositories run_and_has get-repositories get repo -- \
+    '^NAME +TYPE +URL +ACCESSIBLE +AGE$' '^fleet +git +https://127\.0\.0\.1:9/fleet\.git +False '
+check delete-gitops run_and_has delete-gitops delete -f "$WORK/gitops.yaml" -- \
+    'resourcesync\.management\.project-flotta\.io "fleet" deleted'
 
 echo "==> get"
 check get-devices run_and_has get-devices get edgedevices -- \

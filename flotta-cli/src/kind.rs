@@ -201,11 +201,14 @@ mod tests {
             UnknownKind("pods".into()).to_string(),
             "unknown resource kind \"pods\" (expected edgedevices (ed, devices, device), \
              edgedevicesets (eds, sets, set), edgeworkloads (ew, workloads, workload), \
-             edgedevicesignedrequests (edsr, signedrequests, signedrequest), secrets, \
+             edgedevicesignedrequests (edsr, signedrequests, signedrequest), \
+             repositories (repo, repos), resourcesyncs (syncs, sync), secrets, \
              configmaps (cm), events (ev), roles, rolebindings, clusterroles, \
              clusterrolebindings)"
         );
         assert_eq!("secrets".parse::<Kind>(), Ok(Kind::Secret));
+        assert_eq!("repo".parse::<Kind>(), Ok(Kind::Repository));
+        assert_eq!("resourcesyncs".parse::<Kind>(), Ok(Kind::ResourceSync));
         assert_eq!("cm".parse::<Kind>(), Ok(Kind::ConfigMap));
         for name in ["events", "event", "ev", "EV"] {
             assert_eq!(name.parse::<Kind>(), Ok(Kind::Event), "{name}");

@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::leader::Leadership;
-use crate::store::{ListOptions, ResourceKind, Store, StoreError, StoredObject, WatchStream};
+use crate::store::{ResourceKind, Store, StoreError, StoredObject, WatchStream, list_all};
 
 use self::git::{Credentials, Mirror};
 
@@ -112,17 +112,6 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
     let syncs = store.watch(ResourceKind::ResourceSync, None, from).await?;
     let repositories = store.watch(ResourceKind::Repository, None, from).await?;
     Ok(futures::stream::select_all([syncs, repositories]).boxed())
-}
-
-async fn list_all(
-    store: &dyn Store,
-    kind: ResourceKind,
-    namespace: Option<&str>,
-) -> Result<Vec<StoredObject>, StoreError> {
-    Ok(store
-        .list(kind, namespace, &ListOptions::default())
-        .await?
-        .items)
 }
 
 /// Runs every sync that is due, one after the other.

@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 
 use crate::events::EventRecorder;
 use crate::leader::Leadership;
-use crate::store::{ListOptions, ResourceKind, Store, StoreError, StoredObject, WatchStream};
+use crate::store::{ResourceKind, Store, StoreError, StoredObject, WatchStream, list_all};
 
 /// How often every namespace's workloads are recomputed without a change, so that
 /// silent devices turn `Unknown`.
@@ -59,17 +59,6 @@ const LEGACY_ROLLOUT_BATCHES_FIELD: &str = "rolloutBatches";
 
 fn time_of(at: OffsetDateTime) -> Option<Time> {
     serde_json::from_value(Value::String(flotta_core::timestamp::rfc3339(at))).ok()
-}
-
-async fn list_all(
-    store: &dyn Store,
-    kind: ResourceKind,
-    namespace: Option<&str>,
-) -> Result<Vec<StoredObject>, StoreError> {
-    Ok(store
-        .list(kind, namespace, &ListOptions::default())
-        .await?
-        .items)
 }
 
 /// The revision devices are sent of `workload`: the content hash of its wire form,

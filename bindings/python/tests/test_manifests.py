@@ -207,6 +207,8 @@ def test_resource_classes_take_their_names_from_the_kind_table() -> None:
         "EdgeDeviceSet",
         "EdgeWorkload",
         "EdgeDeviceSignedRequest",
+        "Repository",
+        "ResourceSync",
         "Secret",
         "ConfigMap",
         "Event",
@@ -220,6 +222,8 @@ def test_resource_classes_take_their_names_from_the_kind_table() -> None:
         flotta.EdgeDeviceSet,
         flotta.EdgeWorkload,
         flotta.EdgeDeviceSignedRequest,
+        flotta.Repository,
+        flotta.ResourceSync,
         flotta.Secret,
         flotta.ConfigMap,
         flotta.Event,
@@ -234,6 +238,9 @@ def test_resource_classes_take_their_names_from_the_kind_table() -> None:
     assert flotta.EdgeWorkload.short_names == ("ew",)
     assert table[3]["crd_plural"] == "edgedevicesignedrequest"
     assert table[0]["api_version"] == "management.project-flotta.io/v1alpha1"
-    assert table[4]["api_version"] == "v1"
+    assert table[6]["api_version"] == "v1"
+    assert flotta.Repository.plural == "repositories"
+    assert flotta.Repository.short_names == ("repo",)
+    assert flotta.ResourceSync.plural == "resourcesyncs"
     assert flotta.ConfigMap.short_names == ("cm",)
     assert flotta.Event.plural == "events"

@@ -117,7 +117,9 @@ fn crds_prints_one_definition_per_resource() {
             "EdgeDevice",
             "EdgeDeviceSet",
             "EdgeDeviceSignedRequest",
-            "EdgeWorkload"
+            "EdgeWorkload",
+            "Repository",
+            "ResourceSync"
         ]
     );
 }

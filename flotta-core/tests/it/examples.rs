@@ -309,3 +309,64 @@ fn the_data_example_resolves_the_bucket_and_the_egress_paths() {
     assert_eq!(egress[0].source.as_deref(), Some("/export/frames"));
     assert_eq!(egress[0].target.as_deref(), Some("camera-frames"));
 }
+
+/// The GitOps examples parse, validate, and name each other (the sync's
+/// repository, the Secrets they reference).
+#[test]
+fn the_gitops_examples_validate_and_reference_each_other() {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests/gitops");
+    let mut secrets = Vec::new();
+    let mut repositories = Vec::new();
+    let mut syncs = Vec::new();
+    for file in ["repository.yaml", "resourcesync.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("example");
+        for resource in parse_manifests(&text).expect("parses") {
+            assert!(
+                resource.validate().is_empty(),
+                "{file}: {}",
+                resource.kind()
+            );
+            match resource {
+                AnyResource::Secret(secret) => {
+                    secrets.push(secret.metadata.name.clone().expect("name"))
+                }
+                AnyResource::Repository(repository) => repositories.push(*repository),
+                AnyResource::ResourceSync(sync) => syncs.push(*sync),
+                other => panic!("unexpected {}", other.kind()),
+            }
+        }
+    }
+    let [repository] = repositories.as_slice() else {
+        panic!("one repository: {repositories:?}");
+    };
+    let [sync] = syncs.as_slice() else {
+        panic!("one sync: {syncs:?}");
+    };
+    assert_eq!(
+        Some(&sync.spec.repository),
+        repository.metadata.name.as_ref()
+    );
+    let referenced = [
+        repository
+            .spec
+            .secret_ref
+            .as_ref()
+            .expect("secretRef")
+            .name
+            .clone(),
+        sync.spec
+            .webhook_secret_ref
+            .as_ref()
+            .expect("webhookSecretRef")
+            .name
+            .clone(),
+    ];
+    for name in referenced {
+        assert!(secrets.contains(&name), "{name} is defined: {secrets:?}");
+    }
+    assert_eq!(
+        flotta_core::gitops::poll_interval(sync.spec.poll_interval.as_deref()),
+        Ok(std::time::Duration::from_secs(60))
+    );
+}

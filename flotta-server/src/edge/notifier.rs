@@ -20,8 +20,8 @@ use tokio::sync::watch;
 
 use super::{EdgeError, EdgeState, certificate_serials, serial_from_hex};
 use crate::store::{
-    ListOptions, ResourceKind, RevokedCertificate, Store, StoreError, StoredObject, WatchEvent,
-    WatchEventType, WatchStream,
+    ResourceKind, RevokedCertificate, Store, StoreError, StoredObject, WatchEvent, WatchEventType,
+    WatchStream, list_all,
 };
 
 /// Namespace → device → wake-up channel.
@@ -132,17 +132,6 @@ impl ConfigNotifier {
     pub(super) fn channel_count(&self) -> usize {
         self.channels().values().map(HashMap::len).sum()
     }
-}
-
-async fn list_all(
-    store: &dyn Store,
-    kind: ResourceKind,
-    namespace: Option<&str>,
-) -> Result<Vec<StoredObject>, StoreError> {
-    Ok(store
-        .list(kind, namespace, &ListOptions::default())
-        .await?
-        .items)
 }
 
 /// The device's resource and its rendered configuration read from the store, `None`

@@ -377,6 +377,18 @@ pub struct IssuedToken {
     pub token: ApiToken,
 }
 
+/// Every object of `kind` (in `namespace`, or in all), read in one list.
+pub async fn list_all(
+    store: &dyn Store,
+    kind: ResourceKind,
+    namespace: Option<&str>,
+) -> StoreResult<Vec<StoredObject>> {
+    Ok(store
+        .list(kind, namespace, &ListOptions::default())
+        .await?
+        .items)
+}
+
 /// The server's durable state.
 ///
 /// Object operations take the kind, the namespace and the name separately from the

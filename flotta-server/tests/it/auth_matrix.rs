@@ -692,7 +692,7 @@ const RBAC_CALLERS: [&str; 6] = [
 ];
 
 /// (API group, resource, subresource) of every row of the RBAC matrix.
-const RBAC_RESOURCES: [(&str, &str, &str); 17] = [
+const RBAC_RESOURCES: [(&str, &str, &str); 21] = [
     ("management.project-flotta.io", "edgedevices", ""),
     ("management.project-flotta.io", "edgedevices", "status"),
     ("management.project-flotta.io", "edgedevicesets", ""),
@@ -709,6 +709,10 @@ const RBAC_RESOURCES: [(&str, &str, &str); 17] = [
         "edgedevicesignedrequests",
         "approval",
     ),
+    ("management.project-flotta.io", "repositories", ""),
+    ("management.project-flotta.io", "repositories", "status"),
+    ("management.project-flotta.io", "resourcesyncs", ""),
+    ("management.project-flotta.io", "resourcesyncs", "status"),
     ("management.project-flotta.io", "tokens", ""),
     ("", "secrets", ""),
     ("", "configmaps", ""),
