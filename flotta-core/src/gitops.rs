@@ -34,6 +34,7 @@ use serde_json::{Map, Value};
 use crate::kind::ResourceKind;
 use crate::manifest::{AnyResource, MAX_MANIFEST_BYTES, documents};
 use crate::model::{Condition, Repository, ResourceSync, ResourceSyncStatus, SyncedResource, Time};
+use crate::rbac::request::{RequestAttributes, ResourceAttributes};
 use crate::validation::{FieldError, Validate, dns1123_label, dns1123_subdomain};
 
 /// Label naming the `ResourceSync` that owns an object: the sync updates and prunes
@@ -63,6 +64,47 @@ pub mod credential_keys {
     pub const SSH_PRIVATE_KEY: &str = "ssh-privatekey";
     /// `known_hosts` lines the SSH server's key must match.
     pub const KNOWN_HOSTS: &str = "known_hosts";
+}
+
+/// What a sync does with the objects it applies, on its writer's behalf.
+pub const DELEGATED_VERBS: [&str; 3] = ["create", "update", "delete"];
+
+/// What else `request` must be allowed, besides itself: writing a `ResourceSync`
+/// (create, update, patch) has the server create, update and delete every
+/// [`SYNCABLE`] kind in its namespace on the writer's behalf, and writing a
+/// `Repository` has it read a Secret of the namespace and send its credentials to
+/// the URL the writer chose; so the writer must be allowed those itself (no
+/// escalation through GitOps, as Kubernetes asks of whoever binds a role). Empty
+/// for every other request.
+pub fn delegated_requests(request: &RequestAttributes) -> Vec<ResourceAttributes> {
+    let RequestAttributes::Resource(request) = request else {
+        return Vec::new();
+    };
+    let writes = matches!(request.verb.as_str(), "create" | "update" | "patch");
+    if !writes
+        || !request.subresource.is_empty()
+        || request.api_group != ResourceKind::ResourceSync.info().group
+    {
+        return Vec::new();
+    }
+    let on = |kind: ResourceKind, verb: &str| ResourceAttributes {
+        verb: verb.to_owned(),
+        api_group: kind.info().group.to_owned(),
+        resource: kind.plural().to_owned(),
+        subresource: String::new(),
+        namespace: request.namespace.clone(),
+        name: String::new(),
+    };
+    if request.resource == ResourceKind::ResourceSync.plural() {
+        SYNCABLE
+            .iter()
+            .flat_map(|kind| DELEGATED_VERBS.iter().map(move |verb| on(*kind, verb)))
+            .collect()
+    } else if request.resource == ResourceKind::Repository.plural() {
+        vec![on(ResourceKind::Secret, "get")]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Whether `url` uses the `file` scheme (repositories on the server's own

@@ -357,3 +357,43 @@ fn labels_and_annotations_git_does_not_name_are_kept() {
     let again = merged_over(&desired, &merged);
     assert!(!differs(&again, &merged), "a second sync changes nothing");
 }
+
+#[test]
+fn writing_a_sync_needs_what_the_sync_does_and_a_repository_its_secret() {
+    use crate::rbac::request::attributes;
+    let base = "/apis/management.project-flotta.io/v1alpha1/namespaces/team-a";
+    let sync = delegated_requests(&attributes("POST", &format!("{base}/resourcesyncs"), None));
+    assert_eq!(sync.len(), SYNCABLE.len() * DELEGATED_VERBS.len());
+    assert!(sync.iter().all(|r| r.namespace == "team-a"));
+    assert!(
+        sync.iter()
+            .any(|r| r.resource == "secrets" && r.api_group.is_empty() && r.verb == "delete")
+    );
+    let patch = delegated_requests(&attributes(
+        "PATCH",
+        &format!("{base}/resourcesyncs/fleet"),
+        None,
+    ));
+    assert_eq!(patch, sync);
+    let repository = delegated_requests(&attributes(
+        "PUT",
+        &format!("{base}/repositories/fleet"),
+        None,
+    ));
+    assert_eq!(repository.len(), 1);
+    assert_eq!(
+        (repository[0].verb.as_str(), repository[0].resource.as_str()),
+        ("get", "secrets")
+    );
+    for (method, path) in [
+        ("GET", format!("{base}/resourcesyncs")),
+        ("DELETE", format!("{base}/resourcesyncs/fleet")),
+        ("PUT", format!("{base}/resourcesyncs/fleet/status")),
+        ("POST", format!("{base}/edgeworkloads")),
+    ] {
+        assert!(
+            delegated_requests(&attributes(method, &path, None)).is_empty(),
+            "{method} {path}"
+        );
+    }
+}

@@ -155,11 +155,28 @@ async fn check(
         Ok(decision) => decision,
         Err(error) => return Err((ApiError::from(error), Some(caller))),
     };
-    if decision.allowed {
-        Ok(caller)
-    } else {
-        Err((ApiError::forbidden(decision.reason), Some(caller)))
+    if !decision.allowed {
+        return Err((ApiError::forbidden(decision.reason), Some(caller)));
     }
+    // Writing a GitOps object has the server act for the caller: the caller must
+    // be allowed what it would do (core says what that is).
+    for delegated in flotta_core::gitops::delegated_requests(&attributes) {
+        let delegated = RequestAttributes::Resource(delegated);
+        let decision = match rbac_decision(state, &caller, &delegated).await {
+            Ok(decision) => decision,
+            Err(error) => return Err((ApiError::from(error), Some(caller))),
+        };
+        if !decision.allowed {
+            return Err((
+                ApiError::forbidden(format!(
+                    "{attributes} would have the server {delegated} on your behalf, \
+                     which you may not do yourself"
+                )),
+                Some(caller),
+            ));
+        }
+    }
+    Ok(caller)
 }
 
 /// RBAC's decision on `request` for `caller`, from the current snapshot of the

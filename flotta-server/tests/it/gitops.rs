@@ -653,3 +653,98 @@ async fn one_replica_syncs_and_another_takes_over_when_it_is_killed() {
     assert_eq!(site["data"]["greeting"], "two");
     second.stop().await;
 }
+
+/// Writing a sync lets the server write workloads, sets, config maps and secrets
+/// for the writer, and a repository lets it read a secret: RBAC must allow the
+/// writer those too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_or_repository_cannot_do_more_than_its_writer_may() {
+    let server = TestServer::start().await;
+    let gitops_only = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "gitops"},
+        "rules": [
+            {"apiGroups": ["management.project-flotta.io"],
+             "resources": ["repositories", "resourcesyncs", "edgeworkloads", "edgedevicesets"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": [""], "resources": ["configmaps"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+        ],
+    });
+    let binding = |role: &str| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "deployers"}],
+        })
+    };
+    let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}");
+    for (plural, body) in [("roles", gitops_only), ("rolebindings", binding("gitops"))] {
+        let response = server
+            .admin(Method::POST, &format!("{rbac}/{plural}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("rbac");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let token = crate::rbac::team_token(&server, "dana", &["deployers"]).await;
+    let as_dana = |plural: &str, body: &Value| {
+        server
+            .with_token(Method::POST, &path(plural, None), &token)
+            .json(body)
+            .send()
+    };
+    let refused = as_dana("resourcesyncs", &resource_sync("fleet", "fleet", "1m"))
+        .await
+        .expect("create");
+    let status: Value = refused.json().await.expect("json");
+    assert_eq!(status["code"], 403, "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("\"secrets\""), "{message}");
+    assert!(message.contains("on your behalf"), "{message}");
+    let refused = as_dana(
+        "repositories",
+        &repository("fleet", "https://127.0.0.1:9/x.git", None),
+    )
+    .await
+    .expect("create");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(get(&server, "resourcesyncs", "fleet").await.is_none());
+
+    // With secrets too, both are accepted.
+    let secrets = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "secrets"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"],
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
+    });
+    for (plural, body) in [("roles", secrets), ("rolebindings", binding("secrets"))] {
+        let response = server
+            .admin(Method::POST, &format!("{rbac}/{plural}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("rbac");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    flotta_testing::eventually("the new role to apply", || async {
+        let response = as_dana("resourcesyncs", &resource_sync("fleet", "fleet", "1h"))
+            .await
+            .expect("create");
+        (response.status() == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    let response = as_dana(
+        "repositories",
+        &repository("fleet", "https://127.0.0.1:9/x.git", None),
+    )
+    .await
+    .expect("create");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    server.stop().await;
+}
