@@ -33,7 +33,9 @@ use serde_json::{Map, Value};
 
 use crate::kind::ResourceKind;
 use crate::manifest::{AnyResource, MAX_MANIFEST_BYTES, documents};
-use crate::model::{Condition, Repository, ResourceSync, ResourceSyncStatus, SyncedResource, Time};
+use crate::model::{
+    Condition, Repository, Resource as _, ResourceSync, ResourceSyncStatus, SyncedResource, Time,
+};
 use crate::rbac::request::{RequestAttributes, ResourceAttributes};
 use crate::validation::{FieldError, Validate, dns1123_label, dns1123_subdomain};
 
@@ -206,9 +208,34 @@ fn url_has_password(url: &str) -> bool {
 /// The schemes a repository URL may use.
 const URL_SCHEMES: [&str; 5] = ["https://", "http://", "ssh://", "git://", "file://"];
 
+/// Fields of a GitOps spec this server does not know: refused rather than
+/// ignored (Flight Control's inline `httpConfig`/`sshConfig` credentials among them).
+fn unknown_spec_fields(
+    problems: &mut Vec<FieldError>,
+    extra: &crate::model::UnknownFields,
+    hint: &str,
+) {
+    for key in extra.keys() {
+        problems.push(FieldError {
+            path: format!("spec.{key}"),
+            message: format!("unknown field{hint}"),
+        });
+    }
+}
+
 impl Validate for Repository {
     fn validate(&self) -> Vec<FieldError> {
-        let mut problems = Vec::new();
+        let mut problems = crate::validation::type_and_metadata_problems(
+            &self.api_version,
+            &self.kind,
+            Self::KIND,
+            &self.metadata,
+        );
+        unknown_spec_fields(
+            &mut problems,
+            &self.spec.extra,
+            " (credentials are never inline: put them in a Secret named by spec.secretRef)",
+        );
         let mut push = |path: &str, message: String| {
             problems.push(FieldError {
                 path: path.to_owned(),
@@ -254,7 +281,13 @@ impl Validate for Repository {
 
 impl Validate for ResourceSync {
     fn validate(&self) -> Vec<FieldError> {
-        let mut problems = Vec::new();
+        let mut problems = crate::validation::type_and_metadata_problems(
+            &self.api_version,
+            &self.kind,
+            Self::KIND,
+            &self.metadata,
+        );
+        unknown_spec_fields(&mut problems, &self.spec.extra, "");
         let mut push = |path: &str, message: String| {
             problems.push(FieldError {
                 path: path.to_owned(),

@@ -252,6 +252,20 @@ fn check_template_expression(expression: &str) -> Result<(), String> {
     ))
 }
 
+/// The problems of an object's `apiVersion`, `kind` and `metadata`, for kinds
+/// validated outside this module (the GitOps kinds of [`crate::gitops`]).
+pub(crate) fn type_and_metadata_problems(
+    api_version: &str,
+    kind: &str,
+    expected_kind: &str,
+    metadata: &ObjectMeta,
+) -> Vec<FieldError> {
+    let mut problems = Problems::default();
+    check_type_meta(&mut problems, api_version, kind, expected_kind);
+    check_metadata(&mut problems, metadata);
+    problems.0
+}
+
 fn check_type_meta(problems: &mut Problems, api_version: &str, kind: &str, expected_kind: &str) {
     if api_version != API_VERSION {
         problems.push(

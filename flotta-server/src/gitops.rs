@@ -10,7 +10,7 @@
 //! the manifests under `spec.path` and hands them to core
 //! ([`flotta_core::gitops::read_commit`]): a commit with any invalid manifest is
 //! not applied at all. Otherwise every object goes through the API's own checks
-//! ([`crate::api::prepare_write`]) and is created or updated, only where the sync
+//! (`api::prepare_write`) and is created or updated, only where the sync
 //! owns it (its [`OWNER_LABEL`]); owned objects git no longer defines are deleted.
 //! The outcome is written to the sync's status and the repository's `Accessible`
 //! condition.

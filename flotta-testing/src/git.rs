@@ -153,8 +153,11 @@ impl GitDaemon {
     /// connections.
     pub async fn start(root: &Path) -> GitDaemon {
         let port = free_port();
-        let child = Command::new("git")
-            .arg("daemon")
+        // `git daemon` would run `git-daemon` as a child of its own, which killing
+        // the `git` process would leave behind (holding the test's output open):
+        // run the daemon program itself.
+        let exec_path = git(root, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg("--listen=127.0.0.1")
@@ -163,7 +166,7 @@ impl GitDaemon {
             .arg(root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("git daemon starts");
@@ -229,6 +232,7 @@ impl GitHttps {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
+        let exec_path = PathBuf::from(git(root, &["--exec-path"]));
         let root = root.to_owned();
         let expected = format!("Bearer {token}");
         let task = tokio::spawn(async move {
@@ -238,6 +242,7 @@ impl GitHttps {
                 };
                 let acceptor = acceptor.clone();
                 let root = root.clone();
+                let exec_path = exec_path.clone();
                 let expected = expected.clone();
                 tokio::spawn(async move {
                     let Ok(stream) = acceptor.accept(stream).await else {
@@ -245,10 +250,11 @@ impl GitHttps {
                     };
                     let service = hyper::service::service_fn(move |request| {
                         let root = root.clone();
+                        let exec_path = exec_path.clone();
                         let expected = expected.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                serve(request, &root, &expected).await,
+                                serve(request, &root, &exec_path, &expected).await,
                             )
                         }
                     });
@@ -285,7 +291,12 @@ fn respond(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// One request: the token check, then `git http-backend` as a CGI program.
-async fn serve(request: Request<Incoming>, root: &Path, expected: &str) -> Response<Full<Bytes>> {
+async fn serve(
+    request: Request<Incoming>,
+    root: &Path,
+    exec_path: &Path,
+    expected: &str,
+) -> Response<Full<Bytes>> {
     let authorized = request
         .headers()
         .get("authorization")
@@ -311,9 +322,8 @@ async fn serve(request: Request<Incoming>, root: &Path, expected: &str) -> Respo
             .unwrap_or_default()
             .to_owned()
     };
-    let mut command = Command::new("git");
+    let mut command = Command::new(exec_path.join("git-http-backend"));
     command
-        .arg("http-backend")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GIT_PROJECT_ROOT", root)
@@ -329,7 +339,7 @@ async fn serve(request: Request<Incoming>, root: &Path, expected: &str) -> Respo
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .kill_on_drop(true);
     let Ok(mut child) = command.spawn() else {
         return respond(

@@ -397,3 +397,33 @@ fn writing_a_sync_needs_what_the_sync_does_and_a_repository_its_secret() {
         );
     }
 }
+
+#[test]
+fn inline_credentials_and_unknown_spec_fields_are_refused() {
+    let repository: Repository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "fleet"},
+        "spec": {"url": "https://example.com/fleet.git", "type": "git",
+                 "httpConfig": {"username": "me", "password": "pw"}},
+    }))
+    .expect("parses");
+    let problems = repository.validate();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, "spec.httpConfig");
+    assert!(
+        problems[0].message.contains("spec.secretRef"),
+        "{problems:?}"
+    );
+    let sync: ResourceSync = serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "fleet"},
+        "spec": {"repository": "fleet", "targetRevision": "main", "path": "/",
+                 "prune": true},
+    }))
+    .expect("parses");
+    let paths: Vec<String> = sync.validate().into_iter().map(|p| p.path).collect();
+    assert!(paths.contains(&"spec.prune".to_owned()), "{paths:?}");
+    assert!(paths.contains(&"kind".to_owned()), "{paths:?}");
+}
