@@ -247,7 +247,7 @@ struct CanIArgs {
     all_namespaces: bool,
 }
 
-/// What `rollout` does to a workload's rollout.
+/// What `rollout` does to a workload's or device set's rollout.
 #[derive(Debug, Subcommand)]
 enum RolloutCommand {
     /// Show the rollout: revisions, batches and why it is paused.
@@ -264,10 +264,10 @@ enum RolloutCommand {
     History(RolloutObject),
 }
 
-/// The workload a `rollout` command acts on.
+/// The workload or device set a `rollout` command acts on.
 #[derive(Debug, Args)]
 struct RolloutObject {
-    /// The workload: workload/NAME (or `workload NAME`).
+    /// The object: workload/NAME or set/NAME (or `workload NAME`, `set NAME`).
     object: String,
     /// Its name, when the first argument is only the kind.
     name: Option<String>,

@@ -1,95 +1,106 @@
-//! `flotta rollout status|pause|resume|approve|undo|history workload/NAME`.
+//! `flotta rollout status|pause|resume|approve|undo|history workload/NAME|set/NAME`.
 
 use std::io::Write;
 
-use flotta_core::reconcile::RolloutRecord;
+use flotta_client::ApiObject;
+use flotta_core::model::{EdgeDeviceSet, EdgeWorkload};
+use flotta_core::reconcile::{RevisionEntry, RolloutRecord, RolloutSubject};
 
 use crate::commands::{client, kind_and_name};
 use crate::kind::Kind;
-use crate::{CliError, GlobalArgs, RolloutCommand, RolloutObject};
+use crate::{CliError, GlobalArgs, RolloutCommand};
 
-/// The workload's name, refusing other kinds with the reason.
-fn workload_name(object: &RolloutObject) -> Result<String, CliError> {
+/// Runs a `rollout` subcommand on a workload or a device set, refusing other kinds
+/// with the reason.
+pub async fn run(global: &GlobalArgs, command: RolloutCommand) -> Result<(), CliError> {
+    let object = match &command {
+        RolloutCommand::Status(object)
+        | RolloutCommand::Pause(object)
+        | RolloutCommand::Resume(object)
+        | RolloutCommand::Approve(object)
+        | RolloutCommand::Undo(object)
+        | RolloutCommand::History(object) => object,
+    };
     let (kind, name) = kind_and_name(&object.object, object.name.clone())?;
     match kind {
-        Kind::Workload => Ok(name),
-        Kind::Set => Err(CliError::Usage(format!(
-            "set/{name}: device-set rollouts are not staged yet; only workloads (workload/NAME) have rollouts"
-        ))),
+        Kind::Workload => run_on::<EdgeWorkload>(global, &command, "workload", &name).await,
+        Kind::Set => run_on::<EdgeDeviceSet>(global, &command, "set", &name).await,
         other => Err(CliError::Usage(format!(
-            "{other:?}/{name}: only workloads (workload/NAME) have rollouts"
+            "{other:?}/{name}: only workloads (workload/NAME) and device sets (set/NAME) have rollouts"
         ))),
     }
 }
 
-/// Runs a `rollout` subcommand.
-pub async fn run(global: &GlobalArgs, command: RolloutCommand) -> Result<(), CliError> {
+async fn run_on<T: ApiObject + RolloutSubject>(
+    global: &GlobalArgs,
+    command: &RolloutCommand,
+    kind: &str,
+    name: &str,
+) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let namespace = global.namespace.as_str();
+    let client = client(global)?;
+    let object = format!("{kind}/{name}");
     match command {
-        RolloutCommand::Status(object) => {
-            let name = workload_name(&object)?;
-            let record = client(global)?.rollout_status(namespace, &name).await?;
-            match record {
-                Some(record) => write_status(&mut out, &name, &record)?,
-                None => writeln!(out, "workload/{name}: no rollout recorded yet")?,
-            }
-        }
-        RolloutCommand::History(object) => {
-            let name = workload_name(&object)?;
-            let client = client(global)?;
-            let record = client.rollout_status(namespace, &name).await?;
-            let record = record.unwrap_or_default();
+        RolloutCommand::Status(_) => match client.rollout_status_of::<T>(namespace, name).await? {
+            Some(record) => write_status(&mut out, &object, &record)?,
+            None => writeln!(out, "{object}: no rollout recorded yet")?,
+        },
+        RolloutCommand::History(_) => {
+            let record = client
+                .rollout_status_of::<T>(namespace, name)
+                .await?
+                .unwrap_or_default();
             writeln!(out, "REVISION  GENERATION  STATE")?;
             for revision in &record.revisions {
-                let state = if record.current_revision.as_deref() == Some(&revision.revision) {
+                let id = Some(revision.id());
+                let state = if record.current_revision.as_deref() == id {
                     "current"
-                } else if record.previous_revision.as_deref() == Some(&revision.revision) {
+                } else if record.previous_revision.as_deref() == id {
                     "previous"
                 } else {
                     ""
                 };
-                let generation = revision
-                    .generation
+                let generation = serde_json::to_value(revision)
+                    .ok()
+                    .and_then(|r| r.get("generation").and_then(serde_json::Value::as_i64))
                     .map_or_else(|| "-".to_owned(), |g| g.to_string());
-                writeln!(out, "{}  {generation:>10}  {state}", revision.revision)?;
+                writeln!(out, "{}  {generation:>10}  {state}", revision.id())?;
             }
         }
-        RolloutCommand::Pause(object) => {
-            let name = workload_name(&object)?;
-            client(global)?.pause_rollout(namespace, &name).await?;
-            writeln!(out, "workload/{name} rollout paused")?;
+        RolloutCommand::Pause(_) => {
+            client.pause_rollout_of::<T>(namespace, name).await?;
+            writeln!(out, "{object} rollout paused")?;
         }
-        RolloutCommand::Resume(object) => {
-            let name = workload_name(&object)?;
-            client(global)?.resume_rollout(namespace, &name).await?;
-            writeln!(out, "workload/{name} rollout resumed")?;
+        RolloutCommand::Resume(_) => {
+            client.resume_rollout_of::<T>(namespace, name).await?;
+            writeln!(out, "{object} rollout resumed")?;
         }
-        RolloutCommand::Approve(object) => {
-            let name = workload_name(&object)?;
-            let client = client(global)?;
-            let before = client.rollout_status(namespace, &name).await?;
-            client.approve_rollout(namespace, &name).await?;
+        RolloutCommand::Approve(_) => {
+            let before = client.rollout_status_of::<T>(namespace, name).await?;
+            client.approve_rollout_of::<T>(namespace, name).await?;
             let batch = before.map_or(0, |r| r.released_batches);
-            writeln!(out, "workload/{name} batch {batch} approved")?;
+            writeln!(out, "{object} batch {batch} approved")?;
         }
-        RolloutCommand::Undo(object) => {
-            let name = workload_name(&object)?;
-            let client = client(global)?;
-            let before = client.rollout_status(namespace, &name).await?;
-            client.undo_rollout(namespace, &name).await?;
+        RolloutCommand::Undo(_) => {
+            let before = client.rollout_status_of::<T>(namespace, name).await?;
+            client.undo_rollout_of::<T>(namespace, name).await?;
             let target = before
                 .as_ref()
                 .and_then(RolloutRecord::undo_target)
-                .map(|r| r.revision.clone())
+                .map(|r| r.id().to_owned())
                 .unwrap_or_default();
-            writeln!(out, "workload/{name} rolling back to revision {target}")?;
+            writeln!(out, "{object} rolling back to revision {target}")?;
         }
     }
     Ok(())
 }
 
-fn write_status(out: &mut impl Write, name: &str, record: &RolloutRecord) -> std::io::Result<()> {
+fn write_status<R>(
+    out: &mut impl Write,
+    object: &str,
+    record: &RolloutRecord<R>,
+) -> std::io::Result<()> {
     let state = if record.complete {
         "complete".to_owned()
     } else if record.paused {
@@ -101,7 +112,7 @@ fn write_status(out: &mut impl Write, name: &str, record: &RolloutRecord) -> std
     } else {
         "progressing".to_owned()
     };
-    writeln!(out, "workload/{name}")?;
+    writeln!(out, "{object}")?;
     writeln!(
         out,
         "current revision:  {}",

@@ -522,6 +522,9 @@ impl Validate for EdgeDeviceSet {
         if let Some(selector) = &spec.selector {
             check_selector(&mut problems, "spec.selector", selector);
         }
+        if let Some(rollout) = &spec.rollout_policy {
+            check_rollout(&mut problems, "spec.rolloutPolicy", rollout);
+        }
         if let Some(template) = &spec.template {
             if let Some(metadata) = &template.metadata {
                 for (key, value) in metadata.labels.iter().flatten() {
@@ -863,6 +866,15 @@ mod tests {
                 "spec.rolloutPolicy.canary",
             ]
         );
+        let set: crate::model::EdgeDeviceSet = serde_json::from_value(serde_json::json!({
+            "apiVersion": "management.project-flotta.io/v1alpha1",
+            "kind": "EdgeDeviceSet",
+            "metadata": {"name": "s"},
+            "spec": {"rolloutPolicy": {"maxUnavailable": "150%"}},
+        }))
+        .expect("parses");
+        let paths: Vec<String> = set.validate().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["spec.rolloutPolicy.maxUnavailable"]);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! then [`flotta_core::reconcile::workload_status`] (its current revision, target
 //! devices by the revision they run and by phase, conditions, `currentBatch`) with
 //! the new record in `status.rollout`; for a set,
-//! [`flotta_core::reconcile::device_set_status`]. Every namespace is also
+//! [`flotta_core::reconcile::device_set_status`] and one rollout step of its staged
+//! spec ([`flotta_core::reconcile::SetRevision`]), the record in `status.rollout`. Every namespace is also
 //! recomputed each [`RECHECK_PERIOD`], since a device that falls silent (or a
 //! progress deadline passing) changes no stored object. A status is written only
 //! when it changed, so the task's own writes settle at once, and not at all for a
@@ -32,8 +33,8 @@ use flotta_core::events::{InvolvedObject, ServerEvent};
 use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeWorkload, Time};
 use flotta_core::reconcile::{
     ROLLOUT_STATUS_FIELD, RolloutChanges, RolloutControls, RolloutRecord, RolloutTarget,
-    WorkloadReport, WorkloadRevision, device_set_status, step_rollout, workload_status,
-    workload_targets,
+    SetRevision, WorkloadReport, WorkloadRevision, device_set_status, set_rollout_targets,
+    step_rollout, workload_status, workload_targets,
 };
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
@@ -125,9 +126,45 @@ pub fn compute_status(
     (value, step.map(|(_, changes)| changes))
 }
 
-/// Logs what a rollout step did (events follow once the server has an Event kind).
+/// The status `set` should have, given the namespace's devices and sets at `now`
+/// (`now_unix` in Unix seconds, for progress deadlines): core's
+/// [`device_set_status`] with the record of one rollout step of the set's staged
+/// spec ([`SetRevision`]) in `status.rollout`, and what that step changed (`None`
+/// when no step could be taken).
+pub fn compute_set_status(
+    set: &EdgeDeviceSet,
+    devices: &[EdgeDevice],
+    sets: &[EdgeDeviceSet],
+    now: &Time,
+    now_unix: i64,
+) -> (Value, Option<RolloutChanges>) {
+    let status = device_set_status(set, devices, sets, now);
+    let step = SetRevision::of(set).and_then(|live| {
+        let targets = set_rollout_targets(set, devices, sets, &live.revision, now);
+        step_rollout(
+            set.spec.rollout_policy.as_ref(),
+            RolloutRecord::of(set).as_ref(),
+            &live,
+            &targets,
+            RolloutControls::of(set, &live.revision),
+            now_unix,
+        )
+        .ok()
+    });
+    let mut value = serde_json::to_value(&status).unwrap_or(Value::Null);
+    if let (Some(map), Some((record, _))) = (value.as_object_mut(), &step) {
+        map.insert(
+            ROLLOUT_STATUS_FIELD.into(),
+            serde_json::to_value(record).unwrap_or(Value::Null),
+        );
+    }
+    (value, step.map(|(_, changes)| changes))
+}
+
+/// Logs what a rollout step of a workload or set did and records its events.
 fn log_changes(
     events: &EventRecorder,
+    kind: ResourceKind,
     stored: &StoredObject,
     status: &Value,
     changes: &RolloutChanges,
@@ -140,7 +177,7 @@ fn log_changes(
         .unwrap_or_default();
     let involved = InvolvedObject {
         uid: Some(stored.uid.clone()),
-        ..InvolvedObject::new(ResourceKind::EdgeWorkload, namespace, workload)
+        ..InvolvedObject::new(kind, namespace, workload)
     };
     let record_event = |event: ServerEvent<'_>| events.spawn_server_event(event);
     if changes.new_revision {
@@ -272,20 +309,36 @@ async fn refresh_namespace(
         let written =
             write_status(store, ResourceKind::EdgeWorkload, stored, status.clone()).await?;
         if let (true, Some(changes)) = (written, changes) {
-            log_changes(events, stored, &status, &changes);
+            log_changes(
+                events,
+                ResourceKind::EdgeWorkload,
+                stored,
+                &status,
+                &changes,
+            );
         }
         if let Some(missing) = missing {
             crate::references::record_missing_reference(events, &workload, &missing).await;
         }
     }
-    let typed_sets: Vec<EdgeDeviceSet> = sets
+    let parsed: Vec<(&StoredObject, EdgeDeviceSet)> = sets
         .iter()
-        .filter_map(|stored| stored.to_resource::<EdgeDeviceSet>().ok())
+        .filter_map(|stored| Some((stored, stored.to_resource::<EdgeDeviceSet>().ok()?)))
         .collect();
-    for (stored, set) in sets.iter().zip(&typed_sets) {
-        let status = device_set_status(set, &devices, &typed_sets, &now);
-        let status = serde_json::to_value(&status).unwrap_or(Value::Null);
-        write_status(store, ResourceKind::EdgeDeviceSet, stored, status).await?;
+    let typed_sets: Vec<EdgeDeviceSet> = parsed.iter().map(|(_, set)| set.clone()).collect();
+    for (stored, set) in &parsed {
+        let (status, changes) = compute_set_status(set, &devices, &typed_sets, &now, now_unix);
+        let written =
+            write_status(store, ResourceKind::EdgeDeviceSet, stored, status.clone()).await?;
+        if let (true, Some(changes)) = (written, changes) {
+            log_changes(
+                events,
+                ResourceKind::EdgeDeviceSet,
+                stored,
+                &status,
+                &changes,
+            );
+        }
     }
     Ok(())
 }

@@ -532,6 +532,72 @@ impl ManagementClient {
         Ok(Resource::new(AnyResource::EdgeWorkload(Box::new(workload))))
     }
 
+    /// The rollout record of device set `name` (its `status.rollout`) as JSON, or
+    /// `None` before the server recorded one.
+    pub async fn device_set_rollout_status(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Option<String>, FlottaError> {
+        let record = self
+            .inner
+            .rollout_status_of::<EdgeDeviceSet>(&namespace, &name)
+            .await?;
+        Ok(record.and_then(|r| serde_json::to_string(&r).ok()))
+    }
+
+    /// Pauses the device set's rollout: no further member is given its new revision.
+    pub async fn pause_device_set_rollout(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let set = self
+            .inner
+            .pause_rollout_of::<EdgeDeviceSet>(&namespace, &name)
+            .await?;
+        Ok(Resource::new(AnyResource::EdgeDeviceSet(Box::new(set))))
+    }
+
+    /// Resumes a device-set rollout paused with `pauseDeviceSetRollout`.
+    pub async fn resume_device_set_rollout(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let set = self
+            .inner
+            .resume_rollout_of::<EdgeDeviceSet>(&namespace, &name)
+            .await?;
+        Ok(Resource::new(AnyResource::EdgeDeviceSet(Box::new(set))))
+    }
+
+    /// Approves the next batch of a device set's rollout (`manualApproval: true`).
+    pub async fn approve_device_set_rollout(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let set = self
+            .inner
+            .approve_rollout_of::<EdgeDeviceSet>(&namespace, &name)
+            .await?;
+        Ok(Resource::new(AnyResource::EdgeDeviceSet(Box::new(set))))
+    }
+
+    /// Rolls the device set back to its previous revision, itself a rollout.
+    pub async fn undo_device_set_rollout(
+        &self,
+        namespace: String,
+        name: String,
+    ) -> Result<Arc<Resource>, FlottaError> {
+        let set = self
+            .inner
+            .undo_rollout_of::<EdgeDeviceSet>(&namespace, &name)
+            .await?;
+        Ok(Resource::new(AnyResource::EdgeDeviceSet(Box::new(set))))
+    }
+
     /// Deletes an object; returns its last state.
     pub async fn delete(
         &self,

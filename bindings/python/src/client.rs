@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotta_client::{
-    ApplyOutcome, ClientResult, ListParams, ManagementClient, ResourceType, ServerSideApply,
-    WatchEvent,
+    ApiObject, ApplyOutcome, ClientResult, ListParams, ManagementClient, ResourceType,
+    ServerSideApply, WatchEvent,
 };
+use flotta_core::model::{EdgeDeviceSet, EdgeWorkload};
+use flotta_core::reconcile::RolloutSubject;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
@@ -365,31 +367,36 @@ impl NativeClient {
         )
     }
 
-    /// A rollout operation on workload `name`, as `ManagementClient`'s rollout
-    /// methods: `status` (the record or `None`), `history` (revisions), `pause`,
-    /// `resume`, `approve`, `undo` (the workload).
+    /// A rollout operation on workload (or, with `kind="EdgeDeviceSet"`, device
+    /// set) `name`, as `ManagementClient`'s rollout methods: `status` (the record or
+    /// `None`), `history` (revisions), `pause`, `resume`, `approve`, `undo` (the
+    /// object).
+    #[pyo3(signature = (namespace, name, action, kind = "EdgeWorkload"))]
     fn rollout(
         &self,
         py: Python<'_>,
         namespace: String,
         name: String,
         action: &str,
+        kind: &str,
     ) -> PyResult<Py<PyAny>> {
-        let future = self.rollout_future(namespace, name, action)?;
+        let future = self.rollout_future(namespace, name, action, kind)?;
         value_result(py, block_on(py, future)?)
     }
 
     /// Awaitable form of `rollout`.
+    #[pyo3(signature = (namespace, name, action, kind = "EdgeWorkload"))]
     fn rollout_async<'py>(
         &self,
         py: Python<'py>,
         namespace: String,
         name: String,
         action: &str,
+        kind: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         spawn_awaitable(
             py,
-            self.rollout_future(namespace, name, action)?,
+            self.rollout_future(namespace, name, action, kind)?,
             value_result,
         )
     }
@@ -580,58 +587,36 @@ impl NativeClient {
         namespace: String,
         name: String,
         action: &str,
+        kind: &str,
     ) -> PyResult<impl Future<Output = ClientResult<Value>> + Send + 'static> {
-        #[derive(Clone, Copy)]
-        enum Action {
-            Status,
-            History,
-            Pause,
-            Resume,
-            Approve,
-            Undo,
-        }
         let action = match action {
-            "status" => Action::Status,
-            "history" => Action::History,
-            "pause" => Action::Pause,
-            "resume" => Action::Resume,
-            "approve" => Action::Approve,
-            "undo" => Action::Undo,
+            "status" => RolloutAction::Status,
+            "history" => RolloutAction::History,
+            "pause" => RolloutAction::Pause,
+            "resume" => RolloutAction::Resume,
+            "approve" => RolloutAction::Approve,
+            "undo" => RolloutAction::Undo,
             other => {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
                     "unknown rollout action {other:?}: status, history, pause, resume, approve or undo"
                 )));
             }
         };
+        let on_set = match kind {
+            "EdgeWorkload" => false,
+            "EdgeDeviceSet" => true,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "{other:?} has no rollouts: only EdgeWorkload and EdgeDeviceSet do"
+                )));
+            }
+        };
         let client = self.inner.clone();
         Ok(async move {
-            let encode = |source| flotta_client::ClientError::Encode {
-                what: "rollout".into(),
-                source,
-            };
-            match action {
-                Action::Status => {
-                    serde_json::to_value(client.rollout_status(&namespace, &name).await?)
-                        .map_err(encode)
-                }
-                Action::History => {
-                    serde_json::to_value(client.rollout_history(&namespace, &name).await?)
-                        .map_err(encode)
-                }
-                Action::Pause => {
-                    serde_json::to_value(client.pause_rollout(&namespace, &name).await?)
-                        .map_err(encode)
-                }
-                Action::Resume => {
-                    serde_json::to_value(client.resume_rollout(&namespace, &name).await?)
-                        .map_err(encode)
-                }
-                Action::Approve => {
-                    serde_json::to_value(client.approve_rollout(&namespace, &name).await?)
-                        .map_err(encode)
-                }
-                Action::Undo => serde_json::to_value(client.undo_rollout(&namespace, &name).await?)
-                    .map_err(encode),
+            if on_set {
+                rollout_action::<EdgeDeviceSet>(&client, &namespace, &name, action).await
+            } else {
+                rollout_action::<EdgeWorkload>(&client, &namespace, &name, action).await
             }
         })
     }
@@ -792,4 +777,49 @@ impl NativeWatch {
     fn close(&self) {
         self.reader.abort();
     }
+}
+
+/// A rollout control the Python `rollout` call names.
+#[derive(Clone, Copy)]
+enum RolloutAction {
+    Status,
+    History,
+    Pause,
+    Resume,
+    Approve,
+    Undo,
+}
+
+/// Runs `action` on the rollout of the workload or device set `T`, as JSON.
+async fn rollout_action<T: ApiObject + RolloutSubject>(
+    client: &ManagementClient,
+    namespace: &str,
+    name: &str,
+    action: RolloutAction,
+) -> ClientResult<Value> {
+    let encode = |source| flotta_client::ClientError::Encode {
+        what: "rollout".into(),
+        source,
+    };
+    match action {
+        RolloutAction::Status => {
+            serde_json::to_value(client.rollout_status_of::<T>(namespace, name).await?)
+        }
+        RolloutAction::History => {
+            serde_json::to_value(client.rollout_history_of::<T>(namespace, name).await?)
+        }
+        RolloutAction::Pause => {
+            serde_json::to_value(client.pause_rollout_of::<T>(namespace, name).await?)
+        }
+        RolloutAction::Resume => {
+            serde_json::to_value(client.resume_rollout_of::<T>(namespace, name).await?)
+        }
+        RolloutAction::Approve => {
+            serde_json::to_value(client.approve_rollout_of::<T>(namespace, name).await?)
+        }
+        RolloutAction::Undo => {
+            serde_json::to_value(client.undo_rollout_of::<T>(namespace, name).await?)
+        }
+    }
+    .map_err(encode)
 }

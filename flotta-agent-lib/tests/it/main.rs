@@ -14,5 +14,6 @@ mod prefetch;
 mod process_runtime;
 mod rollout;
 mod run;
+mod set_rollout;
 mod update_window;
 mod wire;

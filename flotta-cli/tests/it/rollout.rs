@@ -1,7 +1,7 @@
 //! `flotta rollout ...` against a real server and real agents.
 
-use flotta_core::model::EdgeWorkload;
-use flotta_core::reconcile::RolloutRecord;
+use flotta_core::model::{EdgeDevice, EdgeDeviceSet, EdgeWorkload};
+use flotta_core::reconcile::{RolloutRecord, SetRevision};
 
 use crate::harness::{CliServer, stdout_of};
 
@@ -107,13 +107,13 @@ fn rollout_commands_refuse_what_has_no_rollout() {
     let server = CliServer::start();
     let output = server
         .flotta()
-        .args(["rollout", "pause", "set/edge"])
+        .args(["rollout", "pause", "device/edge"])
         .output()
         .expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("device-set rollouts are not staged yet"),
+        stderr.contains("only workloads (workload/NAME) and device sets (set/NAME) have rollouts"),
         "{stderr}"
     );
 
@@ -125,4 +125,87 @@ fn rollout_commands_refuse_what_has_no_rollout() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("404"), "{stderr}");
+}
+
+/// A device set whose members send hardware in their heartbeats or not.
+fn device_set(include_hardware: bool) -> EdgeDeviceSet {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "EdgeDeviceSet",
+        "metadata": {"name": "edge", "namespace": "default"},
+        "spec": {
+            "rolloutPolicy": {"batches": [{"limit": 1}], "manualApproval": true},
+            "heartbeat": {"periodSeconds": 1, "hardwareProfile": {"include": include_hardware}},
+        },
+    }))
+    .expect("set")
+}
+
+fn wait_for_set(
+    server: &CliServer,
+    what: &str,
+    done: impl Fn(&RolloutRecord<SetRevision>) -> bool,
+) {
+    server.with_client(async |client| {
+        flotta_testing::eventually(what, || async {
+            let record = client
+                .rollout_status_of::<EdgeDeviceSet>("default", "edge")
+                .await
+                .ok()??;
+            done(&record).then_some(())
+        })
+        .await;
+    });
+}
+
+#[test]
+fn a_device_set_batch_waits_for_approval_through_the_cli() {
+    let server = CliServer::start();
+    let _agents = server.agents(&["set-a", "set-b"]);
+    server.with_client(async |client| {
+        for device in ["set-a", "set-b"] {
+            client
+                .patch::<EdgeDevice>(
+                    "default",
+                    device,
+                    &serde_json::json!({"metadata": {"labels": {"flotta/member-of": "edge"}}}),
+                )
+                .await
+                .expect("labelled");
+        }
+        client
+            .create("default", &device_set(false))
+            .await
+            .expect("created");
+    });
+    wait_for_set(&server, "the first revision on both members", |r| {
+        r.complete && r.batches.iter().map(|b| b.succeeded).sum::<u32>() == 2
+    });
+    server.with_client(async |client| {
+        let mut stored: EdgeDeviceSet = client.get("default", "edge").await.expect("get");
+        stored.spec = device_set(true).spec;
+        client.replace("default", &stored).await.expect("replaced");
+    });
+    wait_for_set(&server, "batch 1 done, batch 2 awaiting approval", |r| {
+        r.reason.as_deref() == Some("AwaitingApproval") && r.batches[0].succeeded == 1
+    });
+    let status = stdout_of(server.flotta().args(["rollout", "status", "set/edge"]));
+    assert!(status.starts_with("set/edge"), "{status}");
+    assert!(status.contains("paused (AwaitingApproval)"), "{status}");
+    let approved = stdout_of(server.flotta().args(["rollout", "approve", "set", "edge"]));
+    assert!(approved.contains("set/edge batch 1 approved"), "{approved}");
+    wait_for_set(&server, "the second revision on both members", |r| {
+        r.complete && r.batches.iter().map(|b| b.succeeded).sum::<u32>() == 2
+    });
+    let history = stdout_of(server.flotta().args(["rollout", "history", "set/edge"]));
+    assert_eq!(history.lines().count(), 3, "{history}");
+    let revision = SetRevision::of(&device_set(true))
+        .expect("encodes")
+        .revision;
+    assert!(
+        history
+            .lines()
+            .any(|l| l.starts_with(&revision) && l.ends_with("current")),
+        "{history}"
+    );
 }

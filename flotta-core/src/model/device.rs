@@ -84,6 +84,10 @@ pub struct EdgeDeviceStatus {
     /// Name of the device's ObjectBucketClaim.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_obc: Option<String>,
+    /// Revision of its device set (see [`crate::reconcile::SetRevision`]) in the
+    /// configuration the device reports running, when known (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_set_revision: Option<String>,
     /// Hardware inventory last reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hardware: Option<Hardware>,

@@ -66,6 +66,11 @@ pub struct EdgeDeviceSetSpec {
     /// Target operating system.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub os_information: Option<OsInformation>,
+    /// How a change of the set reaches its members: in batches, within
+    /// `maxUnavailable`, optionally with manual approval (beyond Flotta; see
+    /// [`crate::reconcile::SetRevision`] for what a change is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_policy: Option<super::RolloutPolicy>,
     /// When updates are downloaded and applied (beyond Flotta).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub update_policy: Option<super::UpdatePolicy>,

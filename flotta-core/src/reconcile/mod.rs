@@ -76,15 +76,15 @@ pub use render::{
 };
 pub use revision::{
     APPROVED_ANNOTATION, AssignedRevision, BatchRecord, PAUSED_ANNOTATION, REVISION_HISTORY_LIMIT,
-    ROLLOUT_ANNOTATION_PREFIX, ROLLOUT_STATUS_FIELD, RolloutChanges, RolloutControls,
-    RolloutRecord, RolloutTarget, WorkloadRevision, approve_next_batch, assigned_revision,
-    step_rollout, workload_for_device,
+    ROLLOUT_ANNOTATION_PREFIX, ROLLOUT_STATUS_FIELD, RevisionEntry, RolloutChanges,
+    RolloutControls, RolloutRecord, RolloutSubject, RolloutTarget, SetRevision, WorkloadRevision,
+    approve_next_batch, assigned_revision, for_device, step_rollout, workload_for_device,
 };
 pub use rollout::{
     BatchProgress, RolloutDecision, RolloutDevice, RolloutError, RolloutState, RolloutStatus,
     decide_rollout,
 };
-pub use set_status::device_set_status;
+pub use set_status::{device_set_status, set_member_state, set_rollout_targets};
 pub use status::{
     DeviceWorkloadState, WorkloadReport, age_device_status, device_conditions, device_status_at,
     device_status_from_heartbeat, is_stale, offline_at, workload_status,

@@ -46,11 +46,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EdgeWorkload, EdgeWorkloadSpec, RolloutPolicy};
+use crate::model::{
+    EdgeDeviceSet, EdgeDeviceSetSpec, EdgeWorkload, EdgeWorkloadSpec, Resource, RolloutPolicy,
+};
 
 use super::render::prepare_workload;
 use super::rollout::{RolloutError, form_batches, quantity, threshold_percent};
 use super::status::DeviceWorkloadState;
+use super::version::ConfigVersion;
 
 /// Revisions kept in a workload's history (the previous revision is always kept,
 /// whatever its age).
@@ -69,6 +72,37 @@ pub const PAUSED_ANNOTATION: &str = "rollout.flotta.io/paused";
 /// Annotation recording an operator's approval of a batch: `REVISION/BATCH`, the
 /// 0-based index of the last batch approved for that revision.
 pub const APPROVED_ANNOTATION: &str = "rollout.flotta.io/approved";
+
+/// An entry of a rollout's revision history: a workload's [`WorkloadRevision`] or a
+/// device set's [`SetRevision`].
+pub trait RevisionEntry:
+    Clone + Default + PartialEq + Serialize + serde::de::DeserializeOwned + JsonSchema
+{
+    /// The revision's content hash.
+    fn id(&self) -> &str;
+    /// Takes `live`'s spec, of the same content hash (e.g. after a policy edit),
+    /// keeping when the revision was first seen.
+    fn refresh(&mut self, live: &Self);
+}
+
+/// An object whose changes are rolled out in stages: [`EdgeWorkload`] and
+/// [`EdgeDeviceSet`]. Its rollout record lives in `status.rollout` and its
+/// operator controls in its `rollout.flotta.io/` annotations.
+pub trait RolloutSubject: Resource + Clone {
+    /// The kind of revision its history keeps.
+    type Revision: RevisionEntry;
+    /// The revision the object is now; `None` when it cannot be rendered on its own.
+    fn live_revision(&self) -> Option<Self::Revision>;
+    /// Its `rolloutPolicy`, if any.
+    fn rollout_policy(&self) -> Option<&RolloutPolicy>;
+    /// The rollout record stored in its status, unparsed.
+    fn stored_record(&self) -> Option<&serde_json::Value>;
+    /// The object as rendered for a device assigned `revision`.
+    fn with_revision(&self, revision: &Self::Revision) -> Self;
+    /// The object as `undo` writes it: what devices run comes back from
+    /// `revision`; which devices it reaches and how it rolls out stay as they are.
+    fn undo_to(&self, revision: &Self::Revision) -> Self;
+}
 
 /// One immutable revision of a workload.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -105,6 +139,146 @@ impl WorkloadRevision {
     }
 }
 
+impl RevisionEntry for WorkloadRevision {
+    fn id(&self) -> &str {
+        &self.revision
+    }
+
+    fn refresh(&mut self, live: &Self) {
+        self.spec.clone_from(&live.spec);
+    }
+}
+
+impl RolloutSubject for EdgeWorkload {
+    type Revision = WorkloadRevision;
+
+    fn live_revision(&self) -> Option<WorkloadRevision> {
+        WorkloadRevision::of(self)
+    }
+
+    fn rollout_policy(&self) -> Option<&RolloutPolicy> {
+        self.spec.rollout_policy.as_ref()
+    }
+
+    fn stored_record(&self) -> Option<&serde_json::Value> {
+        self.status.as_ref()?.extra.get(ROLLOUT_STATUS_FIELD)
+    }
+
+    fn with_revision(&self, revision: &WorkloadRevision) -> Self {
+        revision.apply_to(self)
+    }
+
+    fn undo_to(&self, revision: &WorkloadRevision) -> Self {
+        let mut undone = revision.apply_to(self);
+        undone
+            .spec
+            .rollout_policy
+            .clone_from(&self.spec.rollout_policy);
+        undone
+            .spec
+            .device_selector
+            .clone_from(&self.spec.device_selector);
+        undone.spec.device.clone_from(&self.spec.device);
+        undone
+    }
+}
+
+/// One immutable revision of a device set: the part of its spec that reaches the
+/// member devices (its sections and `template.spec`). Which devices are members
+/// (`selector`), how changes roll out (`rolloutPolicy`) and the labels and
+/// annotations the template gives members (`template.metadata`) are not staged:
+/// they apply to every member at once.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetRevision {
+    /// Content hash of the staged part of the spec.
+    pub revision: String,
+    /// The set's `metadata.generation` when the revision was first seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// The staged part of the spec of that generation.
+    pub spec: EdgeDeviceSetSpec,
+}
+
+impl SetRevision {
+    /// The revision `set` is now; `None` when its spec cannot be encoded.
+    pub fn of(set: &EdgeDeviceSet) -> Option<Self> {
+        let spec = Self::staged(&set.spec);
+        let revision = ConfigVersion::of(&spec).ok()?;
+        Some(Self {
+            revision: revision.to_string(),
+            generation: set.metadata.generation,
+            spec,
+        })
+    }
+
+    /// The part of `spec` a set revision holds (see the type's documentation).
+    pub fn staged(spec: &EdgeDeviceSetSpec) -> EdgeDeviceSetSpec {
+        let mut staged = EdgeDeviceSetSpec {
+            selector: None,
+            rollout_policy: None,
+            ..spec.clone()
+        };
+        if let Some(template) = staged.template.as_mut() {
+            template.metadata = None;
+            if template.spec.is_none() && template.extra.is_empty() {
+                staged.template = None;
+            }
+        }
+        staged
+    }
+
+    /// `set` with the staged part of its spec replaced by this revision's; its
+    /// membership, policy and template metadata stay as they are.
+    pub fn apply_to(&self, set: &EdgeDeviceSet) -> EdgeDeviceSet {
+        let mut spec = self.spec.clone();
+        spec.selector.clone_from(&set.spec.selector);
+        spec.rollout_policy.clone_from(&set.spec.rollout_policy);
+        let metadata = set.spec.template.as_ref().and_then(|t| t.metadata.clone());
+        if let Some(metadata) = metadata {
+            spec.template.get_or_insert_with(Default::default).metadata = Some(metadata);
+        }
+        EdgeDeviceSet {
+            spec,
+            ..set.clone()
+        }
+    }
+}
+
+impl RevisionEntry for SetRevision {
+    fn id(&self) -> &str {
+        &self.revision
+    }
+
+    fn refresh(&mut self, live: &Self) {
+        self.spec.clone_from(&live.spec);
+    }
+}
+
+impl RolloutSubject for EdgeDeviceSet {
+    type Revision = SetRevision;
+
+    fn live_revision(&self) -> Option<SetRevision> {
+        SetRevision::of(self)
+    }
+
+    fn rollout_policy(&self) -> Option<&RolloutPolicy> {
+        self.spec.rollout_policy.as_ref()
+    }
+
+    fn stored_record(&self) -> Option<&serde_json::Value> {
+        self.status.as_ref()?.extra.get(ROLLOUT_STATUS_FIELD)
+    }
+
+    fn with_revision(&self, revision: &SetRevision) -> Self {
+        revision.apply_to(self)
+    }
+
+    fn undo_to(&self, revision: &SetRevision) -> Self {
+        revision.apply_to(self)
+    }
+}
+
 /// Progress of one batch, as written in `status.rollout.batches`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -125,11 +299,12 @@ pub struct BatchRecord {
     pub released: bool,
 }
 
-/// The state of a workload's rollout, kept in `status.rollout` so that it survives
-/// restarts and every replica renders the same assignment.
+/// The state of a workload's or device set's rollout, kept in `status.rollout` so
+/// that it survives restarts and every replica renders the same assignment. `R` is
+/// the kind of revision its history keeps ([`WorkloadRevision`] or [`SetRevision`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RolloutRecord {
+pub struct RolloutRecord<R = WorkloadRevision> {
     /// The revision being rolled out (or rolled out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<String>,
@@ -166,34 +341,32 @@ pub struct RolloutRecord {
     pub batches: Vec<BatchRecord>,
     /// Revisions, oldest first, the current one last.
     #[serde(default)]
-    pub revisions: Vec<WorkloadRevision>,
+    pub revisions: Vec<R>,
 }
 
-impl RolloutRecord {
-    /// Reads the record from a workload's stored status (`None` when absent or
-    /// unreadable: the workload is then treated as never rolled out).
+impl<R: RevisionEntry> RolloutRecord<R> {
+    /// Reads the record from an object's stored status (`None` when absent or
+    /// unreadable: the object is then treated as never rolled out).
     pub fn from_status(status: Option<&serde_json::Value>) -> Option<Self> {
         status
             .and_then(|s| s.get(ROLLOUT_STATUS_FIELD))
             .and_then(|r| serde_json::from_value(r.clone()).ok())
     }
 
-    /// The record in `workload`'s status.
-    pub fn of(workload: &EdgeWorkload) -> Option<Self> {
-        workload
-            .status
-            .as_ref()
-            .and_then(|s| s.extra.get(ROLLOUT_STATUS_FIELD))
+    /// The record in the status of `subject` (a workload or a device set).
+    pub fn of<T: RolloutSubject<Revision = R>>(subject: &T) -> Option<Self> {
+        subject
+            .stored_record()
             .and_then(|r| serde_json::from_value(r.clone()).ok())
     }
 
     /// A revision of the history.
-    pub fn revision(&self, revision: &str) -> Option<&WorkloadRevision> {
-        self.revisions.iter().rev().find(|r| r.revision == revision)
+    pub fn revision(&self, revision: &str) -> Option<&R> {
+        self.revisions.iter().rev().find(|r| r.id() == revision)
     }
 
     /// The previous revision's entry: what `undo` brings back.
-    pub fn undo_target(&self) -> Option<&WorkloadRevision> {
+    pub fn undo_target(&self) -> Option<&R> {
         self.previous_revision
             .as_deref()
             .and_then(|r| self.revision(r))
@@ -204,7 +377,7 @@ impl RolloutRecord {
                 self.revisions
                     .iter()
                     .rev()
-                    .find(|r| Some(r.revision.as_str()) != current)
+                    .find(|r| Some(r.id()) != current)
             })
     }
 
@@ -219,7 +392,7 @@ impl RolloutRecord {
     }
 }
 
-/// Operator controls of a rollout, read from the workload's annotations.
+/// Operator controls of a rollout, read from the object's annotations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RolloutControls {
     /// Paused by an operator.
@@ -229,10 +402,10 @@ pub struct RolloutControls {
 }
 
 impl RolloutControls {
-    /// The controls set on `workload` for its live `revision` (an approval given
-    /// for another revision does not count).
-    pub fn of(workload: &EdgeWorkload, revision: &str) -> Self {
-        let annotations = workload.metadata.annotations.as_ref();
+    /// The controls set on `object` (a workload or a device set) for its live
+    /// `revision` (an approval given for another revision does not count).
+    pub fn of(object: &impl Resource, revision: &str) -> Self {
+        let annotations = object.metadata().annotations.as_ref();
         let get = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
         Self {
             paused: get(PAUSED_ANNOTATION) == Some("true"),
@@ -245,7 +418,7 @@ impl RolloutControls {
 }
 
 /// The annotations that approve the next batch of the rollout in `record`.
-pub fn approve_next_batch(record: &RolloutRecord) -> Option<(&'static str, String)> {
+pub fn approve_next_batch<R>(record: &RolloutRecord<R>) -> Option<(&'static str, String)> {
     let revision = record.current_revision.as_deref()?;
     if record.complete {
         return None;
@@ -269,20 +442,21 @@ pub struct RolloutTarget<'a> {
 
 /// What [`assigned_revision`] renders for a device.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum AssignedRevision<'a> {
-    /// The workload as it is now.
+pub enum AssignedRevision<'a, R = WorkloadRevision> {
+    /// The object as it is now.
     Live,
     /// An earlier revision of the history.
-    Earlier(&'a WorkloadRevision),
+    Earlier(&'a R),
 }
 
-/// The revision the server renders for `device`, a target of a workload whose live
-/// rendered form is `live` and whose rollout is `record` (see the module rules).
-pub fn assigned_revision<'a>(
-    record: Option<&'a RolloutRecord>,
+/// The revision the server renders for `device`, a target of a workload (or member
+/// of a set) whose live revision is `live` and whose rollout is `record` (see the
+/// module rules).
+pub fn assigned_revision<'a, R: RevisionEntry>(
+    record: Option<&'a RolloutRecord<R>>,
     live: Option<&str>,
     device: &str,
-) -> AssignedRevision<'a> {
+) -> AssignedRevision<'a, R> {
     let Some(record) = record else {
         return AssignedRevision::Live;
     };
@@ -310,11 +484,28 @@ pub fn assigned_revision<'a>(
 /// `workload` as the server renders it for `device`, one of its targets: with the
 /// spec of the revision its rollout assigns the device ([`assigned_revision`]).
 pub fn workload_for_device<'a>(workload: &'a EdgeWorkload, device: &str) -> Cow<'a, EdgeWorkload> {
-    let record = RolloutRecord::of(workload);
-    let live = WorkloadRevision::of(workload).map(|r| r.revision);
-    match assigned_revision(record.as_ref(), live.as_deref(), device) {
-        AssignedRevision::Live => Cow::Borrowed(workload),
-        AssignedRevision::Earlier(revision) => Cow::Owned(revision.apply_to(workload)),
+    for_device(workload, device).0
+}
+
+/// `subject` (a workload or a device set) as the server renders it for `device`:
+/// with the spec of the revision its rollout assigns the device
+/// ([`assigned_revision`]), and that revision's content hash when a rollout record
+/// exists (`None` before the server recorded one).
+pub fn for_device<'a, T: RolloutSubject>(
+    subject: &'a T,
+    device: &str,
+) -> (Cow<'a, T>, Option<String>) {
+    let Some(record) = RolloutRecord::of(subject) else {
+        return (Cow::Borrowed(subject), None);
+    };
+    let live = subject.live_revision();
+    let live_id = live.as_ref().map(|r| r.id().to_owned());
+    match assigned_revision(Some(&record), live_id.as_deref(), device) {
+        AssignedRevision::Live => (Cow::Borrowed(subject), live_id),
+        AssignedRevision::Earlier(revision) => (
+            Cow::Owned(subject.with_revision(revision)),
+            Some(revision.id().to_owned()),
+        ),
     }
 }
 
@@ -341,30 +532,25 @@ fn available(state: &DeviceWorkloadState, updated: bool) -> bool {
     }
 }
 
-fn start_revision(record: &mut RolloutRecord, live: &WorkloadRevision, has_policy: bool) {
+fn start_revision<R: RevisionEntry>(record: &mut RolloutRecord<R>, live: &R, has_policy: bool) {
     let previous = match record.current_revision.take() {
         None => None,
         Some(current) if record.complete => Some(current),
         Some(_) => record.previous_revision.take(),
     };
-    record.revisions.retain(|r| r.revision != live.revision);
+    record.revisions.retain(|r| r.id() != live.id());
     record.revisions.push(live.clone());
     while record.revisions.len() > REVISION_HISTORY_LIMIT {
         let keep = previous.as_deref();
-        match record
-            .revisions
-            .iter()
-            .position(|r| Some(r.revision.as_str()) != keep)
-        {
+        match record.revisions.iter().position(|r| Some(r.id()) != keep) {
             Some(oldest) => {
                 record.revisions.remove(oldest);
             }
             None => break,
         }
     }
-    record.complete =
-        !has_policy || previous.is_none() || previous.as_deref() == Some(live.revision.as_str());
-    record.current_revision = Some(live.revision.clone());
+    record.complete = !has_policy || previous.is_none() || previous.as_deref() == Some(live.id());
+    record.current_revision = Some(live.id().to_owned());
     record.previous_revision = previous;
     record.updated.clear();
     record.released_batches = 0;
@@ -375,18 +561,18 @@ fn start_revision(record: &mut RolloutRecord, live: &WorkloadRevision, has_polic
     record.message = None;
 }
 
-/// Moves a workload's rollout one step: from the stored `record` (`None` when the
-/// workload was never rolled out), the `live` revision, the policy, the target
-/// devices' states, the operator's `controls` and the time `now` (Unix seconds).
-/// Returns the record to store and what changed. See the module rules.
-pub fn step_rollout(
+/// Moves a workload's (or device set's) rollout one step: from the stored `record`
+/// (`None` when it was never rolled out), the `live` revision, the policy, the
+/// target devices' states, the operator's `controls` and the time `now` (Unix
+/// seconds). Returns the record to store and what changed. See the module rules.
+pub fn step_rollout<R: RevisionEntry>(
     policy: Option<&RolloutPolicy>,
-    record: Option<&RolloutRecord>,
-    live: &WorkloadRevision,
+    record: Option<&RolloutRecord<R>>,
+    live: &R,
     targets: &[RolloutTarget<'_>],
     controls: RolloutControls,
     now: i64,
-) -> Result<(RolloutRecord, RolloutChanges), RolloutError> {
+) -> Result<(RolloutRecord<R>, RolloutChanges), RolloutError> {
     let default_policy = RolloutPolicy::default();
     let has_policy = policy.is_some();
     let policy = policy.unwrap_or(&default_policy);
@@ -399,17 +585,17 @@ pub fn step_rollout(
 
     let mut record = record.cloned().unwrap_or_default();
     let mut changes = RolloutChanges::default();
-    if record.current_revision.as_deref() != Some(live.revision.as_str()) {
+    if record.current_revision.as_deref() != Some(live.id()) {
         start_revision(&mut record, live, has_policy);
         changes.new_revision = true;
     } else if let Some(entry) = record
         .revisions
         .iter_mut()
         .rev()
-        .find(|r| r.revision == live.revision)
+        .find(|r| r.id() == live.id())
     {
         // Same rendered form, maybe another spec (a policy edit): keep the newest.
-        entry.spec.clone_from(&live.spec);
+        entry.refresh(live);
     } else {
         record.revisions.push(live.clone());
     }
@@ -472,7 +658,7 @@ pub fn step_rollout(
                         "batch {index}: {} of {} devices failed on revision {} ({}); {} must succeed",
                         failing.len(),
                         members.len(),
-                        live.revision,
+                        live.id(),
                         failing.join(", "),
                         required
                     ),
@@ -488,7 +674,7 @@ pub fn step_rollout(
                     "ProgressDeadlineExceeded",
                     format!(
                         "batch {index}: {succeeded} of {required} required devices run revision {} after {}s",
-                        live.revision,
+                        live.id(),
                         policy.progress_deadline_seconds.unwrap_or_default()
                     ),
                 ))
@@ -918,5 +1104,59 @@ mod tests {
             }
         );
         assert_eq!(RolloutControls::of(&workload, "v3").approved_batch, None);
+    }
+
+    #[test]
+    fn a_set_revision_is_what_reaches_members_and_undo_keeps_membership() {
+        let set = |selector: &str, policy: bool, label: &str, period: i64| -> EdgeDeviceSet {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "management.project-flotta.io/v1alpha1",
+                "kind": "EdgeDeviceSet",
+                "metadata": {"name": "lab"},
+                "spec": {
+                    "selector": {"matchLabels": {"site": selector}},
+                    "rolloutPolicy": if policy { serde_json::json!({"batches": [{"limit": 1}]}) } else { serde_json::Value::Null },
+                    "heartbeat": {"periodSeconds": period},
+                    "template": {"metadata": {"labels": {"team": label}}},
+                },
+            }))
+            .expect("set")
+        };
+        let base = SetRevision::of(&set("a", true, "x", 60)).expect("encodes");
+        // Membership, policy and template metadata make no new revision.
+        assert_eq!(
+            SetRevision::of(&set("b", false, "y", 60))
+                .expect("encodes")
+                .revision,
+            base.revision
+        );
+        assert!(
+            base.spec.template.is_none(),
+            "metadata-only template dropped"
+        );
+        // A section members run does.
+        let changed = set("a", true, "x", 30);
+        assert_ne!(
+            SetRevision::of(&changed).expect("encodes").revision,
+            base.revision
+        );
+        // Going back to `base` keeps today's selector, policy and template labels.
+        let undone = changed.undo_to(&base);
+        assert_eq!(undone.spec.selector, changed.spec.selector);
+        assert_eq!(undone.spec.rollout_policy, changed.spec.rollout_policy);
+        assert_eq!(
+            undone.spec.heartbeat.and_then(|h| h.period_seconds),
+            Some(60)
+        );
+        assert_eq!(
+            undone
+                .spec
+                .template
+                .and_then(|t| t.metadata)
+                .and_then(|m| m.labels)
+                .and_then(|l| l.get("team").cloned())
+                .as_deref(),
+            Some("x")
+        );
     }
 }

@@ -3,10 +3,15 @@
 //! (template parameters that do not render for a member, an invalid selector,
 //! devices other sets claim too).
 
+use std::collections::BTreeMap;
+
 use crate::model::{Condition, EdgeDevice, EdgeDeviceSet, EdgeDeviceSetStatus, Time};
 
 use super::render::{claiming_sets, render_template_spec};
-use super::status::{ConditionSet, device_condition};
+use super::revision::RolloutTarget;
+use super::status::{
+    ConditionSet, DeviceWorkloadState, device_condition, heartbeat_period_of, is_stale,
+};
 
 /// Condition types of a device set.
 pub mod set_condition {
@@ -39,6 +44,64 @@ fn listed(items: &[String]) -> String {
         text.push_str(&format!("; and {} more", items.len() - MAX_NAMED));
     }
     text
+}
+
+/// What a member runs of its set whose live revision is `live`, for the set's
+/// rollout: `Unknown` when silent, `Current` when the configuration it reports
+/// running holds `live` (`status.deviceSetRevision`), `Failed` with the reason of
+/// its `Degraded` condition when it is degraded and does not run `live` (an agent
+/// refusing or failing to apply a version reports so), `Older` otherwise.
+pub fn set_member_state(device: &EdgeDevice, live: &str, now: &Time) -> DeviceWorkloadState {
+    let status = device.status.as_ref();
+    if is_stale(
+        status.and_then(|s| s.last_seen.as_ref()),
+        now,
+        heartbeat_period_of(device),
+    ) {
+        return DeviceWorkloadState::Unknown;
+    }
+    if status.and_then(|s| s.device_set_revision.as_deref()) == Some(live) {
+        return DeviceWorkloadState::Current;
+    }
+    let degraded = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.type_ == device_condition::DEGRADED && c.status == "True")
+        })
+        .map(|c| c.reason.clone());
+    match degraded {
+        Some(reason) => DeviceWorkloadState::Failed(reason),
+        None => DeviceWorkloadState::Older,
+    }
+}
+
+/// The targets of `set`'s rollout among `devices` (every set of the namespace in
+/// `sets`): the devices whose configuration the set applies to (the first of the
+/// sets claiming it), each with its [`set_member_state`] against `live`.
+pub fn set_rollout_targets<'a>(
+    set: &EdgeDeviceSet,
+    devices: &'a [EdgeDevice],
+    sets: &[EdgeDeviceSet],
+    live: &str,
+    now: &Time,
+) -> Vec<RolloutTarget<'a>> {
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    let name = name_of(set);
+    devices
+        .iter()
+        .filter(|device| {
+            claiming_sets(device, sets)
+                .0
+                .first()
+                .is_some_and(|s| name_of(s) == name)
+        })
+        .map(|device| RolloutTarget {
+            name: device.metadata.name.as_deref().unwrap_or(""),
+            labels: device.metadata.labels.as_ref().unwrap_or(&NO_LABELS),
+            state: set_member_state(device, live, now),
+        })
+        .collect()
 }
 
 /// The status of `set` at `now`, given the devices of its namespace and every set

@@ -144,6 +144,17 @@ pub fn device_status_from_heartbeat(
     if let Some(version) = reported_version {
         status.last_synced_resource_version = Some(version.to_owned());
     }
+    // The set revision in the configuration the device runs: the one served, when
+    // it reports the version served; kept while it reports the version it did.
+    if let Some(version) = reported_version {
+        if let Some(served) = served.filter(|s| s.version.as_deref() == Some(version)) {
+            status
+                .device_set_revision
+                .clone_from(&served.device_set_revision);
+        } else if previous_version != Some(version) {
+            status.device_set_revision = None;
+        }
+    }
     if let Some(reported) = &heartbeat.workloads {
         let before = previous.and_then(|p| p.workloads.as_ref());
         let mut workloads: Vec<DeviceWorkloadStatus> = reported
@@ -932,6 +943,7 @@ mod tests {
             heartbeat_period_seconds: 60,
             spec_error: None,
             owners_warning: None,
+            device_set_revision: None,
         }
     }
 

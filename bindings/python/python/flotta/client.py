@@ -390,35 +390,36 @@ class Client(_ClientBase):
         found = self.events.list(namespace or resource.namespace or DEFAULT_NAMESPACE, field_selector=_about(resource))
         return sorted(found, key=_last_seen)
 
-    def rollout_status(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any] | None:
+    def rollout_status(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> dict[str, Any] | None:
         """The rollout record of workload ``name`` (its ``status.rollout``: current
         and previous revision, batches, paused and why), or ``None`` before the
-        server recorded one."""
-        record: dict[str, Any] | None = self._native.rollout(namespace, name, "status")
+        server recorded one. Every rollout method takes ``kind="EdgeDeviceSet"``
+        to act on a device set's rollout instead."""
+        record: dict[str, Any] | None = self._native.rollout(namespace, name, "status", kind)
         return record
 
-    def rollout_history(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
+    def rollout_history(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> list[dict[str, Any]]:
         """The revisions the server keeps of workload ``name``, oldest first."""
-        revisions: list[dict[str, Any]] = self._native.rollout(namespace, name, "history")
+        revisions: list[dict[str, Any]] = self._native.rollout(namespace, name, "history", kind)
         return revisions
 
-    def pause_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+    def pause_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> EdgeWorkload | EdgeDeviceSet:
         """Pauses the workload's rollout: nothing more is given or released."""
-        return EdgeWorkload._adopt(self._native.rollout(namespace, name, "pause"))
+        return _rollout_object(kind, self._native.rollout(namespace, name, "pause", kind))
 
-    def resume_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+    def resume_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> EdgeWorkload | EdgeDeviceSet:
         """Resumes a rollout paused with :meth:`pause_rollout`."""
-        return EdgeWorkload._adopt(self._native.rollout(namespace, name, "resume"))
+        return _rollout_object(kind, self._native.rollout(namespace, name, "resume", kind))
 
-    def approve_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+    def approve_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> EdgeWorkload | EdgeDeviceSet:
         """Approves the next batch (policy ``manualApproval: true``); raises
         :class:`flotta.errors.RolloutError` when no rollout is in progress."""
-        return EdgeWorkload._adopt(self._native.rollout(namespace, name, "approve"))
+        return _rollout_object(kind, self._native.rollout(namespace, name, "approve", kind))
 
-    def undo_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
+    def undo_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> EdgeWorkload | EdgeDeviceSet:
         """Rolls the workload back to its previous revision, itself a rollout; raises
         :class:`flotta.errors.RolloutError` when there is none."""
-        return EdgeWorkload._adopt(self._native.rollout(namespace, name, "undo"))
+        return _rollout_object(kind, self._native.rollout(namespace, name, "undo", kind))
 
 
 class AsyncClient(_ClientBase):
@@ -487,41 +488,47 @@ class AsyncClient(_ClientBase):
         )
         return sorted(found, key=_last_seen)
 
+    async def rollout_status(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> dict[str, Any] | None:
+        """See :meth:`Client.rollout_status`."""
+        record: dict[str, Any] | None = await self._native.rollout_async(namespace, name, "status", kind)
+        return record
+
+    async def rollout_history(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> list[dict[str, Any]]:
+        """See :meth:`Client.rollout_history`."""
+        revisions: list[dict[str, Any]] = await self._native.rollout_async(namespace, name, "history", kind)
+        return revisions
+
+    async def pause_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> EdgeWorkload | EdgeDeviceSet:
+        """See :meth:`Client.pause_rollout`."""
+        return _rollout_object(kind, await self._native.rollout_async(namespace, name, "pause", kind))
+
+    async def resume_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> EdgeWorkload | EdgeDeviceSet:
+        """See :meth:`Client.resume_rollout`."""
+        return _rollout_object(kind, await self._native.rollout_async(namespace, name, "resume", kind))
+
+    async def approve_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> EdgeWorkload | EdgeDeviceSet:
+        """See :meth:`Client.approve_rollout`."""
+        return _rollout_object(kind, await self._native.rollout_async(namespace, name, "approve", kind))
+
+    async def undo_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE, kind: str = "EdgeWorkload") -> EdgeWorkload | EdgeDeviceSet:
+        """See :meth:`Client.undo_rollout`."""
+        return _rollout_object(kind, await self._native.rollout_async(namespace, name, "undo", kind))
+
 
 def _about(resource: Resource) -> str:
     """The field selector of the events about ``resource``."""
     return f"involvedObject.kind={resource.kind},involvedObject.name={resource.name}"
 
 
+def _rollout_object(kind: str, value: Any) -> EdgeWorkload | EdgeDeviceSet:
+    if kind == "EdgeDeviceSet":
+        return EdgeDeviceSet._adopt(value)
+    return EdgeWorkload._adopt(value)
+
+
 def _last_seen(event: Event) -> str:
     # RFC 3339 in UTC: sorts as time does.
     return str(event.to_dict().get("lastTimestamp") or "")
-
-    async def rollout_status(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any] | None:
-        """See :meth:`Client.rollout_status`."""
-        record: dict[str, Any] | None = await self._native.rollout_async(namespace, name, "status")
-        return record
-
-    async def rollout_history(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
-        """See :meth:`Client.rollout_history`."""
-        revisions: list[dict[str, Any]] = await self._native.rollout_async(namespace, name, "history")
-        return revisions
-
-    async def pause_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
-        """See :meth:`Client.pause_rollout`."""
-        return EdgeWorkload._adopt(await self._native.rollout_async(namespace, name, "pause"))
-
-    async def resume_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
-        """See :meth:`Client.resume_rollout`."""
-        return EdgeWorkload._adopt(await self._native.rollout_async(namespace, name, "resume"))
-
-    async def approve_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
-        """See :meth:`Client.approve_rollout`."""
-        return EdgeWorkload._adopt(await self._native.rollout_async(namespace, name, "approve"))
-
-    async def undo_rollout(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> EdgeWorkload:
-        """See :meth:`Client.undo_rollout`."""
-        return EdgeWorkload._adopt(await self._native.rollout_async(namespace, name, "undo"))
 
 
 __all__ = [

@@ -131,6 +131,9 @@ pub struct RenderedConfig {
     pub problems: Vec<RenderProblem>,
     /// Name of the set whose configuration applied, if any.
     pub device_set: Option<String>,
+    /// Revision of that set the rendering used, once the set has a rollout record
+    /// ([`super::SetRevision`]; its rollout may assign an earlier one).
+    pub device_set_revision: Option<String>,
     /// The secrets and config maps the rendering looked up.
     pub uses: ObjectUses,
 }
@@ -185,6 +188,7 @@ impl RenderedConfig {
             version,
             problems,
             device_set: None,
+            device_set_revision: None,
             uses: ObjectUses::default(),
         }
     }
@@ -542,7 +546,15 @@ fn render_with(
 ) -> RenderedConfig {
     let mut problems = Vec::new();
     let set = choose_device_set(device, device_sets, &mut problems);
-    let spec = effective_spec(device, set, &mut problems);
+    // The revision of the set its rollout assigns this device.
+    let (staged, set_revision) = match set {
+        Some(set) => {
+            let (staged, revision) = super::revision::for_device(set, name_of(&device.metadata));
+            (Some(staged), revision)
+        }
+        None => (None, None),
+    };
+    let spec = effective_spec(device, staged.as_deref(), &mut problems);
     let configuration = device_configuration(&spec, refs, &mut problems);
 
     let mut wire_workloads = Vec::with_capacity(workloads.len());
@@ -577,6 +589,7 @@ fn render_with(
     problems.append(&mut rendered.problems);
     rendered.problems = problems;
     rendered.device_set = set.map(|s| name_of(&s.metadata).to_owned());
+    rendered.device_set_revision = set_revision;
     rendered.uses = uses;
     rendered
 }

@@ -29,6 +29,8 @@ pub struct ServedConfig {
     pub version: Option<String>,
     /// Revision of each workload in the configuration sent, by name.
     pub revisions: BTreeMap<String, String>,
+    /// Revision of the device set in the configuration sent, when known.
+    pub device_set_revision: Option<String>,
     /// Heartbeat period of the configuration sent.
     pub heartbeat_period_seconds: i64,
     /// Why the fresh rendering is unfit to send (first reason, every message).
@@ -44,6 +46,7 @@ impl ServedConfig {
             source: Some(ServedSource::Rendered),
             version: Some(rendered.version.to_string()),
             revisions: rendered.workload_revisions(),
+            device_set_revision: rendered.device_set_revision.clone(),
             heartbeat_period_seconds: rendered.heartbeat_period_seconds(),
             spec_error: rendered.spec_error(),
             owners_warning: rendered.owners_warning().map(str::to_owned),
@@ -65,6 +68,7 @@ impl ServedConfig {
                 source: Some(ServedSource::LastGood),
                 version: good.version.clone(),
                 revisions: good.revisions.clone(),
+                device_set_revision: good.device_set_revision.clone(),
                 heartbeat_period_seconds: good.heartbeat_period_seconds,
                 spec_error,
                 owners_warning,
@@ -73,6 +77,7 @@ impl ServedConfig {
                 source: Some(ServedSource::Nothing),
                 version: None,
                 revisions: BTreeMap::new(),
+                device_set_revision: None,
                 heartbeat_period_seconds: rendered.heartbeat_period_seconds(),
                 spec_error,
                 owners_warning,

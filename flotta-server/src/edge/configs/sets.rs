@@ -1,5 +1,8 @@
 //! Device sets in the configuration view: which devices a set change touches.
 
+use flotta_core::model::EdgeDeviceSetStatus;
+use flotta_core::reconcile::{ROLLOUT_STATUS_FIELD, SetRevision};
+
 use super::*;
 
 impl NamespaceView {
@@ -38,7 +41,25 @@ impl NamespaceView {
             .then(|| object.to_resource::<EdgeDeviceSet>().ok())
             .flatten()
             .map(|mut set| {
-                set.status = None;
+                // Of the status, rendering reads only which member gets which
+                // revision: batch counters and pause reasons re-render nobody.
+                let record: Option<RolloutRecord<SetRevision>> = RolloutRecord::of(&set);
+                set.status = record.map(|record| {
+                    let assignment = RolloutRecord {
+                        current_revision: record.current_revision,
+                        previous_revision: record.previous_revision,
+                        complete: record.complete,
+                        updated: record.updated,
+                        revisions: record.revisions,
+                        ..Default::default()
+                    };
+                    let mut status = EdgeDeviceSetStatus::default();
+                    status.extra.insert(
+                        ROLLOUT_STATUS_FIELD.into(),
+                        serde_json::to_value(assignment).unwrap_or_default(),
+                    );
+                    status
+                });
                 set.metadata.resource_version = None;
                 set.metadata.managed_fields = None;
                 set

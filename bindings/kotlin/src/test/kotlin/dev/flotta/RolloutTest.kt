@@ -46,14 +46,14 @@ class RolloutTest {
         server.close()
     }
 
-    private fun settings(deviceId: String) = AgentSettings(
+    private fun settings(deviceId: String, fleet: String = "kotlin-rollout") = AgentSettings(
         server = server.edgeUrl,
         caPem = server.caPem,
         registrationCertificatePem = server.pki("register.crt"),
         registrationKeyPem = server.pki("register.key"),
         deviceId = deviceId,
         stateDir = Files.createTempDirectory("flotta-agent-").toString(),
-        labels = mapOf("fleet" to "kotlin-rollout"),
+        labels = mapOf("fleet" to fleet),
         heartbeatPeriodMs = 500u,
         configWaitMs = 1_000u,
         retryInitialMs = 50u,
@@ -175,6 +175,70 @@ class RolloutTest {
         }
     }
 
+    private fun deviceSet(includeHardware: Boolean) = """
+        apiVersion: management.project-flotta.io/v1alpha1
+        kind: EdgeDeviceSet
+        metadata:
+          name: $SET
+        spec:
+          selector:
+            matchLabels:
+              fleet: kotlin-set-rollout
+          rolloutPolicy:
+            batches:
+            - limit: 1
+            manualApproval: true
+          heartbeat:
+            periodSeconds: 1
+            hardwareProfile:
+              include: $includeHardware
+    """.trimIndent()
+
+    @Test
+    fun `a device set's rollout waits for approval from Kotlin and undo goes back`() = runBlocking {
+        val devices = listOf("kotlin-set-a", "kotlin-set-b")
+        val agents = devices.map { Agent(settings(it, fleet = "kotlin-set-rollout"), RecordingRuntime()) }
+        val jobs: List<Job> = agents.map { agent -> launch(Dispatchers.Default) { agent.run() } }
+        suspend fun setRecord(): String? = client.deviceSetRolloutStatus("default", SET)
+        try {
+            withTimeout(120_000) {
+                for (device in devices) {
+                    eventually("EdgeDevice $device") {
+                        runCatching { client.get(ResourceKind.EDGE_DEVICE, "default", device) }.getOrNull()
+                    }
+                }
+                client.apply("default", deviceSet(false))
+                val first = eventually("the set's first revision complete") {
+                    setRecord()?.takeIf { it.bool("complete") == true }
+                }
+                val revision1 = assertNotNull(first.string("currentRevision"))
+
+                client.apply("default", deviceSet(true))
+                val waiting = eventually("the set's batch 1 awaiting approval") {
+                    setRecord()?.takeIf { it.string("reason") == "AwaitingApproval" }
+                }
+                assertNotEquals(revision1, waiting.string("currentRevision"))
+                assertEquals(1, waiting.int("releasedBatches"))
+
+                client.approveDeviceSetRollout("default", SET)
+                val complete = eventually("the set's rollout complete") {
+                    setRecord()?.takeIf { it.bool("complete") == true }
+                }
+                assertEquals(2, complete.int("releasedBatches"))
+
+                // Undo: the set's spec is revision 1's again.
+                client.undoDeviceSetRollout("default", SET)
+                eventually("revision 1 current again") {
+                    setRecord()?.takeIf { it.string("currentRevision") == revision1 }
+                }
+            }
+        } finally {
+            agents.forEach { it.stop() }
+            jobs.forEach { it.join() }
+            agents.forEach { it.close() }
+        }
+    }
+
     private suspend fun <T : Any> eventually(what: String, check: suspend () -> T?): T {
         repeat(600) {
             check()?.let { return it }
@@ -185,6 +249,7 @@ class RolloutTest {
 
     private companion object {
         const val WORKLOAD = "kotlin-rollout"
+        const val SET = "kotlin-set"
 
         /** A top-level string field of compact JSON. */
         fun String.string(key: String): String? =
