@@ -57,6 +57,12 @@ struct State {
     /// When set, staging fails with this message.
     #[serde(default)]
     fail_stage: Option<String>,
+    /// When set to a command's first word (`deploy`, `rollback`, ...), a call of
+    /// it is recorded and then waits, without holding the state's lock, until the
+    /// test clears this field; it then carries on, as the real tools' daemons
+    /// finish a transaction whose client was killed.
+    #[serde(default)]
+    hang: Option<String>,
     /// Every call, program name first.
     #[serde(default)]
     calls: Vec<Vec<String>>,
@@ -402,12 +408,25 @@ fn main() -> ExitCode {
         let path = state_path()?;
         // Calls overlap (the agent's heartbeat reads the status while it stages):
         // each holds the lock from load to save.
-        let _lock = lock(&path)?;
+        let mut held = lock(&path)?;
         let mut state = load(&path)?;
         let mut call = vec![program.clone()];
         call.extend(args.iter().cloned());
         state.calls.push(call);
         save(&path, &state)?;
+        if let Some(word) = state.hang.clone().filter(|w| args.first() == Some(w)) {
+            drop(held);
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let _lock = lock(&path)?;
+                if load(&path)?.hang.as_deref() != Some(word.as_str()) {
+                    break;
+                }
+            }
+            held = lock(&path)?;
+            state = load(&path)?;
+        }
+        let _lock = held;
         match program.as_str() {
             "rpm-ostree" => rpm_ostree(&path, &mut state, &args),
             "bootc" => bootc(&path, &mut state, &args),

@@ -9,6 +9,7 @@ use flotta_core::enrolment::AgentConfig;
 use tokio::sync::{Mutex, Notify, broadcast};
 
 use crate::error::FlottaError;
+use crate::os::{ForeignOsUpdater, OsUpdater};
 use crate::runtime::{ForeignRuntime, WorkloadRuntime};
 
 /// What an agent needs: the Edge API, the fleet's registration identity, who the
@@ -82,6 +83,14 @@ pub struct AgentStatus {
     pub failed_version: Option<String>,
     /// Whether the last heartbeat was delivered (`None`: none sent yet).
     pub last_heartbeat_delivered: Option<bool>,
+    /// Phase of the OS update in progress or last finished (`Staging`, `Staged`,
+    /// `Rebooting`, `HealthCheck`, `Committed`, `RollingBack`,
+    /// `RollbackRebooting`, `RolledBack`, `Failed`), `None` when there was none.
+    pub os_update_phase: Option<String>,
+    /// Its target commit or image.
+    pub os_update_target: Option<String>,
+    /// What happened, e.g. the failing health check's output.
+    pub os_update_message: Option<String>,
 }
 
 impl From<flotta_agent_lib::AgentStatus> for AgentStatus {
@@ -93,6 +102,12 @@ impl From<flotta_agent_lib::AgentStatus> for AgentStatus {
             last_heartbeat_delivered: status
                 .last_heartbeat
                 .map(|h| matches!(h, HeartbeatResult::Delivered { .. })),
+            os_update_phase: status
+                .os_update
+                .as_ref()
+                .map(|os| os.phase.as_str().to_owned()),
+            os_update_target: status.os_update.as_ref().map(|os| os.target.clone()),
+            os_update_message: status.os_update.and_then(|os| os.message),
         }
     }
 }
@@ -226,13 +241,11 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-#[uniffi::export(async_runtime = "tokio")]
 impl Agent {
-    /// Checks the settings and builds the agent (it does nothing until `run`).
-    #[uniffi::constructor]
-    pub fn new(
+    fn build(
         settings: AgentSettings,
         runtime: Arc<dyn WorkloadRuntime>,
+        os_updater: Option<Arc<dyn OsUpdater>>,
     ) -> Result<Arc<Self>, FlottaError> {
         let mut builder = flotta_agent_lib::Agent::builder()
             .server(settings.server.clone())
@@ -252,6 +265,9 @@ impl Agent {
             .runtime(Arc::new(ForeignRuntime::new(runtime)))
             .timing(settings.timing())
             .enrolment_config(settings.enrolment());
+        if let Some(updater) = os_updater {
+            builder = builder.os_updater(Arc::new(ForeignOsUpdater::new(updater)));
+        }
         for (key, value) in &settings.labels {
             builder = builder.label(key.clone(), value.clone());
         }
@@ -259,6 +275,29 @@ impl Agent {
             inner: Arc::new(builder.build()?),
             stop: Arc::new(Notify::new()),
         }))
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Agent {
+    /// Checks the settings and builds the agent (it does nothing until `run`).
+    #[uniffi::constructor]
+    pub fn new(
+        settings: AgentSettings,
+        runtime: Arc<dyn WorkloadRuntime>,
+    ) -> Result<Arc<Self>, FlottaError> {
+        Self::build(settings, runtime, None)
+    }
+
+    /// As `new`, with the device's OS updated through `osUpdater` (the agent owns
+    /// the sequence and persists it across the reboot; see `OsUpdater`).
+    #[uniffi::constructor]
+    pub fn with_os_updater(
+        settings: AgentSettings,
+        runtime: Arc<dyn WorkloadRuntime>,
+        os_updater: Arc<dyn OsUpdater>,
+    ) -> Result<Arc<Self>, FlottaError> {
+        Self::build(settings, runtime, Some(os_updater))
     }
 
     /// The device id.

@@ -7,6 +7,7 @@ mod agent;
 mod client;
 mod error;
 mod manifest;
+mod os;
 mod runtime;
 mod selector;
 
@@ -19,6 +20,7 @@ pub use manifest::{
     DeviceStatus, DeviceWorkload, FieldProblem, Resource, ResourceKind, ResourceKindInfo,
     manifests_to_yaml, parse_manifests, resource_kind_named, resource_kinds,
 };
+pub use os::{OsDeployment, OsDeployments, OsTarget, OsUpdater, OsUpdaterError};
 pub use runtime::{
     RuntimeWorkload, Workload, WorkloadPhase, WorkloadRuntime, WorkloadRuntimeError,
 };

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use flotta_agent_lib::os::{BootedOs, Deployment, OsError, OsHealth, OsUpdater};
 use flotta_agent_lib::{
     Agent, AgentEvent, AgentHandle, AgentPhase, AgentTiming, HeartbeatResult, RuntimeError,
     WorkloadRuntime, WorkloadState,
 };
 use flotta_core::reconcile::{WorkloadInputs, WorkloadPhase};
-use flotta_core::wire::Workload;
+use flotta_core::wire::{OsInformation, Workload};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -118,18 +119,151 @@ fn inputs_to_py<'py>(py: Python<'py>, inputs: &WorkloadInputs) -> PyResult<Bound
     Ok(out)
 }
 
+/// Runs `work` on `object` on a blocking-pool thread that takes the GIL only for it.
+async fn call_python<T: Send + 'static>(
+    object: &Arc<Py<PyAny>>,
+    work: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let object = object.clone();
+    tokio::task::spawn_blocking(move || {
+        Python::try_attach(|py| work(py, object.bind(py)))
+            .unwrap_or_else(|| Err("the Python interpreter is shutting down".into()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the Python call did not finish: {e}")))
+}
+
 impl PythonRuntime {
     async fn call<T: Send + 'static>(
         &self,
         work: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> Result<T, String> + Send + 'static,
     ) -> Result<T, String> {
-        let object = self.object.clone();
-        tokio::task::spawn_blocking(move || {
-            Python::try_attach(|py| work(py, object.bind(py)))
-                .unwrap_or_else(|| Err("the Python interpreter is shutting down".into()))
+        call_python(&self.object, work).await
+    }
+}
+
+/// An `OsUpdater` whose steps a Python object takes (a custom OS backend: A/B
+/// partitions, an image swap, a simulation). The agent owns the sequence and
+/// persists it across the reboot; the object only carries out each step.
+///
+/// The object has `booted() -> dict` (`booted`, `staged`, `rollback`: each `None`,
+/// a commit id `str`, or a dict with `id` and optional `image`), `stage(target:
+/// dict)` (the Edge API's `os` message: `commit_id`, `image`,
+/// `hosted_objects_url`, ...), `activate()`, `rollback()`, `reboot()` and
+/// `health() -> bool`. Raising fails the step with the exception's text.
+struct PythonOsUpdater {
+    object: Arc<Py<PyAny>>,
+}
+
+/// The methods a Python OS updater must have.
+const OS_UPDATER_METHODS: [&str; 6] = [
+    "booted", "stage", "activate", "rollback", "reboot", "health",
+];
+
+fn deployment_of(value: &Bound<'_, PyAny>) -> PyResult<Option<Deployment>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    if let Ok(id) = value.extract::<String>() {
+        return Ok(Some(Deployment::commit(id)));
+    }
+    let id: String = value.get_item("id")?.extract()?;
+    let image = match value.get_item("image") {
+        Ok(image) if !image.is_none() => Some(image.extract::<String>()?),
+        _ => None,
+    };
+    Ok(Some(Deployment { id, image }))
+}
+
+impl PythonOsUpdater {
+    /// Calls `method(*args)` and maps a raised exception to a failed `operation`.
+    async fn step(&self, operation: &'static str) -> Result<(), OsError> {
+        call_python(&self.object, move |py, object| {
+            object
+                .call_method0(operation)
+                .map(drop)
+                .map_err(|e| python_failure(py, &e))
         })
         .await
-        .unwrap_or_else(|e| Err(format!("the Python runtime call did not finish: {e}")))
+        .map_err(|reason| OsError::Failed { operation, reason })
+    }
+}
+
+#[async_trait]
+impl OsUpdater for PythonOsUpdater {
+    async fn booted(&self) -> Result<BootedOs, OsError> {
+        call_python(&self.object, |py, object| {
+            let read = || -> PyResult<BootedOs> {
+                let value = object.call_method0("booted")?;
+                let field = |key: &str| -> PyResult<Option<Deployment>> {
+                    match value.get_item(key) {
+                        Ok(item) => deployment_of(&item),
+                        Err(_) => Ok(None),
+                    }
+                };
+                Ok(BootedOs {
+                    booted: field("booted")?,
+                    staged: field("staged")?,
+                    rollback: field("rollback")?,
+                })
+            };
+            read().map_err(|e| python_failure(py, &e))
+        })
+        .await
+        .map_err(|reason| OsError::Failed {
+            operation: "status",
+            reason,
+        })
+    }
+
+    async fn stage(&self, target: &OsInformation) -> Result<(), OsError> {
+        let value = serde_json::to_value(target).map_err(|e| OsError::Failed {
+            operation: "stage",
+            reason: format!("cannot encode the target: {e}"),
+        })?;
+        call_python(&self.object, move |py, object| {
+            let target = to_py(py, &value).map_err(|e| python_failure(py, &e))?;
+            object
+                .call_method1("stage", (target,))
+                .map(drop)
+                .map_err(|e| python_failure(py, &e))
+        })
+        .await
+        .map_err(|reason| OsError::Failed {
+            operation: "stage",
+            reason,
+        })
+    }
+
+    async fn activate(&self) -> Result<(), OsError> {
+        self.step("activate").await
+    }
+
+    async fn rollback(&self) -> Result<(), OsError> {
+        self.step("rollback").await
+    }
+
+    async fn reboot(&self) -> Result<(), OsError> {
+        self.step("reboot").await
+    }
+
+    async fn health(&self) -> Result<OsHealth, OsError> {
+        let healthy = call_python(&self.object, |py, object| {
+            object
+                .call_method0("health")
+                .and_then(|v| v.is_truthy())
+                .map_err(|e| python_failure(py, &e))
+        })
+        .await
+        .map_err(|reason| OsError::Failed {
+            operation: "health",
+            reason,
+        })?;
+        Ok(if healthy {
+            OsHealth::Healthy
+        } else {
+            OsHealth::Unhealthy
+        })
     }
 }
 
@@ -285,11 +419,19 @@ fn status_json(handle: &AgentHandle) -> Value {
         }),
         _ => Value::Null,
     };
+    let os_update = status.os_update.as_ref().map(|os| {
+        json!({
+            "phase": os.phase.as_str(),
+            "target": os.target,
+            "message": os.message,
+        })
+    });
     json!({
         "phase": status.phase.as_ref().map(phase_name),
         "config_version": status.config_version,
         "failed_version": status.failed_version,
         "last_heartbeat": heartbeat,
+        "os_update": os_update,
     })
 }
 
@@ -315,7 +457,7 @@ fn seconds(what: &str, value: f64) -> PyResult<Duration> {
 #[pymethods]
 impl NativeAgent {
     #[new]
-    #[pyo3(signature = (*, server, ca_pem, registration_cert_pem, registration_key_pem, device_id, state_dir, runtime, namespace, labels, heartbeat_period=None, config_wait=None))]
+    #[pyo3(signature = (*, server, ca_pem, registration_cert_pem, registration_key_pem, device_id, state_dir, runtime, namespace, labels, heartbeat_period=None, config_wait=None, os_updater=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -330,6 +472,7 @@ impl NativeAgent {
         labels: BTreeMap<String, String>,
         heartbeat_period: Option<f64>,
         config_wait: Option<f64>,
+        os_updater: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         for method in ["apply", "remove", "list"] {
             if !runtime.bind(py).hasattr(method)? {
@@ -356,6 +499,18 @@ impl NativeAgent {
             .runtime(Arc::new(PythonRuntime {
                 object: Arc::new(runtime),
             }));
+        if let Some(updater) = os_updater {
+            for method in OS_UPDATER_METHODS {
+                if !updater.bind(py).hasattr(method)? {
+                    return Err(PyValueError::new_err(format!(
+                        "the OS updater has no {method}() method"
+                    )));
+                }
+            }
+            builder = builder.os_updater(Arc::new(PythonOsUpdater {
+                object: Arc::new(updater),
+            }));
+        }
         for (key, value) in labels {
             builder = builder.label(key, value);
         }

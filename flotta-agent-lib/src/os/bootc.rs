@@ -21,7 +21,9 @@ use crate::command::{CommandRunner, HostCommands};
 ///   `bootc status --json` shows nothing staged;
 /// - rollback: with an image staged (the update never booted), `bootc switch` back
 ///   to the booted image, which replaces the staged one; otherwise
-///   `bootc rollback` (the previous deployment becomes the next boot); no reboot;
+///   `bootc rollback` (the previous deployment becomes the next boot), unless
+///   `status.rollbackQueued` says it already is (a second `bootc rollback` would
+///   swap the order back); no reboot;
 /// - reboot: `systemctl reboot`;
 /// - health: `systemctl is-system-running`.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ struct Host {
 
 #[derive(Debug, Default, Deserialize)]
 struct HostStatus {
+    #[serde(default, rename = "rollbackQueued")]
+    rollback_queued: bool,
     #[serde(default)]
     staged: Option<BootEntry>,
     #[serde(default)]
@@ -160,7 +164,22 @@ impl OsUpdater for BootcUpdater {
     }
 
     async fn rollback(&self) -> Result<(), OsError> {
-        let status = self.status("rollback").await?;
+        let output = run(
+            &self.commands,
+            "rollback",
+            &self.program,
+            &["status", "--json"],
+        )
+        .await?;
+        // `bootc rollback` swaps the boot order: a second call (an agent killed
+        // after the first) would undo the first.
+        if serde_json::from_slice::<Host>(&output.stdout).is_ok_and(|h| h.status.rollback_queued) {
+            return Ok(());
+        }
+        let status = parse_status(&output.stdout).map_err(|reason| OsError::Failed {
+            operation: "rollback",
+            reason,
+        })?;
         match (status.staged, status.booted.and_then(|b| b.image)) {
             (Some(_), Some(booted)) => {
                 run(

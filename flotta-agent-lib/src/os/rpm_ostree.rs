@@ -24,7 +24,9 @@ use crate::command::{CommandRunner, HostCommands};
 ///   which reboots into it;
 /// - rollback: `rpm-ostree cleanup -p` when a deployment is staged (the update
 ///   never booted), otherwise `rpm-ostree rollback` (the previous deployment
-///   becomes the default; no reboot);
+///   becomes the default; no reboot), unless the default deployment already is
+///   another than the booted one: `rpm-ostree rollback` swaps the two, so a second
+///   call (an agent killed after the first) would undo the first;
 /// - reboot: `systemctl reboot`;
 /// - health: `systemctl is-system-running`.
 #[derive(Debug, Clone)]
@@ -98,6 +100,15 @@ impl RpmOstreeUpdater {
     }
 
     async fn status(&self, operation: &'static str) -> Result<BootedOs, OsError> {
+        Ok(self.status_and_default(operation).await?.0)
+    }
+
+    /// The deployments, and whether the default (next boot) one is not the booted
+    /// one (a rollback is queued).
+    async fn status_and_default(
+        &self,
+        operation: &'static str,
+    ) -> Result<(BootedOs, bool), OsError> {
         let output = run(
             &self.commands,
             operation,
@@ -105,8 +116,19 @@ impl RpmOstreeUpdater {
             &["status", "--json"],
         )
         .await?;
-        parse_status(&output.stdout).map_err(|reason| OsError::Failed { operation, reason })
+        let booted =
+            parse_status(&output.stdout).map_err(|reason| OsError::Failed { operation, reason })?;
+        Ok((booted, rollback_queued(&output.stdout)))
     }
+}
+
+/// Whether the first deployment after the staged one (the bootloader's default)
+/// is not the booted one.
+fn rollback_queued(stdout: &[u8]) -> bool {
+    serde_json::from_slice::<Status>(stdout)
+        .ok()
+        .and_then(|s| s.deployments.into_iter().find(|d| !d.staged))
+        .is_some_and(|d| !d.booted)
 }
 
 /// The deployments in `rpm-ostree status --json`.
@@ -178,9 +200,11 @@ impl OsUpdater for RpmOstreeUpdater {
     }
 
     async fn rollback(&self) -> Result<(), OsError> {
-        let status = self.status("rollback").await?;
+        let (status, queued) = self.status_and_default("rollback").await?;
         let args: &[&str] = if status.staged.is_some() {
             &["cleanup", "-p"]
+        } else if queued {
+            return Ok(());
         } else {
             &["rollback"]
         };
@@ -340,6 +364,23 @@ mod tests {
         assert_eq!(
             commands.calls().last().cloned(),
             Some(call(&["rpm-ostree", "rollback"]))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rollback_already_queued_is_not_swapped_back() {
+        let (updater, commands) = updater(CONTAINER);
+        // After `rpm-ostree rollback` the previous deployment is listed first (the
+        // default) ahead of the booted one.
+        commands.reply_stdout(
+            &["status", "--json"],
+            r#"{"deployments": [{"checksum": "old", "booted": false}, {"checksum": "new", "booted": true}]}"#,
+        );
+        updater.rollback().await.expect("rollback");
+        assert_eq!(
+            commands.calls(),
+            vec![call(&["rpm-ostree", "status", "--json"])],
+            "no second `rpm-ostree rollback`"
         );
     }
 

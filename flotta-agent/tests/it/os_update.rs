@@ -693,3 +693,81 @@ async fn a_corrupt_update_record_is_reported_and_the_device_keeps_what_it_runs()
     assert!(log.contains("os-update.json"), "{log}");
     assert_eq!(rig.calls(&["rpm-ostree", "rollback"]), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_staging_the_agent_stages_again_and_carries_on() {
+    let rig = Rig::start("os-killed-staging", "").await;
+    rig.change_os(|os| os["hang"] = "deploy".into());
+    let agent = rig.agent();
+    rig.registered().await;
+    rig.target("c2", 30).await;
+    // `rpm-ostree deploy` runs (and waits): the record says staging. kill -9.
+    rig.wait_phase("staging").await;
+    eventually_within("the deploy call", PATIENCE, || async {
+        (rig.calls(&["rpm-ostree", "deploy"]) == 1).then_some(())
+    })
+    .await;
+    agent.kill();
+    // The transaction the killed agent started finishes on its own, as
+    // rpm-ostree's daemon finishes it.
+    rig.change_os(|os| os["hang"] = Value::Null);
+    eventually_within("the orphaned deploy to finish", PATIENCE, || async {
+        rig.os()["staged"]["checksum"].as_str().map(|_| ())
+    })
+    .await;
+
+    let agent = rig.agent();
+    rig.wait_exit(&agent, "the reboot into c2").await;
+    assert_eq!(rig.os()["booted"]["checksum"], "c2");
+    assert_eq!(rig.calls(&["rpm-ostree", "finalize-deployment", "c2"]), 1);
+    let _agent = rig.agent();
+    rig.wait_phase("committed").await;
+    rig.status_where("the server to show the commit", |s| {
+        upgrade_phase(s) == Some("Committed") && s["upgradeInformation"]["currentCommitID"] == "c2"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_rolling_back_the_rollback_is_not_undone() {
+    let rig = Rig::start("os-killed-rolling-back", "").await;
+    write_check(&rig, "20-app.sh", "echo 'app down' >&2; exit 1");
+    let agent = rig.agent();
+    rig.registered().await;
+    rig.target("c2", 2).await;
+    rig.wait_exit(&agent, "the reboot into c2").await;
+    assert_eq!(rig.os()["booted"]["checksum"], "c2");
+
+    // After the boot the check fails; `rpm-ostree rollback` runs (and waits) with
+    // the record saying rollingBack. kill -9, and the rollback completes.
+    rig.change_os(|os| os["hang"] = "rollback".into());
+    let agent = rig.agent();
+    rig.wait_phase("rollingBack").await;
+    eventually_within("the rollback call", PATIENCE, || async {
+        (rig.calls(&["rpm-ostree", "rollback"]) == 1).then_some(())
+    })
+    .await;
+    agent.kill();
+    rig.change_os(|os| os["hang"] = Value::Null);
+    eventually_within("the orphaned rollback to finish", PATIENCE, || async {
+        (rig.os()["rollbackQueued"] == true).then_some(())
+    })
+    .await;
+
+    // The restarted agent does the rollback step again: rpm-ostree's rollback
+    // swaps the boot order, so a second one would boot c2 again. It must not.
+    let agent = rig.agent();
+    rig.wait_exit(&agent, "the reboot after the rollback").await;
+    assert_eq!(
+        rig.os()["booted"]["checksum"],
+        "c1",
+        "rolled back to c1; calls {}",
+        rig.os()["calls"]
+    );
+    let _agent = rig.agent();
+    rig.wait_phase("rolledBack").await;
+    rig.status_where("the server to show the rollback", |s| {
+        upgrade_phase(s) == Some("RolledBack") && s["upgradeInformation"]["currentCommitID"] == "c1"
+    })
+    .await;
+}

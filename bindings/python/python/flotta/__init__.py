@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from . import errors, pki
 from ._flotta import Selector, __version__
-from .agent import Agent, MemoryRuntime, WorkloadRuntime, WorkloadState
+from .agent import Agent, MemoryRuntime, OsUpdater, WorkloadRuntime, WorkloadState
 from .client import (
     ApplyOutcome,
     AsyncClient,
@@ -92,6 +92,7 @@ __all__ = [
     "Invalid",
     "ManifestError",
     "MemoryRuntime",
+    "OsUpdater",
     "NotFound",
     "PkiError",
     "Repository",

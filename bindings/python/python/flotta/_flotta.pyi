@@ -106,6 +106,7 @@ class NativeAgent:
         labels: dict[str, str],
         heartbeat_period: float | None = None,
         config_wait: float | None = None,
+        os_updater: Any = None,
     ) -> NativeAgent: ...
     @property
     def device_id(self) -> str: ...

@@ -30,6 +30,32 @@ The workload runtime contract (any object with these three methods):
     (``Running``, ``Deploying``, ``Failed``, podman states such as ``Exited`` are
     understood).
 
+An *OS updater* (optional, ``os_updater=``) lets the agent update the device's
+operating system through a backend of your own (A/B partitions, an image swap, a
+simulation). The agent owns the sequence and persists it in ``state_dir`` across
+the reboot: stage, persist "rebooting", activate, and after the boot compare the
+booted deployment with the target, run the health window, then commit or roll back
+and reboot (docs/agent.md). The updater only carries out each step:
+
+``booted() -> dict``
+    ``{"booted": ..., "staged": ..., "rollback": ...}``, each ``None``, a commit id
+    (``str``) or a dict with ``id`` and an optional ``image``.
+``stage(target: dict) -> None``
+    Prepare ``target`` (the Edge API's ``os`` message: ``commit_id``, ``image``,
+    ...) for the next boot without touching the running system.
+``activate() -> None``
+    Make the staged deployment the next boot and reboot (return once the reboot is
+    requested; the agent is expected to be started again after it).
+``rollback() -> None``
+    Make the deployment booted before the update the next boot; no reboot.
+``reboot() -> None``
+    Reboot.
+``health() -> bool``
+    The backend's own judgement of the running system.
+
+Raising from a step fails it with the exception's text; the agent reports each
+state in its heartbeat and in :meth:`Agent.status` (``os_update``).
+
 The methods are called from the agent's worker threads, one call at a time per
 method kind but possibly concurrently with your own threads, holding the GIL only
 for the call. They must not block for long and must not call blocking
@@ -70,6 +96,29 @@ class WorkloadRuntime(Protocol):
 
     def list(self) -> Iterable[WorkloadState | Mapping[str, Any] | str]:
         """Every workload the runtime has."""
+
+
+@runtime_checkable
+class OsUpdater(Protocol):
+    """What :class:`Agent` needs from an OS backend (see the module docs)."""
+
+    def booted(self) -> Mapping[str, Any]:
+        """The running, staged and rollback deployments."""
+
+    def stage(self, target: dict[str, Any]) -> None:
+        """Prepares ``target`` for the next boot."""
+
+    def activate(self) -> None:
+        """Boots into the staged deployment."""
+
+    def rollback(self) -> None:
+        """Makes the previous deployment the next boot."""
+
+    def reboot(self) -> None:
+        """Reboots the device."""
+
+    def health(self) -> bool:
+        """Whether the running system is healthy."""
 
 
 class MemoryRuntime:
@@ -130,8 +179,10 @@ class Agent:
         labels: Mapping[str, str] | None = None,
         heartbeat_period: float | None = None,
         config_wait: float | None = None,
+        os_updater: OsUpdater | None = None,
     ) -> None:
         self.runtime = runtime
+        self.os_updater = os_updater
         self._native = _flotta.NativeAgent(
             server=server,
             ca_pem=_pem(ca),
@@ -144,6 +195,7 @@ class Agent:
             labels=dict(labels or {}),
             heartbeat_period=heartbeat_period,
             config_wait=config_wait,
+            os_updater=os_updater,
         )
 
     @property
@@ -168,7 +220,11 @@ class Agent:
     def status(self) -> dict[str, Any]:
         """A snapshot: ``phase`` (``enrolling``, ``registering``,
         ``awaiting-approval``, ``denied``, ``running``, ``renewing`` or ``None``),
-        ``config_version``, ``failed_version`` and ``last_heartbeat``."""
+        ``config_version``, ``failed_version``, ``last_heartbeat`` and ``os_update``
+        (``None``, or the OS update in progress or last finished: ``phase``, one of
+        ``Staging``, ``Staged``, ``Rebooting``, ``HealthCheck``, ``Committed``,
+        ``RollingBack``, ``RollbackRebooting``, ``RolledBack``, ``Failed``, its
+        ``target`` and ``message``)."""
         status: dict[str, Any] = self._native.status()
         return status
 
