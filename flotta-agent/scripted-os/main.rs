@@ -191,6 +191,49 @@ fn rpm_ostree_deployment(d: &Deployment, booted: bool, staged: bool) -> serde_js
     value
 }
 
+/// Reads remote `name`'s `url=` from `FLOTTA_SCRIPTED_OS_REMOTES/NAME.conf` and
+/// fetches `URL/config` (every OSTree repository has one) over plain HTTP, as a pull
+/// of `commit` from it would begin; a missing remote or an answer other than 200 fails
+/// the pull with what went wrong.
+fn pull_from_remote(name: &str, commit: &str) -> Result<(), Failure> {
+    use std::io::{Read, Write};
+    let dir = std::env::var_os("FLOTTA_SCRIPTED_OS_REMOTES")
+        .map(PathBuf::from)
+        .ok_or_else(|| Failure("FLOTTA_SCRIPTED_OS_REMOTES is not set".into()))?;
+    let file = dir.join(format!("{name}.conf"));
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        Failure(format!(
+            "error: Remote \"{name}\" not found ({}: {e})",
+            file.display()
+        ))
+    })?;
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("url="))
+        .ok_or_else(|| Failure(format!("error: remote \"{name}\" has no url")))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        Failure(format!(
+            "error: the scripted OS pulls over http:// only, not {url}"
+        ))
+    })?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = format!("/{}", path.trim_end_matches('/'));
+    let path = if path == "/" { String::new() } else { path };
+    let failed =
+        |e: std::io::Error| Failure(format!("error: While pulling {commit} from {url}: {e}"));
+    let mut stream = std::net::TcpStream::connect(host).map_err(failed)?;
+    write!(stream, "GET {path}/config HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(failed)?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(failed)?;
+    let status = answer.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return fail(format!(
+            "error: While pulling {commit} from {url}: Server returned {status}"
+        ));
+    }
+    Ok(())
+}
+
 fn rpm_ostree(path: &Path, state: &mut State, args: &[String]) -> Result<String, Failure> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
@@ -223,6 +266,20 @@ fn rpm_ostree(path: &Path, state: &mut State, args: &[String]) -> Result<String,
             if let Some(message) = &state.fail_stage {
                 return fail(format!("error: {message}"));
             }
+            state.staged = Some(Deployment {
+                checksum: (*commit).to_owned(),
+                image: None,
+                locked: true,
+            });
+            save(path, state)?;
+            Ok(String::new())
+        }
+        ["rebase", "--lock-finalization", remote, commit] if remote.ends_with(':') => {
+            if let Some(message) = &state.fail_stage {
+                return fail(format!("error: {message}"));
+            }
+            let name = remote.trim_end_matches(':');
+            pull_from_remote(name, commit)?;
             state.staged = Some(Deployment {
                 checksum: (*commit).to_owned(),
                 image: None,

@@ -117,6 +117,9 @@ pub struct AgentFile {
     pub os: OsKind,
     /// Health checks after an OS update.
     pub os_health: Option<OsHealthSection>,
+    /// Where the `rpm-ostree` backend writes the OSTree remote of a target's
+    /// `hostedObjectsURL` (absolute); `/etc/ostree/remotes.d` when absent.
+    pub ostree_remotes_dir: Option<PathBuf>,
     /// MiB that must be free on the state directory's file system before a new
     /// version is prefetched; unchecked when absent.
     pub prefetch_min_free_mib: Option<u64>,
@@ -228,6 +231,20 @@ impl AgentFile {
                 "podman",
                 "options of the podman runtime, but runtime is not \"podman\"",
             );
+        }
+        if let Some(dir) = &self.ostree_remotes_dir {
+            if self.os != OsKind::RpmOstree {
+                return invalid(
+                    "ostree_remotes_dir",
+                    "used by the rpm-ostree backend only, but os is not \"rpm-ostree\"",
+                );
+            }
+            if !dir.is_absolute() {
+                return invalid(
+                    "ostree_remotes_dir",
+                    &format!("{} is not an absolute path", dir.display()),
+                );
+            }
         }
         if let Some(health) = &self.os_health {
             if health.interval_seconds == Some(0) {

@@ -86,10 +86,13 @@ fn check_rootless(rootless: Option<bool>) -> Result<(), String> {
     }
 }
 
-fn os_updater(kind: OsKind) -> Arc<dyn OsUpdater> {
+fn os_updater(kind: OsKind, remotes_dir: Option<&std::path::Path>) -> Arc<dyn OsUpdater> {
     match kind {
         OsKind::None => Arc::new(NoOsUpdater),
-        OsKind::RpmOstree => Arc::new(RpmOstreeUpdater::new()),
+        OsKind::RpmOstree => Arc::new(match remotes_dir {
+            Some(dir) => RpmOstreeUpdater::new().with_remotes_dir(dir),
+            None => RpmOstreeUpdater::new(),
+        }),
         OsKind::Bootc => Arc::new(BootcUpdater::new()),
     }
 }
@@ -128,7 +131,7 @@ async fn build(
         .namespace(file.namespace.clone())
         .state_dir(file.state_dir.clone())
         .runtime(runtime)
-        .os_updater(os_updater(file.os))
+        .os_updater(os_updater(file.os, file.ostree_remotes_dir.as_deref()))
         .health_checks(health_checks(file.os_health.clone().unwrap_or_default()))
         .timing(timing);
     if let Some(mib) = file.prefetch_min_free_mib {

@@ -411,6 +411,33 @@ fn check_os(problems: &mut Problems, path: &str, os: &OsInformation) {
             "must not be set together with commitID: a device runs either an OSTree commit or an OS image",
         );
     }
+    if let Some(url) = &os.hosted_objects_url {
+        if let Err(message) = hosted_objects_url(url) {
+            problems.push(format!("{path}.hostedObjectsURL"), message);
+        } else if os.image.is_some() {
+            problems.push(
+                format!("{path}.hostedObjectsURL"),
+                "serves OSTree commits: it cannot be used with image",
+            );
+        }
+    }
+}
+
+/// An OSTree repository URL devices pull commits from: `http://` or `https://`
+/// with a host, no whitespace or control characters (it is written into the
+/// device's OSTree remote configuration).
+pub fn hosted_objects_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} names no host"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} contains whitespace or control characters"));
+    }
+    Ok(())
 }
 
 fn is_base64(s: &str) -> bool {
@@ -875,6 +902,22 @@ mod tests {
         .expect("parses");
         let paths: Vec<String> = set.validate().into_iter().map(|e| e.path).collect();
         assert_eq!(paths, ["spec.rolloutPolicy.maxUnavailable"]);
+    }
+
+    #[test]
+    fn hosted_objects_urls_are_http_urls_without_line_breaks() {
+        assert!(hosted_objects_url("https://os.example.com/repo").is_ok());
+        assert!(hosted_objects_url("http://10.0.0.1:8080").is_ok());
+        for bad in [
+            "ftp://os.example.com/repo",
+            "https://",
+            "https:///repo",
+            "https://os.example.com/repo\n[remote \"evil\"]",
+            "os.example.com",
+        ] {
+            let bad = bad.replace("\\n", "\n");
+            assert!(hosted_objects_url(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -474,12 +474,18 @@ impl Agent {
                         )
                     })
                 }
-                // Objects hosted for the OS image (Flotta's `hostedObjectsURL`) are
-                // not fetched by this agent: the version is refused, not applied
-                // without them.
-                Action::UpgradeOs { os } => os.hosted_objects_url.as_ref().map(|url| {
-                    format!("UpgradeOs: hostedObjectsURL {url:?} is not supported by this agent")
-                }),
+                // A commit hosted at Flotta's `hostedObjectsURL` is pulled from
+                // there by backends that can; others refuse the version rather than
+                // stage something else.
+                Action::UpgradeOs { os } => os
+                    .hosted_objects_url
+                    .as_ref()
+                    .filter(|_| !self.os_updater.pulls_hosted_objects())
+                    .map(|url| {
+                        format!(
+                            "UpgradeOs: hostedObjectsURL {url:?} is not supported by this agent's OS backend"
+                        )
+                    }),
                 Action::RemoveWorkload { .. }
                 | Action::RemoveSecret { .. }
                 | Action::RemoveFile { .. }

@@ -69,7 +69,7 @@ mod update;
 
 pub use bootc::BootcUpdater;
 pub use health::{CheckFailure, HealthChecks};
-pub use rpm_ostree::RpmOstreeUpdater;
+pub use rpm_ostree::{DEFAULT_REMOTES_DIR, HOSTED_REMOTE, RpmOstreeUpdater};
 pub use update::{
     DEFAULT_WINDOW, MAX_BOOTS, OsUpdatePhase, OsUpdateRecord, ResumeStep, resume_step, target_name,
 };
@@ -197,6 +197,12 @@ pub trait OsUpdater: Send + Sync {
     async fn reboot(&self) -> Result<(), OsError>;
     /// Whether the running system is healthy, as the backend sees it.
     async fn health(&self) -> Result<OsHealth, OsError>;
+    /// Whether [`stage`](Self::stage) pulls an OSTree commit from the target's
+    /// `hosted_objects_url` (Flotta's `hostedObjectsURL`). A target naming one is
+    /// refused by agents whose backend does not.
+    fn pulls_hosted_objects(&self) -> bool {
+        false
+    }
 }
 
 /// An updater for devices whose OS the agent does not manage: it reports no commit,

@@ -19,7 +19,13 @@ use crate::command::{CommandRunner, HostCommands};
 /// - stage: `rpm-ostree deploy --lock-finalization COMMIT` for a target commit, or
 ///   `rpm-ostree rebase --lock-finalization ostree-unverified-registry:IMAGE` for a
 ///   target image; a locked staged deployment is not finalized by an unrelated
-///   reboot;
+///   reboot. A commit with a `hosted_objects_url` (Flotta's `hostedObjectsURL`, an
+///   OSTree repository over HTTP) is pulled from there: the agent writes the
+///   remote [`HOSTED_REMOTE`] (`REMOTES_DIR/flotta.conf`, `url=` that URL) and runs
+///   `rpm-ostree rebase --lock-finalization flotta: COMMIT`, which keeps the
+///   deployment's branch, moves it to that remote and pins the commit. The remote
+///   does not check GPG signatures, as Flotta's agent configures it: the commit is
+///   named by its checksum, which OSTree verifies for every object it pulls;
 /// - activate: `rpm-ostree finalize-deployment CHECKSUM` of the staged deployment,
 ///   which reboots into it;
 /// - rollback: `rpm-ostree cleanup -p` when a deployment is staged (the update
@@ -33,7 +39,14 @@ use crate::command::{CommandRunner, HostCommands};
 pub struct RpmOstreeUpdater {
     program: PathBuf,
     commands: Arc<dyn CommandRunner>,
+    remotes_dir: PathBuf,
 }
+
+/// Name of the OSTree remote the agent writes for a target's `hosted_objects_url`.
+pub const HOSTED_REMOTE: &str = "flotta";
+
+/// Where OSTree reads remote definitions on a host.
+pub const DEFAULT_REMOTES_DIR: &str = "/etc/ostree/remotes.d";
 
 impl Default for RpmOstreeUpdater {
     fn default() -> Self {
@@ -96,7 +109,38 @@ impl RpmOstreeUpdater {
         Self {
             program: PathBuf::from("rpm-ostree"),
             commands,
+            remotes_dir: PathBuf::from(DEFAULT_REMOTES_DIR),
         }
+    }
+
+    /// Writes the [`HOSTED_REMOTE`] remote into `dir` instead of
+    /// [`DEFAULT_REMOTES_DIR`].
+    pub fn with_remotes_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.remotes_dir = dir.into();
+        self
+    }
+
+    /// Writes the remote serving hosted objects at `url` (atomically: a kill
+    /// leaves the old definition or the new one).
+    async fn write_hosted_remote(&self, url: &str) -> Result<(), OsError> {
+        let failed = |reason: String| OsError::Failed {
+            operation: "stage",
+            reason,
+        };
+        flotta_core::validation::hosted_objects_url(url)
+            .map_err(|e| failed(format!("hostedObjectsURL: {e}")))?;
+        let text = format!("[remote \"{HOSTED_REMOTE}\"]\nurl={url}\ngpg-verify=false\n");
+        let file = self.remotes_dir.join(format!("{HOSTED_REMOTE}.conf"));
+        let temp = self.remotes_dir.join(format!(".{HOSTED_REMOTE}.conf.tmp"));
+        tokio::fs::create_dir_all(&self.remotes_dir)
+            .await
+            .map_err(|e| failed(format!("cannot create {}: {e}", self.remotes_dir.display())))?;
+        tokio::fs::write(&temp, text)
+            .await
+            .map_err(|e| failed(format!("cannot write {}: {e}", temp.display())))?;
+        tokio::fs::rename(&temp, &file)
+            .await
+            .map_err(|e| failed(format!("cannot write {}: {e}", file.display())))
     }
 
     async fn status(&self, operation: &'static str) -> Result<BootedOs, OsError> {
@@ -162,8 +206,26 @@ impl OsUpdater for RpmOstreeUpdater {
 
     async fn stage(&self, target: &OsInformation) -> Result<(), OsError> {
         let image;
+        let remote = format!("{HOSTED_REMOTE}:");
         let args: Vec<&str> = match (&target.commit_id, &target.image) {
+            (Some(commit), _) if target.hosted_objects_url.is_some() => {
+                let url = target.hosted_objects_url.as_deref().unwrap_or_default();
+                self.write_hosted_remote(url).await?;
+                vec![
+                    "rebase",
+                    "--lock-finalization",
+                    remote.as_str(),
+                    commit.as_str(),
+                ]
+            }
             (Some(commit), _) => vec!["deploy", "--lock-finalization", commit.as_str()],
+            (None, Some(_)) if target.hosted_objects_url.is_some() => {
+                return Err(OsError::Failed {
+                    operation: "stage",
+                    reason: "hostedObjectsURL serves OSTree commits; the target names an image"
+                        .into(),
+                });
+            }
             (None, Some(reference)) => {
                 image = format!("ostree-unverified-registry:{reference}");
                 vec!["rebase", "--lock-finalization", image.as_str()]
@@ -219,6 +281,10 @@ impl OsUpdater for RpmOstreeUpdater {
 
     async fn health(&self) -> Result<OsHealth, OsError> {
         systemd_health(&self.commands).await
+    }
+
+    fn pulls_hosted_objects(&self) -> bool {
+        true
     }
 }
 
@@ -365,6 +431,39 @@ mod tests {
             commands.calls().last().cloned(),
             Some(call(&["rpm-ostree", "rollback"]))
         );
+    }
+
+    #[tokio::test]
+    async fn a_commit_with_hosted_objects_is_pulled_from_the_flotta_remote() {
+        let (updater, commands) = updater(CONTAINER);
+        let dir = tempfile::tempdir().expect("dir");
+        let updater = updater.with_remotes_dir(dir.path().join("remotes.d"));
+        let target = OsInformation {
+            commit_id: Some("c2".into()),
+            hosted_objects_url: Some("https://os.example.com/repo".into()),
+            ..Default::default()
+        };
+        updater.stage(&target).await.expect("stage");
+        assert_eq!(
+            commands.calls().last().cloned(),
+            Some(call(&[
+                "rpm-ostree",
+                "rebase",
+                "--lock-finalization",
+                "flotta:",
+                "c2"
+            ]))
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("remotes.d/flotta.conf")).expect("remote"),
+            "[remote \"flotta\"]\nurl=https://os.example.com/repo\ngpg-verify=false\n"
+        );
+        let bad = OsInformation {
+            hosted_objects_url: Some("https://x/\n[remote \"y\"]".into()),
+            ..target
+        };
+        let error = updater.stage(&bad).await.expect_err("refused").to_string();
+        assert!(error.contains("control characters"), "{error}");
     }
 
     #[tokio::test]

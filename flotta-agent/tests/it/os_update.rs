@@ -111,6 +111,7 @@ device_id = "{device}"
 runtime = "memory"
 os = "rpm-ostree"
 heartbeat_period_seconds = 1
+ostree_remotes_dir = "{remotes}"
 
 [os_health]
 greenboot_dirs = ["{greenboot}"]
@@ -123,6 +124,7 @@ interval_seconds = 1
             key = pki.join(pki_files::REGISTER_KEY).display(),
             state = rig.path("state").display(),
             greenboot = rig.path("greenboot").display(),
+            remotes = rig.path("remotes.d").display(),
         );
         std::fs::write(rig.path("agent.toml"), toml).expect("write agent.toml");
         rig
@@ -149,6 +151,7 @@ interval_seconds = 1
             .arg(self.path("agent.toml"))
             .env("PATH", path)
             .env("FLOTTA_SCRIPTED_OS_STATE", self.path("os.json"))
+            .env("FLOTTA_SCRIPTED_OS_REMOTES", self.path("remotes.d"))
             .env("RUST_LOG", "flotta_agent_lib=info,warn")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -768,6 +771,124 @@ async fn killed_while_rolling_back_the_rollback_is_not_undone() {
     rig.wait_phase("rolledBack").await;
     rig.status_where("the server to show the rollback", |s| {
         upgrade_phase(s) == Some("RolledBack") && s["upgradeInformation"]["currentCommitID"] == "c1"
+    })
+    .await;
+}
+
+/// An OSTree repository's HTTP server as far as a pull's first request goes: it
+/// answers `GET /repo/config` with 200 while `up`, 503 otherwise, and counts them.
+struct HostedObjects {
+    url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HostedObjects {
+    async fn start() -> HostedObjects {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/repo", listener.local_addr().expect("addr"));
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (up_in, requests_in) = (up.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = vec![0u8; 4096];
+                let read = stream.read(&mut buffer).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
+                requests_in.fetch_add(1, Ordering::SeqCst);
+                let answer = if !request.starts_with("GET /repo/config ") {
+                    "HTTP/1.0 404 Not Found\r\n\r\n"
+                } else if up_in.load(Ordering::SeqCst) {
+                    "HTTP/1.0 200 OK\r\n\r\n[core]\nrepo_version=1\nmode=archive-z2\n"
+                } else {
+                    "HTTP/1.0 503 Service Unavailable\r\n\r\n"
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        HostedObjects {
+            url,
+            up,
+            requests,
+            task,
+        }
+    }
+}
+
+impl Drop for HostedObjects {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_pulled_from_its_hosted_objects_url_once_the_server_serves_it() {
+    use std::sync::atomic::Ordering;
+    let rig = Rig::start("os-hosted", "").await;
+    let hosted = HostedObjects::start().await;
+    let agent = rig.agent();
+    rig.registered().await;
+    rig.server
+        .management_client()
+        .patch::<EdgeDevice>(
+            "default",
+            &rig.device,
+            &json!({"spec": {"osInformation": {
+                "commitID": "c2",
+                "hostedObjectsURL": hosted.url,
+                "automaticallyUpgrade": true,
+                "rollbackAfterSeconds": 30,
+            }}}),
+        )
+        .await
+        .expect("device patched");
+    // The repository answers 503: staging (part of the prefetch) fails, nothing of
+    // the version is applied, the failure is reported and retried.
+    let status = rig
+        .status_where("the failed pull reported", |s| {
+            degraded_reason(s).is_some_and(|r| r.starts_with("PrefetchFailed") && r.contains("503"))
+        })
+        .await;
+    assert_eq!(status["upgradeInformation"]["currentCommitID"], "c1");
+    assert!(rig.os()["staged"].is_null(), "nothing staged");
+    let remote = std::fs::read_to_string(rig.path("remotes.d/flotta.conf")).expect("remote");
+    assert_eq!(
+        remote,
+        format!(
+            "[remote \"flotta\"]\nurl={}\ngpg-verify=false\n",
+            hosted.url
+        )
+    );
+    eventually_within("a retry", PATIENCE, || async {
+        (hosted.requests.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+
+    // The repository recovers: the next retry pulls and stages c2, and the update
+    // goes through the reboot.
+    hosted.up.store(true, Ordering::SeqCst);
+    rig.wait_exit(&agent, "the reboot into c2").await;
+    assert_eq!(rig.os()["booted"]["checksum"], "c2");
+    assert!(
+        rig.calls(&[
+            "rpm-ostree",
+            "rebase",
+            "--lock-finalization",
+            "flotta:",
+            "c2"
+        ]) >= 2,
+        "pulled from the hosted remote"
+    );
+    assert_eq!(rig.calls(&["rpm-ostree", "deploy"]), 0);
+    let _agent = rig.agent();
+    rig.wait_phase("committed").await;
+    rig.status_where("the server to show c2", |s| {
+        upgrade_phase(s) == Some("Committed") && s["upgradeInformation"]["currentCommitID"] == "c2"
     })
     .await;
 }
