@@ -1,4 +1,6 @@
-//! `flotta-scripted-os`: a test stand-in for `rpm-ostree`, `bootc` and `systemctl`,
+//! `flotta-scripted-os`: a test stand-in for `rpm-ostree`, `bootc`, `systemctl` and
+//! the few `podman` commands the podman runtime uses (images, pulls against a
+//! registry that can be down, `kube play`/`down`, `pod ps`),
 //! installed in a test's `PATH` under those names (symbolic links). It keeps the
 //! deployments in a JSON state file (`FLOTTA_SCRIPTED_OS_STATE`), answers
 //! `status --json` in the real tools' format, stages, finalizes, rolls back, and
@@ -66,6 +68,25 @@ struct State {
     /// Every call, program name first.
     #[serde(default)]
     calls: Vec<Vec<String>>,
+    /// `podman`: pulls fail as against an unreachable registry.
+    #[serde(default)]
+    registry_down: bool,
+    /// `podman`: images present in local storage.
+    #[serde(default)]
+    images: Vec<String>,
+    /// `podman`: pods by name.
+    #[serde(default)]
+    pods: std::collections::BTreeMap<String, Pod>,
+}
+
+/// A pod `podman kube play` started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Pod {
+    /// The images of its containers, in order.
+    images: Vec<String>,
+    /// Its labels (the workload label among them).
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 fn reboot_now() -> String {
@@ -411,6 +432,111 @@ fn bootc(path: &Path, state: &mut State, args: &[String]) -> Result<String, Fail
     }
 }
 
+/// The pod of a kube YAML file as `podman kube play` reads it: its name, labels and
+/// container images (the document of `kind: Pod`).
+fn pod_of(file: &str) -> Result<(String, Pod), Failure> {
+    let text = std::fs::read_to_string(file).map_err(|e| Failure(format!("Error: {file}: {e}")))?;
+    let document = text
+        .split("\n---")
+        .find(|d| d.lines().any(|l| l.trim() == "kind: Pod"))
+        .ok_or_else(|| Failure(format!("Error: {file}: no Pod document")))?;
+    let mut name = None;
+    let mut labels = std::collections::BTreeMap::new();
+    let mut images = Vec::new();
+    let mut section = "";
+    for line in document.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim().trim_start_matches("- ");
+        if indent == 0 {
+            section = trimmed.trim_end_matches(':');
+        }
+        let value = |key: &str| {
+            trimmed
+                .strip_prefix(key)
+                .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_owned())
+        };
+        if section == "metadata" && indent == 2 {
+            if let Some(v) = value("name:") {
+                name = Some(v);
+            }
+        } else if section == "metadata" && indent == 4 {
+            if let Some((key, v)) = trimmed.split_once(": ") {
+                labels.insert(
+                    key.trim_matches(|c| c == '\'' || c == '"').to_owned(),
+                    v.trim_matches(|c| c == '\'' || c == '"').to_owned(),
+                );
+            }
+        } else if section == "spec"
+            && let Some(v) = value("image:")
+        {
+            images.push(v);
+        }
+    }
+    let name = name.ok_or_else(|| Failure(format!("Error: {file}: the pod has no name")))?;
+    Ok((name, Pod { images, labels }))
+}
+
+fn pull(state: &mut State, image: &str) -> Result<(), Failure> {
+    if state.registry_down {
+        return fail(format!(
+            "Error: initializing source docker://{image}: pinging container registry: connect: connection refused"
+        ));
+    }
+    if !state.images.iter().any(|i| i == image) {
+        state.images.push(image.to_owned());
+    }
+    Ok(())
+}
+
+/// `podman`: `image exists`, `pull`, `kube play`, `kube down`, `pod ps --format
+/// json`, `pod rm --force`; `container inspect` fails (no log files to name).
+fn podman(path: &Path, state: &mut State, args: &[String]) -> Result<String, Failure> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match words.as_slice() {
+        ["image", "exists", image] => {
+            return if state.images.iter().any(|i| i == image) {
+                Ok(String::new())
+            } else {
+                fail("")
+            };
+        }
+        ["pull", .., image] => pull(state, image).map(|()| String::new()),
+        ["kube", "play", .., file] => {
+            let (name, pod) = pod_of(file)?;
+            for image in &pod.images {
+                if !state.images.iter().any(|i| i == image) {
+                    pull(state, image)?;
+                }
+            }
+            state.pods.insert(name.clone(), pod);
+            Ok(format!("Pod:\n{name}\n"))
+        }
+        ["kube", "down", file] => {
+            let (name, _) = pod_of(file)?;
+            state.pods.remove(&name);
+            Ok(String::new())
+        }
+        ["pod", "ps", "--format", "json"] => {
+            let pods: Vec<serde_json::Value> = state
+                .pods
+                .iter()
+                .map(|(name, pod)| {
+                    serde_json::json!({"Name": name, "Status": "Running", "Labels": pod.labels})
+                })
+                .collect();
+            return Ok(serde_json::Value::Array(pods).to_string());
+        }
+        ["pod", "rm", "--force", name] => {
+            state.pods.remove(*name);
+            Ok(String::new())
+        }
+        ["container", "inspect", ..] => fail("Error: no log files in the scripted podman"),
+        _ => fail(format!("Error: unknown podman command: {}", args.join(" "))),
+    };
+    save(path, state)?;
+    result
+}
+
 /// `systemctl`: `reboot`, `is-system-running`, `is-active UNIT...`.
 fn systemctl(path: &Path, state: &mut State, args: &[String]) -> Result<String, Failure> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -488,6 +614,7 @@ fn main() -> ExitCode {
             "rpm-ostree" => rpm_ostree(&path, &mut state, &args),
             "bootc" => bootc(&path, &mut state, &args),
             "systemctl" => systemctl(&path, &mut state, &args),
+            "podman" => podman(&path, &mut state, &args),
             _ => match args.as_slice() {
                 [command] if command == "boot" => {
                     boot(&mut state);

@@ -4,7 +4,7 @@ import { API_PREFIX, ApiFailure, request, setToken, token } from "./api.js";
 import { enrolmentState, fill, h } from "./dom.js";
 import * as oidc from "./oidc.js";
 import { FleetStore } from "./store.js";
-import { deviceDetail, devices, enrolments, overview, workloads } from "./views.js";
+import { deviceDetail, deviceSets, devices, enrolments, overview, workloads } from "./views.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -29,6 +29,8 @@ function route() {
       return { page: "enrolments", make: () => enrolments(store) };
     case "workloads":
       return { page: "workloads", make: () => workloads(store) };
+    case "sets":
+      return { page: "sets", make: () => deviceSets(store) };
     default:
       return { page: "overview", make: () => overview(store) };
   }

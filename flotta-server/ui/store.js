@@ -1,9 +1,9 @@
-// What the console knows about the fleet: every device, workload, signed request
+// What the console knows about the fleet: every device, workload, device set, signed request
 // and event, kept current by watch streams, plus the changes seen per device.
 
 import { follow, listPath, request } from "./api.js";
 
-const KINDS = ["EdgeDevice", "EdgeWorkload", "EdgeDeviceSignedRequest", "Event"];
+const KINDS = ["EdgeDevice", "EdgeWorkload", "EdgeDeviceSet", "EdgeDeviceSignedRequest", "Event"];
 const CHANGES_KEPT = 20;
 // Heartbeats move status.lastSeen without a change event; list devices again this
 // often so "last seen" stays true.

@@ -464,36 +464,45 @@ function parseLabels(text) {
   return labels;
 }
 
-function batchList(workload) {
+function batchList(object, kind = "EdgeWorkload", state = rolloutState) {
   // status.rollout is what the server enforces: released batches, who was given the
   // current revision and who runs it.
-  const rollout = workload.status?.rollout;
+  const rollout = object.status?.rollout;
   const batches = rollout?.batches || [];
-  if (!batches.length) return h("span", { class: "muted" }, workload.status ? "no targets" : "no status yet");
+  if (!batches.length) return h("span", { class: "muted" }, object.status ? "no targets" : "no status yet");
   const current = rollout.currentBatch;
   const items = batches.map((b, index) => {
     const released = b.released ? "" : " (not released)";
     const label = `Batch ${index + 1}: ${b.succeeded} of ${b.targeted} running${b.failed ? `, ${b.failed} failed` : ""} (needs ${b.required})${released}`;
     return h(
       "li",
-      { class: index === current && rolloutState(workload) === "progressing" ? "current" : "" },
+      { class: index === current && state(object) === "progressing" ? "current" : "" },
       h("span", { class: "batch-label" }, label),
       h("progress", { max: String(Math.max(b.targeted, 1)), value: String(b.succeeded), "aria-label": label }),
     );
   });
   const why = rollout.paused ? h("p", { class: "paused" }, `Paused: ${rollout.reason}${rollout.message ? ` — ${rollout.message}` : ""}`) : null;
-  return h("div", {}, h("ol", { class: "batches" }, items), why, rolloutControl(workload));
+  return h("div", {}, h("ol", { class: "batches" }, items), why, rolloutControl(object, kind));
+}
+
+/** A device set's rollout state, from its `status.rollout` alone (sets have no
+ * Progressing condition). */
+function setRolloutState(set) {
+  const rollout = set.status?.rollout;
+  if (!rollout) return "no status yet";
+  if (rollout.complete) return "complete";
+  return rollout.paused ? "paused" : "progressing";
 }
 
 const PAUSED_ANNOTATION = "rollout.flotta.io/paused";
 
 /** Pause or resume a rollout in progress: the annotation the server's rollout step
  * reads (the same `flotta rollout pause|resume` writes). */
-function rolloutControl(workload) {
-  const rollout = workload.status?.rollout;
+function rolloutControl(object, kind) {
+  const rollout = object.status?.rollout;
   if (!rollout || rollout.complete) return null;
-  const paused = workload.metadata.annotations?.[PAUSED_ANNOTATION] === "true";
-  const name = workload.metadata.name;
+  const paused = object.metadata.annotations?.[PAUSED_ANNOTATION] === "true";
+  const name = object.metadata.name;
   return h(
     "button",
     {
@@ -502,7 +511,7 @@ function rolloutControl(workload) {
       onclick: async (event) => {
         event.target.disabled = true;
         try {
-          await patch("EdgeWorkload", workload.metadata.namespace, name, {
+          await patch(kind, object.metadata.namespace, name, {
             metadata: { annotations: { [PAUSED_ANNOTATION]: paused ? null : "true" } },
           });
         } catch (error) {
@@ -608,3 +617,44 @@ export function workloads(store) {
   return { title: "Workloads", element, update };
 }
 
+
+// ---------------------------------------------------------------- device sets
+
+export function deviceSets(store) {
+  const list = h("div", { id: "set-list" });
+
+  function update() {
+    const items = store.list("EdgeDeviceSet");
+    fill(
+      list,
+      table(
+        "Device sets and their rollout",
+        ["Set", "Namespace", "Members", "Updated", "Rollout", "Revision", "Batches"],
+        items.map((s) => {
+          const revision = s.status?.rollout?.currentRevision;
+          return h(
+            "tr",
+            { "data-set": s.metadata.name },
+            h("td", {}, s.metadata.name),
+            h("td", {}, s.metadata.namespace),
+            h("td", {}, String(s.status?.deviceCount ?? "—")),
+            h("td", {}, String(s.status?.updatedDevices ?? "—")),
+            h("td", {}, badge(setRolloutState(s))),
+            h("td", { title: revision || "" }, revision ? revision.slice(0, 12) : "—"),
+            h("td", {}, batchList(s, "EdgeDeviceSet", setRolloutState)),
+          );
+        }),
+        loading(store, "EdgeDeviceSet") ? "Loading device sets…" : "No device sets yet.",
+      ),
+    );
+  }
+
+  const element = h(
+    "div",
+    {},
+    h("h1", {}, "Device sets"),
+    h("p", { class: "hint" }, "A set's sections and template reach its members in the batches of its rolloutPolicy; a member runs a revision once it reports the configuration holding it."),
+    h("section", { "aria-label": "Device set list" }, list),
+  );
+  return { title: "Device sets", element, update };
+}

@@ -3,3 +3,4 @@
 mod inputs;
 mod killed_mid_apply;
 mod os_update;
+mod prefetch;

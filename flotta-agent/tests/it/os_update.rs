@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_flotta-agent");
 const SCRIPTED_OS: &str = env!("CARGO_BIN_EXE_flotta-scripted-os");
-const PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The agent process, killed when dropped.
-struct AgentProcess(Mutex<Child>);
+pub(crate) struct AgentProcess(Mutex<Child>);
 
 impl AgentProcess {
     fn child(&self) -> std::sync::MutexGuard<'_, Child> {
@@ -33,7 +33,7 @@ impl AgentProcess {
     }
 
     /// SIGKILL, as a power cut or the OOM killer would.
-    fn kill(&self) {
+    pub(crate) fn kill(&self) {
         let mut child = self.child();
         child.kill().expect("SIGKILL the agent");
         child.wait().expect("reap the agent");
@@ -58,10 +58,10 @@ impl Drop for AgentProcess {
 }
 
 /// A server, a device's agent configuration, and the scripted OS.
-struct Rig {
-    server: TestServer,
+pub(crate) struct Rig {
+    pub(crate) server: TestServer,
     dir: tempfile::TempDir,
-    device: String,
+    pub(crate) device: String,
 }
 
 impl Drop for Rig {
@@ -80,7 +80,7 @@ impl Drop for Rig {
 impl Rig {
     /// `health` is the body of the `[os_health]` table (the greenboot root is the
     /// rig's `greenboot/` directory).
-    async fn start(device: &str, health: &str) -> Rig {
+    pub(crate) async fn start(device: &str, health: &str) -> Rig {
         let server = TestServer::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let rig = Rig {
@@ -130,12 +130,12 @@ interval_seconds = 1
         rig
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Starts the agent, as systemd does at boot.
-    fn agent(&self) -> AgentProcess {
+    pub(crate) fn agent(&self) -> AgentProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -160,12 +160,12 @@ interval_seconds = 1
         AgentProcess(Mutex::new(child))
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.path("agent.log")).unwrap_or_default()
     }
 
     /// The scripted OS's state.
-    fn os(&self) -> Value {
+    pub(crate) fn os(&self) -> Value {
         let bytes = std::fs::read(self.path("os.json")).expect("scripted OS state");
         serde_json::from_slice(&bytes).expect("scripted OS state is JSON")
     }
@@ -188,7 +188,7 @@ interval_seconds = 1
         std::fs::rename(&temp, self.path("os.json")).expect("rename");
     }
 
-    fn change_os(&self, change: impl FnOnce(&mut Value)) {
+    pub(crate) fn change_os(&self, change: impl FnOnce(&mut Value)) {
         let _lock = self.lock_os();
         let mut state = self.os();
         change(&mut state);
@@ -206,7 +206,7 @@ interval_seconds = 1
     }
 
     /// Calls of the scripted OS whose words start with `words`.
-    fn calls(&self, words: &[&str]) -> usize {
+    pub(crate) fn calls(&self, words: &[&str]) -> usize {
         self.os()["calls"]
             .as_array()
             .expect("calls")
@@ -251,11 +251,11 @@ interval_seconds = 1
         agent.kill();
     }
 
-    async fn wait_exit(&self, agent: &AgentProcess, why: &str) {
+    pub(crate) async fn wait_exit(&self, agent: &AgentProcess, why: &str) {
         eventually_within(why, PATIENCE, || async { agent.exited().then_some(()) }).await;
     }
 
-    async fn registered(&self) {
+    pub(crate) async fn registered(&self) {
         let client = self.server.management_client();
         eventually_within("the agent to register", PATIENCE, || async {
             match client.get::<EdgeDevice>("default", &self.device).await {
@@ -286,7 +286,7 @@ interval_seconds = 1
 
     /// Waits until the server's device status satisfies `check`, and returns it:
     /// follows a watch of the device (its current state first, then each change).
-    async fn status_where(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn status_where(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         use flotta_client::{ListParams, WatchEvent};
         use futures::StreamExt;
         let client = self.server.management_client();
@@ -329,7 +329,7 @@ fn upgrade_phase(status: &Value) -> Option<&str> {
     status["upgradeInformation"]["phase"].as_str()
 }
 
-fn degraded_reason(status: &Value) -> Option<String> {
+pub(crate) fn degraded_reason(status: &Value) -> Option<String> {
     status["conditions"]
         .as_array()?
         .iter()

@@ -1,7 +1,13 @@
-//! Workload revisions and the enforced rollout between them.
+//! Workload and device-set revisions and the enforced rollout between them.
+//!
+//! A device set's changes follow the same rules through [`RolloutSubject`]: its
+//! revision is a [`SetRevision`] (the part of its spec members run), its targets are
+//! its members (see [`super::set_rollout_targets`]), and [`for_device`] gives each
+//! member the set as its assigned revision has it. Below, "workload" stands for
+//! either.
 //!
 //! Every change of a workload that alters what devices run (its rendered wire form,
-//! hashed into a [`ConfigVersion`](super::ConfigVersion)) is an immutable
+//! hashed into a [`ConfigVersion`]) is an immutable
 //! [`WorkloadRevision`]. The server keeps, in the workload's `status.rollout`, a
 //! [`RolloutRecord`]: the current revision, the previous (stable) one, the devices
 //! given the current revision so far, the batches released and a bounded history

@@ -394,6 +394,57 @@ test("creates a workload and sees its rollout progress update live", async () =>
   await shot("overview-live");
 });
 
+test("shows a device set's rollout batch by batch, as the devices run it, and pauses it", async () => {
+  // Which configuration each agent applied, read from its own state directory.
+  const applied = (device) => readFileSync(join(work, "agents", device, "state", "current.json"), "utf8");
+  const hardware = /"include"\s*:\s*true/;
+  const setPath = `${GROUP}/namespaces/default/edgedevicesets/edge`;
+  const spec = (include) => ({
+    selector: { matchLabels: { app: "web" } },
+    rolloutPolicy: { batches: [{ limit: 1 }], manualApproval: true },
+    heartbeat: { periodSeconds: 5, hardwareProfile: { include } },
+  });
+  await api("POST", `${GROUP}/namespaces/default/edgedevicesets`, {
+    apiVersion: "management.project-flotta.io/v1alpha1",
+    kind: "EdgeDeviceSet",
+    metadata: { name: "edge", namespace: "default" },
+    spec: spec(false),
+  });
+  await page.getByRole("link", { name: "Device sets" }).click();
+  await page.getByRole("heading", { name: "Device sets", level: 1 }).waitFor();
+  const row = page.locator("tr[data-set='edge']");
+  await until("the set's first revision on both members", async () => {
+    const text = await row.textContent({ timeout: 1000 });
+    return /Batch 1: 1 of 1 running/.test(text) && /Batch 2: 1 of 1 running/.test(text) && /complete/.test(text);
+  }, 60_000);
+
+  // A change: batch 1 (dev-a) runs it, batch 2 (dev-b) waits for approval; the
+  // page says so and the devices' own applied configurations agree.
+  await api("PATCH", setPath, { spec: spec(true) }, "application/merge-patch+json");
+  await until("batch 2 held for approval", async () => {
+    const text = await row.textContent({ timeout: 1000 });
+    return /Batch 1: 1 of 1 running/.test(text) && /Batch 2: 0 of 1 running \(needs 1\) \(not released\)/.test(text)
+      && /Paused: AwaitingApproval/.test(text);
+  }, 60_000);
+  assert.match(applied("dev-a"), hardware, "batch 1 runs the new revision");
+  assert.doesNotMatch(applied("dev-b"), hardware, "batch 2 keeps the old one");
+  await shot("device-set-awaiting-approval");
+  await row.getByRole("button", { name: "Pause rollout of edge" }).click();
+  await until("paused by the operator", async () => /Paused: PausedByOperator/.test(await row.textContent({ timeout: 1000 })));
+  assert.equal((await api("GET", setPath)).metadata.annotations["rollout.flotta.io/paused"], "true");
+  await row.getByRole("button", { name: "Resume rollout of edge" }).click();
+  await until("waiting for approval again", async () => /Paused: AwaitingApproval/.test(await row.textContent({ timeout: 1000 })));
+  const rollout = (await api("GET", setPath)).status.rollout;
+  await api("PATCH", setPath, {
+    metadata: { annotations: { "rollout.flotta.io/approved": `${rollout.currentRevision}/${rollout.releasedBatches}` } },
+  }, "application/merge-patch+json");
+  await until("the approved change on both members", async () => {
+    const text = await row.textContent({ timeout: 1000 });
+    return /Batch 2: 1 of 1 running/.test(text) && /complete/.test(text);
+  }, 60_000);
+  assert.match(applied("dev-b"), hardware, "batch 2 runs it once approved");
+});
+
 test("is usable from the keyboard", async () => {
   await page.goto(`${server.url}/ui/#/devices`);
   // A fresh load, so focus starts at the top of the document.
