@@ -169,7 +169,8 @@ fn log_changes(
     status: &Value,
     changes: &RolloutChanges,
 ) {
-    let (namespace, workload) = (stored.namespace.as_str(), stored.name.as_str());
+    let (namespace, name) = (stored.namespace.as_str(), stored.name.as_str());
+    let kind_name = kind.as_str();
     let record = status.get(ROLLOUT_STATUS_FIELD);
     let revision = record
         .and_then(|r| r.get("currentRevision"))
@@ -177,18 +178,18 @@ fn log_changes(
         .unwrap_or_default();
     let involved = InvolvedObject {
         uid: Some(stored.uid.clone()),
-        ..InvolvedObject::new(kind, namespace, workload)
+        ..InvolvedObject::new(kind, namespace, name)
     };
     let record_event = |event: ServerEvent<'_>| events.spawn_server_event(event);
     if changes.new_revision {
-        tracing::info!(%namespace, %workload, %revision, "rollout: new revision");
+        tracing::info!(%namespace, kind = kind_name, %name, %revision, "rollout: new revision");
         record_event(ServerEvent::RolloutStarted {
             workload: involved.clone(),
             revision,
         });
     }
     for batch in &changes.released {
-        tracing::info!(%namespace, %workload, %revision, batch, "rollout: batch released");
+        tracing::info!(%namespace, kind = kind_name, %name, %revision, batch, "rollout: batch released");
         record_event(ServerEvent::RolloutBatchReleased {
             workload: involved.clone(),
             revision,
@@ -196,14 +197,14 @@ fn log_changes(
         });
     }
     if !changes.newly_updated.is_empty() {
-        tracing::info!(%namespace, %workload, %revision, devices = ?changes.newly_updated, "rollout: devices given the revision");
+        tracing::info!(%namespace, kind = kind_name, %name, %revision, devices = ?changes.newly_updated, "rollout: devices given the revision");
     }
     if let Some(reason) = &changes.paused {
         let message = record
             .and_then(|r| r.get("message"))
             .and_then(Value::as_str)
             .unwrap_or_default();
-        tracing::info!(%namespace, %workload, %revision, %reason, %message, "rollout: paused");
+        tracing::info!(%namespace, kind = kind_name, %name, %revision, %reason, %message, "rollout: paused");
         let why = format!("{reason}: {message}");
         record_event(ServerEvent::RolloutPaused {
             workload: involved.clone(),
@@ -212,7 +213,7 @@ fn log_changes(
         });
     }
     if changes.completed {
-        tracing::info!(%namespace, %workload, %revision, "rollout: complete");
+        tracing::info!(%namespace, kind = kind_name, %name, %revision, "rollout: complete");
         record_event(ServerEvent::RolloutComplete {
             workload: involved,
             revision,

@@ -149,6 +149,17 @@ async fn outside_the_update_window_the_image_is_prefetched_and_not_applied() {
         .await
         .expect("schedule set");
     set_image(&rig, "registry.test/app:2").await;
+    // The version carrying app:2, as the device downloaded it (its own state file);
+    // the wait for the window is reported for that version once its images are in.
+    let version = eventually_within("the new version downloaded", PATIENCE, || async {
+        let desired = std::fs::read_to_string(rig.path("state/desired.json")).ok()?;
+        if !desired.contains("registry.test/app:2") {
+            return None;
+        }
+        let desired: serde_json::Value = serde_json::from_str(&desired).ok()?;
+        desired["version"].as_str().map(str::to_owned)
+    })
+    .await;
     let waiting = eventually_within("the wait for the window reported", PATIENCE, || async {
         let events = client
             .list::<Event>(
@@ -158,10 +169,10 @@ async fn outside_the_update_window_the_image_is_prefetched_and_not_applied() {
             )
             .await
             .ok()?;
-        events
-            .items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("WaitingForUpdateWindow"))
+        events.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("WaitingForUpdateWindow")
+                && e.message.as_deref().is_some_and(|m| m.contains(&version))
+        })
     })
     .await;
     let message = waiting.message.unwrap_or_default();

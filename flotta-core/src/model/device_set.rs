@@ -135,6 +135,13 @@ pub struct EdgeDeviceSetStatus {
     /// server renders for them (beyond Flotta).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_devices: Option<i64>,
+    /// The rollout record of the set's changes (beyond Flotta): a
+    /// [`RolloutRecord`](crate::reconcile::RolloutRecord) of
+    /// [`SetRevision`](crate::reconcile::SetRevision)s, kept as JSON so that an
+    /// unreadable one is carried, not lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::reconcile::RolloutRecord<crate::reconcile::SetRevision>>")]
+    pub rollout: Option<serde_json::Value>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

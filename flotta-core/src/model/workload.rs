@@ -237,6 +237,13 @@ pub struct EdgeWorkloadStatus {
     /// Target devices by what they run of it, compared with `revision`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<WorkloadDeviceCounts>,
+    /// The rollout record the server keeps and renders from (current and previous
+    /// revision, batches, pause, history): a
+    /// [`RolloutRecord`](crate::reconcile::RolloutRecord), kept as JSON so that an
+    /// unreadable one is carried, not lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::reconcile::RolloutRecord>")]
+    pub rollout: Option<serde_json::Value>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

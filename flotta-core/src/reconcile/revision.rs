@@ -167,7 +167,7 @@ impl RolloutSubject for EdgeWorkload {
     }
 
     fn stored_record(&self) -> Option<&serde_json::Value> {
-        self.status.as_ref()?.extra.get(ROLLOUT_STATUS_FIELD)
+        self.status.as_ref()?.rollout.as_ref()
     }
 
     fn with_revision(&self, revision: &WorkloadRevision) -> Self {
@@ -273,7 +273,7 @@ impl RolloutSubject for EdgeDeviceSet {
     }
 
     fn stored_record(&self) -> Option<&serde_json::Value> {
-        self.status.as_ref()?.extra.get(ROLLOUT_STATUS_FIELD)
+        self.status.as_ref()?.rollout.as_ref()
     }
 
     fn with_revision(&self, revision: &SetRevision) -> Self {

@@ -230,6 +230,8 @@ pub fn device_set_status(
         device_count: Some(count),
         observed_generation: set.metadata.generation,
         updated_devices: Some(updated),
+        // The rollout step's record replaces it (the server's status task).
+        rollout: set.status.as_ref().and_then(|s| s.rollout.clone()),
         extra: set
             .status
             .as_ref()

@@ -716,6 +716,9 @@ pub fn workload_status(
         phase_counts: Some(counts),
         revision: current.map(str::to_owned),
         devices: Some(devices),
+        rollout: rollout
+            .and_then(|r| serde_json::to_value(r).ok())
+            .or_else(|| workload.status.as_ref().and_then(|s| s.rollout.clone())),
         extra: workload
             .status
             .as_ref()

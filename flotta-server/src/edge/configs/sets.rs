@@ -1,7 +1,7 @@
 //! Device sets in the configuration view: which devices a set change touches.
 
 use flotta_core::model::EdgeDeviceSetStatus;
-use flotta_core::reconcile::{ROLLOUT_STATUS_FIELD, SetRevision};
+use flotta_core::reconcile::SetRevision;
 
 use super::*;
 
@@ -53,12 +53,10 @@ impl NamespaceView {
                         revisions: record.revisions,
                         ..Default::default()
                     };
-                    let mut status = EdgeDeviceSetStatus::default();
-                    status.extra.insert(
-                        ROLLOUT_STATUS_FIELD.into(),
-                        serde_json::to_value(assignment).unwrap_or_default(),
-                    );
-                    status
+                    EdgeDeviceSetStatus {
+                        rollout: serde_json::to_value(assignment).ok(),
+                        ..Default::default()
+                    }
                 });
                 set.metadata.resource_version = None;
                 set.metadata.managed_fields = None;
