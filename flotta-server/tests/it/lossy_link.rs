@@ -159,48 +159,51 @@ async fn a_fleet_converges_over_a_lossy_link() {
         .into_iter()
         .enumerate()
     {
-        let request = if round == 0 {
-            client.request(Method::POST, &url)
-        } else {
-            client.request(
-                Method::PUT,
-                format!(
-                    "{}{}",
-                    admin.server,
-                    object_path("default", "edgeworkloads", "lossy-app")
-                ),
-            )
-        };
-        let mut body = fleet_workload("lossy-app", image);
-        if round > 0 {
-            let current = expect_json(
-                client
-                    .get(format!(
-                        "{}{}",
-                        admin.server,
-                        object_path("default", "edgeworkloads", "lossy-app")
-                    ))
-                    .bearer_auth(&admin.token)
-                    .send()
-                    .await
-                    .expect("get workload"),
-                StatusCode::OK,
-            )
-            .await;
-            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        }
-        let changed = Instant::now();
-        let response = request
-            .bearer_auth(&admin.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("workload write");
-        assert!(
-            response.status().is_success(),
-            "workload write: {}",
-            response.status()
+        let workload_path = format!(
+            "{}{}",
+            admin.server,
+            object_path("default", "edgeworkloads", "lossy-app")
         );
+        let mut changed = Instant::now();
+        // An update names the resource version it read; the server's own status
+        // writes move it, so a conflict is read again and retried, as any client of
+        // an optimistic-concurrency API does.
+        for attempt in 0.. {
+            let mut body = fleet_workload("lossy-app", image);
+            let request = if round == 0 {
+                client.request(Method::POST, &url)
+            } else {
+                let current = expect_json(
+                    client
+                        .get(&workload_path)
+                        .bearer_auth(&admin.token)
+                        .send()
+                        .await
+                        .expect("get workload"),
+                    StatusCode::OK,
+                )
+                .await;
+                body["metadata"]["resourceVersion"] =
+                    current["metadata"]["resourceVersion"].clone();
+                client.request(Method::PUT, &workload_path)
+            };
+            changed = Instant::now();
+            let response = request
+                .bearer_auth(&admin.token)
+                .json(&body)
+                .send()
+                .await
+                .expect("workload write");
+            if response.status() == StatusCode::CONFLICT && round > 0 && attempt < 10 {
+                continue;
+            }
+            assert!(
+                response.status().is_success(),
+                "workload write: {}",
+                response.status()
+            );
+            break;
+        }
         let (d, l) = tokio::join!(
             direct.wait_converged("lossy-app", image, changed, Duration::from_secs(30)),
             lossy.wait_converged("lossy-app", image, changed, Duration::from_secs(60)),
