@@ -125,11 +125,19 @@ async fn record(server: &TestServer) -> Option<RolloutRecord<SetRevision>> {
         .flatten()
 }
 
+/// Replaces the set's spec; a conflict with the server's own status write is read
+/// again and retried.
 async fn update(server: &TestServer, set: &EdgeDeviceSet) {
     let client = server.management_client();
-    let mut stored: EdgeDeviceSet = client.get("default", "lab").await.expect("get");
-    stored.spec = set.spec.clone();
-    client.replace("default", &stored).await.expect("replaced");
+    for attempt in 0.. {
+        let mut stored: EdgeDeviceSet = client.get("default", "lab").await.expect("get");
+        stored.spec = set.spec.clone();
+        match client.replace("default", &stored).await {
+            Ok(_) => return,
+            Err(error) if error.is_conflict() && attempt < 10 => {}
+            Err(error) => panic!("replacing the set: {error}"),
+        }
+    }
 }
 
 async fn settled(server: &TestServer, members: &Members, marker: &str, revision: &str) {
@@ -241,10 +249,19 @@ async fn a_device_set_change_reaches_batch_two_only_after_batch_one_and_a_refuse
 
     // Undo: the set's spec is v2's again, rolled out at once (the paused rollout
     // never completed); members keep their v2 files.
-    let undone: EdgeDeviceSet = client
-        .undo_rollout_of("default", "lab")
-        .await
-        .expect("undo");
+    let mut undone: Option<EdgeDeviceSet> = None;
+    for attempt in 0.. {
+        match client.undo_rollout_of("default", "lab").await {
+            Ok(set) => {
+                undone = Some(set);
+                break;
+            }
+            // The server's status write moved the set between read and write.
+            Err(error) if error.is_conflict() && attempt < 10 => {}
+            Err(error) => panic!("undo: {error}"),
+        }
+    }
+    let undone = undone.expect("undo");
     assert_eq!(revision_of(&undone), revision_of(&v2));
     assert!(
         undone.spec.rollout_policy.is_some(),

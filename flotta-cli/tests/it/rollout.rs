@@ -20,6 +20,24 @@ fn workload(image: &str) -> EdgeWorkload {
     .expect("workload")
 }
 
+/// Reads object `name`, changes it and writes it back; a conflict with the server's
+/// own status write is read again and retried.
+async fn replace_spec<T: flotta_client::ApiObject>(
+    client: &flotta_client::ManagementClient,
+    name: &str,
+    change: impl Fn(&mut T),
+) {
+    for attempt in 0.. {
+        let mut stored: T = client.get("default", name).await.expect("get");
+        change(&mut stored);
+        match client.replace("default", &stored).await {
+            Ok(_) => return,
+            Err(error) if error.is_conflict() && attempt < 10 => {}
+            Err(error) => panic!("replacing {name}: {error}"),
+        }
+    }
+}
+
 /// Waits until the workload's rollout record satisfies `done`.
 fn wait_for(server: &CliServer, what: &str, done: impl Fn(&RolloutRecord) -> bool) {
     server.with_client(async |client| {
@@ -45,9 +63,10 @@ fn a_batch_waits_for_approval_through_the_cli() {
         r.complete && r.batches.iter().map(|b| b.succeeded).sum::<u32>() == 2
     });
     server.with_client(async |client| {
-        let mut stored: EdgeWorkload = client.get("default", "web").await.expect("get");
-        stored.spec = workload("registry.local/web:2").spec;
-        client.replace("default", &stored).await.expect("replaced");
+        replace_spec(&client, "web", |w: &mut EdgeWorkload| {
+            w.spec = workload("registry.local/web:2").spec;
+        })
+        .await;
     });
     wait_for(&server, "batch 1 done, batch 2 awaiting approval", |r| {
         r.reason.as_deref() == Some("AwaitingApproval")
@@ -182,9 +201,10 @@ fn a_device_set_batch_waits_for_approval_through_the_cli() {
         r.complete && r.batches.iter().map(|b| b.succeeded).sum::<u32>() == 2
     });
     server.with_client(async |client| {
-        let mut stored: EdgeDeviceSet = client.get("default", "edge").await.expect("get");
-        stored.spec = device_set(true).spec;
-        client.replace("default", &stored).await.expect("replaced");
+        replace_spec(&client, "edge", |s: &mut EdgeDeviceSet| {
+            s.spec = device_set(true).spec;
+        })
+        .await;
     });
     wait_for_set(&server, "batch 1 done, batch 2 awaiting approval", |r| {
         r.reason.as_deref() == Some("AwaitingApproval") && r.batches[0].succeeded == 1
