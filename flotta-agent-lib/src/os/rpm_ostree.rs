@@ -24,8 +24,8 @@ use crate::command::{CommandRunner, HostCommands};
 ///   remote [`HOSTED_REMOTE`] (`REMOTES_DIR/flotta.conf`, `url=` that URL) and runs
 ///   `rpm-ostree rebase --lock-finalization flotta: COMMIT`, which keeps the
 ///   deployment's branch, moves it to that remote and pins the commit. The remote
-///   does not check GPG signatures, as Flotta's agent configures it: the commit is
-///   named by its checksum, which OSTree verifies for every object it pulls;
+///   does not check GPG signatures: the commit is named by its checksum (sent by the
+///   server over mTLS), which OSTree verifies for every object it pulls;
 /// - activate: `rpm-ostree finalize-deployment CHECKSUM` of the staged deployment,
 ///   which reboots into it;
 /// - rollback: `rpm-ostree cleanup -p` when a deployment is staged (the update
