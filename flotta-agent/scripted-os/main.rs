@@ -60,9 +60,10 @@ struct State {
     #[serde(default)]
     fail_stage: Option<String>,
     /// When set to a command's first word (`deploy`, `rollback`, ...), a call of
-    /// it is recorded and then waits, without holding the state's lock, until the
-    /// test clears this field; it then carries on, as the real tools' daemons
-    /// finish a transaction whose client was killed.
+    /// it is recorded and then waits, without holding the state's lock, for the
+    /// lock on `<state>.hold`, which the test holds until it releases the call; it
+    /// then carries on, as the real tools' daemons finish a transaction whose client
+    /// was killed.
     #[serde(default)]
     hang: Option<String>,
     /// Every call, program name first.
@@ -112,12 +113,16 @@ fn state_path() -> Result<PathBuf, Failure> {
 
 /// An exclusive lock on `<state>.lock`, held until the returned file is dropped.
 fn lock(path: &Path) -> Result<std::fs::File, Failure> {
-    let lock_path = path.with_extension("lock");
+    lock_file(&path.with_extension("lock"))
+}
+
+/// An exclusive lock on `lock_path`, held until the returned file is dropped.
+fn lock_file(lock_path: &Path) -> Result<std::fs::File, Failure> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
+        .open(lock_path)
         .map_err(|e| Failure(format!("cannot open {}: {e}", lock_path.display())))?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| Failure(format!("cannot lock {}: {e}", lock_path.display())))?;
@@ -597,15 +602,9 @@ fn main() -> ExitCode {
         call.extend(args.iter().cloned());
         state.calls.push(call);
         save(&path, &state)?;
-        if let Some(word) = state.hang.clone().filter(|w| args.first() == Some(w)) {
+        if state.hang.as_ref().is_some_and(|w| args.first() == Some(w)) {
             drop(held);
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                let _lock = lock(&path)?;
-                if load(&path)?.hang.as_deref() != Some(word.as_str()) {
-                    break;
-                }
-            }
+            drop(lock_file(&path.with_extension("hold"))?);
             held = lock(&path)?;
             state = load(&path)?;
         }

@@ -113,15 +113,10 @@ pub fn compute_status(
     let record = step.as_ref().map(|(record, _)| record);
     let status = workload_status(workload, &reports, current.as_deref(), record, now);
     let mut value = serde_json::to_value(&status).unwrap_or(Value::Null);
+    // Core's status carries the step's record in `rollout`.
     if let Some(map) = value.as_object_mut() {
         // Written by servers before rollouts were enforced.
         map.remove(LEGACY_ROLLOUT_BATCHES_FIELD);
-        if let Some(record) = record {
-            map.insert(
-                ROLLOUT_STATUS_FIELD.into(),
-                serde_json::to_value(record).unwrap_or(Value::Null),
-            );
-        }
     }
     (value, step.map(|(_, changes)| changes))
 }
@@ -138,7 +133,7 @@ pub fn compute_set_status(
     now: &Time,
     now_unix: i64,
 ) -> (Value, Option<RolloutChanges>) {
-    let status = device_set_status(set, devices, sets, now);
+    let mut status = device_set_status(set, devices, sets, now);
     let step = SetRevision::of(set).and_then(|live| {
         let targets = set_rollout_targets(set, devices, sets, &live.revision, now);
         step_rollout(
@@ -151,13 +146,10 @@ pub fn compute_set_status(
         )
         .ok()
     });
-    let mut value = serde_json::to_value(&status).unwrap_or(Value::Null);
-    if let (Some(map), Some((record, _))) = (value.as_object_mut(), &step) {
-        map.insert(
-            ROLLOUT_STATUS_FIELD.into(),
-            serde_json::to_value(record).unwrap_or(Value::Null),
-        );
+    if let Some((record, _)) = &step {
+        status.rollout = serde_json::to_value(record).ok();
     }
+    let value = serde_json::to_value(&status).unwrap_or(Value::Null);
     (value, step.map(|(_, changes)| changes))
 }
 

@@ -29,7 +29,7 @@ mod wait;
 
 pub use identity::ClientIdentity;
 pub use server::{Database, TestServer, TestServerBuilder, client_trusting, test_config};
-pub use wait::{PATIENCE, eventually, eventually_within};
+pub use wait::{PATIENCE, eventually, eventually_within, retry_on_conflict};
 
 /// The namespace test devices land in.
 pub const NAMESPACE: &str = "default";

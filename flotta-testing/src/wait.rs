@@ -41,3 +41,22 @@ where
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Runs `write` (a read-modify-write of one object) until it does not fail with a
+/// conflict, at most ten times, and returns what it returned; panics naming `what`
+/// on any other error. The server's own status writes move an object's resource
+/// version, so a client that read it a moment ago retries, as Kubernetes clients do.
+pub async fn retry_on_conflict<T, F, Fut>(what: &str, mut write: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = flotta_client::ClientResult<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Ok(value) => return value,
+            Err(error) if error.is_conflict() && attempt < 10 => attempt += 1,
+            Err(error) => panic!("{what}: {error}"),
+        }
+    }
+}

@@ -132,19 +132,15 @@ async fn record(server: &TestServer) -> Option<RolloutRecord> {
         .flatten()
 }
 
-/// Replaces the workload's spec with `workload`'s; a conflict with the server's own
-/// status write is read again and retried.
+/// Replaces the workload's spec with `workload`'s.
 async fn update(server: &TestServer, workload: &EdgeWorkload) {
     let client = server.management_client();
-    for attempt in 0.. {
-        let mut stored: EdgeWorkload = client.get("default", "marker").await.expect("get");
+    flotta_testing::retry_on_conflict("replacing the workload", || async {
+        let mut stored: EdgeWorkload = client.get("default", "marker").await?;
         stored.spec = workload.spec.clone();
-        match client.replace("default", &stored).await {
-            Ok(_) => return,
-            Err(error) if error.is_conflict() && attempt < 10 => {}
-            Err(error) => panic!("replacing the workload: {error}"),
-        }
-    }
+        client.replace("default", &stored).await
+    })
+    .await;
 }
 
 /// Waits until every device's marker is `marker` and the rollout of `revision`

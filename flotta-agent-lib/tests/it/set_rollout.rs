@@ -125,19 +125,15 @@ async fn record(server: &TestServer) -> Option<RolloutRecord<SetRevision>> {
         .flatten()
 }
 
-/// Replaces the set's spec; a conflict with the server's own status write is read
-/// again and retried.
+/// Replaces the set's spec.
 async fn update(server: &TestServer, set: &EdgeDeviceSet) {
     let client = server.management_client();
-    for attempt in 0.. {
-        let mut stored: EdgeDeviceSet = client.get("default", "lab").await.expect("get");
+    flotta_testing::retry_on_conflict("replacing the set", || async {
+        let mut stored: EdgeDeviceSet = client.get("default", "lab").await?;
         stored.spec = set.spec.clone();
-        match client.replace("default", &stored).await {
-            Ok(_) => return,
-            Err(error) if error.is_conflict() && attempt < 10 => {}
-            Err(error) => panic!("replacing the set: {error}"),
-        }
-    }
+        client.replace("default", &stored).await
+    })
+    .await;
 }
 
 async fn settled(server: &TestServer, members: &Members, marker: &str, revision: &str) {
@@ -249,19 +245,9 @@ async fn a_device_set_change_reaches_batch_two_only_after_batch_one_and_a_refuse
 
     // Undo: the set's spec is v2's again, rolled out at once (the paused rollout
     // never completed); members keep their v2 files.
-    let mut undone: Option<EdgeDeviceSet> = None;
-    for attempt in 0.. {
-        match client.undo_rollout_of("default", "lab").await {
-            Ok(set) => {
-                undone = Some(set);
-                break;
-            }
-            // The server's status write moved the set between read and write.
-            Err(error) if error.is_conflict() && attempt < 10 => {}
-            Err(error) => panic!("undo: {error}"),
-        }
-    }
-    let undone = undone.expect("undo");
+    let undone: EdgeDeviceSet =
+        flotta_testing::retry_on_conflict("undo", || client.undo_rollout_of("default", "lab"))
+            .await;
     assert_eq!(revision_of(&undone), revision_of(&v2));
     assert!(
         undone.spec.rollout_policy.is_some(),

@@ -57,6 +57,19 @@ impl Drop for AgentProcess {
     }
 }
 
+/// Calls held by [`Rig::hold`]; dropping it lets the held call carry on and later
+/// calls run at once.
+struct Held<'a> {
+    rig: &'a Rig,
+    _lock: std::fs::File,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.rig.change_os(|os| os["hang"] = Value::Null);
+    }
+}
+
 /// A server, a device's agent configuration, and the scripted OS.
 pub(crate) struct Rig {
     pub(crate) server: TestServer,
@@ -180,6 +193,23 @@ interval_seconds = 1
             .expect("open the lock");
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).expect("lock");
         file
+    }
+
+    /// Holds every call of the scripted OS whose first word is `word` until the
+    /// returned guard is dropped (the stand-in waits for the lock the guard keeps).
+    fn hold(&self, word: &str) -> Held<'_> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path("os.hold"))
+            .expect("open the hold lock");
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).expect("hold");
+        self.change_os(|os| os["hang"] = word.into());
+        Held {
+            rig: self,
+            _lock: file,
+        }
     }
 
     fn write_os(&self, state: &Value) {
@@ -700,7 +730,7 @@ async fn a_corrupt_update_record_is_reported_and_the_device_keeps_what_it_runs()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_staging_the_agent_stages_again_and_carries_on() {
     let rig = Rig::start("os-killed-staging", "").await;
-    rig.change_os(|os| os["hang"] = "deploy".into());
+    let held = rig.hold("deploy");
     let agent = rig.agent();
     rig.registered().await;
     rig.target("c2", 30).await;
@@ -713,7 +743,7 @@ async fn killed_while_staging_the_agent_stages_again_and_carries_on() {
     agent.kill();
     // The transaction the killed agent started finishes on its own, as
     // rpm-ostree's daemon finishes it.
-    rig.change_os(|os| os["hang"] = Value::Null);
+    drop(held);
     eventually_within("the orphaned deploy to finish", PATIENCE, || async {
         rig.os()["staged"]["checksum"].as_str().map(|_| ())
     })
@@ -743,7 +773,7 @@ async fn killed_while_rolling_back_the_rollback_is_not_undone() {
 
     // After the boot the check fails; `rpm-ostree rollback` runs (and waits) with
     // the record saying rollingBack. kill -9, and the rollback completes.
-    rig.change_os(|os| os["hang"] = "rollback".into());
+    let held = rig.hold("rollback");
     let agent = rig.agent();
     rig.wait_phase("rollingBack").await;
     eventually_within("the rollback call", PATIENCE, || async {
@@ -751,7 +781,7 @@ async fn killed_while_rolling_back_the_rollback_is_not_undone() {
     })
     .await;
     agent.kill();
-    rig.change_os(|os| os["hang"] = Value::Null);
+    drop(held);
     eventually_within("the orphaned rollback to finish", PATIENCE, || async {
         (rig.os()["rollbackQueued"] == true).then_some(())
     })

@@ -20,22 +20,18 @@ fn workload(image: &str) -> EdgeWorkload {
     .expect("workload")
 }
 
-/// Reads object `name`, changes it and writes it back; a conflict with the server's
-/// own status write is read again and retried.
+/// Reads object `name`, changes it and writes it back.
 async fn replace_spec<T: flotta_client::ApiObject>(
     client: &flotta_client::ManagementClient,
     name: &str,
     change: impl Fn(&mut T),
 ) {
-    for attempt in 0.. {
-        let mut stored: T = client.get("default", name).await.expect("get");
+    flotta_testing::retry_on_conflict(name, || async {
+        let mut stored: T = client.get("default", name).await?;
         change(&mut stored);
-        match client.replace("default", &stored).await {
-            Ok(_) => return,
-            Err(error) if error.is_conflict() && attempt < 10 => {}
-            Err(error) => panic!("replacing {name}: {error}"),
-        }
-    }
+        client.replace("default", &stored).await
+    })
+    .await;
 }
 
 /// Waits until the workload's rollout record satisfies `done`.
