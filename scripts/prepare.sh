@@ -36,15 +36,21 @@ apt_install "${debs[@]}"
 step "Python venvs"
 FLOTTA_PREPARE_ONLY=1 scripts/test-python.sh
 FLOTTA_PREPARE_ONLY=1 scripts/schemathesis.sh
+# A venv under ~/.cache/flotta-rs holding one pinned package, made again when the
+# pin changes: venv DIR PACKAGE PROGRAM.
+venv() {
+    local dir="$HOME/.cache/flotta-rs/$1" package="$2" program="$3"
+    if [ ! -x "$dir/bin/$program" ] || [ "$(cat "$dir/.flotta-packages" 2>/dev/null)" != "$package" ]; then
+        python3 -m venv "$dir"
+        "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$package"
+        printf '%s' "$package" >"$dir/.flotta-packages"
+    fi
+}
 # The data upload tests send to a real S3-compatible server: moto's server mode
 # (flotta-testing/src/s3.rs says why moto).
-S3_VENV="$HOME/.cache/flotta-rs/venv-s3"
-MOTO="moto[server]==5.1.22"
-if [ ! -x "$S3_VENV/bin/moto_server" ] || [ "$(cat "$S3_VENV/.flotta-packages" 2>/dev/null)" != "$MOTO" ]; then
-    python3 -m venv "$S3_VENV"
-    "$S3_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$MOTO"
-    printf '%s' "$MOTO" >"$S3_VENV/.flotta-packages"
-fi
+venv venv-s3 "moto[server]==5.1.22" moto_server
+# The playbook tests run real ansible-core (flotta-testing/src/ansible.rs).
+venv venv-ansible "ansible-core==2.17.7" ansible-playbook
 
 # The OIDC tests sign in at a real Keycloak (scripts/keycloak.sh says why Keycloak).
 step "Keycloak"

@@ -134,7 +134,9 @@ check api-resources run_and_has api-resources api-resources -- \
     '^edgedevicesignedrequests +edsr ' '^edgeworkloads +ew ' '^namespaces +ns +v1 +false +Namespace' \
     '^configmaps +cm +v1 +true +ConfigMap' \
     '^repositories +repo +management\.project-flotta\.io/v1alpha1 +true +Repository' \
-    '^resourcesyncs +management\.project-flotta\.io/v1alpha1 +true +ResourceSync'
+    '^resourcesyncs +management\.project-flotta\.io/v1alpha1 +true +ResourceSync' \
+    '^edgeconfigs +management\.project-flotta\.io/v1alpha1 +true +EdgeConfig' \
+    '^playbookexecutions +management\.project-flotta\.io/v1alpha1 +true +PlaybookExecution'
 check api-resources-category run_and_has api-resources-category api-resources --categories flotta -o name -- \
     '^edgedevicesets\.management\.project-flotta\.io$'
 check explain run_and_has explain explain edgeworkload.spec -- \
@@ -188,6 +190,21 @@ check get-repositories run_and_has get-repositories get repo -- \
     '^NAME +TYPE +URL +ACCESSIBLE +AGE$' '^fleet +git +https://127\.0\.0\.1:9/fleet\.git +False '
 check delete-gitops run_and_has delete-gitops delete -f "$WORK/gitops.yaml" -- \
     'resourcesync\.management\.project-flotta\.io "fleet" deleted'
+
+echo "==> Ansible kinds: an EdgeConfig applied and listed, a bad one refused by field"
+check apply-edgeconfig run_and_has apply-edgeconfig apply -f "$MANIFESTS/edgeconfig.yaml" -- \
+    '^edgeconfig\.management\.project-flotta\.io/motd created'
+check get-edgeconfigs run_and_has get-edgeconfigs get edgeconfigs -o wide -- \
+    '^NAME +PLAYBOOKS +TIMEOUT +AGE$' '^motd +1 +120s '
+sed 's/timeoutSeconds: 120/timeoutSeconds: 0/; s/name: motd/name: motd-bad/' "$MANIFESTS/edgeconfig.yaml" >"$WORK/edgeconfig-bad.yaml"
+refused_with_field() {
+    local status=0
+    k apply-edgeconfig-bad apply -f "$WORK/edgeconfig-bad.yaml" || status=$?
+    [ "$status" -ne 0 ] && has apply-edgeconfig-bad 'spec\.edgePlaybook\.playbooks\[0\]\.timeoutSeconds'
+}
+check apply-edgeconfig-bad refused_with_field
+check delete-edgeconfig run_and_has delete-edgeconfig delete -f "$MANIFESTS/edgeconfig.yaml" -- \
+    'edgeconfig\.management\.project-flotta\.io "motd" deleted'
 
 echo "==> get"
 check get-devices run_and_has get-devices get edgedevices -- \

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod agent;
+pub mod ansible;
 pub mod clock;
 mod command;
 pub mod data;

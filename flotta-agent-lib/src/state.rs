@@ -48,11 +48,14 @@ pub enum StateItem {
     /// The OS update under way or last done ([`OsUpdateRecord`](crate::os::OsUpdateRecord)):
     /// what lets the agent carry it on across the reboot.
     OsUpdate,
+    /// The playbook executions run to their end, with the revision run (a JSON
+    /// object, name to revision): none is run twice.
+    PlaybookExecutions,
 }
 
 impl StateItem {
     /// Every item.
-    pub const ALL: [StateItem; 12] = [
+    pub const ALL: [StateItem; 13] = [
         Self::DeviceKey,
         Self::DeviceCertificate,
         Self::DesiredConfig,
@@ -65,6 +68,7 @@ impl StateItem {
         Self::ServerTrust,
         Self::EventQueue,
         Self::OsUpdate,
+        Self::PlaybookExecutions,
     ];
 
     /// The file name [`FileStateStore`] uses.
@@ -82,6 +86,7 @@ impl StateItem {
             Self::ServerTrust => "server-ca.pem",
             Self::EventQueue => "event-queue.json",
             Self::OsUpdate => "os-update.json",
+            Self::PlaybookExecutions => "playbook-executions.json",
         }
     }
 }

@@ -128,6 +128,9 @@ pub struct AgentFile {
     /// Directories the `spec.files` overlay may write under (absolute);
     /// `/etc/flotta/files` and `/var/lib/flotta/files` when absent.
     pub file_roots: Option<Vec<PathBuf>>,
+    /// The `ansible-playbook` that runs playbook executions (a path, or a name
+    /// looked up in `PATH`); `ansible-playbook` when absent.
+    pub ansible_playbook: Option<PathBuf>,
 }
 
 fn default_namespace() -> String {

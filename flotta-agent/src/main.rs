@@ -141,6 +141,9 @@ async fn build(
     for (key, value) in &file.labels {
         builder = builder.label(key.clone(), value.clone());
     }
+    if let Some(command) = &file.ansible_playbook {
+        builder = builder.ansible_playbook(command.clone());
+    }
     if let Some(roots) = &file.file_roots {
         builder = builder.file_roots(roots.iter().map(|r| r.display().to_string()));
     }

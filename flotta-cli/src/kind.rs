@@ -19,6 +19,10 @@ pub enum Kind {
     Workload,
     /// `EdgeDeviceSignedRequest`.
     SignedRequest,
+    /// `EdgeConfig` (Ansible playbooks for the devices labelled with its name).
+    EdgeConfig,
+    /// `PlaybookExecution` (one run of an `EdgeConfig`'s playbook on one device).
+    PlaybookExecution,
     /// `Repository` (a git repository that `ResourceSync`s read).
     Repository,
     /// `ResourceSync` (objects applied from a path of a repository).
@@ -46,6 +50,8 @@ impl From<ResourceKind> for Kind {
             ResourceKind::EdgeDeviceSet => Kind::Set,
             ResourceKind::EdgeWorkload => Kind::Workload,
             ResourceKind::EdgeDeviceSignedRequest => Kind::SignedRequest,
+            ResourceKind::EdgeConfig => Kind::EdgeConfig,
+            ResourceKind::PlaybookExecution => Kind::PlaybookExecution,
             ResourceKind::Repository => Kind::Repository,
             ResourceKind::ResourceSync => Kind::ResourceSync,
             ResourceKind::Secret => Kind::Secret,
@@ -67,6 +73,8 @@ impl Kind {
             Kind::Set => ResourceKind::EdgeDeviceSet,
             Kind::Workload => ResourceKind::EdgeWorkload,
             Kind::SignedRequest => ResourceKind::EdgeDeviceSignedRequest,
+            Kind::EdgeConfig => ResourceKind::EdgeConfig,
+            Kind::PlaybookExecution => ResourceKind::PlaybookExecution,
             Kind::Repository => ResourceKind::Repository,
             Kind::ResourceSync => ResourceKind::ResourceSync,
             Kind::Secret => ResourceKind::Secret,
@@ -202,6 +210,7 @@ mod tests {
             "unknown resource kind \"pods\" (expected edgedevices (ed, devices, device), \
              edgedevicesets (eds, sets, set), edgeworkloads (ew, workloads, workload), \
              edgedevicesignedrequests (edsr, signedrequests, signedrequest), \
+             edgeconfigs (configs), playbookexecutions (executions, playbooks), \
              repositories (repo, repos), resourcesyncs (syncs, sync), secrets, \
              configmaps (cm), events (ev), roles, rolebindings, clusterroles, \
              clusterrolebindings)"

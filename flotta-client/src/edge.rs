@@ -302,6 +302,31 @@ impl EdgeClient {
         Ok(())
     }
 
+    /// The playbook executions the device should run (directive `ansible`), as
+    /// the server decides them. The answer's `content` is a JSON text (Flotta's
+    /// shape) or, leniently, a JSON list.
+    pub async fn playbook_executions(
+        &self,
+        device_id: &str,
+    ) -> ClientResult<Vec<wire::PlaybookExecution>> {
+        let (_, body) = self
+            .post_data(device_id, wire::directive::ANSIBLE, &Value::Null)
+            .await?;
+        let what = "ansible answer content".to_owned();
+        let decode = |message: String| ClientError::Decode {
+            what: what.clone(),
+            message,
+        };
+        match body.get("content") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::String(text)) if text.trim().is_empty() => Ok(Vec::new()),
+            Some(Value::String(text)) => {
+                serde_json::from_str(text).map_err(|e| decode(e.to_string()))
+            }
+            Some(list) => serde_json::from_value(list.clone()).map_err(|e| decode(e.to_string())),
+        }
+    }
+
     /// Fetches the device's configuration. With the `etag` of the configuration the
     /// device has, an unchanged one is answered [`ConfigPoll::NotModified`]; with a
     /// `wait`, the server holds the request up to that long until it changes.

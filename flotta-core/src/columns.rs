@@ -47,6 +47,8 @@ impl ResourceKind {
             ResourceKind::EdgeDeviceSet => DEVICE_SET,
             ResourceKind::EdgeWorkload => WORKLOAD,
             ResourceKind::EdgeDeviceSignedRequest => SIGNED_REQUEST,
+            ResourceKind::EdgeConfig => EDGE_CONFIG,
+            ResourceKind::PlaybookExecution => PLAYBOOK_EXECUTION,
             ResourceKind::Repository => REPOSITORY,
             ResourceKind::ResourceSync => RESOURCE_SYNC,
             ResourceKind::Secret => SECRET,
@@ -303,6 +305,66 @@ static EVENT: &[Column] = &[
     },
 ];
 
+static EDGE_CONFIG: &[Column] = &[
+    NAME,
+    column(
+        "PLAYBOOKS",
+        "Number of playbooks (spec.edgePlaybook.playbooks)",
+        false,
+        |o, _| {
+            o.pointer("/spec/edgePlaybook/playbooks")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+                .to_string()
+        },
+    ),
+    column(
+        "TIMEOUT",
+        "spec.edgePlaybook.playbooks[0].timeoutSeconds",
+        true,
+        |o, _| {
+            or_none(
+                o.pointer("/spec/edgePlaybook/playbooks/0/timeoutSeconds")
+                    .and_then(Value::as_i64)
+                    .map(|s| format!("{s}s"))
+                    .unwrap_or_default(),
+            )
+        },
+    ),
+    AGE,
+];
+
+static PLAYBOOK_EXECUTION: &[Column] = &[
+    NAME,
+    column(
+        "DEVICE",
+        "The device that runs it (label management.project-flotta.io/device)",
+        false,
+        |o, _| text(o, "/metadata/labels/management.project-flotta.io~1device"),
+    ),
+    column(
+        "STATUS",
+        "The state last reported (the True condition)",
+        false,
+        |o, _| or_none(current_condition_type(o)),
+    ),
+    column(
+        "MESSAGE",
+        "What the device said of it (the True condition's message)",
+        true,
+        |o, _| {
+            or_none(
+                current_condition(o)
+                    .and_then(|c| c.get("message"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        },
+    ),
+    AGE,
+];
+
 static REPOSITORY: &[Column] = &[
     NAME,
     column("TYPE", "spec.type", false, |o, _| text(o, "/spec/type")),
@@ -396,6 +458,25 @@ fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+}
+
+/// The condition whose status is `True` (the state a playbook execution is in).
+fn current_condition(object: &Value) -> Option<&Value> {
+    object
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+}
+
+/// The type of [`current_condition`], empty without one.
+fn current_condition_type(object: &Value) -> String {
+    current_condition(object)
+        .and_then(|c| c.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The status (`True`, `False`, `Unknown`) of condition `type_`, `<none>` without it.

@@ -18,8 +18,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
 use crate::model::{
-    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, GROUP, ObjectMeta,
-    Repository, Resource, ResourceSync, VERSION,
+    EdgeConfig, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, GROUP,
+    ObjectMeta, PlaybookExecution, Repository, Resource, ResourceSync, VERSION,
 };
 
 /// Failure to build or write a CRD.
@@ -179,7 +179,8 @@ fn column(name: &str, json_path: &str, description: &str) -> CustomResourceColum
 }
 
 /// The CRDs of all flotta resources, in the order EdgeDevice, EdgeDeviceSet,
-/// EdgeWorkload, EdgeDeviceSignedRequest, Repository, ResourceSync.
+/// EdgeWorkload, EdgeDeviceSignedRequest, EdgeConfig, PlaybookExecution, Repository,
+/// ResourceSync.
 pub fn all() -> Result<Vec<CustomResourceDefinition>, CrdError> {
     Ok(vec![
         definition::<EdgeDevice>(vec![])?,
@@ -198,6 +199,12 @@ pub fn all() -> Result<Vec<CustomResourceDefinition>, CrdError> {
                 "Whether enrolment is approved",
             ),
         ])?,
+        definition::<EdgeConfig>(vec![])?,
+        definition::<PlaybookExecution>(vec![column(
+            "Device",
+            ".metadata.labels.management\\.project-flotta\\.io/device",
+            "The device that runs it",
+        )])?,
         definition::<Repository>(vec![
             column("Type", ".spec.type", "Repository type"),
             column("URL", ".spec.url", "Where the repository is"),
@@ -220,6 +227,8 @@ pub fn schemas() -> BTreeMap<&'static str, Value> {
             EdgeDeviceSignedRequest::KIND,
             schema::<EdgeDeviceSignedRequest>(),
         ),
+        (EdgeConfig::KIND, schema::<EdgeConfig>()),
+        (PlaybookExecution::KIND, schema::<PlaybookExecution>()),
         (Repository::KIND, schema::<Repository>()),
         (ResourceSync::KIND, schema::<ResourceSync>()),
     ])

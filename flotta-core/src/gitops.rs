@@ -215,12 +215,7 @@ fn unknown_spec_fields(
     extra: &crate::model::UnknownFields,
     hint: &str,
 ) {
-    for key in extra.keys() {
-        problems.push(FieldError {
-            path: format!("spec.{key}"),
-            message: format!("unknown field{hint}"),
-        });
-    }
+    crate::validation::unknown_fields(problems, "spec", extra, hint);
 }
 
 impl Validate for Repository {

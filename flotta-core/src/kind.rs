@@ -1,6 +1,7 @@
 //! The resource-kind table: every fact about the kinds the API serves (names, plurals,
 //! short names, aliases, scope, API group and version) in one place: the four flotta
-//! kinds and the GitOps kinds `Repository` and `ResourceSync`, the Kubernetes core `v1` kinds `Secret`, `ConfigMap` and `Event`, served
+//! kinds, Flotta's Ansible kinds `EdgeConfig` and `PlaybookExecution`, the GitOps
+//! kinds `Repository` and `ResourceSync`, the Kubernetes core `v1` kinds `Secret`, `ConfigMap` and `Event`, served
 //! where kubectl expects them (`/api/v1`), and the Kubernetes RBAC kinds `Role`,
 //! `RoleBinding`, `ClusterRole` and `ClusterRoleBinding`
 //! (`/apis/rbac.authorization.k8s.io/v1`).
@@ -60,6 +61,10 @@ pub enum ResourceKind {
     EdgeWorkload,
     /// `EdgeDeviceSignedRequest`.
     EdgeDeviceSignedRequest,
+    /// `EdgeConfig`: Ansible playbooks for the devices labelled with its name.
+    EdgeConfig,
+    /// `PlaybookExecution`: one run of an `EdgeConfig`'s playbook on one device.
+    PlaybookExecution,
     /// `Repository`: a git repository that `ResourceSync`s read.
     Repository,
     /// `ResourceSync`: manifests in a repository kept applied (GitOps).
@@ -172,6 +177,36 @@ const EDGE_DEVICE_SIGNED_REQUEST: KindInfo = KindInfo {
     // As in Flotta's CRD.
     short_names: &["edsr"],
     aliases: &["signedrequests", "signedrequest"],
+    categories: &["flotta"],
+    namespaced: true,
+    group: GROUP,
+    version: VERSION,
+    server_written: false,
+};
+
+const EDGE_CONFIG: KindInfo = KindInfo {
+    kind: ResourceKind::EdgeConfig,
+    name: "EdgeConfig",
+    plural: "edgeconfigs",
+    crd_plural: "edgeconfigs",
+    singular: "edgeconfig",
+    short_names: &[],
+    aliases: &["configs"],
+    categories: &["flotta"],
+    namespaced: true,
+    group: GROUP,
+    version: VERSION,
+    server_written: false,
+};
+
+const PLAYBOOK_EXECUTION: KindInfo = KindInfo {
+    kind: ResourceKind::PlaybookExecution,
+    name: "PlaybookExecution",
+    plural: "playbookexecutions",
+    crd_plural: "playbookexecutions",
+    singular: "playbookexecution",
+    short_names: &[],
+    aliases: &["executions", "playbooks"],
     categories: &["flotta"],
     namespaced: true,
     group: GROUP,
@@ -318,11 +353,13 @@ const CLUSTER_ROLE_BINDING: KindInfo = KindInfo {
 };
 
 /// The table: one row per kind, in the order of [`ResourceKind::ALL`].
-pub static KINDS: [KindInfo; 13] = [
+pub static KINDS: [KindInfo; 15] = [
     EDGE_DEVICE,
     EDGE_DEVICE_SET,
     EDGE_WORKLOAD,
     EDGE_DEVICE_SIGNED_REQUEST,
+    EDGE_CONFIG,
+    PLAYBOOK_EXECUTION,
     REPOSITORY,
     RESOURCE_SYNC,
     SECRET,
@@ -403,6 +440,8 @@ impl ResourceKind {
             | ResourceKind::EdgeDeviceSet
             | ResourceKind::EdgeWorkload
             | ResourceKind::EdgeDeviceSignedRequest
+            | ResourceKind::EdgeConfig
+            | ResourceKind::PlaybookExecution
             | ResourceKind::Repository
             | ResourceKind::ResourceSync => KindGroup::Flotta,
             ResourceKind::Secret | ResourceKind::ConfigMap | ResourceKind::Event => KindGroup::Core,
@@ -416,11 +455,13 @@ impl ResourceKind {
 
 impl ResourceKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [ResourceKind; 13] = [
+    pub const ALL: [ResourceKind; 15] = [
         ResourceKind::EdgeDevice,
         ResourceKind::EdgeDeviceSet,
         ResourceKind::EdgeWorkload,
         ResourceKind::EdgeDeviceSignedRequest,
+        ResourceKind::EdgeConfig,
+        ResourceKind::PlaybookExecution,
         ResourceKind::Repository,
         ResourceKind::ResourceSync,
         ResourceKind::Secret,
@@ -441,12 +482,15 @@ impl ResourceKind {
     ];
 
     /// The flotta kinds (those with a CRD), in the order of [`ResourceKind::ALL`]:
-    /// Flotta's four, then the GitOps kinds `Repository` and `ResourceSync`.
-    pub const FLOTTA: [ResourceKind; 6] = [
+    /// Flotta's four, its Ansible kinds `EdgeConfig` and `PlaybookExecution`, then the
+    /// GitOps kinds `Repository` and `ResourceSync`.
+    pub const FLOTTA: [ResourceKind; 8] = [
         ResourceKind::EdgeDevice,
         ResourceKind::EdgeDeviceSet,
         ResourceKind::EdgeWorkload,
         ResourceKind::EdgeDeviceSignedRequest,
+        ResourceKind::EdgeConfig,
+        ResourceKind::PlaybookExecution,
         ResourceKind::Repository,
         ResourceKind::ResourceSync,
     ];
@@ -458,6 +502,8 @@ impl ResourceKind {
             ResourceKind::EdgeDeviceSet => &EDGE_DEVICE_SET,
             ResourceKind::EdgeWorkload => &EDGE_WORKLOAD,
             ResourceKind::EdgeDeviceSignedRequest => &EDGE_DEVICE_SIGNED_REQUEST,
+            ResourceKind::EdgeConfig => &EDGE_CONFIG,
+            ResourceKind::PlaybookExecution => &PLAYBOOK_EXECUTION,
             ResourceKind::Repository => &REPOSITORY,
             ResourceKind::ResourceSync => &RESOURCE_SYNC,
             ResourceKind::Secret => &SECRET,
@@ -506,7 +552,7 @@ impl ResourceKind {
     }
 
     /// Every kind (the same as [`ResourceKind::ALL`]).
-    pub fn all() -> [ResourceKind; 13] {
+    pub fn all() -> [ResourceKind; 15] {
         Self::ALL
     }
 
@@ -657,11 +703,13 @@ mod tests {
             .into_iter()
             .map(ResourceKind::short_names)
             .collect();
-        let expected: [&[&str]; 13] = [
+        let expected: [&[&str]; 15] = [
             &["ed"],
             &["eds"],
             &["ew"],
             &["edsr"],
+            &[],
+            &[],
             &["repo"],
             &[],
             &[],

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod ansible;
 pub mod backoff;
 pub mod client_config;
 pub mod columns;

@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use crate::kind::ResourceKind;
 use crate::model::{
-    ClusterRole, ClusterRoleBinding, ConfigMap, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest,
-    EdgeWorkload, ObjectMeta, Repository, Resource, ResourceSync, Role, RoleBinding, Secret,
+    ClusterRole, ClusterRoleBinding, ConfigMap, EdgeConfig, EdgeDevice, EdgeDeviceSet,
+    EdgeDeviceSignedRequest, EdgeWorkload, ObjectMeta, PlaybookExecution, Repository, Resource,
+    ResourceSync, Role, RoleBinding, Secret,
 };
 use crate::secret_data;
 use crate::validation::{FieldError, Validate};
@@ -179,6 +180,10 @@ pub enum AnyResource {
     EdgeWorkload(Box<EdgeWorkload>),
     /// An `EdgeDeviceSignedRequest`.
     EdgeDeviceSignedRequest(Box<EdgeDeviceSignedRequest>),
+    /// An `EdgeConfig`.
+    EdgeConfig(Box<EdgeConfig>),
+    /// A `PlaybookExecution`.
+    PlaybookExecution(Box<PlaybookExecution>),
     /// A `Repository`.
     Repository(Box<Repository>),
     /// A `ResourceSync`.
@@ -205,6 +210,8 @@ impl AnyResource {
             Self::EdgeDeviceSet(_) => EdgeDeviceSet::KIND,
             Self::EdgeWorkload(_) => EdgeWorkload::KIND,
             Self::EdgeDeviceSignedRequest(_) => EdgeDeviceSignedRequest::KIND,
+            Self::EdgeConfig(_) => EdgeConfig::KIND,
+            Self::PlaybookExecution(_) => PlaybookExecution::KIND,
             Self::Repository(_) => Repository::KIND,
             Self::ResourceSync(_) => ResourceSync::KIND,
             Self::Secret(_) => ResourceKind::Secret.as_str(),
@@ -223,6 +230,8 @@ impl AnyResource {
             Self::EdgeDeviceSet(r) => r.metadata(),
             Self::EdgeWorkload(r) => r.metadata(),
             Self::EdgeDeviceSignedRequest(r) => r.metadata(),
+            Self::EdgeConfig(r) => r.metadata(),
+            Self::PlaybookExecution(r) => r.metadata(),
             Self::Repository(r) => r.metadata(),
             Self::ResourceSync(r) => r.metadata(),
             Self::Secret(r) => &r.metadata,
@@ -249,6 +258,8 @@ impl AnyResource {
             EdgeDeviceSignedRequest::KIND => {
                 Self::EdgeDeviceSignedRequest(Box::new(typed(index, &value)?))
             }
+            EdgeConfig::KIND => Self::EdgeConfig(Box::new(typed(index, &value)?)),
+            PlaybookExecution::KIND => Self::PlaybookExecution(Box::new(typed(index, &value)?)),
             Repository::KIND => Self::Repository(Box::new(typed(index, &value)?)),
             ResourceSync::KIND => Self::ResourceSync(Box::new(typed(index, &value)?)),
             "Secret" => {
@@ -315,6 +326,8 @@ impl Validate for AnyResource {
             Self::EdgeDeviceSet(r) => r.validate(),
             Self::EdgeWorkload(r) => r.validate(),
             Self::EdgeDeviceSignedRequest(r) => r.validate(),
+            Self::EdgeConfig(r) => r.validate(),
+            Self::PlaybookExecution(r) => r.validate(),
             Self::Repository(r) => r.validate(),
             Self::ResourceSync(r) => r.validate(),
             Self::Secret(r) => {

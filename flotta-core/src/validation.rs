@@ -252,8 +252,25 @@ fn check_template_expression(expression: &str) -> Result<(), String> {
     ))
 }
 
+/// One problem per field of `extra` (fields the model does not know), at
+/// `at.<field>`, saying `unknown field` and then `hint`.
+pub(crate) fn unknown_fields(
+    problems: &mut Vec<FieldError>,
+    at: &str,
+    extra: &crate::model::UnknownFields,
+    hint: &str,
+) {
+    for key in extra.keys() {
+        problems.push(FieldError {
+            path: format!("{at}.{key}"),
+            message: format!("unknown field{hint}"),
+        });
+    }
+}
+
 /// The problems of an object's `apiVersion`, `kind` and `metadata`, for kinds
-/// validated outside this module (the GitOps kinds of [`crate::gitops`]).
+/// validated outside this module (the GitOps kinds of [`crate::gitops`], the
+/// Ansible kinds of [`crate::ansible`]).
 pub(crate) fn type_and_metadata_problems(
     api_version: &str,
     kind: &str,

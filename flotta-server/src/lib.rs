@@ -13,6 +13,7 @@ mod listener;
 pub mod member_metadata;
 pub mod metrics;
 pub mod oidc;
+pub mod playbooks;
 pub mod references;
 mod server_pki;
 mod shutdown;

@@ -16,6 +16,9 @@
 //! when it changed, so the task's own writes settle at once, and not at all for a
 //! workload that has never had a target device.
 //!
+//! The same pass creates the `PlaybookExecution`s that devices' `EdgeConfig`
+//! labels ask for ([`crate::playbooks::ensure_executions`]).
+//!
 //! Only the replica holding the leader lease recomputes ([`crate::leader`]); the
 //! others render from the record it writes.
 //!
@@ -248,6 +251,7 @@ async fn refresh_namespace(
     events: &EventRecorder,
     namespace: &str,
 ) -> Result<(), StoreError> {
+    crate::playbooks::ensure_executions(store, namespace).await?;
     let workloads = list_all(store, ResourceKind::EdgeWorkload, Some(namespace)).await?;
     let sets = list_all(store, ResourceKind::EdgeDeviceSet, Some(namespace)).await?;
     if workloads.is_empty() && sets.is_empty() {
@@ -344,12 +348,21 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
     // A secret or config map appearing or going changes `ReferencesResolved`.
     let secrets = store.watch(ResourceKind::Secret, None, from).await?;
     let config_maps = store.watch(ResourceKind::ConfigMap, None, from).await?;
-    Ok(futures::stream::select_all([devices, workloads, sets, secrets, config_maps]).boxed())
+    // An EdgeConfig appearing makes executions for the devices labelled with it.
+    let edge_configs = store.watch(ResourceKind::EdgeConfig, None, from).await?;
+    Ok(
+        futures::stream::select_all([devices, workloads, sets, secrets, config_maps, edge_configs])
+            .boxed(),
+    )
 }
 
 async fn all_namespaces(store: &dyn Store) -> Result<BTreeSet<String>, StoreError> {
     let mut namespaces = BTreeSet::new();
-    for kind in [ResourceKind::EdgeWorkload, ResourceKind::EdgeDeviceSet] {
+    for kind in [
+        ResourceKind::EdgeWorkload,
+        ResourceKind::EdgeDeviceSet,
+        ResourceKind::EdgeConfig,
+    ] {
         namespaces.extend(
             list_all(store, kind, None)
                 .await?

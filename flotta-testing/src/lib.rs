@@ -14,6 +14,7 @@
 //! dev-dependency, so the server's own dependencies stay as they are.
 
 pub mod agent;
+pub mod ansible;
 pub mod git;
 pub mod identity;
 pub mod keycloak;

@@ -323,6 +323,18 @@ impl ManagementClient {
                     .await?,
                 AnyResource::EdgeDeviceSignedRequest,
             )),
+            ResourceKind::EdgeConfig => wrap(boxed(
+                client
+                    .list_all::<flotta_core::model::EdgeConfig>(ns, &params)
+                    .await?,
+                AnyResource::EdgeConfig,
+            )),
+            ResourceKind::PlaybookExecution => wrap(boxed(
+                client
+                    .list_all::<flotta_core::model::PlaybookExecution>(ns, &params)
+                    .await?,
+                AnyResource::PlaybookExecution,
+            )),
             ResourceKind::Repository => wrap(boxed(
                 client
                     .list_all::<flotta_core::model::Repository>(ns, &params)

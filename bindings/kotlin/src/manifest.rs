@@ -21,6 +21,10 @@ pub enum ResourceKind {
     EdgeWorkload,
     /// `EdgeDeviceSignedRequest`.
     EdgeDeviceSignedRequest,
+    /// `EdgeConfig`: Ansible playbooks for the devices labelled with its name.
+    EdgeConfig,
+    /// `PlaybookExecution`: one run of an `EdgeConfig`'s playbook on one device.
+    PlaybookExecution,
     /// `Repository`: a git repository that `ResourceSync`s read.
     Repository,
     /// `ResourceSync`: objects applied from a path of a repository.
@@ -49,6 +53,8 @@ impl From<ResourceKind> for CoreKind {
             ResourceKind::EdgeDeviceSet => CoreKind::EdgeDeviceSet,
             ResourceKind::EdgeWorkload => CoreKind::EdgeWorkload,
             ResourceKind::EdgeDeviceSignedRequest => CoreKind::EdgeDeviceSignedRequest,
+            ResourceKind::EdgeConfig => CoreKind::EdgeConfig,
+            ResourceKind::PlaybookExecution => CoreKind::PlaybookExecution,
             ResourceKind::Repository => CoreKind::Repository,
             ResourceKind::ResourceSync => CoreKind::ResourceSync,
             ResourceKind::Secret => CoreKind::Secret,
@@ -69,6 +75,8 @@ impl From<CoreKind> for ResourceKind {
             CoreKind::EdgeDeviceSet => ResourceKind::EdgeDeviceSet,
             CoreKind::EdgeWorkload => ResourceKind::EdgeWorkload,
             CoreKind::EdgeDeviceSignedRequest => ResourceKind::EdgeDeviceSignedRequest,
+            CoreKind::EdgeConfig => ResourceKind::EdgeConfig,
+            CoreKind::PlaybookExecution => ResourceKind::PlaybookExecution,
             CoreKind::Repository => ResourceKind::Repository,
             CoreKind::ResourceSync => ResourceKind::ResourceSync,
             CoreKind::Secret => ResourceKind::Secret,

@@ -101,6 +101,12 @@ impl FieldSelector {
             ResourceKind::EdgeDeviceSignedRequest => {
                 selector::FieldSelector::parse_for::<EdgeDeviceSignedRequest>(&text)
             }
+            ResourceKind::EdgeConfig => {
+                selector::FieldSelector::parse_for::<flotta_core::model::EdgeConfig>(&text)
+            }
+            ResourceKind::PlaybookExecution => {
+                selector::FieldSelector::parse_for::<flotta_core::model::PlaybookExecution>(&text)
+            }
             ResourceKind::Repository => {
                 selector::FieldSelector::parse_for::<flotta_core::model::Repository>(&text)
             }

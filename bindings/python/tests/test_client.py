@@ -302,3 +302,29 @@ spec:
     )
     assert [o.action for o in forced] == ["serverside-applied"]
     assert client.workloads.get(f"ssa-{unique}").spec.pod.spec.containers[0].image == "app:2"
+
+
+def test_edge_configs_are_validated_and_listed(client: flotta.Client, unique: str) -> None:
+    """An EdgeConfig (docs/ansible.md): what the server cannot honour is refused
+    naming the field; a valid one is stored and listed."""
+    import base64
+
+    playbook = "- hosts: 127.0.0.1\n  gather_facts: false\n  tasks:\n    - ping:\n"
+    content = base64.b64encode(playbook.encode()).decode()
+    body = {
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "EdgeConfig",
+        "metadata": {"name": f"ping-{unique}"},
+        "spec": {"edgePlaybook": {"playbooks": [{"content": content, "timeoutSeconds": 30}]}},
+    }
+    two = {**body, "metadata": {"name": f"two-{unique}"}}
+    two["spec"] = {"edgePlaybook": {"playbooks": [{"content": content}, {"content": content}]}}
+    with pytest.raises(flotta.Invalid) as caught:
+        client.edge_configs.create(two)
+    assert "spec.edgePlaybook.playbooks" in str(caught.value)
+    created = client.edge_configs.create(body)
+    assert isinstance(created, flotta.EdgeConfig)
+    listed = [c.name for c in client.edge_configs.list()]
+    assert f"ping-{unique}" in listed
+    assert client.playbook_executions.list(label_selector=f"management.project-flotta.io/edgeconfig=ping-{unique}") == []
+    client.edge_configs.delete(f"ping-{unique}")

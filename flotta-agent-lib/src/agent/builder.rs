@@ -44,6 +44,8 @@ pub struct AgentBuilder {
     state_dir_metrics: Option<PathBuf>,
     logs_dir: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    ansible_dir: Option<PathBuf>,
+    playbooks: Arc<dyn crate::ansible::PlaybookRunner>,
     proc_root: PathBuf,
 }
 
@@ -111,6 +113,7 @@ impl AgentBuilder {
         self.state_dir_metrics = Some(dir.join("metrics"));
         self.logs_dir = Some(dir.join("logs"));
         self.data_dir = Some(dir.join("data"));
+        self.ansible_dir = Some(dir.join("ansible"));
         self.state = Some(Arc::new(FileStateStore::new(dir)));
         self
     }
@@ -147,6 +150,28 @@ impl AgentBuilder {
     /// Updates the OS with `updater` (default [`NoOsUpdater`]).
     pub fn os_updater(mut self, updater: Arc<dyn OsUpdater>) -> Self {
         self.os_updater = updater;
+        self
+    }
+
+    /// Runs playbook executions with `runner` (default
+    /// [`AnsiblePlaybook`](crate::ansible::AnsiblePlaybook), `ansible-playbook`
+    /// from `PATH`).
+    pub fn playbook_runner(mut self, runner: Arc<dyn crate::ansible::PlaybookRunner>) -> Self {
+        self.playbooks = runner;
+        self
+    }
+
+    /// Runs playbooks with the `ansible-playbook` at `command` (a path, or a name
+    /// looked up in `PATH`).
+    pub fn ansible_playbook(self, command: impl Into<PathBuf>) -> Self {
+        self.playbook_runner(Arc::new(crate::ansible::AnsiblePlaybook::new(command)))
+    }
+
+    /// Writes and runs playbooks under `dir` (default `ansible/` in the
+    /// [`state_dir`](Self::state_dir), else a directory under the system's
+    /// temporary directory).
+    pub fn ansible_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.ansible_dir = Some(dir.into());
         self
     }
 
@@ -268,6 +293,9 @@ impl AgentBuilder {
             source,
         })?;
         let (events, _) = broadcast::channel(256);
+        let ansible_dir = self
+            .ansible_dir
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("flotta-ansible-{device_id}")));
         Ok(Agent {
             device_id,
             namespace: self.namespace,
@@ -300,6 +328,9 @@ impl AgentBuilder {
             data_plan: tokio::sync::watch::Sender::new(None),
             data_dir: self.data_dir,
             last_data_upload: Default::default(),
+            ansible_period: tokio::sync::watch::Sender::new(None),
+            ansible_dir,
+            playbooks: self.playbooks,
             shared: Arc::new(Shared {
                 status: Mutex::new(AgentStatus::default()),
                 events,
@@ -308,6 +339,7 @@ impl AgentBuilder {
                 heartbeat_period: Mutex::new(self.timing.heartbeat_period),
                 heartbeat_hardware: Mutex::new(false),
                 heartbeat_now: Notify::new(),
+                playbooks: Mutex::new(BTreeMap::new()),
                 poll_version: Mutex::new(None),
                 renewal_requested: AtomicBool::new(false),
                 renew_now: Notify::new(),
@@ -347,6 +379,8 @@ impl AgentBuilder {
             state_dir_metrics: None,
             logs_dir: None,
             data_dir: None,
+            ansible_dir: None,
+            playbooks: Arc::new(crate::ansible::AnsiblePlaybook::default()),
             proc_root: PathBuf::from("/proc"),
         }
     }

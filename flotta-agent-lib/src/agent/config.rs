@@ -47,6 +47,7 @@ impl Agent {
                 .and_then(|c| c.heartbeat.as_ref()),
         );
         self.follow_metrics(&current.message);
+        self.follow_ansible(&current.message);
         self.follow_logs(&current.message);
         self.follow_data(&current.message);
         let config = RenderedConfig::from_message(current.message.clone());
@@ -359,6 +360,7 @@ impl Agent {
                 }
                 *lock(&self.shared.poll_version) = Some(desired.version.clone());
                 self.follow_metrics(&desired.message);
+                self.follow_ansible(&desired.message);
                 self.follow_logs(&desired.message);
                 self.follow_data(&desired.message);
                 self.shared.update(|s| {
@@ -427,6 +429,7 @@ impl Agent {
         // Failures are reported by save_config; the rollback itself stands.
         let _ = self.save_config(StateItem::CurrentConfig, &last_good).await;
         self.follow_metrics(&last_good.message);
+        self.follow_ansible(&last_good.message);
         self.follow_logs(&last_good.message);
         self.follow_data(&last_good.message);
         self.shared.update(|s| {

@@ -82,6 +82,7 @@ impl Agent {
             workloads,
             upgrade,
             events: Some(events).filter(|e| !e.is_empty()),
+            playbook_executions: Some(self.playbook_reports()).filter(|p| !p.is_empty()),
             ..Default::default()
         }
     }
@@ -94,6 +95,9 @@ impl Agent {
             let now = self.clock.now();
             match self.client.heartbeat(&self.device_id, &content).await {
                 Ok(()) => {
+                    if let Some(sent) = &content.playbook_executions {
+                        self.playbook_reports_delivered(sent);
+                    }
                     let after_outage = failures > 0;
                     failures = 0;
                     {

@@ -5,10 +5,12 @@
 //! [`identity`] (enrolment, registration, renewal), [`config`] (long-poll, apply,
 //! rollback, the record of applied workloads), [`os_update`] (the OS update across
 //! the reboot), [`heartbeat`], [`control`] (commands,
-//! disconnect), [`metrics`] (collection and remote-write push) and [`status`] (what
+//! disconnect), [`ansible`] (playbook executions), [`metrics`] (collection and
+//! remote-write push) and [`status`] (what
 //! the agent shows of itself). Time is read and
 //! waited on only through the agent's [`Clock`].
 
+mod ansible;
 mod builder;
 mod config;
 mod control;
@@ -127,6 +129,13 @@ pub struct Agent {
     data_dir: Option<std::path::PathBuf>,
     /// When each workload's last complete upload pass started.
     last_data_upload: Mutex<BTreeMap<String, time::OffsetDateTime>>,
+    /// How often to ask for playbook executions, from the configuration in force
+    /// (`None`: never).
+    ansible_period: tokio::sync::watch::Sender<Option<Duration>>,
+    /// Where playbooks are written and run (`ansible/` in the state directory).
+    ansible_dir: std::path::PathBuf,
+    /// Runs the playbooks.
+    playbooks: Arc<dyn crate::ansible::PlaybookRunner>,
     shared: Arc<Shared>,
 }
 
@@ -191,6 +200,7 @@ impl Agent {
                     () = self.metrics_loop() => Ok(()),
                     () = self.logs_loop() => Ok(()),
                     () = self.data_loop() => Ok(()),
+                    () = self.ansible_loop() => Ok(()),
                 }
             };
             // From the start: events queued while enrolling are kept too.

@@ -359,6 +359,8 @@ pub(crate) struct Shared {
     pub(crate) heartbeat_hardware: Mutex<bool>,
     /// Wakes the heartbeat loop early (after a configuration change).
     pub(crate) heartbeat_now: Notify,
+    /// Playbook execution states for the next heartbeats.
+    pub(crate) playbooks: Mutex<std::collections::BTreeMap<String, super::ansible::PlaybookReport>>,
     /// The configuration version named in the next poll.
     pub(crate) poll_version: Mutex<Option<String>>,
     /// A call was refused with 401: renew the certificate.

@@ -1,6 +1,7 @@
 //! Integration tests of the agent against a real in-process flotta server over
 //! mutual TLS.
 
+mod ansible;
 mod ca_rotation;
 mod config_inputs;
 mod data_upload;

@@ -114,10 +114,12 @@ fn crds_prints_one_definition_per_resource() {
     assert_eq!(
         kinds,
         vec![
+            "EdgeConfig",
             "EdgeDevice",
             "EdgeDeviceSet",
             "EdgeDeviceSignedRequest",
             "EdgeWorkload",
+            "PlaybookExecution",
             "Repository",
             "ResourceSync"
         ]

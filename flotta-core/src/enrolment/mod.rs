@@ -57,6 +57,8 @@ pub enum Directive {
     Registration,
     /// `POST /data/{id}/out`, directive `heartbeat`.
     Heartbeat,
+    /// `POST /data/{id}/out`, directive `ansible`: fetch the playbook executions.
+    Ansible,
     /// `GET /data/{id}/in`, directive `device`: fetch the configuration.
     Device,
     /// `GET /control/{id}/in`: read the pending control command.
@@ -72,6 +74,7 @@ impl Directive {
             Self::Enrolment => "enrolment",
             Self::Registration => "registration",
             Self::Heartbeat => "heartbeat",
+            Self::Ansible => "ansible",
             Self::Device => "device",
             Self::Control => "control",
             Self::ControlReply => "control-reply",
@@ -84,6 +87,7 @@ impl Directive {
             "enrolment" => Self::Enrolment,
             "registration" => Self::Registration,
             "heartbeat" => Self::Heartbeat,
+            "ansible" => Self::Ansible,
             "device" => Self::Device,
             "control" => Self::Control,
             "control-reply" => Self::ControlReply,
@@ -92,10 +96,15 @@ impl Directive {
     }
 
     /// Reads the directive of a message posted to `/data/{id}/out`: `None` for any
-    /// but `enrolment`, `registration` and `heartbeat`, the ones that endpoint serves.
+    /// but `enrolment`, `registration`, `heartbeat` and `ansible`, the ones that
+    /// endpoint serves.
     pub fn posted(s: &str) -> Option<Self> {
-        Self::parse(s)
-            .filter(|d| matches!(d, Self::Enrolment | Self::Registration | Self::Heartbeat))
+        Self::parse(s).filter(|d| {
+            matches!(
+                d,
+                Self::Enrolment | Self::Registration | Self::Heartbeat | Self::Ansible
+            )
+        })
     }
 
     /// What the client certificate is used for with this directive: only
@@ -124,6 +133,7 @@ mod tests {
             Directive::Enrolment,
             Directive::Registration,
             Directive::Heartbeat,
+            Directive::Ansible,
             Directive::Device,
             Directive::Control,
             Directive::ControlReply,

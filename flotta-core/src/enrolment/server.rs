@@ -143,6 +143,8 @@ pub enum Effect {
     SignCsr,
     /// Record the heartbeat and stamp last-seen.
     RecordHeartbeat,
+    /// Answer with the device's unfinished playbook executions (`ansible`).
+    ServePlaybooks,
     /// Answer with the device's configuration.
     ServeConfig,
     /// Answer with the device's pending control command.
@@ -593,6 +595,8 @@ pub fn answer(caller: Caller<'_>, record: DeviceRecord, approval: Approval) -> D
             // `disconnect` it is told, but gets no new certificate.
             (D::Heartbeat, R::Registered | R::Deleted) => Decision::allow(Effect::RecordHeartbeat),
             (D::Device, R::Registered | R::Deleted) => Decision::allow(Effect::ServeConfig),
+            // A device being deleted is sent none (see `crate::ansible`).
+            (D::Ansible, R::Registered | R::Deleted) => Decision::allow(Effect::ServePlaybooks),
             (D::Control, R::Registered) => Decision::allow(Effect::ServeControl),
             // The device is gone or going, and its certificate not revoked yet: tell
             // it to remove itself. Once revoked, it gets 401 like everywhere else.

@@ -18,6 +18,7 @@ pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 pub use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+mod ansible;
 mod config;
 mod device;
 mod device_set;
@@ -27,6 +28,7 @@ mod hardware;
 mod signed_request;
 mod workload;
 
+pub use ansible::*;
 pub use config::*;
 pub use device::*;
 pub use device_set::*;

@@ -203,6 +203,15 @@ pub fn device_status_from_heartbeat(
             extra: Default::default(),
         });
     }
+    if let Some(reports) = heartbeat.playbook_executions.as_deref()
+        && !reports.is_empty()
+    {
+        status.playbook_exec = Some(crate::ansible::device_entries(
+            previous.and_then(|p| p.playbook_exec.as_deref()),
+            reports,
+            received_at,
+        ));
+    }
     if let Some(hardware) = &heartbeat.hardware
         && let Ok(hardware) = Hardware::try_from(hardware.clone())
     {

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
 use crate::model::{
-    EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Event, Repository,
-    ResourceSync, Time,
+    EdgeConfig, EdgeDevice, EdgeDeviceSet, EdgeDeviceSignedRequest, EdgeWorkload, Event,
+    PlaybookExecution, Repository, ResourceSync, Time,
 };
 
 const fn string(path: &'static str) -> FieldSpec {
@@ -66,6 +66,7 @@ impl ResourceKind {
             ResourceKind::EdgeDeviceSet => EDGE_DEVICE_SET_FIELDS,
             ResourceKind::EdgeWorkload => EDGE_WORKLOAD_FIELDS,
             ResourceKind::EdgeDeviceSignedRequest => EDGE_DEVICE_SIGNED_REQUEST_FIELDS,
+            ResourceKind::EdgeConfig | ResourceKind::PlaybookExecution => ANSIBLE_FIELDS,
             ResourceKind::Repository | ResourceKind::ResourceSync => GITOPS_FIELDS,
             ResourceKind::Secret => SECRET_FIELDS,
             ResourceKind::ConfigMap => CONFIG_MAP_FIELDS,
@@ -251,6 +252,9 @@ impl Fields for ConfigMap {
     }
 }
 
+/// The Ansible kinds select on their metadata only.
+const ANSIBLE_FIELDS: &[FieldSpec] = with_metadata![];
+
 /// The GitOps kinds select on their metadata only.
 const GITOPS_FIELDS: &[FieldSpec] = with_metadata![];
 
@@ -269,6 +273,8 @@ macro_rules! metadata_only_fields {
     )*};
 }
 metadata_only_fields!(
+    EdgeConfig,
+    PlaybookExecution,
     Role,
     RoleBinding,
     ClusterRole,

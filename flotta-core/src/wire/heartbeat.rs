@@ -100,6 +100,10 @@ pub struct PlaybookExecutionStatus {
     /// `CompletedWithError`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// What the run said: the recap (`ok=2 changed=1 failed=0 ...`) or why it
+    /// failed (beyond Flotta, whose agents omit it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,
@@ -146,6 +150,28 @@ pub struct PlaybookExecution {
     /// The playbook, as text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ansible_playbook_string: Option<String>,
+    /// Seconds the run may take, and ansible's connection timeout (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+    /// Check mode, `--check` (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<bool>,
+    /// Privilege escalation, `--become` (beyond Flotta).
+    #[serde(rename = "become", skip_serializing_if = "Option::is_none")]
+    pub become_: Option<bool>,
+    /// `sudo` or `su` (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub become_method: Option<String>,
+    /// The user to become (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub become_user: Option<String>,
+    /// How many times to try before reporting `CompletedWithError` (beyond Flotta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i64>,
+    /// Content hash of the playbook and its options (beyond Flotta): a device
+    /// runs an execution again only when it changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

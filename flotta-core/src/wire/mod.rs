@@ -38,6 +38,10 @@ pub mod directive {
     pub const REGISTRATION: &str = "registration";
     /// A device reports its state (`POST /data/{id}/out`).
     pub const HEARTBEAT: &str = "heartbeat";
+    /// A device asks for the playbook executions it should run
+    /// (`POST /data/{id}/out`; the answer's `content` is a JSON text of a list of
+    /// [`PlaybookExecution`](super::PlaybookExecution)s).
+    pub const ANSIBLE: &str = "ansible";
     /// The server sends a device its configuration (`GET /data/{id}/in`).
     pub const DEVICE: &str = "device";
     /// The server tells a deleted device to remove itself (`GET /control/{id}/in`).

@@ -26,6 +26,7 @@ fn every_example_parses_validates_and_round_trips() {
     assert_eq!(
         kinds,
         [
+            "EdgeConfig",
             "EdgeDevice",
             "EdgeDeviceSet",
             "EdgeDeviceSignedRequest",

@@ -28,7 +28,7 @@ fn parse_cases() -> Vec<(&'static str, String, Option<usize>, Option<&'static st
         ),
         (
             "unknown kind",
-            "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeConfig\nmetadata:\n  name: x\n".to_owned(),
+            "apiVersion: management.project-flotta.io/v1alpha1\nkind: EdgeGadget\nmetadata:\n  name: x\n".to_owned(),
             Some(0),
             Some("kind"),
         ),
@@ -98,10 +98,9 @@ fn malformed_manifests_fail_with_document_and_path() {
 
 #[test]
 fn unknown_kind_error_names_the_kind() {
-    let err =
-        parse_manifests("kind: PlaybookExecution\napiVersion: x\n").expect_err("unknown kind");
-    assert!(matches!(&err, ManifestError::UnknownKind { kind, .. } if kind == "PlaybookExecution"));
-    assert!(err.to_string().contains("PlaybookExecution"), "{err}");
+    let err = parse_manifests("kind: EdgeGadget\napiVersion: x\n").expect_err("unknown kind");
+    assert!(matches!(&err, ManifestError::UnknownKind { kind, .. } if kind == "EdgeGadget"));
+    assert!(err.to_string().contains("EdgeGadget"), "{err}");
 }
 
 #[test]

@@ -44,6 +44,8 @@ fn crds_load_back_with_names_and_versions() {
             "edgedevicesets.management.project-flotta.io",
             "edgeworkloads.management.project-flotta.io",
             "edgedevicesignedrequest.management.project-flotta.io",
+            "edgeconfigs.management.project-flotta.io",
+            "playbookexecutions.management.project-flotta.io",
             "repositories.management.project-flotta.io",
             "resourcesyncs.management.project-flotta.io",
         ]

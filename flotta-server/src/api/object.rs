@@ -310,6 +310,8 @@ fn check_typed(kind: ResourceKind, body: &Value) -> Result<(), Vec<StatusCause>>
         ResourceKind::EdgeDeviceSet => parse::<EdgeDeviceSet>(body),
         ResourceKind::EdgeWorkload => parse::<EdgeWorkload>(body),
         ResourceKind::EdgeDeviceSignedRequest => parse::<EdgeDeviceSignedRequest>(body),
+        ResourceKind::EdgeConfig => parse::<flotta_core::model::EdgeConfig>(body),
+        ResourceKind::PlaybookExecution => parse::<flotta_core::model::PlaybookExecution>(body),
         ResourceKind::Repository => parse::<Repository>(body),
         ResourceKind::ResourceSync => parse::<ResourceSync>(body),
         // The API never admits events: the server records them (see crate::events).

@@ -433,6 +433,7 @@ async fn edge_request(
             client.post(&url).json(&registration_message(Some(&csr)))
         }
         (_, Some(Directive::Heartbeat)) => client.post(&url).json(&heartbeat_message("up")),
+        (_, Some(Directive::Ansible)) => client.post(&url).json(&envelope("ansible", json!(null))),
         (_, None) => client.post(&url).json(&envelope("reboot-now", json!({}))),
         _ => client.post(&url).json(&envelope("ack", json!({}))),
     };
@@ -626,7 +627,7 @@ async fn every_endpoint_answers_every_identity_as_documented() {
     }
     assert_eq!(
         driven,
-        7 * PeerKind::ALL.len() * DeviceRecord::ALL.len(),
+        8 * PeerKind::ALL.len() * DeviceRecord::ALL.len(),
         "every call, state and certificate kind"
     );
 
@@ -692,7 +693,7 @@ const RBAC_CALLERS: [&str; 6] = [
 ];
 
 /// (API group, resource, subresource) of every row of the RBAC matrix.
-const RBAC_RESOURCES: [(&str, &str, &str); 21] = [
+const RBAC_RESOURCES: [(&str, &str, &str); 24] = [
     ("management.project-flotta.io", "edgedevices", ""),
     ("management.project-flotta.io", "edgedevices", "status"),
     ("management.project-flotta.io", "edgedevicesets", ""),
@@ -708,6 +709,13 @@ const RBAC_RESOURCES: [(&str, &str, &str); 21] = [
         "management.project-flotta.io",
         "edgedevicesignedrequests",
         "approval",
+    ),
+    ("management.project-flotta.io", "edgeconfigs", ""),
+    ("management.project-flotta.io", "playbookexecutions", ""),
+    (
+        "management.project-flotta.io",
+        "playbookexecutions",
+        "status",
     ),
     ("management.project-flotta.io", "repositories", ""),
     ("management.project-flotta.io", "repositories", "status"),

@@ -165,3 +165,127 @@ async fn a_deleted_device_is_told_it_does_not_exist_and_to_disconnect() {
     assert_eq!(command["directive"], "disconnect", "{command}");
     server.stop().await;
 }
+
+/// The worker's ansible dispatcher posts the `ansible` directive and reads
+/// `content` as a JSON text of `[{"name", "ansible_playbook_string"}]`; it reports
+/// each execution in its heartbeats by `name` and `status` only. A labelled
+/// device is sent `ansible-manager`; its execution is made on its first request;
+/// a report of an unknown state is a 400 naming the entry; a finished run takes
+/// the label off, after which the device is sent none.
+#[tokio::test]
+async fn flotta_agents_fetch_playbooks_and_report_them() {
+    use base64::Engine as _;
+    use flotta_server::store::ResourceKind;
+    use flotta_testing::messages::envelope;
+    use serde_json::json;
+
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let identity = server.enrol_and_register("pb-worker").await;
+    let playbook = "- hosts: 127.0.0.1\n  gather_facts: false\n  tasks:\n    - ping:\n";
+    let config = json!({
+        "apiVersion": "management.project-flotta.io/v1alpha1",
+        "kind": "EdgeConfig",
+        "metadata": {"name": "hello", "namespace": NAMESPACE},
+        "spec": {"edgePlaybook": {"playbooks": [{
+            "content": base64::engine::general_purpose::STANDARD.encode(playbook),
+        }]}},
+    });
+    server
+        .store
+        .create(ResourceKind::EdgeConfig, NAMESPACE, "hello", config)
+        .await
+        .expect("EdgeConfig");
+    let device = server.device("pb-worker").await.expect("device");
+    let mut body = device.body.clone();
+    body["metadata"]["labels"] = json!({"config/device-by-config": "hello"});
+    server
+        .store
+        .update(ResourceKind::EdgeDevice, NAMESPACE, "pb-worker", None, body)
+        .await
+        .expect("label");
+
+    flotta_testing::eventually("ansible-manager in the configuration", || async {
+        let response = server.get(Some(&identity), "/data/pb-worker/in").await;
+        let message: Value = response.json().await.ok()?;
+        message["content"]["configuration"]["ansible-manager"]["period_seconds"]
+            .as_i64()
+            .filter(|p| *p > 0)
+    })
+    .await;
+    let ask = || async {
+        let response = server
+            .post(
+                Some(&identity),
+                "/data/pb-worker/out",
+                &envelope("ansible", Value::Null),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let message: Value = response.json().await.expect("json");
+        let text = message["content"].as_str().expect("content is a JSON text");
+        serde_json::from_str::<Vec<Value>>(text).expect("a list")
+    };
+    let executions = ask().await;
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    assert_eq!(executions[0]["name"], "pb-worker-hello");
+    assert_eq!(executions[0]["ansible_playbook_string"], playbook);
+
+    let report = |state: &str| {
+        envelope(
+            "heartbeat",
+            json!({"status": "up", "version": "1",
+                "playbook-executions": [{"name": "pb-worker-hello", "status": state}]}),
+        )
+    };
+    let refused = server
+        .post(Some(&identity), "/data/pb-worker/out", &report("Done"))
+        .await;
+    assert_eq!(refused.status(), 400);
+    let why: Value = refused.json().await.expect("json");
+    assert!(
+        why["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("content.playbook-executions[0].status")),
+        "{why}"
+    );
+    for state in ["Running", "SuccessfullyCompleted"] {
+        let answer = server
+            .post(Some(&identity), "/data/pb-worker/out", &report(state))
+            .await;
+        assert_eq!(answer.status(), 200, "{state}");
+    }
+    let execution = server
+        .store
+        .get(
+            ResourceKind::PlaybookExecution,
+            NAMESPACE,
+            "pb-worker-hello",
+        )
+        .await
+        .expect("get")
+        .expect("execution");
+    let conditions = execution.body["status"]["conditions"].clone();
+    assert_eq!(
+        conditions,
+        json!([
+            {"type": "Running", "status": "False", "reason": "Running",
+             "lastTransitionTime": conditions[0]["lastTransitionTime"]},
+            {"type": "SuccessfullyCompleted", "status": "True", "reason": "SuccessfullyCompleted",
+             "lastTransitionTime": conditions[1]["lastTransitionTime"]},
+        ])
+    );
+    let device = server.device("pb-worker").await.expect("device");
+    assert!(
+        device.body["metadata"]["labels"]
+            .get("config/device-by-config")
+            .is_none(),
+        "label removed: {}",
+        device.body["metadata"]
+    );
+    assert_eq!(
+        device.body["status"]["PlaybookExec"][0]["name"],
+        "pb-worker-hello"
+    );
+    assert!(ask().await.is_empty(), "nothing more to run");
+    server.stop().await;
+}

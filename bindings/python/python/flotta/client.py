@@ -18,10 +18,12 @@ from .errors import ApplyError, FlottaError
 from .resources import (
     ConfigMap,
     Event,
+    EdgeConfig,
     EdgeDevice,
     EdgeDeviceSet,
     EdgeDeviceSignedRequest,
     EdgeWorkload,
+    PlaybookExecution,
     Repository,
     Resource,
     ResourceSync,
@@ -327,6 +329,10 @@ class Client(_ClientBase):
         self.device_sets: Resources[EdgeDeviceSet] = Resources(self._native, EdgeDeviceSet)
         self.workloads: Resources[EdgeWorkload] = Resources(self._native, EdgeWorkload)
         self.signed_requests: Resources[EdgeDeviceSignedRequest] = Resources(self._native, EdgeDeviceSignedRequest)
+        self.edge_configs: Resources[EdgeConfig] = Resources(self._native, EdgeConfig)
+        self.playbook_executions: Resources[PlaybookExecution] = Resources(
+            self._native, PlaybookExecution
+        )
         self.repositories: Resources[Repository] = Resources(self._native, Repository)
         self.resource_syncs: Resources[ResourceSync] = Resources(self._native, ResourceSync)
         self.secrets: Resources[Secret] = Resources(self._native, Secret)
@@ -442,6 +448,10 @@ class AsyncClient(_ClientBase):
         self.workloads: AsyncResources[EdgeWorkload] = AsyncResources(self._native, EdgeWorkload)
         self.signed_requests: AsyncResources[EdgeDeviceSignedRequest] = AsyncResources(
             self._native, EdgeDeviceSignedRequest
+        )
+        self.edge_configs: AsyncResources[EdgeConfig] = AsyncResources(self._native, EdgeConfig)
+        self.playbook_executions: AsyncResources[PlaybookExecution] = AsyncResources(
+            self._native, PlaybookExecution
         )
         self.repositories: AsyncResources[Repository] = AsyncResources(self._native, Repository)
         self.resource_syncs: AsyncResources[ResourceSync] = AsyncResources(self._native, ResourceSync)

@@ -324,6 +324,22 @@ class EdgeDeviceSignedRequest(Resource):
     __slots__ = ()
 
 
+class EdgeConfig(Resource):
+    """Ansible playbooks (``spec.edgePlaybook.playbooks``, the YAML base64-encoded in
+    ``content``) for the devices labelled ``config/device-by-config=<name>``."""
+
+    kind: ClassVar[str] = "EdgeConfig"
+    __slots__ = ()
+
+
+class PlaybookExecution(Resource):
+    """One run of an ``EdgeConfig``'s playbook on one device (``<device>-<config>``),
+    created by the server; ``status.conditions`` follow the device's reports."""
+
+    kind: ClassVar[str] = "PlaybookExecution"
+    __slots__ = ()
+
+
 class Repository(Resource):
     """A git repository that ``ResourceSync``s read: ``spec.url``, ``spec.type``
     (``git``) and ``spec.secretRef`` naming a Secret with its credentials."""
@@ -467,6 +483,8 @@ _CLASSES: dict[str, type[Resource]] = {
         EdgeDeviceSet,
         EdgeWorkload,
         EdgeDeviceSignedRequest,
+        EdgeConfig,
+        PlaybookExecution,
         Repository,
         ResourceSync,
         Secret,
@@ -496,11 +514,13 @@ __all__ = [
     "AttrView",
     "ConfigMap",
     "api_version_of",
+    "EdgeConfig",
     "EdgeDevice",
     "EdgeDeviceSet",
     "EdgeDeviceSignedRequest",
     "EdgeWorkload",
     "Event",
+    "PlaybookExecution",
     "Repository",
     "Resource",
     "ResourceSync",

@@ -139,6 +139,7 @@ const ENROL_APPROVED: Expected = Expected::new(
 const SIGN: Expected = Expected::new(EdgeStatus::Ok, Effect::SignCsr);
 const BEAT: Expected = Expected::new(EdgeStatus::Ok, Effect::RecordHeartbeat);
 const CONFIG: Expected = Expected::new(EdgeStatus::Ok, Effect::ServeConfig);
+const PLAYBOOKS: Expected = Expected::new(EdgeStatus::Ok, Effect::ServePlaybooks);
 const CONTROL: Expected = Expected::new(EdgeStatus::Ok, Effect::ServeControl);
 const GONE: Expected = Expected::new(EdgeStatus::Ok, Effect::Disconnect);
 const ACK: Expected = Expected::new(EdgeStatus::Ok, Effect::AcceptControlReply);
@@ -162,6 +163,7 @@ use DeviceRecord::{Approved, Deleted, Denied, Pending, Registered, Unknown};
 const ENROLMENT: Option<Directive> = Some(Directive::Enrolment);
 const REGISTRATION: Option<Directive> = Some(Directive::Registration);
 const HEARTBEAT: Option<Directive> = Some(Directive::Heartbeat);
+const ANSIBLE: Option<Directive> = Some(Directive::Ansible);
 const DEVICE: Option<Directive> = Some(Directive::Device);
 const CONTROL_IN: Option<Directive> = Some(Directive::Control);
 const CONTROL_OUT: Option<Directive> = Some(Directive::ControlReply);
@@ -208,6 +210,12 @@ pub const EDGE_TABLE: &[EdgeRow] = &[
     row(HEARTBEAT, Denied, None,             [U, U, F,              U,    NF, F, NF]),
     row(HEARTBEAT, Registered, None,         [U, U, F,              U,    U, F, BEAT]),
     row(HEARTBEAT, Deleted, None,            [U, U, F,              U,    U , F, BEAT]),
+    row(ANSIBLE, Unknown, None,              [U, U, F,              U,    NF, F, NF]),
+    row(ANSIBLE, Pending, None,              [U, U, F,              U,    NF, F, NF]),
+    row(ANSIBLE, Approved, None,             [U, U, F,              U,    NF, F, NF]),
+    row(ANSIBLE, Denied, None,               [U, U, F,              U,    NF, F, NF]),
+    row(ANSIBLE, Registered, None,           [U, U, F,              U,    U, F, PLAYBOOKS]),
+    row(ANSIBLE, Deleted, None,              [U, U, F,              U,    U , F, PLAYBOOKS]),
     row(None, Unknown, None,                 [U, U, F,              U,    U, F, BAD]),
     row(None, Pending, None,                 [U, U, F,              U,    U, F, BAD]),
     row(None, Approved, None,                [U, U, F,              U,    U, F, BAD]),

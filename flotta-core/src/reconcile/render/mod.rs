@@ -555,7 +555,10 @@ fn render_with(
         None => (None, None),
     };
     let spec = effective_spec(device, staged.as_deref(), &mut problems);
-    let configuration = device_configuration(&spec, refs, &mut problems);
+    let mut configuration = device_configuration(&spec, refs, &mut problems);
+    // A device labelled to run an EdgeConfig polls for its playbooks.
+    configuration.ansible_manager =
+        crate::ansible::manager_configuration(device.metadata.labels.as_ref());
 
     let mut wire_workloads = Vec::with_capacity(workloads.len());
     let mut wire_secrets: BTreeMap<String, wire::Secret> = BTreeMap::new();

@@ -498,6 +498,12 @@ pub fn openapi_document() -> Value {
     add_schema::<EdgeDeviceSet>(&mut generator, &mut aliases, "EdgeDeviceSet");
     add_schema::<EdgeWorkload>(&mut generator, &mut aliases, "EdgeWorkload");
     add_schema::<EdgeDeviceSignedRequest>(&mut generator, &mut aliases, "EdgeDeviceSignedRequest");
+    add_schema::<flotta_core::model::EdgeConfig>(&mut generator, &mut aliases, "EdgeConfig");
+    add_schema::<flotta_core::model::PlaybookExecution>(
+        &mut generator,
+        &mut aliases,
+        "PlaybookExecution",
+    );
     add_schema::<flotta_core::model::Repository>(&mut generator, &mut aliases, "Repository");
     add_schema::<flotta_core::model::ResourceSync>(&mut generator, &mut aliases, "ResourceSync");
     add_schema::<flotta_core::model::Secret>(&mut generator, &mut aliases, "Secret");
@@ -547,7 +553,7 @@ pub fn openapi_document() -> Value {
         "info": {
             "title": "flotta management API",
             "version": API_VERSION,
-            "description": "Kubernetes-style REST API over flotta's EdgeDevice, EdgeDeviceSet, EdgeWorkload and EdgeDeviceSignedRequest resources, the GitOps kinds Repository and ResourceSync, and Kubernetes v1 Secrets, ConfigMaps and Events (read-only, recorded by the server) under /api/v1, Kubernetes RBAC (Roles, RoleBindings, ClusterRoles, ClusterRoleBindings) under /apis/rbac.authorization.k8s.io/v1, and SelfSubjectAccessReviews. Errors are Kubernetes Status objects.",
+            "description": "Kubernetes-style REST API over flotta's EdgeDevice, EdgeDeviceSet, EdgeWorkload and EdgeDeviceSignedRequest resources, the Ansible kinds EdgeConfig and PlaybookExecution, the GitOps kinds Repository and ResourceSync, and Kubernetes v1 Secrets, ConfigMaps and Events (read-only, recorded by the server) under /api/v1, Kubernetes RBAC (Roles, RoleBindings, ClusterRoles, ClusterRoleBindings) under /apis/rbac.authorization.k8s.io/v1, and SelfSubjectAccessReviews. Errors are Kubernetes Status objects.",
         },
         "security": [{"bearerToken": []}],
         "paths": paths,

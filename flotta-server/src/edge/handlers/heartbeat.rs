@@ -108,6 +108,14 @@ pub(super) async fn record(state: &EdgeState, who: &Authorised, envelope: &Messa
         return Ok(posted_reply(decision.status, envelope, Value::Null));
     };
     let heartbeat: wire::Heartbeat = message::content(envelope)?;
+    let playbook_reports = heartbeat.playbook_executions.as_deref().unwrap_or_default();
+    for (index, report) in playbook_reports.iter().enumerate() {
+        flotta_core::ansible::check_report(
+            report,
+            &format!("content.playbook-executions[{index}]"),
+        )
+        .map_err(BadMessage)?;
+    }
     let served = state.served_config(namespace, device_id);
     let new_status = status_from_heartbeat(
         current.status.as_deref(),
@@ -167,6 +175,20 @@ pub(super) async fn record(state: &EdgeState, who: &Authorised, envelope: &Messa
     }
     if let Some(hardware) = &relabel_with {
         super::hardware_labels::relabel(state, namespace, device_id, hardware).await?;
+    }
+    // Only a heartbeat that reports playbook executions writes theirs.
+    if !playbook_reports.is_empty() {
+        let now: Time = serde_json::from_value(Value::String(rfc3339_seconds(seen_at)))
+            .map_err(|e| BadMessage(format!("server time: {e}")))?;
+        crate::playbooks::record_reports(
+            state.store().as_ref(),
+            namespace,
+            device_id,
+            playbook_reports,
+            &now,
+        )
+        .await
+        .map_err(|e| ApiError::store("record playbook executions", &e))?;
     }
     // Only a heartbeat that carries events writes any: the quiet one costs nothing more.
     if let Some(events) = heartbeat.events.as_deref().filter(|e| !e.is_empty()) {

@@ -9,7 +9,7 @@
 //!
 //! One room per effect: [`enrolment`] (create the signed request),
 //! [`registration`] (sign the CSR, create or update the device), [`heartbeat`]
-//! (record status and last-seen), [`config`] (serve the configuration with ETags and
+//! (record status and last-seen), [`playbooks`] (the `ansible` directive), [`config`] (serve the configuration with ETags and
 //! long-poll) and [`control`] (the control channel).
 
 mod config;
@@ -17,6 +17,7 @@ mod control;
 mod enrolment;
 mod hardware_labels;
 mod heartbeat;
+mod playbooks;
 mod registration;
 
 pub(crate) use enrolment::enrolment_decision;
@@ -334,7 +335,7 @@ async fn post_data(
                 None => (
                     None,
                     Err(BadMessage(format!(
-                        "directive: {name:?} is not one of enrolment, registration, heartbeat"
+                        "directive: {name:?} is not one of enrolment, registration, heartbeat, ansible"
                     ))),
                 ),
             },
@@ -354,6 +355,7 @@ async fn post_data(
     match directive {
         Directive::Enrolment => enrolment::enrol(&state, &who, &envelope).await,
         Directive::Registration => registration::register(&state, &who, &envelope).await,
+        Directive::Ansible => playbooks::serve(&state, &who, &envelope).await,
         _ => heartbeat::record(&state, &who, &envelope).await,
     }
 }
