@@ -395,8 +395,8 @@ fn revision_of(bytes: &[u8]) -> String {
 }
 
 /// What a device labelled `labels` (named `device`) is sent for the `ansible`
-/// directive, out of its namespace's `executions`: its execution when it exists
-/// and is not finished (none otherwise).
+/// directive, out of its namespace's `executions`: its execution when it exists,
+/// is the device's and is not finished (none otherwise).
 pub fn served_executions(
     device: &str,
     labels: Option<&BTreeMap<String, String>>,
@@ -409,6 +409,7 @@ pub fn served_executions(
     executions
         .iter()
         .filter(|e| e.metadata.name.as_deref() == Some(name.as_str()))
+        .filter(|e| belongs_to(e, device))
         .filter(|e| !current_state(e).is_some_and(is_final))
         .filter_map(to_wire)
         .collect()

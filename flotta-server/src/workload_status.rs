@@ -251,7 +251,10 @@ async fn refresh_namespace(
     events: &EventRecorder,
     namespace: &str,
 ) -> Result<(), StoreError> {
-    crate::playbooks::ensure_executions(store, namespace).await?;
+    // The rest of the pass does not wait on playbook executions.
+    if let Err(error) = crate::playbooks::ensure_executions(store, namespace).await {
+        tracing::warn!(%namespace, error = %crate::api::error_chain(&error), "playbook executions not created");
+    }
     let workloads = list_all(store, ResourceKind::EdgeWorkload, Some(namespace)).await?;
     let sets = list_all(store, ResourceKind::EdgeDeviceSet, Some(namespace)).await?;
     if workloads.is_empty() && sets.is_empty() {

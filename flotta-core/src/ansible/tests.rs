@@ -168,6 +168,15 @@ fn a_device_is_sent_its_unfinished_execution_with_how_to_run_it() {
     let wire = serde_json::to_value(sent).expect("json");
     assert_eq!(wire["ansible_playbook_string"], HELLO);
     assert_eq!(wire["become"], true);
+    // Not one made for another device under this name.
+    let mut foreign = execution.clone();
+    foreign
+        .metadata
+        .labels
+        .as_mut()
+        .expect("labels")
+        .insert(DEVICE_LABEL.into(), "dev-9".into());
+    assert!(served_executions("dev-1", labels, &[foreign]).is_empty());
     // Not to another device, not once finished, not without the label.
     assert!(served_executions("dev-2", labels, std::slice::from_ref(&execution)).is_empty());
     assert!(served_executions("dev-1", None, std::slice::from_ref(&execution)).is_empty());

@@ -201,6 +201,43 @@ class ClientTest {
     }
 
     @Test
+    fun `edge configs are applied and listed, and one the server cannot honour is refused by field`() = runBlocking {
+        // The playbook "- hosts: 127.0.0.1\n  tasks:\n    - ping:\n", base64-encoded.
+        val content = java.util.Base64.getEncoder()
+            .encodeToString("- hosts: 127.0.0.1\n  tasks:\n    - ping:\n".toByteArray())
+        val manifest = """
+            apiVersion: management.project-flotta.io/v1alpha1
+            kind: EdgeConfig
+            metadata:
+              name: ping
+            spec:
+              edgePlaybook:
+                playbooks:
+                  - content: $content
+                    timeoutSeconds: 30
+            ---
+            apiVersion: management.project-flotta.io/v1alpha1
+            kind: EdgeConfig
+            metadata:
+              name: ping-as-root
+            spec:
+              edgePlaybook:
+                user: root
+                playbooks:
+                  - content: $content
+        """.trimIndent() + "\n"
+        val outcomes = client.apply("ansible", manifest)
+        assertEquals(2, outcomes.size, "outcomes: $outcomes")
+        assertEquals(ApplyAction.CREATED, outcomes[0].action)
+        assertNull(outcomes[1].action)
+        assertContains(outcomes[1].error ?: "", "spec.edgePlaybook.user")
+        val configs = client.list(ResourceKind.EDGE_CONFIG, "ansible", null, null)
+        assertEquals(listOf("ping"), configs.map { it.name() })
+        assertEquals(ResourceKind.EDGE_CONFIG, configs.single().kind())
+        assertEquals(emptyList(), client.list(ResourceKind.PLAYBOOK_EXECUTION, "ansible", null, null))
+    }
+
+    @Test
     fun `errors carry the kind`() = runBlocking {
         val missing = assertFailsWith<FlottaException.NotFound> {
             client.get(ResourceKind.EDGE_DEVICE, "lab", "no-such-device")
