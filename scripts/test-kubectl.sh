@@ -194,7 +194,7 @@ check delete-gitops run_and_has delete-gitops delete -f "$WORK/gitops.yaml" -- \
 echo "==> Ansible kinds: an EdgeConfig applied and listed, a bad one refused by field"
 check apply-edgeconfig run_and_has apply-edgeconfig apply -f "$MANIFESTS/edgeconfig.yaml" -- \
     '^edgeconfig\.management\.project-flotta\.io/motd created'
-check get-edgeconfigs run_and_has get-edgeconfigs get edgeconfigs -o wide -- \
+check get-edgeconfigs run_and_has get-edgeconfigs get edgeconfigs -n default -o wide -- \
     '^NAME +PLAYBOOKS +TIMEOUT +AGE$' '^motd +1 +120s '
 sed 's/timeoutSeconds: 120/timeoutSeconds: 0/; s/name: motd/name: motd-bad/' "$MANIFESTS/edgeconfig.yaml" >"$WORK/edgeconfig-bad.yaml"
 refused_with_field() {

@@ -242,7 +242,7 @@ def test_resource_classes_take_their_names_from_the_kind_table() -> None:
     assert flotta.EdgeWorkload.short_names == ("ew",)
     assert table[3]["crd_plural"] == "edgedevicesignedrequest"
     assert table[0]["api_version"] == "management.project-flotta.io/v1alpha1"
-    assert table[6]["api_version"] == "v1"
+    assert table[8]["api_version"] == "v1"  # Secret, after the eight flotta kinds
     assert flotta.Repository.plural == "repositories"
     assert flotta.Repository.short_names == ("repo",)
     assert flotta.ResourceSync.plural == "resourcesyncs"

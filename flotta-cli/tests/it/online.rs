@@ -544,3 +544,42 @@ fn secrets_and_config_maps_are_created_listed_and_described_without_values() {
         );
     assert_eq!(listed, "secret/telemetry-credentials\n");
 }
+
+#[test]
+fn edge_configs_are_applied_listed_and_refused_by_field() {
+    let server = CliServer::start();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/manifests/edgeconfig.yaml"
+    );
+    let applied = stdout_of(server.flotta().args(["apply", "-f", example]));
+    assert_eq!(applied, "edgeconfig/motd created\n");
+    let table = stdout_of(server.flotta().args(["get", "edgeconfigs", "-o", "wide"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME   PLAYBOOKS   TIMEOUT   AGE"),
+        "{table}"
+    );
+    assert!(lines[1].starts_with("motd   1           120s"), "{table}");
+    let executions = stdout_of(server.flotta().args(["get", "playbookexecutions"]));
+    // No device is labelled: no execution, at most the header.
+    assert!(executions.lines().count() <= 1, "{executions}");
+    // Two playbooks: refused, naming the field.
+    let text = std::fs::read_to_string(example).expect("example");
+    let entry = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("- content:"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let two = format!("{}\n{entry}\n", text.replace("name: motd", "name: motd-two"));
+    let file = write(server.work_dir(), "two.yaml", &two);
+    let output = server
+        .flotta()
+        .args(["apply", "-f", &file])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert!(stderr.contains("spec.edgePlaybook.playbooks"), "{stderr}");
+}
