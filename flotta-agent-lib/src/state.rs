@@ -48,8 +48,8 @@ pub enum StateItem {
     /// The OS update under way or last done ([`OsUpdateRecord`](crate::os::OsUpdateRecord)):
     /// what lets the agent carry it on across the reboot.
     OsUpdate,
-    /// The playbook executions run to their end, with the revision run (a JSON
-    /// object, name to revision): none is run twice.
+    /// The playbook executions run to their end (a JSON object, name to the
+    /// revision run, the final state and its message): none is run twice.
     PlaybookExecutions,
 }
 

@@ -5,12 +5,15 @@
 //! report its states in the heartbeats. Which executions a device gets, and what
 //! its reports become on the server, is decided by [`flotta_core::ansible`].
 //!
-//! The revisions of finished executions are persisted
-//! ([`StateItem::PlaybookExecutions`]), so a restart runs none twice; a run cut
-//! short by a restart is run again.
+//! Finished executions are persisted with their revision and outcome
+//! ([`StateItem::PlaybookExecutions`]), so a restart runs none twice, and one the
+//! server still sends (its final report was lost with a restart) is reported
+//! again instead of run; a run cut short by a restart is run again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use flotta_core::wire::{self, DeviceConfigurationMessage, PlaybookExecutionStatus};
 
@@ -24,6 +27,17 @@ use crate::state::StateItem;
 pub(crate) struct PlaybookReport {
     pub state: &'static str,
     pub message: Option<String>,
+}
+
+/// A finished execution, as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Finished {
+    /// The revision run.
+    revision: String,
+    /// `SuccessfullyCompleted` or `CompletedWithError`.
+    state: String,
+    /// The recap or the reason.
+    message: Option<String>,
 }
 
 impl Agent {
@@ -88,11 +102,25 @@ impl Agent {
                 // Flotta's server sends no revision: the playbook's text stands in.
                 flotta_core::ansible::text_revision(&playbook)
             });
-            if done.get(&name) == Some(&revision) {
+            if let Some(finished) = done.get(&name).filter(|f| f.revision == revision) {
+                // Run already; the server missed the final report: say it again.
+                let state = if finished.state == "SuccessfullyCompleted" {
+                    "SuccessfullyCompleted"
+                } else {
+                    "CompletedWithError"
+                };
+                self.report_playbook(&name, state, finished.message.clone());
                 continue;
             }
-            self.run_execution(&name, playbook, &execution).await;
-            done.insert(name, revision);
+            let (state, message) = self.run_execution(&name, playbook, &execution).await;
+            done.insert(
+                name,
+                Finished {
+                    revision,
+                    state: state.to_owned(),
+                    message,
+                },
+            );
             if let Err(error) = self
                 .state
                 .save(
@@ -106,8 +134,8 @@ impl Agent {
         }
     }
 
-    /// The executions run to their end, by name, with the revision run.
-    async fn finished_playbooks(&self) -> BTreeMap<String, String> {
+    /// The executions run to their end, by name.
+    async fn finished_playbooks(&self) -> BTreeMap<String, Finished> {
         match self.state.load(StateItem::PlaybookExecutions).await {
             Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
                 tracing::warn!(%error, "finished playbook executions unreadable: starting afresh");
@@ -121,12 +149,14 @@ impl Agent {
         }
     }
 
+    /// Runs an execution with its attempts, reporting each state; returns the
+    /// final state and its message.
     async fn run_execution(
         &self,
         name: &str,
         playbook: String,
         execution: &wire::PlaybookExecution,
-    ) {
+    ) -> (&'static str, Option<String>) {
         self.report_playbook(name, "Deploying", None);
         let run = PlaybookRun {
             name: name.to_owned(),
@@ -154,8 +184,9 @@ impl Agent {
             let outcome = self.playbooks.run(&run, &workdir).await;
             if outcome.succeeded {
                 tracing::info!(execution = %name, summary = %outcome.message, "playbook succeeded");
-                self.report_playbook(name, "SuccessfullyCompleted", Some(outcome.message));
-                return;
+                let message = Some(outcome.message);
+                self.report_playbook(name, "SuccessfullyCompleted", message.clone());
+                return ("SuccessfullyCompleted", message);
             }
             tracing::warn!(execution = %name, attempt, reason = %outcome.message, "playbook failed");
             last = Some(outcome.message);
@@ -166,7 +197,9 @@ impl Agent {
         } else {
             reason
         };
-        self.report_playbook(name, "CompletedWithError", Some(message));
+        let message = Some(message);
+        self.report_playbook(name, "CompletedWithError", message.clone());
+        ("CompletedWithError", message)
     }
 
     /// Records a state for the next heartbeat, and sends one now.

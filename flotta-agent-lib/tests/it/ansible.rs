@@ -220,6 +220,27 @@ async fn playbooks_run_on_the_device_and_their_executions_report_success_and_fai
     // Run once: the file removed now stays removed.
     std::fs::remove_file(&marker).expect("marker removed");
 
+    // The server lost the final report (as when the agent stopped right after
+    // the run): the execution is sent again, and the agent says how it ended
+    // instead of running it again.
+    client
+        .patch_status::<PlaybookExecution>(
+            "default",
+            "dev-1-hello",
+            &json!({"status": {"conditions": [{"type": "Running", "status": "True"}]}}),
+        )
+        .await
+        .expect("status reset");
+    label(&server, "dev-1", "hello").await;
+    let again = finished(&server, "dev-1-hello").await;
+    assert_eq!(current_state(&again), Some("SuccessfullyCompleted"));
+    assert_eq!(true_message(&again), message, "the same recap, reported again");
+    assert!(!marker.exists(), "not run again");
+    eventually("the EdgeConfig label removed again", || async {
+        device_label(&server, "dev-1").await.is_none().then_some(())
+    })
+    .await;
+
     // A playbook that fails, tried twice, reported with ansible's reason.
     let missing = Path::new("/nonexistent-flotta-dir/out.txt");
     let mut broken = edge_config("broken", &writes(missing, "x"), json!({}));

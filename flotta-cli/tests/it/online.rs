@@ -572,7 +572,10 @@ fn edge_configs_are_applied_listed_and_refused_by_field() {
         .take(2)
         .collect::<Vec<_>>()
         .join("\n");
-    let two = format!("{}\n{entry}\n", text.replace("name: motd", "name: motd-two"));
+    let two = format!(
+        "{}\n{entry}\n",
+        text.replace("name: motd", "name: motd-two")
+    );
     let file = write(server.work_dir(), "two.yaml", &two);
     let output = server
         .flotta()
