@@ -234,7 +234,11 @@ async fn playbooks_run_on_the_device_and_their_executions_report_success_and_fai
     label(&server, "dev-1", "hello").await;
     let again = finished(&server, "dev-1-hello").await;
     assert_eq!(current_state(&again), Some("SuccessfullyCompleted"));
-    assert_eq!(true_message(&again), message, "the same recap, reported again");
+    assert_eq!(
+        true_message(&again),
+        message,
+        "the same recap, reported again"
+    );
     assert!(!marker.exists(), "not run again");
     eventually("the EdgeConfig label removed again", || async {
         device_label(&server, "dev-1").await.is_none().then_some(())
