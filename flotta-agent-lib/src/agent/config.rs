@@ -489,10 +489,25 @@ impl Agent {
                             "UpgradeOs: hostedObjectsURL {url:?} is not supported by this agent's OS backend"
                         )
                     }),
+                // Block-device mounts are not carried out: a version asking for
+                // them is refused rather than run without them.
+                Action::ApplySettings { settings } => settings
+                    .mounts
+                    .as_ref()
+                    .filter(|mounts| !mounts.is_empty())
+                    .map(|mounts| {
+                        let folders: Vec<&str> = mounts
+                            .iter()
+                            .filter_map(|m| m.directory.as_deref())
+                            .collect();
+                        format!(
+                            "ApplySettings: configuration.mounts ({}) is not supported: this agent does not mount block devices",
+                            folders.join(", ")
+                        )
+                    }),
                 Action::RemoveWorkload { .. }
                 | Action::RemoveSecret { .. }
                 | Action::RemoveFile { .. }
-                | Action::ApplySettings { .. }
                 | Action::SetHeartbeat { .. } => None,
                 other => Some(format!("this agent cannot carry out {other:?}")),
             };

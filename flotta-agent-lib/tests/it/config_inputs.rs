@@ -257,3 +257,51 @@ async fn an_os_target_with_hosted_objects_is_refused() {
     agent.stop().await;
     server.stop().await;
 }
+
+/// The agent does not mount block devices: a version asking for mounts is
+/// refused whole, naming them, rather than applied without them.
+#[tokio::test]
+async fn a_version_with_mounts_is_refused() {
+    let server = TestServer::start().await;
+    let state = tempfile::tempdir().expect("state dir");
+    let root_dir = tempfile::tempdir().expect("root");
+    let agent = server
+        .agent_builder("mounts-1", Arc::new(MemoryRuntime::new()))
+        .state_dir(state.path())
+        .file_roots([root_dir.path().display().to_string()])
+        .build()
+        .expect("agent builds");
+    let mut agent = RunningAgent::spawn(agent);
+    agent.wait_for("first apply", applied).await;
+    let marker = root_dir.path().join("with-mounts.conf");
+    server
+        .management_client()
+        .patch::<EdgeDevice>(
+            "default",
+            "mounts-1",
+            &serde_json::json!({"spec": {
+                "files": [{"path": marker.display().to_string(), "content": "x"}],
+                "mounts": [{"device": "/dev/sdb1", "folder": "/var/lib/camera-data",
+                    "type": "ext4", "options": "rw,nosuid"}]}}),
+        )
+        .await
+        .expect("device patched");
+    let seen = agent
+        .wait_for("the refusal", |e| {
+            matches!(e, AgentEvent::ApplyFailed { .. })
+        })
+        .await;
+    let Some(AgentEvent::ApplyFailed { reason, .. }) = seen.last() else {
+        panic!("no ApplyFailed in {seen:?}");
+    };
+    assert!(
+        reason.contains("configuration.mounts (/var/lib/camera-data) is not supported"),
+        "{reason}"
+    );
+    assert!(
+        !marker.exists(),
+        "nothing of the refused version is applied"
+    );
+    agent.stop().await;
+    server.stop().await;
+}
