@@ -275,17 +275,19 @@ pub fn desired_executions(
     devices: &[EdgeDevice],
     configs: &[EdgeConfig],
 ) -> Vec<PlaybookExecution> {
+    // Each config is checked once, not once per device.
+    let valid: Vec<&EdgeConfig> = configs.iter().filter(|c| c.validate().is_empty()).collect();
     devices
         .iter()
         .filter(|device| device.metadata.deletion_timestamp.is_none())
         .filter_map(|device| {
             let device_name = device.metadata.name.as_deref()?;
             let wanted = labelled_config(device.metadata.labels.as_ref())?;
-            let config = configs.iter().find(|c| {
+            let config = valid.iter().find(|c| {
                 c.metadata.name.as_deref() == Some(wanted)
                     && c.metadata.namespace == device.metadata.namespace
             })?;
-            execution_for(device_name, config)
+            execution_of_valid(device_name, config)
         })
         .collect()
 }
@@ -296,6 +298,11 @@ pub fn execution_for(device: &str, config: &EdgeConfig) -> Option<PlaybookExecut
     if !config.validate().is_empty() {
         return None;
     }
+    execution_of_valid(device, config)
+}
+
+/// [`execution_for`] of a config already checked.
+fn execution_of_valid(device: &str, config: &EdgeConfig) -> Option<PlaybookExecution> {
     let config_name = config.metadata.name.as_deref()?;
     let edge_playbook = config.spec.edge_playbook.as_ref()?;
     let mut playbook = edge_playbook.playbooks.first()?.clone();
