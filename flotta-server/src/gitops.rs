@@ -111,7 +111,9 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
     let from = store.current_resource_version().await?;
     let syncs = store.watch(ResourceKind::ResourceSync, None, from).await?;
     let repositories = store.watch(ResourceKind::Repository, None, from).await?;
-    Ok(futures::stream::select_all([syncs, repositories]).boxed())
+    Ok(crate::store::pumped(
+        futures::stream::select_all([syncs, repositories]).boxed(),
+    ))
 }
 
 /// Runs every sync that is due, one after the other.

@@ -128,7 +128,9 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
     let from = store.current_resource_version().await?;
     let devices = store.watch(ResourceKind::EdgeDevice, None, from).await?;
     let sets = store.watch(ResourceKind::EdgeDeviceSet, None, from).await?;
-    Ok(futures::stream::select_all([devices, sets]).boxed())
+    Ok(crate::store::pumped(
+        futures::stream::select_all([devices, sets]).boxed(),
+    ))
 }
 
 async fn namespaces_with_sets(store: &dyn Store) -> Result<BTreeSet<String>, StoreError> {

@@ -47,7 +47,7 @@ use tokio::task::JoinHandle;
 
 use crate::events::EventRecorder;
 use crate::leader::Leadership;
-use crate::store::{ResourceKind, Store, StoreError, StoredObject, WatchStream, list_all};
+use crate::store::{ResourceKind, Store, StoreError, StoredObject, WatchStream, list_all, pumped};
 
 /// How often every namespace's workloads are recomputed without a change, so that
 /// silent devices turn `Unknown`.
@@ -353,10 +353,11 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
     let config_maps = store.watch(ResourceKind::ConfigMap, None, from).await?;
     // An EdgeConfig appearing makes executions for the devices labelled with it.
     let edge_configs = store.watch(ResourceKind::EdgeConfig, None, from).await?;
-    Ok(
+    // Pumped: the task recomputes with the store between two reads of the changes.
+    Ok(pumped(
         futures::stream::select_all([devices, workloads, sets, secrets, config_maps, edge_configs])
             .boxed(),
-    )
+    ))
 }
 
 async fn all_namespaces(store: &dyn Store) -> Result<BTreeSet<String>, StoreError> {

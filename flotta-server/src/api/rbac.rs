@@ -154,7 +154,9 @@ async fn open_watches(store: &dyn Store) -> Result<crate::store::WatchStream, St
     for kind in ResourceKind::RBAC {
         streams.push(store.watch(kind, None, from).await?);
     }
-    Ok(futures::stream::select_all(streams).boxed())
+    Ok(crate::store::pumped(
+        futures::stream::select_all(streams).boxed(),
+    ))
 }
 
 async fn list_kind<T: serde::de::DeserializeOwned>(

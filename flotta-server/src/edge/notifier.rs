@@ -271,7 +271,9 @@ async fn open_watches(store: &dyn Store) -> Result<WatchStream, StoreError> {
     ] {
         streams.push(store.watch(kind, None, from).await?);
     }
-    Ok(futures::stream::select_all(streams).boxed())
+    Ok(crate::store::pumped(
+        futures::stream::select_all(streams).boxed(),
+    ))
 }
 
 async fn apply(state: &EdgeState, dirty: Dirty) {

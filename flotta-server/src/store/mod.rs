@@ -56,6 +56,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -184,6 +185,42 @@ pub struct WatchEvent {
 /// A stream of watch events; it ends with an error such as [`StoreError::Gone`] when
 /// it cannot go on.
 pub type WatchStream = BoxStream<'static, StoreResult<WatchEvent>>;
+
+/// `stream`, polled continuously by a task of its own, its items handed over a
+/// channel; the task ends when the returned stream is dropped.
+///
+/// A watch stream reads the store's change log when it starts or lags; on
+/// PostgreSQL that read holds a pooled connection inside a transaction until the
+/// stream is polled again. A task that merges several watches and, between two
+/// reads, works with the same pool leaves the reads of the streams it was not
+/// waiting on suspended with their connections held: with enough watches the pool
+/// runs dry and both wait on each other. Pumped, every read runs to its end.
+pub fn pumped(mut stream: WatchStream) -> WatchStream {
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if sender.send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    let guard = AbortOnDrop(pump);
+    futures::stream::poll_fn(move |cx| {
+        let _held = &guard;
+        receiver.poll_recv(cx)
+    })
+    .boxed()
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// The outcome of [`Store::delete`].
 #[derive(Debug, Clone, PartialEq)]
