@@ -116,15 +116,10 @@ fn playbook_problems(playbook: &Playbook, at: &str) -> Vec<FieldError> {
     if let Err(why) = decode_content(&playbook.content) {
         push(&mut problems, format!("{at}.content"), why);
     }
-    if let Some(timeout) = playbook.timeout_seconds
-        && timeout <= 0
-    {
-        push(
-            &mut problems,
-            format!("{at}.timeoutSeconds"),
-            format!("must be positive, not {timeout}"),
-        );
-    }
+    problems.extend(timeout_problem(
+        playbook.timeout_seconds,
+        &format!("{at}.timeoutSeconds"),
+    ));
     if let Some(options) = &playbook.ansible_options {
         unknown_fields(
             &mut problems,
@@ -184,6 +179,14 @@ fn playbook_problems(playbook: &Playbook, at: &str) -> Vec<FieldError> {
     problems
 }
 
+fn timeout_problem(timeout: Option<i64>, path: &str) -> Option<FieldError> {
+    let timeout = timeout?;
+    (timeout <= 0).then(|| FieldError {
+        path: path.to_owned(),
+        message: format!("must be positive, not {timeout}"),
+    })
+}
+
 fn attempts_problem(attempts: Option<i64>, path: &str, minimum: i64) -> Option<FieldError> {
     let attempts = attempts?;
     (!(minimum..=MAX_ATTEMPTS).contains(&attempts)).then(|| FieldError {
@@ -230,15 +233,10 @@ impl Validate for EdgeConfig {
                 "is not supported: the agent runs playbooks as its own user (use privilegeEscalationOptions.becomeUser)",
             );
         }
-        if let Some(timeout) = edge_playbook.timeout_seconds
-            && timeout <= 0
-        {
-            push(
-                &mut problems,
-                "spec.edgePlaybook.timeoutSeconds".into(),
-                format!("must be positive, not {timeout}"),
-            );
-        }
+        problems.extend(timeout_problem(
+            edge_playbook.timeout_seconds,
+            "spec.edgePlaybook.timeoutSeconds",
+        ));
         problems.extend(attempts_problem(
             edge_playbook.execution_attempts,
             "spec.edgePlaybook.executionAttempts",

@@ -210,32 +210,27 @@ async fn a_failed_version_rolls_its_files_back() {
     server.stop().await;
 }
 
-/// The agent does not fetch an OS image's hosted objects: a version naming them is
-/// refused whole, with a reason that says so, rather than applied without them.
-#[tokio::test]
-async fn an_os_target_with_hosted_objects_is_refused() {
+/// The reason the agent gives for refusing a version whose spec is `spec` plus a
+/// file of the overlay; asserts that the file (the version's only other change) was
+/// not written: nothing of a refused version is applied.
+async fn refusal_of(device: &str, spec: serde_json::Value) -> String {
     let server = TestServer::start().await;
     let state = tempfile::tempdir().expect("state dir");
     let root_dir = tempfile::tempdir().expect("root");
     let agent = server
-        .agent_builder("hosted-1", Arc::new(MemoryRuntime::new()))
+        .agent_builder(device, Arc::new(MemoryRuntime::new()))
         .state_dir(state.path())
         .file_roots([root_dir.path().display().to_string()])
         .build()
         .expect("agent builds");
     let mut agent = RunningAgent::spawn(agent);
     agent.wait_for("first apply", applied).await;
-    let marker = root_dir.path().join("with-os.conf");
+    let marker = root_dir.path().join("refused.conf");
+    let mut spec = spec;
+    spec["files"] = serde_json::json!([{"path": marker.display().to_string(), "content": "x"}]);
     server
         .management_client()
-        .patch::<EdgeDevice>(
-            "default",
-            "hosted-1",
-            &serde_json::json!({"spec": {
-                "files": [{"path": marker.display().to_string(), "content": "x"}],
-                "osInformation": {"commitID": "c2", "automaticallyUpgrade": true,
-                    "hostedObjectsURL": "https://images.example.com/objects"}}}),
-        )
+        .patch::<EdgeDevice>("default", device, &serde_json::json!({ "spec": spec }))
         .await
         .expect("device patched");
     let seen = agent
@@ -247,61 +242,43 @@ async fn an_os_target_with_hosted_objects_is_refused() {
         panic!("no ApplyFailed in {seen:?}");
     };
     assert!(
-        reason.contains("hostedObjectsURL") && reason.contains("not supported"),
-        "{reason}"
-    );
-    assert!(
         !marker.exists(),
         "nothing of the refused version is applied"
     );
+    let reason = reason.clone();
     agent.stop().await;
     server.stop().await;
+    reason
+}
+
+/// The agent does not fetch an OS image's hosted objects: a version naming them is
+/// refused whole, with a reason that says so, rather than applied without them.
+#[tokio::test]
+async fn an_os_target_with_hosted_objects_is_refused() {
+    let reason = refusal_of(
+        "hosted-1",
+        serde_json::json!({"osInformation": {"commitID": "c2", "automaticallyUpgrade": true,
+            "hostedObjectsURL": "https://images.example.com/objects"}}),
+    )
+    .await;
+    assert!(
+        reason.contains("hostedObjectsURL") && reason.contains("not supported"),
+        "{reason}"
+    );
 }
 
 /// The agent does not mount block devices: a version asking for mounts is
 /// refused whole, naming them, rather than applied without them.
 #[tokio::test]
 async fn a_version_with_mounts_is_refused() {
-    let server = TestServer::start().await;
-    let state = tempfile::tempdir().expect("state dir");
-    let root_dir = tempfile::tempdir().expect("root");
-    let agent = server
-        .agent_builder("mounts-1", Arc::new(MemoryRuntime::new()))
-        .state_dir(state.path())
-        .file_roots([root_dir.path().display().to_string()])
-        .build()
-        .expect("agent builds");
-    let mut agent = RunningAgent::spawn(agent);
-    agent.wait_for("first apply", applied).await;
-    let marker = root_dir.path().join("with-mounts.conf");
-    server
-        .management_client()
-        .patch::<EdgeDevice>(
-            "default",
-            "mounts-1",
-            &serde_json::json!({"spec": {
-                "files": [{"path": marker.display().to_string(), "content": "x"}],
-                "mounts": [{"device": "/dev/sdb1", "folder": "/var/lib/camera-data",
-                    "type": "ext4", "options": "rw,nosuid"}]}}),
-        )
-        .await
-        .expect("device patched");
-    let seen = agent
-        .wait_for("the refusal", |e| {
-            matches!(e, AgentEvent::ApplyFailed { .. })
-        })
-        .await;
-    let Some(AgentEvent::ApplyFailed { reason, .. }) = seen.last() else {
-        panic!("no ApplyFailed in {seen:?}");
-    };
+    let reason = refusal_of(
+        "mounts-1",
+        serde_json::json!({"mounts": [{"device": "/dev/sdb1", "folder": "/var/lib/camera-data",
+            "type": "ext4", "options": "rw,nosuid"}]}),
+    )
+    .await;
     assert!(
         reason.contains("configuration.mounts (/var/lib/camera-data) is not supported"),
         "{reason}"
     );
-    assert!(
-        !marker.exists(),
-        "nothing of the refused version is applied"
-    );
-    agent.stop().await;
-    server.stop().await;
 }

@@ -94,12 +94,14 @@ fn what_cannot_be_honoured_is_refused_with_its_field() {
     playbook.playbooks.push(first);
     playbook.user = Some("root".into());
     playbook.execution_attempts = Some(11);
+    playbook.timeout_seconds = Some(-1);
     let problems = two.validate();
     assert_eq!(
         paths(&problems),
         [
             "spec.edgePlaybook.playbooks",
             "spec.edgePlaybook.user",
+            "spec.edgePlaybook.timeoutSeconds",
             "spec.edgePlaybook.executionAttempts"
         ]
     );
