@@ -1,6 +1,7 @@
 //! The device side: the agent-facing Edge API over mutual TLS.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -72,6 +73,7 @@ pub struct EdgeClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     local_address: Option<IpAddr>,
+    http1_only: bool,
 }
 
 impl EdgeClientBuilder {
@@ -114,6 +116,15 @@ impl EdgeClientBuilder {
         self
     }
 
+    /// Speaks HTTP/1.1 only, one request per connection at a time, as Flotta's
+    /// agents do. By default the client offers HTTP/2 (ALPN `h2`) and uses it when
+    /// the server agrees, so its long-poll, heartbeats and other calls share one
+    /// connection; it falls back to HTTP/1.1 with a server that does not.
+    pub fn http1_only(mut self) -> Self {
+        self.http1_only = true;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> ClientResult<EdgeClient> {
         let base = normalize_base_url(&self.server)?;
@@ -125,6 +136,7 @@ impl EdgeClientBuilder {
             identity: RwLock::new(self.identity),
             connect_timeout: self.connect_timeout,
             local_address: self.local_address,
+            http1_only: self.http1_only,
         };
         let http = settings.client()?;
         Ok(EdgeClient {
@@ -134,6 +146,8 @@ impl EdgeClientBuilder {
                 http: RwLock::new(http),
                 retry: self.retry,
                 timeout: self.timeout,
+                control_pending: AtomicBool::new(false),
+                report_wanted: AtomicBool::new(false),
             }),
         })
     }
@@ -147,6 +161,7 @@ struct HttpSettings {
     identity: RwLock<Option<Identity>>,
     connect_timeout: Duration,
     local_address: Option<IpAddr>,
+    http1_only: bool,
 }
 
 impl HttpSettings {
@@ -162,8 +177,16 @@ impl HttpSettings {
         ca_pem: &str,
         identity: Option<&Identity>,
     ) -> ClientResult<reqwest::Client> {
-        let tls = client_config(ca_pem, identity)?;
-        reqwest::Client::builder()
+        let mut tls = client_config(ca_pem, identity)?;
+        let mut builder = reqwest::Client::builder();
+        if self.http1_only {
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            builder = builder.http1_only();
+        } else {
+            // Offered by ALPN; reqwest speaks whichever the server picks.
+            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        builder
             .use_preconfigured_tls(tls)
             .connect_timeout(self.connect_timeout)
             .local_address(self.local_address)
@@ -185,6 +208,12 @@ struct EdgeInner {
     http: RwLock<reqwest::Client>,
     retry: RetryPolicy,
     timeout: Duration,
+    /// Set when an answer said a control command waits
+    /// ([`flotta_core::enrolment::CONTROL_PENDING_HEADER`]).
+    control_pending: AtomicBool,
+    /// Set when an answer asked for a heartbeat now
+    /// ([`flotta_core::enrolment::REPORT_WANTED_HEADER`]).
+    report_wanted: AtomicBool,
 }
 
 /// A client of the Edge API, as a device. Cheap to clone; clones share the
@@ -205,6 +234,7 @@ impl EdgeClient {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             local_address: None,
+            http1_only: false,
         }
     }
 
@@ -371,6 +401,20 @@ impl EdgeClient {
             .await
     }
 
+    /// Whether an answer since the last call said that a control command waits for
+    /// the device (the server marks configuration polls so): read it with
+    /// [`EdgeClient::control_in`]. Clears the mark.
+    pub fn take_control_pending(&self) -> bool {
+        self.inner.control_pending.swap(false, Ordering::SeqCst)
+    }
+
+    /// Whether an answer since the last call asked for a heartbeat now, whatever
+    /// the device's report (the server serves the same version for other reasons,
+    /// e.g. a new set revision, and judges the status against it). Clears the mark.
+    pub fn take_report_wanted(&self) -> bool {
+        self.inner.report_wanted.swap(false, Ordering::SeqCst)
+    }
+
     /// Reads the pending control command; `None` when there is none.
     ///
     /// A deleted device is told `disconnect` in a command, whether its certificate is
@@ -465,6 +509,18 @@ impl EdgeClient {
             .await
             .map_err(|e| ClientError::from_reqwest(&self.url(path), e))?;
         let status = response.status();
+        if response
+            .headers()
+            .contains_key(flotta_core::enrolment::CONTROL_PENDING_HEADER)
+        {
+            self.inner.control_pending.store(true, Ordering::SeqCst);
+        }
+        if response
+            .headers()
+            .contains_key(flotta_core::enrolment::REPORT_WANTED_HEADER)
+        {
+            self.inner.report_wanted.store(true, Ordering::SeqCst);
+        }
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             Ok(response)
         } else {

@@ -359,6 +359,35 @@ fn check_heartbeat(problems: &mut Problems, path: &str, heartbeat: &HeartbeatCon
         heartbeat.period_seconds,
         1,
     );
+    // The bounds follow the period the device gets (its own, else the default; a
+    // set's period can only be judged with the device, so a device-level value is
+    // checked against the default when it names none).
+    let period = heartbeat
+        .period_seconds
+        .filter(|p| *p >= 1)
+        .unwrap_or(crate::reconcile::DEFAULT_HEARTBEAT_PERIOD_SECONDS);
+    if let Some(wait) = heartbeat.long_poll_seconds {
+        let longest = crate::reconcile::longest_long_poll_seconds(period);
+        if !(1..=longest).contains(&wait) {
+            problems.push(
+                format!("{path}.longPollSeconds"),
+                format!(
+                    "must be between 1 and {longest} (2.5 heartbeat periods of {period} s, at \
+                     most {}), got {wait}: a longer poll would leave the device judged offline \
+                     between two polls",
+                    crate::reconcile::MAX_LONG_POLL_SECONDS
+                ),
+            );
+        }
+    }
+    if let Some(silence) = heartbeat.max_silence_seconds
+        && silence < period
+    {
+        problems.push(
+            format!("{path}.maxSilenceSeconds"),
+            format!("must be at least the heartbeat period ({period} s), got {silence}"),
+        );
+    }
     if let Some(profile) = &heartbeat.hardware_profile {
         problems.one_of(
             &format!("{path}.hardwareProfile.scope"),

@@ -338,10 +338,21 @@ pub struct LightDevice {
     pub client: EdgeClient,
 }
 
+/// The HTTP a light device speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http {
+    /// HTTP/2 when the server agrees (ALPN), as flotta-rs agents: one connection
+    /// carries every request.
+    Negotiated,
+    /// HTTP/1.1 only, one request at a time per connection, as Flotta's agents.
+    Http1,
+}
+
 /// Clients for `devices`, each with its own TLS identity and connection pool.
 pub fn light_devices(
     target: &FleetTarget,
     devices: &[EnrolledDevice],
+    http: Http,
 ) -> Result<Vec<Arc<LightDevice>>, SimError> {
     devices
         .iter()
@@ -359,6 +370,7 @@ pub fn light_devices(
                 &target.ca_pem,
                 identity,
                 target.source_address(index),
+                http,
             )?;
             Ok(Arc::new(LightDevice {
                 device_id: device.device_id.clone(),
@@ -375,10 +387,14 @@ pub fn edge_client(
     ca_pem: &str,
     identity: Identity,
     local_address: Option<IpAddr>,
+    http: Http,
 ) -> Result<EdgeClient, SimError> {
     let mut builder = EdgeClient::builder(server);
     if let Some(address) = local_address {
         builder = builder.local_address(address);
+    }
+    if http == Http::Http1 {
+        builder = builder.http1_only();
     }
     builder
         .ca_pem(ca_pem)

@@ -9,7 +9,7 @@ use flotta_core::reconcile::{
     Action, ConfigVersion, ObservedOs, ObservedState, ObservedWorkload, RenderedConfig, SecretData,
     WorkloadInputs, file_write, fingerprint, plan, rollback_plan,
 };
-use flotta_core::wire::{DeviceConfigurationMessage, Secret, Workload};
+use flotta_core::wire::{DeviceConfigurationMessage, HeartbeatConfiguration, Secret, Workload};
 
 use super::Agent;
 use super::status::{AgentEvent, lock};
@@ -36,10 +36,7 @@ impl Agent {
             self.shared.update(|s| s.failed_version = failed);
             return Ok(());
         };
-        if let Some(period) = heartbeat_period_of(&current.message) {
-            *lock(&self.shared.heartbeat_period) = period;
-        }
-        *lock(&self.shared.heartbeat_hardware) = includes_hardware(
+        self.follow_heartbeat(
             current
                 .message
                 .configuration
@@ -120,21 +117,61 @@ impl Agent {
         }
     }
 
+    /// Takes on a configuration's heartbeat settings: the period, the long-poll
+    /// wait, the longest silence and the hardware inventory. Whether the period
+    /// or the silence changed.
+    fn follow_heartbeat(&self, heartbeat: Option<&HeartbeatConfiguration>) -> bool {
+        let settings = heartbeat_settings(heartbeat);
+        let period = settings.period.unwrap_or(self.timing.heartbeat_period);
+        let silence = settings.max_silence;
+        *lock(&self.shared.long_poll) = settings.long_poll;
+        *lock(&self.shared.heartbeat_hardware) = includes_hardware(heartbeat);
+        let old_period = std::mem::replace(&mut *lock(&self.shared.heartbeat_period), period);
+        let old_silence = std::mem::replace(&mut *lock(&self.shared.max_silence), silence);
+        old_period != period || old_silence != silence
+    }
+
     /// One long-poll, and the apply of what it brought.
     async fn poll_config(&self) -> Result<(), RetryLater> {
         self.poll_config_within(self.timing.config_wait).await
     }
 
-    /// [`poll_config`](Self::poll_config) waiting at most `wait` on the server.
+    /// [`poll_config`](Self::poll_config) waiting at most `wait` on the server:
+    /// the configuration's long-poll wait (60 s until one is named), within
+    /// [`AgentTiming::config_wait`](super::AgentTiming).
     async fn poll_config_within(&self, wait: Duration) -> Result<(), RetryLater> {
         let known = lock(&self.shared.poll_version).clone();
+        let named = lock(&self.shared.long_poll).unwrap_or(DEFAULT_LONG_POLL);
         let wait = wait
+            .min(named)
             .min(self.timing.config_wait)
             .max(Duration::from_secs(1));
         let poll = self
             .client
             .get_config(&self.device_id, known.as_deref(), Some(wait))
             .await;
+        // The server marks its answers while a control command waits.
+        if self.client.take_control_pending() {
+            self.shared.control_check.notify_one();
+        }
+        // And asks for a report when it judges the status against something new.
+        if self.client.take_report_wanted() {
+            self.shared
+                .report_now
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.shared.heartbeat_now.notify_one();
+        }
+        let was_failing = self
+            .shared
+            .poll_failing
+            .swap(poll.is_err(), std::sync::atomic::Ordering::SeqCst);
+        if was_failing && poll.is_ok() {
+            // Back in contact: report at once, whatever changed meanwhile.
+            self.shared
+                .report_now
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.shared.heartbeat_now.notify_one();
+        }
         match poll {
             Ok(ConfigPoll::NotModified) => Ok(()),
             Ok(ConfigPoll::Config { etag, message }) => {
@@ -631,20 +668,11 @@ impl Agent {
                     *lock(&self.settings) = Some((**settings).clone());
                 }
                 Action::SetHeartbeat { heartbeat } => {
-                    let period = heartbeat
-                        .as_ref()
-                        .and_then(|h| h.period_seconds)
-                        .and_then(|s| u64::try_from(s).ok())
-                        .filter(|s| *s > 0)
-                        .map_or(self.timing.heartbeat_period, Duration::from_secs);
-                    let previous =
-                        std::mem::replace(&mut *lock(&self.shared.heartbeat_period), period);
-                    if previous != period {
-                        // The control loop may be waiting out the old period: poll
-                        // now and wait the new one from there.
+                    if self.follow_heartbeat(heartbeat.as_ref()) {
+                        // The control loop may be waiting out the old silence:
+                        // poll now and wait the new one from there.
                         self.shared.control_check.notify_one();
                     }
-                    *lock(&self.shared.heartbeat_hardware) = includes_hardware(heartbeat.as_ref());
                 }
                 Action::UpgradeOs { os } => self.upgrade_os(os).await?,
                 other => {
@@ -742,23 +770,35 @@ fn file_error(path: &str, reason: String) -> ApplyError {
     }
 }
 
-/// The heartbeat period a configuration sets, if any.
-fn heartbeat_period_of(message: &DeviceConfigurationMessage) -> Option<Duration> {
-    let seconds = message
-        .configuration
-        .as_ref()?
-        .heartbeat
-        .as_ref()?
-        .period_seconds?;
-    u64::try_from(seconds)
-        .ok()
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)
+/// The long-poll wait until a configuration names one.
+const DEFAULT_LONG_POLL: Duration = Duration::from_secs(60);
+
+/// What the heartbeat settings of a configuration name, each only when positive.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct HeartbeatSettings {
+    period: Option<Duration>,
+    long_poll: Option<Duration>,
+    max_silence: Option<Duration>,
+}
+
+fn heartbeat_settings(heartbeat: Option<&HeartbeatConfiguration>) -> HeartbeatSettings {
+    let seconds = |value: fn(&HeartbeatConfiguration) -> Option<i64>| {
+        heartbeat
+            .and_then(value)
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+    };
+    HeartbeatSettings {
+        period: seconds(|h| h.period_seconds),
+        long_poll: seconds(|h| h.long_poll_seconds),
+        max_silence: seconds(|h| h.max_silence_seconds),
+    }
 }
 
 /// Whether heartbeat settings ask for the hardware inventory in every heartbeat
 /// (`hardware_profile.include`; the `delta` scope is sent in full).
-fn includes_hardware(heartbeat: Option<&flotta_core::wire::HeartbeatConfiguration>) -> bool {
+fn includes_hardware(heartbeat: Option<&HeartbeatConfiguration>) -> bool {
     heartbeat
         .and_then(|h| h.hardware_profile.as_ref())
         .and_then(|p| p.include)
@@ -821,24 +861,32 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_period_comes_from_the_configuration_when_positive() {
-        let mut message = DeviceConfigurationMessage::default();
-        assert_eq!(heartbeat_period_of(&message), None);
-        message.configuration = Some(flotta_core::wire::DeviceConfiguration {
-            heartbeat: Some(flotta_core::wire::HeartbeatConfiguration {
-                period_seconds: Some(15),
-                ..Default::default()
-            }),
+    fn heartbeat_settings_come_from_the_configuration_when_positive() {
+        assert_eq!(heartbeat_settings(None), HeartbeatSettings::default());
+        let named = flotta_core::wire::HeartbeatConfiguration {
+            period_seconds: Some(15),
+            long_poll_seconds: Some(37),
+            max_silence_seconds: Some(900),
             ..Default::default()
-        });
-        assert_eq!(heartbeat_period_of(&message), Some(Duration::from_secs(15)));
-        if let Some(c) = message.configuration.as_mut() {
-            c.heartbeat = Some(flotta_core::wire::HeartbeatConfiguration {
-                period_seconds: Some(-1),
-                ..Default::default()
-            });
-        }
-        assert_eq!(heartbeat_period_of(&message), None);
+        };
+        assert_eq!(
+            heartbeat_settings(Some(&named)),
+            HeartbeatSettings {
+                period: Some(Duration::from_secs(15)),
+                long_poll: Some(Duration::from_secs(37)),
+                max_silence: Some(Duration::from_secs(900)),
+            }
+        );
+        let nonsense = flotta_core::wire::HeartbeatConfiguration {
+            period_seconds: Some(-1),
+            long_poll_seconds: Some(0),
+            max_silence_seconds: Some(-5),
+            ..Default::default()
+        };
+        assert_eq!(
+            heartbeat_settings(Some(&nonsense)),
+            HeartbeatSettings::default()
+        );
     }
 
     #[test]

@@ -12,11 +12,15 @@ use crate::error::AgentError;
 use crate::state::{StateItem, load_config};
 
 impl Agent {
-    /// Reads control commands every heartbeat period and whenever a call was
-    /// refused; returns after carrying out a `disconnect`.
+    /// Reads control commands when the server says one waits (it marks its
+    /// configuration answers), whenever a call was refused, and otherwise once per
+    /// longest heartbeat silence (every heartbeat period when the configuration
+    /// names none); returns after carrying out a `disconnect`.
     pub(super) async fn control_loop(&self) -> Result<(), AgentError> {
         loop {
-            let period = jittered(*lock(&self.shared.heartbeat_period), super::random());
+            let silence = *lock(&self.shared.max_silence);
+            let every = silence.unwrap_or_else(|| *lock(&self.shared.heartbeat_period));
+            let period = jittered(every, super::random());
             tokio::select! {
                 () = self.clock.sleep(period) => {}
                 () = self.shared.control_check.notified() => {}

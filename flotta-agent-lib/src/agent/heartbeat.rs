@@ -1,8 +1,14 @@
-//! The heartbeat loop: report the device's state and the queued events every period
-//! (jittered), back off while the server is unreachable, deliver the queue after.
+//! The heartbeat loop: look at the device's report every period (jittered) and send
+//! it when it changed (queued events included) or when the configuration's longest
+//! silence (`max_silence_seconds`) passed; every period when no silence is named,
+//! and while the configuration poll fails (the long-poll shows nothing then).
+//! Between heartbeats the pending configuration long-poll keeps the device's
+//! last-seen time current on the server. Back off while the server is unreachable,
+//! deliver the queue after.
 //! Each workload is reported with the revision the agent applied (the fingerprint of
 //! its definition), so the server can tell an old pod spec from the current one.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use flotta_core::reconcile::WorkloadPhase;
@@ -89,12 +95,37 @@ impl Agent {
 
     pub(super) async fn heartbeat_loop(&self) {
         let mut failures = 0u32;
+        // The last report delivered (without its events) and when.
+        let mut delivered: Option<(Heartbeat, time::OffsetDateTime)> = None;
         loop {
             let batch = lock(&self.shared.pending).take();
             let content = self.heartbeat_content(batch.wire_events()).await;
             let now = self.clock.now();
+            let silence = *lock(&self.shared.max_silence);
+            let unseen = self.shared.poll_failing.load(Ordering::SeqCst);
+            let forced = self.shared.report_now.swap(false, Ordering::SeqCst);
+            if failures == 0
+                && !unseen
+                && !forced
+                && !heartbeat_due(&content, delivered.as_ref(), silence, now)
+            {
+                lock(&self.shared.pending).restore(batch);
+                let delay = jittered(*lock(&self.shared.heartbeat_period), super::random());
+                tokio::select! {
+                    () = self.clock.sleep(delay) => {}
+                    () = self.shared.heartbeat_now.notified() => {}
+                }
+                continue;
+            }
             match self.client.heartbeat(&self.device_id, &content).await {
                 Ok(()) => {
+                    delivered = Some((
+                        Heartbeat {
+                            events: None,
+                            ..content.clone()
+                        },
+                        now,
+                    ));
                     if let Some(sent) = &content.playbook_executions {
                         self.playbook_reports_delivered(sent);
                     }
@@ -158,6 +189,22 @@ impl Agent {
     }
 }
 
+/// Whether a heartbeat with `content` is to be sent, given the last one delivered
+/// (without its events) and the longest silence the configuration allows: always
+/// when nothing was delivered yet or no silence is named, else when the report
+/// changed (queued events make it change) or the silence has passed.
+fn heartbeat_due(
+    content: &Heartbeat,
+    delivered: Option<&(Heartbeat, time::OffsetDateTime)>,
+    max_silence: Option<Duration>,
+    now: time::OffsetDateTime,
+) -> bool {
+    let (Some((last, at)), Some(max_silence)) = (delivered, max_silence) else {
+        return true;
+    };
+    last != content || Duration::try_from(now - *at).unwrap_or_default() >= max_silence
+}
+
 /// `period` spread by ±10 % according to `random` (uniform over `u32`), so devices
 /// started together do not stay in step.
 pub(super) fn jittered(period: Duration, random: u32) -> Duration {
@@ -179,6 +226,36 @@ fn os_failed(status: &super::AgentStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heartbeat_is_due_on_change_or_after_the_longest_silence() {
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let report = Heartbeat {
+            status: Some("up".into()),
+            version: Some("v1".into()),
+            ..Default::default()
+        };
+        let silence = Some(Duration::from_secs(900));
+        let last = (report.clone(), at);
+        let later = |s: i64| at + time::Duration::seconds(s);
+        assert!(heartbeat_due(&report, None, silence, at), "first");
+        assert!(!heartbeat_due(&report, Some(&last), silence, later(899)));
+        assert!(heartbeat_due(&report, Some(&last), silence, later(900)));
+        assert!(
+            heartbeat_due(&report, Some(&last), None, later(1)),
+            "no silence named"
+        );
+        let changed = Heartbeat {
+            version: Some("v2".into()),
+            ..report.clone()
+        };
+        assert!(heartbeat_due(&changed, Some(&last), silence, later(1)));
+        let with_events = Heartbeat {
+            events: Some(vec![EventInfo::default()]),
+            ..report.clone()
+        };
+        assert!(heartbeat_due(&with_events, Some(&last), silence, later(1)));
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

@@ -20,9 +20,14 @@ use crate::state::{StateError, StateItem};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AgentTiming {
-    /// Heartbeat period until the configuration sets one.
+    /// Heartbeat period until the configuration sets one. The agent looks at its
+    /// report every period and sends it when it changed, or when the
+    /// configuration's `max_silence_seconds` passed since the last one (every
+    /// period when the configuration names no silence, as for older servers).
     pub heartbeat_period: Duration,
-    /// How long one configuration long-poll waits on the server.
+    /// The longest one configuration long-poll waits on the server: the wait is
+    /// the configuration's `long_poll_seconds` (60 s until a configuration names
+    /// one), at most this.
     pub config_wait: Duration,
     /// Delays after failed heartbeats, polls and renewals (doubled per failure,
     /// jittered, capped).
@@ -39,7 +44,7 @@ impl Default for AgentTiming {
     fn default() -> Self {
         Self {
             heartbeat_period: Duration::from_secs(60),
-            config_wait: Duration::from_secs(60),
+            config_wait: Duration::from_secs(300),
             retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             request_timeout: flotta_client::DEFAULT_TIMEOUT,
             data_sync_period: Duration::from_secs(15),
@@ -355,6 +360,17 @@ pub(crate) struct Shared {
     /// Wakes the loop that persists [`Shared::pending`] after it changed.
     pub(crate) queue_changed: Notify,
     pub(crate) heartbeat_period: Mutex<Duration>,
+    /// The long-poll wait and the longest heartbeat silence the configuration
+    /// names (`None`: not named).
+    pub(crate) long_poll: Mutex<Option<Duration>>,
+    pub(crate) max_silence: Mutex<Option<Duration>>,
+    /// The last configuration poll failed: the long-poll no longer shows the
+    /// device alive, so heartbeats go out every period (backing off) until one
+    /// succeeds again.
+    pub(crate) poll_failing: AtomicBool,
+    /// Send the next heartbeat even if the report is unchanged (the configuration
+    /// poll works again after failing, or the server asked for a report).
+    pub(crate) report_now: AtomicBool,
     /// Whether heartbeats carry the hardware inventory.
     pub(crate) heartbeat_hardware: Mutex<bool>,
     /// Wakes the heartbeat loop early (after a configuration change).

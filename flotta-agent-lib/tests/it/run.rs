@@ -347,3 +347,65 @@ async fn heartbeats_back_off_while_the_server_is_down_and_resume_after() {
         .await;
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_agent_is_kept_seen_by_its_long_poll_and_sends_no_unchanged_heartbeat() {
+    let server = TestServer::start().await;
+    let state = tempfile::tempdir().expect("state dir");
+    let runtime = Arc::new(MemoryRuntime::new());
+    let mut agent = RunningAgent::spawn(server.agent("idle-1", state.path(), runtime));
+    agent
+        .wait_for("Registered", |e| matches!(e, AgentEvent::Registered))
+        .await;
+    // A one-second period, a two-second long-poll and an hour of allowed silence.
+    let client = server.management_client();
+    client
+        .patch::<EdgeDevice>(
+            "default",
+            "idle-1",
+            &serde_json::json!({"spec": {"heartbeat": {
+                "periodSeconds": 1, "longPollSeconds": 2, "maxSilenceSeconds": 3600}}}),
+        )
+        .await
+        .expect("device patched");
+    let in_force = eventually("the heartbeat settings in force", || async {
+        let bytes = std::fs::read(state.path().join(StateItem::CurrentConfig.file_name())).ok()?;
+        let config = PersistedConfig::decode(StateItem::CurrentConfig, &bytes).ok()?;
+        let heartbeat = config.message.configuration?.heartbeat?;
+        (heartbeat.max_silence_seconds == Some(3600) && heartbeat.long_poll_seconds == Some(2))
+            .then_some(config.version)
+    })
+    .await;
+    // The heartbeat that reports the new version, then quiet.
+    let device_reports = || async {
+        let device: EdgeDevice = client.get("default", "idle-1").await.ok()?;
+        let status = device.status?;
+        (status.last_synced_resource_version.as_deref() == Some(in_force.as_str()))
+            .then_some(status.last_seen?.0)
+    };
+    let reported = eventually("the new version reported", device_reports).await;
+    let last_seen = || async {
+        let device: EdgeDevice = client.get("default", "idle-1").await.ok()?;
+        device.status?.last_seen.map(|t| t.0)
+    };
+    // A second on, the agent has counted that heartbeat.
+    let from = eventually("last-seen moved on", || async {
+        let now = last_seen().await?;
+        (now.as_second() > reported.as_second()).then_some(now)
+    })
+    .await;
+    let sent = agent.handle.status().counters.heartbeats_sent;
+    // Four seconds of the server seeing the device: four periods in which an
+    // agent heartbeating every period would have sent four.
+    eventually("last-seen moved on by four seconds", || async {
+        let now = last_seen().await?;
+        (now.as_second() >= from.as_second() + 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        agent.handle.status().counters.heartbeats_sent,
+        sent,
+        "an unchanged report was sent although {in_force} allows an hour of silence"
+    );
+    agent.stop().await;
+}

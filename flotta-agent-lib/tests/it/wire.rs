@@ -222,12 +222,16 @@ impl CaptureServer {
             )
             .await
             .expect("device certificate");
-        let tls = flotta_server::edge::tls_server_config(
+        let mut tls = flotta_server::edge::tls_server_config(
             &ca,
             &server.certificate.pem(),
             server.key_pem(),
         )
         .expect("TLS configuration");
+        // This server speaks HTTP/1.1 only, as Flotta's does: the agent falls back
+        // to it, and its requests are the larger for it (HTTP/2 compresses the
+        // headers a connection repeats).
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

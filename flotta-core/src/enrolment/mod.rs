@@ -43,8 +43,9 @@ pub use approval::{
     record_decision,
 };
 pub use server::{
-    Approval, Caller, ControlCommand, Decision, DeviceRecord, EdgeStatus, Effect, Failure, Reason,
-    answer, authenticate, authenticate_verified, authorise, config_status, decide, pending_command,
+    Approval, CONTROL_PENDING_HEADER, Caller, ControlCommand, Decision, DeviceRecord, EdgeStatus,
+    Effect, Failure, REPORT_WANTED_HEADER, Reason, answer, authenticate, authenticate_verified,
+    authorise, config_status, decide, pending_command,
 };
 
 /// What an Edge API call asks for.

@@ -145,7 +145,8 @@ pub enum Effect {
     RecordHeartbeat,
     /// Answer with the device's unfinished playbook executions (`ansible`).
     ServePlaybooks,
-    /// Answer with the device's configuration.
+    /// Answer with the device's configuration, stamping last-seen when the poll
+    /// arrives and again when a long-poll is answered ([`Effect::stamps_last_seen`]).
     ServeConfig,
     /// Answer with the device's pending control command.
     ServeControl,
@@ -155,6 +156,18 @@ pub enum Effect {
     AcceptControlReply,
     /// Nothing beyond the status.
     None,
+}
+
+impl Effect {
+    /// Whether carrying out this effect proves the device is alive, so the server
+    /// stamps its last-seen time: a heartbeat, and a configuration poll (when it
+    /// arrives, and when a long-poll is answered). A flotta-rs agent's pending
+    /// long-poll thus carries its liveness between the heartbeats it sends only
+    /// on change or after its longest silence; Flotta's agents, which heartbeat
+    /// every period, are seen as before.
+    pub fn stamps_last_seen(self) -> bool {
+        matches!(self, Self::RecordHeartbeat | Self::ServeConfig)
+    }
 }
 
 /// Why the answer is what it is; [`Decision::message`] turns it into the text sent
@@ -644,6 +657,17 @@ pub fn pending_command(peer: &VerifiedPeer) -> Option<ControlCommand> {
     peer.issued_by_retiring_ca()
         .then_some(ControlCommand::RenewCertificate)
 }
+
+/// Response header by which a configuration poll tells a flotta-rs agent that a
+/// control command waits ([`pending_command`]), so that the agent reads the control
+/// channel when told rather than on a timer. Its value is `pending`.
+pub const CONTROL_PENDING_HEADER: &str = "flotta-control";
+
+/// Response header by which a configuration poll asks a flotta-rs agent for a
+/// heartbeat now, whatever its report
+/// ([`ServedConfig::wants_report`](crate::reconcile::ServedConfig::wants_report)).
+/// Its value is `wanted`.
+pub const REPORT_WANTED_HEADER: &str = "flotta-report";
 
 /// Decides the answer to an Edge API call: [`authorise`], then [`answer`].
 ///

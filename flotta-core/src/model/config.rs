@@ -29,6 +29,20 @@ pub struct HeartbeatConfiguration {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub period_seconds: Option<i64>,
+    /// Seconds a flotta-rs agent's configuration long-poll waits for a change
+    /// (beyond Flotta; Flotta's agents ignore it). The server stamps the device's
+    /// `lastSeen` when the poll arrives and when it is answered, so the poll carries
+    /// liveness: at most 2.5 periods, so that a device is never judged offline
+    /// between two polls. Default: 2.5 periods, at most 300.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 300))]
+    pub long_poll_seconds: Option<i64>,
+    /// Longest a flotta-rs agent goes without a heartbeat when nothing changed
+    /// (beyond Flotta): it sends one when its report changes, and otherwise after
+    /// this many seconds. At least one period. Default: 900, or the period if longer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_silence_seconds: Option<i64>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

@@ -68,9 +68,10 @@ pub use plan::{
     rollback_plan, secrets_read_by,
 };
 pub use render::{
-    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, LAST_RESOLVED_SPEC_FIELD,
-    ObjectUses, PreparedWorkload, ProblemReason, REFERENCES_RESOLVED_CONDITION, RenderProblem,
-    RenderedConfig, ServedConfig, ServedSource, claiming_sets, is_member, keep_last_good,
+    CONFIG_RENDERED_CONDITION, DEFAULT_HEARTBEAT_PERIOD_SECONDS, DEFAULT_MAX_SILENCE_SECONDS,
+    LAST_RESOLVED_SPEC_FIELD, MAX_LONG_POLL_SECONDS, ObjectUses, PreparedWorkload, ProblemReason,
+    REFERENCES_RESOLVED_CONDITION, RenderProblem, RenderedConfig, ServedConfig, ServedSource,
+    claiming_sets, is_member, keep_last_good, longest_long_poll_seconds,
     prepare_with_last_resolved, prepare_workload, references_condition, render_device_config,
     render_device_config_for_workloads, render_device_config_prepared, workload_targets,
 };

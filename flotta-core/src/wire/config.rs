@@ -91,6 +91,14 @@ pub struct HeartbeatConfiguration {
     /// Hardware information carried by heartbeats.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hardware_profile: Option<HardwareProfileConfiguration>,
+    /// Seconds the configuration long-poll waits (beyond Flotta): the poll keeps
+    /// the device's `lastSeen` current.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_poll_seconds: Option<i64>,
+    /// Longest time without a heartbeat while nothing changes (beyond Flotta;
+    /// Flotta's agents send one every period).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_silence_seconds: Option<i64>,
     /// Fields this model does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: UnknownFields,

@@ -81,6 +81,8 @@ impl From<wire::HeartbeatConfiguration> for model::HeartbeatConfiguration {
         Self {
             hardware_profile: h.hardware_profile.map(Into::into),
             period_seconds: h.period_seconds,
+            long_poll_seconds: h.long_poll_seconds,
+            max_silence_seconds: h.max_silence_seconds,
             extra: Default::default(),
         }
     }
@@ -91,6 +93,8 @@ impl From<model::HeartbeatConfiguration> for wire::HeartbeatConfiguration {
         Self {
             period_seconds: h.period_seconds,
             hardware_profile: h.hardware_profile.map(Into::into),
+            long_poll_seconds: h.long_poll_seconds,
+            max_silence_seconds: h.max_silence_seconds,
             extra: Default::default(),
         }
     }
@@ -463,13 +467,16 @@ mod tests {
                 scope: Some("delta".into()),
                 extra: Default::default(),
             }),
+            long_poll_seconds: Some(75),
+            max_silence_seconds: Some(900),
             extra: Default::default(),
         };
         let on_wire = wire::HeartbeatConfiguration::from(config.clone());
         let json = serde_json::to_value(&on_wire).expect("serializes");
         assert_eq!(
             json,
-            serde_json::json!({"period_seconds": 30, "hardware_profile": {"include": true, "scope": "delta"}})
+            serde_json::json!({"period_seconds": 30, "hardware_profile": {"include": true, "scope": "delta"},
+                "long_poll_seconds": 75, "max_silence_seconds": 900})
         );
         assert_eq!(model::HeartbeatConfiguration::from(on_wire), config);
     }

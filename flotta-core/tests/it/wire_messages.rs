@@ -101,6 +101,9 @@ fn configuration_sections_convert_from_the_model() {
             scope: Some("delta".into()),
             extra: Default::default(),
         }),
+        // Beyond Flotta, and absent from its fixture when not set.
+        long_poll_seconds: None,
+        max_silence_seconds: None,
         extra: Default::default(),
     };
     let fixture = configuration_fixture();

@@ -24,6 +24,11 @@ pub(crate) struct CachedStatus {
     pub(crate) resource_version: u64,
     /// The stored status, `lastSeen` cleared; `None` when the device has none.
     pub(crate) status: Option<Arc<EdgeDeviceStatus>>,
+    /// The configuration this replica judged the status against at the device's
+    /// last heartbeat (`None`: read from the store, not judged here), so that a
+    /// configuration poll can tell when a report is wanted
+    /// ([`ServedConfig::wants_report`](flotta_core::reconcile::ServedConfig::wants_report)).
+    pub(crate) judged: Option<Arc<crate::edge::configs::CachedConfig>>,
 }
 
 /// Device statuses by namespace and name.
@@ -95,6 +100,7 @@ mod tests {
 
     fn status(phase: &str, resource_version: u64) -> CachedStatus {
         CachedStatus {
+            judged: None,
             resource_version,
             status: Some(Arc::new(EdgeDeviceStatus {
                 phase: Some(phase.to_owned()),

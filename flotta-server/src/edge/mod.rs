@@ -50,7 +50,8 @@ pub use flotta_core::paths::EDGE_BASE_PATH as BASE_PATH;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Longest long-poll a device may ask for with `?wait=SECONDS`.
-pub const MAX_WAIT: Duration = Duration::from_secs(300);
+pub const MAX_WAIT: Duration =
+    Duration::from_secs(flotta_core::reconcile::MAX_LONG_POLL_SECONDS.unsigned_abs());
 
 /// Annotation on an `EdgeDevice` listing the serials (lowercase hex, comma separated)
 /// of the certificates issued to it, so that they can be revoked when it is deleted.

@@ -48,6 +48,36 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// kept-alive connection may sit idle: above the default 60-second heartbeat period.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Streams one HTTP/2 connection may have open at once: an agent needs a handful
+/// (the long-poll, a heartbeat, a control poll, an upload), so more is a client
+/// misbehaving.
+const MAX_CONCURRENT_STREAMS: u32 = 32;
+
+/// Largest header block an HTTP/2 request may carry (HTTP/1.1 has hyper's own
+/// limit of the same order).
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+/// How long an HTTP/2 connection may go without a frame from the client before the
+/// server pings it, and how long the ping may go unanswered before the connection
+/// is closed. Pings find dead peers; an agent's parked long-poll is answered well
+/// within the interval, so a live agent is never pinged.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(300);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The HTTP/2 side of the Edge API's connections: bounded streams and headers, and
+/// pings that close connections to peers that went away.
+fn http2_builder() -> hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder =
+        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+    builder
+}
+
 /// How long [`serve`] waits for open connections to finish after shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -206,13 +236,16 @@ pub fn tls_server_config_with(
         .with_client_cert_verifier(client_verifier)
         .with_single_cert(chain, key)
         .map_err(EdgeError::Tls)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first, so that an agent's heartbeats, polls and long-poll share one
+    // connection; HTTP/1.1 for clients that do not offer `h2` (Flotta's agents).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
-/// Accepts TLS connections on `listener` and serves `router` on each over HTTP/1.1
-/// with keep-alive, until `shutdown` completes; then stops accepting and gives open
-/// connections a few seconds to finish.
+/// Accepts TLS connections on `listener` and serves `router` on each, over HTTP/2
+/// when the client chose `h2` by ALPN and HTTP/1.1 with keep-alive otherwise, until
+/// `shutdown` completes; then stops accepting and gives open connections a few
+/// seconds to finish.
 ///
 /// Every request carries the connection's [`PeerCertificates`] as an extension.
 /// Failed handshakes and broken connections are dropped silently: they concern one
@@ -302,12 +335,17 @@ pub async fn serve_with_limits(
                         }
                     }
                 });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(tls), service);
-            let _ = watcher.watch(connection).await;
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let connection = http2_builder().serve_connection(TokioIo::new(tls), service);
+                let _ = watcher.watch(connection).await;
+            } else {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
+                    .serve_connection(TokioIo::new(tls), service);
+                let _ = watcher.watch(connection).await;
+            }
         });
     }
     drop(listener);

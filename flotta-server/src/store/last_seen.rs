@@ -8,7 +8,12 @@ use tokio::task::JoinHandle;
 
 use super::{LastSeen, Store, StoreError, StoreResult};
 
-type Waiter = oneshot::Sender<Result<(), (bool, String)>>;
+/// What a committed entry learnt of its device: its resource version (`None`: no
+/// such device), or nothing when the store cannot tell
+/// ([`Store::record_last_seen_versions`]).
+type Checked = Option<Option<u64>>;
+
+type Waiter = oneshot::Sender<Result<Checked, (bool, String)>>;
 
 /// How many full batches may wait in a [`LastSeenRecorder`]'s queue.
 const QUEUE_BATCHES: usize = 16;
@@ -48,12 +53,18 @@ impl LastSeenRecorder {
                     }
                 }
                 let outcome = store
-                    .record_last_seen(&entries)
+                    .record_last_seen_versions(&entries)
                     .await
                     .map_err(|e| (e.is_retryable(), e.to_string()));
-                for waiter in waiters {
+                for (index, waiter) in waiters.into_iter().enumerate() {
+                    let answer = match &outcome {
+                        Ok(versions) => {
+                            Ok(versions.as_ref().map(|v| v.get(index).copied().flatten()))
+                        }
+                        Err(e) => Err(e.clone()),
+                    };
                     // A caller that stopped waiting needs no answer.
-                    let _gone = waiter.send(outcome.clone());
+                    let _gone = waiter.send(answer);
                 }
             }
         });
@@ -65,13 +76,21 @@ impl LastSeenRecorder {
 
     /// Records one heartbeat and returns once it is committed.
     pub async fn record(&self, seen: LastSeen) -> StoreResult<()> {
+        self.record_checked(seen).await.map(|_| ())
+    }
+
+    /// [`LastSeenRecorder::record`], also telling the device's resource version as
+    /// of the commit when the store can tell at no extra cost (`Some(None)`: the
+    /// device does not exist, and nothing was stamped for it; `None`: the store
+    /// cannot tell).
+    pub async fn record_checked(&self, seen: LastSeen) -> StoreResult<Option<Option<u64>>> {
         let (done, answer) = oneshot::channel();
         self.queue
             .send((seen, done))
             .await
             .map_err(|_| StoreError::backend("record_last_seen", false, "recorder stopped"))?;
         match answer.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(checked)) => Ok(checked),
             Ok(Err((retryable, message))) => {
                 Err(StoreError::backend("record_last_seen", retryable, message))
             }

@@ -546,6 +546,28 @@ pub trait Store: Send + Sync + 'static {
     /// than the stored one for the same device is ignored.
     async fn record_last_seen(&self, batch: &[LastSeen]) -> StoreResult<()>;
 
+    /// [`Store::record_last_seen`], telling for each entry (in order) the resource
+    /// version of its `EdgeDevice` as of the same statement (`None`: no such device),
+    /// so that a caller holding a copy of the device read earlier learns, at no
+    /// extra round trip, whether it is still current. `Ok(None)` when the store
+    /// cannot tell at that cost (the default: it records and says nothing).
+    ///
+    /// [`PostgresStore`] answers: its replicas cannot vouch for a cached version
+    /// ([`Store::cached_resource_version`]) because another replica may write, so
+    /// the heartbeat checks its cached copy here instead of reading the row first.
+    async fn record_last_seen_versions(
+        &self,
+        batch: &[LastSeen],
+    ) -> StoreResult<Option<Vec<Option<u64>>>> {
+        self.record_last_seen(batch).await?;
+        Ok(None)
+    }
+
+    /// Whether [`Store::record_last_seen_versions`] tells versions.
+    fn last_seen_tells_versions(&self) -> bool {
+        false
+    }
+
     /// When one device was last seen.
     async fn last_seen(&self, namespace: &str, device: &str)
     -> StoreResult<Option<OffsetDateTime>>;

@@ -497,6 +497,17 @@ impl Store for SealedStore {
         self.inner.record_last_seen(batch).await
     }
 
+    async fn record_last_seen_versions(
+        &self,
+        batch: &[LastSeen],
+    ) -> StoreResult<Option<Vec<Option<u64>>>> {
+        self.inner.record_last_seen_versions(batch).await
+    }
+
+    fn last_seen_tells_versions(&self) -> bool {
+        self.inner.last_seen_tells_versions()
+    }
+
     async fn last_seen(
         &self,
         namespace: &str,

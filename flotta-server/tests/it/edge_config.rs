@@ -185,6 +185,59 @@ async fn long_poll_wakes_on_a_change_for_the_device_only() {
 }
 
 #[tokio::test]
+async fn a_long_poll_stamps_last_seen_when_it_arrives_and_when_it_is_answered() {
+    let server = EdgeServer::start(EdgeOptions::default().with_auto_approve(true)).await;
+    let device = server.enrol_and_register("polling-device").await;
+    let client = server.client(Some(&device));
+    let url = server.url("/data/polling-device/in");
+    let seen = || async {
+        server
+            .store
+            .last_seen(NAMESPACE, "polling-device")
+            .await
+            .expect("last seen")
+    };
+
+    let before = OffsetDateTime::now_utc();
+    let first = client.get(&url).send().await.expect("poll");
+    assert_eq!(first.status(), 200);
+    let tag = etag(&first);
+    let arrived = seen()
+        .await
+        .expect("a poll stamps last-seen before its answer");
+    assert!(
+        arrived >= before - time::Duration::seconds(1),
+        "{arrived} vs {before}"
+    );
+
+    // A long-poll that waits out its second is stamped again when answered: the
+    // time is at least one second after it was sent.
+    let sent = OffsetDateTime::now_utc();
+    let unchanged = client
+        .get(format!("{url}?wait=1"))
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("long-poll");
+    assert_eq!(unchanged.status(), 304);
+    let answered = seen().await.expect("stamped");
+    assert!(
+        answered >= sent + time::Duration::seconds(1),
+        "stamped at {answered}, the poll left at {sent}"
+    );
+    // The device's status reads it as its lastSeen, with no heartbeat sent.
+    let status = server
+        .management_client()
+        .get::<flotta_core::model::EdgeDevice>(NAMESPACE, "polling-device")
+        .await
+        .expect("device")
+        .status
+        .expect("status");
+    assert!(status.last_seen.is_some(), "{status:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn heartbeats_update_status_only_on_change_and_last_seen_before_the_reply() {
     let options = EdgeOptions::default().with_auto_approve(true);
     let server = EdgeServer::start(options).await;

@@ -39,9 +39,15 @@ impl std::ops::Deref for EdgeServer {
 impl EdgeServer {
     /// A server approving enrolments and issuing certificates as `options` say.
     pub async fn start(options: EdgeOptions) -> Self {
+        Self::start_on(options, flotta_testing::Database::Sqlite).await
+    }
+
+    /// [`EdgeServer::start`] on `database`.
+    pub async fn start_on(options: EdgeOptions, database: flotta_testing::Database) -> Self {
         let lifetime = std::time::Duration::try_from(options.certificate_lifetime)
             .expect("a positive certificate lifetime");
         let server = TestServer::builder()
+            .database(database)
             .auto_approve(options.auto_approve)
             .cert_lifetime(lifetime)
             .superseded_grace(options.superseded_grace)

@@ -103,7 +103,10 @@ impl Fleet {
     }
 
     /// Sets every device's `spec.heartbeat.periodSeconds` through the management
-    /// API at `api_server` (the server's default is 60 s, as Flotta's), then waits
+    /// API at `api_server` (the server's default is 60 s, as Flotta's), with a
+    /// longest silence of one period, so that the agents heartbeat every period
+    /// as Flotta's do (the heartbeat load these tests put on the server; by
+    /// default an idle agent sends one only when its report changes), then waits
     /// until each agent delivered a heartbeat after having applied it.
     pub async fn set_heartbeat_period(
         &self,
@@ -124,8 +127,11 @@ impl Fleet {
                     "application/merge-patch+json",
                 )
                 .body(
-                    serde_json::json!({"spec": {"heartbeat": {"periodSeconds": period.as_secs()}}})
-                        .to_string(),
+                    serde_json::json!({"spec": {"heartbeat": {
+                        "periodSeconds": period.as_secs(),
+                        "maxSilenceSeconds": period.as_secs(),
+                    }}})
+                    .to_string(),
                 )
                 .send()
                 .await

@@ -15,6 +15,7 @@ mod edge_auth;
 mod edge_config;
 mod edge_flotta_agent;
 mod edge_flow;
+mod edge_http2;
 mod edge_payloads;
 mod edge_propagation;
 mod edge_status_cache;

@@ -617,6 +617,69 @@ pub async fn last_seen_batches(backend: Backend) {
     );
 }
 
+/// A last-seen batch that tells each device's resource version (PostgreSQL), so a
+/// heartbeat can check its cached copy of the device in the same statement; a store
+/// that cannot tell (SQLite, whose replica vouches for versions itself) records and
+/// says nothing.
+pub async fn last_seen_with_versions(backend: Backend) {
+    let store = backend.open().await;
+    let device = store
+        .create(DEVICE, "ns", "dev-1", json!({"spec": {}}))
+        .await
+        .expect("create");
+    let batch = [
+        LastSeen {
+            namespace: "ns".into(),
+            device: "dev-1".into(),
+            seen_at: t(100),
+        },
+        LastSeen {
+            namespace: "ns".into(),
+            device: "ghost".into(),
+            seen_at: t(100),
+        },
+        LastSeen {
+            namespace: "ns".into(),
+            device: "dev-1".into(),
+            seen_at: t(90),
+        },
+    ];
+    let versions = store
+        .record_last_seen_versions(&batch)
+        .await
+        .expect("batch");
+    assert_eq!(
+        store.last_seen("ns", "dev-1").await.expect("read"),
+        Some(t(100))
+    );
+    if store.last_seen_tells_versions() {
+        assert_eq!(
+            versions,
+            Some(vec![
+                Some(device.resource_version),
+                None,
+                Some(device.resource_version)
+            ])
+        );
+        // A device that does not exist is not stamped.
+        assert_eq!(store.last_seen("ns", "ghost").await.expect("read"), None);
+        // A change is seen by the next batch.
+        let changed = store
+            .update_status(DEVICE, "ns", "dev-1", None, json!({"phase": "up"}))
+            .await
+            .expect("status");
+        assert_eq!(
+            store
+                .record_last_seen_versions(&batch[..1])
+                .await
+                .expect("batch"),
+            Some(vec![Some(changed.resource_version)])
+        );
+    } else {
+        assert_eq!(versions, None);
+    }
+}
+
 pub async fn tokens(backend: Backend) {
     let store = backend.open().await;
     let admin = store
@@ -840,6 +903,7 @@ macro_rules! conformance_tests {
         conformance_tests!(@case $attrs $open; watch_from_compacted_version_is_gone);
         conformance_tests!(@case $attrs $open; slow_watcher_catches_up_from_the_log);
         conformance_tests!(@case $attrs $open; last_seen_batches);
+        conformance_tests!(@case $attrs $open; last_seen_with_versions);
         conformance_tests!(@case $attrs $open; tokens);
         conformance_tests!(@case $attrs $open; revocations_and_settings);
         conformance_tests!(@case $attrs $open; leases_have_one_holder_until_given_up_or_run_out);

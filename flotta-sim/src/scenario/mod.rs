@@ -11,8 +11,8 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::fleet::{
-    self, Counters, EnrolSettings, EnrolledDevice, Enrolment, FleetTarget, LightDevice, backoff,
-    heartbeat_content, light_devices, random_offset,
+    self, Counters, EnrolSettings, EnrolledDevice, Enrolment, FleetTarget, Http, LightDevice,
+    backoff, heartbeat_content, light_devices, random_offset,
 };
 use crate::report::{Report, ServerUsage};
 use crate::server::{MemoryCurve, ServerProcess};
@@ -191,7 +191,7 @@ impl Run {
 
     async fn light_fleet(&self) -> Result<Vec<Arc<LightDevice>>, SimError> {
         let enrolment = self.enrol_fleet(false).await?;
-        light_devices(&self.target, &enrolment.devices)
+        light_devices(&self.target, &enrolment.devices, Http::Negotiated)
     }
 }
 

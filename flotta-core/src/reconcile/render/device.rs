@@ -6,8 +6,8 @@ use crate::model::{self, EdgeDeviceSpec};
 use crate::wire;
 
 use super::{
-    DEFAULT_HEARTBEAT_PERIOD_SECONDS, References, RenderProblem, config_map_value, dangling,
-    secret_value,
+    DEFAULT_HEARTBEAT_PERIOD_SECONDS, DEFAULT_MAX_SILENCE_SECONDS, References, RenderProblem,
+    config_map_value, dangling, longest_long_poll_seconds, secret_value,
 };
 
 /// Reads a metric allow list config map (key `metrics_list.yaml`, YAML `names: [...]`,
@@ -91,10 +91,23 @@ pub(super) fn device_configuration(
         .unwrap_or_default();
     // Flotta's device worker reads `hardware_profile` on its first heartbeat without
     // checking for its absence, and Flotta's operator always sends one: so do we.
+    let period = heartbeat
+        .period_seconds
+        .unwrap_or(DEFAULT_HEARTBEAT_PERIOD_SECONDS);
     let heartbeat = wire::HeartbeatConfiguration {
-        period_seconds: heartbeat
-            .period_seconds
-            .or(Some(DEFAULT_HEARTBEAT_PERIOD_SECONDS)),
+        period_seconds: Some(period),
+        // Validation keeps a device's own values within bounds; a set's period may
+        // still shorten what is safe, so the wait is held to it here.
+        long_poll_seconds: Some(
+            heartbeat
+                .long_poll_seconds
+                .map_or(longest_long_poll_seconds(period), |wait| {
+                    wait.clamp(1, longest_long_poll_seconds(period))
+                }),
+        ),
+        max_silence_seconds: heartbeat
+            .max_silence_seconds
+            .or(Some(DEFAULT_MAX_SILENCE_SECONDS.max(period))),
         hardware_profile: heartbeat
             .hardware_profile
             .or_else(|| Some(wire::HardwareProfileConfiguration::default())),

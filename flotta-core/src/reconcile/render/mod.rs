@@ -59,6 +59,23 @@ pub use sets::{claiming_sets, is_member, render_template_spec};
 /// default).
 pub const DEFAULT_HEARTBEAT_PERIOD_SECONDS: i64 = 60;
 
+/// The longest configuration long-poll a server keeps parked, seconds.
+pub const MAX_LONG_POLL_SECONDS: i64 = 300;
+
+/// How long a flotta-rs agent stays without a heartbeat while nothing changes,
+/// when neither its device nor its set says (`maxSilenceSeconds`).
+pub const DEFAULT_MAX_SILENCE_SECONDS: i64 = 900;
+
+/// The longest long-poll that keeps a device with this heartbeat period from
+/// being judged offline: the server stamps `lastSeen` when a poll arrives and
+/// when it is answered, and a device is offline after
+/// [`UNKNOWN_AFTER_PERIODS`](crate::reconcile::status::UNKNOWN_AFTER_PERIODS) silent
+/// periods, so 2.5 periods leave half a period for the next poll to arrive
+/// (capped at [`MAX_LONG_POLL_SECONDS`]). It is also the default wait.
+pub fn longest_long_poll_seconds(period_seconds: i64) -> i64 {
+    (period_seconds.max(1).saturating_mul(5) / 2).clamp(1, MAX_LONG_POLL_SECONDS)
+}
+
 /// Key of an image pull secret holding the registry auth file.
 pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
 

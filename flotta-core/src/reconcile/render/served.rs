@@ -40,6 +40,18 @@ pub struct ServedConfig {
 }
 
 impl ServedConfig {
+    /// Whether a device whose status was last judged against `judged` is to be
+    /// asked for a report now that the server serves `self`: a device that sends
+    /// heartbeats only when its own report changes keeps a status that was judged
+    /// against what it was served then, so when the served summary changes
+    /// without the device getting a new version (a set revision over identical
+    /// content, a spec error while the last good version stays served, a second
+    /// owning set), its conditions and revisions are out of date until it
+    /// reports again. Unknown (`None`): nothing to compare, no request.
+    pub fn wants_report(&self, judged: Option<&ServedConfig>) -> bool {
+        judged.is_some_and(|judged| judged != self)
+    }
+
     /// A configuration rendered without errors, served as it is.
     pub fn good(rendered: &RenderedConfig) -> Self {
         Self {

@@ -6,18 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use flotta_core::enrolment::{DeviceRecord, Directive, Effect, Failure, config_status};
+use flotta_core::enrolment::{
+    CONTROL_PENDING_HEADER, DeviceRecord, Directive, Effect, Failure, REPORT_WANTED_HEADER,
+    config_status,
+};
 use flotta_core::pki::PeerIdentity;
 use flotta_core::wire::{self, MessageType};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use super::{ApiError, ApiResult, Peer, PeerCertificates, http_status};
 use crate::edge::configs::{CachedConfig, Lookup};
 use crate::edge::message;
 use crate::edge::notifier::current_config;
 use crate::edge::{EdgeState, MAX_WAIT};
+use crate::store::LastSeen;
 
 /// Whether an `If-None-Match` header names `version` (quoted or not, weak or not, or
 /// `*`).
@@ -170,33 +175,100 @@ async fn serve_config(
     let Some(config) = config.filter(|_| decision.effect == Effect::ServeConfig) else {
         return Ok(http_status(decision.status).into_response());
     };
+    // The poll shows the device alive: stamped when it arrives, and again when a
+    // long-poll is answered.
+    let stamp = || stamp_last_seen(state, namespace, device_id, decision.effect);
+    let report_wanted = |config: &CachedConfig| {
+        let judged = state.inner.device_statuses.get(namespace, device_id);
+        config
+            .served
+            .wants_report(judged.and_then(|j| j.judged).as_ref().map(|j| &j.served))
+    };
+    let signal = |response: Response, config: &CachedConfig| {
+        with_signals(response, who.command.is_some(), report_wanted(config))
+    };
+    stamp().await;
     if !unchanged(headers, &config) {
-        return Ok(config_response(&config));
+        return Ok(signal(config_response(&config), &config));
+    }
+    if report_wanted(&config) {
+        return Ok(signal(not_modified(&config.version), &config));
     }
     let Some(changes) = changes.as_mut() else {
-        return Ok(not_modified(&config.version));
+        return Ok(signal(not_modified(&config.version), &config));
     };
     let mut version = config.version.clone();
+    let mut config = config;
     let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = state.shutdown_signal();
     loop {
         tokio::select! {
             changed = changes.changed() => {
                 if !changed {
-                    return Ok(not_modified(&version));
+                    stamp().await;
+                    return Ok(signal(not_modified(&version), &config));
                 }
             }
-            () = tokio::time::sleep_until(deadline) => return Ok(not_modified(&version)),
-            () = crate::edge::stopped(&mut shutdown) => return Ok(not_modified(&version)),
+            () = tokio::time::sleep_until(deadline) => {
+                stamp().await;
+                return Ok(signal(not_modified(&version), &config));
+            }
+            () = crate::edge::stopped(&mut shutdown) => {
+                return Ok(signal(not_modified(&version), &config));
+            }
         }
-        let config = device_config(state, namespace, device_id)
+        config = device_config(state, namespace, device_id)
             .await?
             .ok_or_else(|| ApiError::no_such_device(namespace, device_id))?;
         if !unchanged(headers, &config) {
-            return Ok(config_response(&config));
+            stamp().await;
+            return Ok(signal(config_response(&config), &config));
+        }
+        // The same version served for other reasons (a set revision, a spec
+        // error): the device is to report now.
+        if report_wanted(&config) {
+            stamp().await;
+            return Ok(signal(not_modified(&config.version), &config));
         }
         version.clone_from(&config.version);
     }
+}
+
+/// Stamps the device's last-seen time when core says the effect proves it alive
+/// ([`Effect::stamps_last_seen`]), group-committed with the heartbeats'. The
+/// configuration is served even when the write fails: the device then shows as
+/// unseen, which is what the store knows.
+async fn stamp_last_seen(state: &EdgeState, namespace: &str, device_id: &str, effect: Effect) {
+    if !effect.stamps_last_seen() {
+        return;
+    }
+    let seen = LastSeen {
+        namespace: namespace.to_owned(),
+        device: device_id.to_owned(),
+        seen_at: OffsetDateTime::now_utc(),
+    };
+    if let Err(error) = state.inner.last_seen.record(seen).await {
+        tracing::warn!(namespace, device = device_id, %error, "could not stamp last-seen on a configuration poll");
+    }
+}
+
+/// Marks `response` with [`CONTROL_PENDING_HEADER`] when a control command waits
+/// for the device, and with [`REPORT_WANTED_HEADER`] when the server wants a
+/// heartbeat now.
+fn with_signals(mut response: Response, control_pending: bool, report_wanted: bool) -> Response {
+    if control_pending {
+        response.headers_mut().insert(
+            HeaderName::from_static(CONTROL_PENDING_HEADER),
+            HeaderValue::from_static("pending"),
+        );
+    }
+    if report_wanted {
+        response.headers_mut().insert(
+            HeaderName::from_static(REPORT_WANTED_HEADER),
+            HeaderValue::from_static("wanted"),
+        );
+    }
+    response
 }
 
 #[cfg(test)]

@@ -49,6 +49,18 @@ fn stored_status(device: &StoredObject) -> Option<Arc<EdgeDeviceStatus>> {
     Some(Arc::new(status))
 }
 
+/// Whether two judgements were made against the same served configuration.
+fn same_judgement(
+    a: Option<&Arc<crate::edge::configs::CachedConfig>>,
+    b: Option<&Arc<crate::edge::configs::CachedConfig>>,
+) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.served == b.served,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// The device's current status and resource version: from the status cache when
 /// the store vouches that the cached version is still the current one, else read.
 async fn current_status(
@@ -81,9 +93,84 @@ async fn current_status(
     let current = CachedStatus {
         resource_version: device.resource_version,
         status: stored_status(&device),
+        judged: None,
     };
     cache.put(namespace, device_id, current.clone());
     Ok(Some(current))
+}
+
+/// The unchanged heartbeat where the store cannot vouch for a cached version
+/// (PostgreSQL, whose other replicas may write): judged against the cached status
+/// without reading the row, then stamped with a check, in the same statement, that
+/// the device still has the cached version. `None` sends the heartbeat down the
+/// full path: nothing cached, a heartbeat that changes or carries something (status,
+/// hardware, events, playbook reports), or a device that changed or went meanwhile.
+async fn record_unchanged(
+    state: &EdgeState,
+    who: &Authorised,
+    envelope: &Message,
+    namespace: &str,
+    device_id: &str,
+    seen_at: OffsetDateTime,
+) -> Result<Option<axum::response::Response>, ApiError> {
+    let store = state.store();
+    if !store.last_seen_tells_versions() {
+        return Ok(None);
+    }
+    let cache = &state.inner.device_statuses;
+    let Some(cached) = cache.get(namespace, device_id) else {
+        return Ok(None);
+    };
+    let decision = who.answer(state, Directive::Heartbeat, DeviceRecord::Registered)?;
+    if decision.effect != Effect::RecordHeartbeat {
+        return Ok(None);
+    }
+    let heartbeat: wire::Heartbeat = message::content(envelope)?;
+    let carries = heartbeat.hardware.is_some()
+        || heartbeat.events.as_ref().is_some_and(|e| !e.is_empty())
+        || heartbeat
+            .playbook_executions
+            .as_ref()
+            .is_some_and(|p| !p.is_empty());
+    if carries {
+        return Ok(None);
+    }
+    let served = state.served_config(namespace, device_id);
+    let new_status = status_from_heartbeat(
+        cached.status.as_deref(),
+        &heartbeat,
+        seen_at,
+        served.as_deref().map(|c| &c.served),
+    )?;
+    if cached.status.as_deref() != Some(&new_status) {
+        return Ok(None);
+    }
+    let checked = state
+        .inner
+        .last_seen
+        .record_checked(LastSeen {
+            namespace: namespace.to_owned(),
+            device: device_id.to_owned(),
+            seen_at,
+        })
+        .await
+        .map_err(|e| ApiError::last_seen(namespace, device_id, &e))?;
+    if checked == Some(Some(cached.resource_version)) {
+        if !same_judgement(cached.judged.as_ref(), served.as_ref()) {
+            cache.put(
+                namespace,
+                device_id,
+                CachedStatus {
+                    judged: served,
+                    ..cached
+                },
+            );
+        }
+        return Ok(Some(posted_reply(decision.status, envelope, Value::Null)));
+    }
+    // Changed by someone (this or another replica) or deleted: read it.
+    cache.remove(namespace, device_id);
+    Ok(None)
 }
 
 /// Carries out a heartbeat as core decides: the record is the device's cached
@@ -97,6 +184,11 @@ pub(super) async fn record(state: &EdgeState, who: &Authorised, envelope: &Messa
             "a heartbeat was authorised without a device certificate",
         ));
     };
+    if let Some(reply) =
+        record_unchanged(state, who, envelope, namespace, device_id, seen_at).await?
+    {
+        return Ok(reply);
+    }
     let current = current_status(state, namespace, device_id).await?;
     let record = if current.is_some() {
         DeviceRecord::Registered
@@ -170,6 +262,17 @@ pub(super) async fn record(state: &EdgeState, who: &Authorised, envelope: &Messa
             CachedStatus {
                 resource_version: stored.resource_version,
                 status: Some(Arc::new(new_status)),
+                judged: served.clone(),
+            },
+        );
+    } else if !same_judgement(current.judged.as_ref(), served.as_ref()) {
+        // Unchanged against what is served now: judged against it, too.
+        state.inner.device_statuses.put(
+            namespace,
+            device_id,
+            CachedStatus {
+                judged: served.clone(),
+                ..current.clone()
             },
         );
     }

@@ -251,6 +251,28 @@ impl ObjectWriter for PostgresStore {
     }
 }
 
+/// A last-seen batch as the columns of one `unnest`: each device once, at its
+/// latest time (a key may appear once per `INSERT .. ON CONFLICT`).
+fn latest_per_device(batch: &[LastSeen]) -> (Vec<&str>, Vec<&str>, Vec<i64>) {
+    let mut latest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for seen in batch {
+        let t = to_micros(seen.seen_at);
+        latest
+            .entry((seen.namespace.as_str(), seen.device.as_str()))
+            .and_modify(|cur| *cur = (*cur).max(t))
+            .or_insert(t);
+    }
+    let mut namespaces = Vec::with_capacity(latest.len());
+    let mut devices = Vec::with_capacity(latest.len());
+    let mut times = Vec::with_capacity(latest.len());
+    for ((ns, device), t) in latest {
+        namespaces.push(ns);
+        devices.push(device);
+        times.push(t);
+    }
+    (namespaces, devices, times)
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn get(
@@ -445,22 +467,7 @@ impl Store for PostgresStore {
         }
         // One statement per batch; a key may appear once per INSERT .. ON CONFLICT,
         // so duplicates are folded to their latest time first.
-        let mut latest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        for seen in batch {
-            let t = to_micros(seen.seen_at);
-            latest
-                .entry((seen.namespace.as_str(), seen.device.as_str()))
-                .and_modify(|cur| *cur = (*cur).max(t))
-                .or_insert(t);
-        }
-        let mut namespaces = Vec::with_capacity(latest.len());
-        let mut devices = Vec::with_capacity(latest.len());
-        let mut times = Vec::with_capacity(latest.len());
-        for ((ns, device), t) in latest {
-            namespaces.push(ns);
-            devices.push(device);
-            times.push(t);
-        }
+        let (namespaces, devices, times) = latest_per_device(batch);
         let client = self.client("record_last_seen").await?;
         client
             .execute(
@@ -473,6 +480,65 @@ impl Store for PostgresStore {
             .await
             .map_err(pg_error("record_last_seen"))?;
         Ok(())
+    }
+
+    fn last_seen_tells_versions(&self) -> bool {
+        true
+    }
+
+    async fn record_last_seen_versions(
+        &self,
+        batch: &[LastSeen],
+    ) -> StoreResult<Option<Vec<Option<u64>>>> {
+        if batch.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let (namespaces, devices, times) = latest_per_device(batch);
+        let client = self.client("record_last_seen").await?;
+        // One statement: the times of the devices that exist are upserted, and
+        // every device's current resource version comes back.
+        let rows = client
+            .query(
+                "WITH input AS (\
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+                   AS t(namespace, device, seen_at_us)), \
+                 current AS (\
+                   SELECT input.namespace, input.device, input.seen_at_us, o.resource_version \
+                   FROM input LEFT JOIN objects o ON o.kind = $4 \
+                   AND o.namespace = input.namespace AND o.name = input.device), \
+                 stamped AS (\
+                   INSERT INTO last_seen (namespace, device, seen_at_us) \
+                   SELECT namespace, device, seen_at_us FROM current \
+                   WHERE resource_version IS NOT NULL \
+                   ON CONFLICT (namespace, device) DO UPDATE \
+                   SET seen_at_us = greatest(last_seen.seen_at_us, excluded.seen_at_us)) \
+                 SELECT namespace, device, resource_version FROM current",
+                &[
+                    &namespaces,
+                    &devices,
+                    &times,
+                    &ResourceKind::EdgeDevice.as_str(),
+                ],
+            )
+            .await
+            .map_err(pg_error("record_last_seen"))?;
+        let mut versions: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for row in rows {
+            let version: Option<i64> = row.get(2);
+            if let Some(version) = version.and_then(|v| u64::try_from(v).ok()) {
+                versions.insert((row.get(0), row.get(1)), version);
+            }
+        }
+        Ok(Some(
+            batch
+                .iter()
+                .map(|seen| {
+                    versions
+                        .get(&(seen.namespace.clone(), seen.device.clone()))
+                        .copied()
+                })
+                .collect(),
+        ))
     }
 
     async fn last_seen(
