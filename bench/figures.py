@@ -219,7 +219,8 @@ def main():
     cmd = commands(directory)
     r = {name: load(directory, name) for name in
          ["baseline-ecdsa", "baseline-mtls", "steady-sqlite", "steady-postgres",
-          "enrol", "propagate", "reconnect", "flotta-poll", "steady-agents", "rollout"]}
+          "enrol", "propagate", "reconnect", "flotta-poll", "steady-agents", "rollout",
+          "steady-sqlite-http1", "enrol-http1", "propagate-http1", "postgres-cpu"]}
     # The targets first: summary.json is written, and the summary printed, even
     # when a report lacks a key the table below needs.
     points = curve_points(directory, r["propagate"])
@@ -256,6 +257,34 @@ def main():
             f"bare handler: {server_us(bare):.0f} µs ({num(2e6 / server_us(bare))}/s)" if bare else "–",
             f"{us / server_us(bare):.1f}× the work" if bare else "–", "≤ 100 µs (20,000/s on 2 cores)",
             f"steady-{store}")
+    pg, pg_cpu = r["steady-postgres"], r["postgres-cpu"]
+    if pg and pg_cpu:
+        us = pg_cpu["cpu_seconds"] * 1e6 / max(pg["operations"], 1)
+        row("PostgreSQL's own CPU per heartbeat (its processes, over the whole run: an upper bound)",
+            f"**{us:.0f} µs** ({pg_cpu['cpu_seconds']:.1f} s for {num(pg['operations'])} heartbeats)",
+            "–", "–", "–", "steady-postgres")
+    h1 = r["steady-sqlite-http1"]
+    h2 = r["steady-sqlite"]
+    if h1 and h2:
+        row(f"heartbeats/s and server CPU per heartbeat over HTTP/1.1 (same {h1['devices']} light devices, SQLite)",
+            f"**{num(h1['throughput_per_s'])}/s, {server_us(h1):.0f} µs**",
+            f"HTTP/2: {num(h2['throughput_per_s'])}/s, {server_us(h2):.0f} µs",
+            f"HTTP/2 costs {server_us(h2) / server_us(h1):.2f}× the CPU", "–", "steady-sqlite-http1")
+    e1 = r["enrol-http1"]
+    if e1 and r["enrol"]:
+        row(f"enrolments over HTTP/1.1 ({e1['devices']} real agents)",
+            f"**{num(e1['throughput_per_s'])}/s, {server_us(e1) / 1000:.2f} ms server CPU each**",
+            f"HTTP/2: {num(r['enrol']['throughput_per_s'])}/s, {server_us(r['enrol']) / 1000:.2f} ms",
+            "–", "–", "enrol-http1")
+    p1 = r["propagate-http1"]
+    if p1 and r["propagate"]:
+        def per_device_kib(report):
+            before = report["extra"].get("server_rss_before_fleet_mib", 0)
+            return (report["server"]["rss_start_mib"] - before) * 1024 / max(report["devices"], 1)
+        row(f"server memory per long-polling device over HTTP/1.1 ({num(p1['devices'])} light devices)",
+            f"**{per_device_kib(p1):.1f} KiB** (p99 propagation {p1['latency']['p99_ms'] / 1000:.2f} s)",
+            f"HTTP/2: {per_device_kib(r['propagate']):.1f} KiB (p99 {r['propagate']['latency']['p99_ms'] / 1000:.2f} s)",
+            "–", "≤ 16 KiB", "propagate-http1")
     e, ecdsa = r["enrol"], r["baseline-ecdsa"]
     if e:
         ceiling = ecdsa["extra"]["enrolment_ceiling_per_s_2_cores"] if ecdsa else 0
@@ -326,8 +355,8 @@ def main():
     if a:
         x = a["extra"]
         row(f"real agents in one simulator process ({num(a['devices'])} `flotta-agent-lib` agents, "
-            f"{x['source_addresses']:.0f} source address(es), heartbeats at the server's period: "
-            f"{num(a['throughput_per_s'], 1)}/s, {a['errors']} errors)",
+            f"{x['source_addresses']:.0f} source address(es), idle: heartbeats only on change, "
+            f"{num(a['throughput_per_s'], 1)}/s; {a['errors']} errors)",
             f"**{x['simulator_rss_mib']:.0f} MiB** simulator RSS ({x['simulator_rss_per_agent_kib']:.0f} KiB per agent); "
             f"server RSS {a['server']['rss_end_mib']:.0f} MiB; descriptors open: simulator "
             f"{num(x['simulator_open_files'] or 0)}, server {num(x['server_open_files'] or 0)} (hard limit 20,000 each)",

@@ -55,14 +55,45 @@ run baseline-ecdsa baseline-ecdsa --duration 2
 # The scenarios report their errors in the figures rather than stopping the set.
 run baseline-mtls baseline-mtls --allow-errors --no-progress --devices "$STEADY_DEVICES" --duration "$STEADY_SECONDS"
 run steady-sqlite steady --allow-errors --no-progress --devices "$STEADY_DEVICES" --duration "$STEADY_SECONDS"
+# The same over HTTP/1.1, for the cost of HTTP/2 in the same sitting.
+run steady-sqlite-http1 steady --allow-errors --no-progress --devices "$STEADY_DEVICES" --duration "$STEADY_SECONDS" --http1
 if [ "${BENCH_POSTGRES:-1}" = "1" ]; then
     eval "$(scripts/postgres.sh start)"
     trap 'scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
+    # PostgreSQL's own CPU: the postmaster's, its reaped backends' (cutime,
+    # cstime) and its live backends', in seconds; the difference over the run
+    # (which includes enrolling the devices, so it is an upper bound).
+    pg_cpu() {
+        python3 - "${FLOTTA_PG_DIR:-${TMPDIR:-/tmp}/flotta-test-postgres}/data/postmaster.pid" <<'PY'
+import os, sys
+pid = open(sys.argv[1]).readline().strip()
+tick = os.sysconf("SC_CLK_TCK")
+def fields(p):
+    text = open(f"/proc/{p}/stat").read()
+    return text[text.rindex(")") + 2:].split()
+f = fields(pid)
+total = sum(int(x) for x in f[11:15])
+for entry in os.listdir("/proc"):
+    if entry.isdigit() and entry != pid:
+        try:
+            g = fields(entry)
+        except OSError:
+            continue
+        if g[1] == pid:
+            total += int(g[11]) + int(g[12])
+print(f"{total / tick:.2f}")
+PY
+    }
+    pg_before=$(pg_cpu)
     run steady-postgres steady --allow-errors --no-progress --devices "$STEADY_DEVICES" --duration "$STEADY_SECONDS" \
         --spawn-server postgres --database "$FLOTTA_TEST_POSTGRES_URL"
+    pg_after=$(pg_cpu)
+    printf '{"cpu_seconds": %s}\n' "$(python3 -c "print(round($pg_after - $pg_before, 2))")" >"$OUT/postgres-cpu.json"
 fi
 run enrol enrol --allow-errors --no-progress --devices "$ENROL_DEVICES"
+run enrol-http1 enrol --allow-errors --no-progress --devices "$ENROL_DEVICES" --http1
 run propagate propagate --allow-errors --no-progress --devices "$PROPAGATE_DEVICES" --model light --wait 60
+run propagate-http1 propagate --allow-errors --no-progress --devices "$PROPAGATE_DEVICES" --model light --wait 60 --http1
 run reconnect reconnect --allow-errors --no-progress --devices "$RECONNECT_DEVICES" --period 10
 run rollout rollout --allow-errors --no-progress --devices "$ROLLOUT_DEVICES"
 run flotta-poll flotta-poll --allow-errors --no-progress --devices "$POLL_DEVICES" --duration "$POLL_SECONDS"

@@ -21,6 +21,16 @@ use crate::management::{
 use crate::retry::RetryPolicy;
 use crate::tls::{Identity, client_config};
 
+/// How long a pooled connection may go without a request finishing before the
+/// client closes it: longer than the longest long-poll (300 s) plus a request's
+/// timeout, so that the connection carrying a parked long-poll is never retired
+/// under it (a retired one would cost a new TLS handshake per poll).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The same for a client kept on HTTP/1.1, whose idle connections the server
+/// closes after 90 s.
+const HTTP1_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// Base path of every Edge API route.
 pub use flotta_core::paths::EDGE_BASE_PATH;
 
@@ -181,16 +191,19 @@ impl HttpSettings {
         let mut builder = reqwest::Client::builder();
         if self.http1_only {
             tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-            builder = builder.http1_only();
+            // The server closes a kept-alive HTTP/1.1 connection idle for 90 s.
+            builder = builder
+                .http1_only()
+                .pool_idle_timeout(HTTP1_POOL_IDLE_TIMEOUT);
         } else {
             // Offered by ALPN; reqwest speaks whichever the server picks.
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            builder = builder.pool_idle_timeout(POOL_IDLE_TIMEOUT);
         }
         builder
             .use_preconfigured_tls(tls)
             .connect_timeout(self.connect_timeout)
             .local_address(self.local_address)
-            .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ClientError::Tls {
                 what: "HTTP client".into(),
@@ -576,6 +589,19 @@ fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_outlives_the_longest_long_poll() {
+        // A connection retired under a parked long-poll costs a TLS handshake per
+        // poll (it did, at 90 s against 150 s polls).
+        let longest =
+            Duration::from_secs(flotta_core::reconcile::MAX_LONG_POLL_SECONDS.unsigned_abs())
+                + DEFAULT_TIMEOUT;
+        assert!(
+            POOL_IDLE_TIMEOUT > longest,
+            "{POOL_IDLE_TIMEOUT:?} vs {longest:?}"
+        );
+    }
 
     #[test]
     fn etags_are_sent_quoted_once() {

@@ -33,6 +33,9 @@ pub struct FleetTarget {
     /// Loopback source addresses the devices' connections are spread over
     /// (127.0.0.2 onwards); 0 leaves the choice to the operating system.
     pub source_addresses: u8,
+    /// Devices (agents and light devices) speak HTTP/1.1 only, for a comparison
+    /// with the HTTP/2 they negotiate by default.
+    pub http1: bool,
 }
 
 /// Most source addresses: 127.0.0.2 to 127.0.0.254.
@@ -241,6 +244,9 @@ async fn enrol_one(
     let mut builder = Agent::builder();
     if let Some(address) = target.source_address(index) {
         builder = builder.local_address(address);
+    }
+    if target.http1 {
+        builder = builder.http1_only();
     }
     let agent = builder
         .server(target.server_url.clone())
@@ -483,6 +489,7 @@ mod tests {
             registration: (String::new(), String::new()),
             prefix: "t".into(),
             source_addresses: 0,
+            http1: false,
         };
         assert_eq!(target.source_address(5), None);
         target.source_addresses = 3;

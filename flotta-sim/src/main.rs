@@ -178,6 +178,10 @@ struct RunArgs {
     /// against another host.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=253))]
     source_addresses: Option<u8>,
+    /// Devices speak HTTP/1.1 only (default: HTTP/2, negotiated by ALPN), for a
+    /// comparison in the same sitting; Flotta's model in flotta-poll always does.
+    #[arg(long)]
+    http1: bool,
     /// Seconds measured (steady, flotta-poll: per model).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -237,6 +241,7 @@ fn target_from_dir(server: &ServerProcess) -> Result<FleetTarget, SimError> {
     let pki = server.data_dir.join("pki");
     Ok(FleetTarget {
         source_addresses: 0,
+        http1: false,
         server_url: format!("https://{}", server.edge_addr),
         ca_pem: read(&pki.join("ca.crt"))?,
         registration: (
@@ -304,6 +309,7 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
                 ),
                 prefix: random_prefix(),
                 source_addresses: 0,
+                http1: false,
             },
             server: None,
             server_pid: Arc::new(AtomicU32::new(0)),
@@ -350,9 +356,11 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
             preset_devices: None,
         }
     };
+    run.target.http1 = args.http1;
     run.target.source_addresses = if is_loopback_url(&run.target.server_url) {
-        // Agents hold two connections each (heartbeat, configuration long-poll).
-        let per_device = if model == Model::Agent || name == "enrol" {
+        // Agents over HTTP/1.1 hold two connections each (heartbeat, configuration
+        // long-poll); over HTTP/2 one.
+        let per_device = if (model == Model::Agent || name == "enrol") && args.http1 {
             2
         } else {
             1

@@ -37,7 +37,7 @@ pub struct AgentBuilder {
     timing: AgentTiming,
     enrolment: AgentConfig,
     offline_queue_capacity: usize,
-    local_address: Option<IpAddr>,
+    net: NetSettings,
     clock: Arc<dyn Clock>,
     file_roots: Vec<String>,
     metrics_dir: Option<PathBuf>,
@@ -204,7 +204,16 @@ impl AgentBuilder {
     /// chosen by the operating system). A simulator running many agents on one
     /// host spreads them over several loopback addresses this way.
     pub fn local_address(mut self, address: IpAddr) -> Self {
-        self.local_address = Some(address);
+        self.net.local_address = Some(address);
+        self
+    }
+
+    /// Speaks HTTP/1.1 only to the server, one request per connection at a time
+    /// (a long-poll and a heartbeat then hold two connections). By default the
+    /// agent offers HTTP/2 and carries all its calls over one connection when the
+    /// server agrees; this is for networks whose middleboxes do not pass HTTP/2.
+    pub fn http1_only(mut self) -> Self {
+        self.net.http1_only = true;
         self
     }
 
@@ -286,7 +295,7 @@ impl AgentBuilder {
             &ca_pem,
             registration.clone(),
             &self.timing,
-            self.local_address,
+            &self.net,
         )
         .map_err(|source| AgentError::Client {
             what: "Edge API client",
@@ -314,7 +323,7 @@ impl AgentBuilder {
             hardware: self.hardware,
             timing: self.timing,
             enrolment: self.enrolment,
-            local_address: self.local_address,
+            net: self.net,
             clock: self.clock,
             applied: Default::default(),
             file_roots: self.file_roots,
@@ -373,7 +382,7 @@ impl AgentBuilder {
             timing: AgentTiming::default(),
             enrolment: AgentConfig::default(),
             offline_queue_capacity: DEFAULT_OFFLINE_QUEUE_CAPACITY,
-            local_address: None,
+            net: NetSettings::default(),
             clock: Arc::new(SystemClock),
             file_roots: flotta_core::reconcile::DEFAULT_FILE_ROOTS
                 .iter()
@@ -390,6 +399,15 @@ impl AgentBuilder {
     }
 }
 
+/// How the agent's connections leave the device.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct NetSettings {
+    /// The source address, when set.
+    pub(super) local_address: Option<IpAddr>,
+    /// HTTP/1.1 only (no HTTP/2 offered).
+    pub(super) http1_only: bool,
+}
+
 /// An Edge API client as the agent uses them: no retries of its own (the loops
 /// back off), the agent's request timeout.
 pub(super) fn edge_client(
@@ -397,7 +415,7 @@ pub(super) fn edge_client(
     ca_pem: &str,
     identity: Identity,
     timing: &AgentTiming,
-    local_address: Option<IpAddr>,
+    net: &NetSettings,
 ) -> Result<EdgeClient, flotta_client::ClientError> {
     let mut builder = EdgeClient::builder(server)
         .ca_pem(ca_pem)
@@ -409,8 +427,11 @@ pub(super) fn edge_client(
                 .min(flotta_client::DEFAULT_CONNECT_TIMEOUT),
         )
         .retry_policy(RetryPolicy::never());
-    if let Some(address) = local_address {
+    if let Some(address) = net.local_address {
         builder = builder.local_address(address);
+    }
+    if net.http1_only {
+        builder = builder.http1_only();
     }
     builder.build()
 }

@@ -212,16 +212,11 @@ impl Agent {
     /// loops keep theirs meanwhile).
     fn enrolment_client(&self, identity: Identity) -> Result<EdgeClient, AgentError> {
         let ca_pem = lock(&self.ca_pem).clone();
-        edge_client(
-            &self.server,
-            &ca_pem,
-            identity,
-            &self.timing,
-            self.local_address,
-        )
-        .map_err(|source| AgentError::Client {
-            what: "enrolment client",
-            source,
+        edge_client(&self.server, &ca_pem, identity, &self.timing, &self.net).map_err(|source| {
+            AgentError::Client {
+                what: "enrolment client",
+                source,
+            }
         })
     }
 

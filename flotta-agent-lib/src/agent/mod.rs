@@ -27,7 +27,6 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -99,7 +98,7 @@ pub struct Agent {
     hardware: Arc<dyn HardwareProbe>,
     timing: AgentTiming,
     enrolment: AgentConfig,
-    local_address: Option<IpAddr>,
+    net: builder::NetSettings,
     /// Where the agent reads the time and waits.
     clock: Arc<dyn Clock>,
     /// Which definition each workload was applied from (the runtimes do not say).

@@ -191,7 +191,12 @@ impl Run {
 
     async fn light_fleet(&self) -> Result<Vec<Arc<LightDevice>>, SimError> {
         let enrolment = self.enrol_fleet(false).await?;
-        light_devices(&self.target, &enrolment.devices, Http::Negotiated)
+        let http = if self.target.http1 {
+            Http::Http1
+        } else {
+            Http::Negotiated
+        };
+        light_devices(&self.target, &enrolment.devices, http)
     }
 }
 
