@@ -191,9 +191,9 @@ async fn serve_config(
     if !unchanged(headers, &config) {
         return Ok(signal(config_response(&config), &config));
     }
-    if report_wanted(&config) {
-        return Ok(signal(not_modified(&config.version), &config));
-    }
+    // A poll that arrives while a report is wanted still waits (its answer carries
+    // the mark): answering it at once would spin a client that ignores the mark
+    // until its next heartbeat.
     let Some(changes) = changes.as_mut() else {
         return Ok(signal(not_modified(&config.version), &config));
     };
@@ -224,8 +224,8 @@ async fn serve_config(
             stamp().await;
             return Ok(signal(config_response(&config), &config));
         }
-        // The same version served for other reasons (a set revision, a spec
-        // error): the device is to report now.
+        // Woken for the same version, served for other reasons (a set revision, a
+        // spec error): the device is to report now.
         if report_wanted(&config) {
             stamp().await;
             return Ok(signal(not_modified(&config.version), &config));
