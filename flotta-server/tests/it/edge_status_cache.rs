@@ -17,7 +17,16 @@ fn out_path(id: &str) -> String {
 /// A device created the way the management API does (no certificate serials, so
 /// deleting it revokes nothing) and an identity for it.
 async fn api_created_device(server: &EdgeServer, id: &str) -> ClientIdentity {
+    let known = server.state.config_cache_stats().devices;
     server.create_device(id, json!({})).await;
+    // Heartbeats are judged against what the configuration view serves: wait until
+    // it knows the device (on PostgreSQL it learns through the change feed), or the
+    // status sweep, judging against the view later, rewrites the status between
+    // two heartbeats and no heartbeat is "unchanged".
+    flotta_testing::eventually("the configuration view knows the device", || async {
+        (server.state.config_cache_stats().devices > known).then_some(())
+    })
+    .await;
     server.device_identity(id, NAMESPACE)
 }
 
@@ -127,7 +136,8 @@ async fn deleted_behind_the_cache(database: Database) {
     );
 
     // Created again, the device is served from its new row, not the old cache.
-    let device = api_created_device(&server, id).await;
+    server.create_device(id, json!({})).await;
+    let device = server.device_identity(id, NAMESPACE);
     let response = server
         .post(Some(&device), &out_path(id), &heartbeat_message("up"))
         .await;
