@@ -2,7 +2,7 @@
 # Footprint of the device build of flotta-agent (a benchmark, not a test):
 #   - binary size: the `release-agent` profile (root Cargo.toml: size-optimised,
 #     fat LTO, panic = abort, stripped); a copy is stripped again to be sure;
-#   - idle RSS (VmRSS, VmHWM from /proc/PID/status) after enrolment with the process
+#   - idle RSS (VmRSS, VmHWM, RssFile, RssAnon from /proc/PID/status) after enrolment with the process
 #     runtime and no workload;
 #   - wake-ups while idle: voluntary + involuntary context switches of the agent's
 #     main thread (its only runtime thread) over IDLE_SECONDS, next to the number of
@@ -19,6 +19,8 @@
 #   HEARTBEAT_SECONDS=10 ...   # agent.toml's period, used only until the first
 #                              # configuration arrives (the server's period wins)
 #   AGENT_PROFILE=release bench/agent-footprint.sh   # the plain release build
+#   SKIP_BUILD=1 AGENT_BIN=path/to/flotta-agent bench/agent-footprint.sh
+#                                                 # an agent built some other way
 #   METRICS=1 bench/agent-footprint.sh            # with system metrics every 60 s,
 #       pushed to a local Prometheus when `prometheus` is installed (buffered
 #       otherwise); see docs/observability.md
@@ -33,7 +35,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --quiet --profile "$AGENT_PROFILE" -p flotta-agent
     cargo build --quiet -p flotta-server -p flotta-cli
 fi
-AGENT="$TARGET_DIR/$AGENT_PROFILE/flotta-agent"
+AGENT="${AGENT_BIN:-$TARGET_DIR/$AGENT_PROFILE/flotta-agent}"
 SERVER="$TARGET_DIR/debug/flotta-server"
 command -v ss >/dev/null || { echo "ss (iproute2) is needed for the wire bytes" >&2; exit 1; }
 
@@ -148,6 +150,11 @@ beats=$(($(sort -u "$WORK/seen.txt" | grep -c . || true) - 1))
 rss=$(awk '/^VmRSS/ { print $2 }' /proc/"$AGENT_PID"/status)
 hwm=$(awk '/^VmHWM/ { print $2 }' /proc/"$AGENT_PID"/status)
 echo "idle RSS: ${rss} KiB (peak ${hwm} KiB), ${threads} threads"
+# What the resident pages are: the binary's own (file-backed, shared with any other
+# process running it) and anonymous memory (heap, thread stacks).
+file_kib=$(awk '/^RssFile/ { print $2 }' /proc/"$AGENT_PID"/status)
+anon_kib=$(awk '/^RssAnon/ { print $2 }' /proc/"$AGENT_PID"/status)
+echo "  of which file-backed (binary and libraries): ${file_kib} KiB, anonymous (heap, stacks): ${anon_kib} KiB"
 ticks=$(getconf CLK_TCK)
 echo "CPU over ${elapsed} s idle: $(( (c1 - c0) * 1000 / ticks )) ms (user + system, all threads)"
 echo "main-thread context switches over ${elapsed} s idle: $((s1 - s0)) (${beats} heartbeats seen by the server; the period is the server configuration's, 60 s by default)"

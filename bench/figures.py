@@ -178,6 +178,20 @@ def targets(r, fit, fit_points):
         add(label, agents, shown, f"≥ {goal:,}, 0 errors",
             agents is not None and errors is not None and agents >= goal and errors == 0)
 
+    rep = r.get("replicas")
+    one, two = get(rep, "extra", "one_replica_heartbeats_per_s"), get(rep, "extra", "two_replicas_heartbeats_per_s")
+    factor = get(rep, "extra", "scale_out_factor")
+    add("two replicas on one PostgreSQL: heartbeats/s", factor,
+        missing("replicas", one, two, factor)
+        or f"{two:,.0f}/s vs {one:,.0f}/s: {factor:.2f}×", "scale-out, same run", None)
+    p2 = get(rep, "extra", "two_replicas_propagation", "p99_ms")
+    add("two replicas: propagation p99", p2 and p2 / 1000,
+        missing("replicas", p2) or f"{p2 / 1000:.2f} s ({get(rep, 'devices'):,} devices)", "≤ 2 s",
+        p2 is not None and p2 <= 2000)
+    served = get(rep, "extra", "failover_all_served_s")
+    add("one replica killed: every device served again", served,
+        missing("replicas", served) or f"after {served:.1f} s", "–", None)
+
     f = r.get("flotta-poll")
     requests = get(f, "wire", "requests_per_device_hour")
     add("idle requests per device-hour", requests, missing("flotta-poll", requests) or f"{requests:,.1f}",
@@ -220,7 +234,7 @@ def main():
     r = {name: load(directory, name) for name in
          ["baseline-ecdsa", "baseline-mtls", "steady-sqlite", "steady-postgres",
           "enrol", "propagate", "reconnect", "flotta-poll", "steady-agents", "rollout",
-          "steady-sqlite-http1", "enrol-http1", "propagate-http1", "postgres-cpu"]}
+          "steady-sqlite-http1", "enrol-http1", "propagate-http1", "postgres-cpu", "replicas"]}
     # The targets first: summary.json is written, and the summary printed, even
     # when a report lacks a key the table below needs.
     points = curve_points(directory, r["propagate"])
@@ -361,6 +375,33 @@ def main():
             f"server RSS {a['server']['rss_end_mib']:.0f} MiB; descriptors open: simulator "
             f"{num(x['simulator_open_files'] or 0)}, server {num(x['server_open_files'] or 0)} (hard limit 20,000 each)",
             "–", "–", "10,000 agents", "steady-agents")
+
+    rep = r["replicas"]
+    if rep:
+        x = rep["extra"]
+        lat, one_lat = rep["latency"], x["one_replica_latency"]
+        row(f"heartbeats/s on two replicas sharing one PostgreSQL ({num(rep['devices'])} light devices back to "
+            f"back, device i on replica i mod 2; p50/p99 {lat['p50_ms']:.1f}/{lat['p99_ms']:.1f} ms; server CPU "
+            f"of both replicas)",
+            f"**{num(x['two_replicas_heartbeats_per_s'])}/s, {x['two_replicas_cpu_us_per_heartbeat']:.0f} µs**",
+            f"one replica, same devices: {num(x['one_replica_heartbeats_per_s'])}/s, "
+            f"{x['one_replica_cpu_us_per_heartbeat']:.0f} µs (p50/p99 {one_lat['p50_ms']:.1f}/{one_lat['p99_ms']:.1f} ms)",
+            f"{x['scale_out_factor']:.2f}× the rate", "–", "replicas")
+        two_p, one_p, to_b = x["two_replicas_propagation"], x["one_replica_propagation"], x["two_replicas_propagation_to_b"]
+        row(f"propagation on two replicas ({num(rep['devices'])} long-polling devices, change made on A, "
+            f"{x['propagation_rounds']} changes)",
+            f"**p99 {two_p['p99_ms'] / 1000:.2f} s** (devices on B: p50 {to_b['p50_ms'] / 1000:.2f} s, "
+            f"p99 {to_b['p99_ms'] / 1000:.2f} s)",
+            f"one replica: p99 {one_p['p99_ms'] / 1000:.2f} s", "–", "p99 ≤ 2 s", "replicas")
+        rec = x["failover_recovery"]
+        served = x["failover_all_served_s"]
+        row(f"one of two replicas killed (SIGKILL) under load ({num(x['failover_devices_moved'])} of its devices, "
+            f"heartbeat every {x['failover_period_s']:.0f} s, long-poll between; a device moves to the other "
+            f"replica when a request fails)",
+            f"**every device served again after {served:.1f} s**" if served is not None
+            else f"**{num(x['failover_not_back'])} devices not served again**",
+            f"per device p50 {rec['p50_ms'] / 1000:.2f} s, p99 {rec['p99_ms'] / 1000:.2f} s; "
+            f"{num(x['failover_survivor_errors'])} errors on the surviving replica", "–", "–", "replicas")
 
     o = r["rollout"]
     if o:

@@ -3,7 +3,7 @@
 # mTLS, each beside its same-run baseline, then rewrites the figures between the
 # `flotta-sim` markers of docs/performance.md (other sections are left alone).
 #
-#   bench/run.sh            # about 10 minutes on 2 cores (plus the release build
+#   bench/run.sh            # about 20 minutes on 2 cores (plus the release build
 #                           # and the fleet-size curve: four more propagate runs)
 #
 # Knobs (environment): BENCH_OUT (reports, default $TARGET_DIR/bench),
@@ -14,7 +14,8 @@
 # 120 s, its pattern repeating every minute), BENCH_AGENT_DEVICES (10000 real agents
 # in one process, one HTTP/2 connection each against a hard limit of 20,000
 # descriptors per process; 0 skips it),
-# BENCH_POSTGRES (1; 0 skips it),
+# BENCH_POSTGRES (1; 0 skips it and the replicas scenario), BENCH_REPLICA_DEVICES
+# (2000: the fleet spread over two replicas on one PostgreSQL),
 # BENCH_CURVE_SIZES ("1000 5000 10000 15000": the fleet-size curve, one `propagate`
 # run per size, plotted into docs/performance-fleet.svg; empty skips it),
 # BENCH_NO_BUILD (1: use the release binaries as they are).
@@ -31,6 +32,7 @@ POLL_DEVICES="${BENCH_POLL_DEVICES:-1000}"
 POLL_SECONDS="${BENCH_POLL_SECONDS:-300}"
 ROLLOUT_DEVICES="${BENCH_ROLLOUT_DEVICES:-10000}"
 AGENT_DEVICES="${BENCH_AGENT_DEVICES:-10000}"
+REPLICA_DEVICES="${BENCH_REPLICA_DEVICES:-2000}"
 OUT="${BENCH_OUT:-$TARGET_DIR/bench}"
 mkdir -p "$OUT"
 
@@ -89,6 +91,9 @@ PY
         --spawn-server postgres --database "$FLOTTA_TEST_POSTGRES_URL"
     pg_after=$(pg_cpu)
     printf '{"cpu_seconds": %s}\n' "$(python3 -c "print(round($pg_after - $pg_before, 2))")" >"$OUT/postgres-cpu.json"
+    # Two replicas on the same database beside one, then one killed under load.
+    run replicas replicas --allow-errors --no-progress --devices "$REPLICA_DEVICES" --duration "$STEADY_SECONDS" \
+        --spawn-server postgres --database "$FLOTTA_TEST_POSTGRES_URL"
 fi
 run enrol enrol --allow-errors --no-progress --devices "$ENROL_DEVICES"
 run enrol-http1 enrol --allow-errors --no-progress --devices "$ENROL_DEVICES" --http1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Simulator smoke run: 100 devices (200 for rollout) through every scenario against a real
-# flotta-server (SQLite) over mTLS, plus both baselines, so the harness cannot rot.
+# flotta-server (SQLite; two replicas on PostgreSQL for `replicas`) over mTLS, plus
+# both baselines, so the harness cannot rot.
 # Reuses the dev binaries `cargo test --workspace` built (flotta-sim's integration
 # test makes cargo build them); builds them when missing. About a minute.
 set -euo pipefail
@@ -17,6 +18,7 @@ OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 passed=0
 failed=0
+skipped=0
 
 # One pass per scenario; a pass needs exit code 0 (no failed operation) and a report.
 pass() {
@@ -61,9 +63,41 @@ PY
         printf 'FAIL rollout report\n'
     fi
 fi
+# Two replicas on one PostgreSQL database, one killed under load: the run exits 1
+# unless every device of the killed replica is served again by the other, with no
+# error on the survivor's own devices.
+if [ -n "${FLOTTA_TEST_POSTGRES_URL:-}" ]; then
+    failed_before=$failed
+    pass replicas replicas "${common[@]}" --duration 2 --period 2 \
+        --spawn-server postgres --database "$FLOTTA_TEST_POSTGRES_URL"
+    if [ "$failed" -eq "$failed_before" ]; then
+        if ! python3 - "$OUT/replicas.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+extra = report["extra"]
+assert extra["failover_devices_moved"] == 50, extra
+assert extra["failover_all_served_s"] is not None, extra
+assert extra["failover_recovery"]["count"] == 50, extra
+assert extra["one_replica_heartbeats_per_s"] > 0 and extra["two_replicas_heartbeats_per_s"] > 0, extra
+assert extra["two_replicas_propagation_to_b"]["count"] == 2 * 50, extra
+assert report["errors"] == 0, report
+PY
+        then
+            passed=$((passed - 1))
+            failed=$((failed + 1))
+            printf 'FAIL replicas report\n'
+        fi
+    fi
+elif [ "${CI:-}" = "true" ]; then
+    failed=$((failed + 1))
+    printf 'FAIL replicas: FLOTTA_TEST_POSTGRES_URL is not set (scripts/test.sh starts PostgreSQL)\n'
+else
+    skipped=$((skipped + 1))
+    printf 'skip replicas      (needs FLOTTA_TEST_POSTGRES_URL: scripts/postgres.sh start)\n'
+fi
 pass baseline-mtls baseline-mtls "${common[@]}" --duration 3
 pass baseline-ecdsa baseline-ecdsa --duration 0.2
 
-echo "simulator: $passed passed, $failed failed"
-record_counts "$passed" "$failed" 0
+echo "simulator: $passed passed, $failed failed, $skipped skipped"
+record_counts "$passed" "$failed" "$skipped"
 [ "$failed" -eq 0 ]

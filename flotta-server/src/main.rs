@@ -14,8 +14,9 @@ use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc: with thousands of connections served from a
 /// few worker threads, glibc's per-thread arenas keep freed memory and the resident
-/// size creeps up under steady load; jemalloc's decay purging hands it back.
-#[cfg(all(unix, not(target_env = "musl")))]
+/// size creeps up under steady load; jemalloc's decay purging hands it back. The
+/// `jemalloc` feature (on by default) selects it.
+#[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

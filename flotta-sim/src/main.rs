@@ -9,6 +9,8 @@
 //! flotta-sim reconnect   --devices 1000                 # server restarted under load
 //! flotta-sim flotta-poll --devices 1000 --duration 60   # Flotta's 5 s polling vs ours
 //! flotta-sim rollout     --devices 10000                # a change in 3 enforced batches
+//! flotta-sim replicas    --devices 2000 --spawn-server postgres --database URL
+//!                                                       # two replicas vs one, one killed
 //! flotta-sim baseline-mtls  --devices 1000              # bare axum handler, same TLS
 //! flotta-sim baseline-ecdsa                             # raw P-256 rates
 //! ```
@@ -116,6 +118,12 @@ enum Command {
     /// fails if a device received the change outside a released batch.
     #[command(mut_arg("devices", |arg| arg.default_value("10000")))]
     Rollout(RunArgs),
+    /// Two replicas on one PostgreSQL database beside one, in the same run:
+    /// heartbeats/s and CPU per heartbeat, propagation across replicas, then one
+    /// replica killed under load (time until B serves every device of A). Needs
+    /// `--spawn-server postgres --database URL`.
+    #[command(mut_arg("devices", |arg| arg.default_value("2000")))]
+    Replicas(RunArgs),
     /// The `steady` load against a bare axum handler behind the same mTLS set-up.
     BaselineMtls(RunArgs),
     /// Raw ECDSA P-256 key generation, signing and verification rates.
@@ -297,6 +305,14 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
             what: "creating a data directory".into(),
             source,
         })?;
+    if name == "replicas" && (args.server.is_some() || args.spawn_server != SpawnServer::Postgres) {
+        return Err(SimError::Setup(
+            "replicas starts two servers on one database: use --spawn-server postgres \
+             --database URL (not --server)"
+                .into(),
+        ));
+    }
+    let mut spawned = None;
     let mut run = if let Some(url) = &args.server {
         let file = |path: &Option<PathBuf>| path.as_deref().map(read).transpose();
         Run {
@@ -343,6 +359,7 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
         };
         let server =
             ServerProcess::start_flotta(&server_binary(&args)?, data_dir.path(), &backend)?;
+        spawned = Some(backend.clone());
         Run {
             target: target_from_dir(&server)?,
             server_pid: Arc::new(AtomicU32::new(server.pid())),
@@ -359,12 +376,14 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
     run.target.http1 = args.http1;
     run.target.source_addresses = if is_loopback_url(&run.target.server_url) {
         // Agents over HTTP/1.1 hold two connections each (heartbeat, configuration
-        // long-poll); over HTTP/2 one.
-        let per_device = if (model == Model::Agent || name == "enrol") && args.http1 {
-            2
-        } else {
-            1
-        };
+        // long-poll); over HTTP/2 one. A device of `replicas` has a client for
+        // each replica.
+        let per_device =
+            if ((model == Model::Agent || name == "enrol") && args.http1) || name == "replicas" {
+                2
+            } else {
+                1
+            };
         args.source_addresses
             .unwrap_or_else(|| fleet::source_addresses_for(args.devices, per_device))
     } else {
@@ -376,6 +395,10 @@ async fn run_scenario(name: &str, args: RunArgs) -> Result<Report, SimError> {
         "propagate" => scenario::propagate(&run).await,
         "reconnect" => scenario::reconnect(&mut run).await,
         "rollout" => scenario::rollout(&run).await,
+        "replicas" => match &spawned {
+            Some(backend) => scenario::replicas(&mut run, backend).await,
+            None => Err(SimError::Setup("replicas needs a spawned server".into())),
+        },
         _ => scenario::flotta_poll(&run).await,
     };
     drop(run);
@@ -450,6 +473,7 @@ fn main() -> ExitCode {
         Command::Reconnect(args) => ("reconnect", args),
         Command::FlottaPoll(args) => ("flotta-poll", args),
         Command::Rollout(args) => ("rollout", args),
+        Command::Replicas(args) => ("replicas", args),
         Command::BaselineMtls(args) => ("baseline-mtls", args),
     };
     let (json, allow_errors) = (args.json.clone(), args.allow_errors);
@@ -482,6 +506,7 @@ mod tests {
             "reconnect",
             "flotta-poll",
             "rollout",
+            "replicas",
             "baseline-mtls",
         ] {
             let cli =
@@ -494,6 +519,7 @@ mod tests {
                 | Command::Reconnect(a)
                 | Command::FlottaPoll(a)
                 | Command::Rollout(a)
+                | Command::Replicas(a)
                 | Command::BaselineMtls(a) => a,
                 other => panic!("{other:?}"),
             };

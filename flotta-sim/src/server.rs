@@ -131,6 +131,27 @@ impl ServerProcess {
         Ok(server)
     }
 
+    /// Starts a second replica of this server on the same PostgreSQL database: a
+    /// fresh data directory under `data_dir` with a copy of this one's `pki/` and
+    /// secret key (so device certificates and sealed secrets hold on both), its own
+    /// loopback ports.
+    pub fn replica(&self, data_dir: &Path, backend: &Backend) -> Result<Self, SimError> {
+        if !matches!(backend, Backend::Postgres(_)) {
+            return Err(SimError::Setup(
+                "replicas share one PostgreSQL database: use --spawn-server postgres".into(),
+            ));
+        }
+        copy_dir_files(&self.data_dir.join("pki"), &data_dir.join("pki"))?;
+        let key = self.data_dir.join("secret-key");
+        if key.exists() {
+            std::fs::copy(&key, data_dir.join("secret-key")).map_err(|source| SimError::Io {
+                what: format!("copying {}", key.display()),
+                source,
+            })?;
+        }
+        Self::start_flotta(&self.program, data_dir, backend)
+    }
+
     /// Starts the bare baseline server (`flotta-sim bare-server`).
     pub fn start_bare(program: &Path, data_dir: &Path) -> Result<Self, SimError> {
         let edge_addr = loopback(free_port()?);
@@ -239,6 +260,13 @@ impl ServerProcess {
         self.wait_ready()
     }
 
+    /// Kills the server (SIGKILL: no drain, no lease hand-over), as a crashed
+    /// replica; its CPU time so far stays counted.
+    pub fn kill(&mut self) {
+        self.earlier_cpu_seconds += cpu_seconds_of(self.pid()).unwrap_or(0.0);
+        self.stop();
+    }
+
     /// Stops the server.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -250,6 +278,20 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Copies the files of directory `from` into `to` (created).
+fn copy_dir_files(from: &Path, to: &Path) -> Result<(), SimError> {
+    let io = |what: String| move |source| SimError::Io { what, source };
+    std::fs::create_dir_all(to).map_err(io(format!("creating {}", to.display())))?;
+    for entry in std::fs::read_dir(from).map_err(io(format!("reading {}", from.display())))? {
+        let entry = entry.map_err(io(format!("reading {}", from.display())))?;
+        if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .map_err(io(format!("copying {}", entry.path().display())))?;
+        }
+    }
+    Ok(())
 }
 
 fn launch(program: &Path, args: &[String], log: &Path) -> Result<Child, SimError> {

@@ -22,11 +22,13 @@ use crate::{Model, SimError};
 mod flotta_poll;
 mod propagate;
 mod reconnect;
+mod replicas;
 mod rollout;
 
 pub use flotta_poll::flotta_poll;
 pub use propagate::propagate;
 pub use reconnect::reconnect;
+pub use replicas::replicas;
 pub use rollout::rollout;
 
 /// Name of the workload the propagation scenario rolls out.
@@ -143,6 +145,27 @@ impl Run {
         let usage = self.close_window(&window);
         bar.finish_and_clear();
         usage
+    }
+
+    /// Waits (at most [`SETTLE_TIMEOUT`], showing `label`) until `count` devices
+    /// reached the state `ready` counts; otherwise stops `tasks` and fails with
+    /// how many did (`"... of N devices {reached}"`).
+    async fn settle_fleet(
+        &self,
+        ready: &AtomicUsize,
+        count: usize,
+        (label, reached): (&str, &str),
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> Result<(), SimError> {
+        let bar = self.bar(count as u64, label);
+        let done = settle(ready, count, SETTLE_TIMEOUT, &bar).await;
+        if done < count {
+            abort_all(std::mem::take(tasks));
+            return Err(SimError::Setup(format!(
+                "{done} of {count} devices {reached}"
+            )));
+        }
+        Ok(())
     }
 
     fn report(&self, scenario: &str, model: &str, operation: &str) -> Report {
@@ -341,15 +364,13 @@ pub async fn steady(run: &Run, scenario: &str) -> Result<Report, SimError> {
             }
         }));
     }
-    let bar = run.bar(devices.len() as u64, "connecting");
-    let connected = settle(&counters.ready, devices.len(), SETTLE_TIMEOUT, &bar).await;
-    if connected < devices.len() {
-        abort_all(tasks);
-        return Err(SimError::Setup(format!(
-            "{connected} of {} devices delivered a first heartbeat",
-            devices.len()
-        )));
-    }
+    run.settle_fleet(
+        &counters.ready,
+        devices.len(),
+        ("connecting", "delivered a first heartbeat"),
+        &mut tasks,
+    )
+    .await?;
     let curve = MemoryCurve::start(run.server_pid.clone(), run.settings.sample_every);
     counters.reset();
     latencies.reset();

@@ -13,15 +13,15 @@ use crate::report::Report;
 use crate::stats::{Latencies, per_second};
 use crate::{Model, SimError};
 
-use super::{NAMESPACE, Run, SETTLE_TIMEOUT, WORKLOAD_NAME, WORKLOADS, abort_all, settle};
+use super::{NAMESPACE, Run, WORKLOAD_NAME, WORKLOADS, abort_all, settle};
 
 /// Shared progress of a roll-out round.
 #[derive(Default)]
-struct Rollout {
-    round: AtomicU32,
+pub(super) struct Rollout {
+    pub(super) round: AtomicU32,
     /// When the current round's change was sent, nanoseconds after `base`.
-    started_nanos: AtomicU64,
-    done: AtomicUsize,
+    pub(super) started_nanos: AtomicU64,
+    pub(super) done: AtomicUsize,
 }
 
 impl Rollout {
@@ -29,19 +29,61 @@ impl Rollout {
         format!("registry.invalid/sim/app:r{round}")
     }
 
-    /// Whether `text` shows the current round's change; records its latency.
-    fn observe(&self, text: &str, seen_round: &mut u32, base: Instant, latencies: &Latencies) {
+    /// Whether `text` shows the current round's change; records its latency and
+    /// returns it.
+    pub(super) fn observe(
+        &self,
+        text: &str,
+        seen_round: &mut u32,
+        base: Instant,
+        latencies: &Latencies,
+    ) -> Option<Duration> {
         let round = self.round.load(Ordering::Acquire);
         if round > *seen_round && text.contains(&Self::marker(round)) {
             *seen_round = round;
             let started = Duration::from_nanos(self.started_nanos.load(Ordering::Acquire));
-            latencies.record(base.elapsed().saturating_sub(started));
+            let latency = base.elapsed().saturating_sub(started);
+            latencies.record(latency);
             self.done.fetch_add(1, Ordering::Relaxed);
+            return Some(latency);
         }
+        None
+    }
+
+    /// Makes change `round` through `management`, timed from now: creates the
+    /// workload (`create`) or patches its spec.
+    pub(super) async fn change(
+        &self,
+        management: &ManagementClient,
+        round: u32,
+        create: bool,
+        base: Instant,
+    ) -> Result<(), SimError> {
+        self.done.store(0, Ordering::Relaxed);
+        let started = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.started_nanos.store(started, Ordering::Release);
+        self.round.store(round, Ordering::Release);
+        let changed = if create {
+            management
+                .create_raw(WORKLOADS, NAMESPACE, &workload(round))
+                .await
+        } else {
+            management
+                .patch_raw(
+                    WORKLOADS,
+                    NAMESPACE,
+                    WORKLOAD_NAME,
+                    &json!({"spec": workload(round)["spec"].clone()}),
+                )
+                .await
+        };
+        changed
+            .map(drop)
+            .map_err(|e| SimError::Setup(format!("changing the workload: {e}")))
     }
 }
 
-fn workload(round: u32) -> Value {
+pub(super) fn workload(round: u32) -> Value {
     json!({
         "apiVersion": "management.project-flotta.io/v1alpha1",
         "kind": "EdgeWorkload",
@@ -107,7 +149,7 @@ pub async fn propagate(run: &Run) -> Result<Report, SimError> {
                                 .filter_map(|name| runtime.workload(name))
                                 .filter_map(|w| serde_json::to_string(&w).ok())
                                 .collect::<String>();
-                            rollout.observe(&running, &mut seen_round, base, &latencies);
+                            let _ = rollout.observe(&running, &mut seen_round, base, &latencies);
                         }
                         Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -139,7 +181,7 @@ pub async fn propagate(run: &Run) -> Result<Report, SimError> {
                             }
                             version = Some(etag);
                             let text = serde_json::to_string(&message).unwrap_or_default();
-                            rollout.observe(&text, &mut seen_round, base, &latencies);
+                            let _ = rollout.observe(&text, &mut seen_round, base, &latencies);
                         }
                         Ok(_) => failures = 0,
                         Err(_) => {
@@ -153,14 +195,13 @@ pub async fn propagate(run: &Run) -> Result<Report, SimError> {
         }
     }
     let devices = run.settings.devices;
-    let bar = run.bar(devices as u64, "first config");
-    let listening = settle(&ready, devices, SETTLE_TIMEOUT, &bar).await;
-    if listening < devices {
-        abort_all(tasks);
-        return Err(SimError::Setup(format!(
-            "{listening} of {devices} devices got their first configuration"
-        )));
-    }
+    run.settle_fleet(
+        &ready,
+        devices,
+        ("first config", "got their first configuration"),
+        &mut tasks,
+    )
+    .await?;
     // Every device is now back in its long-poll.
     tokio::time::sleep(Duration::from_millis(500)).await;
     errors.store(0, Ordering::Relaxed);
@@ -168,25 +209,7 @@ pub async fn propagate(run: &Run) -> Result<Report, SimError> {
     let rounds = 3u32;
     let mut missing = 0u64;
     for round in 1..=rounds {
-        rollout.done.store(0, Ordering::Relaxed);
-        let started = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        rollout.started_nanos.store(started, Ordering::Release);
-        rollout.round.store(round, Ordering::Release);
-        let changed = if round == 1 {
-            management
-                .create_raw(WORKLOADS, NAMESPACE, &workload(round))
-                .await
-        } else {
-            management
-                .patch_raw(
-                    WORKLOADS,
-                    NAMESPACE,
-                    WORKLOAD_NAME,
-                    &json!({"spec": workload(round)["spec"].clone()}),
-                )
-                .await
-        };
-        changed.map_err(|e| SimError::Setup(format!("changing the workload: {e}")))?;
+        rollout.change(&management, round, round == 1, base).await?;
         let bar = run.bar(devices as u64, &format!("round {round}"));
         let reached = settle(&rollout.done, devices, Duration::from_secs(60), &bar).await;
         missing += (devices - reached.min(devices)) as u64;

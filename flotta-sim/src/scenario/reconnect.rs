@@ -104,14 +104,13 @@ pub async fn reconnect(run: &mut Run) -> Result<Report, SimError> {
         }));
     }
     let count = devices.len();
-    let bar = run.bar(count as u64, "connecting");
-    let connected = settle(&counters.ready, count, SETTLE_TIMEOUT, &bar).await;
-    if connected < count {
-        abort_all(tasks);
-        return Err(SimError::Setup(format!(
-            "{connected} of {count} devices delivered a first heartbeat"
-        )));
-    }
+    run.settle_fleet(
+        &counters.ready,
+        count,
+        ("connecting", "delivered a first heartbeat"),
+        &mut tasks,
+    )
+    .await?;
     counters.reset();
     let window = run.open_window();
     let nanos = || u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
