@@ -131,10 +131,10 @@ impl ServerProcess {
         Ok(server)
     }
 
-    /// Starts a second replica of this server on the same PostgreSQL database: a
-    /// fresh data directory under `data_dir` with a copy of this one's `pki/` and
-    /// secret key (so device certificates and sealed secrets hold on both), its own
-    /// loopback ports.
+    /// Starts a second replica of this server on the same PostgreSQL database, in
+    /// the data directory `data_dir` with a copy of this one's `pki/` and secret
+    /// key (so device certificates and sealed secrets hold on both), on loopback
+    /// ports of its own.
     pub fn replica(&self, data_dir: &Path, backend: &Backend) -> Result<Self, SimError> {
         if !matches!(backend, Backend::Postgres(_)) {
             return Err(SimError::Setup(
